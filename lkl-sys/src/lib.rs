@@ -1,0 +1,1 @@
+//! Raw bindings to LKL (in progress).

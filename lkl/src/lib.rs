@@ -1,0 +1,1 @@
+//! Safe LKL API (in progress).

@@ -1,0 +1,1 @@
+//! The LKL boot test lives in tests/ and examples/.
