@@ -1,0 +1,1 @@
+//! Typed system call wrappers (in progress).
