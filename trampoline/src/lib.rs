@@ -1,1 +1,255 @@
-//! placeholder
+//! The zpoline trampoline: the sled at virtual address 0, the entry stub and the
+//! syscall hook, shared by `lkl-run --zpoline` and `libzpoline.so`.
+//!
+//! Contract:
+//! - [`install`] maps the sled page at 0, routes every syscall number and makes page 0
+//!   execute-only where protection keys allow it (elsewhere read+exec, see
+//!   `docs/zpoline.md`). Call it once, single-threaded, before any site is rewritten.
+//! - After that, a rewritten site (`call *%rax`) enters the stub, which either does the
+//!   syscall itself (fast pass-through, no vector state touched) or calls the Rust hook.
+//! - The hook never allocates, never calls libc and never touches Rust thread-local
+//!   storage: it runs on the program's threads with the program's `%fs`.
+//! - The [`Backend`] decides what a syscall does. [`Host`] passes it to the host kernel;
+//!   the LKL backend will plug in here.
+
+mod entry_x86_64;
+mod hook;
+pub mod names;
+pub mod sled;
+pub mod sud;
+pub mod trace;
+
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+pub use entry_x86_64::{entry_address, Frame};
+pub use rewriter::live::sys::syscall6;
+
+/// Errors from setting the trampoline up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Mapping page 0 failed; usually `vm.mmap_min_addr` is not 0.
+    #[error(
+        "cannot map the trampoline at address 0 (errno {0}); run `sysctl -w vm.mmap_min_addr=0`"
+    )]
+    MapZero(i32),
+    /// Something else already lives at address 0.
+    #[error("address 0 is already mapped")]
+    ZeroInUse,
+    /// `mprotect` of page 0 failed.
+    #[error("cannot protect the trampoline page (errno {0})")]
+    Protect(i32),
+    /// The CPU or kernel lacks XSAVE, which the hook path needs to keep vector state.
+    #[error("the CPU does not support XSAVE (OSXSAVE not set)")]
+    NoXsave,
+    /// Enabling Syscall User Dispatch failed.
+    #[error("prctl(PR_SET_SYSCALL_USER_DISPATCH) failed with errno {0}")]
+    Sud(i32),
+    /// Installing the SIGSYS handler failed.
+    #[error("rt_sigaction(SIGSYS) failed with errno {0}")]
+    Sigaction(i32),
+    /// `install` was called twice.
+    #[error("the trampoline is already installed")]
+    AlreadyInstalled,
+}
+
+/// Where a syscall goes.
+pub trait Backend: Sync + Send {
+    /// Runs syscall `nr` with `args`; returns the result or a negative errno.
+    fn syscall(&self, nr: u64, args: &[u64; 6]) -> i64;
+}
+
+/// The host backend: every syscall goes to the host kernel unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Host;
+
+impl Backend for Host {
+    #[inline(always)]
+    fn syscall(&self, nr: u64, args: &[u64; 6]) -> i64 {
+        // SAFETY: we forward exactly what the program asked for; the program owns
+        // the consequences, as it would with a native syscall.
+        unsafe { syscall6(nr, *args) }
+    }
+}
+
+/// How an `execve` is turned into a re-exec through the loader, so the new image is
+/// interposed again.
+#[derive(Debug, Clone)]
+pub struct ReExec {
+    /// NUL-terminated path of the loader binary.
+    pub loader: Vec<u8>,
+    /// NUL-terminated arguments placed between the loader and `--argv0 NAME -- PATH ...`.
+    pub args: Vec<Vec<u8>>,
+}
+
+/// What the hook does besides calling the backend.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// File descriptor for `--trace` lines, if tracing.
+    pub trace_fd: Option<i32>,
+    /// Address of a shared counter area of [`trace::COUNTER_WORDS`] `u64`s, if counting.
+    pub count_area: Option<usize>,
+    /// Print the `--count` summary when this process calls `exit_group`.
+    pub print_summary: bool,
+    /// Re-exec `execve` through the loader (lkl-run); `None` leaves `execve` alone
+    /// (LD_PRELOAD mode, where the environment carries LD_PRELOAD).
+    pub reexec: Option<ReExec>,
+    /// Rewrite code mapped executable later (`mmap`/`mprotect` with `PROT_EXEC`).
+    pub rewrite_new_code: bool,
+    /// Address ranges never rewritten: our own code, the vDSO, page 0.
+    pub exclude: Vec<(u64, u64)>,
+    /// Absolute path of the program, NUL-terminated, when `/proc/self/exe` names the
+    /// loader instead (lkl-run): `execve` and `readlink` of `/proc/self/exe` use it.
+    pub program: Option<Vec<u8>>,
+}
+
+pub(crate) static OPTIONS: OnceLock<Options> = OnceLock::new();
+pub(crate) static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
+/// The pid that prints the summary (0: none).
+pub(crate) static ROOT_PID: AtomicI32 = AtomicI32::new(0);
+/// Counter area (null when not counting).
+pub(crate) static COUNTS: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
+/// Sites rewritten so far, by anyone.
+pub(crate) static PATCHED: AtomicU64 = AtomicU64::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static EXEC_ONLY: AtomicBool = AtomicBool::new(false);
+
+const PROT_READ: u64 = 1;
+const PROT_WRITE: u64 = 2;
+const PROT_EXEC: u64 = 4;
+
+/// Protection keys: true when `pkey_alloc` works (the kernel then makes `PROT_EXEC`
+/// mappings execute-only).
+pub fn pkeys_available() -> bool {
+    // SAFETY: pkey_alloc(0, 0) has no memory arguments.
+    let k = unsafe { syscall6(330, [0, 0, 0, 0, 0, 0]) };
+    if k >= 0 {
+        // SAFETY: freeing the key we just got.
+        unsafe { syscall6(331, [k as u64, 0, 0, 0, 0, 0]) };
+        true
+    } else {
+        false
+    }
+}
+
+/// True when page 0 ended up execute-only (a NULL read faults).
+pub fn page0_execute_only() -> bool {
+    EXEC_ONLY.load(Ordering::Relaxed)
+}
+
+/// Number of sites rewritten so far through [`rewrite_region`] and the hook.
+pub fn patched_sites() -> u64 {
+    PATCHED.load(Ordering::Relaxed)
+}
+
+/// Maps the sled at address 0, sets up routing and the hook options.
+///
+/// Call once, before any site is rewritten and while the process has one thread.
+///
+/// # Errors
+/// See [`Error`]: page 0 cannot be mapped, XSAVE missing, or called twice.
+pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Error> {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return Err(Error::AlreadyInstalled);
+    }
+    entry_x86_64::init_xsave_size()?;
+    const MAP_PRIVATE: u64 = 0x02;
+    const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+    const MAP_ANONYMOUS: u64 = 0x20;
+    // SAFETY: a fresh anonymous mapping at 0 that cannot replace anything (NOREPLACE).
+    let r = unsafe {
+        syscall6(
+            9,
+            [
+                0,
+                4096,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                u64::MAX,
+                0,
+            ],
+        )
+    };
+    if r == -17 {
+        return Err(Error::ZeroInUse);
+    }
+    if r != 0 {
+        return Err(Error::MapZero(if r < 0 { -r as i32 } else { 0 }));
+    }
+    let sled = sled::build(entry_address());
+    write_page0(&sled);
+    // With protection keys the kernel turns a PROT_EXEC-only mapping into an
+    // execute-only one; without them x86 makes it readable too.
+    // SAFETY: reprotecting our own page 0.
+    let r = unsafe { syscall6(10, [0, 4096, PROT_EXEC, 0, 0, 0]) };
+    if r < 0 {
+        return Err(Error::Protect(-r as i32));
+    }
+    EXEC_ONLY.store(pkeys_available(), Ordering::Relaxed);
+
+    if let Some(area) = options.count_area {
+        COUNTS.store(area as *mut AtomicU64, Ordering::Relaxed);
+    }
+    if options.print_summary {
+        // SAFETY: getpid has no arguments.
+        ROOT_PID.store(unsafe { syscall6(39, [0; 6]) } as i32, Ordering::Relaxed);
+    }
+    let every = options.trace_fd.is_some() || options.count_area.is_some();
+    for (nr, slot) in entry_x86_64::ROUTE.iter().enumerate() {
+        let special = matches!(nr, 15 | 56 | 58 | 435);
+        let hooked = (matches!(nr, 9 | 10 | 59 | 322 | 13)
+            && (options.rewrite_new_code || options.reexec.is_some()))
+            || (matches!(nr, 89 | 267) && options.program.is_some());
+        let route = if every && (nr <= sled::MAX_NR) {
+            1
+        } else if special {
+            2
+        } else if hooked {
+            1
+        } else {
+            0
+        };
+        slot.store(route, Ordering::Relaxed);
+    }
+    let _ = BACKEND.set(backend);
+    let _ = OPTIONS.set(options);
+    Ok(())
+}
+
+/// Routes every syscall through the Rust hook (for backends that must see all of them).
+pub fn route_all_to_hook() {
+    for slot in entry_x86_64::ROUTE.iter().take(sled::MAX_NR + 1) {
+        slot.store(1, Ordering::Relaxed);
+    }
+}
+
+fn write_page0(sled: &[u8]) {
+    // Rust forbids writing through a null pointer even where address 0 is mapped, so
+    // the copy is done by the CPU in inline assembly.
+    // SAFETY: page 0 is mapped read-write by `install` and the sled fits in it; the asm
+    // reads `sled.len()` bytes from `sled` and writes them at address 0.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rdi") 0usize => _,
+            inout("rsi") sled.as_ptr() => _,
+            inout("rcx") sled.len() => _,
+            options(nostack),
+        );
+    }
+}
+
+/// Rewrites every syscall site in the mapped region `[start, start + len)`, which has
+/// protection `prot` (`PROT_*` bits). Regions in the exclusion list are skipped.
+/// Returns the number of sites patched.
+///
+/// # Safety
+/// The region must be mapped with protection `prot` and hold code of the program (not
+/// ours, not the vDSO); no other thread may change its mapping meanwhile.
+///
+/// # Errors
+/// [`rewriter::Error`] when a page cannot be reprotected.
+pub unsafe fn rewrite_region(start: u64, len: u64, prot: i32) -> Result<usize, rewriter::Error> {
+    // SAFETY: forwarded to our caller.
+    unsafe { hook::rewrite(start, len, prot as u64) }
+}

@@ -1,1 +1,1 @@
-//! placeholder
+//! End-to-end tests of lkl-run --zpoline live in `tests/`.

@@ -1,0 +1,411 @@
+//! The `lkl-run` command line: parse, load, interpose, jump.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+
+use crate::elf::{self, Image};
+use crate::map;
+use crate::stack::{self, at, AuxVal};
+use crate::Error;
+
+/// Which syscall backend serves the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Pass every syscall to the host kernel.
+    Host,
+}
+
+/// Run a Linux x86-64 program with every system call interposed.
+#[derive(Debug, Parser)]
+#[command(name = "lkl-run", version, about)]
+pub struct Cli {
+    /// Interpose with zpoline (binary rewriting of syscall instructions).
+    #[arg(long)]
+    pub zpoline: bool,
+    /// Where syscalls go.
+    #[arg(long, value_enum, default_value = "host")]
+    pub backend: BackendKind,
+    /// Log every interposed syscall like strace, to stderr or to FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    pub trace: Option<String>,
+    /// Print a per-syscall summary when the program exits.
+    #[arg(long)]
+    pub count: bool,
+    /// Do not enable the Syscall User Dispatch fallback for unrewritten syscalls.
+    #[arg(long)]
+    pub no_sud: bool,
+    /// Take PROGRAM as a path, without searching PATH (used when re-executing).
+    #[arg(long, hide = true)]
+    pub no_path_search: bool,
+    /// argv[0] to give the program (used when re-executing).
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub argv0: Option<OsString>,
+    /// This lkl-run was started by an interposed execve.
+    #[arg(long, hide = true)]
+    pub child: bool,
+    /// Inherited trace file descriptor.
+    #[arg(long, hide = true)]
+    pub trace_fd: Option<i32>,
+    /// Inherited counter memory file descriptor.
+    #[arg(long, hide = true)]
+    pub count_fd: Option<i32>,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM ARGS")]
+    pub command: Vec<OsString>,
+}
+
+/// Entry point of the `lkl-run` binary.
+pub fn main() {
+    let cli = Cli::parse();
+    // trailing_var_arg lets `--unknown` through as PROGRAM; treat it as the usage error it is.
+    if cli.command[0].as_bytes().starts_with(b"-") {
+        use clap::CommandFactory;
+        let msg = format!("unexpected argument '{}'", cli.command[0].to_string_lossy());
+        Cli::command()
+            .error(clap::error::ErrorKind::UnknownArgument, msg)
+            .exit();
+    }
+    if !cli.zpoline {
+        eprintln!(
+            "lkl-run: only --zpoline mode exists so far; run `lkl-run --zpoline PROGRAM ARGS...`"
+        );
+        std::process::exit(2);
+    }
+    let e = run(cli);
+    eprintln!("lkl-run: {e}");
+    std::process::exit(e.exit_code());
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Finds PROGRAM like a shell does.
+fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
+    let show = prog.to_string_lossy().into_owned();
+    let check = |p: PathBuf| -> Result<PathBuf, Error> {
+        match std::fs::metadata(&p) {
+            Err(_) => Err(Error::NotFound(show.clone())),
+            Ok(m) if m.is_dir() || !is_executable(&p) => Err(Error::NotExecutable(show.clone())),
+            Ok(_) => Ok(p),
+        }
+    };
+    if !search || prog.as_bytes().contains(&b'/') {
+        return check(PathBuf::from(prog));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    for dir in std::env::split_paths(&path) {
+        let p = dir.join(prog);
+        if p.is_file() && is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(Error::NotFound(show))
+}
+
+/// Reads `path`; follows `#!` lines like the kernel. Returns the ELF path, its bytes
+/// and the argv to use.
+fn follow_scripts(
+    mut path: PathBuf,
+    mut argv: Vec<OsString>,
+) -> Result<(PathBuf, Vec<u8>, Vec<OsString>), Error> {
+    for _ in 0..4 {
+        let show = path.to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).map_err(|e| Error::Io(show.clone(), e))?;
+        if !bytes.starts_with(b"#!") {
+            return Ok((path, bytes, argv));
+        }
+        let line = bytes[2..].split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let line = &line[..line.len().min(255)];
+        let text = std::str::from_utf8(line)
+            .map_err(|_| Error::NotElf(show.clone()))?
+            .trim();
+        let (interp, arg) = match text.split_once([' ', '\t']) {
+            Some((i, a)) => (i, Some(a.trim())),
+            None => (text, None),
+        };
+        if interp.is_empty() {
+            return Err(Error::NotElf(show));
+        }
+        let mut new = vec![OsString::from(interp)];
+        if let Some(a) = arg.filter(|a| !a.is_empty()) {
+            new.push(a.into());
+        }
+        new.push(path.clone().into_os_string());
+        new.extend(argv.into_iter().skip(1));
+        argv = new;
+        path = resolve(OsStr::new(interp), false)?;
+    }
+    Err(Error::NotExecutable(path.to_string_lossy().into_owned()))
+}
+
+fn mmap_min_addr() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn cstr(s: &[u8]) -> Vec<u8> {
+    let mut v = s.to_vec();
+    v.push(0);
+    v
+}
+
+/// An address range `[start, end)`.
+type Range = (u64, u64);
+
+/// The r-xp mapping containing `addr`, and the vDSO, from /proc/self/maps.
+fn own_ranges(addr: u64) -> (Option<Range>, Option<Range>) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let (mut text, mut vdso) = (None, None);
+    for l in maps.lines() {
+        let mut it = l.split_whitespace();
+        let Some((a, b)) = it.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if a <= addr && addr < b {
+            text = Some((a, b));
+        }
+        if l.ends_with("[vdso]") {
+            vdso = Some((a, b));
+        }
+    }
+    (text, vdso)
+}
+
+/// Duplicates `fd` to a high number (>= 900) without close-on-exec, so it survives
+/// the program's re-execs and stays out of its way.
+fn high_fd(fd: i32) -> i32 {
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_DUPFD, 900) }
+}
+
+fn fd_valid(fd: i32) -> bool {
+    // SAFETY: F_GETFD only inspects the descriptor.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+fn setup_trace(cli: &Cli) -> Option<i32> {
+    if let Some(fd) = cli.trace_fd.filter(|&fd| fd_valid(fd)) {
+        return Some(fd);
+    }
+    let target = cli.trace.as_deref().or(cli.trace_fd.map(|_| "-"))?;
+    if target == "-" {
+        return Some(high_fd(2));
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    if !cli.child {
+        o.truncate(false);
+        let _ = std::fs::File::create(target);
+    }
+    match o.open(target) {
+        Ok(f) => {
+            use std::os::fd::AsRawFd;
+            Some(high_fd(f.as_raw_fd()))
+        }
+        Err(e) => {
+            eprintln!("lkl-run: --trace={target}: {e}; tracing to stderr");
+            Some(high_fd(2))
+        }
+    }
+}
+
+/// Maps the shared counter area; returns (address, fd to pass on).
+fn setup_count(cli: &Cli) -> Option<(usize, i32)> {
+    let size = trampoline::trace::COUNTER_WORDS * 8;
+    let map = |fd: i32| {
+        // SAFETY: a shared mapping of our counter memfd.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p as usize)
+    };
+    if let Some(fd) = cli.count_fd.filter(|&fd| fd_valid(fd)) {
+        if let Some(p) = map(fd) {
+            return Some((p, fd));
+        }
+    }
+    if !cli.count && cli.count_fd.is_none() {
+        return None;
+    }
+    // SAFETY: creating an anonymous memory file.
+    let fd = unsafe { libc::memfd_create(c"zpoline-count".as_ptr(), 0) };
+    // SAFETY: sizing our own memfd.
+    if fd < 0 || unsafe { libc::ftruncate(fd, size as i64) } < 0 {
+        return None;
+    }
+    let hi = high_fd(fd);
+    // SAFETY: closing the original descriptor we just duplicated.
+    unsafe { libc::close(fd) };
+    map(hi).map(|p| (p, hi))
+}
+
+fn read_auxv() -> Vec<(u64, u64)> {
+    let raw = std::fs::read("/proc/self/auxv").unwrap_or_default();
+    raw.chunks_exact(16)
+        .map(|c| {
+            (
+                u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
+                u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
+            )
+        })
+        .take_while(|&(k, _)| k != at::NULL)
+        .collect()
+}
+
+fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
+    let show = path.to_string_lossy().into_owned();
+    let bytes = std::fs::read(path).map_err(|e| Error::Io(show.clone(), e))?;
+    let img = elf::parse(&show, &bytes)?;
+    let f = std::fs::File::open(path).map_err(|e| Error::Io(show, e))?;
+    Ok((f, img))
+}
+
+/// Loads and runs the program; returns only on error.
+pub fn run(cli: Cli) -> Error {
+    match try_run(cli) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
+    let min = mmap_min_addr();
+    if min != 0 {
+        return Err(Error::MmapMinAddr(min));
+    }
+    let mut argv = cli.command.clone();
+    let path = resolve(&argv[0], !cli.no_path_search)?;
+    if let Some(a0) = &cli.argv0 {
+        argv[0] = a0.clone();
+    }
+    let (path, bytes, argv) = follow_scripts(path, argv)?;
+    let show = path.to_string_lossy().into_owned();
+    let img = elf::parse(&show, &bytes)?;
+    drop(bytes);
+    let file = std::fs::File::open(&path).map_err(|e| Error::Io(show.clone(), e))?;
+    let interp = match &img.interp {
+        Some(i) => Some(load(Path::new(i))?),
+        None => None,
+    };
+
+    // Interposition options.
+    let trace_fd = setup_trace(&cli);
+    let count = setup_count(&cli);
+    let loader = std::env::current_exe().map_err(|e| Error::Io("/proc/self/exe".into(), e))?;
+    let mut args: Vec<Vec<u8>> = ["--zpoline", "--no-path-search", "--child"]
+        .iter()
+        .map(|s| cstr(s.as_bytes()))
+        .collect();
+    if let Some(fd) = trace_fd {
+        args.push(cstr(format!("--trace-fd={fd}").as_bytes()));
+    }
+    if let Some((_, fd)) = count {
+        args.push(cstr(format!("--count-fd={fd}").as_bytes()));
+    }
+    if cli.no_sud {
+        args.push(cstr(b"--no-sud"));
+    }
+    let (text, vdso) = own_ranges(trampoline::entry_address());
+    let mut exclude = vec![(0, 4096)];
+    exclude.extend(text);
+    exclude.extend(vdso);
+    let options = trampoline::Options {
+        trace_fd,
+        count_area: count.map(|(p, _)| p),
+        print_summary: cli.count && !cli.child,
+        reexec: Some(trampoline::ReExec {
+            loader: cstr(loader.as_os_str().as_bytes()),
+            args,
+        }),
+        rewrite_new_code: true,
+        exclude,
+        program: std::fs::canonicalize(&path)
+            .ok()
+            .map(|p| cstr(p.as_os_str().as_bytes())),
+    };
+    static HOST: trampoline::Host = trampoline::Host;
+    trampoline::install(options, &HOST)?;
+
+    // Map and rewrite the program and its interpreter.
+    let prog = map::map_image(&show, &file, &img)?;
+    let mut entry = img.entry + prog.bias;
+    let mut base = 0;
+    let mut regions = prog.exec_regions.clone();
+    if let Some((ifile, iimg)) = &interp {
+        let name = img.interp.clone().unwrap_or_default();
+        let m = map::map_image(&name, ifile, iimg)?;
+        base = iimg.min_vaddr() + m.bias;
+        entry = iimg.entry + m.bias;
+        regions.extend(m.exec_regions);
+    }
+    for (start, len, prot) in regions {
+        // SAFETY: regions we just mapped from the program's files, not yet running.
+        unsafe { trampoline::rewrite_region(start, len, prot) }
+            .map_err(|e| Error::Map(show.clone(), format!("rewriting: {e}"), 0))?;
+    }
+
+    // The program must not inherit our descriptors.
+    drop(file);
+    drop(interp);
+
+    // The initial stack.
+    let mut random = [0u8; 16];
+    // SAFETY: getrandom into our buffer.
+    unsafe { libc::getrandom(random.as_mut_ptr().cast(), 16, 0) };
+    let mut auxv: Vec<(u64, AuxVal)> = read_auxv()
+        .into_iter()
+        .filter(|(k, _)| !at::OWN.contains(k))
+        .map(|(k, v)| (k, AuxVal::Value(v)))
+        .collect();
+    auxv.extend([
+        (at::PHDR, AuxVal::Value(img.phdr_vaddr + prog.bias)),
+        (at::PHENT, AuxVal::Value(img.phent)),
+        (at::PHNUM, AuxVal::Value(img.phnum)),
+        (at::BASE, AuxVal::Value(base)),
+        (at::FLAGS, AuxVal::Value(0)),
+        (at::ENTRY, AuxVal::Value(img.entry + prog.bias)),
+        (at::RANDOM, AuxVal::Random(random)),
+        (at::PLATFORM, AuxVal::Str("x86_64")),
+        (at::EXECFN, AuxVal::ExecFn),
+    ]);
+    let argv: Vec<Vec<u8>> = argv.into_iter().map(OsStringExt::into_vec).collect();
+    let envp: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.into_vec();
+            e.push(b'=');
+            e.extend(v.into_vec());
+            e
+        })
+        .collect();
+    let top = map::map_stack(8 << 20)?;
+    let built = stack::build(top, &argv, &envp, path.as_os_str().as_bytes(), &auxv);
+
+    map::unregister_rseq();
+    if !cli.no_sud {
+        if let Some((a, b)) = text {
+            trampoline::sud::enable(a, b - a)?;
+        }
+    }
+    // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
+    unsafe { map::enter(entry, built.sp, &built.image) }
+}

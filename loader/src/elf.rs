@@ -1,0 +1,197 @@
+//! ELF → validated load plan. Safe code only: parsing with goblin, checks, and the
+//! arithmetic of where each segment goes.
+#![forbid(unsafe_code)]
+
+use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
+use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
+use goblin::elf::Elf;
+
+use crate::Error;
+
+/// Page size the plan aligns to.
+pub const PAGE: u64 = 4096;
+
+/// One `PT_LOAD` segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// `p_vaddr`.
+    pub vaddr: u64,
+    /// `p_memsz`.
+    pub memsz: u64,
+    /// `p_filesz`.
+    pub filesz: u64,
+    /// `p_offset`.
+    pub offset: u64,
+    /// `PROT_*` bits derived from `p_flags`.
+    pub prot: i32,
+}
+
+impl Segment {
+    /// True for segments holding code.
+    pub fn is_exec(&self) -> bool {
+        self.prot & 4 != 0
+    }
+}
+
+/// What the loader needs to know about one ELF file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// `ET_DYN` (PIE or shared object): may be placed anywhere.
+    pub relocatable: bool,
+    /// `e_entry`.
+    pub entry: u64,
+    /// Virtual address of the program headers (`PT_PHDR`, or derived from `e_phoff`).
+    pub phdr_vaddr: u64,
+    /// `e_phentsize`.
+    pub phent: u64,
+    /// `e_phnum`.
+    pub phnum: u64,
+    /// The `PT_LOAD` segments in file order.
+    pub segments: Vec<Segment>,
+    /// `PT_INTERP`, if any.
+    pub interp: Option<String>,
+}
+
+impl Image {
+    /// Lowest page-aligned address the image covers (before bias).
+    pub fn min_vaddr(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| s.vaddr & !(PAGE - 1))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// End of the highest segment, page-aligned (before bias).
+    pub fn max_vaddr(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|s| (s.vaddr + s.memsz + PAGE - 1) & !(PAGE - 1))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn prot(flags: u32) -> i32 {
+    let mut p = 0;
+    if flags & PF_R != 0 {
+        p |= 1;
+    }
+    if flags & PF_W != 0 {
+        p |= 2;
+    }
+    if flags & PF_X != 0 {
+        p |= 4;
+    }
+    p
+}
+
+/// Parses and validates `bytes`, the contents of `path`.
+///
+/// # Errors
+/// [`Error::NotElf`] for anything that is not an ELF file, [`Error::WrongArch`] for ELF
+/// files that are not x86-64 executables, [`Error::BadElf`] for inconsistent headers.
+pub fn parse(path: &str, bytes: &[u8]) -> Result<Image, Error> {
+    if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
+        return Err(Error::NotElf(path.to_string()));
+    }
+    let elf = Elf::parse(bytes).map_err(|e| Error::BadElf(path.to_string(), e.to_string()))?;
+    if !elf.is_64 || elf.header.e_machine != EM_X86_64 {
+        return Err(Error::WrongArch(path.to_string()));
+    }
+    let relocatable = match elf.header.e_type {
+        ET_DYN => true,
+        ET_EXEC => false,
+        t => {
+            return Err(Error::BadElf(
+                path.to_string(),
+                format!("ELF type {t} is not executable"),
+            ))
+        }
+    };
+    let mut segments = Vec::new();
+    let mut interp = None;
+    let mut phdr = None;
+    for ph in &elf.program_headers {
+        match ph.p_type {
+            PT_LOAD => {
+                if ph.p_filesz > ph.p_memsz || ph.p_offset % PAGE != ph.p_vaddr % PAGE {
+                    return Err(Error::BadElf(path.to_string(), "misaligned PT_LOAD".into()));
+                }
+                let end = ph.p_offset.checked_add(ph.p_filesz);
+                if end.is_none_or(|e| e > bytes.len() as u64) {
+                    return Err(Error::BadElf(
+                        path.to_string(),
+                        "PT_LOAD past end of file".into(),
+                    ));
+                }
+                segments.push(Segment {
+                    vaddr: ph.p_vaddr,
+                    memsz: ph.p_memsz,
+                    filesz: ph.p_filesz,
+                    offset: ph.p_offset,
+                    prot: prot(ph.p_flags),
+                });
+            }
+            PT_INTERP => {
+                let r = ph.file_range();
+                let raw = bytes
+                    .get(r)
+                    .ok_or_else(|| Error::BadElf(path.to_string(), "bad PT_INTERP".into()))?;
+                let s = raw.split(|&b| b == 0).next().unwrap_or(&[]);
+                interp = Some(String::from_utf8_lossy(s).into_owned());
+            }
+            PT_PHDR => phdr = Some(ph.p_vaddr),
+            _ => {}
+        }
+    }
+    if segments.is_empty() {
+        return Err(Error::BadElf(path.to_string(), "no PT_LOAD segment".into()));
+    }
+    let phoff = elf.header.e_phoff;
+    let phdr_vaddr = match phdr {
+        Some(v) => v,
+        None => segments
+            .iter()
+            .find(|s| s.offset <= phoff && phoff < s.offset + s.filesz)
+            .map(|s| s.vaddr + (phoff - s.offset))
+            .ok_or_else(|| Error::BadElf(path.to_string(), "program headers not loaded".into()))?,
+    };
+    Ok(Image {
+        relocatable,
+        entry: elf.header.e_entry,
+        phdr_vaddr,
+        phent: u64::from(elf.header.e_phentsize),
+        phnum: u64::from(elf.header.e_phnum),
+        segments,
+        interp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_elf() {
+        assert!(matches!(parse("x", b"#!/bin/sh\n"), Err(Error::NotElf(_))));
+        assert!(matches!(parse("x", b""), Err(Error::NotElf(_))));
+    }
+
+    #[test]
+    fn parses_our_own_binary() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let img = parse("self", &exe).unwrap();
+        assert!(img.relocatable);
+        assert!(img.segments.iter().any(Segment::is_exec));
+        assert_eq!(img.phent, 56);
+    }
+
+    #[test]
+    fn rejects_other_architectures() {
+        let mut exe = std::fs::read("/proc/self/exe").unwrap();
+        exe[18] = 0xB7; // e_machine = EM_AARCH64
+        exe[19] = 0;
+        assert!(matches!(parse("x", &exe), Err(Error::WrongArch(_))));
+    }
+}

@@ -1,0 +1,197 @@
+//! Mapping a load plan into our address space and jumping to it: the only unsafe part
+//! of the loader.
+
+use std::os::fd::AsRawFd;
+
+use crate::elf::{Image, PAGE};
+use crate::Error;
+
+fn down(a: u64) -> u64 {
+    a & !(PAGE - 1)
+}
+
+fn up(a: u64) -> u64 {
+    (a + PAGE - 1) & !(PAGE - 1)
+}
+
+/// A mapped image.
+#[derive(Debug, Clone)]
+pub struct Mapped {
+    /// Added to every `p_vaddr` (0 for `ET_EXEC`).
+    pub bias: u64,
+    /// Executable regions as (start, len, prot), page-aligned, for the rewriter.
+    pub exec_regions: Vec<(u64, u64, i32)>,
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Maps every `PT_LOAD` of `img` from `file` (named `path` in errors).
+///
+/// # Errors
+/// [`Error::Map`] when the kernel refuses a mapping (e.g. an `ET_EXEC` range is taken).
+pub fn map_image(path: &str, file: &std::fs::File, img: &Image) -> Result<Mapped, Error> {
+    let lo = img.min_vaddr();
+    let span = img.max_vaddr() - lo;
+    let fail = |what: &str| Error::Map(path.to_string(), what.to_string(), errno());
+    // Reserve the whole span first so segments land at fixed offsets from each other.
+    let (hint, flags) = if img.relocatable {
+        (0, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+    } else {
+        (
+            lo,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+        )
+    };
+    // SAFETY: an anonymous PROT_NONE reservation; NOREPLACE keeps existing mappings.
+    let base = unsafe { libc::mmap(hint as *mut _, span as usize, libc::PROT_NONE, flags, -1, 0) };
+    if base == libc::MAP_FAILED {
+        return Err(fail("reserving address space"));
+    }
+    let bias = base as u64 - lo;
+    let mut exec_regions = Vec::new();
+    for s in &img.segments {
+        let start = down(s.vaddr + bias);
+        let file_end = s.vaddr + bias + s.filesz;
+        let mem_end = up(s.vaddr + bias + s.memsz);
+        let needs_zero = s.memsz > s.filesz;
+        let map_prot = if needs_zero {
+            s.prot | libc::PROT_WRITE
+        } else {
+            s.prot
+        };
+        if s.filesz > 0 {
+            let len = up(file_end) - start;
+            // SAFETY: MAP_FIXED inside our own reservation.
+            let r = unsafe {
+                libc::mmap(
+                    start as *mut _,
+                    len as usize,
+                    map_prot,
+                    libc::MAP_PRIVATE | libc::MAP_FIXED,
+                    file.as_raw_fd(),
+                    down(s.offset) as i64,
+                )
+            };
+            if r == libc::MAP_FAILED {
+                return Err(fail("mapping a segment"));
+            }
+        }
+        if needs_zero {
+            // Zero the tail of the last file page, then map anonymous pages for the rest.
+            let zero_from = if s.filesz > 0 { file_end } else { start };
+            let page_end = up(zero_from);
+            if s.filesz > 0 && page_end > zero_from {
+                // SAFETY: inside the segment we just mapped writable.
+                unsafe {
+                    std::ptr::write_bytes(zero_from as *mut u8, 0, (page_end - zero_from) as usize)
+                };
+            }
+            let anon_from = if s.filesz > 0 { page_end } else { start };
+            if mem_end > anon_from {
+                // SAFETY: MAP_FIXED inside our own reservation.
+                let r = unsafe {
+                    libc::mmap(
+                        anon_from as *mut _,
+                        (mem_end - anon_from) as usize,
+                        s.prot,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if r == libc::MAP_FAILED {
+                    return Err(fail("mapping bss"));
+                }
+            }
+            if s.filesz > 0 {
+                // SAFETY: restoring the segment's own protection on our mapping.
+                unsafe { libc::mprotect(start as *mut _, (up(file_end) - start) as usize, s.prot) };
+            }
+        }
+        if s.is_exec() {
+            exec_regions.push((start, up(s.vaddr + bias + s.filesz) - start, s.prot));
+        }
+    }
+    Ok(Mapped { bias, exec_regions })
+}
+
+/// Maps a fresh stack of `size` bytes and returns its top.
+///
+/// # Errors
+/// [`Error::Map`] when the mapping fails.
+pub fn map_stack(size: usize) -> Result<u64, Error> {
+    // SAFETY: a fresh anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::Map(
+            "stack".into(),
+            "mapping the stack".into(),
+            errno(),
+        ));
+    }
+    Ok(p as u64 + size as u64)
+}
+
+/// Copies the stack image to `sp`, then jumps to `entry` with `%rsp = sp` and the
+/// registers the psABI specifies (rdx = 0: no exit function).
+///
+/// # Safety
+/// `[sp, sp + image.len())` must be mapped writable stack memory, and `entry` the entry
+/// point of a fully mapped, rewritten program or interpreter.
+pub unsafe fn enter(entry: u64, sp: u64, image: &[u8]) -> ! {
+    // SAFETY: the caller guarantees the destination is our mapped stack.
+    unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), sp as *mut u8, image.len()) };
+    // SAFETY: switches to the new stack and never returns; the caller guarantees entry.
+    unsafe {
+        std::arch::asm!(
+            "mov rsp, {sp}",
+            "xor ebp, ebp",
+            "xor ebx, ebx",
+            "xor r12d, r12d",
+            "xor r13d, r13d",
+            "xor r14d, r14d",
+            "xor r15d, r15d",
+            "jmp {entry}",
+            sp = in(reg) sp,
+            entry = in(reg) entry,
+            in("rdx") 0u64,
+            options(noreturn),
+        )
+    }
+}
+
+extern "C" {
+    static __rseq_offset: isize;
+    static __rseq_size: u32;
+}
+
+/// Unregisters our own libc's rseq area for this thread, so that the program's libc can
+/// register its own (the kernel allows one per thread).
+pub fn unregister_rseq() {
+    // SAFETY: glibc (2.35+) exports these two read-only variables.
+    let (off, size) = unsafe { (__rseq_offset, __rseq_size) };
+    if size == 0 {
+        return;
+    }
+    // SAFETY: pthread_self is the thread pointer on x86-64 glibc.
+    let tp = unsafe { libc::pthread_self() } as isize;
+    let area = (tp + off) as u64;
+    for len in [u64::from(size), 32] {
+        // SAFETY: unregistering the area our libc registered for this thread.
+        let r = unsafe { libc::syscall(334, area, len, 1u64, 0x5305_3053u64) };
+        if r == 0 {
+            return;
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The Rust syscall hook. Runs on the program's threads with the program's `%fs`: no
+//! allocation, no libc, no thread-locals, no locks, no panics on the normal path.
+
+use core::sync::atomic::Ordering;
+
+use crate::entry_x86_64::Frame;
+use crate::trace;
+use crate::{syscall6, ReExec, BACKEND, COUNTS, OPTIONS, PATCHED, ROOT_PID};
+
+const NR_MMAP: u64 = 9;
+const NR_MPROTECT: u64 = 10;
+const NR_RT_SIGACTION: u64 = 13;
+const NR_EXECVE: u64 = 59;
+const NR_EXIT_GROUP: u64 = 231;
+const NR_READLINK: u64 = 89;
+const NR_READLINKAT: u64 = 267;
+const NR_EXECVEAT: u64 = 322;
+const PROT_READ: u64 = 1;
+const PROT_EXEC: u64 = 4;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_PRIVATE: u64 = 0x02;
+const AT_FDCWD: u64 = -100i64 as u64;
+const AT_EMPTY_PATH: u64 = 0x1000;
+const ENOEXEC: i64 = 8;
+const EACCES: i64 = 13;
+const E2BIG: i64 = 7;
+const SIGSYS: u64 = 31;
+
+/// What the stub should do after the hook.
+pub(crate) enum Outcome {
+    /// The syscall is done; here is its result.
+    Done(i64),
+    /// Run the stub's special path (rt_sigreturn, clone, vfork, clone3).
+    Special,
+}
+
+/// Called by the stub's hook path.
+pub(crate) fn on_syscall(frame: &mut Frame) -> u64 {
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
+    match handle(frame.rax, &args, true) {
+        Outcome::Done(r) => {
+            frame.rax = r as u64;
+            0
+        }
+        Outcome::Special => 1,
+    }
+}
+
+/// The hook proper, shared by the stub and the SIGSYS handler (`from_stub == false`).
+pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
+    let Some(opts) = OPTIONS.get() else {
+        // SAFETY: not set up yet: behave like the real instruction.
+        return Outcome::Done(unsafe { syscall6(nr, *args) });
+    };
+    let counts = COUNTS.load(Ordering::Relaxed);
+    if matches!(nr, 15 | 56 | 58 | 435) {
+        trace::count(counts, nr, 0);
+        if let Some(fd) = opts.trace_fd {
+            trace::trace(fd, nr, args, None);
+        }
+        return if from_stub {
+            Outcome::Special
+        } else {
+            Outcome::Done(-38)
+        };
+    }
+    match nr {
+        NR_EXECVE | NR_EXECVEAT if opts.reexec.is_some() => {
+            if let Some(fd) = opts.trace_fd {
+                trace::trace(fd, nr, args, None);
+            }
+            let r = exec(
+                opts.reexec.as_ref().unwrap_or_else(|| unreachable!()),
+                nr,
+                args,
+            );
+            trace::count(counts, nr, r);
+            return Outcome::Done(r);
+        }
+        NR_EXIT_GROUP => {
+            trace::count(counts, nr, 0);
+            if let Some(fd) = opts.trace_fd {
+                trace::trace(fd, nr, args, None);
+            }
+            // SAFETY: getpid has no arguments.
+            let pid = unsafe { syscall6(39, [0; 6]) } as i32;
+            if ROOT_PID.load(Ordering::Relaxed) == pid {
+                trace::summary(opts.trace_fd.unwrap_or(2), counts);
+            }
+        }
+        NR_READLINK | NR_READLINKAT if opts.program.is_some() => {
+            let (path, buf, size) = if nr == NR_READLINK {
+                (args[0], args[1], args[2])
+            } else {
+                (args[1], args[2], args[3])
+            };
+            // SAFETY: the program's NUL-terminated path argument.
+            if path != 0 && unsafe { is_proc_self_exe(path as *const u8) } {
+                let prog = opts.program.as_deref().unwrap_or(b"\0");
+                let n = (prog.len() - 1).min(size as usize);
+                // SAFETY: the program gave us a buffer of `size` bytes.
+                unsafe { core::ptr::copy_nonoverlapping(prog.as_ptr(), buf as *mut u8, n) };
+                let r = n as i64;
+                trace::count(counts, nr, r);
+                if let Some(fd) = opts.trace_fd {
+                    trace::trace(fd, nr, args, Some(r));
+                }
+                return Outcome::Done(r);
+            }
+        }
+        NR_RT_SIGACTION if args[0] == SIGSYS && crate::sud::enabled() => {
+            // SIGSYS belongs to the Syscall User Dispatch fallback: pretend success.
+            if args[2] != 0 {
+                // SAFETY: the program passed `oldact` of `args[3] + 24` bytes.
+                unsafe { core::ptr::write_bytes(args[2] as *mut u8, 0, 24 + args[3] as usize) };
+            }
+            trace::count(counts, nr, 0);
+            return Outcome::Done(0);
+        }
+        _ => {}
+    }
+    let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
+    let r = backend.syscall(nr, args);
+    if opts.rewrite_new_code && !(-4095..0).contains(&r) {
+        if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
+            // SAFETY: the kernel just mapped [r, r+len) with that protection for the program.
+            let _ = unsafe { rewrite(r as u64, args[1], args[2]) };
+        } else if nr == NR_MPROTECT && args[2] & PROT_EXEC != 0 {
+            // SAFETY: the program just made [addr, addr+len) executable.
+            let _ = unsafe { rewrite(args[0], args[1], args[2]) };
+        }
+    }
+    if nr != NR_EXIT_GROUP {
+        trace::count(counts, nr, r);
+        if let Some(fd) = opts.trace_fd {
+            trace::trace(fd, nr, args, Some(r));
+        }
+    }
+    Outcome::Done(r)
+}
+
+/// Rewrites a region that just became executable, unless it overlaps an excluded range.
+///
+/// # Safety
+/// `[start, start+len)` must be mapped with `prot` and hold the program's code.
+pub(crate) unsafe fn rewrite(start: u64, len: u64, prot: u64) -> Result<usize, rewriter::Error> {
+    let len = (len + 4095) & !4095;
+    if len == 0 || start & 4095 != 0 {
+        return Ok(0);
+    }
+    if let Some(opts) = OPTIONS.get() {
+        if opts
+            .exclude
+            .iter()
+            .any(|&(a, b)| start < b && a < start + len)
+        {
+            return Ok(0);
+        }
+    }
+    let readable = prot & PROT_READ != 0;
+    if !readable {
+        // SAFETY: adding read access to the program's own executable region.
+        unsafe { syscall6(10, [start, len, prot | PROT_READ, 0, 0, 0]) };
+    }
+    // SAFETY: forwarded from our caller; protection is now prot|READ.
+    let r = unsafe { rewriter::live::patch_region(start, len, (prot | PROT_READ) as i32) };
+    if !readable {
+        // SAFETY: restoring the protection the program asked for.
+        unsafe { syscall6(10, [start, len, prot, 0, 0, 0]) };
+    }
+    if let Ok(n) = r {
+        PATCHED.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    r
+}
+
+/// Length of the NUL-terminated string at `p`.
+///
+/// # Safety
+/// `p` must point to a NUL-terminated string.
+unsafe fn cstrlen(p: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller guarantees a terminating NUL.
+    while unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    n
+}
+
+/// True when the string at `p` is `/proc/self/exe` or `/proc/<our pid>/exe`.
+///
+/// # Safety
+/// `p` must point to a NUL-terminated string.
+unsafe fn is_proc_self_exe(p: *const u8) -> bool {
+    // SAFETY: forwarded to the caller.
+    let s = unsafe { core::slice::from_raw_parts(p, cstrlen(p)) };
+    if s == b"/proc/self/exe" {
+        return true;
+    }
+    let Some(rest) = s
+        .strip_prefix(b"/proc/")
+        .and_then(|r| r.strip_suffix(b"/exe"))
+    else {
+        return false;
+    };
+    // SAFETY: getpid has no arguments.
+    let pid = unsafe { syscall6(39, [0; 6]) } as u64;
+    let mut want = trace::Line::new();
+    use core::fmt::Write;
+    let _ = write!(want, "{pid}");
+    rest == want.bytes()
+}
+
+/// Turns `execve`/`execveat` into an `execve` of the loader with the same environment,
+/// so the new image is interposed from its first instruction. Checks first what the
+/// kernel would check (exists, executable, regular, ELF or `#!`) so that a failing
+/// `execve` still fails in the calling program, which may go on (a shell's PATH walk).
+fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
+    let (dirfd, path, argv, envp, flags) = if nr == NR_EXECVE {
+        (AT_FDCWD, args[0], args[1], args[2], 0)
+    } else {
+        (args[0], args[1], args[2], args[3], args[4])
+    };
+    // Build a path the loader can open: "/proc/self/fd/N[/path]" for dirfd-relative or
+    // AT_EMPTY_PATH forms.
+    let mut pbuf = [0u8; 4200];
+    let path = if path == 0 {
+        return -14;
+    } else if dirfd == AT_FDCWD || {
+        // SAFETY: path is the program's NUL-terminated string.
+        unsafe { *(path as *const u8) == b'/' }
+    } {
+        path
+    } else {
+        use core::fmt::Write;
+        let mut l = trace::Line::new();
+        // SAFETY: path is the program's NUL-terminated string.
+        let rel =
+            unsafe { core::slice::from_raw_parts(path as *const u8, cstrlen(path as *const u8)) };
+        let _ = write!(l, "/proc/self/fd/{}", dirfd as i32);
+        let head = l.bytes();
+        if head.len() + 1 + rel.len() + 1 > pbuf.len() {
+            return -36;
+        }
+        pbuf[..head.len()].copy_from_slice(head);
+        let mut n = head.len();
+        if !(rel.is_empty() && flags & AT_EMPTY_PATH != 0) {
+            pbuf[n] = b'/';
+            pbuf[n + 1..n + 1 + rel.len()].copy_from_slice(rel);
+            n += 1 + rel.len();
+        }
+        pbuf[n] = 0;
+        pbuf.as_ptr() as u64
+    };
+    let path = match OPTIONS.get().and_then(|o| o.program.as_deref()) {
+        // SAFETY: the program's NUL-terminated path.
+        Some(prog) if unsafe { is_proc_self_exe(path as *const u8) } => prog.as_ptr() as u64,
+        _ => path,
+    };
+    // SAFETY: faccessat with the program's path string.
+    let r = unsafe { syscall6(269, [AT_FDCWD, path, 1, 0, 0, 0]) };
+    if r < 0 {
+        return r;
+    }
+    // SAFETY: openat with the program's path string, read-only.
+    let fd = unsafe { syscall6(257, [AT_FDCWD, path, 0x80000, 0, 0, 0]) };
+    if fd < 0 {
+        // Executable but not readable: we cannot load it ourselves; run it natively.
+        // SAFETY: the program's own arguments.
+        return unsafe { syscall6(NR_EXECVE, [path, argv, envp, 0, 0, 0]) };
+    }
+    let mut magic = [0u8; 4];
+    // SAFETY: reading 4 bytes into our buffer, then closing our fd.
+    let n = unsafe {
+        let n = syscall6(0, [fd as u64, magic.as_mut_ptr() as u64, 4, 0, 0, 0]);
+        syscall6(3, [fd as u64, 0, 0, 0, 0, 0]);
+        n
+    };
+    if n < 0 {
+        return -EACCES;
+    }
+    let elf = n == 4 && magic == *b"\x7fELF";
+    let script = n >= 2 && magic[..2] == *b"#!";
+    if !elf && !script {
+        return -ENOEXEC;
+    }
+    // argv: loader, fixed args, --argv0 A0, --, path, argv[1..], NULL
+    let argv = argv as *const u64;
+    let mut argc = 0usize;
+    if !argv.is_null() {
+        // SAFETY: argv is the program's NULL-terminated pointer array.
+        while unsafe { *argv.add(argc) } != 0 {
+            argc += 1;
+        }
+    }
+    let argv0 = if argc > 0 {
+        // SAFETY: argv has argc > 0 entries.
+        unsafe { *argv }
+    } else {
+        c"".as_ptr() as u64
+    };
+    let fixed = 1 + re.args.len() + 4;
+    let total = fixed + argc.saturating_sub(1) + 1;
+    let mut small = [0u64; 512];
+    if total > small.len() {
+        return -E2BIG;
+    }
+    let out = &mut small[..total];
+    let mut i = 0;
+    out[i] = re.loader.as_ptr() as u64;
+    i += 1;
+    for a in &re.args {
+        out[i] = a.as_ptr() as u64;
+        i += 1;
+    }
+    for a in [
+        c"--argv0".as_ptr() as u64,
+        argv0,
+        c"--".as_ptr() as u64,
+        path,
+    ] {
+        out[i] = a;
+        i += 1;
+    }
+    for k in 1..argc {
+        // SAFETY: k < argc.
+        out[i] = unsafe { *argv.add(k) };
+        i += 1;
+    }
+    out[i] = 0;
+    // SAFETY: a NULL-terminated argv of valid strings, the program's envp.
+    unsafe {
+        syscall6(
+            NR_EXECVE,
+            [
+                re.loader.as_ptr() as u64,
+                out.as_ptr() as u64,
+                envp,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
