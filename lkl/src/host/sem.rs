@@ -4,7 +4,7 @@
 //! `__switch_to` ups the next task and downs the previous one), so the
 //! uncontended cases are a single atomic instruction and no system call:
 //! `up` only calls `futex(FUTEX_WAKE)` when a thread is known to sleep, and
-//! `down` only sleeps after a short spin finds the count still zero.
+//! `down` only sleeps after an adaptive spin finds the count still zero.
 
 use std::ffi::c_int;
 use std::hint;
@@ -14,18 +14,34 @@ use lkl_sys::lkl_sem;
 
 use super::futex;
 
-/// How many times `down` re-reads a zero count before sleeping. Short: on a
-/// two-core machine a long spin only delays the thread that would post.
-const SPIN: u32 = 64;
+/// Bounds of the adaptive spin in `down`, in `spin_loop` iterations (a
+/// few ns to a few tens of ns each).
+const SPIN_MIN: u32 = 16;
+const SPIN_MAX: u32 = 2048;
+/// One `down` in this many (a power of two) that find the count zero spins
+/// the maximum, so
+/// that a budget that sank while the cores were busy can grow back.
+const SPIN_PROBE: u32 = 64;
 
 /// A counting semaphore usable from any thread: `up` on one, `down` on
 /// another.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Semaphore {
     /// Available units; the futex word.
     count: AtomicU32,
     /// Threads in (or about to enter) `futex_wait` on `count`.
     waiters: AtomicU32,
+    /// How long `down` spins before sleeping: doubled when a spin sees a
+    /// post, halved when it does not.
+    spin: AtomicU32,
+    /// Spins so far, for [`SPIN_PROBE`].
+    spins: AtomicU32,
+}
+
+impl Default for Semaphore {
+    fn default() -> Self {
+        Semaphore::new(0)
+    }
 }
 
 impl Semaphore {
@@ -34,6 +50,8 @@ impl Semaphore {
         Semaphore {
             count: AtomicU32::new(count),
             waiters: AtomicU32::new(0),
+            spin: AtomicU32::new(SPIN_MAX),
+            spins: AtomicU32::new(0),
         }
     }
 
@@ -58,12 +76,7 @@ impl Semaphore {
             if self.try_down() {
                 return;
             }
-            for _ in 0..SPIN {
-                hint::spin_loop();
-                if self.count.load(Ordering::Relaxed) != 0 {
-                    break;
-                }
-            }
+            self.spin();
             if self.try_down() {
                 return;
             }
@@ -75,6 +88,33 @@ impl Semaphore {
             futex::wait(&self.count, 0);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Spins while the count is zero, for an adaptive number of rounds.
+    ///
+    /// When the poster runs on another core, a handoff takes well under a
+    /// microsecond and spinning saves a futex sleep and wake (several
+    /// microseconds each). When the cores are oversubscribed the poster may
+    /// need the very core we spin on, so a spin that fails halves the next
+    /// one and a spin that succeeds doubles it; an occasional full-length
+    /// probe lets a sunken budget recover.
+    fn spin(&self) {
+        let probe = self.spins.fetch_add(1, Ordering::Relaxed) & (SPIN_PROBE - 1) == 0;
+        let budget = if probe {
+            SPIN_MAX
+        } else {
+            self.spin.load(Ordering::Relaxed)
+        };
+        for _ in 0..budget {
+            hint::spin_loop();
+            if self.count.load(Ordering::Relaxed) != 0 {
+                self.spin
+                    .store((budget * 2).min(SPIN_MAX), Ordering::Relaxed);
+                return;
+            }
+        }
+        self.spin
+            .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
     }
 
     /// Posts a unit, waking one sleeper if there is one.
