@@ -40,10 +40,8 @@ fn host_pipe() -> [i32; 2] {
 
 fn host_write(fd: i32, buf: &[u8]) {
     // SAFETY: `buf` is valid for reads of its length.
-    assert_eq!(
-        unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) },
-        buf.len() as isize
-    );
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    assert_eq!(n, buf.len() as isize);
 }
 
 fn host_read(fd: i32, buf: &mut [u8]) {
