@@ -222,27 +222,38 @@ mod tests {
         // SAFETY: `p` outlives the timer, which is freed below.
         let t = unsafe { timer_alloc(Some(probe), p.arg()) };
         assert!(!t.is_null());
+        // Never early; late by at most 10% (and 1 ms of wakeup latency) in
+        // the best of a few tries, so a loaded machine's scheduling noise
+        // does not fail the test but a timer that is always late does.
+        let mut fired = 0;
         for ms in [1u64, 5, 20, 100] {
-            let start = monotonic_ns();
-            assert_eq!(
-                // SAFETY: a live timer.
-                unsafe { timer_set_oneshot(t, (ms * 1_000_000) as c_ulong) },
-                0
-            );
-            p.sem.down();
-            let took = p.at.load(Ordering::SeqCst) - start;
             let want = ms * 1_000_000;
-            assert!(took >= want, "{ms} ms timer fired early after {took} ns");
-            // 10% for the longer ones; at least 2 ms of scheduling noise.
-            let slack = (want / 10).max(2_000_000);
+            let slack = (want / 10).max(1_000_000);
+            let mut best = u64::MAX;
+            for _ in 0..5 {
+                let start = monotonic_ns();
+                assert_eq!(
+                    // SAFETY: a live timer.
+                    unsafe { timer_set_oneshot(t, want as c_ulong) },
+                    0
+                );
+                p.sem.down();
+                fired += 1;
+                let took = p.at.load(Ordering::SeqCst) - start;
+                assert!(took >= want, "{ms} ms timer fired early, after {took} ns");
+                best = best.min(took);
+                if best <= want + slack {
+                    break;
+                }
+            }
             assert!(
-                took <= want + slack,
-                "{ms} ms timer fired late, after {took} ns"
+                best <= want + slack,
+                "{ms} ms timer fired late every time, at best after {best} ns"
             );
         }
         // One-shot: nothing more fires.
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(p.fired.load(Ordering::SeqCst), 4);
+        assert_eq!(p.fired.load(Ordering::SeqCst), fired);
         // SAFETY: a live timer, freed once.
         unsafe { timer_free(t) };
     }
