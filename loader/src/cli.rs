@@ -332,7 +332,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let options = trampoline::Options {
         trace_fd,
         count_area: count.map(|(p, _)| p),
-        print_summary: cli.count && !cli.child,
+        summary_fd: (cli.count && !cli.child).then(|| trace_fd.unwrap_or_else(|| high_fd(2))),
         reexec: Some(trampoline::ReExec {
             loader: cstr(loader.as_os_str().as_bytes()),
             args,

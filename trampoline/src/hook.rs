@@ -86,8 +86,9 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
             }
             // SAFETY: getpid has no arguments.
             let pid = unsafe { syscall6(39, [0; 6]) } as i32;
-            if ROOT_PID.load(Ordering::Relaxed) == pid {
-                trace::summary(opts.trace_fd.unwrap_or(2), counts);
+            match opts.summary_fd {
+                Some(fd) if ROOT_PID.load(Ordering::Relaxed) == pid => trace::summary(fd, counts),
+                _ => {}
             }
         }
         NR_READLINK | NR_READLINKAT if opts.program.is_some() => {

@@ -89,8 +89,9 @@ pub struct Options {
     pub trace_fd: Option<i32>,
     /// Address of a shared counter area of [`trace::COUNTER_WORDS`] `u64`s, if counting.
     pub count_area: Option<usize>,
-    /// Print the `--count` summary when this process calls `exit_group`.
-    pub print_summary: bool,
+    /// Print the `--count` summary to this descriptor when this process calls
+    /// `exit_group` (a duplicate of stderr: programs often close fd 2 before exiting).
+    pub summary_fd: Option<i32>,
     /// Re-exec `execve` through the loader (lkl-run); `None` leaves `execve` alone
     /// (LD_PRELOAD mode, where the environment carries LD_PRELOAD).
     pub reexec: Option<ReExec>,
@@ -190,7 +191,7 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
     if let Some(area) = options.count_area {
         COUNTS.store(area as *mut AtomicU64, Ordering::Relaxed);
     }
-    if options.print_summary {
+    if options.summary_fd.is_some() {
         // SAFETY: getpid has no arguments.
         ROOT_PID.store(unsafe { syscall6(39, [0; 6]) } as i32, Ordering::Relaxed);
     }
