@@ -1,0 +1,93 @@
+//! Real programs under `lkl-run --zpoline --backend host` give byte-identical stdout
+//! and exit codes to a native run.
+
+mod common;
+use common::*;
+
+#[test]
+fn ls_la_root() {
+    same_as_native("ls", &["-la", "/"]);
+}
+
+#[test]
+fn sort_stdin_file() {
+    let f = scratch().join("sort-input.txt");
+    std::fs::write(&f, "pear\napple\nfig\nbanana\napple\n").unwrap();
+    let out = same_as_native("sort", &[f.to_str().unwrap()]);
+    assert_eq!(out, b"apple\napple\nbanana\nfig\npear\n");
+}
+
+#[test]
+fn tar_czf_then_tzf() {
+    let d = scratch().join("tar-src");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(d.join("sub/b.txt"), "x".repeat(100_000)).unwrap();
+    let arch = scratch().join("t.tgz");
+    let c = interposed(
+        &[],
+        "tar",
+        &[
+            "czf",
+            arch.to_str().unwrap(),
+            "-C",
+            d.to_str().unwrap(),
+            ".",
+        ],
+    );
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let list = same_as_native("tar", &["tzf", arch.to_str().unwrap()]);
+    let list = String::from_utf8(list).unwrap();
+    assert!(list.contains("./sub/b.txt"), "{list}");
+}
+
+#[test]
+fn sh_seq_wc() {
+    let out = same_as_native("sh", &["-c", "seq 1000 | wc -l"]);
+    assert_eq!(out, b"1000\n");
+}
+
+#[test]
+fn python_threads_and_subprocess() {
+    let code = "import threading, subprocess\n\
+r = []\n\
+ts = [threading.Thread(target=lambda i=i: r.append(i * i)) for i in range(8)]\n\
+[t.start() for t in ts]\n\
+[t.join() for t in ts]\n\
+print(sorted(r))\n\
+print(subprocess.run(['echo', 'from child'], capture_output=True, text=True).stdout, end='')\n\
+print(subprocess.check_output(['sh', '-c', 'echo $((6*7))'], text=True), end='')\n";
+    let out = same_as_native("python3", &["-c", code]);
+    assert_eq!(out, b"[0, 1, 4, 9, 16, 25, 36, 49]\nfrom child\n42\n");
+}
+
+#[test]
+fn git_version() {
+    same_as_native("git", &["--version"]);
+}
+
+#[test]
+fn busybox_static_pipeline() {
+    let bb = native("sh", &["-c", "command -v busybox"]);
+    let path = String::from_utf8(bb.stdout).unwrap();
+    let bytes = std::fs::read(path.trim()).expect("busybox (busybox-static) is required");
+    let img = loader::elf::parse("busybox", &bytes).unwrap();
+    assert!(
+        img.interp.is_none(),
+        "busybox must be the static build (apt busybox-static)"
+    );
+    let out = same_as_native(
+        "busybox",
+        &[
+            "sh",
+            "-c",
+            "echo one two three | tr ' ' '\\n' | sort | head -2",
+        ],
+    );
+    assert_eq!(out, b"one\nthree\n");
+}
+
+#[test]
+fn curl_file_url() {
+    same_as_native("curl", &["-s", "file:///etc/hostname"]);
+}
