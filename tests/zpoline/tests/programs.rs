@@ -6,7 +6,7 @@ use common::*;
 
 #[test]
 fn ls_la_root() {
-    same_as_native("ls", &["-la", "/"]);
+    same_as_native_retry("ls", &["-la", "/"]);
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub fn setup() {
 
 /// A scratch directory for this test binary.
 pub fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zpoline-tests-{}", std::process::id()));
+    // Not /tmp: `ls -la /` compares /tmp's link count and mtime.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("zpoline-tests-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -104,6 +106,19 @@ pub fn same_as_native(prog: &str, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&z.stderr)
     );
     z.stdout
+}
+
+/// Like [`same_as_native`], but retries a few times: for outputs that show a live
+/// system (`ls -la /` shows link counts and times that other processes may change).
+pub fn same_as_native_retry(prog: &str, args: &[&str]) -> Vec<u8> {
+    for _ in 0..4 {
+        let n = native(prog, args);
+        let z = interposed(&[], prog, args);
+        if z.stdout == n.stdout && z.status.code() == n.status.code() {
+            return z.stdout;
+        }
+    }
+    same_as_native(prog, args)
 }
 
 /// Asserts the run succeeded and printed `want` on stdout.
