@@ -1,1 +1,145 @@
-//! placeholder
+//! `libzpoline.so`: zpoline for `LD_PRELOAD` use, like upstream zpoline.
+//!
+//! Its constructor maps the trampoline at address 0, rewrites every executable mapping
+//! already loaded (the program, ld.so, libc and the other libraries; not this library,
+//! not the vDSO), and turns on the hook for code mapped executable later (`dlopen`) and
+//! the Syscall User Dispatch fallback (JIT code). Syscalls issued before the
+//! constructor runs (ld.so's own start-up) are not seen: use `lkl-run --zpoline` for
+//! that. `execve` is left alone: the environment keeps `LD_PRELOAD`, so the new image
+//! loads us again.
+//!
+//! Environment: `ZPOLINE_TRACE=-|FILE` traces like `lkl-run --trace`;
+//! `ZPOLINE_COUNT=1` prints the per-syscall summary at exit; `ZPOLINE_SUD=0` turns the
+//! Syscall User Dispatch fallback off.
+
+use std::os::fd::IntoRawFd;
+
+static HOST: trampoline::Host = trampoline::Host;
+
+/// Runs [`init`] when the library is loaded.
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    if let Err(e) = setup() {
+        eprintln!("libzpoline: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// One line of /proc/self/maps: start, end, protection, name.
+struct Mapping {
+    start: u64,
+    end: u64,
+    prot: i32,
+    name: String,
+}
+
+fn maps() -> Vec<Mapping> {
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (a, b) = it.next()?.split_once('-')?;
+            let perms = it.next()?.as_bytes();
+            let name = it.nth(3).unwrap_or("").to_string();
+            let mut prot = 0;
+            for (i, bit) in [(0, 1), (1, 2), (2, 4)] {
+                if perms.get(i) != Some(&b'-') {
+                    prot |= bit;
+                }
+            }
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                prot,
+                name,
+            })
+        })
+        .collect()
+}
+
+fn high_fd(fd: i32) -> i32 {
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 900) }
+}
+
+fn setup() -> Result<(), String> {
+    let min = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr").unwrap_or_default();
+    if min.trim() != "0" {
+        return Err(format!(
+            "vm.mmap_min_addr is {}, but zpoline needs address 0: run `sysctl -w vm.mmap_min_addr=0`",
+            min.trim()
+        ));
+    }
+    let trace_fd = match std::env::var("ZPOLINE_TRACE").ok().as_deref() {
+        None | Some("") => None,
+        Some("-") => Some(high_fd(2)),
+        Some(file) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .map_err(|e| format!("ZPOLINE_TRACE={file}: {e}"))?;
+            let fd = f.into_raw_fd();
+            let hi = high_fd(fd);
+            // SAFETY: closing the descriptor we just duplicated.
+            unsafe { libc::close(fd) };
+            Some(hi)
+        }
+    };
+    let count = std::env::var("ZPOLINE_COUNT").is_ok_and(|v| v == "1");
+    let count_area = if count {
+        let size = trampoline::trace::COUNTER_WORDS * 8;
+        // SAFETY: a fresh shared anonymous mapping (shared so forks add up).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        (p != libc::MAP_FAILED).then_some(p as usize)
+    } else {
+        None
+    };
+    let me = trampoline::entry_address();
+    let all = maps();
+    let own = all.iter().find(|m| m.start <= me && me < m.end).map(|m| (m.start, m.end));
+    let mut exclude = vec![(0, 4096)];
+    exclude.extend(own);
+    exclude.extend(
+        all.iter()
+            .filter(|m| m.name == "[vdso]" || m.name == "[vsyscall]")
+            .map(|m| (m.start, m.end)),
+    );
+    let options = trampoline::Options {
+        trace_fd,
+        count_area,
+        summary_fd: count.then(|| trace_fd.unwrap_or_else(|| high_fd(2))),
+        reexec: None,
+        rewrite_new_code: true,
+        exclude: exclude.clone(),
+        program: None,
+    };
+    trampoline::install(options, &HOST).map_err(|e| e.to_string())?;
+    for m in all.iter().filter(|m| m.prot & 4 != 0) {
+        if exclude.iter().any(|&(a, b)| m.start < b && a < m.end) {
+            continue;
+        }
+        // SAFETY: an executable mapping of the program or one of its libraries, with
+        // the protection /proc/self/maps reports; we are the only thread.
+        unsafe { trampoline::rewrite_region(m.start, m.end - m.start, m.prot) }
+            .map_err(|e| format!("rewriting {}: {e}", m.name))?;
+    }
+    if std::env::var("ZPOLINE_SUD").map_or(true, |v| v != "0") {
+        if let Some((a, b)) = own {
+            trampoline::sud::enable(a, b - a).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
