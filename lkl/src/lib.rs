@@ -16,6 +16,9 @@
 //!   or after halt fails with [`Errno::ENOSYS`].
 //! - [`Kernel::halt`] shuts the kernel down and checks that every host
 //!   thread the library created was joined.
+//! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO
+//!   window the kernel reaches through `ioremap`/`iomem_access`;
+//!   [`get_free_irq`], [`trigger_irq`] and [`virtio_mmio_add`] wire it up.
 //!
 //! System call numbers, constants and structures come from `lkl-sys`, which
 //! generates them from the kernel's own uapi headers (`__lkl__NR_*`,
@@ -30,11 +33,13 @@ use lkl_sys::lkl_host_operations;
 
 mod error;
 pub mod host;
+mod irq;
 #[cfg(feature = "kernel")]
 mod syscalls;
 
 pub use error::{Errno, Error};
 pub use host::{MmioDevice, MmioRegistry, MmioWindow};
+pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
 #[cfg(feature = "kernel")]
 pub use syscalls::*;
 
