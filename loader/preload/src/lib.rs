@@ -109,7 +109,10 @@ fn setup() -> Result<(), String> {
     };
     let me = trampoline::entry_address();
     let all = maps();
-    let own = all.iter().find(|m| m.start <= me && me < m.end).map(|m| (m.start, m.end));
+    let own = all
+        .iter()
+        .find(|m| m.start <= me && me < m.end)
+        .map(|m| (m.start, m.end));
     let mut exclude = vec![(0, 4096)];
     exclude.extend(own);
     exclude.extend(
