@@ -1,6 +1,7 @@
 /*
  * zpoline entry stub, x86-64, AT&T syntax. Included by entry_x86_64.rs via global_asm!;
- * route, hook, xsave_size and slots (in braces below) are Rust items passed as `sym`.
+ * route, hook, xsave_size, slots and the sud_* items (in braces below) are Rust items
+ * passed as `sym`.
  * Braces are format placeholders here: comments must not contain any others.
  *
  * How we get here: a rewritten site executed `call *%rax` (FF D0) with rax = syscall
@@ -139,12 +140,12 @@ zp_clone:
     jz 1f
     lea 16(%rsi), %rsi
     ret
-1:  pop %rsi
+1:  call zp_child_sud
+    pop %rsi
     ret
 3:  test $0x100, %edi
     jnz zp_vfork_like
-    syscall
-    ret
+    jmp zp_fork_like
 
 /*
  * vfork and vfork-like clone/clone3 (CLONE_VM on the parent's stack). The child runs on
@@ -219,13 +220,54 @@ zp_clone3:
     pop %rdi
     lea 216(%rsp), %rsp
     ret
-2:  pop %rdi
+2:  call zp_child_sud
+    pop %rdi
     ret
 8:  testq $0x100, (%rdi)
     jnz zp_vfork_like
-    syscall
-    ret
+    jmp zp_fork_like
 9:  mov $-38, %rax
+    ret
+
+/*
+ * fork-like clone/clone3 (no CLONE_VM, same stack, a copy of it in the child): plain
+ * syscall; the child re-enables Syscall User Dispatch below the red zone first.
+ */
+zp_fork_like:
+    syscall
+    test %rax, %rax
+    jnz 1f
+    lea -128(%rsp), %rsp
+    call zp_child_sud
+    lea 128(%rsp), %rsp
+1:  ret
+
+/*
+ * In a new child task: turn Syscall User Dispatch on again, since the kernel does not
+ * carry it over to new tasks. Called with a usable stack below rsp; keeps every
+ * register but rcx and r11 and the flags; returns rax = 0 (the child's clone result).
+ */
+zp_child_sud:
+    cmpb $0, {sud_on}(%rip)
+    je 1f
+    push %rdi
+    push %rsi
+    push %rdx
+    push %r10
+    push %r8
+    mov $157, %eax
+    mov $59, %edi
+    mov $1, %esi
+    mov {sud_start}(%rip), %rdx
+    mov {sud_len}(%rip), %r10
+    lea {sud_selector}(%rip), %r8
+    syscall
+    pop %r8
+    pop %r10
+    pop %rdx
+    pop %rsi
+    pop %rdi
+1:  xor %eax, %eax
     ret
 
 /* Signal restorer for our own SIGSYS handler; lives in our code, which SUD allows. */

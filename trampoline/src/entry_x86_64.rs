@@ -42,6 +42,10 @@ core::arch::global_asm!(
     hook = sym hook_trampoline,
     xsave_size = sym XSAVE_SIZE,
     slots = sym VFORK_SLOTS,
+    sud_on = sym crate::sud::ENABLED,
+    sud_start = sym crate::sud::ALLOW_START,
+    sud_len = sym crate::sud::ALLOW_LEN,
+    sud_selector = sym crate::sud::SELECTOR,
     options(att_syntax)
 );
 

@@ -11,6 +11,7 @@ const NR_MMAP: u64 = 9;
 const NR_MPROTECT: u64 = 10;
 const NR_RT_SIGACTION: u64 = 13;
 const NR_EXECVE: u64 = 59;
+const NR_FORK: u64 = 57;
 const NR_EXIT_GROUP: u64 = 231;
 const NR_READLINK: u64 = 89;
 const NR_READLINKAT: u64 = 267;
@@ -124,6 +125,9 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     }
     let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
     let r = backend.syscall(nr, args);
+    if nr == NR_FORK && r == 0 {
+        crate::sud::reenable_in_child();
+    }
     if opts.rewrite_new_code && !(-4095..0).contains(&r) {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
             // SAFETY: the kernel just mapped [r, r+len) with that protection for the program.

@@ -198,9 +198,11 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
     let every = options.trace_fd.is_some() || options.count_area.is_some();
     for (nr, slot) in entry_x86_64::ROUTE.iter().enumerate() {
         let special = matches!(nr, 15 | 56 | 58 | 435);
+        // fork goes through the hook: the child must turn Syscall User Dispatch on again.
         let hooked = (matches!(nr, 9 | 10 | 59 | 322 | 13)
             && (options.rewrite_new_code || options.reexec.is_some()))
-            || (matches!(nr, 89 | 267) && options.program.is_some());
+            || (matches!(nr, 89 | 267) && options.program.is_some())
+            || nr == 57;
         let route = if every && (nr <= sled::MAX_NR) {
             1
         } else if special {

@@ -6,7 +6,7 @@
 //! it the executable mapping that holds our own code (the stub and the raw syscalls of
 //! the hook). The selector byte stays at BLOCK for the life of the process.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::hook::{handle, Outcome};
 use crate::{syscall6, Error};
@@ -20,8 +20,13 @@ const SA_SIGINFO: u64 = 4;
 const SA_RESTORER: u64 = 0x0400_0000;
 
 /// The selector byte the kernel reads on every syscall outside the allowed range.
-static SELECTOR: AtomicU8 = AtomicU8::new(0);
+pub(crate) static SELECTOR: AtomicU8 = AtomicU8::new(0);
+/// Set once SUD is on; new tasks turn it on again (the kernel does not inherit it).
 pub(crate) static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The allowed range, for new tasks.
+pub(crate) static ALLOW_START: AtomicU64 = AtomicU64::new(0);
+/// Length of the allowed range.
+pub(crate) static ALLOW_LEN: AtomicU64 = AtomicU64::new(0);
 
 #[repr(C)]
 struct KernelSigaction {
@@ -106,6 +111,30 @@ pub fn enable(allow_start: u64, allow_len: u64) -> Result<(), Error> {
     if r < 0 {
         return Err(Error::Sud(-r as i32));
     }
+    ALLOW_START.store(allow_start, Ordering::Relaxed);
+    ALLOW_LEN.store(allow_len, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+/// Turns Syscall User Dispatch on in a new task (a fork child) if it was on in the
+/// parent.
+pub(crate) fn reenable_in_child() {
+    if !enabled() {
+        return;
+    }
+    // SAFETY: SELECTOR is a static byte that lives as long as the process.
+    unsafe {
+        syscall6(
+            157,
+            [
+                PR_SET_SYSCALL_USER_DISPATCH,
+                PR_SYS_DISPATCH_ON,
+                ALLOW_START.load(Ordering::Relaxed),
+                ALLOW_LEN.load(Ordering::Relaxed),
+                SELECTOR.as_ptr() as u64,
+                0,
+            ],
+        )
+    };
 }

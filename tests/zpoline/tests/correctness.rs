@@ -160,3 +160,14 @@ fn null_access_still_faults() {
         assert!(r.status.success(), "{r:?}");
     }
 }
+
+#[test]
+fn jit_in_new_thread_and_fork_child() {
+    let bin = gcc("jitthread", &["-pthread"]);
+    let z = interposed(&["--count"], bin.to_str().unwrap(), &[]);
+    assert_ok(&z, "thread 5");
+    assert_ok(&z, "child 5");
+    // 5 JIT + 5 libc getppid in the thread, the same in the child.
+    let counts = parse_count(&z.stderr);
+    assert!(counts.contains(&("getppid".to_string(), 20)), "{counts:?}");
+}
