@@ -18,6 +18,17 @@ pub enum BackendKind {
     Host,
 }
 
+/// When Syscall User Dispatch is armed (see `trampoline::sud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SudMode {
+    /// At the first writable+executable mapping.
+    Lazy,
+    /// From the first instruction.
+    Always,
+    /// Never.
+    Never,
+}
+
 /// Run a Linux x86-64 program with every system call interposed.
 #[derive(Debug, Parser)]
 #[command(name = "lkl-run", version, about)]
@@ -34,7 +45,12 @@ pub struct Cli {
     /// Print a per-syscall summary when the program exits.
     #[arg(long)]
     pub count: bool,
-    /// Do not enable the Syscall User Dispatch fallback for unrewritten syscalls.
+    /// When to switch on the Syscall User Dispatch fallback for syscalls the rewriter
+    /// cannot see: `lazy` (at the first writable+executable mapping), `always` (costs
+    /// every syscall the kernel's slow path), `never`.
+    #[arg(long, value_enum, default_value = "lazy", value_name = "WHEN")]
+    pub sud: SudMode,
+    /// Same as `--sud=never`.
     #[arg(long)]
     pub no_sud: bool,
     /// Take PROGRAM as a path, without searching PATH (used when re-executing).
@@ -322,9 +338,16 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if let Some((_, fd)) = count {
         args.push(cstr(format!("--count-fd={fd}").as_bytes()));
     }
-    if cli.no_sud {
-        args.push(cstr(b"--no-sud"));
-    }
+    let sud = match (cli.no_sud, cli.sud) {
+        (true, _) | (_, SudMode::Never) => trampoline::sud::Mode::Never,
+        (_, SudMode::Lazy) => trampoline::sud::Mode::Lazy,
+        (_, SudMode::Always) => trampoline::sud::Mode::Always,
+    };
+    args.push(cstr(match sud {
+        trampoline::sud::Mode::Never => b"--sud=never",
+        trampoline::sud::Mode::Lazy => b"--sud=lazy",
+        trampoline::sud::Mode::Always => b"--sud=always",
+    }));
     let (text, vdso) = own_ranges(trampoline::entry_address());
     let mut exclude = vec![(0, 4096)];
     exclude.extend(text);
@@ -401,10 +424,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let built = stack::build(top, &argv, &envp, path.as_os_str().as_bytes(), &auxv);
 
     map::unregister_rseq();
-    if !cli.no_sud {
-        if let Some((a, b)) = text {
-            trampoline::sud::enable(a, b - a)?;
-        }
+    if let Some((a, b)) = text {
+        trampoline::sud::enable(a, b - a, sud)?;
     }
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
     unsafe { map::enter(entry, built.sp, &built.image) }

@@ -41,8 +41,15 @@ zpoline_entry:
     lea -1(%rcx), %ecx
     jrcxz zp_hook_path
     jmp zp_special
+    /*
+     * Return with pop+jmp, not ret: the kernel's return-stack mitigations leave the
+     * return predictor useless right after a syscall, so a ret here mispredicts
+     * (measured: +8 ns); an indirect jmp is predicted per site. rcx = return address,
+     * as after a real syscall.
+     */
 1:  syscall
-    ret
+    pop %rcx
+    jmp *%rcx
 
 /*
  * Hook path: build a Frame (rdi, rsi, rdx, r10, r8, r9, rax) below the red zone, save

@@ -18,6 +18,7 @@ const NR_READLINKAT: u64 = 267;
 const NR_EXECVEAT: u64 = 322;
 const PROT_READ: u64 = 1;
 const PROT_EXEC: u64 = 4;
+const PROT_WRITE: u64 = 2;
 const MAP_TYPE: u64 = 0x0f;
 const MAP_PRIVATE: u64 = 0x02;
 const AT_FDCWD: u64 = -100i64 as u64;
@@ -112,7 +113,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
                 return Outcome::Done(r);
             }
         }
-        NR_RT_SIGACTION if args[0] == SIGSYS && crate::sud::enabled() => {
+        NR_RT_SIGACTION if args[0] == SIGSYS && crate::sud::handler_installed() => {
             // SIGSYS belongs to the Syscall User Dispatch fallback: pretend success.
             if args[2] != 0 {
                 // SAFETY: the program passed `oldact` of `args[3] + 24` bytes.
@@ -127,6 +128,14 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     let r = backend.syscall(nr, args);
     if nr == NR_FORK && r == 0 {
         crate::sud::reenable_in_child();
+    }
+    if (nr == NR_MMAP || nr == NR_MPROTECT)
+        && !(-4095..0).contains(&r)
+        && args[2] & PROT_EXEC != 0
+        && (args[2] & PROT_WRITE != 0 || (nr == NR_MMAP && args[3] & MAP_TYPE != MAP_PRIVATE))
+    {
+        // Writable and executable at once (a JIT), or shared code we do not rewrite.
+        crate::sud::arm_all();
     }
     if opts.rewrite_new_code && !(-4095..0).contains(&r) {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {

@@ -5,7 +5,15 @@
 //! The kernel lets through every syscall issued from one allowed address range: we give
 //! it the executable mapping that holds our own code (the stub and the raw syscalls of
 //! the hook). The selector byte stays at BLOCK for the life of the process.
-
+//!
+//! Cost: with SUD on, *every* syscall of the task takes the kernel's slow entry path
+//! (measured here: about +28 ns per syscall, allowed ones included). So by default SUD
+//! is armed lazily ([`Mode::Lazy`]): the SIGSYS handler is installed at start, and SUD
+//! is switched on only when the program creates memory that is writable and executable
+//! at once (a JIT), or maps shared executable memory we do not rewrite. Arming then
+//! covers the calling thread, signals every other thread to arm itself, and new tasks
+//! arm themselves in the stub's clone paths. Code made executable by `mprotect` after
+//! it was written (W^X JITs) is rewritten by the hook and needs no SUD.
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::hook::{handle, Outcome};
@@ -16,13 +24,30 @@ const PR_SYS_DISPATCH_ON: u64 = 1;
 const SYSCALL_DISPATCH_FILTER_BLOCK: u8 = 1;
 const SIGSYS: u64 = 31;
 const SYS_USER_DISPATCH: i32 = 2;
+const SI_TKILL: i32 = -6;
 const SA_SIGINFO: u64 = 4;
 const SA_RESTORER: u64 = 0x0400_0000;
+const SA_RESTART: u64 = 0x1000_0000;
 
 /// The selector byte the kernel reads on every syscall outside the allowed range.
 pub(crate) static SELECTOR: AtomicU8 = AtomicU8::new(0);
 /// Set once SUD is on; new tasks turn it on again (the kernel does not inherit it).
 pub(crate) static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Set once our SIGSYS handler is installed (the hook then keeps SIGSYS to itself).
+static HANDLER: AtomicBool = AtomicBool::new(false);
+/// Lazy mode: arm on the first writable+executable mapping.
+static LAZY: AtomicBool = AtomicBool::new(false);
+
+/// When Syscall User Dispatch is switched on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From the start: every syscall pays the kernel's slow entry path.
+    Always,
+    /// On the first writable+executable mapping (default).
+    Lazy,
+    /// Never.
+    Never,
+}
 /// The allowed range, for new tasks.
 pub(crate) static ALLOW_START: AtomicU64 = AtomicU64::new(0);
 /// Length of the allowed range.
@@ -50,7 +75,13 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut u8, uc: *mut u8) {
     // SAFETY: the kernel passes a valid siginfo_t and ucontext_t; si_code is at offset
     // 8, si_syscall at 24 (the `_sigsys` member), gregs at 40 in ucontext_t.
     unsafe {
-        if *(info.add(8) as *const i32) != SYS_USER_DISPATCH {
+        let code = *(info.add(8) as *const i32);
+        if code == SI_TKILL && LAZY.load(Ordering::Relaxed) {
+            // Another thread armed SUD and asks this one to follow.
+            arm_current();
+            return;
+        }
+        if code != SYS_USER_DISPATCH {
             return;
         }
         let nr = *(info.add(24) as *const i32) as u64;
@@ -71,20 +102,29 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut u8, uc: *mut u8) {
     }
 }
 
-/// True once [`enable`] succeeded in this process.
+/// True once SUD is armed in this process.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Installs our SIGSYS handler and turns Syscall User Dispatch on for the calling
-/// thread, allowing syscalls from `[allow_start, allow_start + allow_len)`.
+/// True once our SIGSYS handler is installed.
+pub(crate) fn handler_installed() -> bool {
+    HANDLER.load(Ordering::Relaxed)
+}
+
+/// Sets Syscall User Dispatch up, allowing syscalls from
+/// `[allow_start, allow_start + allow_len)`: installs the SIGSYS handler, and arms SUD
+/// on the calling thread now ([`Mode::Always`]) or later ([`Mode::Lazy`]).
 ///
 /// # Errors
 /// [`Error::Sigaction`] or [`Error::Sud`] with the kernel's errno.
-pub fn enable(allow_start: u64, allow_len: u64) -> Result<(), Error> {
+pub fn enable(allow_start: u64, allow_len: u64, mode: Mode) -> Result<(), Error> {
+    if mode == Mode::Never {
+        return Ok(());
+    }
     let act = KernelSigaction {
         handler: on_sigsys as *const () as usize as u64,
-        flags: SA_SIGINFO | SA_RESTORER,
+        flags: SA_SIGINFO | SA_RESTORER | SA_RESTART,
         restorer: crate::entry_x86_64::restorer_address(),
         mask: 0,
     };
@@ -93,36 +133,24 @@ pub fn enable(allow_start: u64, allow_len: u64) -> Result<(), Error> {
     if r < 0 {
         return Err(Error::Sigaction(-r as i32));
     }
+    HANDLER.store(true, Ordering::Relaxed);
     SELECTOR.store(SYSCALL_DISPATCH_FILTER_BLOCK, Ordering::SeqCst);
-    // SAFETY: SELECTOR is a static byte that lives as long as the process.
-    let r = unsafe {
-        syscall6(
-            157,
-            [
-                PR_SET_SYSCALL_USER_DISPATCH,
-                PR_SYS_DISPATCH_ON,
-                allow_start,
-                allow_len,
-                SELECTOR.as_ptr() as u64,
-                0,
-            ],
-        )
-    };
+    ALLOW_START.store(allow_start, Ordering::Relaxed);
+    ALLOW_LEN.store(allow_len, Ordering::Relaxed);
+    if mode == Mode::Lazy {
+        LAZY.store(true, Ordering::Relaxed);
+        return Ok(());
+    }
+    let r = arm_current();
     if r < 0 {
         return Err(Error::Sud(-r as i32));
     }
-    ALLOW_START.store(allow_start, Ordering::Relaxed);
-    ALLOW_LEN.store(allow_len, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Relaxed);
     Ok(())
 }
 
-/// Turns Syscall User Dispatch on in a new task (a fork child) if it was on in the
-/// parent.
-pub(crate) fn reenable_in_child() {
-    if !enabled() {
-        return;
-    }
+/// prctl(PR_SET_SYSCALL_USER_DISPATCH, ON) for the calling thread.
+fn arm_current() -> i64 {
     // SAFETY: SELECTOR is a static byte that lives as long as the process.
     unsafe {
         syscall6(
@@ -136,5 +164,81 @@ pub(crate) fn reenable_in_child() {
                 0,
             ],
         )
+    }
+}
+
+/// Lazy mode: arms SUD in every thread of the process, once. Called by the hook when
+/// a writable+executable mapping appears. Other threads get a SIGSYS with
+/// `SI_TKILL`, and the handler arms them.
+pub(crate) fn arm_all() {
+    if !LAZY.load(Ordering::Relaxed) || ENABLED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    arm_current();
+    // SAFETY: getpid/gettid have no arguments.
+    let (pid, me) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+    // SAFETY: opening a constant path read-only as a directory.
+    let fd = unsafe {
+        syscall6(
+            257,
+            [
+                -100i64 as u64,
+                c"/proc/self/task".as_ptr() as u64,
+                0x10000 | 0x80000,
+                0,
+                0,
+                0,
+            ],
+        )
     };
+    if fd < 0 {
+        return;
+    }
+    let mut buf = [0u8; 2048];
+    loop {
+        // SAFETY: getdents64 into our stack buffer.
+        let n = unsafe {
+            syscall6(
+                217,
+                [
+                    fd as u64,
+                    buf.as_mut_ptr() as u64,
+                    buf.len() as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let name = &buf[off + 19..off + reclen];
+            let tid = name
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
+            if tid > 0 && tid != me {
+                // SAFETY: tgkill of a thread of our own process with our handled signal.
+                unsafe { syscall6(234, [pid as u64, tid as u64, SIGSYS, 0, 0, 0]) };
+            }
+            if reclen == 0 {
+                break;
+            }
+            off += reclen;
+        }
+    }
+    // SAFETY: closing our directory descriptor.
+    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+}
+
+/// Turns Syscall User Dispatch on in a new task (a fork child) if it was on in the
+/// parent.
+pub(crate) fn reenable_in_child() {
+    if enabled() {
+        arm_current();
+    }
 }

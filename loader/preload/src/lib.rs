@@ -9,8 +9,9 @@
 //! loads us again.
 //!
 //! Environment: `ZPOLINE_TRACE=-|FILE` traces like `lkl-run --trace`;
-//! `ZPOLINE_COUNT=1` prints the per-syscall summary at exit; `ZPOLINE_SUD=0` turns the
-//! Syscall User Dispatch fallback off.
+//! `ZPOLINE_COUNT=1` prints the per-syscall summary at exit; `ZPOLINE_SUD=always|never`
+//! changes when the Syscall User Dispatch fallback is armed (default: lazily, see
+//! `trampoline::sud`).
 
 use std::os::fd::IntoRawFd;
 
@@ -139,10 +140,13 @@ fn setup() -> Result<(), String> {
         unsafe { trampoline::rewrite_region(m.start, m.end - m.start, m.prot) }
             .map_err(|e| format!("rewriting {}: {e}", m.name))?;
     }
-    if std::env::var("ZPOLINE_SUD").map_or(true, |v| v != "0") {
-        if let Some((a, b)) = own {
-            trampoline::sud::enable(a, b - a).map_err(|e| e.to_string())?;
-        }
+    let sud = match std::env::var("ZPOLINE_SUD").as_deref() {
+        Ok("0") | Ok("never") => trampoline::sud::Mode::Never,
+        Ok("1") | Ok("always") => trampoline::sud::Mode::Always,
+        _ => trampoline::sud::Mode::Lazy,
+    };
+    if let Some((a, b)) = own {
+        trampoline::sud::enable(a, b - a, sud).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -101,7 +101,7 @@ fn sud_loop(n: u64) -> Result<f64> {
         })
         .find(|&(a, b)| a <= me && me < b)
         .context("own text mapping not found")?;
-    trampoline::sud::enable(a, b - a)?;
+    trampoline::sud::enable(a, b - a, trampoline::sud::Mode::Always)?;
     Ok(time_calls(n, || f()))
 }
 
