@@ -387,6 +387,19 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
             .map_err(|e| Error::Map(show.clone(), format!("rewriting: {e}"), 0))?;
     }
 
+    if let Some(fd) = trace_fd {
+        let line = format!(
+            "lkl-run: rewrote {} syscall sites in {show}{}\n",
+            trampoline::patched_sites(),
+            img.interp
+                .as_deref()
+                .map(|i| format!(" and {i}"))
+                .unwrap_or_default()
+        );
+        // SAFETY: writing our own buffer to the trace descriptor.
+        unsafe { libc::write(fd, line.as_ptr().cast(), line.len()) };
+    }
+
     // The program must not inherit our descriptors.
     drop(file);
     drop(interp);

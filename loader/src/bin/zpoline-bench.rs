@@ -208,19 +208,27 @@ fn main() -> Result<()> {
         }
     }
 
+    // The real interpreter, not a wrapper script (pyenv shims run several programs).
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
     let py_native = median_ms(|| {
-        let mut c = Command::new("python3");
+        let mut c = Command::new(&python);
         c.args(["-c", "pass"]);
         c
     });
     let py_zp = median_ms(|| {
         let mut c = Command::new(&lkl_run);
-        c.args(["--zpoline", "python3", "-c", "pass"]);
+        c.args(["--zpoline"]).arg(&python).args(["-c", "pass"]);
         c
     });
     match (py_native, py_zp) {
         (Ok(a), Ok(b)) => println!(
-            "start-up, python3 -c pass: native {a:.1} ms, lkl-run --zpoline {b:.1} ms (+{:.1} ms load+rewrite)",
+            "start-up, {python} -c pass: native {a:.1} ms, lkl-run --zpoline {b:.1} ms (+{:.1} ms load+rewrite)",
             b - a
         ),
         (a, b) => println!("start-up: n/a ({:?}, {:?})", a.err(), b.err()),
