@@ -62,6 +62,9 @@ pub struct Cli {
     /// This lkl-run was started by an interposed execve.
     #[arg(long, hide = true)]
     pub child: bool,
+    /// This re-executed process prints the `--count` summary (it was the first one).
+    #[arg(long, hide = true)]
+    pub summary: bool,
     /// Inherited trace file descriptor.
     #[arg(long, hide = true)]
     pub trace_fd: Option<i32>,
@@ -355,10 +358,12 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let options = trampoline::Options {
         trace_fd,
         count_area: count.map(|(p, _)| p),
-        summary_fd: (cli.count && !cli.child).then(|| trace_fd.unwrap_or_else(|| high_fd(2))),
+        summary_fd: ((cli.count && !cli.child) || cli.summary)
+            .then(|| trace_fd.unwrap_or_else(|| high_fd(2))),
         reexec: Some(trampoline::ReExec {
             loader: cstr(loader.as_os_str().as_bytes()),
             args,
+            root_arg: count.map(|_| cstr(b"--summary")),
         }),
         rewrite_new_code: true,
         exclude,

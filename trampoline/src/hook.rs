@@ -73,12 +73,14 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
             if let Some(fd) = opts.trace_fd {
                 trace::trace(fd, nr, args, None);
             }
+            // Counted before: a successful exec never comes back here.
+            trace::count(counts, nr, 0);
             let r = exec(
                 opts.reexec.as_ref().unwrap_or_else(|| unreachable!()),
                 nr,
                 args,
             );
-            trace::count(counts, nr, r);
+            trace::count_error(counts, nr, r);
             return Outcome::Done(r);
         }
         NR_EXIT_GROUP => {
@@ -315,7 +317,10 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     } else {
         c"".as_ptr() as u64
     };
-    let fixed = 1 + re.args.len() + 4;
+    // SAFETY: getpid has no arguments.
+    let is_root = ROOT_PID.load(Ordering::Relaxed) == unsafe { syscall6(39, [0; 6]) } as i32;
+    let root_arg = re.root_arg.as_ref().filter(|_| is_root);
+    let fixed = 1 + re.args.len() + usize::from(root_arg.is_some()) + 4;
     let total = fixed + argc.saturating_sub(1) + 1;
     let mut small = [0u64; 512];
     if total > small.len() {
@@ -325,7 +330,7 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     let mut i = 0;
     out[i] = re.loader.as_ptr() as u64;
     i += 1;
-    for a in &re.args {
+    for a in re.args.iter().chain(root_arg) {
         out[i] = a.as_ptr() as u64;
         i += 1;
     }

@@ -80,6 +80,9 @@ pub struct ReExec {
     pub loader: Vec<u8>,
     /// NUL-terminated arguments placed between the loader and `--argv0 NAME -- PATH ...`.
     pub args: Vec<Vec<u8>>,
+    /// One more NUL-terminated argument added when the process that prints the
+    /// `--count` summary execs (its pid, and so its duty, survives the exec).
+    pub root_arg: Option<Vec<u8>>,
 }
 
 /// What the hook does besides calling the backend.

@@ -111,6 +111,16 @@ pub(crate) fn count(area: *mut AtomicU64, nr: u64, result: i64) {
     }
 }
 
+/// Counts an error for `nr` when `result` is one (the call itself was counted before).
+pub(crate) fn count_error(area: *mut AtomicU64, nr: u64, result: i64) {
+    let i = nr as usize;
+    if i >= SLOTS || area.is_null() || !(-4095..0).contains(&result) {
+        return;
+    }
+    // SAFETY: in bounds of the COUNTER_WORDS area.
+    unsafe { (*area.add(SLOTS + i)).fetch_add(1, Ordering::Relaxed) };
+}
+
 /// Prints the `--count` summary: one line per syscall seen, then the total.
 pub(crate) fn summary(fd: i32, area: *mut AtomicU64) {
     if area.is_null() {

@@ -55,3 +55,15 @@ fn true_count_matches_strace() {
 fn ls_count_matches_strace() {
     compare_with_strace("/bin/ls", &["/"]);
 }
+
+#[test]
+fn count_summary_survives_exec_of_the_first_process() {
+    let z = interposed(&["--count"], "sh", &["-c", "exec /bin/true"]);
+    assert!(z.status.success(), "{}", String::from_utf8_lossy(&z.stderr));
+    let counts = parse_count(&z.stderr);
+    assert!(
+        counts.iter().any(|(n, c)| n == "execve" && *c >= 1),
+        "{counts:?}"
+    );
+    assert!(counts.iter().any(|(n, _)| n == "exit_group"), "{counts:?}");
+}
