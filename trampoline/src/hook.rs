@@ -141,8 +141,10 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     }
     if opts.rewrite_new_code && !(-4095..0).contains(&r) {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
-            // SAFETY: the kernel just mapped [r, r+len) with that protection for the program.
-            let _ = unsafe { rewrite(r as u64, args[1], args[2]) };
+            let len = mapped_file_len(args);
+            // SAFETY: the kernel just mapped [r, r+len) with that protection for the
+            // program, and `len` stops at the end of the file (no SIGBUS past EOF).
+            let _ = unsafe { rewrite(r as u64, len, args[2]) };
         } else if nr == NR_MPROTECT && args[2] & PROT_EXEC != 0 {
             // SAFETY: the program just made [addr, addr+len) executable.
             let _ = unsafe { rewrite(args[0], args[1], args[2]) };
@@ -155,6 +157,25 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         }
     }
     Outcome::Done(r)
+}
+
+/// The part of an `mmap` that is backed by the file: pages past its end fault with
+/// SIGBUS when read. Anonymous mappings are returned whole.
+fn mapped_file_len(args: &[u64; 6]) -> u64 {
+    const MAP_ANONYMOUS: u64 = 0x20;
+    let len = args[1];
+    if args[3] & MAP_ANONYMOUS != 0 {
+        return len;
+    }
+    let mut st = [0u64; 18];
+    // SAFETY: fstat into our 144-byte buffer (struct stat is 144 bytes on x86-64).
+    let r = unsafe { syscall6(5, [args[4], st.as_mut_ptr() as u64, 0, 0, 0, 0]) };
+    if r < 0 {
+        return 0;
+    }
+    let size = st[6]; // st_size
+    let off = args[5];
+    len.min(size.saturating_sub(off))
 }
 
 /// Rewrites a region that just became executable, unless it overlaps an excluded range.

@@ -172,3 +172,14 @@ fn jit_in_new_thread_and_fork_child() {
     let counts = parse_count(&z.stderr);
     assert!(counts.contains(&("getppid".to_string(), 30)), "{counts:?}");
 }
+
+#[test]
+fn exec_mapping_longer_than_its_file() {
+    run_c("mmapeof", &[], &[], "mmapeof ok");
+    let bin = gcc("mmapeof", &[]);
+    let z = interposed(&["--count", "--sud=never"], bin.to_str().unwrap(), &[]);
+    assert_ok(&z, "mmapeof ok");
+    // one getppid through the mapped file's own (rewritten) site, one through libc
+    let counts = parse_count(&z.stderr);
+    assert!(counts.contains(&("getppid".to_string(), 2)), "{counts:?}");
+}
