@@ -1,6 +1,7 @@
 //! The `lkl-run` command line: parse, load, interpose, jump.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -230,10 +231,7 @@ fn setup_trace(cli: &Cli) -> Option<i32> {
         let _ = std::fs::File::create(target);
     }
     match o.open(target) {
-        Ok(f) => {
-            use std::os::fd::AsRawFd;
-            Some(high_fd(f.as_raw_fd()))
-        }
+        Ok(f) => Some(high_fd(f.as_raw_fd())),
         Err(e) => {
             eprintln!("lkl-run: --trace={target}: {e}; tracing to stderr");
             Some(high_fd(2))
@@ -378,17 +376,22 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let prog = map::map_image(&show, &file, &img)?;
     let mut entry = img.entry + prog.bias;
     let mut base = 0;
-    let mut regions = prog.exec_regions.clone();
+    let mut regions: Vec<_> = prog
+        .exec_regions
+        .iter()
+        .map(|&r| (r, file.as_raw_fd()))
+        .collect();
     if let Some((ifile, iimg)) = &interp {
         let name = img.interp.clone().unwrap_or_default();
         let m = map::map_image(&name, ifile, iimg)?;
         base = iimg.min_vaddr() + m.bias;
         entry = iimg.entry + m.bias;
-        regions.extend(m.exec_regions);
+        regions.extend(m.exec_regions.iter().map(|&r| (r, ifile.as_raw_fd())));
     }
-    for (start, len, prot) in regions {
-        // SAFETY: regions we just mapped from the program's files, not yet running.
-        unsafe { trampoline::rewrite_region(start, len, prot) }
+    for ((start, len, prot, off), fd) in regions {
+        // SAFETY: regions we just mapped from these files at these offsets, not yet
+        // running.
+        unsafe { trampoline::rewrite_region(start, len, prot, Some((fd, off))) }
             .map_err(|e| Error::Map(show.clone(), format!("rewriting: {e}"), 0))?;
     }
 

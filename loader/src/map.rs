@@ -19,8 +19,9 @@ fn up(a: u64) -> u64 {
 pub struct Mapped {
     /// Added to every `p_vaddr` (0 for `ET_EXEC`).
     pub bias: u64,
-    /// Executable regions as (start, len, prot), page-aligned, for the rewriter.
-    pub exec_regions: Vec<(u64, u64, i32)>,
+    /// Executable regions as (start, len, prot, file offset), page-aligned, for the
+    /// rewriter.
+    pub exec_regions: Vec<(u64, u64, i32, u64)>,
 }
 
 fn errno() -> i32 {
@@ -111,7 +112,12 @@ pub fn map_image(path: &str, file: &std::fs::File, img: &Image) -> Result<Mapped
             }
         }
         if s.is_exec() {
-            exec_regions.push((start, up(s.vaddr + bias + s.filesz) - start, s.prot));
+            exec_regions.push((
+                start,
+                up(s.vaddr + bias + s.filesz) - start,
+                s.prot,
+                down(s.offset),
+            ));
         }
     }
     Ok(Mapped { bias, exec_regions })

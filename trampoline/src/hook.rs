@@ -142,12 +142,13 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     if opts.rewrite_new_code && !(-4095..0).contains(&r) {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
             let len = mapped_file_len(args);
-            // SAFETY: the kernel just mapped [r, r+len) with that protection for the
-            // program, and `len` stops at the end of the file (no SIGBUS past EOF).
-            let _ = unsafe { rewrite(r as u64, len, args[2]) };
+            let file = (args[3] & 0x20 == 0).then_some((args[4] as i32, args[5]));
+            // SAFETY: the kernel just mapped [r, r+len) from `file` with that protection
+            // for the program, and `len` stops at the end of the file (no SIGBUS).
+            let _ = unsafe { rewrite(r as u64, len, args[2], file) };
         } else if nr == NR_MPROTECT && args[2] & PROT_EXEC != 0 {
             // SAFETY: the program just made [addr, addr+len) executable.
-            let _ = unsafe { rewrite(args[0], args[1], args[2]) };
+            let _ = unsafe { rewrite(args[0], args[1], args[2], None) };
         }
     }
     if nr != NR_EXIT_GROUP {
@@ -178,11 +179,19 @@ fn mapped_file_len(args: &[u64; 6]) -> u64 {
     len.min(size.saturating_sub(off))
 }
 
-/// Rewrites a region that just became executable, unless it overlaps an excluded range.
+/// Rewrites a mapping that just became executable, unless it overlaps an excluded
+/// range. With `file = Some((fd, offset))` (the file and offset the mapping starts at)
+/// only the file's executable sections are swept, see [`crate::elfcode`].
 ///
 /// # Safety
-/// `[start, start+len)` must be mapped with `prot` and hold the program's code.
-pub(crate) unsafe fn rewrite(start: u64, len: u64, prot: u64) -> Result<usize, rewriter::Error> {
+/// `[start, start+len)` must be mapped with `prot` and hold the program's code; `fd`
+/// must be the file it was mapped from.
+pub(crate) unsafe fn rewrite(
+    start: u64,
+    len: u64,
+    prot: u64,
+    file: Option<(i32, u64)>,
+) -> Result<usize, rewriter::Error> {
     let len = (len + 4095) & !4095;
     if len == 0 || start & 4095 != 0 {
         return Ok(0);
@@ -201,16 +210,34 @@ pub(crate) unsafe fn rewrite(start: u64, len: u64, prot: u64) -> Result<usize, r
         // SAFETY: adding read access to the program's own executable region.
         unsafe { syscall6(10, [start, len, prot | PROT_READ, 0, 0, 0]) };
     }
-    // SAFETY: forwarded from our caller; protection is now prot|READ.
-    let r = unsafe { rewriter::live::patch_region(start, len, (prot | PROT_READ) as i32) };
+    let rprot = (prot | PROT_READ) as i32;
+    let mut result = Ok(0usize);
+    let mut add = |r: Result<usize, rewriter::Error>| match (&mut result, r) {
+        (Ok(total), Ok(n)) => *total += n,
+        (Ok(_), Err(e)) => result = Err(e),
+        _ => {}
+    };
+    let by_sections = file.is_some_and(|(fd, off)| {
+        crate::elfcode::for_each_exec_section(fd, |so, ss| {
+            let (lo, hi) = (so.max(off), (so + ss).min(off + len));
+            if lo < hi {
+                // SAFETY: a sub-range of the mapping the caller vouches for.
+                add(unsafe { rewriter::live::patch_region(start + (lo - off), hi - lo, rprot) });
+            }
+        })
+    });
+    if !by_sections {
+        // SAFETY: forwarded from our caller; protection is now prot|READ.
+        add(unsafe { rewriter::live::patch_region(start, len, rprot) });
+    }
     if !readable {
         // SAFETY: restoring the protection the program asked for.
         unsafe { syscall6(10, [start, len, prot, 0, 0, 0]) };
     }
-    if let Ok(n) = r {
+    if let Ok(n) = result {
         PATCHED.fetch_add(n as u64, Ordering::Relaxed);
     }
-    r
+    result
 }
 
 /// Length of the NUL-terminated string at `p`.
@@ -254,6 +281,7 @@ unsafe fn is_proc_self_exe(p: *const u8) -> bool {
 /// so the new image is interposed from its first instruction. Checks first what the
 /// kernel would check (exists, executable, regular, ELF or `#!`) so that a failing
 /// `execve` still fails in the calling program, which may go on (a shell's PATH walk).
+#[inline(never)]
 fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     let (dirfd, path, argv, envp, flags) = if nr == NR_EXECVE {
         (AT_FDCWD, args[0], args[1], args[2], 0)

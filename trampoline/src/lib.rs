@@ -12,6 +12,7 @@
 //! - The [`Backend`] decides what a syscall does. [`Host`] passes it to the host kernel;
 //!   the LKL backend will plug in here.
 
+pub mod elfcode;
 mod entry_x86_64;
 mod hook;
 pub mod names;
@@ -245,9 +246,11 @@ fn write_page0(sled: &[u8]) {
     }
 }
 
-/// Rewrites every syscall site in the mapped region `[start, start + len)`, which has
-/// protection `prot` (`PROT_*` bits). Regions in the exclusion list are skipped.
-/// Returns the number of sites patched.
+/// Rewrites every syscall site in the mapped region `[start, start + len)` (page
+/// aligned), which has protection `prot` (`PROT_*` bits). Regions in the exclusion list
+/// are skipped. With `file = Some((fd, offset))`, the ELF file the region was mapped
+/// from at that offset, only its executable sections are swept. Returns the number of
+/// sites patched.
 ///
 /// # Safety
 /// The region must be mapped with protection `prot` and hold code of the program (not
@@ -255,7 +258,12 @@ fn write_page0(sled: &[u8]) {
 ///
 /// # Errors
 /// [`rewriter::Error`] when a page cannot be reprotected.
-pub unsafe fn rewrite_region(start: u64, len: u64, prot: i32) -> Result<usize, rewriter::Error> {
+pub unsafe fn rewrite_region(
+    start: u64,
+    len: u64,
+    prot: i32,
+    file: Option<(i32, u64)>,
+) -> Result<usize, rewriter::Error> {
     // SAFETY: forwarded to our caller.
-    unsafe { hook::rewrite(start, len, prot as u64) }
+    unsafe { hook::rewrite(start, len, prot as u64, file) }
 }

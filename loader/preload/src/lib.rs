@@ -13,7 +13,7 @@
 //! changes when the Syscall User Dispatch fallback is armed (default: lazily, see
 //! `trampoline::sud`).
 
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 static HOST: trampoline::Host = trampoline::Host;
 
@@ -29,11 +29,12 @@ extern "C" fn init() {
     }
 }
 
-/// One line of /proc/self/maps: start, end, protection, name.
+/// One line of /proc/self/maps: start, end, protection, file offset, name.
 struct Mapping {
     start: u64,
     end: u64,
     prot: i32,
+    offset: u64,
     name: String,
 }
 
@@ -44,7 +45,8 @@ fn maps() -> Vec<Mapping> {
             let mut it = l.split_whitespace();
             let (a, b) = it.next()?.split_once('-')?;
             let perms = it.next()?.as_bytes();
-            let name = it.nth(3).unwrap_or("").to_string();
+            let offset = u64::from_str_radix(it.next()?, 16).ok()?;
+            let name = it.nth(2).unwrap_or("").to_string();
             let mut prot = 0;
             for (i, bit) in [(0, 1), (1, 2), (2, 4)] {
                 if perms.get(i) != Some(&b'-') {
@@ -55,6 +57,7 @@ fn maps() -> Vec<Mapping> {
                 start: u64::from_str_radix(a, 16).ok()?,
                 end: u64::from_str_radix(b, 16).ok()?,
                 prot,
+                offset,
                 name,
             })
         })
@@ -135,9 +138,17 @@ fn setup() -> Result<(), String> {
         if exclude.iter().any(|&(a, b)| m.start < b && a < m.end) {
             continue;
         }
+        // Sweep only the executable sections of the file behind the mapping.
+        let file = m
+            .name
+            .starts_with('/')
+            .then(|| std::fs::File::open(&m.name).ok())
+            .flatten();
+        let fd = file.as_ref().map(|f| (f.as_raw_fd(), m.offset));
         // SAFETY: an executable mapping of the program or one of its libraries, with
-        // the protection /proc/self/maps reports; we are the only thread.
-        unsafe { trampoline::rewrite_region(m.start, m.end - m.start, m.prot) }
+        // the protection /proc/self/maps reports, mapped from that file at that
+        // offset; we are the only thread.
+        unsafe { trampoline::rewrite_region(m.start, m.end - m.start, m.prot, fd) }
             .map_err(|e| format!("rewriting {}: {e}", m.name))?;
     }
     let sud = match std::env::var("ZPOLINE_SUD").as_deref() {

@@ -183,3 +183,8 @@ fn exec_mapping_longer_than_its_file() {
     let counts = parse_count(&z.stderr);
     assert!(counts.contains(&("getppid".to_string(), 2)), "{counts:?}");
 }
+
+#[test]
+fn constant_data_in_an_executable_segment_is_not_rewritten() {
+    run_c("rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact");
+}
