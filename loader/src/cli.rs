@@ -51,6 +51,11 @@ pub struct Cli {
     /// every syscall the kernel's slow path), `never`.
     #[arg(long, value_enum, default_value = "lazy", value_name = "WHEN")]
     pub sud: SudMode,
+    /// Leave page 0 unmapped so NULL reads fault exactly as natively, entering the stub
+    /// through SIGSEGV instead (microseconds per syscall). For CPUs without protection
+    /// keys running programs that rely on NULL faults (the JVM's implicit null checks).
+    #[arg(long)]
+    pub null_guard: bool,
     /// Same as `--sud=never`.
     #[arg(long)]
     pub no_sud: bool,
@@ -307,7 +312,7 @@ pub fn run(cli: Cli) -> Error {
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let min = mmap_min_addr();
-    if min != 0 {
+    if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));
     }
     let mut argv = cli.command.clone();
@@ -339,6 +344,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if let Some((_, fd)) = count {
         args.push(cstr(format!("--count-fd={fd}").as_bytes()));
     }
+    if cli.null_guard {
+        args.push(cstr(b"--null-guard"));
+    }
     let sud = match (cli.no_sud, cli.sud) {
         (true, _) | (_, SudMode::Never) => trampoline::sud::Mode::Never,
         (_, SudMode::Lazy) => trampoline::sud::Mode::Lazy,
@@ -364,6 +372,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
             root_arg: count.map(|_| cstr(b"--summary")),
         }),
         rewrite_new_code: true,
+        null_guard: cli.null_guard,
         exclude,
         program: std::fs::canonicalize(&path)
             .ok()

@@ -27,6 +27,7 @@ const ENOEXEC: i64 = 8;
 const EACCES: i64 = 13;
 const E2BIG: i64 = 7;
 const SIGSYS: u64 = 31;
+const SIGSEGV: u64 = 11;
 
 /// What the stub should do after the hook.
 pub(crate) enum Outcome {
@@ -115,6 +116,15 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
                 return Outcome::Done(r);
             }
         }
+        NR_RT_SIGACTION if args[0] == SIGSEGV && crate::guard::enabled() => {
+            // SIGSEGV belongs to the NULL guard: record the program's action.
+            let r = crate::guard::sigaction(args[1], args[2]);
+            trace::count(counts, nr, r);
+            if let Some(fd) = opts.trace_fd {
+                trace::trace(fd, nr, args, Some(r));
+            }
+            return Outcome::Done(r);
+        }
         NR_RT_SIGACTION if args[0] == SIGSYS && crate::sud::handler_installed() => {
             // SIGSYS belongs to the Syscall User Dispatch fallback: pretend success.
             if args[2] != 0 {
@@ -127,6 +137,17 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         _ => {}
     }
     let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
+    // NULL guard: SIGSEGV must never be blocked, see `crate::guard`.
+    let mut set = 0u64;
+    let mut act = [0u64; 4];
+    let mut pset = [0u64; 2];
+    let mut guarded = *args;
+    let args = if crate::guard::enabled() {
+        unblock_segv(nr, &mut guarded, &mut set, &mut act, &mut pset);
+        &guarded
+    } else {
+        args
+    };
     let r = backend.syscall(nr, args);
     if nr == NR_FORK && r == 0 {
         crate::sud::reenable_in_child();
@@ -158,6 +179,36 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         }
     }
     Outcome::Done(r)
+}
+
+/// Rewrites the arguments of the calls that set a signal mask so that the mask never
+/// includes SIGSEGV (NULL guard mode). The buffers hold the rewritten copies.
+fn unblock_segv(nr: u64, a: &mut [u64; 6], set: &mut u64, act: &mut [u64; 4], pset: &mut [u64; 2]) {
+    use crate::guard::without_segv;
+    match nr {
+        // rt_sigaction(sig, act, ...): the handler's sa_mask
+        NR_RT_SIGACTION if a[1] != 0 => {
+            // SAFETY: the program passed a 32-byte kernel sigaction.
+            *act = unsafe { *(a[1] as *const [u64; 4]) };
+            act[3] &= !crate::guard::SEGV_BIT;
+            a[1] = act.as_ptr() as u64;
+        }
+        // rt_sigprocmask(how, set, ...) for SIG_BLOCK and SIG_SETMASK
+        14 if a[0] != 1 => a[1] = without_segv(a[1], set),
+        // rt_sigsuspend(mask)
+        130 => a[0] = without_segv(a[0], set),
+        // ppoll(.., mask), epoll_pwait(.., mask), epoll_pwait2(.., mask)
+        271 => a[3] = without_segv(a[3], set),
+        281 | 441 => a[4] = without_segv(a[4], set),
+        // pselect6(.., &{mask, size})
+        270 if a[5] != 0 => {
+            // SAFETY: the program passed a {const sigset_t *, size_t} pair.
+            *pset = unsafe { *(a[5] as *const [u64; 2]) };
+            pset[0] = without_segv(pset[0], set);
+            a[5] = pset.as_ptr() as u64;
+        }
+        _ => {}
+    }
 }
 
 /// The part of an `mmap` that is backed by the file: pages past its end fault with

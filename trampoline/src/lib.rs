@@ -14,6 +14,7 @@
 
 pub mod elfcode;
 mod entry_x86_64;
+pub mod guard;
 mod hook;
 pub mod names;
 pub mod sled;
@@ -103,6 +104,9 @@ pub struct Options {
     pub rewrite_new_code: bool,
     /// Address ranges never rewritten: our own code, the vDSO, page 0.
     pub exclude: Vec<(u64, u64)>,
+    /// NULL guard mode: leave page 0 unmapped and enter the stub through SIGSEGV (slow,
+    /// exact NULL faults; see [`guard`]). For CPUs without protection keys.
+    pub null_guard: bool,
     /// Absolute path of the program, NUL-terminated, when `/proc/self/exe` names the
     /// loader instead (lkl-run): `execve` and `readlink` of `/proc/self/exe` use it.
     pub program: Option<Vec<u8>>,
@@ -137,7 +141,7 @@ pub fn pkeys_available() -> bool {
     }
 }
 
-/// True when page 0 ended up execute-only (a NULL read faults).
+/// True when a NULL read faults: page 0 is execute-only, or unmapped (NULL guard).
 pub fn page0_execute_only() -> bool {
     EXEC_ONLY.load(Ordering::Relaxed)
 }
@@ -158,6 +162,47 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         return Err(Error::AlreadyInstalled);
     }
     entry_x86_64::init_xsave_size()?;
+    if options.null_guard {
+        guard::enable()?;
+    } else {
+        map_page0()?;
+    }
+    EXEC_ONLY.store(options.null_guard || pkeys_available(), Ordering::Relaxed);
+
+    if let Some(area) = options.count_area {
+        COUNTS.store(area as *mut AtomicU64, Ordering::Relaxed);
+    }
+    if options.summary_fd.is_some() {
+        // SAFETY: getpid has no arguments.
+        ROOT_PID.store(unsafe { syscall6(39, [0; 6]) } as i32, Ordering::Relaxed);
+    }
+    let every = options.trace_fd.is_some() || options.count_area.is_some();
+    for (nr, slot) in entry_x86_64::ROUTE.iter().enumerate() {
+        let special = matches!(nr, 15 | 56 | 58 | 435);
+        // fork goes through the hook: the child must turn Syscall User Dispatch on again.
+        let hooked = (matches!(nr, 9 | 10 | 59 | 322 | 13)
+            && (options.rewrite_new_code || options.reexec.is_some()))
+            || (matches!(nr, 89 | 267) && options.program.is_some())
+            || nr == 57
+            || (options.null_guard && matches!(nr, 13 | 14 | 130 | 270 | 271 | 281 | 441));
+        let route = if every && (nr <= sled::MAX_NR) {
+            1
+        } else if special {
+            2
+        } else if hooked {
+            1
+        } else {
+            0
+        };
+        slot.store(route, Ordering::Relaxed);
+    }
+    let _ = BACKEND.set(backend);
+    let _ = OPTIONS.set(options);
+    Ok(())
+}
+
+/// Maps the sled page at address 0, execute-only where protection keys allow.
+fn map_page0() -> Result<(), Error> {
     const MAP_PRIVATE: u64 = 0x02;
     const MAP_FIXED_NOREPLACE: u64 = 0x100000;
     const MAP_ANONYMOUS: u64 = 0x20;
@@ -190,36 +235,6 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
     if r < 0 {
         return Err(Error::Protect(-r as i32));
     }
-    EXEC_ONLY.store(pkeys_available(), Ordering::Relaxed);
-
-    if let Some(area) = options.count_area {
-        COUNTS.store(area as *mut AtomicU64, Ordering::Relaxed);
-    }
-    if options.summary_fd.is_some() {
-        // SAFETY: getpid has no arguments.
-        ROOT_PID.store(unsafe { syscall6(39, [0; 6]) } as i32, Ordering::Relaxed);
-    }
-    let every = options.trace_fd.is_some() || options.count_area.is_some();
-    for (nr, slot) in entry_x86_64::ROUTE.iter().enumerate() {
-        let special = matches!(nr, 15 | 56 | 58 | 435);
-        // fork goes through the hook: the child must turn Syscall User Dispatch on again.
-        let hooked = (matches!(nr, 9 | 10 | 59 | 322 | 13)
-            && (options.rewrite_new_code || options.reexec.is_some()))
-            || (matches!(nr, 89 | 267) && options.program.is_some())
-            || nr == 57;
-        let route = if every && (nr <= sled::MAX_NR) {
-            1
-        } else if special {
-            2
-        } else if hooked {
-            1
-        } else {
-            0
-        };
-        slot.store(route, Ordering::Relaxed);
-    }
-    let _ = BACKEND.set(backend);
-    let _ = OPTIONS.set(options);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! loads us again.
 //!
 //! Environment: `ZPOLINE_TRACE=-|FILE` traces like `lkl-run --trace`;
+//! `ZPOLINE_NULL_GUARD=1` keeps page 0 unmapped (see `trampoline::guard`);
 //! `ZPOLINE_COUNT=1` prints the per-syscall summary at exit; `ZPOLINE_SUD=always|never`
 //! changes when the Syscall User Dispatch fallback is armed (default: lazily, see
 //! `trampoline::sud`).
@@ -70,8 +71,9 @@ fn high_fd(fd: i32) -> i32 {
 }
 
 fn setup() -> Result<(), String> {
+    let null_guard = std::env::var("ZPOLINE_NULL_GUARD").is_ok_and(|v| v == "1");
     let min = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr").unwrap_or_default();
-    if min.trim() != "0" {
+    if min.trim() != "0" && !null_guard {
         return Err(format!(
             "vm.mmap_min_addr is {}, but zpoline needs address 0: run `sysctl -w vm.mmap_min_addr=0`",
             min.trim()
@@ -130,6 +132,7 @@ fn setup() -> Result<(), String> {
         summary_fd: count.then(|| trace_fd.unwrap_or_else(|| high_fd(2))),
         reexec: None,
         rewrite_new_code: true,
+        null_guard,
         exclude: exclude.clone(),
         program: None,
     };

@@ -144,10 +144,19 @@ fn null_access_still_faults() {
     let bin = bin.to_str().unwrap();
     let w = interposed(&[], bin, &["w", "0"]);
     assert_eq!(w.status.signal(), Some(11), "NULL write must SIGSEGV");
-    let r = interposed(&[], bin, &["r", "0"]);
-    // Reads past the sled's page still fault.
+    // Reads past the sled's page fault in every mode.
     let far = interposed(&[], bin, &["r", "0x1000"]);
     assert_eq!(far.status.signal(), Some(11), "read of 0x1000 must SIGSEGV");
+    // With --null-guard, page 0 is unmapped: NULL reads fault on every CPU.
+    for addr in ["0", "8", "0x200"] {
+        let g = interposed(&["--null-guard"], bin, &["r", addr]);
+        assert_eq!(
+            g.status.signal(),
+            Some(11),
+            "--null-guard: read of {addr} must SIGSEGV: {g:?}"
+        );
+    }
+    let r = interposed(&[], bin, &["r", "0"]);
     if trampoline::pkeys_available() {
         assert_eq!(
             r.status.signal(),
@@ -155,10 +164,31 @@ fn null_access_still_faults() {
             "NULL read must SIGSEGV with execute-only page 0"
         );
     } else {
-        // Without protection keys x86 cannot map page 0 execute-only: a NULL read
-        // returns the sled's bytes (documented in docs/zpoline.md).
+        // Without protection keys x86 cannot map page 0 execute-only: in the default
+        // (fast) mode a NULL read returns the sled's bytes (docs/zpoline.md).
         assert!(r.status.success(), "{r:?}");
     }
+}
+
+#[test]
+fn null_guard_mode_runs_threads_processes_and_signals() {
+    for (name, flags, args, want) in [
+        ("threads", &["-pthread"][..], &[][..], "threads 8000"),
+        ("procs", &[], &[], "clone3 ok"),
+        ("signals", &[], &[], "signals ok many"),
+        ("regs", &[], &["all"], "all ok"),
+        ("jit", &[], &[], "jit 5"),
+    ] {
+        let bin = gcc(name, flags);
+        let z = interposed(&["--null-guard"], bin.to_str().unwrap(), args);
+        assert_ok(&z, want);
+    }
+    // A program with its own SIGSEGV handler still gets its NULL faults.
+    let bin = gcc("segvhandler", &[]);
+    let n = native(bin.to_str().unwrap(), &[]);
+    assert_ok(&n, "caught 3");
+    let z = interposed(&["--null-guard"], bin.to_str().unwrap(), &[]);
+    assert_ok(&z, "caught 3");
 }
 
 #[test]

@@ -1,0 +1,158 @@
+//! NULL guard mode, for CPUs without protection keys.
+//!
+//! Without protection keys page 0 cannot be execute-only. In the default mode it is
+//! then readable, so a NULL read returns sled bytes instead of faulting, and runtimes
+//! that rely on NULL faults (the JVM's implicit null checks) break. In guard mode page
+//! 0 stays unmapped. A rewritten site's `call *%rax` then faults on the instruction
+//! fetch at address `nr`. Our SIGSEGV handler recognises that fault: `rip == si_addr <=
+//! 512`, and the return address on the stack follows an `FF D0`. It points `rip` at
+//! the entry stub and returns, and the stub runs as if the sled had jumped there. Every
+//! other SIGSEGV goes to the program's own handler, or kills the process as natively.
+//! A syscall costs a signal round trip (microseconds), in exchange for exact NULL
+//! semantics.
+//!
+//! For that, SIGSEGV must never be blocked: a syscall made while it is blocked would be
+//! a fault the kernel turns into death. So the hook owns SIGSEGV: `rt_sigaction(SIGSEGV)`
+//! is virtualised, SIGSEGV is removed from every mask the program asks to block
+//! (`rt_sigprocmask`, `sa_mask`), and our handler runs with `SA_NODEFER`.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::{syscall6, Error};
+
+const SIGSEGV: u64 = 11;
+/// SIGSEGV's bit in a kernel `sigset_t`.
+pub(crate) const SEGV_BIT: u64 = 1 << (SIGSEGV - 1);
+const SA_SIGINFO: u64 = 4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+const SA_NODEFER: u64 = 0x4000_0000;
+const GREGS: usize = 40;
+const REG_RSP: usize = 15;
+const REG_RIP: usize = 16;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// The program's SIGSEGV action: handler, flags, restorer, mask.
+static PROGRAM_ACTION: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// True when guard mode is on.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+#[repr(C)]
+struct KernelSigaction {
+    handler: u64,
+    flags: u64,
+    restorer: u64,
+    mask: u64,
+}
+
+fn install_ours() -> i64 {
+    let act = KernelSigaction {
+        handler: on_sigsegv as *const () as usize as u64,
+        flags: SA_SIGINFO | SA_RESTORER | SA_ONSTACK | SA_NODEFER,
+        restorer: crate::entry_x86_64::restorer_address(),
+        mask: 0,
+    };
+    // SAFETY: a valid kernel sigaction with our own handler and restorer.
+    unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) }
+}
+
+/// Turns guard mode on: installs our SIGSEGV handler. Page 0 must stay unmapped.
+///
+/// # Errors
+/// [`Error::Sigaction`] when the handler cannot be installed.
+pub(crate) fn enable() -> Result<(), Error> {
+    let r = install_ours();
+    if r < 0 {
+        return Err(Error::Sigaction(-r as i32));
+    }
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// True when the fault is a rewritten site entering page 0.
+///
+/// # Safety
+/// `rsp` must be the faulting thread's stack pointer.
+unsafe fn is_zpoline_entry(rip: u64, addr: u64, rsp: u64) -> bool {
+    if rip != addr || rip > crate::sled::MAX_NR as u64 {
+        return false;
+    }
+    // SAFETY: `call` just pushed the return address at rsp (the caller guarantees rsp).
+    let ret = unsafe { *(rsp as *const u64) };
+    if ret < 2 {
+        return false;
+    }
+    // SAFETY: the return address points just past the 2-byte call in mapped code.
+    unsafe { *((ret - 2) as *const u8) == 0xFF && *((ret - 1) as *const u8) == 0xD0 }
+}
+
+extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
+    // SAFETY: the kernel passes a valid siginfo_t (si_addr at 16) and ucontext_t
+    // (gregs at 40).
+    unsafe {
+        let addr = *(info.add(16) as *const u64);
+        let g = uc.add(GREGS) as *mut u64;
+        if is_zpoline_entry(*g.add(REG_RIP), addr, *g.add(REG_RSP)) {
+            *g.add(REG_RIP) = crate::entry_address();
+            return;
+        }
+    }
+    let handler = PROGRAM_ACTION[0].load(Ordering::Relaxed);
+    let flags = PROGRAM_ACTION[1].load(Ordering::Relaxed);
+    if handler <= 1 {
+        // SIG_DFL (or SIG_IGN, which the kernel overrides for faults): restore the
+        // default and return; the instruction faults again and the process dies of it.
+        let act = KernelSigaction {
+            handler: 0,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: resetting SIGSEGV to its default action.
+        unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) };
+        return;
+    }
+    if flags & SA_SIGINFO != 0 {
+        // SAFETY: the program installed this SA_SIGINFO handler for SIGSEGV.
+        let f: extern "C" fn(i32, *mut u8, *mut u8) =
+            unsafe { core::mem::transmute(handler as usize) };
+        f(sig, info, uc);
+    } else {
+        // SAFETY: the program installed this plain handler for SIGSEGV.
+        let f: extern "C" fn(i32) = unsafe { core::mem::transmute(handler as usize) };
+        f(sig);
+    }
+}
+
+/// `rt_sigaction(SIGSEGV, act, oldact)` by the program: record, never install.
+pub(crate) fn sigaction(act: u64, oldact: u64) -> i64 {
+    if oldact != 0 {
+        let p = oldact as *mut u64;
+        for (i, slot) in PROGRAM_ACTION.iter().enumerate() {
+            // SAFETY: the program passed a kernel sigaction buffer of 32 bytes.
+            unsafe { *p.add(i) = slot.load(Ordering::Relaxed) };
+        }
+    }
+    if act != 0 {
+        let p = act as *const u64;
+        for (i, slot) in PROGRAM_ACTION.iter().enumerate() {
+            // SAFETY: the program passed a kernel sigaction of 32 bytes.
+            slot.store(unsafe { *p.add(i) }, Ordering::Relaxed);
+        }
+    }
+    0
+}
+
+/// Copies the `sigset_t` at `set` into `buf` without SIGSEGV; returns the copy's
+/// address (or 0 for a null set).
+pub(crate) fn without_segv(set: u64, buf: &mut u64) -> u64 {
+    if set == 0 {
+        return 0;
+    }
+    // SAFETY: the program passed an 8-byte kernel sigset_t.
+    *buf = unsafe { *(set as *const u64) } & !SEGV_BIT;
+    buf as *mut u64 as u64
+}
