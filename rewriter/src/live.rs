@@ -103,12 +103,68 @@ unsafe fn write_site(site: &Site) {
     }
 }
 
+/// Writes sites, making the pages under them writable in runs of adjacent pages and
+/// restoring `prot` when a run ends.
+struct Patcher {
+    prot: i32,
+    span: Option<Span>,
+    count: usize,
+}
+
+impl Patcher {
+    const RWX: i32 = 1 | 2 | 4;
+
+    /// Patches one site.
+    ///
+    /// # Safety
+    /// The site must be in mapped memory whose protection is `self.prot`, sites must
+    /// come in address order.
+    unsafe fn site(&mut self, site: &Site) -> Result<(), Error> {
+        let (lo, hi) = (page_down(site.addr), page_up(site.end()));
+        match &mut self.span {
+            Some(s) if lo <= s.end => {
+                if hi > s.end {
+                    // SAFETY: pages of the caller's region, next to the current run.
+                    unsafe { mprotect(s.end, hi, Self::RWX)? };
+                    s.end = hi;
+                }
+            }
+            _ => {
+                // SAFETY: ends the current run, then starts one at this site; both are
+                // pages of the caller's region.
+                unsafe {
+                    self.finish()?;
+                    mprotect(lo, hi, Self::RWX)?;
+                }
+                self.span = Some(Span { start: lo, end: hi });
+            }
+        }
+        // SAFETY: the run now covers every byte of the site with write access (a site
+        // straddling a page boundary has both pages in it).
+        unsafe { write_site(site) };
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Restores the protection of the current run.
+    ///
+    /// # Safety
+    /// As for [`Patcher::site`].
+    unsafe fn finish(&mut self) -> Result<(), Error> {
+        if let Some(s) = self.span.take() {
+            // SAFETY: restoring the protection the caller told us the pages had.
+            unsafe { mprotect(s.start, s.end, self.prot)? };
+        }
+        Ok(())
+    }
+}
+
 /// Patches every `syscall`/`sysenter` in the mapped region `[start, start + len)`.
 ///
 /// Pages holding sites are made `PROT_READ|PROT_WRITE|PROT_EXEC` only while they are
 /// written, in runs of adjacent pages (a site straddling a page boundary makes both
 /// pages writable), then set back to `prot`, the protection the region had. Returns
-/// the number of sites patched.
+/// the number of sites patched. Scans and patches in one pass without allocating.
 ///
 /// # Safety
 /// The region must be mapped, readable, and currently have protection `prot`; it must
@@ -121,51 +177,53 @@ unsafe fn write_site(site: &Site) {
 pub unsafe fn patch_region(start: u64, len: u64, prot: i32) -> Result<usize, Error> {
     // SAFETY: the caller guarantees the region is mapped and readable for its length.
     let code = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
-    let mut count = 0usize;
-    let mut span: Option<Span> = None;
+    let mut p = Patcher {
+        prot,
+        span: None,
+        count: 0,
+    };
     let mut result = Ok(());
-    const RWX: i32 = 1 | 2 | 4;
     for_each_site(code, start, |site| {
-        if result.is_err() {
-            return;
+        if result.is_ok() {
+            // SAFETY: sites of the caller's region, found in address order.
+            result = unsafe { p.site(&site) };
         }
-        let (lo, hi) = (page_down(site.addr), page_up(site.end()));
-        match &mut span {
-            Some(s) if lo <= s.end => {
-                if hi > s.end {
-                    // SAFETY: pages inside the caller's region.
-                    if let Err(e) = unsafe { mprotect(s.end, hi, RWX) } {
-                        result = Err(e);
-                        return;
-                    }
-                    s.end = hi;
-                }
-            }
-            _ => {
-                if let Some(s) = span.take() {
-                    // SAFETY: restoring the protection the caller told us the pages had.
-                    if let Err(e) = unsafe { mprotect(s.start, s.end, prot) } {
-                        result = Err(e);
-                        return;
-                    }
-                }
-                // SAFETY: pages inside the caller's region.
-                if let Err(e) = unsafe { mprotect(lo, hi, RWX) } {
-                    result = Err(e);
-                    return;
-                }
-                span = Some(Span { start: lo, end: hi });
-            }
-        }
-        // SAFETY: the span now covers every byte of the site with write access.
-        unsafe { write_site(&site) };
-        count += 1;
     });
-    if let Some(s) = span {
-        // SAFETY: restoring the protection the caller told us the pages had.
-        unsafe { mprotect(s.start, s.end, prot)? };
+    // SAFETY: as above.
+    unsafe { p.finish()? };
+    result.map(|()| p.count)
+}
+
+/// Applies a plan made by [`crate::Plan::scan`] over the live memory it was scanned
+/// from. Checks that every site still holds its instruction before writing.
+///
+/// # Safety
+/// As for [`patch_region`]: the plan's sites must be mapped, readable and have
+/// protection `prot`.
+///
+/// # Errors
+/// [`Error::Changed`] when a site no longer holds `syscall`/`sysenter`;
+/// [`Error::Mprotect`] as for [`patch_region`].
+pub unsafe fn apply(plan: &crate::Plan, prot: i32) -> Result<usize, Error> {
+    let mut p = Patcher {
+        prot,
+        span: None,
+        count: 0,
+    };
+    for site in plan.sites() {
+        // SAFETY: the caller guarantees the site is mapped and readable.
+        let tail = unsafe { *((site.end() - 2) as *const [u8; 2]) };
+        if tail != crate::plan::SYSCALL && tail != crate::plan::SYSENTER {
+            // SAFETY: as for `Patcher::finish`.
+            unsafe { p.finish()? };
+            return Err(Error::Changed { addr: site.addr });
+        }
+        // SAFETY: sites of a plan come in address order; the caller vouches for them.
+        unsafe { p.site(site)? };
     }
-    result.map(|()| count)
+    // SAFETY: as above.
+    unsafe { p.finish()? };
+    Ok(p.count)
 }
 
 #[cfg(test)]
@@ -217,5 +275,22 @@ mod tests {
             .find(|l| l.starts_with(&format!("{base:x}-")))
             .unwrap();
         assert!(line.contains(" r-xp "), "{line}");
+    }
+
+    #[test]
+    fn applies_a_plan_and_refuses_a_stale_one() {
+        let base = map(1);
+        // SAFETY: the mapping is ours and writable.
+        let buf = unsafe { core::slice::from_raw_parts_mut(base as *mut u8, PAGE as usize) };
+        buf.fill(0x90);
+        buf[100] = 0x0F;
+        buf[101] = 0x05;
+        let plan = crate::Plan::scan(buf, base);
+        // SAFETY: our own mapping, read-write.
+        assert_eq!(unsafe { apply(&plan, 3) }, Ok(1));
+        assert_eq!(&buf[100..102], &[0xFF, 0xD0]);
+        // SAFETY: as above; the site was patched already, so the plan is stale.
+        let again = unsafe { apply(&plan, 3) };
+        assert_eq!(again, Err(Error::Changed { addr: base + 100 }));
     }
 }
