@@ -241,4 +241,61 @@ mod tests {
             assert!(Plan::scan(&out, 0).is_empty());
         }
     }
+
+    mod props {
+        use super::super::*;
+        use iced_x86::{Decoder, DecoderOptions};
+        use proptest::prelude::*;
+
+        /// Instruction start addresses of a linear sweep.
+        fn boundaries(code: &[u8]) -> Vec<u64> {
+            let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+            d.iter().map(|i| i.ip()).collect()
+        }
+
+        /// Random bytes, with the syscall/sysenter opcodes made frequent.
+        fn code() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(
+                prop_oneof![
+                    4 => any::<u8>(),
+                    1 => Just(0x0F),
+                    1 => Just(0x05),
+                    1 => Just(0x34),
+                ],
+                0..512,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn sites_are_decoded_syscalls_and_patching_keeps_boundaries(code in code()) {
+                let plan = Plan::scan(&code, 0);
+                let before = boundaries(&code);
+                for s in plan.sites() {
+                    prop_assert!(before.contains(&s.addr));
+                    let tail = &code[(s.end() - 2) as usize..s.end() as usize];
+                    prop_assert!(tail == SYSCALL || tail == SYSENTER);
+                }
+                let mut out = code.clone();
+                prop_assert_eq!(plan.apply_to(&mut out, 0), plan.len());
+                // Every instruction boundary survives; new ones appear only inside
+                // prefixed sites (their prefixes become nops); nothing is left to
+                // patch; only site bytes changed.
+                let after = boundaries(&out);
+                for b in &before {
+                    prop_assert!(after.contains(b), "boundary {} lost", b);
+                }
+                for b in after.iter().filter(|b| !before.contains(b)) {
+                    prop_assert!(plan.sites().iter().any(|s| s.addr < *b && *b < s.end()));
+                }
+                prop_assert!(Plan::scan(&out, 0).is_empty());
+                for (i, (a, b)) in code.iter().zip(&out).enumerate() {
+                    if a != b {
+                        let i = i as u64;
+                        prop_assert!(plan.sites().iter().any(|s| s.addr <= i && i < s.end()));
+                    }
+                }
+            }
+        }
+    }
 }
