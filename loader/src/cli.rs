@@ -453,10 +453,13 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let top = map::map_stack(8 << 20)?;
     let built = stack::build(top, &argv, &envp, path.as_os_str().as_bytes(), &auxv);
 
+    // SAFETY: `top` is the top of the stack we just mapped, and the image fits in it.
+    unsafe { map::place_stack(built.sp, &built.image) };
+    map::set_mm_views(built.args, built.env, built.auxv, built.auxv.0);
     map::unregister_rseq();
     if let Some((a, b)) = text {
         trampoline::sud::enable(a, b - a, sud)?;
     }
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
-    unsafe { map::enter(entry, built.sp, &built.image) }
+    unsafe { map::enter(entry, built.sp) }
 }

@@ -149,15 +149,22 @@ pub fn map_stack(size: usize) -> Result<u64, Error> {
     Ok(p as u64 + size as u64)
 }
 
-/// Copies the stack image to `sp`, then jumps to `entry` with `%rsp = sp` and the
-/// registers the psABI specifies (rdx = 0: no exit function).
+/// Copies the stack image to `sp`.
 ///
 /// # Safety
-/// `[sp, sp + image.len())` must be mapped writable stack memory, and `entry` the entry
-/// point of a fully mapped, rewritten program or interpreter.
-pub unsafe fn enter(entry: u64, sp: u64, image: &[u8]) -> ! {
+/// `[sp, sp + image.len())` must be mapped writable stack memory of ours.
+pub unsafe fn place_stack(sp: u64, image: &[u8]) {
     // SAFETY: the caller guarantees the destination is our mapped stack.
     unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), sp as *mut u8, image.len()) };
+}
+
+/// Jumps to `entry` with `%rsp = sp` and the registers the psABI specifies (rdx = 0:
+/// no exit function).
+///
+/// # Safety
+/// `sp` must point at a complete initial stack ([`place_stack`]), and `entry` be the
+/// entry point of a fully mapped, rewritten program or interpreter.
+pub unsafe fn enter(entry: u64, sp: u64) -> ! {
     // SAFETY: switches to the new stack and never returns; the caller guarantees entry.
     unsafe {
         std::arch::asm!(
@@ -200,4 +207,31 @@ pub fn unregister_rseq() {
             return;
         }
     }
+}
+
+/// Points `/proc/self/cmdline`, `/proc/self/environ` and `/proc/self/auxv` at the
+/// program's own argv, environment and auxv on the new stack, so that `ps` and the
+/// program itself see its command line instead of lkl-run's. Needs CAP_SYS_RESOURCE;
+/// without it the kernel's view stays lkl-run's (harmless).
+pub fn set_mm_views(args: (u64, u64), env: (u64, u64), auxv: (u64, u64), auxv_ptr: u64) {
+    const PR_SET_MM: i32 = 35;
+    const ARG_START: u64 = 8;
+    const ARG_END: u64 = 9;
+    const ENV_START: u64 = 10;
+    const ENV_END: u64 = 11;
+    const AUXV: u64 = 12;
+    let set = |what: u64, v: u64, len: u64| {
+        // SAFETY: PR_SET_MM only changes what /proc reports for this process.
+        unsafe { libc::prctl(PR_SET_MM, what, v, len, 0u64) }
+    };
+    // The kernel checks start <= end at every step: move the end first when the new
+    // range lies above the old one, the start first otherwise; trying both orders
+    // covers either case.
+    for (start, end, range) in [(ARG_START, ARG_END, args), (ENV_START, ENV_END, env)] {
+        if set(end, range.1, 0) != 0 || set(start, range.0, 0) != 0 {
+            set(start, range.0, 0);
+            set(end, range.1, 0);
+        }
+    }
+    set(AUXV, auxv_ptr, auxv.1 - auxv.0);
 }

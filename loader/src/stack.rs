@@ -54,6 +54,12 @@ pub struct Built {
     pub sp: u64,
     /// Bytes to copy at `sp`, up to the top.
     pub image: Vec<u8>,
+    /// `[start, end)` of the argv strings (what `/proc/PID/cmdline` shows).
+    pub args: (u64, u64),
+    /// `[start, end)` of the environment strings (`/proc/PID/environ`).
+    pub env: (u64, u64),
+    /// `[start, end)` of the auxv pairs (`/proc/PID/auxv`).
+    pub auxv: (u64, u64),
 }
 
 /// Lays out the stack for a stack whose highest address is `top`.
@@ -113,7 +119,21 @@ pub fn build(
     }
     let so = (strings_at - sp) as usize;
     image[so..so + strings.len()].copy_from_slice(&strings);
-    Built { sp, image }
+    let args_end = argv_off
+        .last()
+        .map_or(0, |&o| o + argv.last().map_or(0, Vec::len) + 1);
+    let env_start = envp_off.first().copied().unwrap_or(args_end);
+    let env_end = envp_off
+        .last()
+        .map_or(env_start, |&o| o + envp.last().map_or(0, Vec::len) + 1);
+    let auxv_at = sp + 8 * (1 + argv.len() + 1 + envp.len() + 1) as u64;
+    Built {
+        sp,
+        image,
+        args: (strings_at, strings_at + args_end as u64),
+        env: (strings_at + env_start as u64, strings_at + env_end as u64),
+        auxv: (auxv_at, auxv_at + 16 * (auxv.len() + 1) as u64),
+    }
 }
 
 #[cfg(test)]
@@ -154,5 +174,13 @@ mod tests {
         assert_eq!(string(&b, word(&b, b.sp + 72)), b"x86_64");
         assert_eq!(string(&b, word(&b, b.sp + 88)), b"/bin/ls");
         assert_eq!(word(&b, b.sp + 96), at::NULL);
+        assert_eq!(b.auxv, (b.sp + 48, b.sp + 112));
+        let o = (b.args.0 - b.sp) as usize;
+        assert_eq!(
+            &b.image[o..o + (b.args.1 - b.args.0) as usize],
+            b"ls\0-la\0"
+        );
+        let o = (b.env.0 - b.sp) as usize;
+        assert_eq!(&b.image[o..o + (b.env.1 - b.env.0) as usize], b"A=1\0");
     }
 }
