@@ -83,16 +83,140 @@ pub(crate) fn trace(fd: i32, nr: u64, args: &[u64; 6], result: Option<i64>) {
             let _ = write!(l, "syscall_{nr}(");
         }
     }
+    let strings = string_args(nr);
     for (i, a) in args.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(l, "{sep}{a:#x}");
+        if strings & (1 << i) != 0 && *a != 0 {
+            let _ = write!(l, "{sep}");
+            quote(&mut l, *a);
+        } else if *a as u32 == AT_FDCWD as u32 && dirfd_args(nr) & (1 << i) != 0 {
+            let _ = write!(l, "{sep}AT_FDCWD");
+        } else {
+            let _ = write!(l, "{sep}{a:#x}");
+        }
     }
     let _ = match result {
-        Some(r) if (-4095..0).contains(&r) => writeln!(l, ") = -1 (errno {})", -r),
+        Some(r) if (-4095..0).contains(&r) => match errno_name(-r) {
+            Some(e) => writeln!(l, ") = -1 {e}"),
+            None => writeln!(l, ") = -1 (errno {})", -r),
+        },
+        // Addresses in hex, like strace: mmap, brk, mremap.
+        Some(r) if matches!(nr, 9 | 12 | 25) => writeln!(l, ") = {r:#x}"),
         Some(r) => writeln!(l, ") = {r}"),
         None => writeln!(l, ") = ?"),
     };
     write_all(fd, l.bytes());
+}
+
+const AT_FDCWD: u64 = -100i64 as u64;
+
+/// Bit i set: argument i is a path string.
+fn string_args(nr: u64) -> u8 {
+    match nr {
+        2 | 4 | 6 | 21 | 59 | 76 | 80 | 83 | 84 | 87 | 89 | 90 | 92 | 94 | 133 | 137 | 161
+        | 163 | 165 | 166 => 0b1,
+        82 | 86 | 88 => 0b11,
+        257 | 258 | 259 | 260 | 262 | 263 | 267 | 268 | 269 | 280 | 322 | 332 | 437 | 439 => 0b10,
+        264 | 265 | 316 => 0b1010,
+        266 => 0b101,
+        _ => 0,
+    }
+}
+
+/// Bit i set: argument i is a directory file descriptor.
+fn dirfd_args(nr: u64) -> u8 {
+    match nr {
+        257..=263 | 267..=269 | 280 | 322 | 332 | 437 | 439 => 0b1,
+        264 | 265 | 316 => 0b101,
+        266 => 0b10,
+        _ => 0,
+    }
+}
+
+/// Writes the string at `addr` quoted and shortened like strace, read with
+/// `process_vm_readv` so a bad pointer gives `0x...` instead of a crash.
+fn quote(l: &mut Line, addr: u64) {
+    let mut buf = [0u8; 64];
+    let local = [buf.as_mut_ptr() as u64, buf.len() as u64];
+    let remote = [addr, buf.len() as u64];
+    // SAFETY: getpid has no arguments; process_vm_readv copies into our buffer and
+    // reports faults on the remote side as errors.
+    let n = unsafe {
+        let pid = syscall6(39, [0; 6]);
+        syscall6(
+            310,
+            [
+                pid as u64,
+                local.as_ptr() as u64,
+                1,
+                remote.as_ptr() as u64,
+                1,
+                0,
+            ],
+        )
+    };
+    if n <= 0 {
+        let _ = write!(l, "{addr:#x}");
+        return;
+    }
+    let got = &buf[..n as usize];
+    let end = got.iter().position(|&c| c == 0);
+    let _ = write!(l, "\"");
+    for &c in &got[..end.unwrap_or(got.len())] {
+        let _ = match c {
+            b'"' => write!(l, "\\\""),
+            b'\\' => write!(l, "\\\\"),
+            b'\n' => write!(l, "\\n"),
+            0x20..=0x7e => write!(l, "{}", c as char),
+            _ => write!(l, "\\x{c:02x}"),
+        };
+    }
+    let _ = write!(l, "{}", if end.is_some() { "\"" } else { "\"..." });
+}
+
+/// The symbolic name of common errnos.
+fn errno_name(e: i64) -> Option<&'static str> {
+    Some(match e {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        6 => "ENXIO",
+        7 => "E2BIG",
+        8 => "ENOEXEC",
+        9 => "EBADF",
+        10 => "ECHILD",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        19 => "ENODEV",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        25 => "ENOTTY",
+        26 => "ETXTBSY",
+        28 => "ENOSPC",
+        29 => "ESPIPE",
+        30 => "EROFS",
+        32 => "EPIPE",
+        34 => "ERANGE",
+        36 => "ENAMETOOLONG",
+        38 => "ENOSYS",
+        39 => "ENOTEMPTY",
+        40 => "ELOOP",
+        61 => "ENODATA",
+        95 => "EOPNOTSUPP",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        115 => "EINPROGRESS",
+        _ => return None,
+    })
 }
 
 /// Counts one call of `nr` with `result` in the area at `area`.

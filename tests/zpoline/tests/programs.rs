@@ -91,3 +91,22 @@ fn busybox_static_pipeline() {
 fn curl_file_url() {
     same_as_native("curl", &["-s", "file:///etc/hostname"]);
 }
+
+#[test]
+fn trace_shows_names_paths_and_results() {
+    let out = scratch().join("trace.txt");
+    let arg = format!("--trace={}", out.display());
+    let z = interposed(&[&arg], "cat", &["/etc/hostname", "/nonexistent-zpoline"]);
+    assert_eq!(z.status.code(), Some(1));
+    let trace = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        trace.contains("openat(AT_FDCWD, \"/etc/hostname\", "),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("openat(AT_FDCWD, \"/nonexistent-zpoline\", "),
+        "{trace}"
+    );
+    assert!(trace.contains(") = -1 ENOENT"), "{trace}");
+    assert!(trace.contains("exit_group(0x1"), "{trace}");
+}
