@@ -56,6 +56,13 @@ pub struct Cli {
     /// keys running programs that rely on NULL faults (the JVM's implicit null checks).
     #[arg(long)]
     pub null_guard: bool,
+    /// Directory of the site cache (default: $XDG_CACHE_HOME/zpoline or
+    /// ~/.cache/zpoline). It must be private (0700) to the user.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Decode every executable section afresh instead of using the site cache.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Same as `--sud=never`.
     #[arg(long)]
     pub no_sud: bool,
@@ -169,6 +176,21 @@ fn follow_scripts(
         path = resolve(OsStr::new(interp), false)?;
     }
     Err(Error::NotExecutable(path.to_string_lossy().into_owned()))
+}
+
+/// The site cache directory to use, if any.
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    if cli.no_cache {
+        return None;
+    }
+    if let Some(d) = &cli.cache_dir {
+        return Some(d.clone());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("zpoline"))
 }
 
 fn mmap_min_addr() -> u64 {
@@ -346,6 +368,13 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     }
     if cli.null_guard {
         args.push(cstr(b"--null-guard"));
+    }
+    match cache_dir(&cli) {
+        Some(dir) => match trampoline::cache::use_dir(&dir) {
+            Ok(()) => args.push(cstr(format!("--cache-dir={}", dir.display()).as_bytes())),
+            Err(_) => args.push(cstr(b"--no-cache")),
+        },
+        None => args.push(cstr(b"--no-cache")),
     }
     let sud = match (cli.no_sud, cli.sud) {
         (true, _) | (_, SudMode::Never) => trampoline::sud::Mode::Never,

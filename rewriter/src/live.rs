@@ -175,6 +175,23 @@ impl Patcher {
 /// [`Error::Mprotect`] when a page cannot be made writable or restored; sites written
 /// before the error stay patched.
 pub unsafe fn patch_region(start: u64, len: u64, prot: i32) -> Result<usize, Error> {
+    // SAFETY: forwarded to the caller.
+    unsafe { patch_region_with(start, len, prot, |_| {}) }
+}
+
+/// [`patch_region`], calling `seen` with every site it patches (for a site cache).
+///
+/// # Safety
+/// As for [`patch_region`].
+///
+/// # Errors
+/// As for [`patch_region`].
+pub unsafe fn patch_region_with(
+    start: u64,
+    len: u64,
+    prot: i32,
+    mut seen: impl FnMut(&Site),
+) -> Result<usize, Error> {
     // SAFETY: the caller guarantees the region is mapped and readable for its length.
     let code = unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) };
     let mut p = Patcher {
@@ -187,11 +204,46 @@ pub unsafe fn patch_region(start: u64, len: u64, prot: i32) -> Result<usize, Err
         if result.is_ok() {
             // SAFETY: sites of the caller's region, found in address order.
             result = unsafe { p.site(&site) };
+            if result.is_ok() {
+                seen(&site);
+            }
         }
     });
     // SAFETY: as above.
     unsafe { p.finish()? };
     result.map(|()| p.count)
+}
+
+/// Patches known sites (from a site cache) without decoding, after checking that each
+/// still holds `syscall`/`sysenter`. Stops at the first site that does not.
+///
+/// # Safety
+/// Every site must lie in mapped, readable memory with protection `prot`, and the sites
+/// must come in address order.
+///
+/// # Errors
+/// [`Error::Changed`] for a site that does not hold a syscall instruction (the sites
+/// before it stay patched); [`Error::Mprotect`] as for [`patch_region`].
+pub unsafe fn patch_sites(sites: impl Iterator<Item = Site>, prot: i32) -> Result<usize, Error> {
+    let mut p = Patcher {
+        prot,
+        span: None,
+        count: 0,
+    };
+    for site in sites {
+        // SAFETY: the caller guarantees the site is mapped and readable.
+        let tail = unsafe { *((site.end() - 2) as *const [u8; 2]) };
+        if site.len < 2 || (tail != crate::plan::SYSCALL && tail != crate::plan::SYSENTER) {
+            // SAFETY: as for `Patcher::finish`.
+            unsafe { p.finish()? };
+            return Err(Error::Changed { addr: site.addr });
+        }
+        // SAFETY: in address order, vouched for by the caller.
+        unsafe { p.site(&site)? };
+    }
+    // SAFETY: as above.
+    unsafe { p.finish()? };
+    Ok(p.count)
 }
 
 /// Applies a plan made by [`crate::Plan::scan`] over the live memory it was scanned
@@ -205,25 +257,8 @@ pub unsafe fn patch_region(start: u64, len: u64, prot: i32) -> Result<usize, Err
 /// [`Error::Changed`] when a site no longer holds `syscall`/`sysenter`;
 /// [`Error::Mprotect`] as for [`patch_region`].
 pub unsafe fn apply(plan: &crate::Plan, prot: i32) -> Result<usize, Error> {
-    let mut p = Patcher {
-        prot,
-        span: None,
-        count: 0,
-    };
-    for site in plan.sites() {
-        // SAFETY: the caller guarantees the site is mapped and readable.
-        let tail = unsafe { *((site.end() - 2) as *const [u8; 2]) };
-        if tail != crate::plan::SYSCALL && tail != crate::plan::SYSENTER {
-            // SAFETY: as for `Patcher::finish`.
-            unsafe { p.finish()? };
-            return Err(Error::Changed { addr: site.addr });
-        }
-        // SAFETY: sites of a plan come in address order; the caller vouches for them.
-        unsafe { p.site(site)? };
-    }
-    // SAFETY: as above.
-    unsafe { p.finish()? };
-    Ok(p.count)
+    // SAFETY: forwarded to the caller; plan sites come in address order.
+    unsafe { patch_sites(plan.sites().iter().copied(), prot) }
 }
 
 #[cfg(test)]

@@ -272,8 +272,9 @@ pub(crate) unsafe fn rewrite(
         crate::elfcode::for_each_exec_section(fd, |so, ss| {
             let (lo, hi) = (so.max(off), (so + ss).min(off + len));
             if lo < hi {
+                let base = start + (lo - off);
                 // SAFETY: a sub-range of the mapping the caller vouches for.
-                add(unsafe { rewriter::live::patch_region(start + (lo - off), hi - lo, rprot) });
+                add(unsafe { rewrite_range(fd, lo, hi, base, rprot) });
             }
         })
     });
@@ -289,6 +290,43 @@ pub(crate) unsafe fn rewrite(
         PATCHED.fetch_add(n as u64, Ordering::Relaxed);
     }
     result
+}
+
+/// Patches the file range `[lo, hi)` mapped at `base`: from the site cache when it has
+/// this range, else by decoding (and then filling the cache).
+///
+/// # Safety
+/// `[base, base + hi - lo)` must be mapped readable with protection `prot` from the file
+/// open as `fd` at offset `lo`.
+unsafe fn rewrite_range(
+    fd: i32,
+    lo: u64,
+    hi: u64,
+    base: u64,
+    prot: i32,
+) -> Result<usize, rewriter::Error> {
+    let key = crate::cache::Key::new(fd, lo, hi);
+    let mut writer = None;
+    if let Some(key) = &key {
+        match crate::cache::patch_cached(key, base, prot) {
+            Some(Ok(n)) => return Ok(n),
+            // A stale entry: decode the rest, but do not record a partial list.
+            Some(Err(_)) => {}
+            None => writer = crate::cache::Writer::begin(key),
+        }
+    }
+    // SAFETY: forwarded to our caller.
+    let r = unsafe {
+        rewriter::live::patch_region_with(base, hi - lo, prot, |site| {
+            if let Some(w) = writer.as_mut() {
+                w.push(site.addr - base, site.len);
+            }
+        })
+    };
+    if let Some(w) = writer {
+        w.finish(r.is_ok());
+    }
+    r
 }
 
 /// Length of the NUL-terminated string at `p`.

@@ -12,6 +12,7 @@
 //! - The [`Backend`] decides what a syscall does. [`Host`] passes it to the host kernel;
 //!   the LKL backend will plug in here.
 
+pub mod cache;
 pub mod elfcode;
 mod entry_x86_64;
 pub mod guard;

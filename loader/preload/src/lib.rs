@@ -9,6 +9,7 @@
 //! loads us again.
 //!
 //! Environment: `ZPOLINE_TRACE=-|FILE` traces like `lkl-run --trace`;
+//! `ZPOLINE_CACHE=0` turns the site cache off, `ZPOLINE_CACHE_DIR=DIR` moves it;
 //! `ZPOLINE_NULL_GUARD=1` keeps page 0 unmapped (see `trampoline::guard`);
 //! `ZPOLINE_COUNT=1` prints the per-syscall summary at exit; `ZPOLINE_SUD=always|never`
 //! changes when the Syscall User Dispatch fallback is armed (default: lazily, see
@@ -113,6 +114,23 @@ fn setup() -> Result<(), String> {
     } else {
         None
     };
+    if std::env::var("ZPOLINE_CACHE").map_or(true, |v| v != "0") {
+        let dir = std::env::var_os("ZPOLINE_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+                    })
+                    .map(|b| b.join("zpoline"))
+            });
+        if let Some(dir) = dir {
+            // Without a usable cache we just decode.
+            let _ = trampoline::cache::use_dir(&dir);
+        }
+    }
     let me = trampoline::entry_address();
     let all = maps();
     let own = all

@@ -1,0 +1,293 @@
+//! On-disk site cache: the sites found in one executable section of one file version,
+//! so the next process that maps it patches them without decoding a byte.
+//!
+//! Decoding dominates start-up (about 9 ms per exec of a libc-linked program). Each
+//! cache file holds a header identifying the file version and the section range
+//! (device, inode, size, mtime, ctime, file offsets) and then one `u64` per site:
+//! `offset_in_range << 8 | length`. Entries are never trusted: every cached site must
+//! still hold `syscall`/`sysenter` before it is patched ([`rewriter::live::patch_sites`]),
+//! and a stale or damaged file sends us back to decoding. The directory must belong to
+//! us and be private (0700), so no other user can feed us sites.
+//!
+//! Raw syscalls and stack buffers only: this runs in the hook.
+
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use rewriter::{Site, SiteKind};
+
+use crate::syscall6;
+
+/// Bump when what counts as a site changes, so old caches are ignored.
+const MAGIC: u64 = u64::from_le_bytes(*b"ZPSITE02");
+const KEY_WORDS: usize = 9;
+const HEADER: usize = (KEY_WORDS + 1) * 8;
+const O_RDONLY: u64 = 0;
+const O_WRONLY: u64 = 1;
+const O_CREAT: u64 = 0o100;
+const O_EXCL: u64 = 0o200;
+const O_CLOEXEC: u64 = 0o2000000;
+
+static DIR_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Uses `dir` (created 0700 if missing) as the site cache directory for this process.
+///
+/// # Errors
+/// When the directory cannot be created or opened, or is not private to us.
+pub fn use_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::io::IntoRawFd;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid has no arguments.
+    let euid = unsafe { syscall6(107, [0; 6]) } as u32;
+    if meta.uid() != euid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is not private to uid {euid}", dir.display()),
+        ));
+    }
+    let f = std::fs::File::open(dir)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: moving our own descriptor above the program's usual range, close-on-exec.
+    let hi = unsafe { syscall6(72, [fd as u64, 1030, 900, 0, 0, 0]) };
+    // SAFETY: closing the original of the duplicate.
+    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+    if hi < 0 {
+        return Err(std::io::Error::from_raw_os_error(-hi as i32));
+    }
+    DIR_FD.store(hi as i32, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Identity of one section range of one file version.
+#[derive(Clone, Copy)]
+pub(crate) struct Key([u64; KEY_WORDS]);
+
+impl Key {
+    /// The key for file offsets `[lo, hi)` of the file open as `fd`.
+    pub(crate) fn new(fd: i32, lo: u64, hi: u64) -> Option<Key> {
+        if DIR_FD.load(Ordering::Relaxed) < 0 {
+            return None;
+        }
+        let mut st = [0u64; 18];
+        // SAFETY: fstat into our 144-byte buffer.
+        if unsafe { syscall6(5, [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0]) } < 0 {
+            return None;
+        }
+        // st_dev, st_ino, st_size, st_mtime, st_mtime_nsec, st_ctime
+        Some(Key([
+            MAGIC, st[0], st[1], st[6], st[11], st[12], st[13], lo, hi,
+        ]))
+    }
+
+    /// File name: FNV-1a of the key, in hex.
+    fn name(&self) -> [u8; 17] {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for w in self.0 {
+            for b in w.to_le_bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        let mut out = [0u8; 17];
+        for (i, o) in out.iter_mut().take(16).enumerate() {
+            *o = b"0123456789abcdef"[(h >> (60 - 4 * i)) as usize & 0xf];
+        }
+        out
+    }
+
+    fn len(&self) -> u64 {
+        self.0[8] - self.0[7]
+    }
+}
+
+/// Patches the cached sites of `key`, whose range starts at address `base`. `None`:
+/// no usable cache file; `Some(Err)`: a cached site was stale (those before it stay
+/// patched; decode the range to finish).
+pub(crate) fn patch_cached(
+    key: &Key,
+    base: u64,
+    prot: i32,
+) -> Option<Result<usize, rewriter::Error>> {
+    let dir = DIR_FD.load(Ordering::Relaxed);
+    let name = key.name();
+    // SAFETY: opening a NUL-terminated name relative to our cache directory.
+    let fd = unsafe {
+        syscall6(
+            257,
+            [
+                dir as u64,
+                name.as_ptr() as u64,
+                O_RDONLY | O_CLOEXEC,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut st = [0u64; 18];
+    // SAFETY: fstat into our buffer.
+    let ok = unsafe { syscall6(5, [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0]) } == 0;
+    let size = st[6];
+    let map = if ok && size >= HEADER as u64 && (size - HEADER as u64) & 7 == 0 {
+        // SAFETY: a private read-only mapping of our cache file.
+        unsafe { syscall6(9, [0, size, 1, 2, fd as u64, 0]) }
+    } else {
+        -1
+    };
+    // SAFETY: closing our descriptor; the mapping stays valid.
+    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+    if map < 0 {
+        return None;
+    }
+    // SAFETY: the mapping holds `size` readable bytes, 8-byte aligned (page aligned).
+    let words = unsafe { core::slice::from_raw_parts(map as *const u64, size as usize / 8) };
+    let count = (size as usize - HEADER) / 8;
+    let result = if words[..KEY_WORDS] == key.0 && words[KEY_WORDS] == count as u64 {
+        let limit = key.len();
+        let sites = words[KEY_WORDS + 1..].iter().map(|&e| {
+            let (off, len) = (e >> 8, (e & 0xff) as u8);
+            Site {
+                addr: base + off,
+                // An entry outside the range becomes a length-0 site, which
+                // `patch_sites` refuses as stale.
+                len: if off + u64::from(len) <= limit {
+                    len
+                } else {
+                    0
+                },
+                kind: SiteKind::Syscall,
+            }
+        });
+        // SAFETY: the sites lie in the range the caller mapped at `base` (checked above
+        // against the range length), in the order they were found.
+        Some(unsafe { rewriter::live::patch_sites(sites, prot) })
+    } else {
+        None
+    };
+    // SAFETY: unmapping our own mapping.
+    unsafe { syscall6(11, [map as u64, size, 0, 0, 0, 0]) };
+    result
+}
+
+/// Writes a cache file for one range while it is being decoded.
+pub(crate) struct Writer {
+    fd: i32,
+    tmp: [u8; 64],
+    name: [u8; 17],
+    buf: [u64; 128],
+    n: usize,
+    count: u64,
+    ok: bool,
+}
+
+impl Writer {
+    /// Starts a cache file for `key` (a temporary file, renamed into place at the end).
+    pub(crate) fn begin(key: &Key) -> Option<Writer> {
+        use core::fmt::Write;
+        let dir = DIR_FD.load(Ordering::Relaxed);
+        let name = key.name();
+        let mut l = crate::trace::Line::new();
+        // SAFETY: getpid/gettid have no arguments.
+        let (pid, tid) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+        let _ = write!(l, ".tmp-{pid}-{tid}-");
+        let mut tmp = [0u8; 64];
+        let head = l.bytes();
+        tmp[..head.len()].copy_from_slice(head);
+        tmp[head.len()..head.len() + 16].copy_from_slice(&name[..16]);
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+        // SAFETY: creating a NUL-terminated name in our cache directory.
+        let fd = unsafe { syscall6(257, [dir as u64, tmp.as_ptr() as u64, flags, 0o600, 0, 0]) };
+        if fd < 0 {
+            return None;
+        }
+        let mut w = Writer {
+            fd: fd as i32,
+            tmp,
+            name,
+            buf: [0; 128],
+            n: 0,
+            count: 0,
+            ok: true,
+        };
+        let mut header = [0u64; KEY_WORDS + 1];
+        header[..KEY_WORDS].copy_from_slice(&key.0);
+        w.write(&header);
+        Some(w)
+    }
+
+    fn write(&mut self, words: &[u64]) {
+        let bytes = words.len() * 8;
+        // SAFETY: writing our own buffer to our temporary file.
+        let r = unsafe {
+            syscall6(
+                1,
+                [self.fd as u64, words.as_ptr() as u64, bytes as u64, 0, 0, 0],
+            )
+        };
+        self.ok &= r == bytes as i64;
+    }
+
+    /// Records a site at `offset` from the start of the range.
+    pub(crate) fn push(&mut self, offset: u64, len: u8) {
+        self.buf[self.n] = offset << 8 | u64::from(len);
+        self.n += 1;
+        self.count += 1;
+        if self.n == self.buf.len() {
+            let buf = self.buf;
+            self.write(&buf);
+            self.n = 0;
+        }
+    }
+
+    /// Completes the file and renames it into place when `success`, else drops it.
+    pub(crate) fn finish(mut self, success: bool) {
+        let dir = DIR_FD.load(Ordering::Relaxed) as u64;
+        if self.n > 0 {
+            let buf = self.buf;
+            self.write(&buf[..self.n]);
+        }
+        let count = self.count;
+        // SAFETY: pwrite of the count into the header of our temporary file.
+        let r = unsafe {
+            syscall6(
+                18,
+                [
+                    self.fd as u64,
+                    &count as *const u64 as u64,
+                    8,
+                    KEY_WORDS as u64 * 8,
+                    0,
+                    0,
+                ],
+            )
+        };
+        self.ok &= r == 8;
+        // SAFETY: closing our temporary file.
+        unsafe { syscall6(3, [self.fd as u64, 0, 0, 0, 0, 0]) };
+        // SAFETY: rename or unlink of NUL-terminated names in our cache directory.
+        unsafe {
+            if success && self.ok {
+                syscall6(
+                    264,
+                    [
+                        dir,
+                        self.tmp.as_ptr() as u64,
+                        dir,
+                        self.name.as_ptr() as u64,
+                        0,
+                        0,
+                    ],
+                );
+            } else {
+                syscall6(263, [dir, self.tmp.as_ptr() as u64, 0, 0, 0, 0]);
+            }
+        }
+    }
+}
