@@ -233,17 +233,31 @@ fn main() -> Result<()> {
         c.args(["-c", "pass"]);
         c
     });
-    let py_zp = median_ms(|| {
-        let mut c = Command::new(&lkl_run);
-        c.args(["--zpoline"]).arg(&python).args(["-c", "pass"]);
-        c
-    });
-    match (py_native, py_zp) {
-        (Ok(a), Ok(b)) => println!(
-            "start-up, {python} -c pass: native {a:.1} ms, lkl-run --zpoline {b:.1} ms (+{:.1} ms load+rewrite)",
-            b - a
+    let py_zp = |extra: &'static str| {
+        let (lkl_run, python) = (&lkl_run, &python);
+        median_ms(move || {
+            let mut c = Command::new(lkl_run);
+            c.args(["--zpoline", extra])
+                .arg(python)
+                .args(["-c", "pass"]);
+            c
+        })
+    };
+    let cold = py_zp("--no-cache");
+    let warm = py_zp("--sud=lazy");
+    match (py_native, cold, warm) {
+        (Ok(a), Ok(c), Ok(w)) => println!(
+            "start-up, {python} -c pass: native {a:.1} ms; lkl-run --zpoline {c:.1} ms \
+             without the site cache (+{:.1} ms), {w:.1} ms with it (+{:.1} ms)",
+            c - a,
+            w - a
         ),
-        (a, b) => println!("start-up: n/a ({:?}, {:?})", a.err(), b.err()),
+        (a, c, w) => println!(
+            "start-up: n/a ({:?}, {:?}, {:?})",
+            a.err(),
+            c.err(),
+            w.err()
+        ),
     }
     Ok(())
 }
