@@ -142,17 +142,21 @@ fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
     Err(Error::NotFound(show))
 }
 
-/// Reads `path`; follows `#!` lines like the kernel. Returns the ELF path, its bytes
-/// and the argv to use.
+/// Follows `#!` lines like the kernel. Returns the path of the ELF file to load and
+/// the argv to use.
 fn follow_scripts(
     mut path: PathBuf,
     mut argv: Vec<OsString>,
-) -> Result<(PathBuf, Vec<u8>, Vec<OsString>), Error> {
+) -> Result<(PathBuf, Vec<OsString>), Error> {
+    use std::io::Read;
     for _ in 0..4 {
         let show = path.to_string_lossy().into_owned();
-        let bytes = std::fs::read(&path).map_err(|e| Error::Io(show.clone(), e))?;
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(256).read_to_end(&mut bytes))
+            .map_err(|e| Error::Io(show.clone(), e))?;
         if !bytes.starts_with(b"#!") {
-            return Ok((path, bytes, argv));
+            return Ok((path, argv));
         }
         let line = bytes[2..].split(|&b| b == b'\n').next().unwrap_or(&[]);
         let line = &line[..line.len().min(255)];
@@ -316,11 +320,20 @@ fn read_auxv() -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Opens and parses an ELF file, reading only its first 64 KiB unless the headers lie
+/// further in.
 fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
+    use std::io::Read;
     let show = path.to_string_lossy().into_owned();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io(show.clone(), e))?;
-    let img = elf::parse(&show, &bytes)?;
-    let f = std::fs::File::open(path).map_err(|e| Error::Io(show, e))?;
+    let io = |e| Error::Io(show.clone(), e);
+    let f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    let mut prefix = Vec::new();
+    (&f).take(64 << 10).read_to_end(&mut prefix).map_err(io)?;
+    let img = match elf::parse_prefix(&show, &prefix, len) {
+        Err(Error::Short(_)) => elf::parse(&show, &std::fs::read(path).map_err(io)?)?,
+        r => r?,
+    };
     Ok((f, img))
 }
 
@@ -342,11 +355,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if let Some(a0) = &cli.argv0 {
         argv[0] = a0.clone();
     }
-    let (path, bytes, argv) = follow_scripts(path, argv)?;
+    let (path, argv) = follow_scripts(path, argv)?;
     let show = path.to_string_lossy().into_owned();
-    let img = elf::parse(&show, &bytes)?;
-    drop(bytes);
-    let file = std::fs::File::open(&path).map_err(|e| Error::Io(show.clone(), e))?;
+    let (file, img) = load(&path)?;
     let interp = match &img.interp {
         Some(i) => Some(load(Path::new(i))?),
         None => None,

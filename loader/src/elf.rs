@@ -2,9 +2,11 @@
 //! arithmetic of where each segment goes.
 #![forbid(unsafe_code)]
 
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::header::Header;
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
+use goblin::elf::program_header::ProgramHeader;
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
-use goblin::elf::Elf;
 
 use crate::Error;
 
@@ -92,14 +94,42 @@ fn prot(flags: u32) -> i32 {
 /// [`Error::NotElf`] for anything that is not an ELF file, [`Error::WrongArch`] for ELF
 /// files that are not x86-64 executables, [`Error::BadElf`] for inconsistent headers.
 pub fn parse(path: &str, bytes: &[u8]) -> Result<Image, Error> {
+    parse_prefix(path, bytes, bytes.len() as u64)
+}
+
+/// Like [`parse`], from the first bytes of a file of `file_len` bytes: only the ELF
+/// header, the program headers and `PT_INTERP` are read (no section or symbol tables,
+/// which can be megabytes).
+///
+/// # Errors
+/// As for [`parse`], plus [`Error::Short`] when the headers lie past `prefix`: read
+/// more of the file and try again.
+pub fn parse_prefix(path: &str, bytes: &[u8], file_len: u64) -> Result<Image, Error> {
     if bytes.len() < 4 || &bytes[..4] != b"\x7fELF" {
         return Err(Error::NotElf(path.to_string()));
     }
-    let elf = Elf::parse(bytes).map_err(|e| Error::BadElf(path.to_string(), e.to_string()))?;
-    if !elf.is_64 || elf.header.e_machine != EM_X86_64 {
+    let bad = |e: goblin::error::Error| Error::BadElf(path.to_string(), e.to_string());
+    if bytes.len() < 64 || bytes[4] != 2 {
         return Err(Error::WrongArch(path.to_string()));
     }
-    let relocatable = match elf.header.e_type {
+    let header: Header = goblin::elf::Elf::parse_header(bytes).map_err(bad)?;
+    if header.e_machine != EM_X86_64 {
+        return Err(Error::WrongArch(path.to_string()));
+    }
+    let ph_end = header.e_phoff + u64::from(header.e_phnum) * u64::from(header.e_phentsize);
+    if header.e_phentsize != 56 || ph_end > file_len {
+        return Err(Error::BadElf(
+            path.to_string(),
+            "bad program header table".into(),
+        ));
+    }
+    if ph_end > bytes.len() as u64 {
+        return Err(Error::Short(path.to_string()));
+    }
+    let ctx = Ctx::new(Container::Big, Endian::Little);
+    let phdrs = ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)
+        .map_err(bad)?;
+    let relocatable = match header.e_type {
         ET_DYN => true,
         ET_EXEC => false,
         t => {
@@ -112,14 +142,14 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Image, Error> {
     let mut segments = Vec::new();
     let mut interp = None;
     let mut phdr = None;
-    for ph in &elf.program_headers {
+    for ph in &phdrs {
         match ph.p_type {
             PT_LOAD => {
                 if ph.p_filesz > ph.p_memsz || ph.p_offset % PAGE != ph.p_vaddr % PAGE {
                     return Err(Error::BadElf(path.to_string(), "misaligned PT_LOAD".into()));
                 }
                 let end = ph.p_offset.checked_add(ph.p_filesz);
-                if end.is_none_or(|e| e > bytes.len() as u64) {
+                if end.is_none_or(|e| e > file_len) {
                     return Err(Error::BadElf(
                         path.to_string(),
                         "PT_LOAD past end of file".into(),
@@ -148,7 +178,7 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Image, Error> {
     if segments.is_empty() {
         return Err(Error::BadElf(path.to_string(), "no PT_LOAD segment".into()));
     }
-    let phoff = elf.header.e_phoff;
+    let phoff = header.e_phoff;
     let phdr_vaddr = match phdr {
         Some(v) => v,
         None => segments
@@ -159,10 +189,10 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<Image, Error> {
     };
     Ok(Image {
         relocatable,
-        entry: elf.header.e_entry,
+        entry: header.e_entry,
         phdr_vaddr,
-        phent: u64::from(elf.header.e_phentsize),
-        phnum: u64::from(elf.header.e_phnum),
+        phent: u64::from(header.e_phentsize),
+        phnum: u64::from(header.e_phnum),
         segments,
         interp,
     })
@@ -185,6 +215,20 @@ mod tests {
         assert!(img.relocatable);
         assert!(img.segments.iter().any(Segment::is_exec));
         assert_eq!(img.phent, 56);
+    }
+
+    #[test]
+    fn a_prefix_is_enough_or_asks_for_more() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let len = exe.len() as u64;
+        assert_eq!(
+            parse_prefix("self", &exe[..4096], len).unwrap(),
+            parse("self", &exe).unwrap()
+        );
+        assert!(matches!(
+            parse_prefix("self", &exe[..80], len),
+            Err(Error::Short(_))
+        ));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum Error {
     /// The ELF file is malformed.
     #[error("{0}: bad ELF file: {1}")]
     BadElf(String, String),
+    /// The headers lie past the bytes read so far (read more and parse again).
+    #[error("{0}: ELF headers past the part read")]
+    Short(String),
     /// Mapping failed.
     #[error("{0}: {1} failed (errno {2})")]
     Map(String, String, i32),
