@@ -11,6 +11,8 @@ const NR_MMAP: u64 = 9;
 const NR_MPROTECT: u64 = 10;
 const NR_RT_SIGACTION: u64 = 13;
 const NR_EXECVE: u64 = 59;
+const NR_MUNMAP: u64 = 11;
+const NR_MREMAP: u64 = 25;
 const NR_FORK: u64 = 57;
 const NR_EXIT_GROUP: u64 = 231;
 const NR_READLINK: u64 = 89;
@@ -96,6 +98,28 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
                 _ => {}
             }
         }
+        NR_MMAP | NR_MPROTECT | NR_MUNMAP | NR_MREMAP
+            if !crate::guard::enabled() && touches_page0(nr, args) =>
+        {
+            // Page 0 holds the sled: every rewritten syscall goes through it. Answer
+            // as a kernel with the usual vm.mmap_min_addr would, page 0 being unmapped.
+            let r = match nr {
+                NR_MUNMAP if args[0] + args[1] > 4096 => {
+                    let end = args[0] + args[1];
+                    // SAFETY: unmapping what the program asked for, minus page 0.
+                    unsafe { syscall6(NR_MUNMAP, [4096, end - 4096, 0, 0, 0, 0]) }
+                }
+                NR_MUNMAP => 0,
+                NR_MPROTECT => -12, // ENOMEM: not mapped
+                NR_MREMAP => -14,   // EFAULT
+                _ => -1,            // EPERM: below mmap_min_addr
+            };
+            trace::count(counts, nr, r);
+            if let Some(fd) = opts.trace_fd {
+                trace::trace(fd, nr, args, Some(r));
+            }
+            return Outcome::Done(r);
+        }
         NR_READLINK | NR_READLINKAT if opts.program.is_some() => {
             let (path, buf, size) = if nr == NR_READLINK {
                 (args[0], args[1], args[2])
@@ -179,6 +203,23 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         }
     }
     Outcome::Done(r)
+}
+
+/// True when the call would map, unmap or reprotect page 0 (the sled). A hint address
+/// without MAP_FIXED/MAP_FIXED_NOREPLACE is only a hint: the kernel keeps it out of
+/// page 0 by itself.
+fn touches_page0(nr: u64, a: &[u64; 6]) -> bool {
+    const MAP_FIXED: u64 = 0x10;
+    const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    const MREMAP_FIXED: u64 = 2;
+    let overlaps = |addr: u64, len: u64| addr < 4096 && len > 0;
+    match nr {
+        NR_MMAP => a[3] & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 && overlaps(a[0], a[1]),
+        NR_MPROTECT | NR_MUNMAP => overlaps(a[0], a[1]),
+        // mremap(old, old_len, new_len, flags, new_addr)
+        NR_MREMAP => overlaps(a[0], a[1]) || (a[3] & MREMAP_FIXED != 0 && overlaps(a[4], a[2])),
+        _ => false,
+    }
 }
 
 /// Rewrites the arguments of the calls that set a signal mask so that the mask never

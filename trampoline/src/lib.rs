@@ -185,6 +185,8 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
             && (options.rewrite_new_code || options.reexec.is_some()))
             || (matches!(nr, 89 | 267) && options.program.is_some())
             || nr == 57
+            // mmap/mprotect/munmap/mremap must not touch the sled page.
+            || (!options.null_guard && matches!(nr, 9 | 10 | 11 | 25))
             || (options.null_guard && matches!(nr, 13 | 14 | 130 | 270 | 271 | 281 | 441));
         let route = if every && (nr <= sled::MAX_NR) {
             1

@@ -218,3 +218,10 @@ fn exec_mapping_longer_than_its_file() {
 fn constant_data_in_an_executable_segment_is_not_rewritten() {
     run_c("rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact");
 }
+
+#[test]
+fn page0_cannot_be_unmapped_or_replaced() {
+    let bin = gcc("page0", &[]);
+    let z = interposed(&[], bin.to_str().unwrap(), &[]);
+    assert_ok(&z, "page0 0 -1 refused 1");
+}
