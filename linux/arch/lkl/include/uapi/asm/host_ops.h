@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
 /*
  * The host operations table: everything the LKL kernel needs from the
  * program it runs in.  The host fills one of these in and passes it to

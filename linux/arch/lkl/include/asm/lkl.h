@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Internal interfaces between the pieces of the LKL port: the CPU lock
+ * (cpu.c), tasks on host threads (threads.c), interrupts (irq.c), system
+ * call entry (syscalls.c) and memory (mm/bootmem.c).
+ */
+#ifndef _ASM_LKL_LKL_H
+#define _ASM_LKL_LKL_H
+
+#include <asm/host_ops.h>
+
+struct task_struct;
+
+/* cpu.c: the one CPU that host threads take turns to hold. */
+int lkl_cpu_init(void);
+int lkl_cpu_get(void);
+void lkl_cpu_put(void);
+int lkl_cpu_try_run_irq(int irq);
+void lkl_cpu_change_owner(lkl_thread_t owner);
+void lkl_cpu_shutdown(void);
+void lkl_cpu_wait_shutdown(void);
+int lkl_cpu_is_shut_down(void);
+
+/* threads.c: kernel tasks mapped onto host threads. */
+void threads_init(void);
+void threads_cleanup(void);
+void switch_to_host_task(struct task_struct *task);
+void lkl_sched_detach(void);
+int host_task_stub(void *unused);
+
+/* irq.c */
+void set_irq_pending(int irq);
+void run_irqs(void);
+
+/* syscalls.c */
+int syscalls_init(void);
+void syscalls_cleanup(void);
+void wakeup_idle_host_task(void);
+
+/* console.c */
+void lkl_console_init(void);
+
+/* mm/bootmem.c */
+void bootmem_init(unsigned long mem_size);
+void bootmem_cleanup(void);
+
+#endif

@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The LKL "CPU": the right to run kernel code.
+ *
+ * Exactly one host thread runs kernel code at a time.  A host thread takes
+ * the CPU to make a system call (lkl_cpu_get), to run an interrupt
+ * (lkl_cpu_try_run_irq) or because the scheduler switched to its task
+ * (__switch_to hands ownership over with lkl_cpu_change_owner).  The owner
+ * may take it again recursively.
+ *
+ * A plain mutex cannot do this: the CPU is often taken on one host thread
+ * and given back on another (a context switch), and interrupts must be able
+ * to find out, without blocking, that someone else holds it.  So the state
+ * is kept explicitly under a small host mutex, and waiters sleep on a
+ * semaphore.
+ *
+ * Shutdown: lkl_cpu_shutdown() closes the gate for good; late callers (for
+ * example TLS destructors of exiting host threads) get -ESHUTDOWN-like
+ * failures instead of touching freed state.  Callers currently inside the
+ * gate are counted so that the final cleanup waits for them.
+ */
+#include <linux/kernel.h>
+#include <linux/sched.h>
+#include <linux/sched/stat.h>
+#include <linux/irqflags.h>
+#include <linux/preempt.h>
+#include <asm/lkl.h>
+
+/* Added to the gate counter when shutting down. */
+#define CPU_GATE_CLOSED		(1U << 30)
+
+/* Results of cpu_lock_state(). */
+enum {
+	CPU_SHUT_GATE = -2,	/* gate closed before we came in */
+	CPU_SHUT_LOCKED = -1,	/* gate closed while we waited; lock held */
+	CPU_BUSY = 0,		/* another thread owns the CPU; lock held */
+	CPU_TAKEN = 1,		/* we own the CPU now; lock held */
+};
+
+static struct lkl_cpu {
+	struct lkl_mutex *lock;		/* protects everything below */
+	unsigned int gate;		/* callers inside + CPU_GATE_CLOSED */
+	lkl_thread_t owner;		/* 0 when free */
+	unsigned int count;		/* owner's recursion depth */
+	unsigned int sleepers;		/* threads waiting on @sem */
+	bool irqs_pending;		/* set_irq_pending() ran while busy */
+	struct lkl_sem *sem;
+	struct lkl_sem *shutdown_sem;	/* posted when the idle loop ends */
+} cpu;
+
+/*
+ * Enter the gate (counting ourselves @n times), lock the state and try to
+ * become the owner.  On every result but CPU_SHUT_GATE the state lock is
+ * held and must be dropped with cpu_unlock_state().
+ */
+static int cpu_lock_state(int n)
+{
+	lkl_thread_t self;
+
+	if (__sync_fetch_and_add(&cpu.gate, n) >= CPU_GATE_CLOSED)
+		return CPU_SHUT_GATE;
+
+	lkl_ops->mutex_lock(cpu.lock);
+	if (READ_ONCE(cpu.gate) >= CPU_GATE_CLOSED)
+		return CPU_SHUT_LOCKED;
+
+	self = lkl_ops->thread_self();
+	if (cpu.owner && !lkl_ops->thread_equal(cpu.owner, self))
+		return CPU_BUSY;
+
+	cpu.owner = self;
+	cpu.count++;
+	return CPU_TAKEN;
+}
+
+static void cpu_unlock_state(int state, int n)
+{
+	if (state != CPU_SHUT_GATE)
+		lkl_ops->mutex_unlock(cpu.lock);
+	__sync_fetch_and_sub(&cpu.gate, n);
+}
+
+/**
+ * lkl_cpu_get - take the CPU, waiting for it if another thread has it
+ *
+ * Returns 1 when taken, a negative value when the kernel is shutting down.
+ */
+int lkl_cpu_get(void)
+{
+	int state = cpu_lock_state(1);
+
+	while (state == CPU_BUSY) {
+		cpu.sleepers++;
+		cpu_unlock_state(state, 0);
+		lkl_ops->sem_down(cpu.sem);
+		state = cpu_lock_state(0);
+	}
+	cpu_unlock_state(state, 1);
+
+	return state == CPU_TAKEN ? 1 : -ESHUTDOWN;
+}
+
+/**
+ * lkl_cpu_put - give the CPU back
+ *
+ * Runs interrupts that arrived while the CPU was busy.  A host task leaving
+ * the kernel while other tasks are runnable lets them run first: it
+ * schedules away without waiting to be switched back in.
+ */
+void lkl_cpu_put(void)
+{
+	lkl_ops->mutex_lock(cpu.lock);
+
+	if (!cpu.count || !cpu.owner ||
+	    !lkl_ops->thread_equal(cpu.owner, lkl_ops->thread_self()))
+		lkl_bug("lkl: unbalanced CPU put\n");
+
+	while (cpu.irqs_pending && !irqs_disabled()) {
+		cpu.irqs_pending = false;
+		lkl_ops->mutex_unlock(cpu.lock);
+		run_irqs();
+		lkl_ops->mutex_lock(cpu.lock);
+	}
+
+	if (test_thread_flag(TIF_HOST_THREAD) && !single_task_running() &&
+	    cpu.count == 1) {
+		if (in_interrupt())
+			lkl_bug("lkl: CPU put in interrupt context\n");
+		lkl_ops->mutex_unlock(cpu.lock);
+		/* the task switched to takes the CPU over */
+		lkl_sched_detach();
+		return;
+	}
+
+	if (--cpu.count > 0) {
+		lkl_ops->mutex_unlock(cpu.lock);
+		return;
+	}
+
+	cpu.owner = 0;
+	if (cpu.sleepers) {
+		cpu.sleepers--;
+		lkl_ops->sem_up(cpu.sem);
+	}
+
+	lkl_ops->mutex_unlock(cpu.lock);
+}
+
+/**
+ * lkl_cpu_change_owner - hand the CPU to another host thread
+ *
+ * Called by __switch_to() with the CPU held exactly once.
+ */
+void lkl_cpu_change_owner(lkl_thread_t owner)
+{
+	lkl_ops->mutex_lock(cpu.lock);
+	if (cpu.count > 1)
+		lkl_bug("lkl: CPU handed over while held recursively\n");
+	cpu.owner = owner;
+	lkl_ops->mutex_unlock(cpu.lock);
+}
+
+/**
+ * lkl_cpu_try_run_irq - take the CPU to run @irq, or leave it pending
+ *
+ * Returns 1 when the caller owns the CPU and should run the interrupt, 0
+ * when it was marked pending for the current owner, and a negative value
+ * when shutting down.
+ */
+int lkl_cpu_try_run_irq(int irq)
+{
+	int state = cpu_lock_state(1);
+
+	if (state == CPU_BUSY) {
+		set_irq_pending(irq);
+		cpu.irqs_pending = true;
+	}
+	cpu_unlock_state(state, 1);
+
+	if (state < 0)
+		return -ESHUTDOWN;
+	return state == CPU_TAKEN;
+}
+
+void lkl_cpu_shutdown(void)
+{
+	__sync_fetch_and_add(&cpu.gate, CPU_GATE_CLOSED);
+}
+
+int lkl_cpu_is_shut_down(void)
+{
+	return READ_ONCE(cpu.gate) >= CPU_GATE_CLOSED;
+}
+
+void lkl_cpu_wait_shutdown(void)
+{
+	lkl_ops->sem_down(cpu.shutdown_sem);
+	lkl_ops->sem_free(cpu.shutdown_sem);
+	cpu.shutdown_sem = NULL;
+}
+
+static void lkl_cpu_cleanup(bool shutdown)
+{
+	/* wait for threads still inside the gate */
+	while (__sync_fetch_and_add(&cpu.gate, 0) > CPU_GATE_CLOSED)
+		cpu_relax();
+
+	if (shutdown)
+		lkl_ops->sem_up(cpu.shutdown_sem);
+	else if (cpu.shutdown_sem)
+		lkl_ops->sem_free(cpu.shutdown_sem);
+	if (cpu.sem)
+		lkl_ops->sem_free(cpu.sem);
+	if (cpu.lock)
+		lkl_ops->mutex_free(cpu.lock);
+	cpu.sem = NULL;
+	cpu.lock = NULL;
+}
+
+/*
+ * The idle task: nothing is runnable.  Let the idle host task hold
+ * "current" while the CPU is free, or, once halting, end the idle thread.
+ */
+void arch_cpu_idle(void)
+{
+	if (lkl_cpu_is_shut_down()) {
+		lkl_ops->mutex_lock(cpu.lock);
+		while (cpu.sleepers) {
+			cpu.sleepers--;
+			lkl_ops->sem_up(cpu.sem);
+		}
+		lkl_ops->mutex_unlock(cpu.lock);
+
+		lkl_cpu_cleanup(true);
+		lkl_ops->thread_exit();
+	}
+
+	/* interrupts may run directly from now on */
+	raw_local_irq_enable();
+	wakeup_idle_host_task();
+}
+
+int lkl_cpu_init(void)
+{
+	memset(&cpu, 0, sizeof(cpu));
+	cpu.lock = lkl_ops->mutex_alloc(0);
+	cpu.sem = lkl_ops->sem_alloc(0);
+	cpu.shutdown_sem = lkl_ops->sem_alloc(0);
+
+	if (!cpu.lock || !cpu.sem || !cpu.shutdown_sem) {
+		lkl_cpu_cleanup(false);
+		return -ENOMEM;
+	}
+
+	return 0;
+}

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * System call entry.
+ *
+ * lkl_syscall() takes the CPU, finds the calling host thread's kernel task
+ * through a host TLS key (creating it on the thread's first call), makes
+ * it current, runs the handler from the table and gives the CPU back.  A
+ * host thread's task is a thread of the init process ("hostN"); the TLS
+ * key's destructor makes it exit when the host thread ends.
+ *
+ * While the CPU is free, "current" is a host task: the idle host task
+ * stands in when no application thread is in the kernel, so the idle task
+ * never has to be switched away from on a foreign thread.
+ */
+#include <linux/kernel.h>
+#include <linux/sched.h>
+#include <linux/sched/task.h>
+#include <linux/sched/signal.h>
+#include <linux/task_work.h>
+#include <linux/syscalls.h>
+#include <linux/platform_device.h>
+#include <linux/pid_namespace.h>
+#include <asm/unistd.h>
+#include <asm/syscalls.h>
+#include <asm/lkl.h>
+
+typedef long (*syscall_fn_t)(long, long, long, long, long, long);
+
+#undef __SYSCALL
+#define __SYSCALL(nr, sym)	[nr] = (void *)sym,
+
+static void *syscall_table[__NR_syscalls] = {
+	[0 ... __NR_syscalls - 1] = (void *)sys_ni_syscall,
+#include <uapi/asm/unistd.h>
+};
+
+#define HOST_TASK_CLONE_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | \
+			       CLONE_THREAD | CLONE_SIGHAND | SIGCHLD)
+
+static struct task_struct *host0;
+static struct task_struct *idle_host_task;
+static struct lkl_tls_key *task_key;
+static atomic_t host_task_seq = ATOMIC_INIT(0);
+
+static int new_host_task(struct task_struct **task)
+{
+	pid_t pid;
+
+	/* fork from host0 so that every host task joins init's group */
+	switch_to_host_task(host0);
+
+	pid = kernel_thread(host_task_stub, NULL, NULL, HOST_TASK_CLONE_FLAGS);
+	if (pid < 0)
+		return pid;
+
+	rcu_read_lock();
+	*task = find_task_by_pid_ns(pid, &init_pid_ns);
+	rcu_read_unlock();
+
+	snprintf((*task)->comm, sizeof((*task)->comm), "host%d",
+		 atomic_inc_return(&host_task_seq));
+	return 0;
+}
+
+static void exit_host_task(void)
+{
+	do_exit(0);
+}
+
+/* TLS destructor: the host thread of @arg's task is exiting. */
+static void del_host_task(void *arg)
+{
+	struct task_struct *task = arg;
+	struct thread_info *ti = task_thread_info(task);
+
+	if (lkl_cpu_get() < 0)
+		return;
+
+	switch_to_host_task(task);
+	/* do_exit() schedules away for good: return here, CPU handed over */
+	set_ti_thread_flag(ti, TIF_SCHED_JB);
+	lkl_ops->jmp_buf_set(&ti->sched_jb, exit_host_task);
+}
+
+/*
+ * Enter the kernel as the calling host thread's task.  Returns with the
+ * CPU held and that task current, or an error with the CPU not held.
+ */
+static long enter_kernel(void)
+{
+	struct task_struct *task;
+	long ret;
+
+	ret = lkl_cpu_get();
+	if (ret < 0)
+		return -ENOSYS;
+
+	task = lkl_ops->tls_get(task_key);
+	if (!task) {
+		ret = new_host_task(&task);
+		if (ret) {
+			lkl_cpu_put();
+			return ret;
+		}
+		lkl_ops->tls_set(task_key, task);
+	}
+	switch_to_host_task(task);
+	return 0;
+}
+
+long lkl_syscall(long no, long *params)
+{
+	syscall_fn_t fn;
+	long ret;
+
+	if (no < 0 || no >= __NR_syscalls)
+		return -ENOSYS;
+	if (!task_key)
+		return -ENOSYS;
+
+	ret = enter_kernel();
+	if (ret)
+		return ret;
+
+	fn = (syscall_fn_t)syscall_table[no];
+	ret = fn(params[0], params[1], params[2], params[3], params[4],
+		 params[5]);
+	task_work_run();
+
+	if (no == __NR_reboot) {
+		/* halting: leave the CPU to the idle loop, which ends it */
+		lkl_sched_detach();
+		return ret;
+	}
+
+	lkl_cpu_put();
+	return ret;
+}
+
+static long virtio_mmio_add(unsigned long base, unsigned long size, int irq)
+{
+	struct platform_device *pdev;
+	struct resource res[] = {
+		DEFINE_RES_MEM(base, size),
+		DEFINE_RES_IRQ(irq),
+	};
+	int ret;
+
+	pdev = platform_device_alloc("virtio-mmio", PLATFORM_DEVID_AUTO);
+	if (!pdev)
+		return -ENOMEM;
+
+	ret = platform_device_add_resources(pdev, res, ARRAY_SIZE(res));
+	if (ret)
+		goto out_put;
+	ret = platform_device_add(pdev);
+	if (ret)
+		goto out_put;
+	return pdev->id;
+
+out_put:
+	platform_device_put(pdev);
+	return ret;
+}
+
+long lkl_virtio_mmio_add(unsigned long base, unsigned long size, int irq)
+{
+	long ret;
+
+	if (!task_key)
+		return -ENOSYS;
+	ret = enter_kernel();
+	if (ret)
+		return ret;
+	ret = virtio_mmio_add(base, size, irq);
+	lkl_cpu_put();
+	return ret;
+}
+
+/* Called from the idle loop: must neither fail nor block. */
+void wakeup_idle_host_task(void)
+{
+	if (!need_resched() && idle_host_task)
+		wake_up_process(idle_host_task);
+}
+
+static int idle_host_task_loop(void *unused)
+{
+	struct thread_info *ti = current_thread_info();
+
+	snprintf(current->comm, sizeof(current->comm), "idle_host_task");
+	set_thread_flag(TIF_HOST_THREAD);
+	idle_host_task = current;
+
+	for (;;) {
+		lkl_cpu_put();
+		lkl_ops->sem_down(ti->sched_sem);
+		if (!idle_host_task)
+			break;
+		schedule_tail(ti->prev_sched);
+	}
+	lkl_ops->thread_exit();
+	return 0;
+}
+
+int syscalls_init(void)
+{
+	snprintf(current->comm, sizeof(current->comm), "host0");
+	set_thread_flag(TIF_HOST_THREAD);
+	host0 = current;
+
+	/* nobody waits for host tasks: let the kernel reap them */
+	kernel_sigaction(SIGCHLD, SIG_IGN);
+
+	task_key = lkl_ops->tls_alloc(del_host_task);
+	if (!task_key)
+		return -ENOMEM;
+
+	if (kernel_thread(idle_host_task_loop, NULL, NULL,
+			  HOST_TASK_CLONE_FLAGS) < 0) {
+		lkl_ops->tls_free(task_key);
+		task_key = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void syscalls_cleanup(void)
+{
+	if (idle_host_task) {
+		struct thread_info *ti = task_thread_info(idle_host_task);
+
+		idle_host_task = NULL;
+		lkl_ops->sem_up(ti->sched_sem);
+		lkl_ops->thread_join(ti->tid);
+		ti->tid = 0;
+	}
+	if (task_key) {
+		lkl_ops->tls_free(task_key);
+		task_key = NULL;
+	}
+}
