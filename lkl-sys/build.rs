@@ -1,20 +1,121 @@
-//! Generates the raw bindings from the kernel's own headers.
-//!
-//! Stage one (before the kernel build is wired in): the host operations
-//! table straight from `linux/arch/lkl/include/uapi/asm/host_ops.h`.
+//! Builds the kernel (through the cache of `scripts/build-kernel.sh`), links
+//! it, and generates the bindings from the kernel's own prefixed uapi
+//! headers: the host operations table, the API entry points, the system
+//! call numbers (`__lkl__NR_*`), constants (`LKL_*`) and structures
+//! (`lkl_*`).
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The uapi headers the bindings cover.
+const HEADERS: &[&str] = &[
+    "asm/host_ops.h",
+    "asm/unistd.h",
+    "asm/syscall_types.h",
+    "asm/stat.h",
+    "asm/statfs.h",
+    "asm/ioctls.h",
+    "asm-generic/errno.h",
+    "linux/types.h",
+    "linux/stat.h",
+    "linux/fcntl.h",
+    "linux/fs.h",
+    "linux/mount.h",
+    "linux/time.h",
+    "linux/time_types.h",
+    "linux/uio.h",
+    "linux/poll.h",
+    "linux/eventpoll.h",
+    "linux/reboot.h",
+    "linux/sched.h",
+    "linux/utsname.h",
+    "linux/sysinfo.h",
+    "linux/xattr.h",
+    "linux/socket.h",
+    "linux/sockios.h",
+    "linux/in.h",
+    "linux/in6.h",
+    "linux/if.h",
+    "linux/if_ether.h",
+    "linux/if_packet.h",
+    "linux/if_addr.h",
+    "linux/if_link.h",
+    "linux/netlink.h",
+    "linux/rtnetlink.h",
+    "linux/neighbour.h",
+    "linux/fib_rules.h",
+    "linux/route.h",
+    "linux/ipv6_route.h",
+    "linux/pkt_sched.h",
+    "linux/virtio_mmio.h",
+    "linux/virtio_config.h",
+    "linux/virtio_ring.h",
+    "linux/virtio_blk.h",
+    "linux/virtio_net.h",
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let header = manifest.join("../linux/arch/lkl/include/uapi/asm/host_ops.h");
-    println!("cargo:rerun-if-changed={}", header.display());
+    let root = manifest.parent().unwrap().to_path_buf();
+    for p in ["linux", "scripts/build-kernel.sh", "scripts/headers_install.py"] {
+        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+    println!("cargo:rerun-if-env-changed=LKL_CACHE_DIR");
+
+    let kernel = build_kernel(&root);
+    let lib = kernel.join("lib");
+    let include = kernel.join("include");
+
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=static=lkl");
+    println!("cargo:include={}", include.display());
+    println!("cargo:root={}", kernel.display());
+
+    let mut wrapper = String::new();
+    for h in HEADERS {
+        wrapper.push_str(&format!("#include <lkl/{h}>\n"));
+    }
     let bindings = bindgen::Builder::default()
-        .header(header.to_string_lossy())
+        .header_contents("lkl_wrapper.h", &wrapper)
+        .clang_arg(format!("-I{}", include.display()))
+        .allowlist_item("(lkl|LKL|__lkl|_lkl|_LKL).*")
         .use_core()
         .layout_tests(false)
+        .derive_default(true)
+        .derive_debug(true)
+        .prepend_enum_name(false)
         .generate()
-        .expect("bindgen failed on host_ops.h");
+        .expect("bindgen failed on the installed LKL headers");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    bindings.write_to_file(out.join("host_ops.rs")).unwrap();
+    bindings.write_to_file(out.join("bindings.rs")).unwrap();
+}
+
+/// Runs `scripts/build-kernel.sh` and returns its output directory.
+fn build_kernel(root: &Path) -> PathBuf {
+    let script = root.join("scripts/build-kernel.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    if !output.status.success() {
+        panic!(
+            "building the LKL kernel failed (see build-kernel's messages above); \
+             run `bash scripts/build-kernel.sh` for the full log"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.join("lib/liblkl.a").is_file(),
+        "build-kernel.sh printed {} but it holds no lib/liblkl.a",
+        dir.display()
+    );
+    dir
 }
