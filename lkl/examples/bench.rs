@@ -1,4 +1,4 @@
-//! `cargo run --release -p lkl --features kernel --example bench`
+//! `cargo run --release -p lkl --example bench`
 //!
 //! Prints, in one run, each LKL figure beside its baseline and the ratio:
 //! boot-to-ready and halt time (against the 20 ms goal), a fast-path system

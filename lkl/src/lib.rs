@@ -11,7 +11,7 @@
 //!   command line, log level) and returns a [`Kernel`]. One kernel per
 //!   process, booted once.
 //! - [`syscall`] makes any system call; typed wrappers (`getpid`,
-//!   `openat`, `read`, ..., behind the `kernel` feature) return
+//!   `openat`, `read`, ...) return
 //!   `Result<_, Errno>`. Any host thread may call them; a call before boot
 //!   or after halt fails with [`Errno::ENOSYS`].
 //! - [`Kernel::halt`] shuts the kernel down and checks that every host
@@ -34,14 +34,16 @@ use lkl_sys::lkl_host_operations;
 mod error;
 pub mod host;
 mod irq;
-#[cfg(feature = "kernel")]
 mod syscalls;
 
 pub use error::{Errno, Error};
 pub use host::{MmioDevice, MmioRegistry, MmioWindow};
 pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
-#[cfg(feature = "kernel")]
 pub use syscalls::*;
+
+/// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants
+/// (`sys::LKL_*`) and structures (`sys::lkl_*`).
+pub use lkl_sys as sys;
 
 /// What the kernel of this process is doing; one of the `STATE_*` values.
 static STATE: AtomicU8 = AtomicU8::new(STATE_OFF);
@@ -221,8 +223,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, Error> {
 
 impl Kernel {
     /// Shuts the kernel down (`lkl_sys_halt`, which joins the kernel's own
-    /// threads and frees its timer), then checks that every host thread this
-    /// library created has been joined. System calls fail with
+    /// threads and frees its timer), then makes sure that every host thread
+    /// this library created has been joined: threads that ended without
+    /// being joined are joined here ([`host::thread::reap_finished`]), and
+    /// any still running is an error. System calls fail with
     /// [`Errno::ENOSYS`] from the moment this is called.
     ///
     /// # Errors
@@ -240,6 +244,7 @@ impl Kernel {
         // SAFETY: after a successful halt, as lkl_cleanup requires.
         unsafe { lkl_sys::lkl_cleanup() };
         STATE.store(STATE_HALTED, Ordering::Release);
+        host::thread::reap_finished();
         let (threads, timers) = (host::live_threads(), host::live_timer_threads());
         if threads != 0 || timers != 0 {
             return Err(Error::ThreadsLeaked { threads, timers });

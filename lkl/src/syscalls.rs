@@ -4,8 +4,8 @@
 //! buffer lengths), calls [`syscall`] with the number generated from the
 //! kernel's `asm/unistd.h` (`lkl_sys::__lkl__NR_*`), and returns
 //! `Result<_, Errno>`. Structures are the kernel's own uapi ones
-//! (`lkl_sys::lkl_stat`, `lkl_sys::lkl_epoll_event`, ...). A few ABI values
-//! that the kernel keeps outside its uapi headers are in [`abi`].
+//! (`lkl_sys::lkl_stat`, `lkl_sys::lkl_epoll_event`, ...), and so are the
+//! constants callers pass (`lkl_sys::LKL_AF_INET`, `LKL_O_RDWR`, ...).
 //!
 //! Every wrapper may be called from any host thread; before boot or after
 //! halt they fail with [`Errno::ENOSYS`].
@@ -23,37 +23,6 @@ use lkl_sys as sys;
 use crate::{syscall, Errno};
 
 pub use sys::{lkl_epoll_event, lkl_stat};
-
-/// ABI values the kernel defines outside its uapi headers (in
-/// `include/linux/socket.h`, `include/linux/net.h`, `include/linux/dirent.h`),
-/// so `lkl-sys` cannot generate them. They are part of the stable Linux ABI.
-pub mod abi {
-    /// `AF_UNIX`
-    pub const AF_UNIX: i32 = 1;
-    /// `AF_INET`
-    pub const AF_INET: i32 = 2;
-    /// `AF_INET6`
-    pub const AF_INET6: i32 = 10;
-    /// `AF_NETLINK`
-    pub const AF_NETLINK: i32 = 16;
-    /// `AF_PACKET`
-    pub const AF_PACKET: i32 = 17;
-    /// `SOCK_STREAM`
-    pub const SOCK_STREAM: i32 = 1;
-    /// `SOCK_DGRAM`
-    pub const SOCK_DGRAM: i32 = 2;
-    /// `SOCK_RAW`
-    pub const SOCK_RAW: i32 = 3;
-    /// `SOCK_NONBLOCK` (= `O_NONBLOCK`)
-    pub const SOCK_NONBLOCK: i32 = 0o4000;
-    /// `SOCK_CLOEXEC` (= `O_CLOEXEC`)
-    pub const SOCK_CLOEXEC: i32 = 0o2000000;
-    /// Offsets in `struct linux_dirent64`: `d_ino` u64, `d_off` s64,
-    /// `d_reclen` u16, `d_type` u8, then the NUL-terminated `d_name`.
-    pub(crate) const DIRENT64_RECLEN: usize = 16;
-    pub(crate) const DIRENT64_TYPE: usize = 18;
-    pub(crate) const DIRENT64_NAME: usize = 19;
-}
 
 /// `AT_FDCWD`: the current directory for the `*at` calls.
 pub const AT_FDCWD: i32 = sys::LKL_AT_FDCWD;
@@ -237,25 +206,29 @@ pub struct DirEntry {
     pub name: OsString,
 }
 
+/// Field offsets in `struct linux_dirent64`.
+const DIRENT64_RECLEN: usize = mem::offset_of!(sys::lkl_linux_dirent64, d_reclen);
+const DIRENT64_TYPE: usize = mem::offset_of!(sys::lkl_linux_dirent64, d_type);
+const DIRENT64_NAME: usize = mem::offset_of!(sys::lkl_linux_dirent64, d_name);
+
 /// Parses a buffer of `struct linux_dirent64` records.
 fn parse_dirents(buf: &[u8], out: &mut Vec<DirEntry>) -> Result<(), Errno> {
     let mut at = 0;
     while at < buf.len() {
         let rec = &buf[at..];
-        if rec.len() < abi::DIRENT64_NAME + 1 {
+        if rec.len() < DIRENT64_NAME + 1 {
             return Err(Errno::EIO);
         }
-        let reclen =
-            u16::from_ne_bytes([rec[abi::DIRENT64_RECLEN], rec[abi::DIRENT64_RECLEN + 1]]) as usize;
-        if reclen <= abi::DIRENT64_NAME || reclen > rec.len() {
+        let reclen = u16::from_ne_bytes([rec[DIRENT64_RECLEN], rec[DIRENT64_RECLEN + 1]]) as usize;
+        if reclen <= DIRENT64_NAME || reclen > rec.len() {
             return Err(Errno::EIO);
         }
         let ino = u64::from_ne_bytes(rec[..8].try_into().expect("8 bytes"));
-        let name = &rec[abi::DIRENT64_NAME..reclen];
+        let name = &rec[DIRENT64_NAME..reclen];
         let len = name.iter().position(|&b| b == 0).ok_or(Errno::EIO)?;
         out.push(DirEntry {
             ino,
-            kind: rec[abi::DIRENT64_TYPE],
+            kind: rec[DIRENT64_TYPE],
             name: OsString::from_vec(name[..len].to_vec()),
         });
         at += reclen;
@@ -400,7 +373,7 @@ impl RawSockaddr {
                 // SAFETY: every field of the union is plain integers; zero
                 // is valid for all of them.
                 let v4 = unsafe { &mut raw.v4 };
-                v4.sin_family = abi::AF_INET as _;
+                v4.sin_family = sys::LKL_AF_INET as _;
                 v4.sin_port = a.port().to_be();
                 v4.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
                 mem::size_of::<sys::lkl_sockaddr_in>()
@@ -408,7 +381,7 @@ impl RawSockaddr {
             SocketAddr::V6(a) => {
                 // SAFETY: as above.
                 let v6 = unsafe { &mut raw.v6 };
-                v6.sin6_family = abi::AF_INET6 as _;
+                v6.sin6_family = sys::LKL_AF_INET6 as _;
                 v6.sin6_port = a.port().to_be();
                 v6.sin6_flowinfo = a.flowinfo().to_be();
                 // SAFETY: in6_addr is 16 bytes of address in network order,
@@ -424,9 +397,9 @@ impl RawSockaddr {
 
     fn to_std(&self, len: u32) -> Option<SocketAddr> {
         // SAFETY: the family is the first u16 of every sockaddr.
-        let family = unsafe { self.v4.sin_family } as i32;
+        let family = unsafe { self.v4.sin_family } as u32;
         match family {
-            abi::AF_INET if len as usize >= mem::size_of::<sys::lkl_sockaddr_in>() => {
+            sys::LKL_AF_INET if len as usize >= mem::size_of::<sys::lkl_sockaddr_in>() => {
                 // SAFETY: the kernel wrote a sockaddr_in.
                 let v4 = unsafe { &self.v4 };
                 let ip = Ipv4Addr::from(v4.sin_addr.s_addr.to_ne_bytes());
@@ -435,7 +408,7 @@ impl RawSockaddr {
                     u16::from_be(v4.sin_port),
                 )))
             }
-            abi::AF_INET6 if len as usize >= mem::size_of::<sys::lkl_sockaddr_in6>() => {
+            sys::LKL_AF_INET6 if len as usize >= mem::size_of::<sys::lkl_sockaddr_in6>() => {
                 // SAFETY: the kernel wrote a sockaddr_in6.
                 let v6 = unsafe { &self.v6 };
                 // SAFETY: in6_addr is 16 bytes of address.
@@ -452,7 +425,7 @@ impl RawSockaddr {
     }
 }
 
-/// `socket(domain, type, protocol)` (see [`abi`] for `AF_*`/`SOCK_*`).
+/// `socket(domain, type, protocol)` (`LKL_AF_*`, `LKL_SOCK_*`).
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     let args = [domain as c_long, ty as c_long, protocol as c_long];
     call(nr!(__lkl__NR_socket), &args).map(|r| r as i32)
@@ -590,7 +563,9 @@ pub fn if_up(name: &str) -> Result<(), Errno> {
     for (d, s) in slot.iter_mut().zip(bytes) {
         *d = *s as _;
     }
-    let sock = socket(abi::AF_INET, abi::SOCK_DGRAM | abi::SOCK_CLOEXEC, 0)?;
+    // SOCK_CLOEXEC is O_CLOEXEC by definition.
+    let ty = sys::LKL_SOCK_DGRAM | sys::LKL_O_CLOEXEC;
+    let sock = socket(sys::LKL_AF_INET as i32, ty as i32, 0)?;
     let req_ptr = ptr::addr_of_mut!(req).cast::<c_void>();
     // SAFETY: both requests read and write one ifreq, which `req` is.
     let result = unsafe {
@@ -608,13 +583,12 @@ mod tests {
     use super::*;
 
     fn dirent(ino: u64, kind: u8, name: &[u8]) -> Vec<u8> {
-        let reclen = (abi::DIRENT64_NAME + name.len() + 1).div_ceil(8) * 8;
+        let reclen = (DIRENT64_NAME + name.len() + 1).div_ceil(8) * 8;
         let mut rec = vec![0u8; reclen];
         rec[..8].copy_from_slice(&ino.to_ne_bytes());
-        rec[abi::DIRENT64_RECLEN..abi::DIRENT64_RECLEN + 2]
-            .copy_from_slice(&(reclen as u16).to_ne_bytes());
-        rec[abi::DIRENT64_TYPE] = kind;
-        rec[abi::DIRENT64_NAME..abi::DIRENT64_NAME + name.len()].copy_from_slice(name);
+        rec[DIRENT64_RECLEN..DIRENT64_RECLEN + 2].copy_from_slice(&(reclen as u16).to_ne_bytes());
+        rec[DIRENT64_TYPE] = kind;
+        rec[DIRENT64_NAME..DIRENT64_NAME + name.len()].copy_from_slice(name);
         rec
     }
 
@@ -631,11 +605,11 @@ mod tests {
         // Truncated, zero-length and unterminated records are refused.
         assert_eq!(parse_dirents(&buf[..10], &mut out), Err(Errno::EIO));
         let mut zero = dirent(1, 4, b"x");
-        zero[abi::DIRENT64_RECLEN] = 0;
+        zero[DIRENT64_RECLEN] = 0;
         assert_eq!(parse_dirents(&zero, &mut out), Err(Errno::EIO));
         let mut unterminated = dirent(1, 4, b"abcd");
         let n = unterminated.len();
-        unterminated[abi::DIRENT64_NAME..n].fill(b'z');
+        unterminated[DIRENT64_NAME..n].fill(b'z');
         assert_eq!(parse_dirents(&unterminated, &mut out), Err(Errno::EIO));
     }
 

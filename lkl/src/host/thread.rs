@@ -82,6 +82,28 @@ pub fn live_threads() -> usize {
     threads().len()
 }
 
+/// Joins every thread made by [`thread_create`] that has ended but that
+/// nobody joined, and returns how many there were. For shutdown, once the
+/// kernel will join nothing more: a thread whose start routine returned
+/// holds no kernel state, only its pthread resources.
+pub fn reap_finished() -> usize {
+    let done: Vec<lkl_thread_t> = threads()
+        .iter()
+        .filter(|(_, &state)| state == State::Finished)
+        .map(|(&tid, _)| tid)
+        .collect();
+    let mut reaped = 0;
+    for tid in done {
+        // SAFETY: a joinable thread of ours that has finished and that no
+        // one joined; it stays in the map until removed below.
+        if unsafe { libc::pthread_join(tid as libc::pthread_t, ptr::null_mut()) } == 0 {
+            threads().remove(&tid);
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
 /// Runs `spawn` with all asynchronous signals blocked on the calling thread,
 /// so the thread it creates inherits that mask, then restores the mask.
 pub(crate) fn with_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
@@ -349,6 +371,23 @@ mod tests {
             assert_eq!(unsafe { thread_join(t) }, 0);
         }
         assert_eq!(COUNTER.load(Ordering::SeqCst), 16);
+        assert_eq!(live_threads(), before);
+    }
+
+    #[test]
+    fn finished_unjoined_threads_are_reaped() {
+        let _g = serial();
+        let before = live_threads();
+        // SAFETY: add_arg is thread-safe; the thread is reaped, not joined.
+        let t = unsafe { thread_create(Some(add_arg), ptr::null_mut()) };
+        assert_ne!(t, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while threads().get(&t) != Some(&State::Finished) {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        assert_eq!(live_threads(), before + 1);
+        assert_eq!(reap_finished(), 1);
         assert_eq!(live_threads(), before);
     }
 
