@@ -4,24 +4,21 @@
 //! `__switch_to` ups the next task and downs the previous one), so the
 //! uncontended cases are a single atomic instruction and no system call:
 //! `up` only calls `futex(FUTEX_WAKE)` when a thread is known to sleep, and
-//! `down` only sleeps after an adaptive spin finds the count still zero.
+//! `down` only sleeps when the count is zero.
+//!
+//! `down` does not spin before sleeping. In a context switch the previous
+//! task downs its own semaphore, which is posted only when the scheduler
+//! picks it again, usually much later; measured on the kernel's
+//! cross-thread pipe round trip (two host threads, about twenty handoffs
+//! per round trip) an adaptive spin made it 30-50% slower on a busy
+//! two-core machine, and no faster when run at the highest priority.
 
 use std::ffi::c_int;
-use std::hint;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use lkl_sys::lkl_sem;
 
 use super::futex;
-
-/// Bounds of the adaptive spin in `down`, in `spin_loop` iterations (a
-/// few ns to a few tens of ns each).
-const SPIN_MIN: u32 = 16;
-const SPIN_MAX: u32 = 2048;
-/// One `down` in this many (a power of two) that find the count zero spins
-/// the maximum, so
-/// that a budget that sank while the cores were busy can grow back.
-const SPIN_PROBE: u32 = 64;
 
 /// A counting semaphore usable from any thread: `up` on one, `down` on
 /// another.
@@ -31,11 +28,6 @@ pub struct Semaphore {
     count: AtomicU32,
     /// Threads in (or about to enter) `futex_wait` on `count`.
     waiters: AtomicU32,
-    /// How long `down` spins before sleeping: doubled when a spin sees a
-    /// post, halved when it does not.
-    spin: AtomicU32,
-    /// Spins so far, for [`SPIN_PROBE`].
-    spins: AtomicU32,
 }
 
 impl Default for Semaphore {
@@ -50,8 +42,6 @@ impl Semaphore {
         Semaphore {
             count: AtomicU32::new(count),
             waiters: AtomicU32::new(0),
-            spin: AtomicU32::new(SPIN_MAX),
-            spins: AtomicU32::new(0),
         }
     }
 
@@ -76,10 +66,6 @@ impl Semaphore {
             if self.try_down() {
                 return;
             }
-            self.spin();
-            if self.try_down() {
-                return;
-            }
             // Announce ourselves before the futex re-reads the count: an
             // `up` that raced in either sees `waiters > 0` and wakes us, or
             // made the count non-zero so FUTEX_WAIT returns at once. Both
@@ -88,33 +74,6 @@ impl Semaphore {
             futex::wait(&self.count, 0);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
-    }
-
-    /// Spins while the count is zero, for an adaptive number of rounds.
-    ///
-    /// When the poster runs on another core, a handoff takes well under a
-    /// microsecond and spinning saves a futex sleep and wake (several
-    /// microseconds each). When the cores are oversubscribed the poster may
-    /// need the very core we spin on, so a spin that fails halves the next
-    /// one and a spin that succeeds doubles it; an occasional full-length
-    /// probe lets a sunken budget recover.
-    fn spin(&self) {
-        let probe = self.spins.fetch_add(1, Ordering::Relaxed) & (SPIN_PROBE - 1) == 0;
-        let budget = if probe {
-            SPIN_MAX
-        } else {
-            self.spin.load(Ordering::Relaxed)
-        };
-        for _ in 0..budget {
-            hint::spin_loop();
-            if self.count.load(Ordering::Relaxed) != 0 {
-                self.spin
-                    .store((budget * 2).min(SPIN_MAX), Ordering::Relaxed);
-                return;
-            }
-        }
-        self.spin
-            .store((budget / 2).max(SPIN_MIN), Ordering::Relaxed);
     }
 
     /// Posts a unit, waking one sleeper if there is one.
