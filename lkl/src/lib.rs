@@ -10,10 +10,10 @@
 //! - [`boot`] starts the kernel with [`BootOptions`] (memory size, extra
 //!   command line, log level) and returns a [`Kernel`]. One kernel per
 //!   process, booted once.
-//! - [`syscall`] makes any system call; typed wrappers (`getpid`,
-//!   `openat`, `read`, ...) return
-//!   `Result<_, Errno>`. Any host thread may call them; a call before boot
-//!   or after halt fails with [`Errno::ENOSYS`].
+//! - [`syscall`] makes any system call; typed wrappers ([`getpid`],
+//!   [`openat`], [`read`], ...) return `Result<_, Errno>`. Any host thread
+//!   may call them; a call before boot or after halt fails with
+//!   [`Errno::ENOSYS`].
 //! - [`Kernel::halt`] shuts the kernel down and checks that every host
 //!   thread the library created was joined.
 //! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO

@@ -3,7 +3,7 @@
 //! `linux/arch/lkl/include/uapi/asm/host_ops.h`, and [`host_ops`] which
 //! fills the table.
 //!
-//! One file per concern: [`print`], [`sem`] (futex semaphores), [`mutex`],
+//! One file per concern: [`print`](mod@print), [`sem`] (futex semaphores), [`mutex`],
 //! [`thread`] (including the longjmp-based `thread_exit`), [`tls`], [`mem`],
 //! [`time`], [`timer`], [`mmio`] and the x86-64 jump buffer in
 //! [`jmp_x86_64`].
