@@ -160,6 +160,10 @@ impl BootOptions {
     }
 }
 
+/// How long [`Kernel::halt`] waits for host threads that the kernel left
+/// unjoined to end.
+pub const HALT_REAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The running kernel. Only one exists per process; system calls do not
 /// need it (any thread may make them while it runs), halting does.
 ///
@@ -224,9 +228,9 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, Error> {
 impl Kernel {
     /// Shuts the kernel down (`lkl_sys_halt`, which joins the kernel's own
     /// threads and frees its timer), then makes sure that every host thread
-    /// this library created has been joined: threads that ended without
-    /// being joined are joined here ([`host::thread::reap_finished`]), and
-    /// any still running is an error. System calls fail with
+    /// this library created has been joined: threads that ended, or end
+    /// within [`HALT_REAP_TIMEOUT`], without being joined are joined here
+    /// ([`host::thread::reap_all`]); any still running then is an error. System calls fail with
     /// [`Errno::ENOSYS`] from the moment this is called.
     ///
     /// # Errors
@@ -241,14 +245,20 @@ impl Kernel {
             STATE.store(STATE_HALTED, Ordering::Release);
             return Err(Error::Halt(Errno(-r as i32)));
         }
-        // SAFETY: after a successful halt, as lkl_cleanup requires.
-        unsafe { lkl_sys::lkl_cleanup() };
+        // Before lkl_cleanup forgets the host operations: a kernel thread
+        // that was not joined may still be on its way out through them (the
+        // boot-time init thread calls thread_exit after waking the caller of
+        // lkl_start_kernel, and nobody joins it).
+        let threads = host::thread::reap_all(HALT_REAP_TIMEOUT);
+        let timers = host::live_timer_threads();
         STATE.store(STATE_HALTED, Ordering::Release);
-        host::thread::reap_finished();
-        let (threads, timers) = (host::live_threads(), host::live_timer_threads());
         if threads != 0 || timers != 0 {
+            // Something may still call into the table: keep it.
             return Err(Error::ThreadsLeaked { threads, timers });
         }
+        // SAFETY: after a successful halt, with no host thread of ours left
+        // running, as lkl_cleanup requires.
+        unsafe { lkl_sys::lkl_cleanup() };
         Ok(())
     }
 }

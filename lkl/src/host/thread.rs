@@ -104,6 +104,26 @@ pub fn reap_finished() -> usize {
     reaped
 }
 
+/// Joins every thread made by [`thread_create`], waiting up to `timeout`
+/// for those still running to end; returns how many are left running.
+///
+/// For shutdown only, after the kernel has joined what it will: a kernel
+/// thread that ends by `thread_exit` without being joined or detached
+/// (the boot-time init thread, whose task the caller of
+/// `lkl_start_kernel` takes over) can still be on its way out when
+/// `lkl_sys_halt` returns.
+pub fn reap_all(timeout: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        reap_finished();
+        let left = live_threads();
+        if left == 0 || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Runs `spawn` with all asynchronous signals blocked on the calling thread,
 /// so the thread it creates inherits that mask, then restores the mask.
 pub(crate) fn with_signals_blocked<T>(spawn: impl FnOnce() -> T) -> T {
