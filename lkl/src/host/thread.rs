@@ -105,7 +105,8 @@ pub fn reap_finished() -> usize {
 }
 
 /// Joins every thread made by [`thread_create`], waiting up to `timeout`
-/// for those still running to end; returns how many are left running.
+/// for those still running (and for timer threads still ending) to end;
+/// returns how many threads made by [`thread_create`] are left running.
 ///
 /// For shutdown only, after the kernel has joined what it will: a kernel
 /// thread that ends by `thread_exit` without being joined or detached
@@ -117,7 +118,9 @@ pub fn reap_all(timeout: std::time::Duration) -> usize {
     loop {
         reap_finished();
         let left = live_threads();
-        if left == 0 || std::time::Instant::now() >= deadline {
+        // Timer threads freed from their own callback end by themselves.
+        let timers = super::timer::live_timer_threads();
+        if left + timers == 0 || std::time::Instant::now() >= deadline {
             return left;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));

@@ -7,7 +7,7 @@
 //! the callback runs makes it fire again later). `timer_free` disarms,
 //! waits for a running callback to return, and joins the thread; freeing a
 //! timer from inside its own callback is allowed (the thread then ends by
-//! itself right after the callback).
+//! itself right after the callback, and counts as live until it has).
 //!
 //! The timer threads run with a 1 ns timer slack so wakeups are as close to
 //! the deadline as the host allows, and with asynchronous signals blocked.
@@ -39,6 +39,9 @@ struct State {
     deadline: Option<u64>,
     /// Set by `timer_free`: the thread ends as soon as it sees it.
     shutdown: bool,
+    /// Set by a `timer_free` called from the callback: nobody joins the
+    /// thread, which then leaves [`LIVE`] by itself as it ends.
+    self_freed: bool,
 }
 
 /// What the timer thread shares with the handle.
@@ -75,6 +78,9 @@ fn run(shared: Arc<Shared>) {
     let mut state = shared.lock();
     loop {
         if state.shutdown {
+            if state.self_freed {
+                LIVE.fetch_sub(1, Ordering::SeqCst);
+            }
             break;
         }
         match state.deadline {
@@ -158,17 +164,19 @@ pub unsafe extern "C" fn timer_free(timer: *mut c_void) {
     }
     // SAFETY: per the contract the Timer is ours now.
     let timer = unsafe { Box::from_raw(timer.cast::<Timer>()) };
+    let own_thread = timer.thread.thread().id() == thread::current().id();
     {
         let mut state = timer.shared.lock();
         state.shutdown = true;
+        state.self_freed = own_thread;
         state.deadline = None;
     }
     timer.shared.wake.notify_one();
-    if timer.thread.thread().id() == thread::current().id() {
+    if own_thread {
         // Freed from its own callback: joining would deadlock. The thread
-        // sees `shutdown` when the callback returns and ends; dropping the
-        // handle detaches it, and the Arc keeps Shared alive until then.
-        LIVE.fetch_sub(1, Ordering::SeqCst);
+        // sees `shutdown` when the callback returns and ends (counting
+        // itself out of LIVE then); dropping the handle detaches it, and
+        // the Arc keeps Shared alive until then.
         return;
     }
     // `run` never panics (the callback is extern "C": a panic aborts).
@@ -364,6 +372,11 @@ mod tests {
         // SAFETY: a live timer.
         unsafe { timer_set_oneshot(t, 1_000_000) };
         SELF_FREED.down();
-        assert_eq!(live_timer_threads(), before);
+        // The thread counts itself out as it ends, just after the callback.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while live_timer_threads() != before {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::yield_now();
+        }
     }
 }
