@@ -57,7 +57,11 @@ const HEADERS: &[&str] = &[
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    for p in ["linux", "scripts/build-kernel.sh", "scripts/headers_install.py"] {
+    for p in [
+        "linux",
+        "scripts/build-kernel.sh",
+        "scripts/headers_install.py",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     println!("cargo:rerun-if-env-changed=LKL_CACHE_DIR");
@@ -105,12 +109,7 @@ fn build_kernel(root: &Path) -> PathBuf {
         );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let dir = stdout
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let dir = stdout.lines().last().unwrap_or_default().trim().to_string();
     let dir = PathBuf::from(dir);
     assert!(
         dir.join("lib/liblkl.a").is_file(),

@@ -73,6 +73,18 @@ if [[ -f $out/.done ]]; then
 	exit 0
 fi
 
+# One build at a time: cargo may run this from several build scripts at once.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then
+	log "waiting for another kernel build to finish"
+	flock 9
+fi
+if [[ -f $out/.done ]]; then
+	echo "$out"
+	exit 0
+fi
+
 # 4. The build tree: a hard-linked copy of the pristine source, our
 #    arch/lkl synced in, our core patches applied.
 tree="$CACHE/build/linux-$version"
@@ -84,7 +96,12 @@ if [[ ! -f $tree/.lkl-tree ]]; then
 	touch "$tree/.lkl-tree"
 fi
 mkdir -p "$tree/arch/lkl"
-rsync -a --checksum --delete "$ROOT/linux/arch/lkl/" "$tree/arch/lkl/"
+# --delete drops files removed from linux/, but not what the kernel build
+# generates inside arch/lkl
+rsync -a --checksum --delete --exclude=/include/generated/ \
+	--exclude='*.o' --exclude='*.a' --exclude='.*.cmd' --exclude='.*.d' \
+	--exclude='*.lds' --exclude='*.s' --exclude='modules.order' \
+	"$ROOT/linux/arch/lkl/" "$tree/arch/lkl/"
 
 patch_hash=$(cat "$ROOT"/linux/patches/*.patch 2>/dev/null | sha256sum | cut -c1-16)
 if [[ $(cat "$tree/.lkl-patches" 2>/dev/null) != "$patch_hash" ]]; then

@@ -32,6 +32,7 @@ TYPEDEF = re.compile(r"\btypedef\b([^;{}]*(?:\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})?[^
 ENUM_BODY = re.compile(r"\benum\b[^{;]*\{([^}]*)\}", re.S)
 INLINE = re.compile(r"\b(?:static\s+)?(?:__inline__|inline|__inline)\b[^;{(]*?\b([A-Za-z_]\w*)\s*\(", re.S)
 INCLUDE = re.compile(r'^(\s*#\s*include\s*)<([^>]+)>', re.M)
+FORCE_CAST = re.compile(r"\(\s*(?:__lkl__force\s+)?__lkl__\w+\s*\)(?=\s*(?:0x|[0-9]))")
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
 # Never renamed even if a header defines them.
@@ -131,10 +132,15 @@ def main():
                     if path in installed:
                         path = "lkl/" + path
                     outp.append("%s<%s>" % (parts[i + 1], path))
+            text = "".join(outp)
+            # `(__poll_t)0x1`: a cast of a number to a kernel integer type
+            # only feeds sparse, and it hides the value from binding
+            # generators
+            text = FORCE_CAST.sub("", text)
             path = os.path.join(dest, rel)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
-                f.write("".join(outp))
+                f.write(text)
     print("installed %d prefixed headers in %s" % (len(files), dest), file=sys.stderr)
 
 

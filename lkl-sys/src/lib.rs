@@ -14,7 +14,16 @@
 //! `LKL_EINVAL`, ...) and structures (`lkl_stat`, `lkl_sockaddr_in`, ...).
 //! The safe API and the host operations live in the `lkl` crate.
 #![no_std]
-#![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, unsafe_op_in_unsafe_fn)]
-#![allow(clippy::all, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    unsafe_op_in_unsafe_fn
+)]
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
