@@ -74,6 +74,7 @@ fn main() {
     println!("cargo:rustc-link-lib=static=lkl");
     println!("cargo:include={}", include.display());
     println!("cargo:root={}", kernel.display());
+    println!("cargo:rustc-env=LKL_KERNEL_DIR={}", kernel.display());
 
     let mut wrapper = String::new();
     for h in HEADERS {

@@ -27,3 +27,7 @@
 )]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// Where the kernel library this crate links was built: `lib/liblkl.a`,
+/// `lib/lkl.o` and `include/lkl/` (the prefixed uapi headers).
+pub const KERNEL_DIR: &str = env!("LKL_KERNEL_DIR");
