@@ -419,6 +419,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
             .map(|p| cstr(p.as_os_str().as_bytes())),
     };
     static HOST: trampoline::Host = trampoline::Host;
+    // Before install: the NULL guard installs its own SIGSEGV handler.
+    map::reset_signal_state();
     trampoline::install(options, &HOST)?;
 
     // Map and rewrite the program and its interpreter.
@@ -500,6 +502,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if let Some((a, b)) = text {
         trampoline::sud::enable(a, b - a, sud)?;
     }
+    // Our code runs only in the hook from here on: no more system allocator.
+    trampoline::alloc::seal();
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
     unsafe { map::enter(entry, built.sp) }
 }

@@ -6,6 +6,11 @@
 //! instruction of the program runs. [`cli`] glues it together for the binary.
 
 pub mod cli;
+
+/// The allocator of every binary built on this crate: the system one until the jump
+/// into the program, then a hook-safe bump area (see `trampoline::alloc`).
+#[global_allocator]
+static ALLOCATOR: trampoline::alloc::HookSafe = trampoline::alloc::HookSafe;
 pub mod elf;
 pub mod map;
 pub mod stack;

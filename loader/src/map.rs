@@ -235,3 +235,21 @@ pub fn set_mm_views(args: (u64, u64), env: (u64, u64), auxv: (u64, u64), auxv_pt
     }
     set(AUXV, auxv_ptr, auxv.1 - auxv.0);
 }
+
+/// Gives the program the signal state of a fresh `execve`: Rust's runtime gave lkl-run a
+/// main-thread alternate signal stack, SIGSEGV/SIGBUS handlers (stack overflow
+/// detection) and an ignored SIGPIPE. A program must not inherit those: an ignored
+/// SIGPIPE turns `yes | head` into a write error, and the handlers are our code.
+pub fn reset_signal_state() {
+    let ss = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: disabling the alternate signal stack of this thread.
+    unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
+    for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGPIPE] {
+        // SAFETY: restoring the default disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}

@@ -26,6 +26,27 @@ pub mod plan;
 
 pub use plan::{Plan, Site, SiteKind};
 
+/// Initialises the decoder's lazily built tables (legacy, VEX, EVEX, XOP, 3DNow!) now.
+///
+/// iced-x86 builds each table on first use, which allocates. Inside a syscall hook
+/// that would run our libc's `malloc` on the program's thread (wrong TLS, stale heap
+/// break, maybe inside the program's own `malloc`). Call this once before any hook can
+/// run; afterwards scanning never allocates (see `tests/no_alloc.rs`).
+pub fn warm_up() {
+    // One instruction of each encoding family, plus a 3DNow! one:
+    // add eax,ebx | vaddps ymm0,ymm1,ymm2 (VEX) | vaddps zmm0,zmm1,zmm2 (EVEX) |
+    // XOP vpcmov | 3DNow! pfadd | syscall
+    const SAMPLES: &[u8] = &[
+        0x01, 0xD8, // add eax, ebx
+        0xC5, 0xF4, 0x58, 0xC2, // vaddps ymm0, ymm1, ymm2
+        0x62, 0xF1, 0x74, 0x48, 0x58, 0xC2, // vaddps zmm0, zmm1, zmm2
+        0x8F, 0xE8, 0x78, 0xA2, 0xC2, 0x30, // vpcmov xmm0, xmm0, xmm2, xmm3
+        0x0F, 0x0F, 0xC1, 0x9E, // pfadd mm0, mm1
+        0x0F, 0x05, // syscall
+    ];
+    plan::for_each_site(SAMPLES, 0, |_| {});
+}
+
 /// Errors from applying a patch plan to live memory.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {

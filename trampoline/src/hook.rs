@@ -90,6 +90,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
             trace::count(counts, nr, 0);
             if let Some(fd) = opts.trace_fd {
                 trace::trace(fd, nr, args, None);
+                trace::warn_allocations(fd);
             }
             // SAFETY: getpid has no arguments.
             let pid = unsafe { syscall6(39, [0; 6]) } as i32;
@@ -387,6 +388,7 @@ unsafe fn cstrlen(p: *const u8) -> usize {
 ///
 /// # Safety
 /// `p` must point to a NUL-terminated string.
+#[inline(never)]
 unsafe fn is_proc_self_exe(p: *const u8) -> bool {
     // SAFETY: forwarded to the caller.
     let s = unsafe { core::slice::from_raw_parts(p, cstrlen(p)) };

@@ -12,6 +12,7 @@
 //! - The [`Backend`] decides what a syscall does. [`Host`] passes it to the host kernel;
 //!   the LKL backend will plug in here.
 
+pub mod alloc;
 pub mod cache;
 pub mod elfcode;
 mod entry_x86_64;
@@ -163,6 +164,9 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         return Err(Error::AlreadyInstalled);
     }
     entry_x86_64::init_xsave_size()?;
+    // The hook decodes code mapped later; the decoder's tables must exist before then,
+    // since building them allocates (see `rewriter::warm_up`).
+    rewriter::warm_up();
     if options.null_guard {
         guard::enable()?;
     } else {

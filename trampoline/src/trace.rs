@@ -68,8 +68,20 @@ pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
+/// Warns on the trace when the hook allocated (it must not, see `crate::alloc`).
+#[inline(never)]
+pub(crate) fn warn_allocations(fd: i32) {
+    let n = crate::alloc::post_seal_allocations();
+    if n > 0 {
+        let mut l = Line::new();
+        let _ = writeln!(l, "zpoline: warning: {n} allocations inside the hook");
+        write_all(fd, l.bytes());
+    }
+}
+
 /// Writes one strace-like line: `name(arg, ...) = result` (or `= ?` when the result is
 /// not seen, for calls that do not come back through the hook).
+#[inline(never)]
 pub(crate) fn trace(fd: i32, nr: u64, args: &[u64; 6], result: Option<i64>) {
     let mut l = Line::new();
     // SAFETY: getpid has no arguments.
@@ -246,6 +258,7 @@ pub(crate) fn count_error(area: *mut AtomicU64, nr: u64, result: i64) {
 }
 
 /// Prints the `--count` summary: one line per syscall seen, then the total.
+#[inline(never)]
 pub(crate) fn summary(fd: i32, area: *mut AtomicU64) {
     if area.is_null() {
         return;

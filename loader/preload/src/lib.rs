@@ -19,6 +19,11 @@ use std::os::fd::{AsRawFd, IntoRawFd};
 
 static HOST: trampoline::Host = trampoline::Host;
 
+/// Our Rust code's allocator: the program's `malloc` during the constructor, a
+/// hook-safe bump area afterwards (the hook may run inside the program's `malloc`).
+#[global_allocator]
+static ALLOCATOR: trampoline::alloc::HookSafe = trampoline::alloc::HookSafe;
+
 /// Runs [`init`] when the library is loaded.
 #[used]
 #[link_section = ".init_array"]
@@ -29,6 +34,7 @@ extern "C" fn init() {
         eprintln!("libzpoline: {e}");
         std::process::exit(1);
     }
+    trampoline::alloc::seal();
 }
 
 /// One line of /proc/self/maps: start, end, protection, file offset, name.

@@ -143,3 +143,34 @@ fn trace_shows_names_paths_and_results() {
     assert!(trace.contains(") = -1 ENOENT"), "{trace}");
     assert!(trace.contains("exit_group(0x1"), "{trace}");
 }
+
+#[test]
+fn the_hook_never_allocates() {
+    // dlopen-heavy: every extension module is decoded inside the hook.
+    let out = scratch().join("alloc-trace.txt");
+    let arg = format!("--trace={}", out.display());
+    let code =
+        "import json, decimal, unicodedata, ssl, sqlite3, ctypes, hashlib, zlib\nprint('ok')";
+    let z = interposed(&[&arg, "--no-cache"], "python3", &["-c", code]);
+    assert_ok(&z, "ok");
+    let trace = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !trace.contains("allocations inside the hook"),
+        "the hook allocated"
+    );
+    assert!(trace.contains("exit_group("));
+}
+
+#[test]
+fn sigpipe_is_default_like_after_a_real_exec() {
+    // lkl-run's Rust runtime ignores SIGPIPE for itself; the program must not inherit
+    // that, or `yes` would report "Broken pipe" instead of dying quietly.
+    let n = native("sh", &["-c", "yes | head -n 2"]);
+    let z = interposed(&[], "sh", &["-c", "yes | head -n 2"]);
+    assert_eq!(z.stdout, n.stdout);
+    assert_eq!(z.status.code(), n.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&z.stderr),
+        String::from_utf8_lossy(&n.stderr)
+    );
+}
