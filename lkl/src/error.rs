@@ -70,25 +70,26 @@ pub enum Error {
 /// A positive Linux error number returned by a system call inside the
 /// kernel (the kernel returns `-errno`; the wrappers turn it into this).
 ///
-/// The numbers are the asm-generic Linux ones, which on x86-64 are also the
-/// host's, so names and descriptions come from the host's tables.
+/// The numbers and names are the kernel's (`lkl_sys::LKL_E*`, from its
+/// uapi headers). They are the asm-generic Linux ones, which on x86-64 are
+/// also the host's, so the description comes from the host's `strerror`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
 #[error("{} ({})", self.name(), self.description())]
 pub struct Errno(pub i32);
 
 macro_rules! errnos {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident = $lkl:ident),* $(,)?) => {
         impl Errno {
             $(
                 #[doc = concat!("`", stringify!($name), "`")]
-                pub const $name: Errno = Errno(libc::$name);
+                pub const $name: Errno = Errno(lkl_sys::$lkl as i32);
             )*
 
             /// The symbolic name (`"ENOENT"`), or `"E?"` for an unknown number.
             pub fn name(self) -> &'static str {
                 // Not a `match`: some names share a number (EAGAIN, EWOULDBLOCK).
                 $(
-                    if self.0 == libc::$name {
+                    if self == Errno::$name {
                         return stringify!($name);
                     }
                 )*
@@ -99,16 +100,33 @@ macro_rules! errnos {
 }
 
 errnos! {
-    EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM,
-    EACCES, EFAULT, ENOTBLK, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE,
-    EMFILE, ENOTTY, ETXTBSY, EFBIG, ENOSPC, ESPIPE, EROFS, EMLINK, EPIPE, EDOM, ERANGE,
-    EDEADLK, ENAMETOOLONG, ENOLCK, ENOSYS, ENOTEMPTY, ELOOP, ENOMSG, EIDRM, ENOSTR, ENODATA,
-    ETIME, ENOSR, ENOLINK, EPROTO, EBADMSG, EOVERFLOW, EILSEQ, EUSERS, ENOTSOCK,
-    EDESTADDRREQ, EMSGSIZE, EPROTOTYPE, ENOPROTOOPT, EPROTONOSUPPORT, ESOCKTNOSUPPORT,
-    EOPNOTSUPP, EPFNOSUPPORT, EAFNOSUPPORT, EADDRINUSE, EADDRNOTAVAIL, ENETDOWN,
-    ENETUNREACH, ENETRESET, ECONNABORTED, ECONNRESET, ENOBUFS, EISCONN, ENOTCONN,
-    ESHUTDOWN, ETOOMANYREFS, ETIMEDOUT, ECONNREFUSED, EHOSTDOWN, EHOSTUNREACH, EALREADY,
-    EINPROGRESS, ESTALE, EDQUOT, ECANCELED, EOWNERDEAD, ENOTRECOVERABLE,
+    EPERM = LKL_EPERM, ENOENT = LKL_ENOENT, ESRCH = LKL_ESRCH, EINTR = LKL_EINTR,
+    EIO = LKL_EIO, ENXIO = LKL_ENXIO, E2BIG = LKL_E2BIG, ENOEXEC = LKL_ENOEXEC,
+    EBADF = LKL_EBADF, ECHILD = LKL_ECHILD, EAGAIN = LKL_EAGAIN, ENOMEM = LKL_ENOMEM,
+    EACCES = LKL_EACCES, EFAULT = LKL_EFAULT, ENOTBLK = LKL_ENOTBLK, EBUSY = LKL_EBUSY,
+    EEXIST = LKL_EEXIST, EXDEV = LKL_EXDEV, ENODEV = LKL_ENODEV, ENOTDIR = LKL_ENOTDIR,
+    EISDIR = LKL_EISDIR, EINVAL = LKL_EINVAL, ENFILE = LKL_ENFILE, EMFILE = LKL_EMFILE,
+    ENOTTY = LKL_ENOTTY, ETXTBSY = LKL_ETXTBSY, EFBIG = LKL_EFBIG, ENOSPC = LKL_ENOSPC,
+    ESPIPE = LKL_ESPIPE, EROFS = LKL_EROFS, EMLINK = LKL_EMLINK, EPIPE = LKL_EPIPE,
+    EDOM = LKL_EDOM, ERANGE = LKL_ERANGE, EDEADLK = LKL_EDEADLK,
+    ENAMETOOLONG = LKL_ENAMETOOLONG, ENOLCK = LKL_ENOLCK, ENOSYS = LKL_ENOSYS,
+    ENOTEMPTY = LKL_ENOTEMPTY, ELOOP = LKL_ELOOP, ENOMSG = LKL_ENOMSG, EIDRM = LKL_EIDRM,
+    ENOSTR = LKL_ENOSTR, ENODATA = LKL_ENODATA, ETIME = LKL_ETIME, ENOSR = LKL_ENOSR,
+    ENOLINK = LKL_ENOLINK, EPROTO = LKL_EPROTO, EBADMSG = LKL_EBADMSG,
+    EOVERFLOW = LKL_EOVERFLOW, EILSEQ = LKL_EILSEQ, EUSERS = LKL_EUSERS,
+    ENOTSOCK = LKL_ENOTSOCK, EDESTADDRREQ = LKL_EDESTADDRREQ, EMSGSIZE = LKL_EMSGSIZE,
+    EPROTOTYPE = LKL_EPROTOTYPE, ENOPROTOOPT = LKL_ENOPROTOOPT,
+    EPROTONOSUPPORT = LKL_EPROTONOSUPPORT, ESOCKTNOSUPPORT = LKL_ESOCKTNOSUPPORT,
+    EOPNOTSUPP = LKL_EOPNOTSUPP, EPFNOSUPPORT = LKL_EPFNOSUPPORT,
+    EAFNOSUPPORT = LKL_EAFNOSUPPORT, EADDRINUSE = LKL_EADDRINUSE,
+    EADDRNOTAVAIL = LKL_EADDRNOTAVAIL, ENETDOWN = LKL_ENETDOWN, ENETUNREACH = LKL_ENETUNREACH,
+    ENETRESET = LKL_ENETRESET, ECONNABORTED = LKL_ECONNABORTED, ECONNRESET = LKL_ECONNRESET,
+    ENOBUFS = LKL_ENOBUFS, EISCONN = LKL_EISCONN, ENOTCONN = LKL_ENOTCONN,
+    ESHUTDOWN = LKL_ESHUTDOWN, ETOOMANYREFS = LKL_ETOOMANYREFS, ETIMEDOUT = LKL_ETIMEDOUT,
+    ECONNREFUSED = LKL_ECONNREFUSED, EHOSTDOWN = LKL_EHOSTDOWN,
+    EHOSTUNREACH = LKL_EHOSTUNREACH, EALREADY = LKL_EALREADY, EINPROGRESS = LKL_EINPROGRESS,
+    ESTALE = LKL_ESTALE, EDQUOT = LKL_EDQUOT, ECANCELED = LKL_ECANCELED,
+    EOWNERDEAD = LKL_EOWNERDEAD, ENOTRECOVERABLE = LKL_ENOTRECOVERABLE,
 }
 
 impl Errno {

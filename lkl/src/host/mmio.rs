@@ -222,14 +222,14 @@ pub unsafe extern "C" fn iomem_access(
     write: c_int,
 ) -> c_int {
     if size <= 0 || val.is_null() {
-        return -libc::EINVAL;
+        return -(lkl_sys::LKL_EINVAL as c_int);
     }
     // SAFETY: the caller passes `size` valid bytes at `val`.
     let data = unsafe { std::slice::from_raw_parts_mut(val.cast::<u8>(), size as usize) };
     if GLOBAL.access(addr as u64, data, write != 0) {
         0
     } else {
-        -libc::EFAULT
+        -(lkl_sys::LKL_EFAULT as c_int)
     }
 }
 
@@ -385,7 +385,7 @@ mod tests {
             let outside = (w.base + w.size) as usize as *const c_void;
             assert_eq!(
                 iomem_access(outside, ptr::addr_of_mut!(val).cast(), 4, 0),
-                -libc::EFAULT
+                -(lkl_sys::LKL_EFAULT as c_int)
             );
         }
         assert_eq!(d.log.lock().unwrap()[1], (true, 8, vec![0x34, 0x12]));

@@ -269,7 +269,7 @@ pub unsafe extern "C" fn thread_exit() {
 pub unsafe extern "C" fn thread_join(tid: lkl_thread_t) -> c_int {
     match threads().get(&tid) {
         Some(State::Joinable | State::Finished) => {}
-        _ => return libc::EINVAL,
+        _ => return lkl_sys::LKL_EINVAL as c_int,
     }
     // SAFETY: a joinable thread we created and nobody has joined: it stays
     // in the map (so the id stays valid) until this join removes it.
@@ -422,8 +422,8 @@ mod tests {
         // SAFETY: no preconditions.
         unsafe {
             assert_eq!(thread_join(t), 0);
-            assert_eq!(thread_join(t), libc::EINVAL);
-            assert_eq!(thread_join(thread_self()), libc::EINVAL);
+            assert_eq!(thread_join(t), lkl_sys::LKL_EINVAL as c_int);
+            assert_eq!(thread_join(thread_self()), lkl_sys::LKL_EINVAL as c_int);
             assert_eq!(thread_create(None, ptr::null_mut()), 0);
         }
     }
@@ -452,7 +452,7 @@ mod tests {
             std::thread::yield_now();
         }
         // SAFETY: no preconditions.
-        assert_eq!(unsafe { thread_join(t) }, libc::EINVAL);
+        assert_eq!(unsafe { thread_join(t) }, lkl_sys::LKL_EINVAL as c_int);
     }
 
     unsafe extern "C" fn report_self(arg: *mut c_void) {

@@ -47,7 +47,7 @@ pub unsafe extern "C" fn tls_free(key: *mut lkl_tls_key) {
 /// `key` must be a live key from [`tls_alloc`].
 pub unsafe extern "C" fn tls_set(key: *mut lkl_tls_key, data: *mut c_void) -> c_int {
     if key.is_null() {
-        return libc::EINVAL;
+        return lkl_sys::LKL_EINVAL as c_int;
     }
     // SAFETY: a live key from tls_alloc.
     unsafe { libc::pthread_setspecific(key_of(key), data) }
