@@ -14,8 +14,12 @@
 //! # Accounting
 //! Every thread made by [`thread_create`] stays in a registry until it is
 //! joined, or, if it detached itself, until its start routine returns.
-//! [`live_threads`] counts them; after `lkl_sys_halt` (which joins the
-//! kernel's threads) it must be zero.
+//! [`live_threads`] counts them. After `lkl_sys_halt` (which joins the
+//! kernel's threads) `Kernel::halt` joins, with [`reap_all`], any that ended
+//! without being joined (the kernel never joins the host thread of its boot
+//! time init task, which ends by `thread_exit` once the caller of
+//! `lkl_start_kernel` has taken the task over), and then the count must be
+//! zero.
 //!
 //! Threads start with asynchronous signals blocked, so that signals sent to
 //! the process are handled by the program's own threads, never on a
