@@ -22,9 +22,23 @@ pub unsafe extern "C" fn mem_free(ptr: *mut c_void) {
     unsafe { libc::free(ptr) }
 }
 
+/// Where [`page_alloc`] asks the host to put large blocks (a hint, not a
+/// demand: 64 GiB, far from the program, its heap, shared libraries and the
+/// MMIO windows).
+///
+/// The kernel's memory map setup (`memmap_init` in `mm/mm_init.c`) walks
+/// the page frames below its memory from frame 0, one pageblock (2 MiB) at
+/// a time. For a block at the usual mmap addresses (`0x7f..`, frame ~2^35)
+/// that is some 60 million steps, 70% of boot time; at 64 GiB it is 32768.
+pub const PAGE_ALLOC_HINT: usize = 0x10_0000_0000;
+
+/// Blocks this large or larger get [`PAGE_ALLOC_HINT`].
+const HINT_MIN_SIZE: usize = 1 << 20;
+
 /// `page_alloc`: `size` bytes of zeroed, page-aligned memory from an
-/// anonymous private mapping (rounded up to whole pages by the kernel).
-/// NULL on failure.
+/// anonymous private mapping (rounded up to whole pages by the kernel),
+/// placed low in the address space if it is large (see
+/// [`PAGE_ALLOC_HINT`]). NULL on failure.
 ///
 /// # Safety
 /// Always safe to call; the result must be freed with [`page_free`] and the
@@ -33,10 +47,16 @@ pub unsafe extern "C" fn page_alloc(size: c_ulong) -> *mut c_void {
     if size == 0 {
         return ptr::null_mut();
     }
-    // SAFETY: a fresh anonymous mapping touches no existing memory.
+    let hint = if size as usize >= HINT_MIN_SIZE {
+        PAGE_ALLOC_HINT as *mut c_void
+    } else {
+        ptr::null_mut()
+    };
+    // SAFETY: a fresh anonymous mapping touches no existing memory (without
+    // MAP_FIXED the hint never replaces a mapping).
     let p = unsafe {
         libc::mmap(
-            ptr::null_mut(),
+            hint,
             size as usize,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
@@ -88,6 +108,25 @@ mod tests {
         }
         // SAFETY: plain allocation.
         assert!(unsafe { page_alloc(0) }.is_null());
+    }
+
+    #[test]
+    fn large_blocks_go_low_small_ones_anywhere() {
+        let size = 64 << 20;
+        // SAFETY: plain allocations, freed once.
+        unsafe {
+            let big = page_alloc(size);
+            assert!(!big.is_null());
+            // A hint: honoured unless something is already there.
+            let other = page_alloc(size);
+            assert!(!other.is_null());
+            let low = [big as usize, other as usize]
+                .iter()
+                .any(|&a| (PAGE_ALLOC_HINT..PAGE_ALLOC_HINT << 1).contains(&a));
+            assert!(low, "{big:p} {other:p}");
+            page_free(big, size);
+            page_free(other, size);
+        }
     }
 
     #[test]
