@@ -1,7 +1,7 @@
 //! The MMIO window plumbing against the real kernel: a device registered
-//! before boot is announced on the command line, and the kernel's
-//! virtio-mmio driver reads its registers through `ioremap` and
-//! `iomem_access`.
+//! before boot is announced on the command line, one registered after boot
+//! is hot-added, and the kernel's virtio-mmio driver reads their registers
+//! through `ioremap` and `iomem_access`.
 //!
 //! The device answers as a virtio-mmio placeholder (magic "virt", version
 //! 2, device id 0), which the driver probes and then leaves alone.
@@ -57,6 +57,25 @@ fn kernel_probes_a_registered_window() {
             "register {reg:#x} not read; reads: {reads:x?}"
         );
     }
+
+    // Hot-add: a second window announced to the running kernel.
+    let late = Arc::new(Placeholder::default());
+    let irq2 = lkl::get_free_irq(c"lkl-mmio-test-late").unwrap();
+    let window2 = MmioRegistry::global()
+        .register(late.clone(), 0x200, irq2)
+        .unwrap();
+    assert_ne!(window2.base, window.base);
+    let id = lkl::virtio_mmio_add(&window2).unwrap();
+    assert!(id >= 0, "platform device id {id}");
+    let reads = late.reads.lock().unwrap().clone();
+    assert!(
+        reads.contains(&(sys::LKL_VIRTIO_MMIO_MAGIC_VALUE as u64)),
+        "hot-added window not probed; reads: {reads:x?}"
+    );
+
     kernel.halt().unwrap();
     MmioRegistry::global().unregister(window.base).unwrap();
+    MmioRegistry::global().unregister(window2.base).unwrap();
+    // After halt the kernel is gone: hot-add is refused, not a crash.
+    assert_eq!(lkl::virtio_mmio_add(&window2), Err(lkl::Errno::ENOSYS));
 }
