@@ -7,11 +7,12 @@
 //! `offset_in_range << 8 | length`. Entries are never trusted: every cached site must
 //! still hold `syscall`/`sysenter` before it is patched ([`rewriter::live::patch_sites`]),
 //! and a stale or damaged file sends us back to decoding. The directory must belong to
-//! us and be private (0700), so no other user can feed us sites.
+//! us and be private (0700), so no other user can feed us sites. It is reached by path: a
+//! descriptor kept open would show in the program's fd table.
 //!
 //! Raw syscalls and stack buffers only: this runs in the hook.
 
-use core::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 use rewriter::{Site, SiteKind};
 
@@ -21,26 +22,35 @@ use crate::syscall6;
 const MAGIC: u64 = u64::from_le_bytes(*b"ZPSITE02");
 const KEY_WORDS: usize = 9;
 const HEADER: usize = (KEY_WORDS + 1) * 8;
+const AT_FDCWD: u64 = -100i64 as u64;
 const O_RDONLY: u64 = 0;
 const O_WRONLY: u64 = 1;
 const O_CREAT: u64 = 0o100;
 const O_EXCL: u64 = 0o200;
 const O_CLOEXEC: u64 = 0o2000000;
 
-static DIR_FD: AtomicI32 = AtomicI32::new(-1);
+/// The cache directory's path. No descriptor is kept open: the program would see it
+/// (in /proc/self/fd, or a test of the fds it passes to children).
+static DIR: OnceLock<Vec<u8>> = OnceLock::new();
+/// Longest cache directory path we use; longer ones turn the cache off.
+const DIR_MAX: usize = 256;
+/// Room for `DIR/.tmp-PID-TID-HASH` and a NUL.
+const PATH_BUF: usize = DIR_MAX + 80;
 
 /// Uses `dir` (created 0700 if missing) as the site cache directory for this process.
 ///
 /// # Errors
-/// When the directory cannot be created or opened, or is not private to us.
+/// When the directory cannot be created, is not private to us, or its path is longer
+/// than 256 bytes.
 pub fn use_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    use std::os::unix::io::IntoRawFd;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let meta = std::fs::metadata(dir)?;
+    let dir = std::fs::canonicalize(dir)?;
+    let meta = std::fs::metadata(&dir)?;
     // SAFETY: geteuid has no arguments.
     let euid = unsafe { syscall6(107, [0; 6]) } as u32;
     if meta.uid() != euid || meta.mode() & 0o077 != 0 {
@@ -49,17 +59,30 @@ pub fn use_dir(dir: &std::path::Path) -> std::io::Result<()> {
             format!("{} is not private to uid {euid}", dir.display()),
         ));
     }
-    let f = std::fs::File::open(dir)?;
-    let fd = f.into_raw_fd();
-    // SAFETY: moving our own descriptor above the program's usual range, close-on-exec.
-    let hi = unsafe { syscall6(72, [fd as u64, 1030, 900, 0, 0, 0]) };
-    // SAFETY: closing the original of the duplicate.
-    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
-    if hi < 0 {
-        return Err(std::io::Error::from_raw_os_error(-hi as i32));
+    let bytes = dir.as_os_str().as_bytes();
+    if bytes.len() > DIR_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: path too long for the site cache", dir.display()),
+        ));
     }
-    DIR_FD.store(hi as i32, Ordering::Relaxed);
+    let _ = DIR.set(bytes.to_vec());
     Ok(())
+}
+
+/// Writes `DIR/name` and a NUL into `buf`; returns its address.
+fn path_of(name: &[u8], buf: &mut [u8; PATH_BUF]) -> Option<u64> {
+    let dir = DIR.get()?;
+    let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+    let total = dir.len() + 1 + name.len();
+    if total + 1 > buf.len() {
+        return None;
+    }
+    buf[..dir.len()].copy_from_slice(dir);
+    buf[dir.len()] = b'/';
+    buf[dir.len() + 1..total].copy_from_slice(name);
+    buf[total] = 0;
+    Some(buf.as_ptr() as u64)
 }
 
 /// Identity of one section range of one file version.
@@ -69,9 +92,7 @@ pub(crate) struct Key([u64; KEY_WORDS]);
 impl Key {
     /// The key for file offsets `[lo, hi)` of the file open as `fd`.
     pub(crate) fn new(fd: i32, lo: u64, hi: u64) -> Option<Key> {
-        if DIR_FD.load(Ordering::Relaxed) < 0 {
-            return None;
-        }
+        DIR.get()?;
         let mut st = [0u64; 18];
         // SAFETY: fstat into our 144-byte buffer.
         if unsafe { syscall6(5, [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0]) } < 0 {
@@ -112,22 +133,10 @@ pub(crate) fn patch_cached(
     base: u64,
     prot: i32,
 ) -> Option<Result<usize, rewriter::Error>> {
-    let dir = DIR_FD.load(Ordering::Relaxed);
-    let name = key.name();
-    // SAFETY: opening a NUL-terminated name relative to our cache directory.
-    let fd = unsafe {
-        syscall6(
-            257,
-            [
-                dir as u64,
-                name.as_ptr() as u64,
-                O_RDONLY | O_CLOEXEC,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    let mut buf = [0u8; PATH_BUF];
+    let path = path_of(&key.name(), &mut buf)?;
+    // SAFETY: opening a NUL-terminated path in our cache directory.
+    let fd = unsafe { syscall6(257, [AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0, 0, 0]) };
     if fd < 0 {
         return None;
     }
@@ -179,8 +188,8 @@ pub(crate) fn patch_cached(
 /// Writes a cache file for one range while it is being decoded.
 pub(crate) struct Writer {
     fd: i32,
-    tmp: [u8; 64],
-    name: [u8; 17],
+    tmp: [u8; PATH_BUF],
+    name: [u8; PATH_BUF],
     buf: [u64; 128],
     n: usize,
     count: u64,
@@ -191,7 +200,6 @@ impl Writer {
     /// Starts a cache file for `key` (a temporary file, renamed into place at the end).
     pub(crate) fn begin(key: &Key) -> Option<Writer> {
         use core::fmt::Write;
-        let dir = DIR_FD.load(Ordering::Relaxed);
         let name = key.name();
         let mut l = crate::trace::Line::new();
         // SAFETY: getpid/gettid have no arguments.
@@ -202,15 +210,19 @@ impl Writer {
         tmp[..head.len()].copy_from_slice(head);
         tmp[head.len()..head.len() + 16].copy_from_slice(&name[..16]);
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-        // SAFETY: creating a NUL-terminated name in our cache directory.
-        let fd = unsafe { syscall6(257, [dir as u64, tmp.as_ptr() as u64, flags, 0o600, 0, 0]) };
+        let mut tmp_path = [0u8; PATH_BUF];
+        let mut final_path = [0u8; PATH_BUF];
+        let tp = path_of(&tmp, &mut tmp_path)?;
+        path_of(&name, &mut final_path)?;
+        // SAFETY: creating a NUL-terminated path in our cache directory.
+        let fd = unsafe { syscall6(257, [AT_FDCWD, tp, flags, 0o600, 0, 0]) };
         if fd < 0 {
             return None;
         }
         let mut w = Writer {
             fd: fd as i32,
-            tmp,
-            name,
+            tmp: tmp_path,
+            name: final_path,
             buf: [0; 128],
             n: 0,
             count: 0,
@@ -248,7 +260,7 @@ impl Writer {
 
     /// Completes the file and renames it into place when `success`, else drops it.
     pub(crate) fn finish(mut self, success: bool) {
-        let dir = DIR_FD.load(Ordering::Relaxed) as u64;
+        let dir = AT_FDCWD;
         if self.n > 0 {
             let buf = self.buf;
             self.write(&buf[..self.n]);

@@ -174,3 +174,10 @@ fn sigpipe_is_default_like_after_a_real_exec() {
         String::from_utf8_lossy(&n.stderr)
     );
 }
+
+#[test]
+fn the_program_sees_only_its_own_descriptors() {
+    // No descriptor of ours (cache directory, ELF files) leaks into the program.
+    same_as_native("ls", &["/proc/self/fd"]);
+    same_as_native("sh", &["-c", "ls /proc/$$/fd"]);
+}
