@@ -93,6 +93,94 @@ fn main() {
         .expect("bindgen failed on the installed LKL headers");
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     bindings.write_to_file(out.join("bindings.rs")).unwrap();
+
+    let table = syscall_table(&kernel);
+    std::fs::write(out.join("syscall_table.rs"), table).unwrap();
+}
+
+/// The system call table, from the kernel's own sources: which handler
+/// each number runs (`__SYSCALL(__NR_x, sys_y)` lines of the installed
+/// asm-generic/unistd.h) joined with each handler's signature (recorded by
+/// `SYSCALL_DEFINEx` into share/syscall_defs.txt).
+fn syscall_table(kernel: &Path) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+
+    let unistd = kernel.join("include/lkl/asm-generic/unistd.h");
+    let unistd =
+        std::fs::read_to_string(&unistd).unwrap_or_else(|e| panic!("{}: {e}", unistd.display()));
+    let defs = kernel.join("share/syscall_defs.txt");
+    let defs = std::fs::read_to_string(&defs).unwrap_or_else(|e| panic!("{}: {e}", defs.display()));
+
+    // #define __lkl__NR_x 12 / __lkl__NR3264_x 12
+    let mut numbers = BTreeMap::new();
+    for line in unistd.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("#define"), Some(name), Some(value)) =
+            (words.next(), words.next(), words.next())
+        {
+            if let Ok(v) = value.parse::<u32>() {
+                numbers.insert(name.to_string(), v);
+            }
+        }
+    }
+    // handler per number: the 64-bit, non-compat choice of each macro
+    let mut handlers = BTreeMap::new();
+    for line in unistd.lines() {
+        let line = line.trim();
+        let Some(open) = line.find('(') else { continue };
+        let (mac, rest) = line.split_at(open);
+        let args: Vec<&str> = rest
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let handler = match (mac, args.len()) {
+            ("__lkl__SYSCALL", 2) | ("__lkl__SC_COMP", 3) => args[1],
+            ("__lkl__SC_3264", 3) | ("__lkl__SC_COMP_3264", 4) => args[2],
+            _ => continue,
+        };
+        if let Some(&nr) = numbers.get(args[0]) {
+            handlers.insert(nr, handler.to_string());
+        }
+    }
+    // signatures: "_name<TAB>nargs<TAB>type, arg, ..."
+    let mut signatures = BTreeMap::new();
+    for line in defs.lines() {
+        let mut cols = line.splitn(3, '\t');
+        let (Some(name), Some(_), args) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        let parts: Vec<&str> = args
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let args: Vec<(String, String)> = parts
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].to_string(), c[1].to_string()))
+            .collect();
+        signatures.insert(format!("sys{name}"), args);
+    }
+
+    let mut out = String::new();
+    out.push_str("pub static SYSCALL_DEFS: &[SyscallDef] = &[\n");
+    for (nr, handler) in &handlers {
+        let Some(args) = signatures.get(handler) else {
+            continue;
+        };
+        let name = handler.trim_start_matches("sys_");
+        write!(out, "    SyscallDef {{ nr: {nr}, name: {name:?}, args: &[").unwrap();
+        for (ty, arg) in args {
+            write!(out, "({ty:?}, {arg:?}), ").unwrap();
+        }
+        out.push_str("] },\n");
+    }
+    out.push_str("];\n");
+    out
 }
 
 /// Runs `scripts/build-kernel.sh` and returns its output directory.

@@ -5,13 +5,23 @@
 #
 # The output dir, keyed by the linux-source package version and a hash of
 # linux/, holds lib/liblkl.a (the kernel as one relocatable object with only
-# the lkl_* API global) and include/lkl/ (the uapi headers, names prefixed).
+# the lkl_* API global), include/lkl/ (the uapi headers, names prefixed) and
+# share/syscall_defs.txt (each system call's signature).
 # The build tree itself is kept per source version, so a change in linux/
 # rebuilds only what it touches.
 #
 # Environment: LKL_CACHE_DIR (default ${XDG_CACHE_HOME:-$HOME/.cache}/lkl),
 # LKL_JOBS (default: nproc), LKL_SOURCE_DEB (a linux-source-6.12 .deb to use).
 set -euo pipefail
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0
+fi
+if (($#)); then
+	echo "usage: build-kernel.sh [--help]" >&2
+	exit 2
+fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${LKL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lkl}
@@ -119,8 +129,11 @@ if [[ $(cat "$tree/.lkl-patches" 2>/dev/null) != "$patch_hash" ]]; then
 		lsdiff_files=$(grep -E '^\+\+\+ ' "$p" | sed -E 's@^\+\+\+ [^/]+/([^\t ]+).*@\1@')
 		echo "$lsdiff_files" >>"$tree/.lkl-patched-files"
 		for f in $lsdiff_files; do
-			# break the hard link before patching
-			[[ -f $tree/$f ]] && cp --remove-destination "$pristine/$f" "$tree/$f"
+			# break the hard link to the pristine source before patching
+			if [[ -f $tree/$f ]]; then
+				cp "$tree/$f" "$tree/$f.lkl-tmp"
+				mv "$tree/$f.lkl-tmp" "$tree/$f"
+			fi
 		done
 		patch -d "$tree" -p1 --forward --quiet --no-backup-if-mismatch <"$p" ||
 			die "$(basename "$p") does not apply to $PKG $version: the source does not match our patches; update linux/patches/ for this version"
@@ -142,8 +155,9 @@ log "kernel built in $(($(date +%s) - start)) s"
 
 # 6. Install into the keyed output dir.
 rm -rf "$out.tmp"
-mkdir -p "$out.tmp/lib" "$out.tmp/include"
+mkdir -p "$out.tmp/lib" "$out.tmp/include" "$out.tmp/share"
 cp "$tree/lkl.o" "$out.tmp/lib/lkl.o"
+cp "$tree/syscall_defs.txt" "$out.tmp/share/syscall_defs.txt"
 ar rcs "$out.tmp/lib/liblkl.a" "$out.tmp/lib/lkl.o"
 python3 "$ROOT/scripts/headers_install.py" "$tree" "$out.tmp/include" >&2 ||
 	die "installing the prefixed uapi headers failed"

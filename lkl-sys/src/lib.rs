@@ -28,6 +28,26 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+/// One system call as the kernel defines it: its number, its handler's name
+/// (`openat` for `sys_openat`) and its arguments as (type, name) pairs, from
+/// the kernel's `SYSCALL_DEFINEx` lines.
+#[derive(Debug, Clone, Copy)]
+pub struct SyscallDef {
+    pub nr: u32,
+    pub name: &'static str,
+    pub args: &'static [(&'static str, &'static str)],
+}
+
+include!(concat!(env!("OUT_DIR"), "/syscall_table.rs"));
+
+/// The definition of system call `nr`, if the kernel implements it.
+pub fn syscall_def(nr: u32) -> Option<&'static SyscallDef> {
+    SYSCALL_DEFS
+        .binary_search_by_key(&nr, |d| d.nr)
+        .ok()
+        .map(|i| &SYSCALL_DEFS[i])
+}
+
 /// Where the kernel library this crate links was built: `lib/liblkl.a`,
 /// `lib/lkl.o` and `include/lkl/` (the prefixed uapi headers).
 pub const KERNEL_DIR: &str = env!("LKL_KERNEL_DIR");

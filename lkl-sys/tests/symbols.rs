@@ -42,3 +42,22 @@ fn needs_nothing_from_the_host() {
         .collect();
     assert!(unexpected.is_empty(), "undefined symbols: {unexpected:?}");
 }
+
+#[test]
+fn syscall_table_comes_from_the_kernel() {
+    let getpid = lkl_sys::syscall_def(lkl_sys::__lkl__NR_getpid).expect("getpid");
+    assert_eq!(getpid.name, "getpid");
+    assert!(getpid.args.is_empty());
+    let openat = lkl_sys::syscall_def(lkl_sys::__lkl__NR_openat).expect("openat");
+    assert_eq!(openat.name, "openat");
+    let names: Vec<_> = openat.args.iter().map(|a| a.1).collect();
+    assert_eq!(names, ["dfd", "filename", "flags", "mode"]);
+    // the 64-bit handler of a 32/64 pair
+    let fstat = lkl_sys::syscall_def(lkl_sys::__lkl__NR_fstat).expect("fstat");
+    assert_eq!(fstat.name, "newfstat");
+    assert!(
+        lkl_sys::SYSCALL_DEFS.len() > 250,
+        "{}",
+        lkl_sys::SYSCALL_DEFS.len()
+    );
+}
