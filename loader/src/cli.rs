@@ -63,6 +63,10 @@ pub struct Cli {
     /// Decode every executable section afresh instead of using the site cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not switch to `--null-guard` when a JVM (libjvm.so) is loaded on a CPU
+    /// without protection keys.
+    #[arg(long)]
+    pub no_auto_guard: bool,
     /// Same as `--sud=never`.
     #[arg(long)]
     pub no_sud: bool,
@@ -380,6 +384,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if cli.null_guard {
         args.push(cstr(b"--null-guard"));
     }
+    if cli.no_auto_guard {
+        args.push(cstr(b"--no-auto-guard"));
+    }
     match cache_dir(&cli) {
         Some(dir) => match trampoline::cache::use_dir(&dir) {
             Ok(()) => args.push(cstr(format!("--cache-dir={}", dir.display()).as_bytes())),
@@ -413,6 +420,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         }),
         rewrite_new_code: true,
         null_guard: cli.null_guard,
+        auto_guard_jvm: !cli.no_auto_guard,
         exclude,
         program: std::fs::canonicalize(&path)
             .ok()

@@ -72,6 +72,39 @@ pub(crate) fn enable() -> Result<(), Error> {
     Ok(())
 }
 
+/// Switches a running process from the readable sled page to guard mode: takes over
+/// SIGSEGV (keeping the program's current action as the one to forward to), routes the
+/// signal-mask calls through the hook, then unmaps page 0. A thread inside the sled at
+/// that moment faults on its next instruction fetch, which the handler recognises like
+/// any other entry. Used when a JVM is loaded on a CPU without protection keys.
+pub(crate) fn switch_on() {
+    if enabled() {
+        return;
+    }
+    let mut old = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: reading the current SIGSEGV action into our buffer.
+    unsafe { syscall6(13, [SIGSEGV, 0, &mut old as *mut _ as u64, 8, 0, 0]) };
+    for (slot, v) in PROGRAM_ACTION
+        .iter()
+        .zip([old.handler, old.flags, old.restorer, old.mask])
+    {
+        slot.store(v, Ordering::Relaxed);
+    }
+    if install_ours() < 0 {
+        return;
+    }
+    ENABLED.store(true, Ordering::SeqCst);
+    crate::route_guard_calls();
+    // SAFETY: unmapping our own sled page; entries now arrive through SIGSEGV.
+    unsafe { syscall6(11, [0, 4096, 0, 0, 0, 0]) };
+    crate::EXEC_ONLY.store(true, Ordering::Relaxed);
+}
+
 /// True when the fault is a rewritten site entering page 0.
 ///
 /// # Safety

@@ -189,6 +189,11 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
             let len = mapped_file_len(args);
             let file = (args[3] & 0x20 == 0).then_some((args[4] as i32, args[5]));
+            if let Some((fd, _)) = file {
+                if opts.auto_guard_jvm && !crate::page0_execute_only() && is_libjvm(fd) {
+                    crate::guard::switch_on();
+                }
+            }
             // SAFETY: the kernel just mapped [r, r+len) from `file` with that protection
             // for the program, and `len` stops at the end of the file (no SIGBUS).
             let _ = unsafe { rewrite(r as u64, len, args[2], file) };
@@ -251,6 +256,30 @@ fn unblock_segv(nr: u64, a: &mut [u64; 6], set: &mut u64, act: &mut [u64; 4], ps
         }
         _ => {}
     }
+}
+
+/// True when `fd` is a file named `libjvm.so` (read through /proc/self/fd).
+#[inline(never)]
+fn is_libjvm(fd: i32) -> bool {
+    use core::fmt::Write;
+    let mut link = trace::Line::new();
+    let _ = write!(link, "/proc/self/fd/{fd}\0");
+    let mut buf = [0u8; 512];
+    // SAFETY: readlink of a NUL-terminated path into our buffer.
+    let n = unsafe {
+        syscall6(
+            89,
+            [
+                link.bytes().as_ptr() as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    n > 0 && buf[..n as usize].ends_with(b"/libjvm.so")
 }
 
 /// The part of an `mmap` that is backed by the file: pages past its end fault with

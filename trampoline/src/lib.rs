@@ -109,6 +109,9 @@ pub struct Options {
     /// NULL guard mode: leave page 0 unmapped and enter the stub through SIGSEGV (slow,
     /// exact NULL faults; see [`guard`]). For CPUs without protection keys.
     pub null_guard: bool,
+    /// Switch to NULL guard mode when a JVM (`libjvm.so`) is mapped and page 0 is not
+    /// execute-only: the JVM's implicit null checks need NULL reads to fault.
+    pub auto_guard_jvm: bool,
     /// Absolute path of the program, NUL-terminated, when `/proc/self/exe` names the
     /// loader instead (lkl-run): `execve` and `readlink` of `/proc/self/exe` use it.
     pub program: Option<Vec<u8>>,
@@ -123,7 +126,7 @@ pub(crate) static COUNTS: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_
 /// Sites rewritten so far, by anyone.
 pub(crate) static PATCHED: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-static EXEC_ONLY: AtomicBool = AtomicBool::new(false);
+pub(crate) static EXEC_ONLY: AtomicBool = AtomicBool::new(false);
 
 const PROT_READ: u64 = 1;
 const PROT_WRITE: u64 = 2;
@@ -243,6 +246,13 @@ fn map_page0() -> Result<(), Error> {
         return Err(Error::Protect(-r as i32));
     }
     Ok(())
+}
+
+/// Routes the calls the NULL guard must see through the hook (signal masks).
+pub(crate) fn route_guard_calls() {
+    for nr in [13usize, 14, 130, 270, 271, 281, 441] {
+        entry_x86_64::ROUTE[nr].store(1, Ordering::Relaxed);
+    }
 }
 
 /// Routes every syscall through the Rust hook (for backends that must see all of them).

@@ -157,6 +157,7 @@ fn setup() -> Result<(), String> {
         reexec: None,
         rewrite_new_code: true,
         null_guard,
+        auto_guard_jvm: std::env::var("ZPOLINE_AUTO_GUARD").map_or(true, |v| v != "0"),
         exclude: exclude.clone(),
         program: None,
     };

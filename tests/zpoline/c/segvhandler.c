@@ -1,5 +1,7 @@
 /* A program that catches its own NULL-read SIGSEGV and recovers with siglongjmp, like
- * runtimes with implicit null checks do. */
+ * runtimes with implicit null checks do. With a second argument it first dlopens that
+ * library (named libjvm.so in the test, to look like a JVM). */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +28,8 @@ int main(int argc, char **argv)
 	sa.sa_flags = SA_SIGINFO;
 	sigfillset(&sa.sa_mask);
 	sigaction(SIGSEGV, &sa, NULL);
+	if (argc > 2 && !dlopen(argv[2], RTLD_NOW))
+		return 2;
 	volatile int *p = (volatile int *)strtoul(argc > 1 ? argv[1] : "8", NULL, 0);
 	for (int i = 0; i < 3; i++) {
 		if (!sigsetjmp(env, 1))

@@ -184,7 +184,7 @@ fn null_guard_mode_runs_threads_processes_and_signals() {
         assert_ok(&z, want);
     }
     // A program with its own SIGSEGV handler still gets its NULL faults.
-    let bin = gcc("segvhandler", &[]);
+    let bin = gcc("segvhandler", &["-ldl"]);
     let n = native(bin.to_str().unwrap(), &[]);
     assert_ok(&n, "caught 3");
     let z = interposed(&["--null-guard"], bin.to_str().unwrap(), &[]);
@@ -224,4 +224,31 @@ fn page0_cannot_be_unmapped_or_replaced() {
     let bin = gcc("page0", &[]);
     let z = interposed(&[], bin.to_str().unwrap(), &[]);
     assert_ok(&z, "page0 0 -1 refused 1");
+}
+
+#[test]
+fn loading_a_jvm_switches_to_the_null_guard() {
+    // A JVM relies on NULL reads faulting (implicit null checks). Mapping libjvm.so on a
+    // CPU without protection keys switches to the NULL guard; a stand-in library with
+    // that name triggers it.
+    let lib = scratch().join("libjvm.so");
+    let st = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(c_dir().join("dlopen_lib.c"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bin = gcc("segvhandler", &["-ldl"]);
+    let (bin, lib) = (bin.to_str().unwrap(), lib.to_str().unwrap());
+    let z = interposed(&[], bin, &["8", lib]);
+    assert_ok(&z, "caught 3");
+    if !trampoline::pkeys_available() {
+        // Without the switch, NULL reads would return the sled's bytes.
+        let off = interposed(&["--no-auto-guard"], bin, &["8", lib]);
+        assert!(
+            !String::from_utf8_lossy(&off.stdout).contains("caught 3"),
+            "{off:?}"
+        );
+    }
 }
