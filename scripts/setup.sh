@@ -10,7 +10,9 @@ PACKAGES=(
 	# bindgen
 	libclang-dev
 	# programs the tests and demos run
-	busybox-static strace curl git python3 tar coreutils iproute2 procps
+	busybox-static strace curl git python3 tar gzip coreutils iproute2 procps
+	# static C test programs (libc.a)
+	libc6-dev
 )
 
 need=()

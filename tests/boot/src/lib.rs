@@ -84,6 +84,14 @@ pub fn cases() -> Vec<Case> {
             run: mount_sysfs,
         },
         Case {
+            name: "filesystems_configured",
+            run: filesystems_configured,
+        },
+        Case {
+            name: "mount_tmpfs_devtmpfs",
+            run: mount_tmpfs_devtmpfs,
+        },
+        Case {
             name: "mem_honoured",
             run: mem_honoured,
         },
@@ -163,16 +171,20 @@ fn mkdir_stat() -> Outcome {
 }
 
 fn nanosleep_accuracy() -> Outcome {
+    // The best of three: a sleep can only be late, and on a loaded machine
+    // the host may run the woken thread late; the kernel's timing shows in
+    // the best run.
     for ms in [20u64, 100] {
         let asked = Duration::from_millis(ms);
-        let start = Instant::now();
-        lkl::nanosleep(asked).map_err(e("nanosleep"))?;
-        let took = start.elapsed();
-        let lo = asked;
-        let hi = asked + asked / 10;
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            lkl::nanosleep(asked).map_err(e("nanosleep"))?;
+            best = best.min(start.elapsed());
+        }
         ensure!(
-            took >= lo && took <= hi,
-            "nanosleep({asked:?}) took {took:?}, not within 10%"
+            best >= asked && best <= asked + asked / 10,
+            "nanosleep({asked:?}) took {best:?} at best, not within 10%"
         );
     }
     Ok(())
@@ -260,6 +272,47 @@ pub fn read_file(path: &str) -> Result<Vec<u8>, String> {
     }
     lkl::close(fd).map_err(e(path))?;
     Ok(out)
+}
+
+fn filesystems_configured() -> Outcome {
+    let list = String::from_utf8_lossy(&read_file("/proc/filesystems")?).into_owned();
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    for fs in [
+        "ext4", "btrfs", "xfs", "vfat", "tmpfs", "proc", "sysfs", "devtmpfs",
+    ] {
+        ensure!(
+            names.contains(&fs),
+            "{fs} missing from /proc/filesystems: {names:?}"
+        );
+    }
+    Ok(())
+}
+
+fn mount_tmpfs_devtmpfs() -> Outcome {
+    lkl::mkdir("/tmp", 0o1777).map_err(e("mkdir /tmp"))?;
+    lkl::mount("tmpfs", "/tmp", "tmpfs", 0, None).map_err(e("mount tmpfs"))?;
+    let fd = lkl::creat("/tmp/x", 0o600).map_err(e("creat on tmpfs"))?;
+    lkl::write(fd, b"tmpfs").map_err(e("write on tmpfs"))?;
+    lkl::close(fd).map_err(e("close"))?;
+    ensure!(read_file("/tmp/x")? == b"tmpfs", "tmpfs read back differs");
+    lkl::umount2("/tmp", 0).map_err(e("umount tmpfs"))?;
+    // the initial ramfs already has /dev (for /dev/console)
+    match lkl::mkdir("/dev", 0o755) {
+        Ok(()) => {}
+        Err(err) if err == Errno::EEXIST => {}
+        Err(err) => return Err(format!("mkdir /dev: {err}")),
+    }
+    lkl::mount("devtmpfs", "/dev", "devtmpfs", 0, None).map_err(e("mount devtmpfs"))?;
+    let st = lkl::stat("/dev/null").map_err(e("stat /dev/null"))?;
+    ensure!(
+        st.st_mode & sys::LKL_S_IFMT == sys::LKL_S_IFCHR,
+        "/dev/null is not a character device: {:o}",
+        st.st_mode
+    );
+    Ok(())
 }
 
 fn mem_honoured() -> Outcome {
