@@ -11,6 +11,8 @@ PACKAGES=(
 	libclang-dev
 	# programs the tests and demos run
 	busybox-static strace curl git python3 tar gzip coreutils iproute2 procps
+	# filesystem images for the disk tests
+	e2fsprogs dosfstools btrfs-progs xfsprogs mtools gdisk fdisk
 	# static C test programs (libc.a)
 	libc6-dev
 )
