@@ -15,6 +15,7 @@ const HEADERS: &[&str] = &[
     "asm/stat.h",
     "asm/statfs.h",
     "asm/ioctls.h",
+    "asm/socket.h",
     "asm-generic/errno.h",
     "linux/types.h",
     "linux/stat.h",

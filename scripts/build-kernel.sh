@@ -102,7 +102,9 @@ if [[ ! -f $tree/.lkl-tree ]]; then
 	log "creating build tree $tree"
 	rm -rf "$tree"
 	mkdir -p "$(dirname "$tree")"
-	cp -al "$pristine" "$tree"
+	[[ -d $pristine && ! -L $pristine ]] || die "$pristine must be a real directory, not a link"
+	mkdir -p "$tree"
+	cp -al "$pristine/." "$tree"
 	touch "$tree/.lkl-tree"
 fi
 mkdir -p "$tree/arch/lkl"

@@ -97,7 +97,8 @@ int lkl_init(struct lkl_host_operations *ops)
 	if (!ops || !ops->print || !ops->panic || !ops->sem_alloc ||
 	    !ops->sem_free || !ops->sem_up || !ops->sem_down ||
 	    !ops->mutex_alloc || !ops->mutex_free || !ops->mutex_lock ||
-	    !ops->mutex_unlock || !ops->thread_create || !ops->thread_exit ||
+	    !ops->mutex_unlock || !ops->thread_create || !ops->thread_detach ||
+	    !ops->thread_exit ||
 	    !ops->thread_join || !ops->thread_self || !ops->thread_equal ||
 	    !ops->tls_alloc || !ops->tls_free || !ops->tls_set ||
 	    !ops->tls_get || !ops->mem_alloc || !ops->mem_free ||
@@ -246,8 +247,12 @@ static int lkl_run_init(struct linux_binprm *bprm)
 	if (ret)
 		init_err = ret;
 
+	/*
+	 * The thread that called lkl_start_kernel() takes the init task over
+	 * from here, so nobody will join this one: detach it before it ends.
+	 */
+	lkl_ops->thread_detach();
 	lkl_ops->sem_up(init_sem);
-	/* the thread that called lkl_start_kernel() takes over from here */
 	lkl_ops->thread_exit();
 	return 0;
 }
