@@ -507,11 +507,37 @@ pub fn run_all() -> (usize, usize) {
         report(case.name, (case.run)());
     }
 
+    // a thread still blocked inside the kernel when it halts
+    let blocked_reader = match lkl::pipe2(0) {
+        Ok([r, _w]) => {
+            let reader = thread::spawn(move || {
+                let mut buf = [0u8; 8];
+                lkl::read(r, &mut buf)
+            });
+            thread::sleep(Duration::from_millis(50));
+            Some(reader)
+        }
+        Err(err) => {
+            report("halt_ends_blocked_calls", Err(format!("pipe2: {err}")));
+            None
+        }
+    };
+
     let start = Instant::now();
     let halted = kernel.halt().map_err(|err| format!("{err}"));
     report("halt_joins_every_thread", halted);
     println!("    halted in {:?}", start.elapsed());
     report("syscall_after_halt_fails", syscall_after_halt_fails());
+    if let Some(reader) = blocked_reader {
+        let outcome = match reader.join() {
+            Ok(Err(err)) if err == Errno::ESHUTDOWN => Ok(()),
+            Ok(other) => Err(format!(
+                "blocked read returned {other:?}, expected ESHUTDOWN"
+            )),
+            Err(_) => Err("reader panicked".to_string()),
+        };
+        report("halt_ends_blocked_calls", outcome);
+    }
     (passed, failed)
 }
 

@@ -210,6 +210,7 @@ long lkl_sys_halt(void)
 	is_running = false;
 	lkl_cpu_wait_shutdown();
 
+	syscalls_abort_blocked();
 	syscalls_cleanup();
 	threads_cleanup();
 	/* stop the clock event device and its host timer */

@@ -108,9 +108,70 @@ static long enter_kernel(void)
 	return 0;
 }
 
+/* Threads blocked in system calls when the kernel halted, and gone since. */
+static atomic_t aborted_calls = ATOMIC_INIT(0);
+
+/* Runs the current host task's system call; see lkl_syscall(). */
+static void run_syscall(void)
+{
+	struct lkl_syscall_frame *frame = current_thread_info()->syscall;
+	syscall_fn_t fn = (syscall_fn_t)syscall_table[frame->no];
+	long *p = frame->params;
+
+	frame->ret = fn(p[0], p[1], p[2], p[3], p[4], p[5]);
+	task_work_run();
+}
+
+/**
+ * lkl_syscall_abort - leave a system call blocked when the kernel halted
+ *
+ * Called on the host thread of a host task woken by
+ * syscalls_abort_blocked(): it jumps back to lkl_syscall(), which returns
+ * -ESHUTDOWN, and never touches kernel memory again.
+ */
+void lkl_syscall_abort(struct thread_info *ti)
+{
+	struct lkl_syscall_frame *frame = ti->syscall;
+
+	frame->ret = -ESHUTDOWN;
+	frame->aborted = true;
+	/* from here on, this thread touches only its own stack */
+	atomic_inc(&aborted_calls);
+	lkl_ops->jmp_buf_longjmp(&frame->jb, 1);
+	unreachable();
+}
+
+/**
+ * syscalls_abort_blocked - end the system calls blocked at halt
+ *
+ * Runs in lkl_sys_halt() once the CPU is shut down: every host thread
+ * waiting inside a system call is woken to leave it, and this waits until
+ * all have left, so that the kernel's memory can go.
+ */
+void syscalls_abort_blocked(void)
+{
+	struct task_struct *p, *t;
+	int blocked = 0;
+
+	for_each_process_thread(p, t) {
+		struct thread_info *ti = task_thread_info(t);
+
+		if (!test_ti_thread_flag(ti, TIF_HOST_THREAD) ||
+		    !READ_ONCE(ti->blocked) || !ti->syscall)
+			continue;
+		ti->dead = true;
+		blocked++;
+		lkl_ops->sem_up(ti->sched_sem);
+	}
+	while (atomic_read(&aborted_calls) < blocked)
+		cpu_relax();
+	atomic_set(&aborted_calls, 0);
+}
+
 long lkl_syscall(long no, long *params)
 {
-	syscall_fn_t fn;
+	struct lkl_syscall_frame frame = { .no = no, .params = params };
+	struct thread_info *ti;
 	long ret;
 
 	if (no < 0 || no >= __NR_syscalls)
@@ -122,10 +183,17 @@ long lkl_syscall(long no, long *params)
 	if (ret)
 		return ret;
 
-	fn = (syscall_fn_t)syscall_table[no];
-	ret = fn(params[0], params[1], params[2], params[3], params[4],
-		 params[5]);
-	task_work_run();
+	/*
+	 * Run the call under a return point: if the kernel halts while the
+	 * call is blocked, this thread jumps back here (lkl_syscall_abort()).
+	 */
+	ti = current_thread_info();
+	ti->syscall = &frame;
+	lkl_ops->jmp_buf_set(&frame.jb, run_syscall);
+	if (frame.aborted)
+		return frame.ret;
+	ti->syscall = NULL;
+	ret = frame.ret;
 
 	if (no == __NR_reboot) {
 		/* halting: leave the CPU to the idle loop, which ends it */

@@ -117,10 +117,17 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	if (detach)
 		lkl_ops->jmp_buf_longjmp(&jb, 1);
 
+	if (test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
+		WRITE_ONCE(prev_ti->blocked, true);
 	lkl_ops->sem_down(prev_ti->sched_sem);
+	WRITE_ONCE(prev_ti->blocked, false);
 
-	if (prev_ti->dead)
+	if (prev_ti->dead) {
+		/* halting: a blocked system call returns, a kernel thread ends */
+		if (test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
+			lkl_syscall_abort(prev_ti);
 		lkl_ops->thread_exit();
+	}
 
 	return last_prev;
 }

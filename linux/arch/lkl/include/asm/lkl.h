@@ -33,6 +33,15 @@ void set_irq_pending(int irq);
 void run_irqs(void);
 
 /* syscalls.c */
+struct lkl_syscall_frame {
+	long no;
+	long *params;
+	long ret;
+	bool aborted;
+	struct lkl_jmp_buf jb;
+};
+void lkl_syscall_abort(struct thread_info *ti) __noreturn;
+void syscalls_abort_blocked(void);
 int syscalls_init(void);
 void syscalls_cleanup(void);
 void wakeup_idle_host_task(void);

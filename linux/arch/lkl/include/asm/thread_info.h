@@ -27,6 +27,13 @@ struct thread_info {
 	lkl_thread_t tid;
 	/* the task that ran before this one was switched in */
 	struct task_struct *prev_sched;
+	/*
+	 * Host tasks: the system call in progress, and where to leave it if
+	 * the kernel halts while the call is blocked (see lkl_syscall()).
+	 */
+	struct lkl_syscall_frame *syscall;
+	/* a host thread waits on sched_sem inside a system call */
+	bool blocked;
 	unsigned long stackend;
 };
 
