@@ -1,0 +1,122 @@
+//! The network part of a hijack configuration, applied in upstream's order
+//! (`lkl_load_config_post`).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use lkl_hijack_config::{Config, Interface};
+
+use crate::error::Error;
+use crate::fs;
+use crate::rtnl::Rtnl;
+
+/// How long [`apply`] waits for IPv6 duplicate address detection.
+pub const DAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Applies the parts of `config` that are not devices, once the devices
+/// exist: `ifindexes[i]` is the LKL interface made for
+/// `config.interfaces[i]`. In order:
+///
+/// 1. `mount` (each type at `/TYPE`), and `lo` up;
+/// 2. per interface ([`apply_interface`]);
+/// 3. `gateway` and `gateway6` (default routes, main table);
+/// 4. `sysctl`, in order;
+/// 5. `nameserver` into `/etc/resolv.conf`.
+///
+/// `delay_main`, `debug`, `singlecpu`, `boot_cmdline`, `dump`, `offload`
+/// and the backends are the caller's (boot and devices).
+///
+/// # Errors
+/// The first failing step, as [`Error::Apply`] naming its config key
+/// (`interfaces[0].ip: add address ...: the kernel refused: EEXIST`).
+pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<(), Error> {
+    if config.interfaces.len() != ifindexes.len() {
+        return Err(Error::IfindexCount {
+            interfaces: config.interfaces.len(),
+            ifindexes: ifindexes.len(),
+        });
+    }
+    for t in &config.mount {
+        fs::mount_fs(t).map_err(|e| e.in_key("mount"))?;
+    }
+    let mut nl = Rtnl::open()?;
+    let lo = nl.link_by_name("lo")?;
+    if !lo.is_up() {
+        nl.set_up(lo.index, true)?;
+    }
+    for (i, (iface, &index)) in config.interfaces.iter().zip(ifindexes).enumerate() {
+        apply_interface(&mut nl, iface, index, &format!("interfaces[{i}]"))?;
+    }
+    if let Some(g) = config.gateway {
+        nl.add_default_gateway(g.into())
+            .map_err(|e| e.in_key("gateway"))?;
+    }
+    if let Some(g) = config.gateway6 {
+        nl.add_default_gateway(g.into())
+            .map_err(|e| e.in_key("gateway6"))?;
+    }
+    for s in &config.sysctl {
+        fs::sysctl_write(&s.key, &s.value).map_err(|e| e.in_key("sysctl"))?;
+    }
+    if let Some(ns) = config.nameserver {
+        fs::write_resolv_conf(&[ns]).map_err(|e| e.in_key("nameserver"))?;
+    }
+    Ok(())
+}
+
+/// Configures one interface: `mac` (if the device does not have it
+/// already), up, `mtu`, `ip`/`masklen` and `ifgateway`'s table,
+/// `ipv6`/`masklen6` (waiting for DAD) and `ifgateway6`'s table, `neigh`,
+/// `qdisc`. `key` prefixes error keys (`interfaces[0]`).
+///
+/// # Errors
+/// The first failing step, as [`Error::Apply`].
+pub fn apply_interface(
+    nl: &mut Rtnl,
+    iface: &Interface,
+    index: i32,
+    key: &str,
+) -> Result<(), Error> {
+    let k = |name: &str| format!("{key}.{name}");
+    if let Some(mac) = iface.mac {
+        let link = nl.link(index).map_err(|e| e.in_key(k("mac")))?;
+        if link.mac != Some(mac.0) {
+            // A MAC is changed while the link is down.
+            if link.is_up() {
+                nl.set_up(index, false).map_err(|e| e.in_key(k("mac")))?;
+            }
+            nl.set_mac(index, mac.0).map_err(|e| e.in_key(k("mac")))?;
+        }
+    }
+    nl.set_up(index, true).map_err(|e| e.in_key(key))?;
+    if let Some(mtu) = iface.mtu {
+        nl.set_mtu(index, mtu).map_err(|e| e.in_key(k("mtu")))?;
+    }
+    if let Some(c) = iface.ipv4 {
+        nl.add_addr(index, c.addr.into(), c.prefix_len, false)
+            .map_err(|e| e.in_key(k("ip")))?;
+        if let Some(gw) = iface.ifgateway {
+            nl.add_interface_table(index, c.addr.into(), c.prefix_len, gw.into())
+                .map_err(|e| e.in_key(k("ifgateway")))?;
+        }
+    }
+    if let Some(c) = iface.ipv6 {
+        nl.add_addr(index, c.addr.into(), c.prefix_len, false)
+            .map_err(|e| e.in_key(k("ipv6")))?;
+        nl.wait_dad(index, c.addr, DAD_TIMEOUT)
+            .map_err(|e| e.in_key(k("ipv6")))?;
+        if let Some(gw) = iface.ifgateway6 {
+            nl.add_interface_table(index, IpAddr::V6(c.addr), c.prefix_len, gw.into())
+                .map_err(|e| e.in_key(k("ifgateway6")))?;
+        }
+    }
+    for n in &iface.neigh {
+        nl.add_neighbor(index, n.ip, n.mac.0)
+            .map_err(|e| e.in_key(k("neigh")))?;
+    }
+    for q in &iface.qdisc {
+        nl.add_root_qdisc(index, &q.kind)
+            .map_err(|e| e.in_key(k("qdisc")))?;
+    }
+    Ok(())
+}
