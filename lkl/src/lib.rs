@@ -19,6 +19,9 @@
 //! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO
 //!   window the kernel reaches through `ioremap`/`iomem_access`;
 //!   [`get_free_irq`], [`trigger_irq`] and [`virtio_mmio_add`] wire it up.
+//! - Disks ([`virtio`]): [`Disk::open`] an image, [`add_disk`] it (before
+//!   boot or hot), [`mount_disk`] it (or one of its partitions) inside the
+//!   kernel and [`umount_disk`] it.
 //!
 //! System call numbers, constants and structures come from `lkl-sys`, which
 //! generates them from the kernel's own uapi headers (`__lkl__NR_*`,
@@ -35,11 +38,15 @@ mod error;
 pub mod host;
 mod irq;
 mod syscalls;
+pub mod virtio;
 
 pub use error::{Errno, Error};
 pub use host::{MmioDevice, MmioRegistry, MmioWindow};
 pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
 pub use syscalls::*;
+pub use virtio::{
+    add_disk, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskError, DiskId,
+};
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants
 /// (`sys::LKL_*`) and structures (`sys::lkl_*`).

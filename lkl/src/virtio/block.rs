@@ -1,0 +1,664 @@
+//! virtio-blk (virtio 1.2, section 5.2) over an image file.
+//!
+//! One request queue. Requests are `VIRTIO_BLK_T_IN` (`preadv` straight
+//! into the driver's buffers), `OUT` (`pwritev`), `FLUSH` (`fdatasync`) and
+//! `GET_ID` (the serial). A read-only device offers `VIRTIO_BLK_F_RO`,
+//! its file is open read-only, and it answers every write with
+//! `VIRTIO_BLK_S_IOERR` without touching the file.
+//!
+//! Each request is checked before any I/O: a 16-byte header in the
+//! readable buffers, a status byte at the end of the writable ones, data
+//! in whole sectors, and a sector range inside the capacity. A request
+//! that fails a check gets `IOERR` (or `UNSUPP` for an unknown type); one
+//! with no room for a status byte is returned with nothing written.
+
+use std::fs::File;
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::AsRawFd;
+
+use lkl_sys as sys;
+
+use super::memory::{read_bytes, write_bytes, GuestMemory};
+use super::mmio::VirtioDevice;
+use super::queue::{Descriptor, DescriptorChain, Queue};
+use super::QueueError;
+
+/// Bytes per sector.
+pub const SECTOR_SIZE: u64 = 512;
+/// The queue size offered.
+pub const QUEUE_SIZE: u16 = 256;
+/// Data segments per request (`seg_max`): the queue less header and status.
+pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
+/// Bytes per segment (`size_max`).
+pub const SIZE_MAX: u32 = 1 << 20;
+/// The length of a `GET_ID` answer.
+const ID_BYTES: usize = sys::LKL_VIRTIO_BLK_ID_BYTES as usize;
+/// The request header: type, ioprio, sector.
+const HEADER: usize = size_of::<sys::lkl_virtio_blk_outhdr>();
+
+/// Request counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BlockStats {
+    /// `IN` requests done.
+    pub reads: u64,
+    /// `OUT` requests done.
+    pub writes: u64,
+    /// `FLUSH` requests done.
+    pub flushes: u64,
+    /// Bytes read from the image.
+    pub bytes_read: u64,
+    /// Bytes written to the image.
+    pub bytes_written: u64,
+    /// Requests answered with an error status.
+    pub errors: u64,
+}
+
+/// A virtio-blk device backed by a file.
+pub struct Block {
+    file: File,
+    read_only: bool,
+    sectors: u64,
+    serial: [u8; ID_BYTES],
+    config: Vec<u8>,
+    stats: BlockStats,
+}
+
+impl Block {
+    /// A device over `file` (opened read-only if `read_only`), of its
+    /// length rounded down to whole sectors, reporting `serial` (up to 20
+    /// bytes) to `GET_ID`.
+    ///
+    /// # Errors
+    /// The file's length cannot be read.
+    pub fn new(file: File, read_only: bool, serial: &str) -> io::Result<Block> {
+        let sectors = file.metadata()?.len() / SECTOR_SIZE;
+        let mut id = [0u8; ID_BYTES];
+        let n = serial.len().min(ID_BYTES);
+        id[..n].copy_from_slice(&serial.as_bytes()[..n]);
+        let mut config = vec![0u8; size_of::<sys::lkl_virtio_blk_config>()];
+        let mut put = |at: usize, bytes: &[u8]| config[at..at + bytes.len()].copy_from_slice(bytes);
+        put(
+            offset_of!(sys::lkl_virtio_blk_config, capacity),
+            &sectors.to_le_bytes(),
+        );
+        put(
+            offset_of!(sys::lkl_virtio_blk_config, size_max),
+            &SIZE_MAX.to_le_bytes(),
+        );
+        put(
+            offset_of!(sys::lkl_virtio_blk_config, seg_max),
+            &SEG_MAX.to_le_bytes(),
+        );
+        put(
+            offset_of!(sys::lkl_virtio_blk_config, num_queues),
+            &1u16.to_le_bytes(),
+        );
+        Ok(Block {
+            file,
+            read_only,
+            sectors,
+            serial: id,
+            config,
+            stats: BlockStats::default(),
+        })
+    }
+
+    /// The capacity in sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// Whether the device is read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The request counters.
+    pub fn stats(&self) -> BlockStats {
+        self.stats
+    }
+
+    /// Handles one request; returns the bytes written to its buffers.
+    fn handle<M: GuestMemory + ?Sized>(&mut self, chain: &DescriptorChain, mem: &M) -> u32 {
+        let readable: Vec<Descriptor> = chain.readable().copied().collect();
+        let writable: Vec<Descriptor> = chain.writable().copied().collect();
+        let in_len: u64 = writable.iter().map(|d| u64::from(d.len)).sum();
+        if in_len == 0 {
+            // Nowhere to put a status: nothing can be answered.
+            self.stats.errors += 1;
+            return 0;
+        }
+        // The status byte is the last writable byte.
+        let status_at = Cursor::new(&writable).locate(in_len - 1);
+        let (status, written) = match self.request(&readable, &writable, in_len - 1, mem) {
+            Ok(written) => (sys::LKL_VIRTIO_BLK_S_OK, written),
+            Err(status) => {
+                self.stats.errors += 1;
+                (status, 0)
+            }
+        };
+        let Some(status_at) = status_at else {
+            return 0;
+        };
+        if write_bytes(mem, status_at, &[status as u8]).is_err() {
+            return 0;
+        }
+        (written + 1) as u32
+    }
+
+    /// Runs a request; `data_in` is the room for data before the status
+    /// byte. Returns the data bytes written, or the status to report.
+    fn request<M: GuestMemory + ?Sized>(
+        &mut self,
+        readable: &[Descriptor],
+        writable: &[Descriptor],
+        data_in: u64,
+        mem: &M,
+    ) -> Result<u64, u32> {
+        const IOERR: u32 = sys::LKL_VIRTIO_BLK_S_IOERR;
+        let mut header = [0u8; HEADER];
+        Cursor::new(readable)
+            .read(mem, 0, &mut header)
+            .map_err(|_| IOERR)?;
+        let ty = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+        let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let out_len: u64 = readable.iter().map(|d| u64::from(d.len)).sum::<u64>() - HEADER as u64;
+        match ty {
+            sys::LKL_VIRTIO_BLK_T_IN => {
+                self.check_range(sector, data_in)?;
+                let iov = Cursor::new(writable).iovecs(mem, 0, data_in).ok_or(IOERR)?;
+                io_vectored(&self.file, &iov, sector * SECTOR_SIZE, false).map_err(|_| IOERR)?;
+                self.stats.reads += 1;
+                self.stats.bytes_read += data_in;
+                Ok(data_in)
+            }
+            sys::LKL_VIRTIO_BLK_T_OUT => {
+                if self.read_only {
+                    return Err(IOERR);
+                }
+                self.check_range(sector, out_len)?;
+                let iov = Cursor::new(readable)
+                    .iovecs(mem, HEADER as u64, out_len)
+                    .ok_or(IOERR)?;
+                io_vectored(&self.file, &iov, sector * SECTOR_SIZE, true).map_err(|_| IOERR)?;
+                self.stats.writes += 1;
+                self.stats.bytes_written += out_len;
+                Ok(0)
+            }
+            sys::LKL_VIRTIO_BLK_T_FLUSH => {
+                if !self.read_only {
+                    self.file.sync_data().map_err(|_| IOERR)?;
+                }
+                self.stats.flushes += 1;
+                Ok(0)
+            }
+            sys::LKL_VIRTIO_BLK_T_GET_ID => {
+                let n = data_in.min(ID_BYTES as u64);
+                Cursor::new(writable)
+                    .write(mem, 0, &self.serial[..n as usize])
+                    .map_err(|_| IOERR)?;
+                Ok(n)
+            }
+            _ => Err(sys::LKL_VIRTIO_BLK_S_UNSUPP),
+        }
+    }
+
+    /// Whole sectors, inside the disk.
+    fn check_range(&self, sector: u64, len: u64) -> Result<(), u32> {
+        let ok = len & (SECTOR_SIZE - 1) == 0
+            && sector
+                .checked_add(len / SECTOR_SIZE)
+                .is_some_and(|end| end <= self.sectors);
+        if ok {
+            Ok(())
+        } else {
+            Err(sys::LKL_VIRTIO_BLK_S_IOERR)
+        }
+    }
+}
+
+impl VirtioDevice for Block {
+    fn device_id(&self) -> u32 {
+        sys::LKL_VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        let mut f = 1u64 << sys::LKL_VIRTIO_F_VERSION_1
+            | 1 << sys::LKL_VIRTIO_BLK_F_FLUSH
+            | 1 << sys::LKL_VIRTIO_BLK_F_SEG_MAX
+            | 1 << sys::LKL_VIRTIO_BLK_F_SIZE_MAX;
+        if self.read_only {
+            f |= 1 << sys::LKL_VIRTIO_BLK_F_RO;
+        }
+        f
+    }
+
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![QUEUE_SIZE]
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            let at = (offset as usize).saturating_add(i);
+            *b = self.config.get(at).copied().unwrap_or(0);
+        }
+    }
+
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {
+        // Nothing writable is offered (no VIRTIO_BLK_F_CONFIG_WCE).
+    }
+
+    fn activate(&mut self, _features: u64) {}
+
+    fn reset(&mut self) {}
+
+    fn process_queue(
+        &mut self,
+        _index: usize,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+    ) -> Result<bool, QueueError> {
+        let mut used = false;
+        while let Some(chain) = queue.pop(mem)? {
+            let len = self.handle(&chain, mem);
+            queue.add_used(mem, chain.head, len)?;
+            used = true;
+        }
+        Ok(used)
+    }
+}
+
+/// A byte range view over a list of buffers, as if they were one.
+struct Cursor<'a> {
+    descs: &'a [Descriptor],
+}
+
+impl<'a> Cursor<'a> {
+    fn new(descs: &'a [Descriptor]) -> Self {
+        Cursor { descs }
+    }
+
+    /// The buffers' pieces covering `[start, start + len)`, as `(addr,
+    /// len)`; `None` if the buffers are shorter.
+    fn pieces(&self, start: u64, len: u64) -> Option<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        let mut skip = start;
+        let mut left = len;
+        for d in self.descs {
+            if left == 0 {
+                break;
+            }
+            let dlen = u64::from(d.len);
+            if skip >= dlen {
+                skip -= dlen;
+                continue;
+            }
+            let n = (dlen - skip).min(left);
+            out.push((d.addr + skip, n));
+            skip = 0;
+            left -= n;
+        }
+        (left == 0).then_some(out)
+    }
+
+    /// The address of byte `at`.
+    fn locate(&self, at: u64) -> Option<u64> {
+        self.pieces(at, 1).map(|p| p[0].0)
+    }
+
+    fn read<M: GuestMemory + ?Sized>(&self, mem: &M, start: u64, out: &mut [u8]) -> Result<(), ()> {
+        let mut done = 0;
+        for (addr, n) in self.pieces(start, out.len() as u64).ok_or(())? {
+            read_bytes(mem, addr, &mut out[done..done + n as usize]).map_err(drop)?;
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    fn write<M: GuestMemory + ?Sized>(&self, mem: &M, start: u64, data: &[u8]) -> Result<(), ()> {
+        let mut done = 0;
+        for (addr, n) in self.pieces(start, data.len() as u64).ok_or(())? {
+            write_bytes(mem, addr, &data[done..done + n as usize]).map_err(drop)?;
+            done += n as usize;
+        }
+        Ok(())
+    }
+
+    /// Host `iovec`s for `[start, start + len)`.
+    fn iovecs<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        start: u64,
+        len: u64,
+    ) -> Option<Vec<libc::iovec>> {
+        self.pieces(start, len)?
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .map(|(addr, n)| {
+                mem.translate(addr, n).map(|p| libc::iovec {
+                    iov_base: p.cast(),
+                    iov_len: n as usize,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `preadv`/`pwritev` of every byte of `iov` at `offset`, resuming after
+/// short transfers and `EINTR`; a read past the end of the file is an
+/// error.
+fn io_vectored(file: &File, iov: &[libc::iovec], offset: u64, write: bool) -> io::Result<()> {
+    let mut iov = iov.to_vec();
+    let mut first = 0;
+    let mut offset = offset;
+    while first < iov.len() {
+        let batch = &iov[first..iov.len().min(first + 1024)];
+        // SAFETY: every iovec points at driver buffers that `translate`
+        // vouched for; the driver owns them until the request is returned
+        // to the used ring, which happens after this call.
+        let n = unsafe {
+            if write {
+                libc::pwritev(
+                    file.as_raw_fd(),
+                    batch.as_ptr(),
+                    batch.len() as i32,
+                    offset as libc::off_t,
+                )
+            } else {
+                libc::preadv(
+                    file.as_raw_fd(),
+                    batch.as_ptr(),
+                    batch.len() as i32,
+                    offset as libc::off_t,
+                )
+            }
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        offset += n as u64;
+        let mut n = n as usize;
+        while n > 0 {
+            let v = &mut iov[first];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: advancing within the same buffer, `n < iov_len`.
+                v.iov_base = unsafe { v.iov_base.cast::<u8>().add(n) }.cast();
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+        while first < iov.len() && iov[first].iov_len == 0 {
+            first += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory::{read_le, write_le};
+    use super::super::queue::tests::MockDriver;
+    use super::*;
+    use std::io::{Read, Seek, Write};
+
+    const T_IN: u32 = sys::LKL_VIRTIO_BLK_T_IN;
+    const T_OUT: u32 = sys::LKL_VIRTIO_BLK_T_OUT;
+
+    fn image(sectors: u64) -> File {
+        let mut f = tempfile();
+        let data: Vec<u8> = (0..sectors * SECTOR_SIZE)
+            .map(|i| (i / 512) as u8 ^ i as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        f
+    }
+
+    fn tempfile() -> File {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "lkl-blk-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    }
+
+    /// Submits a request like Linux does: header, data buffers, status.
+    /// Returns (used len, status, data address).
+    fn submit(
+        dev: &mut Block,
+        d: &mut MockDriver,
+        q: &mut Queue,
+        ty: u32,
+        sector: u64,
+        data: &[u32],
+        data_writable: bool,
+    ) -> (u32, u8, Vec<u64>) {
+        let hdr = d.alloc(16);
+        write_le(&*d.mem, hdr, ty).unwrap();
+        write_le(&*d.mem, hdr + 4, 0u32).unwrap();
+        write_le(&*d.mem, hdr + 8, sector).unwrap();
+        let mut bufs = vec![(hdr, 16, false)];
+        let mut addrs = Vec::new();
+        for &len in data {
+            let a = d.alloc(len);
+            addrs.push(a);
+            bufs.push((a, len, data_writable));
+        }
+        let status = d.alloc(1);
+        write_le(&*d.mem, status, 0xffu16).unwrap();
+        bufs.push((status, 1, true));
+        let n = d.used_idx();
+        d.add_chain(&bufs);
+        assert!(dev.process_queue(0, q, &*d.mem).unwrap());
+        assert_eq!(d.used_idx(), n.wrapping_add(1));
+        let (_, len) = d.used_elem(n);
+        let st: u16 = read_le(&*d.mem, status).unwrap();
+        (len, st as u8, addrs)
+    }
+
+    fn bytes(d: &MockDriver, addr: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        read_bytes(&*d.mem, addr, &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn config_and_features() {
+        let dev = Block::new(image(9), true, "serial-1").unwrap();
+        let mut cap = [0u8; 8];
+        dev.read_config(0, &mut cap);
+        assert_eq!(u64::from_le_bytes(cap), 9);
+        let mut seg = [0u8; 4];
+        dev.read_config(12, &mut seg);
+        assert_eq!(u32::from_le_bytes(seg), SEG_MAX);
+        assert_ne!(dev.features() & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
+        let mut past = [1u8; 4];
+        dev.read_config(0x1000, &mut past);
+        assert_eq!(past, [0; 4]);
+        let rw = Block::new(image(1), false, "").unwrap();
+        assert_eq!(rw.features() & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
+    }
+
+    #[test]
+    fn reads_writes_flush_and_id() {
+        let file = image(64);
+        let mut dev = Block::new(file.try_clone().unwrap(), false, "lkl-disk-7").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        // Read sectors 3..6 into two buffers of 512 and 1024 bytes.
+        let (len, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 3, &[512, 1024], true);
+        assert_eq!((len, st), (1537, 0));
+        let mut want = vec![0u8; 1536];
+        let mut f = file.try_clone().unwrap();
+        f.seek(io::SeekFrom::Start(3 * 512)).unwrap();
+        f.read_exact(&mut want).unwrap();
+        assert_eq!(bytes(&d, a[0], 512), want[..512]);
+        assert_eq!(bytes(&d, a[1], 1024), want[512..]);
+        let (len, st) = {
+            // Write sector 10 from a buffer of 0x5a.
+            let hdr = d.alloc(16);
+            write_le(&*d.mem, hdr, T_OUT).unwrap();
+            write_le(&*d.mem, hdr + 8, 10u64).unwrap();
+            let buf = d.alloc(512);
+            write_bytes(&*d.mem, buf, &[0x5a; 512]).unwrap();
+            let status = d.alloc(1);
+            let n = d.used_idx();
+            d.add_chain(&[(hdr, 16, false), (buf, 512, false), (status, 1, true)]);
+            dev.process_queue(0, &mut q, &*d.mem).unwrap();
+            let st: u16 = read_le(&*d.mem, status).unwrap();
+            (d.used_elem(n).1, st as u8)
+        };
+        assert_eq!((len, st), (1, 0));
+        let mut got = [0u8; 512];
+        f.seek(io::SeekFrom::Start(10 * 512)).unwrap();
+        f.read_exact(&mut got).unwrap();
+        assert_eq!(got, [0x5a; 512]);
+        // Flush.
+        let (len, st, _) = submit(
+            &mut dev,
+            &mut d,
+            &mut q,
+            sys::LKL_VIRTIO_BLK_T_FLUSH,
+            0,
+            &[],
+            true,
+        );
+        assert_eq!((len, st), (1, 0));
+        // GET_ID.
+        let (len, st, a) = submit(
+            &mut dev,
+            &mut d,
+            &mut q,
+            sys::LKL_VIRTIO_BLK_T_GET_ID,
+            0,
+            &[20],
+            true,
+        );
+        assert_eq!((len, st), (21, 0));
+        assert_eq!(&bytes(&d, a[0], 20)[..11], b"lkl-disk-7\0");
+        let s = dev.stats();
+        assert_eq!((s.reads, s.writes, s.flushes, s.errors), (1, 1, 1, 0));
+        assert_eq!((s.bytes_read, s.bytes_written), (1536, 512));
+    }
+
+    #[test]
+    fn bad_requests_get_errors_without_io() {
+        let file = image(8);
+        let mut dev = Block::new(file.try_clone().unwrap(), false, "x").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        let ioerr = sys::LKL_VIRTIO_BLK_S_IOERR as u8;
+        // Past the end, straddling the end, not whole sectors.
+        assert_eq!(
+            submit(&mut dev, &mut d, &mut q, T_IN, 8, &[512], true).1,
+            ioerr
+        );
+        assert_eq!(
+            submit(&mut dev, &mut d, &mut q, T_IN, 7, &[1024], true).1,
+            ioerr
+        );
+        assert_eq!(
+            submit(&mut dev, &mut d, &mut q, T_IN, 0, &[100], true).1,
+            ioerr
+        );
+        assert_eq!(
+            submit(&mut dev, &mut d, &mut q, T_OUT, u64::MAX, &[512], false).1,
+            ioerr
+        );
+        // Unknown type.
+        assert_eq!(
+            submit(&mut dev, &mut d, &mut q, 99, 0, &[], true).1,
+            sys::LKL_VIRTIO_BLK_S_UNSUPP as u8
+        );
+        // A header shorter than 16 bytes.
+        let hdr = d.alloc(8);
+        let status = d.alloc(1);
+        let n = d.used_idx();
+        d.add_chain(&[(hdr, 8, false), (status, 1, true)]);
+        dev.process_queue(0, &mut q, &*d.mem).unwrap();
+        assert_eq!(d.used_elem(n).1, 1);
+        assert_eq!(bytes(&d, status, 1), [ioerr]);
+        // No status byte at all: returned with nothing written.
+        let n = d.used_idx();
+        d.add_chain(&[(hdr, 8, false)]);
+        dev.process_queue(0, &mut q, &*d.mem).unwrap();
+        assert_eq!(d.used_elem(n).1, 0);
+        assert_eq!(dev.stats().errors, 7);
+        assert_eq!(dev.stats().reads + dev.stats().writes, 0);
+    }
+
+    #[test]
+    fn read_only_never_writes() {
+        let mut file = image(8);
+        let mut before = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut before).unwrap();
+        let mut dev = Block::new(file.try_clone().unwrap(), true, "ro").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 0, &[512], false);
+        assert_eq!(st, sys::LKL_VIRTIO_BLK_S_IOERR as u8);
+        let (_, st, _) = submit(
+            &mut dev,
+            &mut d,
+            &mut q,
+            sys::LKL_VIRTIO_BLK_T_FLUSH,
+            0,
+            &[],
+            true,
+        );
+        assert_eq!(st, 0);
+        let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[4096], true);
+        assert_eq!(st, 0);
+        let mut after = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut after).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn header_and_data_may_share_buffers() {
+        // VIRTIO_F_VERSION_1 implies any layout: header and data in one
+        // readable buffer, data and status in one writable buffer.
+        let file = image(4);
+        let mut dev = Block::new(file, false, "x").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        let out = d.alloc(16 + 512);
+        write_le(&*d.mem, out, T_OUT).unwrap();
+        write_le(&*d.mem, out + 8, 2u64).unwrap();
+        write_bytes(&*d.mem, out + 16, &[7; 512]).unwrap();
+        let st = d.alloc(1);
+        d.add_chain(&[(out, 528, false), (st, 1, true)]);
+        dev.process_queue(0, &mut q, &*d.mem).unwrap();
+        assert_eq!(bytes(&d, st, 1), [0]);
+        let hdr = d.alloc(16);
+        write_le(&*d.mem, hdr, T_IN).unwrap();
+        write_le(&*d.mem, hdr + 8, 2u64).unwrap();
+        let inb = d.alloc(513);
+        d.add_chain(&[(hdr, 16, false), (inb, 513, true)]);
+        dev.process_queue(0, &mut q, &*d.mem).unwrap();
+        assert_eq!(bytes(&d, inb, 513), [[7u8; 512].as_slice(), &[0]].concat());
+        assert_eq!(d.used_elem(1).1, 513);
+    }
+}
