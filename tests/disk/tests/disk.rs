@@ -294,6 +294,23 @@ fn hot_added(im: &Images, fs: &str) -> Outcome {
     Ok(())
 }
 
+/// Once the kernel is halted: adding and mounting are refused cleanly.
+fn after_halt(im: &Images, d: &Disks) -> Outcome {
+    let disk = lkl::Disk::open(&im.ext4, true).map_err(|e| e.to_string())?;
+    match lkl::add_disk(disk) {
+        Err(e @ DiskError::NotAddable { state: "halted" }) => {
+            if e.to_string() != "cannot add a disk while the kernel is halted" {
+                return Err(format!("message: {e}"));
+            }
+        }
+        other => return Err(format!("add_disk after halt: {other:?}")),
+    }
+    match lkl::mount_disk(d.ext4, None, "ext4", None, true) {
+        Err(DiskError::NotRunning) => Ok(()),
+        other => Err(format!("mount_disk after halt: {other:?}")),
+    }
+}
+
 fn main() -> ExitCode {
     let (mut passed, mut failed) = (0, 0);
     let mut report = |name: &str, r: std::thread::Result<Outcome>| match r {
@@ -387,6 +404,7 @@ fn main() -> ExitCode {
     }
 
     report("halt", Ok(kernel.halt().map_err(|e| e.to_string())));
+    report("no_disks_after_halt", Ok(after_halt(&im, &d)));
     if failed == 0 {
         let _ = std::fs::remove_dir_all(&im.dir);
     } else {
