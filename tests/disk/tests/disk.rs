@@ -132,6 +132,40 @@ fn ext4_read_write(im: &Images, d: &Disks) -> Outcome {
     Ok(())
 }
 
+/// Four host threads write and read back files of their own at once, and
+/// read a shared one, on one mount.
+fn parallel_threads(im: &Images, d: &Disks) -> Outcome {
+    let mnt = lkl::mount_disk(d.ext4, None, "ext4", None, false).map_err(|e| e.to_string())?;
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let mnt = mnt.clone();
+            std::thread::spawn(move || -> Outcome {
+                let data = noise(4 << 20, 100 + t);
+                let path = mnt.join(format!("thread{t}.bin"));
+                lkl_write(&path, &data)?;
+                for _ in 0..2 {
+                    if lkl_read(&path)? != data {
+                        return Err(format!("thread {t}: its file reads back different"));
+                    }
+                    check_tree(&mnt)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for t in threads {
+        let r = t.join().unwrap_or_else(|_| Err("a thread panicked".into()));
+        result = result.and(r);
+    }
+    lkl::umount_disk(&mnt).map_err(|e| e.to_string())?;
+    result?;
+    if host_ext4(&im.ext4, "/thread3.bin")? != noise(4 << 20, 103) {
+        return Err("debugfs reads different contents in /thread3.bin".into());
+    }
+    Ok(())
+}
+
 fn read_only_disk_is_never_written(im: &Images, d: &Disks, before: &[u8]) -> Outcome {
     match lkl::mount_disk(d.ext4_ro, None, "ext4", None, false) {
         Err(DiskError::ReadOnly { .. }) => {}
@@ -375,6 +409,10 @@ fn main() -> ExitCode {
     report(
         "ext4_read_write",
         catch_unwind(AssertUnwindSafe(|| ext4_read_write(&im, &d))),
+    );
+    report(
+        "parallel_threads",
+        catch_unwind(AssertUnwindSafe(|| parallel_threads(&im, &d))),
     );
     report(
         "read_only_disk_is_never_written",
