@@ -13,7 +13,7 @@
 //! with no room for a status byte is returned with nothing written.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek};
 use std::mem::{offset_of, size_of};
 use std::os::fd::AsRawFd;
 
@@ -65,14 +65,16 @@ pub struct Block {
 }
 
 impl Block {
-    /// A device over `file` (opened read-only if `read_only`), of its
-    /// length rounded down to whole sectors, reporting `serial` (up to 20
+    /// A device over `file` (opened read-only if `read_only`; a regular
+    /// file or a block device), of its length rounded down to whole sectors, reporting `serial` (up to 20
     /// bytes) to `GET_ID`.
     ///
     /// # Errors
     /// The file's length cannot be read.
     pub fn new(file: File, read_only: bool, serial: &str) -> io::Result<Block> {
-        let sectors = file.metadata()?.len() / SECTOR_SIZE;
+        // Seeking finds the size of block devices too (their metadata
+        // length is 0).
+        let sectors = (&file).seek(io::SeekFrom::End(0))? / SECTOR_SIZE;
         let mut id = [0u8; ID_BYTES];
         let n = serial.len().min(ID_BYTES);
         id[..n].copy_from_slice(&serial.as_bytes()[..n]);

@@ -20,6 +20,8 @@
 
 use std::ffi::c_long;
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -55,11 +57,18 @@ impl std::fmt::Debug for Disk {
 }
 
 impl Disk {
-    /// Opens the image at `path`, read-only (the file is opened
-    /// `O_RDONLY`, and the device refuses writes) or read-write.
+    /// Opens the image at `path` (a file or a block device), read-only
+    /// (the file is opened `O_RDONLY`, and the device refuses writes) or
+    /// read-write.
+    ///
+    /// The image is locked with `flock` for as long as the disk lives:
+    /// shared when read-only, exclusive when read-write, so two writers (or
+    /// a writer and a reader) in this or other processes that also lock
+    /// cannot corrupt it.
     ///
     /// # Errors
     /// [`DiskError::Open`] if the file cannot be opened,
+    /// [`DiskError::Locked`] if another user holds a conflicting lock,
     /// [`DiskError::TooSmall`] if it holds less than one sector.
     pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<Disk, DiskError> {
         let path = path.as_ref().to_path_buf();
@@ -72,7 +81,21 @@ impl Disk {
             .write(!read_only)
             .open(&path)
             .map_err(open_err)?;
-        let size = file.metadata().map_err(open_err)?.len();
+        let op = if read_only {
+            libc::LOCK_SH
+        } else {
+            libc::LOCK_EX
+        };
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) } != 0 {
+            let source = std::io::Error::last_os_error();
+            return Err(if source.kind() == std::io::ErrorKind::WouldBlock {
+                DiskError::Locked { path, read_only }
+            } else {
+                open_err(source)
+            });
+        }
+        let size = (&file).seek(SeekFrom::End(0)).map_err(open_err)?;
         if size < SECTOR_SIZE {
             return Err(DiskError::TooSmall { path, size });
         }
@@ -506,5 +529,37 @@ mod tests {
         let e = Disk::open(&dir, false).unwrap_err();
         std::fs::remove_file(&dir).unwrap();
         assert!(matches!(e, DiskError::TooSmall { size: 100, .. }), "{e}");
+    }
+
+    #[test]
+    fn images_are_locked() {
+        let path = std::env::temp_dir().join(format!("lkl-disk-lock-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let ro1 = Disk::open(&path, true).unwrap();
+        let ro2 = Disk::open(&path, true).unwrap();
+        assert_eq!(ro1.size(), 4096);
+        let e = Disk::open(&path, false).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DiskError::Locked {
+                    read_only: false,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        drop((ro1, ro2));
+        let rw = Disk::open(&path, false).unwrap();
+        let e = Disk::open(&path, true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "disk image {} is in use (locked) and cannot be opened read-only",
+                path.display()
+            )
+        );
+        drop(rw);
+        std::fs::remove_file(&path).unwrap();
     }
 }

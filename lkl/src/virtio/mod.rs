@@ -112,6 +112,16 @@ pub enum DiskError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another open disk (in this process or another) holds a lock on the
+    /// image that conflicts: an exclusive one, or any when opening
+    /// read-write.
+    #[error("disk image {path} is in use (locked) and cannot be opened {}", if *read_only { "read-only" } else { "read-write" })]
+    Locked {
+        /// The image.
+        path: std::path::PathBuf,
+        /// Whether it was being opened read-only.
+        read_only: bool,
+    },
     /// An image smaller than one sector.
     #[error("disk image {path} holds {size} bytes, less than one 512-byte sector")]
     TooSmall {

@@ -330,7 +330,16 @@ fn hot_added(im: &Images, fs: &str) -> Outcome {
 
 /// Once the kernel is halted: adding and mounting are refused cleanly.
 fn after_halt(im: &Images, d: &Disks) -> Outcome {
-    let disk = lkl::Disk::open(&im.ext4, true).map_err(|e| e.to_string())?;
+    // The images given to the kernel stay locked: take one it never had.
+    match lkl::Disk::open(&im.ext4, true) {
+        Err(DiskError::Locked { .. }) => {}
+        other => {
+            return Err(format!(
+                "opening an added read-write image again: {other:?}"
+            ))
+        }
+    }
+    let disk = lkl::Disk::open(im.dir.join("part1.img"), true).map_err(|e| e.to_string())?;
     match lkl::add_disk(disk) {
         Err(e @ DiskError::NotAddable { state: "halted" }) => {
             if e.to_string() != "cannot add a disk while the kernel is halted" {
