@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use lkl::{DiskError, DiskId, Errno};
 use lkl_disk_test::*;
 
-/// Sectors of the GPT test image's partitions: (start, count).
-const GPT_PART1: (u64, u64) = (2048, 32768);
-const GPT_PART2: (u64, u64) = (34816, 61440);
-const GPT_SECTORS: u64 = 131072;
+/// Sectors of the partitioned test images' partitions: (start, count).
+const PART1: (u64, u64) = (2048, 32768);
+const PART2: (u64, u64) = (34816, 61440);
+const PART_SECTORS: u64 = 131072;
 
 struct Images {
     dir: PathBuf,
@@ -21,12 +21,14 @@ struct Images {
     ext4: PathBuf,
     ext4_ro: PathBuf,
     gpt: PathBuf,
+    mbr: PathBuf,
 }
 
 struct Disks {
     ext4: DiskId,
     ext4_ro: DiskId,
     gpt: DiskId,
+    mbr: DiskId,
 }
 
 fn ext4_from(dir: &Path, img: &Path, size: &str) -> Outcome {
@@ -46,15 +48,29 @@ fn make_images() -> Result<Images, String> {
     let ext4_ro = dir.join("ext4-ro.img");
     ext4_from(&src, &ext4_ro, "64M")?;
 
-    // GPT: two partitions, each its own ext4 with a marker file.
-    let gpt = dir.join("gpt.img");
-    sparse(&gpt, GPT_SECTORS * 512)?;
+    let gpt = partitioned(&dir, "gpt")?;
+    let mbr = partitioned(&dir, "dos")?;
+    Ok(Images {
+        dir,
+        src,
+        ext4,
+        ext4_ro,
+        gpt,
+        mbr,
+    })
+}
+
+/// An image with a partition table (`label`: `gpt` or `dos`) of two
+/// partitions, each its own ext4 with a marker file.
+fn partitioned(dir: &Path, label: &str) -> Result<PathBuf, String> {
+    let img = dir.join(format!("{label}.img"));
+    sparse(&img, PART_SECTORS * 512)?;
     let script = format!(
-        "label: gpt\nstart={}, size={}, type=linux\nstart={}, size={}, type=linux\n",
-        GPT_PART1.0, GPT_PART1.1, GPT_PART2.0, GPT_PART2.1
+        "label: {label}\nstart={}, size={}, type=linux\nstart={}, size={}, type=linux\n",
+        PART1.0, PART1.1, PART2.0, PART2.1
     );
     let mut child = std::process::Command::new("sfdisk")
-        .args(["-q", s(&gpt)])
+        .args(["-q", s(&img)])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -70,22 +86,16 @@ fn make_images() -> Result<Images, String> {
     if !st.success() {
         return Err(format!("sfdisk failed: {st}"));
     }
-    for (n, (start, count)) in [(1, GPT_PART1), (2, GPT_PART2)] {
+    for (n, (start, count)) in [(1, PART1), (2, PART2)] {
         let tree = dir.join(format!("part{n}"));
         std::fs::create_dir_all(&tree).map_err(|e| e.to_string())?;
         std::fs::write(tree.join("marker"), format!("partition {n}\n"))
             .map_err(|e| e.to_string())?;
-        let img = dir.join(format!("part{n}.img"));
-        ext4_from(&tree, &img, &format!("{}k", count / 2))?;
-        place(&gpt, &img, start * 512)?;
+        let part = dir.join(format!("part{n}.img"));
+        ext4_from(&tree, &part, &format!("{}k", count / 2))?;
+        place(&img, &part, start * 512)?;
     }
-    Ok(Images {
-        dir,
-        src,
-        ext4,
-        ext4_ro,
-        gpt,
-    })
+    Ok(img)
 }
 
 /// e2fsck -fn clean, and debugfs's view of `file`.
@@ -202,9 +212,11 @@ fn read_only_disk_is_never_written(im: &Images, d: &Disks, before: &[u8]) -> Out
     Ok(())
 }
 
-fn gpt_partitions(im: &Images, d: &Disks) -> Outcome {
-    let p2 = lkl::mount_disk(d.gpt, Some(2), "ext4", None, false).map_err(|e| e.to_string())?;
-    let name = lkl::disk_name(d.gpt).map_err(|e| e.to_string())?;
+/// Partition 2 mounted read-write, partition 1 read-only beside it, of a
+/// GPT or MBR disk `id` whose image is `img`.
+fn partitions(im: &Images, img: &Path, id: DiskId) -> Outcome {
+    let p2 = lkl::mount_disk(id, Some(2), "ext4", None, false).map_err(|e| e.to_string())?;
+    let name = lkl::disk_name(id).map_err(|e| e.to_string())?;
     if p2 != Path::new(&format!("/mnt/{name}2")) {
         return Err(format!("partition 2 mounted on {}", p2.display()));
     }
@@ -213,23 +225,23 @@ fn gpt_partitions(im: &Images, d: &Disks) -> Outcome {
     }
     lkl_write(p2.join("written"), b"into partition 2\n")?;
     // Partition 1, read-only, alongside.
-    let p1 = lkl::mount_disk(d.gpt, Some(1), "ext4", None, true).map_err(|e| e.to_string())?;
+    let p1 = lkl::mount_disk(id, Some(1), "ext4", None, true).map_err(|e| e.to_string())?;
     if lkl_read(p1.join("marker"))? != b"partition 1\n" {
         return Err("partition 1 has the wrong marker".into());
     }
     lkl::umount_disk(&p1).map_err(|e| e.to_string())?;
     lkl::umount_disk(&p2).map_err(|e| e.to_string())?;
-    match lkl::mount_disk(d.gpt, Some(3), "ext4", None, true) {
+    match lkl::mount_disk(id, Some(3), "ext4", None, true) {
         Err(DiskError::NoPartition { partition: 3, .. }) => {}
         other => return Err(format!("partition 3: {other:?}")),
     }
     let part2 = im.dir.join("part2-after.img");
-    extract(&im.gpt, GPT_PART2.0 * 512, GPT_PART2.1 * 512, &part2)?;
+    extract(img, PART2.0 * 512, PART2.1 * 512, &part2)?;
     if host_ext4(&part2, "/written")? != b"into partition 2\n" {
         return Err("debugfs reads different contents in partition 2's /written".into());
     }
     let part1 = im.dir.join("part1-after.img");
-    extract(&im.gpt, GPT_PART1.0 * 512, GPT_PART1.1 * 512, &part1)?;
+    extract(img, PART1.0 * 512, PART1.1 * 512, &part1)?;
     run("e2fsck", &["-fn", s(&part1)])?;
     Ok(())
 }
@@ -395,6 +407,7 @@ fn main() -> ExitCode {
         ext4: add(&im.ext4, false),
         ext4_ro: add(&im.ext4_ro, true),
         gpt: add(&im.gpt, false),
+        mbr: add(&im.mbr, false),
     };
     let kernel = lkl::boot(&lkl::BootOptions {
         memory: 128 << 20,
@@ -407,11 +420,14 @@ fn main() -> ExitCode {
     })
     .expect("boot");
 
-    let names = [d.ext4, d.ext4_ro, d.gpt].map(|id| lkl::disk_name(id).map_err(|e| e.to_string()));
+    let names =
+        [d.ext4, d.ext4_ro, d.gpt, d.mbr].map(|id| lkl::disk_name(id).map_err(|e| e.to_string()));
     report(
         "disks_are_found_by_serial",
         Ok(match &names {
-            [Ok(a), Ok(b), Ok(c)] if a != b && b != c && a.starts_with("vd") => Ok(()),
+            [Ok(a), Ok(b), Ok(c), Ok(e)] if a != b && b != c && c != e && a.starts_with("vd") => {
+                Ok(())
+            }
             other => Err(format!("{other:?}")),
         }),
     );
@@ -431,7 +447,11 @@ fn main() -> ExitCode {
     );
     report(
         "gpt_partitions",
-        catch_unwind(AssertUnwindSafe(|| gpt_partitions(&im, &d))),
+        catch_unwind(AssertUnwindSafe(|| partitions(&im, &im.gpt, d.gpt))),
+    );
+    report(
+        "mbr_partitions",
+        catch_unwind(AssertUnwindSafe(|| partitions(&im, &im.mbr, d.mbr))),
     );
     report(
         "errors_carry_context",
