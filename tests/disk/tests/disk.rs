@@ -259,6 +259,32 @@ fn errors_carry_context(d: &Disks) -> Outcome {
     Ok(())
 }
 
+/// An image cut short under the kernel's feet: reads past the end fail
+/// with EIO inside LKL (no crash), and the disk can still be unmounted.
+fn truncated_image_gives_eio(im: &Images) -> Outcome {
+    let img = im.dir.join("truncated.img");
+    ext4_from(&im.src, &img, "64M")?;
+    let id = lkl::add_disk(lkl::Disk::open(&img, true).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let mnt = lkl::mount_disk(id, None, "ext4", None, true).map_err(|e| e.to_string())?;
+    std::fs::File::options()
+        .write(true)
+        .open(&img)
+        .and_then(|f| f.set_len(1 << 20))
+        .map_err(|e| e.to_string())?;
+    let r = lkl_read(mnt.join("big.bin"));
+    lkl::umount_disk(&mnt).map_err(|e| e.to_string())?;
+    match r {
+        Err(e) if e.contains("EIO") => {}
+        other => return Err(format!("reading past the end: {other:?}")),
+    }
+    let stats = lkl::disk_stats(id).map_err(|e| e.to_string())?;
+    if stats.errors == 0 {
+        return Err(format!("no errors counted: {stats:?}"));
+    }
+    Ok(())
+}
+
 /// A file system made on the host, hot-added after boot, written inside
 /// LKL, and checked with the host's tools.
 fn hot_added(im: &Images, fs: &str) -> Outcome {
@@ -456,6 +482,10 @@ fn main() -> ExitCode {
     report(
         "errors_carry_context",
         catch_unwind(AssertUnwindSafe(|| errors_carry_context(&d))),
+    );
+    report(
+        "truncated_image_gives_eio",
+        catch_unwind(AssertUnwindSafe(|| truncated_image_gives_eio(&im))),
     );
     for (fs, tools) in [
         ("vfat", &["mkfs.vfat", "mcopy", "fsck.vfat"][..]),
