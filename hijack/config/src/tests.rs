@@ -291,6 +291,12 @@ fn unknown_keys_and_types() {
 }
 
 #[test]
+fn duplicate_keys_last_wins_as_upstream() {
+    let c = Config::from_json(r#"{"debug":"1","debug":"0x100"}"#).unwrap();
+    assert_eq!(c.debug, Debug(0x100));
+}
+
+#[test]
 fn syntax_errors_have_line_and_column() {
     let e = Config::from_json("{\n  \"gateway\": \"10.0.0.1\"\n  \"debug\": \"1\"\n}").unwrap_err();
     match e {
