@@ -1,6 +1,6 @@
 //! virtio-blk (virtio 1.2, section 5.2) over an image file.
 //!
-//! One request queue. Requests are `VIRTIO_BLK_T_IN` (`preadv` straight
+//! One request queue, with event indexes. Requests are `VIRTIO_BLK_T_IN` (`preadv` straight
 //! into the driver's buffers), `OUT` (`pwritev`), `FLUSH` (`fdatasync`) and
 //! `GET_ID` (the serial). A read-only device offers `VIRTIO_BLK_F_RO`,
 //! its file is open read-only, and it answers every write with
@@ -229,7 +229,8 @@ impl VirtioDevice for Block {
         let mut f = 1u64 << sys::LKL_VIRTIO_F_VERSION_1
             | 1 << sys::LKL_VIRTIO_BLK_F_FLUSH
             | 1 << sys::LKL_VIRTIO_BLK_F_SEG_MAX
-            | 1 << sys::LKL_VIRTIO_BLK_F_SIZE_MAX;
+            | 1 << sys::LKL_VIRTIO_BLK_F_SIZE_MAX
+            | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX;
         if self.read_only {
             f |= 1 << sys::LKL_VIRTIO_BLK_F_RO;
         }

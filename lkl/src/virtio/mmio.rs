@@ -194,7 +194,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 }
             }
             sys::LKL_VIRTIO_MMIO_QUEUE_READY => {
+                let event_idx = s.driver_features & 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX != 0;
                 if let Some(q) = s.queues.get_mut(sel) {
+                    q.set_event_idx(event_idx);
                     if let Err(e) = q.set_ready(value == 1, &*self.mem) {
                         crate::host::print::write_stderr(
                             format!("lkl: virtio-mmio: queue {sel} refused: {e}\n").as_bytes(),

@@ -7,8 +7,10 @@
 //! descriptor chain (indexes, length, addresses, readable-before-writable
 //! order) before the device sees it.
 //!
-//! Event suppression is the basic one (`VRING_AVAIL_F_NO_INTERRUPT`);
-//! `VIRTIO_RING_F_EVENT_IDX` and indirect descriptors are not offered.
+//! Event suppression is either the basic one (`VRING_AVAIL_F_NO_INTERRUPT`)
+//! or, when `VIRTIO_RING_F_EVENT_IDX` is negotiated, the event indexes
+//! (`used_event`, `avail_event`; section 2.7.10). Indirect descriptors are
+//! not offered.
 
 use std::sync::atomic::{fence, Ordering};
 
@@ -70,6 +72,9 @@ pub struct Queue {
     used_ring: u64,
     next_avail: u16,
     next_used: u16,
+    event_idx: bool,
+    /// `next_used` when an interrupt was last considered (event index).
+    signalled_used: Option<u16>,
 }
 
 impl Queue {
@@ -86,7 +91,14 @@ impl Queue {
             used_ring: 0,
             next_avail: 0,
             next_used: 0,
+            event_idx: false,
+            signalled_used: None,
         }
+    }
+
+    /// Uses the event indexes (`VIRTIO_RING_F_EVENT_IDX` negotiated).
+    pub fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
     }
 
     /// Back to the state after [`Queue::new`].
@@ -155,6 +167,7 @@ impl Queue {
             // A queue starts from index 0 (the driver zeroes the rings).
             self.next_avail = 0;
             self.next_used = 0;
+            self.signalled_used = None;
         }
         self.ready = ready;
         Ok(())
@@ -188,7 +201,15 @@ impl Queue {
         if !self.ready {
             return Err(QueueError::NotReady);
         }
-        let avail_idx: u16 = read_le(mem, self.avail_ring + 2)?;
+        let mut avail_idx: u16 = read_le(mem, self.avail_ring + 2)?;
+        if avail_idx == self.next_avail && self.event_idx {
+            // Ask to be notified of the next buffer, then look again: the
+            // driver may have added one before it could see the request.
+            let avail_event = self.used_ring + 4 + 8 * u64::from(self.size);
+            write_le(mem, avail_event, self.next_avail)?;
+            fence(Ordering::SeqCst);
+            avail_idx = read_le(mem, self.avail_ring + 2)?;
+        }
         // The ring entries written before the index must be seen after it.
         fence(Ordering::Acquire);
         let pending = avail_idx.wrapping_sub(self.next_avail);
@@ -281,12 +302,26 @@ impl Queue {
         write_le(mem, self.used_ring + 2, self.next_used)
     }
 
-    /// Whether the driver wants an interrupt for used buffers (it has not
-    /// set `VRING_AVAIL_F_NO_INTERRUPT`).
-    pub fn needs_notification<M: GuestMemory + ?Sized>(&self, mem: &M) -> Result<bool, QueueError> {
+    /// Whether the driver wants an interrupt for the buffers used since it
+    /// was last asked: it has not set `VRING_AVAIL_F_NO_INTERRUPT`, or, with
+    /// event indexes, `used_event` lies among them.
+    pub fn needs_notification<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+    ) -> Result<bool, QueueError> {
+        // The used index must be visible before the driver's choice is read.
         fence(Ordering::SeqCst);
-        let flags: u16 = read_le(mem, self.avail_ring)?;
-        Ok(flags & sys::LKL_VRING_AVAIL_F_NO_INTERRUPT as u16 == 0)
+        if !self.event_idx {
+            let flags: u16 = read_le(mem, self.avail_ring)?;
+            return Ok(flags & sys::LKL_VRING_AVAIL_F_NO_INTERRUPT as u16 == 0);
+        }
+        let used_event: u16 = read_le(mem, self.avail_ring + 4 + 2 * u64::from(self.size))?;
+        let new = self.next_used;
+        Ok(match self.signalled_used.replace(new) {
+            None => true,
+            // vring_need_event(): did used_event fall in (old, new]?
+            Some(old) => new.wrapping_sub(used_event).wrapping_sub(1) < new.wrapping_sub(old),
+        })
     }
 }
 
@@ -465,6 +500,45 @@ pub(crate) mod tests {
             q.add_used(&d.mem, h, 1).unwrap();
         }
         assert_eq!(d.used_idx(), 41);
+    }
+
+    #[test]
+    fn event_indexes() {
+        let mut d = MockDriver::new(8);
+        let mut q = d.queue();
+        q.set_event_idx(true);
+        let avail_event = d.used + 4 + 8 * 8;
+        let used_event = d.avail + 4 + 2 * 8;
+        write_le(&*d.mem, avail_event, 0xffffu16).unwrap();
+        // An empty queue asks for the next buffer.
+        assert_eq!(q.pop(&*d.mem).unwrap(), None);
+        assert_eq!(read_le::<u16, _>(&*d.mem, avail_event).unwrap(), 0);
+        let a = d.alloc(16);
+        let used = |q: &mut Queue, d: &mut MockDriver| {
+            let h = d.add_chain(&[(a, 16, true)]);
+            let c = q.pop(&*d.mem).unwrap().unwrap();
+            q.add_used(&*d.mem, c.head, 0).unwrap();
+            assert_eq!(c.head, h);
+        };
+        used(&mut q, &mut d);
+        assert_eq!(q.pop(&*d.mem).unwrap(), None);
+        assert_eq!(read_le::<u16, _>(&*d.mem, avail_event).unwrap(), 1);
+        // The first decision always interrupts.
+        assert!(q.needs_notification(&*d.mem).unwrap());
+        // used_event 0 is behind: no interrupt for the second buffer.
+        used(&mut q, &mut d);
+        assert!(!q.needs_notification(&*d.mem).unwrap());
+        // The driver asks for an interrupt once used index 2 is passed.
+        write_le(&*d.mem, used_event, 2u16).unwrap();
+        used(&mut q, &mut d);
+        assert!(q.needs_notification(&*d.mem).unwrap());
+        // Nothing new since: no interrupt.
+        assert!(!q.needs_notification(&*d.mem).unwrap());
+        // The basic flag means nothing with event indexes.
+        write_le(&*d.mem, d.avail, 1u16).unwrap();
+        write_le(&*d.mem, used_event, 3u16).unwrap();
+        used(&mut q, &mut d);
+        assert!(q.needs_notification(&*d.mem).unwrap());
     }
 
     #[test]
