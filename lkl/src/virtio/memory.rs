@@ -3,7 +3,7 @@
 //! Virtqueues carry "physical" addresses. In LKL (no MMU) they are host
 //! addresses inside this process, so [`KernelMemory`] translates them to
 //! themselves after basic checks. Unit tests use a bounded, fake address
-//! space instead ([`tests::VecMemory`](self)), which rejects every access
+//! space instead (`VecMemory`, in the tests), which rejects every access
 //! outside it, so bounds errors surface in tests.
 //!
 //! Accesses go through raw pointers, never Rust references: the driver owns
