@@ -49,7 +49,12 @@ static int new_host_task(struct task_struct **task)
 	/* fork from host0 so that every host task joins init's group */
 	switch_to_host_task(host0);
 
-	pid = kernel_thread(host_task_stub, NULL, NULL, HOST_TASK_CLONE_FLAGS);
+	/*
+	 * A user-mode thread, not a kthread: the last fput() of a file (and
+	 * so an unmount) then runs as task work when the call returns, as for
+	 * any process, instead of being deferred to a worker a tick later.
+	 */
+	pid = user_mode_thread(host_task_stub, NULL, HOST_TASK_CLONE_FLAGS);
 	if (pid < 0)
 		return pid;
 
