@@ -229,7 +229,31 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, Error> {
         });
     }
     STATE.store(STATE_RUNNING, Ordering::Release);
+    set_wall_clock();
     Ok(Kernel { _private: () })
+}
+
+/// The kernel's wall clock starts at the epoch: set it to the host's, so
+/// that files written inside LKL carry real times.
+fn set_wall_clock() {
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return;
+    };
+    let ts = lkl_sys::__lkl__kernel_timespec {
+        tv_sec: now.as_secs() as _,
+        tv_nsec: now.subsec_nanos() as _,
+    };
+    let args = [
+        lkl_sys::LKL_CLOCK_REALTIME as c_long,
+        &ts as *const lkl_sys::__lkl__kernel_timespec as c_long,
+        0,
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: clock_settime reads one timespec, which lives until the call
+    // returns. A failure only leaves the clock at the epoch.
+    let _ = unsafe { syscall(lkl_sys::__lkl__NR_clock_settime as c_long, args) };
 }
 
 impl Kernel {

@@ -92,6 +92,10 @@ pub fn cases() -> Vec<Case> {
             run: mount_tmpfs_devtmpfs,
         },
         Case {
+            name: "wall_clock_is_the_hosts",
+            run: wall_clock_is_the_hosts,
+        },
+        Case {
             name: "mem_honoured",
             run: mem_honoured,
         },
@@ -311,6 +315,22 @@ fn mount_tmpfs_devtmpfs() -> Outcome {
         st.st_mode & sys::LKL_S_IFMT == sys::LKL_S_IFCHR,
         "/dev/null is not a character device: {:o}",
         st.st_mode
+    );
+    Ok(())
+}
+
+fn wall_clock_is_the_hosts() -> Outcome {
+    let fd = lkl::creat("/clock", 0o600).map_err(e("creat"))?;
+    lkl::close(fd).map_err(e("close"))?;
+    let st = lkl::stat("/clock").map_err(e("stat"))?;
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|err| format!("host clock: {err}"))?
+        .as_secs() as i64;
+    let mtime = st.st_mtime as i64;
+    ensure!(
+        (host - mtime).abs() <= 5,
+        "a new file's mtime is {mtime}, the host's time {host}"
     );
     Ok(())
 }
