@@ -112,13 +112,19 @@ struct task_struct *__switch_to(struct task_struct *prev,
 		jb = prev_ti->sched_jb;
 	}
 
+	/*
+	 * A host task that waits here is blocked inside a system call.  Say
+	 * so before next runs: next may go on to halt the kernel, and the halt
+	 * must find this task (syscalls_abort_blocked()).
+	 */
+	if (!detach && test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
+		WRITE_ONCE(prev_ti->blocked, true);
+
 	lkl_ops->sem_up(next_ti->sched_sem);
 
 	if (detach)
 		lkl_ops->jmp_buf_longjmp(&jb, 1);
 
-	if (test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
-		WRITE_ONCE(prev_ti->blocked, true);
 	lkl_ops->sem_down(prev_ti->sched_sem);
 	WRITE_ONCE(prev_ti->blocked, false);
 
