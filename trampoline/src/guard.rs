@@ -40,13 +40,7 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-#[repr(C)]
-struct KernelSigaction {
-    handler: u64,
-    flags: u64,
-    restorer: u64,
-    mask: u64,
-}
+use crate::sud::KernelSigaction;
 
 fn install_ours() -> i64 {
     let act = KernelSigaction {

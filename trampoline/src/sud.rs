@@ -53,12 +53,14 @@ pub(crate) static ALLOW_START: AtomicU64 = AtomicU64::new(0);
 /// Length of the allowed range.
 pub(crate) static ALLOW_LEN: AtomicU64 = AtomicU64::new(0);
 
+/// The kernel's `struct sigaction` for `rt_sigaction` (not libc's: the
+/// fields are in the kernel's order, with the restorer and a 64-bit mask).
 #[repr(C)]
-struct KernelSigaction {
-    handler: u64,
-    flags: u64,
-    restorer: u64,
-    mask: u64,
+pub(crate) struct KernelSigaction {
+    pub(crate) handler: u64,
+    pub(crate) flags: u64,
+    pub(crate) restorer: u64,
+    pub(crate) mask: u64,
 }
 
 /// Offsets into `ucontext_t.uc_mcontext.gregs` (x86-64 `REG_*`).
