@@ -263,20 +263,61 @@ impl<D: VirtioDevice> MmioTransport<D> {
         false
     }
 
+    /// Runs a host thread's work on queue `index` (a network device's
+    /// receive path, fed from outside the kernel): `f` gets the device, the
+    /// queue and the memory under the transport's lock and returns whether
+    /// it put buffers in the used ring. The interrupt is raised, after the
+    /// lock is dropped, when the driver wants it.
+    ///
+    /// Returns `None`, without running `f`, while the driver has not set
+    /// DRIVER_OK (or the device needs a reset) or the queue is not ready:
+    /// the caller should wait for a notify.
+    pub fn run_queue<F>(&self, index: usize, f: F) -> Option<bool>
+    where
+        F: FnOnce(&mut D, &mut Queue, &dyn GuestMemory) -> Result<bool, QueueError>,
+    {
+        let (used, raise) = {
+            let mut s = self.lock();
+            let s = &mut *s;
+            if !Self::live(s, index) {
+                return None;
+            }
+            let queue = &mut s.queues[index];
+            let mem = &*self.mem;
+            let result = f(&mut s.device, queue, mem);
+            let used = matches!(result, Ok(true));
+            (used, self.conclude(s, index, result))
+        };
+        if raise {
+            self.irq.trigger();
+        }
+        Some(used)
+    }
+
+    /// Whether queue `index` may be used: DRIVER_OK, no reset pending, and
+    /// the queue ready.
+    fn live(s: &State<D>, index: usize) -> bool {
+        s.status & sys::LKL_VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && s.status & sys::LKL_VIRTIO_CONFIG_S_NEEDS_RESET == 0
+            && s.queues.get(index).is_some_and(Queue::ready)
+    }
+
     fn notify(&self, s: &mut State<D>, index: usize) -> bool {
-        if s.status & sys::LKL_VIRTIO_CONFIG_S_DRIVER_OK == 0
-            || s.status & sys::LKL_VIRTIO_CONFIG_S_NEEDS_RESET != 0
-        {
+        if !Self::live(s, index) {
             return false;
         }
-        let Some(queue) = s.queues.get_mut(index).filter(|q| q.ready()) else {
-            return false;
-        };
+        let queue = &mut s.queues[index];
         let mem = &*self.mem;
-        let result = s
-            .device
-            .process_queue(index, queue, mem)
-            .and_then(|used| Ok(used && queue.needs_notification(mem)?));
+        let result = s.device.process_queue(index, queue, mem);
+        self.conclude(s, index, result)
+    }
+
+    /// After queue `index` was processed with `result`: sets the interrupt
+    /// status and returns whether to raise the interrupt.
+    fn conclude(&self, s: &mut State<D>, index: usize, result: Result<bool, QueueError>) -> bool {
+        let mem = &*self.mem;
+        let queue = &mut s.queues[index];
+        let result = result.and_then(|used| Ok(used && queue.needs_notification(mem)?));
         match result {
             Ok(false) => false,
             Ok(true) => {
@@ -527,5 +568,33 @@ mod tests {
         assert_eq!(rd(&t, LKL_VIRTIO_MMIO_QUEUE_READY), 0);
         assert_eq!(rd(&t, LKL_VIRTIO_MMIO_INTERRUPT_STATUS), 0);
         t.with_device(|e| assert!(e.resets >= 1));
+    }
+
+    #[test]
+    fn host_work_runs_only_on_a_live_queue_and_interrupts() {
+        let (t, mut dm, count) = transport();
+        let a = dm.alloc(16);
+        let head = dm.add_chain(&[(a, 16, true)]);
+        let fill = |_: &mut Echo, q: &mut Queue, mem: &dyn GuestMemory| {
+            let Some(chain) = q.pop(mem)? else {
+                return Ok(false);
+            };
+            q.add_used(mem, chain.head, 5)?;
+            Ok(true)
+        };
+        // No driver yet: nothing runs.
+        assert_eq!(t.run_queue(0, fill), None);
+        assert_eq!(bring_up(&t, &dm, 1 << 32), 0xf);
+        assert_eq!(t.run_queue(7, fill), None);
+        assert_eq!(t.run_queue(0, fill), Some(true));
+        assert_eq!(dm.used_elem(0), (u32::from(head), 5));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            rd(&t, sys::LKL_VIRTIO_MMIO_INTERRUPT_STATUS),
+            sys::LKL_VIRTIO_MMIO_INT_VRING
+        );
+        // Nothing available: no interrupt.
+        assert_eq!(t.run_queue(0, fill), Some(false));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }

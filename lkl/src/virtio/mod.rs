@@ -7,6 +7,8 @@
 //! - [`queue`]: the split virtqueue, device side, with every driver value
 //!   validated before use.
 //! - [`block`]: virtio-blk over an image file.
+//! - [`net`]: virtio-net over a host backend (tap), [`add_net`] and
+//!   [`net_ifname`].
 //! - [`disk`](mod@disk): the API: [`Disk::open`], [`add_disk`] (before
 //!   boot on the command line, after boot hot-added), [`mount_disk`] and
 //!   [`umount_disk`].
@@ -21,6 +23,7 @@ pub mod block;
 pub mod disk;
 pub mod memory;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 
 pub use block::{Block, BlockStats};
@@ -29,6 +32,7 @@ pub use disk::{
 };
 pub use memory::{GuestMemory, KernelMemory};
 pub use mmio::{Interrupt, IrqLine, MmioTransport, VirtioDevice};
+pub use net::{add_net, net_ifindex, net_ifname, net_stats, NetBackend, NetError, NetId, NetStats};
 pub use queue::{Descriptor, DescriptorChain, Queue};
 
 /// What is wrong with what the driver put in a queue.

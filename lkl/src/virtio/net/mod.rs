@@ -1,0 +1,324 @@
+//! Network devices: virtio-net over a host backend, and finding the
+//! kernel's interface for each.
+//!
+//! ```no_run
+//! let id = lkl::add_net(lkl::NetBackend::Tap { ifname: "tap0".into() }, None)?;
+//! let kernel = lkl::boot(&lkl::BootOptions::default())?;
+//! let eth = lkl::net_ifname(id)?; // "eth0", found by MAC in /sys/class/net
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`device`]: the virtio-net device ([`Net`]).
+//! - [`backend`]: the [`Backend`] trait, one frame per call.
+//! - [`tap`]: the tap backend ([`Tap`]).
+//! - [`rx`]: the receive thread, one per device.
+//!
+//! Each device gets a MAC of its own unless one is given
+//! (`02:4c:4b:4c:00:NN`, locally administered), and [`net_ifname`] finds
+//! the kernel's interface by it, so names never have to be guessed.
+
+use std::ffi::CStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lkl_sys as sys;
+
+pub mod backend;
+pub mod device;
+pub mod rx;
+pub mod tap;
+
+pub use backend::{Backend, Wake};
+pub use device::{Net, NetStats};
+pub use tap::Tap;
+
+use super::memory::KernelMemory;
+use super::mmio::{IrqLine, MmioTransport, WINDOW_SIZE};
+use crate::{Errno, MmioRegistry, MmioWindow};
+
+/// Everything that can go wrong adding or finding a network device.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// No host interface of that name in this network namespace.
+    #[error("no tap interface {ifname:?} on the host: create it with `ip tuntap add dev {ifname} mode tap`")]
+    NoSuchTap {
+        /// The interface name.
+        ifname: String,
+    },
+    /// The tap could not be opened or attached.
+    #[error("cannot attach to tap interface {ifname:?}: {source}")]
+    Tap {
+        /// The interface name.
+        ifname: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The receive thread or its eventfd could not be made.
+    #[error("cannot start the receive thread of network device {id}: {source}")]
+    Thread {
+        /// The device.
+        id: NetId,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No interrupt line was free for the device.
+    #[error("no interrupt line for the network device: {0}")]
+    Irq(Errno),
+    /// The MMIO window could not be registered.
+    #[error("cannot register the network device's mmio window: {0}")]
+    Mmio(#[from] crate::Error),
+    /// The running kernel refused the hot-added device.
+    #[error("the kernel refused the hot-added network device {id}: {errno}")]
+    HotAdd {
+        /// The device.
+        id: NetId,
+        /// What `lkl_virtio_mmio_add` returned.
+        errno: Errno,
+    },
+    /// Devices can be added before boot or while the kernel runs, not now.
+    #[error("cannot add a network device while the kernel is {state}")]
+    NotAddable {
+        /// What the kernel is doing.
+        state: &'static str,
+    },
+    /// An id that [`add_net`] did not return.
+    #[error("no network device {0}")]
+    UnknownNet(NetId),
+    /// The kernel is not running.
+    #[error("the kernel is not running")]
+    NotRunning,
+    /// The kernel did not create an interface for the device.
+    #[error("no interface with address {mac} in /sys/class/net (network device {id})")]
+    NoInterface {
+        /// The device.
+        id: NetId,
+        /// Its MAC, `aa:bb:cc:dd:ee:ff`.
+        mac: String,
+    },
+    /// A system call inside the kernel failed.
+    #[error("{op} {path}: {errno}")]
+    Sys {
+        /// What was being done.
+        op: &'static str,
+        /// The path it was done to.
+        path: String,
+        /// The kernel's answer.
+        errno: Errno,
+    },
+}
+
+/// Where a network device's frames go on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetBackend {
+    /// An existing host tap interface.
+    Tap {
+        /// Its name.
+        ifname: String,
+    },
+}
+
+/// A device added with [`add_net`]: its index in the order of adding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NetId(pub usize);
+
+impl std::fmt::Display for NetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+struct Entry {
+    mac: [u8; 6],
+    transport: Arc<MmioTransport<Net>>,
+    _window: MmioWindow,
+    name: Option<String>,
+}
+
+static NETS: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+fn nets() -> std::sync::MutexGuard<'static, Vec<Entry>> {
+    NETS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const IRQ_USER: &CStr = c"virtio-net";
+
+/// The MAC given to device `id` when none is asked for.
+pub fn default_mac(id: NetId) -> [u8; 6] {
+    [0x02, 0x4c, 0x4b, 0x4c, (id.0 >> 8) as u8, id.0 as u8]
+}
+
+/// `aa:bb:cc:dd:ee:ff`, as sysfs writes it.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// Gives the kernel a virtio-net device over `backend`, with address `mac`
+/// (or [`default_mac`]). Before boot it is announced on the command line
+/// [`crate::boot`] builds; while the kernel runs it is hot-added. Its
+/// receive thread starts at once and holds frames until the driver is up.
+///
+/// # Errors
+/// Those of the backend ([`NetError::NoSuchTap`], [`NetError::Tap`]),
+/// [`NetError::NotAddable`] while the kernel boots or halts or after it
+/// halted, [`NetError::Irq`]/[`NetError::Mmio`] when no line or window is
+/// left, [`NetError::Thread`], [`NetError::HotAdd`].
+pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetError> {
+    let state = crate::STATE.load(Ordering::Acquire);
+    if state != crate::STATE_OFF && state != crate::STATE_RUNNING {
+        return Err(NetError::NotAddable {
+            state: crate::state_name(state),
+        });
+    }
+    let backend: Arc<dyn Backend> = match backend {
+        NetBackend::Tap { ifname } => Arc::new(Tap::open(&ifname)?),
+    };
+    let mut list = nets();
+    let id = NetId(list.len());
+    let mac = mac.unwrap_or_else(|| default_mac(id));
+    let thread_err = |source| NetError::Thread { id, source };
+    let wake = Arc::new(Wake::new().map_err(thread_err)?);
+    let device = Net::new(mac, backend.clone(), wake.clone());
+    let irq = crate::get_free_irq(IRQ_USER).map_err(NetError::Irq)?;
+    let transport = Arc::new(MmioTransport::new(
+        device,
+        Box::new(KernelMemory),
+        Box::new(IrqLine(irq)),
+    ));
+    let window = match MmioRegistry::global().register(transport.clone(), WINDOW_SIZE, irq) {
+        Ok(w) => w,
+        Err(e) => {
+            crate::put_irq(irq, IRQ_USER);
+            return Err(e.into());
+        }
+    };
+    let rx_transport = transport.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("lkl-net-rx-{}", id.0))
+        .spawn(move || rx::run(rx_transport, backend, wake));
+    if let Err(e) = spawned {
+        let _ = MmioRegistry::global().unregister(window.base);
+        crate::put_irq(irq, IRQ_USER);
+        return Err(thread_err(e));
+    }
+    if state == crate::STATE_RUNNING {
+        if let Err(errno) = crate::virtio_mmio_add(&window) {
+            // The receive thread stays, idle: the device never gets a driver.
+            return Err(NetError::HotAdd { id, errno });
+        }
+    }
+    list.push(Entry {
+        mac,
+        transport,
+        _window: window,
+        name: None,
+    });
+    Ok(id)
+}
+
+/// The frame counters of device `id`.
+///
+/// # Errors
+/// [`NetError::UnknownNet`].
+pub fn net_stats(id: NetId) -> Result<NetStats, NetError> {
+    let list = nets();
+    let e = list.get(id.0).ok_or(NetError::UnknownNet(id))?;
+    Ok(e.transport.with_device(Net::stats))
+}
+
+/// How long [`net_ifname`] waits for the interface to appear.
+const APPEAR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The kernel's interface name for device `id` (`eth0`, ...), found by
+/// its MAC in `/sys/class/net` (sysfs is mounted on `/sys` if needed).
+///
+/// # Errors
+/// [`NetError::NotRunning`], [`NetError::UnknownNet`],
+/// [`NetError::NoInterface`] if it does not appear within 5 seconds,
+/// [`NetError::Sys`] if sysfs cannot be reached.
+pub fn net_ifname(id: NetId) -> Result<String, NetError> {
+    if !crate::is_running() {
+        return Err(NetError::NotRunning);
+    }
+    let mac = {
+        let list = nets();
+        let e = list.get(id.0).ok_or(NetError::UnknownNet(id))?;
+        if let Some(name) = &e.name {
+            return Ok(name.clone());
+        }
+        format_mac(e.mac)
+    };
+    ensure_sysfs()?;
+    let start = Instant::now();
+    loop {
+        for name in list_dir("/sys/class/net")? {
+            let file = format!("/sys/class/net/{name}/address");
+            if read_text(&file).is_ok_and(|s| s.trim() == mac) {
+                nets()[id.0].name = Some(name.clone());
+                return Ok(name);
+            }
+        }
+        if start.elapsed() > APPEAR_TIMEOUT {
+            return Err(NetError::NoInterface { id, mac });
+        }
+        let _ = crate::nanosleep(Duration::from_millis(10));
+    }
+}
+
+/// The kernel's interface index for device `id`.
+///
+/// # Errors
+/// Those of [`net_ifname`], and [`NetError::Sys`] if the `ifindex` file
+/// cannot be read or parsed.
+pub fn net_ifindex(id: NetId) -> Result<i32, NetError> {
+    let name = net_ifname(id)?;
+    let path = format!("/sys/class/net/{name}/ifindex");
+    let text = read_text(&path)?;
+    text.trim().parse().map_err(|_| NetError::Sys {
+        op: "parse",
+        path,
+        errno: Errno::EINVAL,
+    })
+}
+
+fn sys_err(op: &'static str, path: &str) -> impl FnOnce(Errno) -> NetError {
+    let path = path.to_owned();
+    move |errno| NetError::Sys { op, path, errno }
+}
+
+/// Mounts sysfs on `/sys` unless `/sys/class/net` is already there.
+fn ensure_sysfs() -> Result<(), NetError> {
+    if crate::stat("/sys/class/net").is_ok() {
+        return Ok(());
+    }
+    match crate::mkdir("/sys", 0o755) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(sys_err("mkdir", "/sys")(e)),
+    }
+    crate::mount("sysfs", "/sys", "sysfs", 0, None).map_err(sys_err("mount sysfs on", "/sys"))
+}
+
+/// The names in directory `path`, without `.` and `..`.
+fn list_dir(path: &str) -> Result<Vec<String>, NetError> {
+    let flags = (sys::LKL_O_RDONLY | sys::LKL_O_DIRECTORY | sys::LKL_O_CLOEXEC) as i32;
+    let fd = crate::open(path, flags, 0).map_err(sys_err("open", path))?;
+    let entries = crate::getdents64(fd);
+    let _ = crate::close(fd);
+    Ok(entries
+        .map_err(sys_err("getdents64", path))?
+        .into_iter()
+        .map(|e| e.name.to_string_lossy().into_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect())
+}
+
+/// A small text file (sysfs attribute).
+fn read_text(path: &str) -> Result<String, NetError> {
+    let fd = crate::open(path, (sys::LKL_O_RDONLY | sys::LKL_O_CLOEXEC) as i32, 0)
+        .map_err(sys_err("open", path))?;
+    let mut buf = vec![0u8; 256];
+    let r = crate::read(fd, &mut buf);
+    let _ = crate::close(fd);
+    let n = r.map_err(sys_err("read", path))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
