@@ -270,6 +270,9 @@ impl Kernel {
     /// host threads are left (the kernel is halted either way).
     pub fn halt(self) -> Result<(), Error> {
         STATE.store(STATE_HALTING, Ordering::Release);
+        // Network receive threads write into the kernel's memory from the
+        // host: stop them before it is freed.
+        virtio::net::stop_all();
         // SAFETY: the kernel is running (a Kernel exists only after a boot
         // that succeeded, and halt consumes it).
         let r = unsafe { lkl_sys::lkl_sys_halt() };

@@ -130,6 +130,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
         f(&self.lock().device)
     }
 
+    /// Runs `f` on the device, mutably, under the transport's lock: once it
+    /// returns, no queue work of the device is in progress.
+    pub fn with_device_mut<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
+        f(&mut self.lock().device)
+    }
+
     /// The device status register.
     pub fn status(&self) -> u32 {
         self.lock().status

@@ -16,6 +16,8 @@ use std::time::Duration;
 type Outcome = Result<(), String>;
 
 const TAP: &str = "lkltap0";
+/// A second tap, hot-added after boot.
+const TAP2: &str = "lkltap1";
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const LKL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const MAC: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x01];
@@ -88,6 +90,7 @@ fn parent() -> Outcome {
     in_ns(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
     in_ns(&["addr", "add", "198.18.0.1/24", "dev", TAP])?;
     in_ns(&["link", "set", TAP, "up"])?;
+    in_ns(&["tuntap", "add", "dev", TAP2, "mode", "tap"])?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let status = Command::new("ip")
         .args(["netns", "exec", &ns.0])
@@ -153,11 +156,12 @@ fn run_child() -> Outcome {
         ..Default::default()
     })
     .map_err(|e| format!("boot: {e}"))?;
-    let result = exchange(id, port);
+    let result = exchange(id, port).and_then(|()| hot_add(id));
     let stats = lkl::net_stats(id).map_err(s)?;
     eprintln!("child: device counters {stats:?}");
     kernel.halt().map_err(|e| format!("halt: {e}"))?;
     result?;
+    receive_threads_end()?;
     let peer = server
         .join()
         .map_err(|_| "the host listener panicked".to_string())??;
@@ -217,4 +221,56 @@ fn talk(fd: i32, port: u16) -> Outcome {
         return Err("LKL received different bytes from what the host sent".into());
     }
     Ok(())
+}
+
+/// A device added while the kernel runs gets an interface of its own.
+fn hot_add(first: lkl::NetId) -> Outcome {
+    let id = lkl::add_net(
+        lkl::NetBackend::Tap {
+            ifname: TAP2.into(),
+        },
+        None,
+    )
+    .map_err(|e| format!("hot-add: {e}"))?;
+    let (name, first_name) = (
+        lkl::net_ifname(id).map_err(s)?,
+        lkl::net_ifname(first).map_err(s)?,
+    );
+    if name == first_name || !name.starts_with("eth") {
+        return Err(format!(
+            "the hot-added device is {name}, the first {first_name}"
+        ));
+    }
+    let index = lkl::net_ifindex(id).map_err(s)?;
+    let link = lkl_net::Rtnl::open().map_err(s)?.link(index).map_err(s)?;
+    if link.name != name {
+        return Err(format!("ifindex {index} is {}, not {name}", link.name));
+    }
+    println!("ok: hot-added {TAP2} is {name} (ifindex {index}), beside {first_name}");
+    Ok(())
+}
+
+/// After the halt, the receive threads (`lkl-net-rx-N`) end.
+fn receive_threads_end() -> Outcome {
+    let start = std::time::Instant::now();
+    loop {
+        let mut left = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").map_err(s)? {
+            let comm =
+                std::fs::read_to_string(task.map_err(s)?.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("lkl-net-rx") {
+                left.push(comm.trim().to_owned());
+            }
+        }
+        if left.is_empty() {
+            println!("ok: the receive threads ended at halt");
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err(format!(
+                "receive threads still running after halt: {left:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -58,6 +58,8 @@ pub struct Net {
     rx_wake: Arc<Wake>,
     tx_buf: Vec<u8>,
     stats: NetStats,
+    /// Set when the kernel halts: its memory is about to go away.
+    stopped: bool,
 }
 
 impl Net {
@@ -70,12 +72,26 @@ impl Net {
             rx_wake,
             tx_buf: Vec::with_capacity(MAX_FRAME + HDR_LEN),
             stats: NetStats::default(),
+            stopped: false,
         }
     }
 
     /// The frame counters.
     pub fn stats(&self) -> NetStats {
         self.stats
+    }
+
+    /// Stops the device for good, before the kernel's memory is freed:
+    /// neither queue is touched again, and the receive thread is woken to
+    /// see it and end.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+        self.rx_wake.signal();
+    }
+
+    /// Whether [`Net::stop`] was called.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// The MAC address.
@@ -96,6 +112,9 @@ impl Net {
         mem: &dyn GuestMemory,
         frame: &[u8],
     ) -> Result<bool, QueueError> {
+        if self.stopped {
+            return Ok(false);
+        }
         let Some(chain) = queue.pop(mem)? else {
             return Ok(false);
         };
@@ -223,6 +242,7 @@ impl VirtioDevice for Net {
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
         match index {
+            _ if self.stopped => Ok(false),
             RX_QUEUE => {
                 self.rx_wake.signal();
                 Ok(false)
@@ -308,6 +328,22 @@ mod tests {
         assert_eq!(rest[..], frame[4..]);
         assert_eq!(n.stats().rx_frames, 1);
         assert_eq!(n.stats().rx_bytes, 60);
+    }
+
+    #[test]
+    fn a_stopped_device_touches_no_queue() {
+        let (mut n, sink) = net();
+        let mut d = MockDriver::new(8);
+        let mut q = d.queue();
+        let mem = d.mem.clone();
+        let a = d.alloc(64);
+        d.add_chain(&[(a, 64, true)]);
+        n.stop();
+        assert!(n.stopped());
+        assert!(!n.receive(&mut q, &*mem, b"late").unwrap());
+        assert!(!n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        assert_eq!(d.used_idx(), 0);
+        assert!(sink.0.lock().unwrap().is_empty());
     }
 
     #[test]

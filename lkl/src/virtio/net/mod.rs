@@ -216,6 +216,16 @@ pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetEr
     Ok(id)
 }
 
+/// Stops every network device before the kernel's memory is freed (called
+/// by [`crate::Kernel::halt`]): once this returns, no receive thread is
+/// writing into the kernel's buffers, none will again, and each thread
+/// ends.
+pub(crate) fn stop_all() {
+    for e in nets().iter() {
+        e.transport.with_device_mut(Net::stop);
+    }
+}
+
 /// The frame counters of device `id`.
 ///
 /// # Errors

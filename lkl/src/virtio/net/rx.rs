@@ -15,12 +15,15 @@ use crate::virtio::mmio::MmioTransport;
 /// How long to wait for buffers before trying again anyway.
 const RETRY_MS: i32 = 1000;
 
-/// Runs the receive loop for `transport` forever (the device lives as long
-/// as the process).
+/// Runs the receive loop for `transport` until the device is stopped (the
+/// kernel halts).
 pub fn run(transport: Arc<MmioTransport<Net>>, backend: Arc<dyn Backend>, wake: Arc<Wake>) {
     let mut buf = vec![0u8; MAX_FRAME];
     let mut pending: Option<usize> = None;
     loop {
+        if transport.with_device(Net::stopped) {
+            return;
+        }
         let len = match pending {
             Some(len) => len,
             None => {
