@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -156,7 +157,9 @@ fn run_child() -> Outcome {
         ..Default::default()
     })
     .map_err(|e| format!("boot: {e}"))?;
-    let result = exchange(id, port).and_then(|()| hot_add(id));
+    let result = exchange(id, port)
+        .and_then(|()| host_pings_lkl())
+        .and_then(|()| hot_add(id));
     let stats = lkl::net_stats(id).map_err(s)?;
     eprintln!("child: device counters {stats:?}");
     kernel.halt().map_err(|e| format!("halt: {e}"))?;
@@ -273,4 +276,112 @@ fn receive_threads_end() -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The Internet checksum (RFC 1071).
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The host side sends ICMP echo requests to LKL over a raw socket and
+/// gets the replies: traffic started from the host, with ARP both ways.
+fn host_pings_lkl() -> Outcome {
+    // SAFETY: plain arguments; the result is checked.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMP,
+        )
+    };
+    if raw < 0 {
+        return Err(format!(
+            "raw ICMP socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `raw` is a new descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: SO_RCVTIMEO reads one timeval, which lives across the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(format!("SO_RCVTIMEO: {}", std::io::Error::last_os_error()));
+    }
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(LKL_IP).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let ident = std::process::id() as u16;
+    for seq in 1..=3u16 {
+        let mut pkt = vec![8u8, 0, 0, 0];
+        pkt.extend_from_slice(&ident.to_be_bytes());
+        pkt.extend_from_slice(&seq.to_be_bytes());
+        pkt.extend(pattern(56, seq as u8));
+        let sum = checksum(&pkt);
+        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+        // SAFETY: sends from a live buffer of its length to a sockaddr_in
+        // that lives across the call.
+        let sent = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(format!(
+                "echo request {seq}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let start = std::time::Instant::now();
+        loop {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(format!("no echo reply {seq} from {LKL_IP} within 5 s"));
+            }
+            let mut buf = [0u8; 1500];
+            // SAFETY: receives into a live buffer of its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                continue; // the timeout: look at the clock again
+            }
+            let got = &buf[..n as usize];
+            let ihl = usize::from(got[0] & 0xf) * 4;
+            let (Some(ip), Some(icmp)) = (got.get(..ihl), got.get(ihl..)) else {
+                continue;
+            };
+            let from = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            if from == LKL_IP && icmp.len() == pkt.len() && icmp[0] == 0 && icmp[4..] == pkt[4..] {
+                break;
+            }
+        }
+    }
+    println!("ok: the host pinged LKL at {LKL_IP} 3 times over a raw socket");
+    Ok(())
 }

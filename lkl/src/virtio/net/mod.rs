@@ -203,7 +203,10 @@ pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetEr
     }
     if state == crate::STATE_RUNNING {
         if let Err(errno) = crate::virtio_mmio_add(&window) {
-            // The receive thread stays, idle: the device never gets a driver.
+            // The device never gets a driver: its receive thread ends.
+            transport.with_device_mut(Net::stop);
+            let _ = MmioRegistry::global().unregister(window.base);
+            crate::put_irq(irq, IRQ_USER);
             return Err(NetError::HotAdd { id, errno });
         }
     }
