@@ -1,0 +1,58 @@
+#!/bin/sh
+# lkl-hijack.sh PROGRAM ARGS...: run PROGRAM with liblkl-hijack.so preloaded,
+# so that its network calls are served by LKL's TCP/IP stack.
+#
+# The library is $LKL_HIJACK_LIB if set, else found in the build output next
+# to this script: $CARGO_TARGET_DIR/release (if set), then ../target/release.
+# Cargo cannot put a hyphen in a library's file name, so the file it builds
+# (`cargo build --release -p lkl-hijack`) is liblkl_hijack.so; a file named
+# liblkl-hijack.so there is preferred if present.
+set -eu
+
+usage() {
+    cat <<'USAGE'
+Usage: lkl-hijack.sh PROGRAM [ARGS...]
+
+Runs PROGRAM with liblkl-hijack.so preloaded (LD_PRELOAD): LKL (Linux as a
+library) boots before PROGRAM's main and serves its sockets.
+
+Configuration (upstream LKL's): the JSON file in LKL_HIJACK_CONFIG_FILE,
+else ./lkl-hijack.json, else the LKL_HIJACK_* variables.
+
+Environment:
+  LKL_HIJACK_LIB        path of the library (default: found in target/release
+                        next to this script, or $CARGO_TARGET_DIR/release)
+  LKL_HIJACK_ZPOLINE=1  use zpoline instead of LD_PRELOAD (not yet supported)
+USAGE
+}
+
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    "") usage >&2; exit 2 ;;
+esac
+
+if [ "${LKL_HIJACK_ZPOLINE:-0}" = "1" ]; then
+    echo "lkl-hijack.sh: LKL_HIJACK_ZPOLINE=1 is not yet supported" >&2
+    exit 2
+fi
+
+lib="${LKL_HIJACK_LIB:-}"
+if [ -z "$lib" ]; then
+    here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+    for dir in ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/release"} "$here/../target/release"; do
+        for name in liblkl-hijack.so liblkl_hijack.so; do
+            if [ -f "$dir/$name" ]; then
+                lib="$dir/$name"
+                break 2
+            fi
+        done
+    done
+fi
+if [ -z "$lib" ] || [ ! -f "$lib" ]; then
+    echo "lkl-hijack.sh: cannot find liblkl-hijack.so${lib:+ at $lib}; build it with" \
+        "\`cargo build --release -p lkl-hijack\` or set LKL_HIJACK_LIB" >&2
+    exit 1
+fi
+
+export LD_PRELOAD="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
+exec "$@"

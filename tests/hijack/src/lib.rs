@@ -1,0 +1,1 @@
+//! End-to-end test of the hijack library; see `tests/hijack.rs`.
