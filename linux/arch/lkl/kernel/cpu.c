@@ -112,8 +112,17 @@ void lkl_cpu_put(void)
 	lkl_ops->mutex_lock(cpu.lock);
 
 	if (!cpu.count || !cpu.owner ||
-	    !lkl_ops->thread_equal(cpu.owner, lkl_ops->thread_self()))
+	    !lkl_ops->thread_equal(cpu.owner, lkl_ops->thread_self())) {
+		/*
+		 * Once halting, a host task's thread may still pass here on
+		 * its way out without holding the CPU: nothing to give back.
+		 */
+		if (lkl_cpu_is_shut_down()) {
+			lkl_ops->mutex_unlock(cpu.lock);
+			return;
+		}
 		lkl_bug("lkl: unbalanced CPU put\n");
+	}
 
 	while (cpu.irqs_pending && !irqs_disabled()) {
 		cpu.irqs_pending = false;
@@ -195,24 +204,26 @@ int lkl_cpu_is_shut_down(void)
 void lkl_cpu_wait_shutdown(void)
 {
 	lkl_ops->sem_down(cpu.shutdown_sem);
-	lkl_ops->sem_free(cpu.shutdown_sem);
-	cpu.shutdown_sem = NULL;
 }
 
-static void lkl_cpu_cleanup(bool shutdown)
+/*
+ * Free the CPU state.  At halt this runs only once every host thread the
+ * kernel made has been joined (lkl_sys_halt()), since a thread on its way
+ * out may still take the state lock.
+ */
+void lkl_cpu_free(void)
 {
 	/* wait for threads still inside the gate */
 	while (__sync_fetch_and_add(&cpu.gate, 0) > CPU_GATE_CLOSED)
 		cpu_relax();
 
-	if (shutdown)
-		lkl_ops->sem_up(cpu.shutdown_sem);
-	else if (cpu.shutdown_sem)
+	if (cpu.shutdown_sem)
 		lkl_ops->sem_free(cpu.shutdown_sem);
 	if (cpu.sem)
 		lkl_ops->sem_free(cpu.sem);
 	if (cpu.lock)
 		lkl_ops->mutex_free(cpu.lock);
+	cpu.shutdown_sem = NULL;
 	cpu.sem = NULL;
 	cpu.lock = NULL;
 }
@@ -231,7 +242,7 @@ void arch_cpu_idle(void)
 		}
 		lkl_ops->mutex_unlock(cpu.lock);
 
-		lkl_cpu_cleanup(true);
+		lkl_ops->sem_up(cpu.shutdown_sem);
 		lkl_ops->thread_exit();
 	}
 
@@ -248,7 +259,7 @@ int lkl_cpu_init(void)
 	cpu.shutdown_sem = lkl_ops->sem_alloc(0);
 
 	if (!cpu.lock || !cpu.sem || !cpu.shutdown_sem) {
-		lkl_cpu_cleanup(false);
+		lkl_cpu_free();
 		return -ENOMEM;
 	}
 

@@ -217,6 +217,7 @@ long lkl_sys_halt(void)
 	tick_suspend_local();
 	bootmem_cleanup();
 	lkl_ops->thread_join(init_thread_union.thread_info.tid);
+	lkl_cpu_free();
 	return 0;
 }
 

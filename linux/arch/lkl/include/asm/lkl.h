@@ -20,6 +20,7 @@ void lkl_cpu_change_owner(lkl_thread_t owner);
 void lkl_cpu_shutdown(void);
 void lkl_cpu_wait_shutdown(void);
 int lkl_cpu_is_shut_down(void);
+void lkl_cpu_free(void);
 
 /* threads.c: kernel tasks mapped onto host threads. */
 void threads_init(void);
