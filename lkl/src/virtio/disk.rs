@@ -33,6 +33,7 @@ use lkl_sys as sys;
 use super::block::{Block, BlockStats};
 use super::memory::KernelMemory;
 use super::mmio::{IrqLine, MmioTransport, WINDOW_SIZE};
+use super::sysfs;
 use super::DiskError;
 use crate::{Errno, MmioRegistry, MmioWindow};
 
@@ -414,11 +415,7 @@ fn sys_err(op: &str, path: impl AsRef<Path>) -> impl FnOnce(Errno) -> DiskError 
 
 /// Mounts sysfs on `/sys` unless `/sys/block` is already there.
 fn ensure_sysfs() -> Result<(), DiskError> {
-    if crate::stat("/sys/block").is_ok() {
-        return Ok(());
-    }
-    mkdir_p("/sys")?;
-    crate::mount("sysfs", "/sys", "sysfs", 0, None).map_err(sys_err("mount sysfs on", "/sys"))
+    Ok(sysfs::ensure_mounted("/sys/block")?)
 }
 
 fn mkdir_p(path: impl AsRef<Path>) -> Result<(), DiskError> {
@@ -432,29 +429,22 @@ fn rmdir(path: &Path) -> Result<(), Errno> {
     crate::unlinkat(crate::AT_FDCWD, path, sys::LKL_AT_REMOVEDIR as i32)
 }
 
-/// The names in directory `path`, without `.` and `..`.
 fn list_dir(path: &str) -> Result<Vec<String>, DiskError> {
-    let flags = (sys::LKL_O_RDONLY | sys::LKL_O_DIRECTORY | sys::LKL_O_CLOEXEC) as i32;
-    let fd = crate::open(path, flags, 0).map_err(sys_err("open", path))?;
-    let entries = crate::getdents64(fd);
-    let _ = crate::close(fd);
-    Ok(entries
-        .map_err(sys_err("getdents64", path))?
-        .into_iter()
-        .map(|e| e.name.to_string_lossy().into_owned())
-        .filter(|n| n != "." && n != "..")
-        .collect())
+    Ok(sysfs::list_dir(path)?)
 }
 
-/// A small text file (sysfs attribute).
 fn read_text(path: &str) -> Result<String, DiskError> {
-    let fd = crate::open(path, (sys::LKL_O_RDONLY | sys::LKL_O_CLOEXEC) as i32, 0)
-        .map_err(sys_err("open", path))?;
-    let mut buf = vec![0u8; 4096];
-    let r = crate::read(fd, &mut buf);
-    let _ = crate::close(fd);
-    let n = r.map_err(sys_err("read", path))?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    Ok(sysfs::read_text(path)?)
+}
+
+impl From<sysfs::SysfsError> for DiskError {
+    fn from(e: sysfs::SysfsError) -> Self {
+        DiskError::Sys {
+            op: e.op.to_owned(),
+            path: e.path.into(),
+            errno: e.errno,
+        }
+    }
 }
 
 /// A `dev` attribute, `MAJOR:MINOR`.

@@ -25,6 +25,7 @@ pub mod memory;
 pub mod mmio;
 pub mod net;
 pub mod queue;
+mod sysfs;
 
 pub use block::{Block, BlockStats};
 pub use disk::{

@@ -22,8 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lkl_sys as sys;
-
 pub mod backend;
 pub mod device;
 pub mod rx;
@@ -35,6 +33,7 @@ pub use tap::Tap;
 
 use super::memory::KernelMemory;
 use super::mmio::{IrqLine, MmioTransport, WINDOW_SIZE};
+use super::sysfs;
 use crate::{Errno, MmioRegistry, MmioWindow};
 
 /// Everything that can go wrong adding or finding a network device.
@@ -294,44 +293,25 @@ pub fn net_ifindex(id: NetId) -> Result<i32, NetError> {
     })
 }
 
-fn sys_err(op: &'static str, path: &str) -> impl FnOnce(Errno) -> NetError {
-    let path = path.to_owned();
-    move |errno| NetError::Sys { op, path, errno }
-}
-
 /// Mounts sysfs on `/sys` unless `/sys/class/net` is already there.
 fn ensure_sysfs() -> Result<(), NetError> {
-    if crate::stat("/sys/class/net").is_ok() {
-        return Ok(());
-    }
-    match crate::mkdir("/sys", 0o755) {
-        Ok(()) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(sys_err("mkdir", "/sys")(e)),
-    }
-    crate::mount("sysfs", "/sys", "sysfs", 0, None).map_err(sys_err("mount sysfs on", "/sys"))
+    Ok(sysfs::ensure_mounted("/sys/class/net")?)
 }
 
-/// The names in directory `path`, without `.` and `..`.
 fn list_dir(path: &str) -> Result<Vec<String>, NetError> {
-    let flags = (sys::LKL_O_RDONLY | sys::LKL_O_DIRECTORY | sys::LKL_O_CLOEXEC) as i32;
-    let fd = crate::open(path, flags, 0).map_err(sys_err("open", path))?;
-    let entries = crate::getdents64(fd);
-    let _ = crate::close(fd);
-    Ok(entries
-        .map_err(sys_err("getdents64", path))?
-        .into_iter()
-        .map(|e| e.name.to_string_lossy().into_owned())
-        .filter(|n| n != "." && n != "..")
-        .collect())
+    Ok(sysfs::list_dir(path)?)
 }
 
-/// A small text file (sysfs attribute).
 fn read_text(path: &str) -> Result<String, NetError> {
-    let fd = crate::open(path, (sys::LKL_O_RDONLY | sys::LKL_O_CLOEXEC) as i32, 0)
-        .map_err(sys_err("open", path))?;
-    let mut buf = vec![0u8; 256];
-    let r = crate::read(fd, &mut buf);
-    let _ = crate::close(fd);
-    let n = r.map_err(sys_err("read", path))?;
-    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    Ok(sysfs::read_text(path)?)
+}
+
+impl From<sysfs::SysfsError> for NetError {
+    fn from(e: sysfs::SysfsError) -> Self {
+        NetError::Sys {
+            op: e.op,
+            path: e.path,
+            errno: e.errno,
+        }
+    }
 }
