@@ -15,6 +15,10 @@ PACKAGES=(
 	e2fsprogs dosfstools btrfs-progs xfsprogs mtools gdisk fdisk
 	# static C test programs (libc.a)
 	libc6-dev
+	# the filesystem tools' tests and benchmarks: FUSE, xattrs, the tools we compare with
+	fuse3 libfuse3-dev pkg-config attr e2tools fuse2fs
+	# the networking and zpoline tests: real peers and programs
+	iputils-ping iperf3 dnsmasq-base socat netcat-openbsd
 )
 
 need=()

@@ -33,7 +33,10 @@ pub use disk::{
 };
 pub use memory::{GuestMemory, KernelMemory};
 pub use mmio::{Interrupt, IrqLine, MmioTransport, VirtioDevice};
-pub use net::{add_net, net_ifindex, net_ifname, net_stats, NetBackend, NetError, NetId, NetStats};
+pub use net::{
+    add_net, add_net_with, net_ifindex, net_ifname, net_stats, NetBackend, NetError, NetId,
+    NetOptions, NetStats,
+};
 pub use queue::{Descriptor, DescriptorChain, Queue};
 
 /// What is wrong with what the driver put in a queue.

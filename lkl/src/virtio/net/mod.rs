@@ -81,6 +81,9 @@ pub enum NetError {
         /// What the kernel is doing.
         state: &'static str,
     },
+    /// A backend this build cannot drive yet.
+    #[error("network backend {0:?} is not supported yet")]
+    Unsupported(&'static str),
     /// An id that [`add_net`] did not return.
     #[error("no network device {0}")]
     UnknownNet(NetId),
@@ -115,6 +118,48 @@ pub enum NetBackend {
         /// Its name.
         ifname: String,
     },
+    /// A macvtap character device, e.g. `/dev/tap5`.
+    Macvtap {
+        /// Its path.
+        path: std::path::PathBuf,
+    },
+    /// An `AF_PACKET` socket on an existing host interface.
+    Raw {
+        /// The host interface's name.
+        ifname: String,
+    },
+    /// Frames read from one FIFO (or fd path) and written to another, for
+    /// tests between two processes.
+    Pipe {
+        /// Where frames come in.
+        rx: std::path::PathBuf,
+        /// Where frames go out.
+        tx: std::path::PathBuf,
+    },
+}
+
+impl NetBackend {
+    /// The configuration's name for the backend (`tap`, `macvtap`, `raw`,
+    /// `pipe`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            NetBackend::Tap { .. } => "tap",
+            NetBackend::Macvtap { .. } => "macvtap",
+            NetBackend::Raw { .. } => "raw",
+            NetBackend::Pipe { .. } => "pipe",
+        }
+    }
+}
+
+/// How a network device is set up, beside its backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetOptions {
+    /// Its MAC; [`default_mac`] when `None`.
+    pub mac: Option<[u8; 6]>,
+    /// The virtio-net feature bits (`VIRTIO_NET_F_*`) to offer where the
+    /// backend can honour them (upstream's `offload` mask): checksum,
+    /// TSO4/6, mergeable receive buffers. 0 offers none.
+    pub offload: u64,
 }
 
 /// A device added with [`add_net`]: its index in the order of adding.
@@ -163,6 +208,16 @@ pub fn format_mac(mac: [u8; 6]) -> String {
 /// halted, [`NetError::Irq`]/[`NetError::Mmio`] when no line or window is
 /// left, [`NetError::Thread`], [`NetError::HotAdd`].
 pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetError> {
+    add_net_with(backend, &NetOptions { mac, offload: 0 })
+}
+
+/// [`add_net`] with every option.
+///
+/// # Errors
+/// As [`add_net`]; [`NetError::Unsupported`] for a backend this build
+/// cannot drive yet.
+pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, NetError> {
+    let mac = opts.mac;
     let state = crate::STATE.load(Ordering::Acquire);
     if state != crate::STATE_OFF && state != crate::STATE_RUNNING {
         return Err(NetError::NotAddable {
@@ -171,6 +226,7 @@ pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetEr
     }
     let backend: Arc<dyn Backend> = match backend {
         NetBackend::Tap { ifname } => Arc::new(Tap::open(&ifname)?),
+        other => return Err(NetError::Unsupported(other.type_name())),
     };
     let mut list = nets();
     let id = NetId(list.len());

@@ -1,0 +1,1 @@
+//! Waiting on host and LKL file descriptors together: poll, select and epoll over mixed sets.

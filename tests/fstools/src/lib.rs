@@ -1,0 +1,1 @@
+//! End-to-end tests of fs2tar and cptofs/cpfromfs on real images.
