@@ -16,6 +16,9 @@
 //!   needed), [`write_resolv_conf`], [`mount_fs`] (upstream's `mount` key).
 //! - [`apply`]: the network part of a parsed hijack configuration
 //!   ([`lkl_hijack_config::Config`]), once the devices exist.
+//! - [`start`]: everything a configuration says, from nothing: the
+//!   devices of all four backend types, `singlecpu`, the boot with
+//!   `boot_cmdline` (quiet unless `debug`), then [`apply`].
 //!
 //! Messages are built and parsed by our own small encoder ([`nl`]): safe
 //! code, every length checked, family headers encoded field by field and
@@ -27,14 +30,16 @@
 //! Every function needs a booted kernel (`lkl::boot`); before it they fail
 //! with `ENOSYS`. Errors are [`Error`]: the request, the kernel's errno and
 //! its extended-ack message.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod apply;
 mod error;
 mod fs;
+mod host;
 pub mod nl;
 mod ops;
 mod rtnl;
+mod start;
 
 pub use apply::{apply, apply_interface, DAD_TIMEOUT};
 pub use error::Error;
@@ -43,6 +48,7 @@ pub use fs::{
 };
 pub use ops::{network, table_v4, table_v6, Addr, Link, Neighbor, QdiscInfo, Route, Rule};
 pub use rtnl::Rtnl;
+pub use start::{net_backend, start, StartError, Started};
 
 /// `AF_INET` as the `family` argument of the dumps.
 pub const AF_INET: u8 = lkl_sys::LKL_AF_INET as u8;

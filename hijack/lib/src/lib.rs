@@ -76,47 +76,13 @@ fn start() -> Result<(), String> {
         eprintln!("lkl-hijack: warning: {w}");
     }
     let config = loaded.config;
-    let mut ids = Vec::new();
-    for (i, iface) in config.interfaces.iter().enumerate() {
-        let ifname = match &iface.backend {
-            lkl_hijack_config::Backend::Tap { ifname } => ifname.clone(),
-            other => {
-                return Err(format!(
-                    "interfaces[{i}].type: {:?} is not yet supported by liblkl-hijack.so (only \"tap\")",
-                    other.type_name()
-                ))
-            }
-        };
-        let id = lkl::add_net(
-            lkl::NetBackend::Tap {
-                ifname: ifname.clone(),
-            },
-            iface.mac.map(|m| m.0),
-        )
-        .map_err(|e| {
-            format!(
-                "interfaces[{i}].param: tap {ifname:?}: {e} (create it with `ip tuntap add dev {ifname} mode tap`)"
-            )
-        })?;
-        ids.push(id);
-    }
-    let opts = lkl::BootOptions {
-        cmdline: config.boot_cmdline.clone(),
-        ..Default::default()
-    };
-    let kernel = lkl::boot(&opts).map_err(|e| format!("cannot boot LKL: {e}"))?;
-    *KERNEL.lock().unwrap_or_else(|p| p.into_inner()) = Some(kernel);
+    let started = lkl_net::start(&config).map_err(|e| e.to_string())?;
+    *KERNEL.lock().unwrap_or_else(|p| p.into_inner()) = Some(started.kernel);
     // SAFETY: `halt_at_exit` is an `extern "C" fn()` that lives as long as
     // the process (this library is never unloaded while the program runs).
     if unsafe { libc::atexit(halt_at_exit) } != 0 {
         return Err("atexit failed".into());
     }
-    let mut ifindexes = Vec::new();
-    for (i, id) in ids.into_iter().enumerate() {
-        ifindexes
-            .push(lkl::net_ifindex(id).map_err(|e| format!("interfaces[{i}]: no ifindex: {e}"))?);
-    }
-    lkl_net::apply(&config, &ifindexes).map_err(|e| e.to_string())?;
     ACTIVE.store(true, Ordering::Release);
     if let Some(d) = config.delay_main {
         std::thread::sleep(d);

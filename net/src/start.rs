@@ -1,0 +1,180 @@
+//! Booting LKL from a whole hijack configuration: the devices, the kernel,
+//! then [`apply`](crate::apply). Shared by `liblkl-hijack.so` and the
+//! zpoline backend, so both read a config file the same way.
+
+use std::io;
+
+use lkl_hijack_config::{Backend, Config, SingleCpu};
+
+use crate::error::Error;
+use crate::host;
+
+/// What [`start`] made: the running kernel and the interfaces, in the
+/// config's order.
+#[derive(Debug)]
+pub struct Started {
+    /// The kernel; the caller halts it (at exit).
+    pub kernel: lkl::Kernel,
+    /// `nets[i]` is the device of `config.interfaces[i]`.
+    pub nets: Vec<lkl::NetId>,
+    /// `ifindexes[i]` is its interface index inside LKL (`eth0` is the
+    /// first).
+    pub ifindexes: Vec<i32>,
+}
+
+/// Why [`start`] failed. Each message names the config key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// An interface's device could not be made (a missing tap, a backend
+    /// this build lacks, ...).
+    #[error("{key}: {source}")]
+    Device {
+        /// `interfaces[N].param` or `interfaces[N].type`.
+        key: String,
+        /// What the device layer said (a missing tap names the interface
+        /// and the `ip tuntap add` command that makes it).
+        source: lkl::NetError,
+    },
+    /// The kernel did not boot (`boot_cmdline` is part of its command
+    /// line).
+    #[error("boot_cmdline: cannot boot LKL: {0} (set \"debug\": \"1\" to see the kernel's log)")]
+    Boot(#[source] lkl::Error),
+    /// The kernel made no interface for a device.
+    #[error("{key}: the kernel made no interface for the device: {source}")]
+    Interface {
+        /// `interfaces[N]`.
+        key: String,
+        /// Why.
+        source: lkl::NetError,
+    },
+    /// `singlecpu`: the threads could not be pinned.
+    #[error("singlecpu: cannot pin LKL's threads to one CPU: {0}")]
+    Pin(#[source] io::Error),
+    /// A step of [`apply`](crate::apply) failed; the kernel was halted.
+    #[error(transparent)]
+    Apply(#[from] Error),
+}
+
+/// Boots LKL as a hijack configuration says, as upstream's hijack start-up
+/// does (`delay_main` and the handling of `debug`'s pause bits are the
+/// caller's):
+///
+/// 1. every interface: [`lkl::add_net_with`] with its backend (`tap`,
+///    `macvtap`, `raw` or `pipe`), `mac` and `offload`;
+/// 2. `singlecpu`: the kernel's threads (and with `"2"` the devices' poll
+///    threads, made after the pinning) are pinned to the first CPU this
+///    process may use; the calling thread is unpinned after boot;
+/// 3. [`lkl::boot`] with `boot_cmdline`. With `debug` 0 the kernel's boot
+///    log (its banner) is not printed and later messages are warnings and
+///    worse only; any `debug` bit prints everything;
+/// 4. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
+///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`.
+///
+/// # Errors
+/// [`StartError`], naming the key. If the kernel booted and a later step
+/// fails, it is halted first (a failed halt is ignored: the error that
+/// stopped the start is the one reported).
+pub fn start(config: &Config) -> Result<Started, StartError> {
+    let pin = config.single_cpu != SingleCpu::Off;
+    let original = if pin {
+        Some(host::affinity().map_err(StartError::Pin)?)
+    } else {
+        None
+    };
+    // "1" pins only the kernel's threads: the devices' threads are made
+    // before pinning. "2" pins them too: made after.
+    let mut nets = Vec::new();
+    if config.single_cpu != SingleCpu::KernelAndPollThreads {
+        nets = add_devices(config)?;
+    }
+    if let Some(set) = &original {
+        host::pin_first(set).map_err(StartError::Pin)?;
+    }
+    if config.single_cpu == SingleCpu::KernelAndPollThreads {
+        nets = add_devices(config).inspect_err(|_| {
+            if let Some(set) = &original {
+                let _ = host::set_affinity(set);
+            }
+        })?;
+    }
+    let opts = lkl::BootOptions {
+        cmdline: config.boot_cmdline.clone(),
+        loglevel: if config.debug.enabled() {
+            None
+        } else {
+            Some(4)
+        },
+        ..Default::default()
+    };
+    let booted = if config.debug.enabled() {
+        lkl::boot(&opts)
+    } else {
+        host::without_stderr(|| lkl::boot(&opts))
+    };
+    if let Some(set) = &original {
+        host::set_affinity(set).map_err(StartError::Pin)?;
+    }
+    let kernel = booted.map_err(StartError::Boot)?;
+    let fail = |kernel: lkl::Kernel, e: StartError| {
+        let _ = kernel.halt();
+        Err(e)
+    };
+    let mut ifindexes = Vec::new();
+    for (i, &id) in nets.iter().enumerate() {
+        match lkl::net_ifindex(id) {
+            Ok(ix) => ifindexes.push(ix),
+            Err(source) => {
+                let key = format!("interfaces[{i}]");
+                return fail(kernel, StartError::Interface { key, source });
+            }
+        }
+    }
+    if let Err(e) = crate::apply(config, &ifindexes) {
+        return fail(kernel, e.into());
+    }
+    Ok(Started {
+        kernel,
+        nets,
+        ifindexes,
+    })
+}
+
+/// The device layer's backend for a config backend.
+pub fn net_backend(b: &Backend) -> lkl::NetBackend {
+    match b {
+        Backend::Tap { ifname } => lkl::NetBackend::Tap {
+            ifname: ifname.clone(),
+        },
+        Backend::Macvtap { path } => lkl::NetBackend::Macvtap { path: path.clone() },
+        Backend::Raw { ifname } => lkl::NetBackend::Raw {
+            ifname: ifname.clone(),
+        },
+        Backend::Pipe { rx, tx } => lkl::NetBackend::Pipe {
+            rx: rx.clone(),
+            tx: tx.clone(),
+        },
+    }
+}
+
+/// Adds every interface's device, in order.
+fn add_devices(config: &Config) -> Result<Vec<lkl::NetId>, StartError> {
+    let mut nets = Vec::new();
+    for (i, iface) in config.interfaces.iter().enumerate() {
+        let opts = lkl::NetOptions {
+            mac: iface.mac.map(|m| m.0),
+            offload: iface.offload.into(),
+        };
+        let id = lkl::add_net_with(net_backend(&iface.backend), &opts).map_err(|source| {
+            let field = match source {
+                lkl::NetError::Unsupported(_) => "type",
+                _ => "param",
+            };
+            StartError::Device {
+                key: format!("interfaces[{i}].{field}"),
+                source,
+            }
+        })?;
+        nets.push(id);
+    }
+    Ok(nets)
+}
