@@ -1,0 +1,247 @@
+//! An image mounted inside a kernel booted for it.
+
+use std::path::{Path, PathBuf};
+
+use lkl::{DiskError, Errno};
+
+use crate::probe::probe_image;
+use crate::FsError;
+
+/// How to open and mount an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// The image file (or block device).
+    pub image: PathBuf,
+    /// Open the image read-only and mount read-only: nothing is ever
+    /// written to it.
+    pub read_only: bool,
+    /// The partition to mount (1-based, MBR or GPT), or the whole image.
+    pub partition: Option<u32>,
+    /// The file system type (`ext4`, `btrfs`, `xfs`, `vfat`, ...), or
+    /// `None` to detect it ([`crate::probe_image`]).
+    pub fstype: Option<String>,
+    /// The file system's mount data (`"errors=remount-ro"`...).
+    pub options: Option<String>,
+    /// The kernel's memory in bytes. Default 100 MiB (as upstream's tools).
+    pub memory: u64,
+    /// Print the kernel's messages on stderr (upstream's `-p`); otherwise
+    /// only emergencies are.
+    pub printk: bool,
+}
+
+impl MountOptions {
+    /// Image `image` read-only, type detected, whole image, 100 MiB.
+    pub fn read_only(image: impl Into<PathBuf>) -> MountOptions {
+        MountOptions {
+            image: image.into(),
+            read_only: true,
+            partition: None,
+            fstype: None,
+            options: None,
+            memory: 100 << 20,
+            printk: false,
+        }
+    }
+
+    /// Image `image` read-write, type detected, whole image, 100 MiB.
+    pub fn read_write(image: impl Into<PathBuf>) -> MountOptions {
+        MountOptions {
+            read_only: false,
+            ..MountOptions::read_only(image)
+        }
+    }
+}
+
+/// A mounted image and the kernel serving it. [`Mounted::close`] (or drop)
+/// unmounts it, with everything written back to the image, and halts the
+/// kernel.
+#[derive(Debug)]
+pub struct Mounted {
+    kernel: Option<lkl::Kernel>,
+    path: PathBuf,
+    fstype: String,
+    read_only: bool,
+    mounted: bool,
+}
+
+impl Mounted {
+    /// Opens `opts.image`, adds it as a disk, boots the kernel and mounts
+    /// the file system on `/mnt/vdaN` inside it.
+    ///
+    /// # Errors
+    /// [`FsError::Read`], [`FsError::NoPartition`] and
+    /// [`FsError::UnknownFs`] from probing; [`FsError::Disk`] if the image
+    /// cannot be opened or locked; [`FsError::Kernel`] if the kernel does
+    /// not boot (one kernel per process); [`FsError::UnknownType`] for a
+    /// type the kernel lacks; [`FsError::Mount`] if the kernel refuses to
+    /// mount it (corrupt, truncated, not that file system).
+    pub fn open(opts: &MountOptions) -> Result<Mounted, FsError> {
+        let fstype = match &opts.fstype {
+            Some(t) => t.clone(),
+            None => probe_image(&opts.image, opts.partition)?.name().to_owned(),
+        };
+        let disk = lkl::Disk::open(&opts.image, opts.read_only)?;
+        let id = lkl::add_disk(disk)?;
+        let boot = lkl::BootOptions {
+            memory: opts.memory,
+            loglevel: if opts.printk { None } else { Some(1) },
+            cmdline: String::new(),
+        };
+        let kernel = if opts.printk {
+            lkl::boot(&boot)?
+        } else {
+            // The banner is printed before `loglevel=` is read.
+            quiet_stderr(|| lkl::boot(&boot))?
+        };
+        let mut m = Mounted {
+            kernel: Some(kernel),
+            path: PathBuf::new(),
+            fstype: fstype.clone(),
+            read_only: opts.read_only,
+            mounted: false,
+        };
+        // Files come out with the modes they are given.
+        let _ = lkl::umask(0);
+        match lkl::mount_disk(
+            id,
+            opts.partition,
+            &fstype,
+            opts.options.as_deref(),
+            opts.read_only,
+        ) {
+            Ok(path) => {
+                m.path = path;
+                m.mounted = true;
+                Ok(m)
+            }
+            Err(DiskError::Sys { errno, op, .. }) if op.starts_with("mount") => {
+                if errno == Errno::ENODEV {
+                    let known = kernel_filesystems();
+                    if !known.contains(&fstype) {
+                        return Err(FsError::UnknownType { fstype, known });
+                    }
+                }
+                Err(FsError::Mount {
+                    path: opts.image.clone(),
+                    partition: opts.partition,
+                    fstype,
+                    errno,
+                })
+            }
+            Err(DiskError::NoPartition { partition, .. }) => {
+                let found = std::fs::File::open(&opts.image)
+                    .ok()
+                    .and_then(|f| crate::probe::read_partitions(&f, &opts.image).ok())
+                    .map(|p| p.iter().map(|p| p.number).collect())
+                    .unwrap_or_default();
+                Err(FsError::NoPartition {
+                    path: opts.image.clone(),
+                    partition,
+                    found,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Where the file system is mounted inside LKL (`/mnt/vda`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file system type mounted.
+    pub fn fstype(&self) -> &str {
+        &self.fstype
+    }
+
+    /// Whether it is mounted read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Writes everything back (`syncfs`), unmounts (returning once the
+    /// device is released and every block is in the image) and halts the
+    /// kernel.
+    ///
+    /// # Errors
+    /// The first of: [`FsError::Sys`] from `syncfs`, [`FsError::Disk`]
+    /// from the unmount (`EBUSY` while a file is open), [`FsError::Kernel`]
+    /// from the halt. The kernel is halted in every case.
+    pub fn close(mut self) -> Result<(), FsError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), FsError> {
+        let mut result = Ok(());
+        if self.mounted {
+            self.mounted = false;
+            if !self.read_only {
+                if let Err(e) = crate::ops::sync_fs(&self.path) {
+                    result = Err(e);
+                }
+            }
+            if let Err(e) = lkl::umount_disk(&self.path) {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+            }
+        }
+        if let Some(k) = self.kernel.take() {
+            if let Err(e) = k.halt() {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The file system types the running kernel offers, from
+/// `/proc/filesystems` (mounted on `/proc` for this if needed).
+fn kernel_filesystems() -> Vec<String> {
+    let _ = lkl::mkdir("/proc", 0o555);
+    if lkl::stat("/proc/filesystems").is_err() {
+        let _ = lkl::mount("proc", "/proc", "proc", 0, None);
+    }
+    let Ok(f) = crate::ops::open(Path::new("/proc/filesystems"), crate::ops::O_RDONLY, 0) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 8192];
+    let n = f.read_full(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .filter(|l| !l.starts_with("nodev"))
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Runs `f` with stderr (descriptor 2) sent to `/dev/null`, then restores
+/// it; if that cannot be arranged, `f` runs with stderr as it is.
+fn quiet_stderr<T>(f: impl FnOnce() -> T) -> T {
+    let Ok(null) = std::fs::File::options().write(true).open("/dev/null") else {
+        return f();
+    };
+    // SAFETY: F_DUPFD_CLOEXEC on descriptor 2 only makes a new descriptor.
+    let saved = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
+    if saved < 0 {
+        return f();
+    }
+    // SAFETY: `null` is open for as long as this call; dup2 swaps what
+    // descriptor 2 refers to, atomically.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2) };
+    let out = f();
+    // SAFETY: `saved` is the original stderr, put back and then closed.
+    unsafe {
+        libc::dup2(saved, 2);
+        libc::close(saved);
+    }
+    out
+}
