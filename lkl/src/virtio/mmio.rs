@@ -47,6 +47,16 @@ pub trait VirtioDevice: Send {
     fn activate(&mut self, features: u64);
     /// The driver reset the device.
     fn reset(&mut self);
+    /// The driver set DRIVER_OK: [`VirtioDevice::activate`], with the
+    /// queues as the driver set them up. A device that serves a queue from
+    /// a thread of its own (a network device's receive queue) keeps a copy
+    /// here and from then on owns that queue's indexes: it raises the
+    /// interrupt itself with [`MmioTransport::signal_used`], and the
+    /// transport's copy is not used for it until the next reset.
+    fn activate_queues(&mut self, features: u64, queues: &[Queue]) {
+        let _ = queues;
+        self.activate(features);
+    }
     /// Handles what the driver made available in queue `index`. Returns
     /// whether buffers were put in the used ring.
     ///
@@ -263,7 +273,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         if new & sys::LKL_VIRTIO_CONFIG_S_DRIVER_OK != 0
             && value & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK != 0
         {
-            s.device.activate(s.driver_features);
+            s.device.activate_queues(s.driver_features, &s.queues);
         }
         s.status = value;
         false
@@ -298,6 +308,26 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.irq.trigger();
         }
         Some(used)
+    }
+
+    /// For a device serving a queue it owns (see
+    /// [`VirtioDevice::activate_queues`]), from any thread that does not
+    /// hold the transport's lock: flags used buffers in `InterruptStatus`
+    /// and raises the interrupt, without taking the lock.
+    pub fn signal_used(&self) {
+        self.isr
+            .fetch_or(sys::LKL_VIRTIO_MMIO_INT_VRING, Ordering::AcqRel);
+        self.irq.trigger();
+    }
+
+    /// For a device serving a queue it owns: the driver put something
+    /// malformed in queue `index`; as for the transport's own queues, the
+    /// device asks for a reset. Takes the transport's lock.
+    pub fn queue_failed(&self, index: usize, error: &QueueError) {
+        let raise = self.conclude(&mut self.lock(), index, Err(error.clone()));
+        if raise {
+            self.irq.trigger();
+        }
     }
 
     /// Whether queue `index` may be used: DRIVER_OK, no reset pending, and
