@@ -1,38 +1,45 @@
 //! The virtio-net device (virtio 1.2, section 5.1): queue 0 receives,
-//! queue 1 transmits, and every frame is prefixed with a 12-byte
+//! queue 1 transmits, and every frame is prefixed with the 12-byte
 //! `virtio_net_hdr_v1`.
 //!
-//! Offered: `VIRTIO_F_VERSION_1` and `VIRTIO_NET_F_MAC`, nothing else: no
-//! checksum or segmentation offloads, no mergeable receive buffers, so the
-//! header is all zeros (but `num_buffers`, 1) and a received frame must
-//! fit one chain.
+//! Offered: `VIRTIO_F_VERSION_1`, `VIRTIO_NET_F_MAC`,
+//! `VIRTIO_RING_F_EVENT_IDX`, and the offload bits asked for (the
+//! `offload` mask) that the backend can honour, made consistent
+//! ([`offload::consistent`]). Without offloads the header is all zeros but
+//! `num_buffers`.
 //!
-//! Transmission runs on the notifying thread: each chain's readable bytes,
-//! less the header, are one frame for the backend. Reception is driven
-//! from the host by the receive thread ([`super::rx`]), through
-//! [`Net::receive`]; a notify of the receive queue only wakes that thread.
+//! The two queues never wait for each other:
+//! - Transmission runs on the notifying thread (the kernel's), under the
+//!   transport's lock, on the transport's copy of queue 1: each chain is
+//!   handed to the backend as one `writev` straight from the driver's
+//!   buffers (no copy, no allocation).
+//! - Reception runs on the device's receive thread ([`super::rx`]), on a
+//!   copy of queue 0 the device takes at DRIVER_OK
+//!   ([`VirtioDevice::activate_queues`]) and keeps under a lock of its own
+//!   ([`Shared`]); the thread raises the interrupt itself
+//!   ([`MmioTransport::signal_used`](crate::virtio::MmioTransport::signal_used)).
+//!   A notify of queue 0 only wakes that thread.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lkl_sys as sys;
 
-use super::backend::{Backend, Wake};
+use super::backend::{iov, Backend, Wake};
+use super::offload::{self, HDR_LEN};
 use crate::virtio::memory::{read_bytes, write_bytes, GuestMemory};
 use crate::virtio::mmio::VirtioDevice;
-use crate::virtio::queue::{Descriptor, Queue};
+use crate::virtio::queue::{Descriptor, DescriptorChain, Queue};
 use crate::virtio::QueueError;
 
-/// The header before every frame once `VIRTIO_F_VERSION_1` is negotiated.
-pub const HDR_LEN: usize = 12;
 /// The queue size offered, for both queues.
 pub const QUEUE_SIZE: u16 = 256;
 /// The receive queue.
 pub const RX_QUEUE: usize = 0;
 /// The transmit queue.
 pub const TX_QUEUE: usize = 1;
-/// The largest frame the backends exchange (a 64 KiB packet and its
-/// Ethernet and VLAN headers).
-pub const MAX_FRAME: usize = 65536 + 18;
+pub use super::backend::MAX_FRAME;
 
 /// Frame counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,57 +48,261 @@ pub struct NetStats {
     pub rx_frames: u64,
     /// Bytes of those frames (without the header).
     pub rx_bytes: u64,
-    /// Frames dropped because they did not fit the driver's buffer.
+    /// Frames dropped: too big for the driver's buffers, an offload the
+    /// driver did not take, or a backend read error.
     pub rx_dropped: u64,
     /// Frames sent to the backend.
     pub tx_frames: u64,
     /// Bytes of those frames (without the header).
     pub tx_bytes: u64,
-    /// Chains not sent: shorter than the header, or the backend failed.
+    /// Chains not sent: shorter than the header, too long for the backend,
+    /// or the backend failed.
     pub tx_errors: u64,
+    /// Interrupts the receive thread raised (one per batch of frames).
+    pub rx_interrupts: u64,
+}
+
+/// The counters, updated without a shared lock.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) rx_frames: AtomicU64,
+    pub(super) rx_bytes: AtomicU64,
+    pub(super) rx_dropped: AtomicU64,
+    pub(super) tx_frames: AtomicU64,
+    pub(super) tx_bytes: AtomicU64,
+    pub(super) tx_errors: AtomicU64,
+    pub(super) rx_interrupts: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+pub(super) fn count(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The receive queue as the device serves it, under [`Shared::rx`].
+#[derive(Debug, Default)]
+pub struct RxQueue {
+    /// The driver's queue 0, from DRIVER_OK until a reset or stop.
+    queue: Option<Queue>,
+    /// The features the driver accepted.
+    features: u64,
+    /// Chains taken from the ring for a frame (mergeable buffers) that
+    /// did not fit yet: used first next time.
+    held: VecDeque<DescriptorChain>,
+}
+
+/// What became of a frame offered to the receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// In the used ring.
+    Delivered,
+    /// Not enough buffers (or no driver): keep the frame and wait.
+    NoBuffer,
+    /// Dropped (counted); any buffer it took went back empty.
+    Dropped,
+}
+
+impl RxQueue {
+    /// Whether the driver is live.
+    pub fn live(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Puts `frame`, after `hdr` (made to fit the negotiated features
+    /// here, `num_buffers` set), in the driver's receive buffers: one
+    /// chain, or with `VIRTIO_NET_F_MRG_RXBUF` as many as it takes.
+    ///
+    /// # Errors
+    /// A malformed queue.
+    pub(super) fn deliver(
+        &mut self,
+        mem: &dyn GuestMemory,
+        hdr: &mut [u8; HDR_LEN],
+        frame: &mut [u8],
+        stats: &Counters,
+    ) -> Result<Delivery, QueueError> {
+        let Some(queue) = self.queue.as_mut() else {
+            return Ok(Delivery::NoBuffer);
+        };
+        let total = HDR_LEN + frame.len();
+        let mrg = offload::has(self.features, offload::MRG_RXBUF);
+        // Take chains until the frame fits (one without mergeable buffers).
+        let mut room: u64 = self.held.iter().map(writable_len).sum();
+        while self.held.is_empty() || (mrg && room < total as u64) {
+            match queue.pop(mem)? {
+                Some(c) => {
+                    room += writable_len(&c);
+                    self.held.push_back(c);
+                }
+                None => return Ok(Delivery::NoBuffer),
+            }
+        }
+        let fitted = offload::fit_received(self.features, hdr, frame);
+        if fitted.is_err() || room < total as u64 {
+            // Too big (or refused): the first chain goes back empty.
+            let chain = self.held.pop_front().expect("a chain was taken");
+            queue.add_used(mem, chain.head, 0)?;
+            count(&stats.rx_dropped, 1);
+            return Ok(Delivery::Dropped);
+        }
+        // Which chains the frame needs, and how much of each.
+        let mut left = total as u64;
+        let mut used = 0usize;
+        for c in &self.held {
+            if left == 0 {
+                break;
+            }
+            left = left.saturating_sub(writable_len(c));
+            used += 1;
+        }
+        hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
+        let mut at = 0usize;
+        for _ in 0..used {
+            let chain = self.held.pop_front().expect("counted above");
+            let bufs: Vec<Descriptor> = chain.writable().copied().collect();
+            let cap = writable_len(&chain) as usize;
+            let n = cap.min(total - at);
+            // The header first, then the frame, across this chain.
+            let written = if at < HDR_LEN {
+                let h = n.min(HDR_LEN - at);
+                scatter(mem, &bufs, 0, &hdr[at..at + h])
+                    .and_then(|()| scatter(mem, &bufs, h, &frame[..n - h]))
+            } else {
+                scatter(mem, &bufs, 0, &frame[at - HDR_LEN..at - HDR_LEN + n])
+            };
+            written?;
+            queue.add_used(mem, chain.head, n as u32)?;
+            at += n;
+        }
+        count(&stats.rx_frames, 1);
+        count(&stats.rx_bytes, frame.len() as u64);
+        Ok(Delivery::Delivered)
+    }
+
+    /// Whether the driver wants an interrupt for what was used.
+    pub(super) fn needs_notification(&mut self, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
+        match self.queue.as_mut() {
+            Some(q) => q.needs_notification(mem),
+            None => Ok(false),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.queue = None;
+        self.held.clear();
+    }
+}
+
+fn writable_len(c: &DescriptorChain) -> u64 {
+    c.writable().map(|d| u64::from(d.len)).sum()
+}
+
+/// What the device and its receive thread share, without the transport's
+/// lock.
+pub struct Shared {
+    pub(super) backend: Arc<dyn Backend>,
+    pub(super) wake: Wake,
+    pub(super) mem: Arc<dyn GuestMemory>,
+    rx: Mutex<RxQueue>,
+    stopped: AtomicBool,
+    pub(super) stats: Counters,
+}
+
+impl Shared {
+    /// The receive queue, locked.
+    pub fn rx(&self) -> MutexGuard<'_, RxQueue> {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the device was stopped for good.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
 }
 
 /// A virtio-net device over a [`Backend`].
 pub struct Net {
     mac: [u8; 6],
-    backend: Arc<dyn Backend>,
-    rx_wake: Arc<Wake>,
-    tx_buf: Vec<u8>,
-    stats: NetStats,
-    /// Set when the kernel halts: its memory is about to go away.
-    stopped: bool,
+    shared: Arc<Shared>,
+    /// The offload bits offered.
+    offloads: u64,
+    /// The features the driver accepted (0 before DRIVER_OK).
+    features: u64,
+    tx_iovs: Vec<libc::iovec>,
 }
 
+// SAFETY: the iovecs in `tx_iovs` are scratch space, filled and used
+// within one `transmit` call on one thread; between calls they point at
+// nothing that is dereferenced.
+unsafe impl Send for Net {}
+
 impl Net {
-    /// A device with address `mac` sending to `backend`; a notify of the
-    /// receive queue signals `rx_wake`.
-    pub fn new(mac: [u8; 6], backend: Arc<dyn Backend>, rx_wake: Arc<Wake>) -> Net {
-        Net {
+    /// A device with address `mac` over `backend`, reaching the driver's
+    /// buffers through `mem`, offering the `offload` bits the backend can
+    /// honour. The receive thread is woken by `wake`.
+    ///
+    /// # Errors
+    /// No eventfd could be made.
+    pub fn new(
+        mac: [u8; 6],
+        backend: Arc<dyn Backend>,
+        mem: Arc<dyn GuestMemory>,
+        offload: u64,
+    ) -> std::io::Result<Net> {
+        let offloads = offload::consistent(offload & backend.offloads());
+        Ok(Net {
             mac,
-            backend,
-            rx_wake,
-            tx_buf: Vec::with_capacity(MAX_FRAME + HDR_LEN),
-            stats: NetStats::default(),
-            stopped: false,
-        }
+            shared: Arc::new(Shared {
+                backend,
+                wake: Wake::new()?,
+                mem,
+                rx: Mutex::new(RxQueue::default()),
+                stopped: AtomicBool::new(false),
+                stats: Counters::default(),
+            }),
+            offloads,
+            features: 0,
+            tx_iovs: Vec::with_capacity(usize::from(QUEUE_SIZE) + 1),
+        })
+    }
+
+    /// What the receive thread needs.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The frame counters.
     pub fn stats(&self) -> NetStats {
-        self.stats
+        let c = &self.shared.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        NetStats {
+            rx_frames: get(&c.rx_frames),
+            rx_bytes: get(&c.rx_bytes),
+            rx_dropped: get(&c.rx_dropped),
+            tx_frames: get(&c.tx_frames),
+            tx_bytes: get(&c.tx_bytes),
+            tx_errors: get(&c.tx_errors),
+            rx_interrupts: get(&c.rx_interrupts),
+        }
+    }
+
+    /// The features the driver accepted (0 before it set DRIVER_OK).
+    pub fn negotiated(&self) -> u64 {
+        self.features
     }
 
     /// Stops the device for good, before the kernel's memory is freed:
-    /// neither queue is touched again, and the receive thread is woken to
-    /// see it and end.
+    /// once this returns neither queue is touched again, and the receive
+    /// thread is woken to see it and end.
     pub fn stop(&mut self) {
-        self.stopped = true;
-        self.rx_wake.signal();
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.rx().clear();
+        self.shared.wake.signal();
     }
 
     /// Whether [`Net::stop`] was called.
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.shared.stopped()
     }
 
     /// The MAC address.
@@ -99,83 +310,71 @@ impl Net {
         self.mac
     }
 
-    /// Puts `frame` in the next receive buffer. Returns `Ok(false)` when the
-    /// driver has none available (the frame is kept by the caller), and
-    /// `Ok(true)` once a buffer went to the used ring: with the frame, or
-    /// empty when the frame did not fit (it is then dropped and counted).
-    ///
-    /// # Errors
-    /// A malformed queue.
-    pub fn receive(
-        &mut self,
-        queue: &mut Queue,
-        mem: &dyn GuestMemory,
-        frame: &[u8],
-    ) -> Result<bool, QueueError> {
-        if self.stopped {
-            return Ok(false);
-        }
-        let Some(chain) = queue.pop(mem)? else {
-            return Ok(false);
-        };
-        let bufs: Vec<Descriptor> = chain.writable().copied().collect();
-        let room: u64 = bufs.iter().map(|d| u64::from(d.len)).sum();
-        let total = HDR_LEN + frame.len();
-        if (total as u64) > room {
-            self.stats.rx_dropped += 1;
-            queue.add_used(mem, chain.head, 0)?;
-            return Ok(true);
-        }
-        let mut hdr = [0u8; HDR_LEN];
-        // num_buffers: always one without VIRTIO_NET_F_MRG_RXBUF.
-        hdr[10..12].copy_from_slice(&1u16.to_le_bytes());
-        let written =
-            scatter(mem, &bufs, 0, &hdr).and_then(|()| scatter(mem, &bufs, HDR_LEN, frame));
-        match written {
-            Ok(()) => {
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes += frame.len() as u64;
-                queue.add_used(mem, chain.head, total as u32)?;
-            }
-            Err(_) => {
-                self.stats.rx_dropped += 1;
-                queue.add_used(mem, chain.head, 0)?;
-            }
-        }
-        Ok(true)
-    }
-
     /// Sends every chain the driver made available on the transmit queue.
     fn transmit(&mut self, queue: &mut Queue, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
         let mut used = false;
+        let stats = &self.shared.stats;
+        let max = self.shared.backend.max_frame();
         while let Some(chain) = queue.pop(mem)? {
-            self.tx_buf.clear();
-            let mut ok = true;
-            for d in chain.readable() {
-                let len = d.len as usize;
-                if self.tx_buf.len() + len > MAX_FRAME + HDR_LEN {
-                    ok = false;
-                    break;
+            let mut hdr = [0u8; HDR_LEN];
+            let sent = gather(mem, &chain, &mut hdr, &mut self.tx_iovs).and_then(|len| {
+                if len == 0 || len > max {
+                    return None;
                 }
-                let at = self.tx_buf.len();
-                self.tx_buf.resize(at + len, 0);
-                if read_bytes(mem, d.addr, &mut self.tx_buf[at..]).is_err() {
-                    ok = false;
-                    break;
+                if !offload::has(self.features, offload::CSUM) {
+                    hdr[0] = 0;
                 }
-            }
-            ok &= self.tx_buf.len() > HDR_LEN;
-            if ok && self.backend.send(&self.tx_buf[HDR_LEN..]).is_ok() {
-                self.stats.tx_frames += 1;
-                self.stats.tx_bytes += (self.tx_buf.len() - HDR_LEN) as u64;
-            } else {
-                self.stats.tx_errors += 1;
+                self.tx_iovs[0] = iov(&hdr);
+                self.shared.backend.send(&mut self.tx_iovs).ok()?;
+                Some(len)
+            });
+            self.tx_iovs.clear();
+            match sent {
+                Some(len) => {
+                    count(&stats.tx_frames, 1);
+                    count(&stats.tx_bytes, len as u64);
+                }
+                None => count(&stats.tx_errors, 1),
             }
             queue.add_used(mem, chain.head, 0)?;
             used = true;
         }
         Ok(used)
     }
+}
+
+/// Reads the header of `chain` into `hdr` and fills `iovs` with a
+/// placeholder for it followed by the frame's pieces in the driver's
+/// buffers; returns the frame's length, `None` if the chain is shorter
+/// than the header or a buffer cannot be reached.
+fn gather(
+    mem: &dyn GuestMemory,
+    chain: &DescriptorChain,
+    hdr: &mut [u8; HDR_LEN],
+    iovs: &mut Vec<libc::iovec>,
+) -> Option<usize> {
+    iovs.clear();
+    iovs.push(iov(&[]));
+    let mut skip = HDR_LEN;
+    let mut len = 0;
+    for d in chain.readable() {
+        let n = d.len as usize;
+        let h = skip.min(n);
+        if h > 0 {
+            let at = HDR_LEN - skip;
+            read_bytes(mem, d.addr, &mut hdr[at..at + h]).ok()?;
+            skip -= h;
+        }
+        if n > h {
+            let p = mem.translate(d.addr + h as u64, (n - h) as u64)?;
+            iovs.push(libc::iovec {
+                iov_base: p.cast(),
+                iov_len: n - h,
+            });
+            len += n - h;
+        }
+    }
+    (skip == 0).then_some(len)
 }
 
 /// Writes `data` into the buffers `bufs`, seen as one, from byte `start`.
@@ -209,7 +408,10 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        1u64 << sys::LKL_VIRTIO_F_VERSION_1 | 1 << sys::LKL_VIRTIO_NET_F_MAC
+        1u64 << sys::LKL_VIRTIO_F_VERSION_1
+            | 1 << sys::LKL_VIRTIO_NET_F_MAC
+            | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX
+            | self.offloads
     }
 
     fn queue_max_sizes(&self) -> Vec<u16> {
@@ -228,12 +430,35 @@ impl VirtioDevice for Net {
         // Nothing writable is offered (no VIRTIO_NET_F_CTRL_MAC_ADDR).
     }
 
-    fn activate(&mut self, _features: u64) {
-        // The receive thread may hold a frame for the new buffers.
-        self.rx_wake.signal();
+    fn activate(&mut self, features: u64) {
+        self.features = features;
     }
 
-    fn reset(&mut self) {}
+    fn activate_queues(&mut self, features: u64, queues: &[Queue]) {
+        self.activate(features);
+        if self.stopped() {
+            return;
+        }
+        if let Err(e) = self.shared.backend.negotiated(features) {
+            crate::host::print::write_stderr(
+                format!("lkl: virtio-net: the backend refused offloads {features:#x}: {e}\n")
+                    .as_bytes(),
+            );
+        }
+        {
+            let mut rx = self.shared.rx();
+            rx.clear();
+            rx.queue = queues.get(RX_QUEUE).cloned();
+            rx.features = features;
+        }
+        // The receive thread may hold a frame for the new buffers.
+        self.shared.wake.signal();
+    }
+
+    fn reset(&mut self) {
+        self.features = 0;
+        self.shared.rx().clear();
+    }
 
     fn process_queue(
         &mut self,
@@ -242,9 +467,9 @@ impl VirtioDevice for Net {
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
         match index {
-            _ if self.stopped => Ok(false),
+            _ if self.stopped() => Ok(false),
             RX_QUEUE => {
-                self.rx_wake.signal();
+                self.shared.wake.signal();
                 Ok(false)
             }
             TX_QUEUE => self.transmit(queue, mem),
@@ -257,113 +482,176 @@ impl VirtioDevice for Net {
 mod tests {
     use super::*;
     use crate::virtio::memory::read_bytes;
+    use crate::virtio::net::backend::poll_readable;
     use crate::virtio::queue::tests::MockDriver;
     use std::io;
     use std::os::fd::RawFd;
-    use std::sync::Mutex;
 
     /// Records what is sent; never has anything to receive.
-    #[derive(Default)]
-    struct Sink(Mutex<Vec<Vec<u8>>>);
+    struct Sink {
+        sent: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+        vnet_hdr: bool,
+    }
 
     impl Backend for Sink {
-        fn send(&self, frame: &[u8]) -> io::Result<()> {
-            self.0.lock().unwrap().push(frame.to_vec());
+        fn send(&self, iovs: &mut [libc::iovec]) -> io::Result<()> {
+            let bytes = |v: &libc::iovec| {
+                // SAFETY: the device built these iovecs over live memory.
+                unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }.to_vec()
+            };
+            let hdr = bytes(&iovs[0]);
+            let frame = iovs[1..].iter().flat_map(bytes).collect();
+            self.sent.lock().unwrap().push((hdr, frame));
             Ok(())
         }
-        fn recv(&self, _buf: &mut [u8]) -> io::Result<usize> {
+        fn recv(&self, _hdr: &mut [u8; HDR_LEN], _buf: &mut [u8]) -> io::Result<usize> {
             Err(io::ErrorKind::WouldBlock.into())
         }
         fn poll_fd(&self) -> RawFd {
             -1
         }
+        fn vnet_hdr(&self) -> bool {
+            self.vnet_hdr
+        }
+        fn offloads(&self) -> u64 {
+            if self.vnet_hdr {
+                offload::ALL
+            } else {
+                0
+            }
+        }
     }
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const BASE_FEATURES: u64 = 1 << sys::LKL_VIRTIO_F_VERSION_1
+        | 1 << sys::LKL_VIRTIO_NET_F_MAC
+        | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX;
 
-    fn net() -> (Net, Arc<Sink>) {
-        let sink = Arc::new(Sink::default());
-        let net = Net::new(MAC, sink.clone(), Arc::new(Wake::new().unwrap()));
+    fn net(d: &MockDriver, offload: u64) -> (Net, Arc<Sink>) {
+        let sink = Arc::new(Sink {
+            sent: Mutex::new(Vec::new()),
+            vnet_hdr: offload != 0,
+        });
+        let net = Net::new(MAC, sink.clone(), d.mem.clone(), offload).unwrap();
         (net, sink)
     }
 
+    /// The device after DRIVER_OK with `features`, both queues live.
+    fn live(d: &MockDriver, offload: u64, features: u64) -> (Net, Arc<Sink>) {
+        let (mut n, sink) = net(d, offload);
+        n.activate_queues(features, &[d.queue(), d.queue()]);
+        (n, sink)
+    }
+
+    fn deliver(n: &Net, frame: &[u8]) -> Delivery {
+        let sh = n.shared();
+        let mut hdr = [0u8; HDR_LEN];
+        let mut f = frame.to_vec();
+        let mut rx = sh.rx();
+        rx.deliver(&*sh.mem, &mut hdr, &mut f, &sh.stats).unwrap()
+    }
+
     #[test]
-    fn offers_version_1_and_mac_and_reports_the_mac() {
-        let (n, _) = net();
-        assert_eq!(
-            n.features(),
-            1 << sys::LKL_VIRTIO_F_VERSION_1 | 1 << sys::LKL_VIRTIO_NET_F_MAC
-        );
+    fn offers_version_1_mac_event_idx_and_the_offloads_the_backend_takes() {
+        let d = MockDriver::new(8);
+        let (n, _) = net(&d, 0);
+        assert_eq!(n.features(), BASE_FEATURES);
         assert_eq!(n.queue_max_sizes(), vec![QUEUE_SIZE, QUEUE_SIZE]);
         let mut b = [0xffu8; 8];
         n.read_config(0, &mut b);
         assert_eq!(b, [2, 0, 0, 0, 0, 9, 0, 0]);
-        let mut b = [0u8; 2];
-        n.read_config(4, &mut b);
-        assert_eq!(b, [0, 9]);
+        let (n, _) = net(&d, 0xc803);
+        assert_eq!(n.features(), BASE_FEATURES | 0xc803);
+        // TSO without its checksum offload is not offered.
+        let (n, _) = net(&d, offload::HOST_TSO4 | offload::MRG_RXBUF);
+        assert_eq!(n.features(), BASE_FEATURES | offload::MRG_RXBUF);
     }
 
     #[test]
     fn receive_writes_the_header_then_the_frame_across_buffers() {
-        let (mut n, _) = net();
         let mut d = MockDriver::new(8);
-        let mut q = d.queue();
-        let mem = d.mem.clone();
-        assert!(
-            !n.receive(&mut q, &*mem, b"early").unwrap(),
-            "no buffer yet"
-        );
+        let (n, _) = net(&d, 0);
+        assert_eq!(deliver(&n, b"early"), Delivery::NoBuffer, "no driver yet");
+        let (n, _) = live(&d, 0, BASE_FEATURES);
+        assert_eq!(deliver(&n, b"early"), Delivery::NoBuffer, "no buffer yet");
         // The header and the frame's start split across two buffers.
         let (a, b) = (d.alloc(16), d.alloc(64));
         let head = d.add_chain(&[(a, 16, true), (b, 64, true)]);
         let frame: Vec<u8> = (0..60u8).collect();
-        assert!(n.receive(&mut q, &*mem, &frame).unwrap());
+        assert_eq!(deliver(&n, &frame), Delivery::Delivered);
         assert_eq!(d.used_elem(0), (u32::from(head), (HDR_LEN + 60) as u32));
         let mut got = [0u8; 16];
-        read_bytes(&*mem, a, &mut got).unwrap();
+        read_bytes(&*d.mem, a, &mut got).unwrap();
         assert_eq!(got[..HDR_LEN], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
         assert_eq!(got[HDR_LEN..], frame[..4]);
         let mut rest = [0u8; 56];
-        read_bytes(&*mem, b, &mut rest).unwrap();
+        read_bytes(&*d.mem, b, &mut rest).unwrap();
         assert_eq!(rest[..], frame[4..]);
-        assert_eq!(n.stats().rx_frames, 1);
-        assert_eq!(n.stats().rx_bytes, 60);
+        assert_eq!((n.stats().rx_frames, n.stats().rx_bytes), (1, 60));
     }
 
     #[test]
-    fn a_stopped_device_touches_no_queue() {
-        let (mut n, sink) = net();
-        let mut d = MockDriver::new(8);
-        let mut q = d.queue();
-        let mem = d.mem.clone();
-        let a = d.alloc(64);
-        d.add_chain(&[(a, 64, true)]);
-        n.stop();
-        assert!(n.stopped());
-        assert!(!n.receive(&mut q, &*mem, b"late").unwrap());
-        assert!(!n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+    fn mergeable_buffers_take_as_many_chains_as_the_frame_needs() {
+        let mut d = MockDriver::new(16);
+        let features = BASE_FEATURES | offload::MRG_RXBUF;
+        let (n, _) = live(&d, offload::MRG_RXBUF, features);
+        let bufs: Vec<u64> = (0..3).map(|_| d.alloc(100)).collect();
+        // Two chains are not enough for 12 + 250 bytes: held, not used.
+        let heads: Vec<u16> = bufs[..2]
+            .iter()
+            .map(|&a| d.add_chain(&[(a, 100, true)]))
+            .collect();
+        let frame: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
+        assert_eq!(deliver(&n, &frame), Delivery::NoBuffer);
         assert_eq!(d.used_idx(), 0);
-        assert!(sink.0.lock().unwrap().is_empty());
+        let last = d.add_chain(&[(bufs[2], 100, true)]);
+        assert_eq!(deliver(&n, &frame), Delivery::Delivered);
+        assert_eq!(d.used_idx(), 3);
+        assert_eq!(d.used_elem(0), (u32::from(heads[0]), 100));
+        assert_eq!(d.used_elem(1), (u32::from(heads[1]), 100));
+        assert_eq!(d.used_elem(2), (u32::from(last), 62));
+        let mut all = vec![0u8; 300];
+        for (k, &a) in bufs.iter().enumerate() {
+            read_bytes(&*d.mem, a, &mut all[k * 100..k * 100 + 100]).unwrap();
+        }
+        // num_buffers = 3 in the first chain's header.
+        assert_eq!(all[10..12], [3, 0]);
+        assert_eq!(all[HDR_LEN..HDR_LEN + 250], frame[..]);
     }
 
     #[test]
     fn a_frame_too_big_for_the_buffer_is_dropped_and_the_buffer_returned() {
-        let (mut n, _) = net();
         let mut d = MockDriver::new(8);
-        let mut q = d.queue();
-        let mem = d.mem.clone();
+        let (n, _) = live(&d, 0, BASE_FEATURES);
         let a = d.alloc(32);
         let head = d.add_chain(&[(a, 32, true)]);
-        assert!(n.receive(&mut q, &*mem, &[7u8; 21]).unwrap());
+        assert_eq!(deliver(&n, &[7u8; 21]), Delivery::Dropped);
         assert_eq!(d.used_elem(0), (u32::from(head), 0));
-        assert_eq!(n.stats().rx_dropped, 1);
-        assert_eq!(n.stats().rx_frames, 0);
+        assert_eq!((n.stats().rx_dropped, n.stats().rx_frames), (1, 0));
     }
 
     #[test]
-    fn transmit_strips_the_header_and_sends_each_chain() {
-        let (mut n, sink) = net();
+    fn a_stopped_or_reset_device_touches_no_queue() {
         let mut d = MockDriver::new(8);
+        let (mut n, sink) = live(&d, 0, BASE_FEATURES);
+        let a = d.alloc(64);
+        d.add_chain(&[(a, 64, true)]);
+        n.reset();
+        assert_eq!(deliver(&n, b"late"), Delivery::NoBuffer);
+        let (mut n, _) = live(&d, 0, BASE_FEATURES);
+        n.stop();
+        assert!(n.stopped());
+        assert_eq!(deliver(&n, b"late"), Delivery::NoBuffer);
+        let mut q = d.queue();
+        assert!(!n.process_queue(TX_QUEUE, &mut q, &*d.mem).unwrap());
+        assert_eq!(d.used_idx(), 0);
+        assert!(sink.sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn transmit_sends_each_chain_from_the_drivers_buffers() {
+        let mut d = MockDriver::new(8);
+        let (mut n, sink) = live(&d, 0, BASE_FEATURES);
         let mut q = d.queue();
         let mem = d.mem.clone();
         // Header alone, then the frame in a second buffer (as Linux does
@@ -378,7 +666,14 @@ mod tests {
         // Only a header: nothing to send, but the chain is returned.
         let c3 = d.add_chain(&[(h, 12, false)]);
         assert!(n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
-        assert_eq!(*sink.0.lock().unwrap(), vec![vec![5u8; 20], vec![1, 2, 3]]);
+        let sent: Vec<Vec<u8>> = sink
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.1.clone())
+            .collect();
+        assert_eq!(sent, vec![vec![5u8; 20], vec![1, 2, 3]]);
         assert_eq!(d.used_idx(), 3);
         assert_eq!(d.used_elem(0), (u32::from(c1), 0));
         assert_eq!(d.used_elem(1), (u32::from(c2), 0));
@@ -388,25 +683,36 @@ mod tests {
     }
 
     #[test]
-    fn a_receive_notify_wakes_the_receive_thread() {
-        let (mut n, _) = net();
-        let d = MockDriver::new(8);
+    fn transmit_passes_the_header_to_a_backend_that_takes_it() {
+        let mut d = MockDriver::new(8);
+        let features = BASE_FEATURES | offload::CSUM | offload::HOST_TSO4;
+        let (mut n, sink) = live(&d, offload::CSUM | offload::HOST_TSO4, features);
         let mut q = d.queue();
         let mem = d.mem.clone();
-        let wake = n.rx_wake.clone();
-        assert_eq!(
-            super::super::backend::poll_readable(&[wake.fd()], 0).unwrap(),
-            [false]
-        );
-        assert!(!n.process_queue(RX_QUEUE, &mut q, &*mem).unwrap());
-        assert_eq!(
-            super::super::backend::poll_readable(&[wake.fd()], 0).unwrap(),
-            [true]
-        );
-        wake.clear();
-        assert_eq!(
-            super::super::backend::poll_readable(&[wake.fd()], 0).unwrap(),
-            [false]
-        );
+        let hdr = [1u8, 1, 54, 0, 0xb4, 5, 34, 0, 16, 0, 0, 0];
+        // The header split over two buffers, the frame in the second.
+        let (a, b) = (d.alloc(5), d.alloc(7 + 100));
+        write_bytes(&*mem, a, &hdr[..5]).unwrap();
+        write_bytes(&*mem, b, &hdr[5..]).unwrap();
+        write_bytes(&*mem, b + 7, &[9u8; 100]).unwrap();
+        d.add_chain(&[(a, 5, false), (b, 107, false)]);
+        assert!(n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        let sent = sink.sent.lock().unwrap();
+        assert_eq!(sent[0].0, hdr);
+        assert_eq!(sent[0].1, vec![9u8; 100]);
+    }
+
+    #[test]
+    fn a_receive_notify_wakes_the_receive_thread() {
+        let d = MockDriver::new(8);
+        let (mut n, _) = net(&d, 0);
+        let mut q = d.queue();
+        let wake = n.shared().clone();
+        let fd = wake.wake.fd();
+        assert_eq!(poll_readable([fd], 0).unwrap(), [false]);
+        assert!(!n.process_queue(RX_QUEUE, &mut q, &*d.mem).unwrap());
+        assert_eq!(poll_readable([fd], 0).unwrap(), [true]);
+        wake.wake.clear();
+        assert_eq!(poll_readable([fd], 0).unwrap(), [false]);
     }
 }

@@ -10,7 +10,10 @@
 //!
 //! - [`device`]: the virtio-net device ([`Net`]).
 //! - [`backend`]: the [`Backend`] trait, one frame per call.
-//! - [`tap`]: the tap backend ([`Tap`]).
+//! - [`tap`]: the tap and macvtap backends ([`Tap`]).
+//! - [`raw`]: the `AF_PACKET` backend ([`Raw`]).
+//! - [`pipe`]: the FIFO-pair backend ([`Pipe`]).
+//! - [`offload`]: the offload bits and the virtio-net header.
 //! - [`rx`]: the receive thread, one per device.
 //!
 //! Each device gets a MAC of its own unless one is given
@@ -24,11 +27,16 @@ use std::time::{Duration, Instant};
 
 pub mod backend;
 pub mod device;
+pub mod offload;
+pub mod pipe;
+pub mod raw;
 pub mod rx;
 pub mod tap;
 
 pub use backend::{Backend, Wake};
 pub use device::{Net, NetStats};
+pub use pipe::Pipe;
+pub use raw::Raw;
 pub use tap::Tap;
 
 use super::memory::KernelMemory;
@@ -52,6 +60,59 @@ pub enum NetError {
         ifname: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// No macvtap character device at that path.
+    #[error("no macvtap device {}: create a macvtap on a host interface with `ip link add link IFACE name mvt0 type macvtap mode bridge`, then use /dev/tapN with N from `cat /sys/class/net/mvt0/ifindex`", path.display())]
+    NoSuchMacvtap {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// The macvtap device could not be opened or set up.
+    #[error("cannot use macvtap device {}: {source}", path.display())]
+    Macvtap {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No host interface of that name for the raw backend.
+    #[error("no interface {ifname:?} on the host for the raw backend: name an existing one (see `ip link`)")]
+    NoSuchInterface {
+        /// The interface name.
+        ifname: String,
+    },
+    /// The raw socket could not be opened or bound.
+    #[error(
+        "cannot open a raw (AF_PACKET) socket on {ifname:?}: {source}{}",
+        raw_hint(source)
+    )]
+    Raw {
+        /// The interface name.
+        ifname: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No FIFO at that path for the pipe backend.
+    #[error("no FIFO {}: create it with `mkfifo {}`", path.display(), path.display())]
+    NoSuchPipe {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// A pipe path could not be opened or set up.
+    #[error("cannot use pipe {}: {source}", path.display())]
+    Pipe {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An offload mask with bits that are not offload features.
+    #[error("offload mask {mask:#x} has bits {unknown:#x} that are not offload features: use VIRTIO_NET_F_* bits 0-1 and 7-15 (CSUM, GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN, GUEST_UFO, HOST_TSO4/6, HOST_ECN, HOST_UFO, MRG_RXBUF), e.g. 0xc803")]
+    Offload {
+        /// The mask given.
+        mask: u64,
+        /// Its bits that are not offloads.
+        unknown: u64,
     },
     /// The receive thread or its eventfd could not be made.
     #[error("cannot start the receive thread of network device {id}: {source}")]
@@ -108,6 +169,16 @@ pub enum NetError {
         /// The kernel's answer.
         errno: Errno,
     },
+}
+
+/// What to add to a raw socket error: the privilege it needs.
+fn raw_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => {
+            " (needs CAP_NET_RAW: run as root or `setcap cap_net_raw+ep PROGRAM`)"
+        }
+        _ => "",
+    }
 }
 
 /// Where a network device's frames go on the host.
@@ -211,11 +282,15 @@ pub fn add_net(backend: NetBackend, mac: Option<[u8; 6]>) -> Result<NetId, NetEr
     add_net_with(backend, &NetOptions { mac, offload: 0 })
 }
 
-/// [`add_net`] with every option.
+/// [`add_net`] with every option: the backend, the MAC and the `offload`
+/// mask (`VIRTIO_NET_F_*` bits, as upstream LKL's; those the backend
+/// cannot honour are not offered, see `docs/net-device.md`).
 ///
 /// # Errors
-/// As [`add_net`]; [`NetError::Unsupported`] for a backend this build
-/// cannot drive yet.
+/// As [`add_net`]; the backend's own ([`NetError::NoSuchMacvtap`],
+/// [`NetError::Macvtap`], [`NetError::NoSuchInterface`],
+/// [`NetError::Raw`], [`NetError::NoSuchPipe`], [`NetError::Pipe`]);
+/// [`NetError::Offload`] for mask bits that are not offloads.
 pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, NetError> {
     let mac = opts.mac;
     let state = crate::STATE.load(Ordering::Acquire);
@@ -224,16 +299,27 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
             state: crate::state_name(state),
         });
     }
+    let unknown = opts.offload & !offload::ALL;
+    if unknown != 0 {
+        return Err(NetError::Offload {
+            mask: opts.offload,
+            unknown,
+        });
+    }
+    let vnet_hdr = opts.offload != 0;
     let backend: Arc<dyn Backend> = match backend {
-        NetBackend::Tap { ifname } => Arc::new(Tap::open(&ifname)?),
-        other => return Err(NetError::Unsupported(other.type_name())),
+        NetBackend::Tap { ifname } => Arc::new(Tap::open(&ifname, vnet_hdr)?),
+        NetBackend::Macvtap { path } => Arc::new(Tap::open_macvtap(&path, vnet_hdr)?),
+        NetBackend::Raw { ifname } => Arc::new(Raw::open(&ifname)?),
+        NetBackend::Pipe { rx, tx } => Arc::new(Pipe::open(&rx, &tx)?),
     };
     let mut list = nets();
     let id = NetId(list.len());
     let mac = mac.unwrap_or_else(|| default_mac(id));
     let thread_err = |source| NetError::Thread { id, source };
-    let wake = Arc::new(Wake::new().map_err(thread_err)?);
-    let device = Net::new(mac, backend.clone(), wake.clone());
+    let device =
+        Net::new(mac, backend, Arc::new(KernelMemory), opts.offload).map_err(thread_err)?;
+    let shared = device.shared();
     let irq = crate::get_free_irq(IRQ_USER).map_err(NetError::Irq)?;
     let transport = Arc::new(MmioTransport::new(
         device,
@@ -250,7 +336,7 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
     let rx_transport = transport.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("lkl-net-rx-{}", id.0))
-        .spawn(move || rx::run(rx_transport, backend, wake));
+        .spawn(move || rx::run(rx_transport, shared));
     if let Err(e) = spawned {
         let _ = MmioRegistry::global().unregister(window.base);
         crate::put_irq(irq, IRQ_USER);

@@ -1,76 +1,173 @@
 //! The receive thread: one host thread per device, moving frames from the
 //! backend into the driver's receive buffers.
 //!
-//! It reads a frame only once the previous one is delivered, so frames
-//! wait in the backend (the host's tap queue) while the driver has no
-//! buffer, and the thread sleeps on the device's [`Wake`] until a notify
-//! of the receive queue (or DRIVER_OK) says buffers are back.
+//! It sleeps in `poll` on the backend and the device's [`Wake`], then
+//! drains: frames are read and delivered one after another under the
+//! receive queue's lock (never the transport's), and one interrupt is
+//! raised per batch, if the driver asks for it. A frame that finds no
+//! buffer is kept, and the thread then waits on the [`Wake`] alone (a
+//! notify of the receive queue, or DRIVER_OK), so frames wait in the host
+//! (the tap's queue) while the driver has no buffer.
 
+use std::io;
 use std::sync::Arc;
 
-use super::backend::{poll_readable, Backend, Wake};
-use super::device::{Net, MAX_FRAME, RX_QUEUE};
+use super::backend::{poll_readable, MAX_FRAME};
+use super::device::{count, Delivery, Net, Shared, RX_QUEUE};
+use super::offload::HDR_LEN;
 use crate::virtio::mmio::MmioTransport;
+use crate::virtio::QueueError;
 
 /// How long to wait for buffers before trying again anyway.
 const RETRY_MS: i32 = 1000;
+/// Frames delivered before the driver is told (so it can refill while
+/// a long burst goes on).
+const BATCH: usize = 64;
+
+/// A frame read from the backend and not yet delivered.
+struct Pending {
+    hdr: [u8; HDR_LEN],
+    len: usize,
+}
+
+/// What a drain pass ended on.
+enum Drained {
+    /// The backend has nothing more.
+    Empty,
+    /// A frame waits for buffers (or for the driver).
+    Blocked,
+    /// The batch is full: tell the driver, then go on.
+    Batch,
+    /// The driver's queue is malformed.
+    Failed(QueueError),
+}
 
 /// Runs the receive loop for `transport` until the device is stopped (the
 /// kernel halts).
-pub fn run(transport: Arc<MmioTransport<Net>>, backend: Arc<dyn Backend>, wake: Arc<Wake>) {
+pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_FRAME];
-    let mut pending: Option<usize> = None;
+    let mut pending: Option<Pending> = None;
+    let mut reported = false;
+    let mut blocked = false;
     loop {
-        if transport.with_device(Net::stopped) {
+        if shared.stopped() {
             return;
         }
-        let len = match pending {
-            Some(len) => len,
-            None => {
-                let ready = match poll_readable(&[backend.poll_fd(), wake.fd()], -1) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        report(&format!("poll: {e}"));
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                        continue;
+        if blocked {
+            // Only a notify (or DRIVER_OK) can bring buffers.
+            if let Ok([true]) = poll_readable([shared.wake.fd()], RETRY_MS) {
+                shared.wake.clear();
+            }
+        } else {
+            match poll_readable([shared.backend.poll_fd(), shared.wake.fd()], -1) {
+                Ok([_, woken]) => {
+                    if woken {
+                        shared.wake.clear();
                     }
-                };
-                if ready[1] {
-                    wake.clear();
                 }
-                if !ready[0] {
+                Err(e) => {
+                    report(&mut reported, &format!("poll: {e}"));
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                     continue;
                 }
-                match backend.recv(&mut buf) {
-                    Ok(len) => len,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            }
+        }
+        loop {
+            if shared.stopped() {
+                return;
+            }
+            let (end, raise) = {
+                let mut rx = shared.rx();
+                let mut used = 0;
+                let end = drain(
+                    &shared,
+                    &mut rx,
+                    &mut buf,
+                    &mut pending,
+                    &mut used,
+                    &mut reported,
+                );
+                let raise = used > 0 && rx.needs_notification(&*shared.mem).unwrap_or(true);
+                (end, raise)
+            };
+            // Raised without any lock held: the handler may run at once.
+            if raise {
+                count(&shared.stats.rx_interrupts, 1);
+                transport.signal_used();
+            }
+            match end {
+                Drained::Batch => continue,
+                Drained::Empty => blocked = false,
+                Drained::Blocked => blocked = true,
+                Drained::Failed(e) => {
+                    transport.queue_failed(RX_QUEUE, &e);
+                    // The driver resets the device: wait for it.
+                    blocked = true;
+                }
+            }
+            break;
+        }
+    }
+}
+
+/// Reads and delivers frames until the backend is empty, a frame finds no
+/// buffer, or a batch is done; counts delivered frames in `used`.
+fn drain(
+    shared: &Shared,
+    rx: &mut super::device::RxQueue,
+    buf: &mut [u8],
+    pending: &mut Option<Pending>,
+    used: &mut usize,
+    reported: &mut bool,
+) -> Drained {
+    if !rx.live() {
+        // No driver: frames stay in the host until there is one, and the
+        // thread waits for DRIVER_OK rather than spin on the backend.
+        return Drained::Blocked;
+    }
+    let backend = &shared.backend;
+    loop {
+        let p = match pending.take() {
+            Some(p) => p,
+            None => {
+                let mut hdr = [0u8; HDR_LEN];
+                match backend.recv(&mut hdr, buf) {
+                    Ok(len) => Pending { hdr, len },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drained::Empty,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        report(&format!("read: {e}"));
-                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        // This frame is lost (cut short, or the host failed).
+                        count(&shared.stats.rx_dropped, 1);
+                        report(reported, &format!("read: {e}"));
                         continue;
                     }
                 }
             }
         };
-        let frame = &buf[..len];
-        let delivered =
-            transport.run_queue(RX_QUEUE, |net, queue, mem| net.receive(queue, mem, frame));
-        if delivered == Some(true) {
-            pending = None;
-        } else {
-            // No buffer (or no driver yet): keep the frame and wait for a
-            // notify. A notify since the last clear is still counted.
-            pending = Some(len);
-            if let Ok(r) = poll_readable(&[wake.fd()], RETRY_MS) {
-                if r[0] {
-                    wake.clear();
-                }
+        let mut hdr = p.hdr;
+        match rx.deliver(&*shared.mem, &mut hdr, &mut buf[..p.len], &shared.stats) {
+            Ok(Delivery::Delivered) => *used += 1,
+            Ok(Delivery::Dropped) => *used += 1,
+            Ok(Delivery::NoBuffer) => {
+                *pending = Some(p);
+                return Drained::Blocked;
             }
+            Err(e) => return Drained::Failed(e),
+        }
+        if *used >= BATCH {
+            return Drained::Batch;
         }
     }
 }
 
-fn report(what: &str) {
-    crate::host::print::write_stderr(format!("lkl: virtio-net receive: {what}\n").as_bytes());
+/// Reports a receive error, the first one only (a broken backend would
+/// otherwise fill stderr).
+fn report(reported: &mut bool, what: &str) {
+    if std::mem::replace(reported, true) {
+        return;
+    }
+    crate::host::print::write_stderr(
+        format!("lkl: virtio-net receive: {what} (further errors are counted, not shown)\n")
+            .as_bytes(),
+    );
 }
