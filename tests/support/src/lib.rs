@@ -1,1 +1,432 @@
-//! Shared set-up for the end-to-end tests: network namespaces with a tap, cleaned up on drop.
+//! Shared set-up for the end-to-end tests: network namespaces with taps and
+//! veth pairs, processes run inside them, and clean-up on drop.
+//!
+//! Everything is done with iproute2's `ip`, as root (CI is root; a test
+//! without the privilege or the tool fails with a message naming the fix,
+//! see [`require_root`] and [`require_tool`]). Names are unique per run
+//! ([`unique_name`]: a tag and the process id). [`Netns`] deletes its
+//! namespace, after killing every process still in it, when dropped, on
+//! success, failure and panic alike; [`Process`] kills its child when
+//! dropped. Use addresses in 198.18.0.0/15 and keep all traffic inside
+//! the namespaces.
+//!
+//! ```no_run
+//! use lkl_test_support::Netns;
+//! let ns = Netns::new("lklhj")?;                  // lklhj-PID, lo up
+//! ns.add_tap("lkltap0", &["198.18.0.1/24"])?;      // tap, addressed, up
+//! let out = ns.command("ping").args(["-c1", "198.18.0.1"]).output();
+//! # Ok::<(), String>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A test step's outcome: the error says what failed and how to fix it.
+pub type Outcome = Result<(), String>;
+
+/// Fails unless the process runs as root.
+///
+/// # Errors
+/// A message naming `what` needs root.
+pub fn require_root(what: &str) -> Outcome {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(format!(
+            "{what} needs root (network namespaces, taps): run it as root, as CI does"
+        ));
+    }
+    Ok(())
+}
+
+/// Fails unless `tool` can be run (`tool --version`-free check: it is
+/// looked up in `PATH`).
+///
+/// # Errors
+/// A message naming the Debian package to install.
+pub fn require_tool(tool: &str, package: &str) -> Outcome {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "this test needs `{tool}`: install it with `apt-get install {package}` (scripts/setup.sh does)"
+        ))
+    }
+}
+
+/// `TAG-PID`, cut to 15 bytes (an interface name's limit).
+pub fn unique_name(tag: &str) -> String {
+    let mut s = format!("{tag}-{}", std::process::id());
+    s.truncate(15);
+    s
+}
+
+/// Runs `cmd` to its end; its stdout. An error names the command, its
+/// status and its stderr.
+///
+/// # Errors
+/// The command could not start or exited non-zero.
+pub fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", describe(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `` `prog arg arg` `` for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    format!("`{s}`")
+}
+
+/// Runs `ip ARGS` (in the current namespace); its stdout.
+///
+/// # Errors
+/// As [`run`].
+pub fn ip(args: &[&str]) -> Result<String, String> {
+    run(Command::new("ip").args(args))
+}
+
+/// Waits for `child` to end, killing it after `deadline`; its output
+/// (stdout and stderr must be piped or null).
+///
+/// # Errors
+/// The deadline passed (the child is killed), or waiting failed.
+pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result<Output, String> {
+    let start = Instant::now();
+    // Read the pipes while waiting, so a chatty child cannot block.
+    let stdout = child.stdout.take().map(reader);
+    let stderr = child.stderr.take().map(reader);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what} did not end within {deadline:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    };
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    };
+    Ok(Output {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    })
+}
+
+fn reader<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+/// A network namespace, deleted on drop (processes still in it are
+/// killed first).
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Makes namespace [`unique_name`]`(tag)` and sets its `lo` up.
+    ///
+    /// # Errors
+    /// Not root, no `ip`, or `ip netns add` failed.
+    pub fn new(tag: &str) -> Result<Netns, String> {
+        require_root("this test")?;
+        require_tool("ip", "iproute2")?;
+        let name = unique_name(tag);
+        ip(&["netns", "add", &name])?;
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `ip ARGS` inside; its stdout.
+    ///
+    /// # Errors
+    /// As [`run`].
+    pub fn ip(&self, args: &[&str]) -> Result<String, String> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A command that runs `prog` inside the namespace
+    /// (`ip netns exec NAME prog`); add arguments, environment and pipes.
+    pub fn command(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(prog);
+        c
+    }
+
+    /// Adds tap `name` inside, gives it each address of `addrs`
+    /// (`198.18.0.1/24`, `2001:db8::1/64`: IPv6 ones with `nodad`) and
+    /// sets it up.
+    ///
+    /// # Errors
+    /// The failed `ip` command.
+    pub fn add_tap(&self, name: &str, addrs: &[&str]) -> Outcome {
+        self.ip(&["tuntap", "add", "dev", name, "mode", "tap"])?;
+        self.address(name, addrs)
+    }
+
+    /// Adds veth pair `a`–`b` inside, each end addressed (see
+    /// [`Netns::add_tap`]) and up.
+    ///
+    /// # Errors
+    /// The failed `ip` command.
+    pub fn add_veth(&self, a: &str, a_addrs: &[&str], b: &str, b_addrs: &[&str]) -> Outcome {
+        self.ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        self.address(a, a_addrs)?;
+        self.address(b, b_addrs)
+    }
+
+    /// Gives `dev` each address and sets it up.
+    ///
+    /// # Errors
+    /// The failed `ip` command.
+    pub fn address(&self, dev: &str, addrs: &[&str]) -> Outcome {
+        for a in addrs {
+            if a.contains(':') {
+                self.ip(&["addr", "add", a, "dev", dev, "nodad"])?;
+            } else {
+                self.ip(&["addr", "add", a, "dev", dev])?;
+            }
+        }
+        self.ip(&["link", "set", dev, "up"]).map(drop)
+    }
+
+    /// Starts `cmd` (made with [`Netns::command`]) in the background; it is
+    /// killed when the [`Process`] is dropped.
+    ///
+    /// # Errors
+    /// It could not start.
+    pub fn spawn(&self, cmd: &mut Command) -> Result<Process, String> {
+        let what = describe(cmd);
+        match cmd.spawn() {
+            Ok(child) => Ok(Process {
+                child: Some(child),
+                what,
+            }),
+            Err(e) => Err(format!("cannot start {what}: {e}")),
+        }
+    }
+
+    /// Runs this test binary again inside the namespace with `args` (the
+    /// child recognises e.g. `--child`), and waits up to `deadline`.
+    ///
+    /// # Errors
+    /// It could not start, or outran the deadline.
+    pub fn run_self(&self, args: &[&str], deadline: Duration) -> Result<ExitStatus, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let child = self
+            .command(exe)
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run the child in {}: {e}", self.name))?;
+        wait_deadline(child, deadline, "the child in the namespace").map(|o| o.status)
+    }
+
+    /// The pids of the processes inside.
+    fn pids(&self) -> Vec<i32> {
+        ip(&["netns", "pids", &self.name])
+            .map(|s| {
+                s.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            // SAFETY: kill has no memory preconditions; the pid is a
+            // process inside this test's own namespace.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// A background process, killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Process {
+    /// `None` once [`Process::finish`] took it.
+    child: Option<Child>,
+    what: String,
+}
+
+impl Process {
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits for it to end by itself within `deadline` (else kills it);
+    /// its output.
+    ///
+    /// # Errors
+    /// As [`wait_deadline`].
+    pub fn finish(mut self, deadline: Duration) -> Result<Output, String> {
+        let child = self
+            .child
+            .take()
+            .ok_or("the process was already waited for")?;
+        wait_deadline(child, deadline, &self.what)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Makes `TMP/`[`unique_name`]`(tag)`.
+    ///
+    /// # Errors
+    /// It could not be made.
+    pub fn new(tag: &str) -> Result<TempDir, String> {
+        let p = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(TempDir(p))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The workspace root (this crate is `tests/support`).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// The target directory the running test binary was built into
+/// (`CARGO_TARGET_DIR`, else three levels above `TARGET/release/deps/x`).
+///
+/// # Errors
+/// Neither gives one.
+pub fn target_dir() -> Result<PathBuf, String> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        let d = PathBuf::from(d);
+        return Ok(if d.is_absolute() {
+            d
+        } else {
+            workspace().join(d)
+        });
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("cannot find the target directory above {}", exe.display()))
+}
+
+/// `cargo build --release -p PACKAGE` into [`target_dir`]; the release
+/// directory (`TARGET/release`).
+///
+/// # Errors
+/// Cargo could not run or the build failed.
+pub fn cargo_build(package: &str) -> Result<PathBuf, String> {
+    let target = target_dir()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", package])
+        .env("CARGO_TARGET_DIR", &target)
+        .stdout(Stdio::null()))?;
+    Ok(target.join("release"))
+}
+
+/// Collects named outcomes as they are run, printing each at once (so a
+/// hang shows where it is), and prints the `N passed, N failed` line.
+#[derive(Debug, Default)]
+pub struct Report {
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    /// Records case `name`.
+    pub fn case(&mut self, name: &str, r: Outcome) {
+        match r {
+            Ok(()) => {
+                println!("ok   {name}");
+                self.passed += 1;
+            }
+            Err(e) => {
+                println!("FAIL {name}: {e}");
+                self.failed += 1;
+            }
+        }
+    }
+
+    /// Prints the summary line; the exit code.
+    pub fn finish(self) -> std::process::ExitCode {
+        println!("{} passed, {} failed", self.passed, self.failed);
+        if self.failed == 0 {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
