@@ -488,30 +488,13 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn data_extents(&self, size: u64) -> Result<Vec<(u64, u64)>, FsError> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        while at < size {
-            let start = match self.seek_data(at) {
-                Ok(Some(s)) => s.min(size),
-                Ok(None) => break,
-                Err(e) if matches!(e.errno(), Some(Errno::EINVAL | Errno::EOPNOTSUPP)) => {
-                    return Ok(vec![(0, size)]);
-                }
-                Err(e) => return Err(e),
-            };
-            if start >= size {
-                break;
+        let r = extents_by_seeking(size, |at| self.seek_data(at), |at| self.seek_hole(at));
+        match r {
+            Err(e) if matches!(e.errno(), Some(Errno::EINVAL | Errno::EOPNOTSUPP)) => {
+                Ok(vec![(0, size)])
             }
-            let end = self.seek_hole(start)?.min(size);
-            if end <= start {
-                // A file system that contradicts itself: take the rest as data.
-                out.push((start, size - start));
-                break;
-            }
-            out.push((start, end - start));
-            at = end;
+            r => r,
         }
-        Ok(out)
     }
 
     /// `fstat`.
@@ -645,6 +628,37 @@ impl File {
         .map(drop)
         .map_err(err("fsetxattr", &self.path))
     }
+}
+
+/// The data extents `(start, len)` of a file of `size` bytes, found with
+/// `data(at)` (`SEEK_DATA`: the next data at or after `at`, `None` past the
+/// last) and `hole(at)` (`SEEK_HOLE`). Works for any descriptor, host or
+/// LKL; a file system that contradicts itself gets the rest as data.
+///
+/// # Errors
+/// The first error of `data` or `hole`.
+pub fn extents_by_seeking<E>(
+    size: u64,
+    mut data: impl FnMut(u64) -> Result<Option<u64>, E>,
+    mut hole: impl FnMut(u64) -> Result<u64, E>,
+) -> Result<Vec<(u64, u64)>, E> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let Some(start) = data(at)? else { break };
+        let start = start.min(size);
+        if start >= size {
+            break;
+        }
+        let end = hole(start)?.min(size);
+        if end <= start {
+            out.push((start, size - start));
+            break;
+        }
+        out.push((start, end - start));
+        at = end;
+    }
+    Ok(out)
 }
 
 /// `utimensat(dirfd, path, {atime, mtime}, flags)`; `path` `None` means the

@@ -1,6 +1,7 @@
-//! cptofs/cpfromfs: copy files into or out of a file system image through LKL.
+//! `cptofs`: copy host files into a file system image (see the crate doc
+//! of the `cptofs` library; run under a name containing `cpfromfs` it
+//! copies out instead, as upstream).
 
-fn main() {
-    eprintln!("cptofs: not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    cptofs::main_with(cptofs::Mode::ToFs)
 }
