@@ -1,49 +1,178 @@
-//! virtio-net end to end, inside a network namespace this test creates.
+//! virtio-net end to end: every backend, offloads on and off.
 //!
-//! The parent (root) makes namespace `lkltest-PID` with tap `lkltap0`
-//! addressed 198.18.0.1/24, then runs itself again inside it with
-//! `--child`. The child boots LKL with the tap as a virtio-net device,
-//! gives the kernel's interface 198.18.0.2/24 with lkl-net, and connects
-//! from LKL to a listener on 198.18.0.1 in a host thread, sending bytes
-//! both ways. The namespace is deleted however the child ends, so no
-//! traffic ever leaves it. Prints `N passed, N failed`.
+//! Case `devices`: the parent (root) makes namespace `lklnd-PID` holding
+//! - tap `lkltap0` (198.18.0.1/24), LKL's eth0 without offloads, and
+//!   `lkltap1` for a hot-added device;
+//! - tap `lkltapo` (198.18.1.1/24), a device with offloads (checksum, TSO
+//!   both ways, mergeable receive buffers);
+//! - veth `lklmvA` (198.18.2.1/24) / `lklmvB`, with macvtap `lklmvt0` on
+//!   `lklmvB` (`/dev/tapN`, N its ifindex, chosen unique);
+//! - veth `lklrwA` (198.18.3.1/24) / `lklrwB`, a raw (AF_PACKET) device on
+//!   `lklrwB`;
+//! - tap `lkltapj` (198.18.5.1/24), MTU 9000, a jumbo-frame device;
+//!
+//! then runs itself inside it with `--devices`: one LKL kernel gets all of
+//! them (LKL at .2 in each subnet) and sends 1 MiB each way over TCP with
+//! a listener in the namespace, checking every byte; the host pings LKL.
+//!
+//! Case `pipe`: two processes (`--pipe a`, `--pipe b`), each its own LKL
+//! over opposite ends of two FIFOs (198.18.4.1 and .2, one with offloads,
+//! one without), ping and TCP 1 MiB each way between the two kernels.
+//!
+//! The namespace and FIFOs are removed however the children end; no
+//! traffic leaves the namespace. Prints `N passed, N failed`, counting the
+//! children's `ok:` and `FAIL:` lines.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 type Outcome = Result<(), String>;
 
-const TAP: &str = "lkltap0";
-/// A second tap, hot-added after boot.
-const TAP2: &str = "lkltap1";
-const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const LKL_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const MAC: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x01];
+const MAC0: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x01];
+const MAC_MVT: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x03];
+/// Checksum and TSO both ways, mergeable receive buffers.
+const FULL_OFFLOAD: u64 = 0x9983;
 /// Bytes sent each way: many frames, so receive buffers are refilled.
 const PAYLOAD: usize = 1 << 20;
-/// The child gives up after this long.
-const DEADLINE: Duration = Duration::from_secs(90);
+/// A child gives up after this long.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// One device of the `devices` case.
+struct Dev {
+    what: &'static str,
+    /// The subnet's third byte: host .1, LKL .2.
+    net: u8,
+    mtu: u32,
+    offload: u64,
+    /// Whether frames larger than 1514 bytes must cross (TSO, jumbo).
+    large: bool,
+}
+
+const DEVS: [Dev; 5] = [
+    Dev {
+        what: "tap",
+        net: 0,
+        mtu: 1500,
+        offload: 0,
+        large: false,
+    },
+    Dev {
+        what: "tap with offloads",
+        net: 1,
+        mtu: 1500,
+        offload: FULL_OFFLOAD,
+        large: true,
+    },
+    Dev {
+        what: "macvtap",
+        net: 2,
+        mtu: 1500,
+        offload: 0,
+        large: false,
+    },
+    Dev {
+        what: "raw",
+        net: 3,
+        mtu: 1500,
+        offload: 0,
+        large: false,
+    },
+    Dev {
+        what: "tap at MTU 9000 with mergeable buffers",
+        net: 5,
+        mtu: 9000,
+        offload: 0x8000,
+        large: true,
+    },
+];
+
+fn host_ip(net: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, net, 1)
+}
+
+fn lkl_ip(net: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, net, 2)
+}
 
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--child") {
-        return child();
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help") {
+        println!("netdev: end-to-end virtio-net test (root; makes its own namespace)");
+        return ExitCode::SUCCESS;
     }
-    let (passed, failed) = match parent() {
-        Ok(()) => (1, 0),
-        Err(e) => {
-            eprintln!("FAIL virtio-net over tap: {e}");
-            (0, 1)
+    if let Some(i) = args.iter().position(|a| a == "--devices") {
+        return child(|| run_devices(&args[i + 1..]));
+    }
+    if let Some(i) = args.iter().position(|a| a == "--pipe") {
+        return child(|| run_pipe(&args[i + 1..]));
+    }
+    let mut tally = (0, 0);
+    for (name, case) in [
+        ("devices", devices_case as fn() -> Outcome),
+        ("pipe", pipe_case),
+    ] {
+        let (p, f) = count(case());
+        if p + f == 0 {
+            eprintln!("FAIL {name}: no result");
+            tally.1 += 1;
         }
-    };
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
+        tally.0 += p;
+        tally.1 += f;
+    }
+    println!("{} passed, {} failed", tally.0, tally.1);
+    if tally.1 == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Counts the children's `ok:`/`FAIL:` lines, collected in `out`; a case
+/// that failed as a whole counts once more.
+fn count(r: Result<(), String>) -> (usize, usize) {
+    let lines = RESULTS.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    let passed = lines.iter().filter(|l| l.starts_with("ok:")).count();
+    let failed = lines.iter().filter(|l| l.starts_with("FAIL:")).count();
+    match r {
+        Ok(()) => (passed, failed),
+        Err(e) => {
+            eprintln!("FAIL: {e}");
+            (passed, failed + 1)
+        }
+    }
+}
+
+thread_local! {
+    static RESULTS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `cmd`, echoing its stdout and keeping its result lines.
+fn run_child(mut cmd: Command, what: &str) -> Result<std::process::Child, String> {
+    cmd.stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {what}: {e}"))
+}
+
+fn collect(child: &mut std::process::Child) {
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            RESULTS.with(|l| l.borrow_mut().push(line));
+        }
+    }
+}
+
+fn wait(mut child: std::process::Child, what: &str) -> Outcome {
+    collect(&mut child);
+    let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{what} failed: {status}"));
+    }
+    Ok(())
 }
 
 /// Runs `ip ARGS`; an error names the command and what it printed.
@@ -74,47 +203,83 @@ impl Drop for Namespace {
     }
 }
 
-fn parent() -> Outcome {
+fn need_root() -> Outcome {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("this test needs root (network namespaces and a tap)".into());
-    }
-    let name = format!("lkltest-{}", std::process::id());
-    ip(&["netns", "add", &name])?;
-    let ns = Namespace(name);
-    let in_ns = |args: &[&str]| {
-        let mut all = vec!["netns", "exec", &ns.0, "ip"];
-        all.extend_from_slice(args);
-        ip(&all)
-    };
-    in_ns(&["link", "set", "lo", "up"])?;
-    in_ns(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
-    in_ns(&["addr", "add", "198.18.0.1/24", "dev", TAP])?;
-    in_ns(&["link", "set", TAP, "up"])?;
-    in_ns(&["tuntap", "add", "dev", TAP2, "mode", "tap"])?;
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .arg("--child")
-        .status()
-        .map_err(|e| format!("cannot run the child in {}: {e}", ns.0))?;
-    if !status.success() {
-        return Err(format!("the child in namespace {} failed: {status}", ns.0));
+        return Err(
+            "this test needs root (network namespaces, taps, FIFOs): run it as root".into(),
+        );
     }
     Ok(())
 }
 
-fn child() -> ExitCode {
+fn devices_case() -> Outcome {
+    need_root()?;
+    let name = format!("lklnd-{}", std::process::id());
+    ip(&["netns", "add", &name])?;
+    let ns = Namespace(name);
+    let n = |args: &[&str]| {
+        let mut all = vec!["-n", &ns.0];
+        all.extend_from_slice(args);
+        ip(&all)
+    };
+    let addr = |net: u8| format!("{}/24", host_ip(net));
+    n(&["link", "set", "lo", "up"])?;
+    for (tap, net, mtu) in [
+        ("lkltap0", 0, "1500"),
+        ("lkltapo", 1, "1500"),
+        ("lkltapj", 5, "9000"),
+    ] {
+        n(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
+        n(&["addr", "add", &addr(net), "dev", tap])?;
+        n(&["link", "set", tap, "mtu", mtu, "up"])?;
+    }
+    n(&["tuntap", "add", "dev", "lkltap1", "mode", "tap"])?;
+    for (a, b, net) in [("lklmvA", "lklmvB", 2), ("lklrwA", "lklrwB", 3)] {
+        n(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        n(&["addr", "add", &addr(net), "dev", a])?;
+        n(&["link", "set", a, "up"])?;
+        n(&["link", "set", b, "up"])?;
+    }
+    // The host's TCP sends large segments over a veth unless told not to;
+    // the raw device (no receive offloads here) would have to drop them.
+    n(&["link", "set", "lklrwA", "gso_max_segs", "1"])?;
+    // /dev/tapN is named by ifindex across namespaces: pick a rare one.
+    let index = (20_000 + std::process::id() % 40_000).to_string();
+    let mac = MAC_MVT.map(|b| format!("{b:02x}")).join(":");
+    n(&[
+        "link", "add", "link", "lklmvB", "name", "lklmvt0", "index", &index, "address", &mac,
+        "type", "macvtap", "mode", "bridge",
+    ])?;
+    n(&["link", "set", "lklmvt0", "up"])?;
+    let dev = format!("/dev/tap{index}");
+    let start = Instant::now();
+    while !Path::new(&dev).exists() {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err(format!("{dev} did not appear for macvtap lklmvt0"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.0])
+        .arg(&exe)
+        .args(["--devices", &dev]);
+    let child = run_child(cmd, &format!("the child in namespace {}", ns.0))?;
+    wait(child, "the --devices child")
+}
+
+/// Runs `f` as a child with a deadline; prints `FAIL: ...` on error.
+fn child(f: impl FnOnce() -> Outcome) -> ExitCode {
     std::thread::spawn(|| {
         std::thread::sleep(DEADLINE);
-        eprintln!("child: no result after {DEADLINE:?}, giving up");
+        println!("FAIL: no result after {DEADLINE:?}, giving up");
         std::process::exit(2);
     });
-    match run_child() {
+    match f() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("child: {e}");
+            println!("FAIL: {e}");
             ExitCode::FAILURE
         }
     }
@@ -134,12 +299,17 @@ fn pattern(n: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn run_child() -> Outcome {
-    // The listener is bound before LKL connects; it sits in this namespace.
-    let listener = TcpListener::bind((HOST_IP, 0)).map_err(|e| format!("bind {HOST_IP}: {e}"))?;
+/// A host listener on `ip` that reads the payload, checks it, and answers
+/// with its own; returns the port and the peer it saw.
+fn host_server(
+    ip: Ipv4Addr,
+) -> Result<(u16, std::thread::JoinHandle<Result<SocketAddr, String>>), String> {
+    let listener = TcpListener::bind((ip, 0)).map_err(|e| format!("bind {ip}: {e}"))?;
     let port = listener.local_addr().map_err(s)?.port();
-    let server = std::thread::spawn(move || -> Result<SocketAddr, String> {
+    let h = std::thread::spawn(move || -> Result<SocketAddr, String> {
         let (mut conn, peer) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(s)?;
         let mut got = vec![0u8; PAYLOAD];
         conn.read_exact(&mut got)
             .map_err(|e| format!("host read: {e}"))?;
@@ -150,62 +320,137 @@ fn run_child() -> Outcome {
             .map_err(|e| format!("host write: {e}"))?;
         Ok(peer)
     });
-
-    let id = lkl::add_net(lkl::NetBackend::Tap { ifname: TAP.into() }, Some(MAC)).map_err(s)?;
-    let kernel = lkl::boot(&lkl::BootOptions {
-        memory: 64 << 20,
-        ..Default::default()
-    })
-    .map_err(|e| format!("boot: {e}"))?;
-    let result = exchange(id, port)
-        .and_then(|()| host_pings_lkl())
-        .and_then(|()| hot_add(id));
-    let stats = lkl::net_stats(id).map_err(s)?;
-    eprintln!("child: device counters {stats:?}");
-    kernel.halt().map_err(|e| format!("halt: {e}"))?;
-    result?;
-    receive_threads_end()?;
-    let peer = server
-        .join()
-        .map_err(|_| "the host listener panicked".to_string())??;
-    if peer.ip() != IpAddr::V4(LKL_IP) {
-        return Err(format!(
-            "the host saw the connection from {peer}, not {LKL_IP}"
-        ));
-    }
-    println!("ok: TCP {PAYLOAD} bytes each way between LKL {LKL_IP} and host {HOST_IP}:{port}");
-    Ok(())
+    Ok((port, h))
 }
 
-fn exchange(id: lkl::NetId, port: u16) -> Outcome {
+/// Brings device `id` up as `ip`/24 with `mtu`; returns its name.
+fn configure(id: lkl::NetId, ip: Ipv4Addr, mtu: u32) -> Result<String, String> {
     let name = lkl::net_ifname(id).map_err(s)?;
     let index = lkl::net_ifindex(id).map_err(s)?;
-    if !name.starts_with("eth") {
-        return Err(format!("the device is interface {name}, expected ethN"));
-    }
     let mut nl = lkl_net::Rtnl::open().map_err(s)?;
     let link = nl.link(index).map_err(s)?;
     if link.name != name {
         return Err(format!("ifindex {index} is {}, not {name}", link.name));
     }
+    if mtu != 1500 {
+        nl.set_mtu(index, mtu)
+            .map_err(|e| format!("{name} mtu {mtu}: {e}"))?;
+    }
     nl.set_up(index, true).map_err(s)?;
-    nl.add_addr(index, IpAddr::V4(LKL_IP), 24, true)
-        .map_err(s)?;
-
-    let fd = lkl::socket(
-        lkl::sys::LKL_AF_INET as i32,
-        lkl::sys::LKL_SOCK_STREAM as i32,
-        0,
-    )
-    .map_err(|e| format!("socket: {e}"))?;
-    let r = talk(fd, port);
-    let _ = lkl::close(fd);
-    r
+    nl.add_addr(index, IpAddr::V4(ip), 24, true).map_err(s)?;
+    Ok(name)
 }
 
-fn talk(fd: i32, port: u16) -> Outcome {
-    let to = SocketAddr::from((HOST_IP, port));
-    lkl::connect(fd, &to).map_err(|e| format!("connect from LKL to {to}: {e}"))?;
+fn run_devices(args: &[String]) -> Outcome {
+    let macvtap = PathBuf::from(args.first().ok_or("--devices needs the macvtap path")?);
+    let backends = [
+        lkl::NetBackend::Tap {
+            ifname: "lkltap0".into(),
+        },
+        lkl::NetBackend::Tap {
+            ifname: "lkltapo".into(),
+        },
+        lkl::NetBackend::Macvtap { path: macvtap },
+        lkl::NetBackend::Raw {
+            ifname: "lklrwB".into(),
+        },
+        lkl::NetBackend::Tap {
+            ifname: "lkltapj".into(),
+        },
+    ];
+    let mut ids = Vec::new();
+    for (dev, backend) in DEVS.iter().zip(backends) {
+        let mac = match dev.net {
+            0 => Some(MAC0),
+            2 => Some(MAC_MVT),
+            _ => None,
+        };
+        let opts = lkl::NetOptions {
+            mac,
+            offload: dev.offload,
+        };
+        ids.push(lkl::add_net_with(backend, &opts).map_err(|e| format!("{}: {e}", dev.what))?);
+    }
+    let kernel = lkl::boot(&lkl::BootOptions {
+        memory: 96 << 20,
+        ..Default::default()
+    })
+    .map_err(|e| format!("boot: {e}"))?;
+    let mut failed = false;
+    for (dev, &id) in DEVS.iter().zip(&ids) {
+        let r = exchange(id, dev);
+        match r {
+            Ok(line) => println!("ok: {line}"),
+            Err(e) => {
+                failed = true;
+                println!("FAIL: {}: {e}", dev.what);
+            }
+        }
+    }
+    for r in [
+        host_pings_lkl(lkl_ip(0)),
+        host_pings_lkl(lkl_ip(2)),
+        hot_add(ids[0]),
+    ] {
+        match r {
+            Ok(line) => println!("ok: {line}"),
+            Err(e) => {
+                failed = true;
+                println!("FAIL: {e}");
+            }
+        }
+    }
+    kernel.halt().map_err(|e| format!("halt: {e}"))?;
+    receive_threads_end()?;
+    println!("ok: the receive threads ended at halt");
+    if failed {
+        return Err("some devices failed (above)".into());
+    }
+    Ok(())
+}
+
+/// TCP 1 MiB each way between LKL on device `id` and a host listener.
+fn exchange(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
+    let (host, me) = (host_ip(dev.net), lkl_ip(dev.net));
+    let name = configure(id, me, dev.mtu)?;
+    let (port, server) = host_server(host)?;
+    let to = SocketAddr::from((host, port));
+    let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
+    let r = timeouts(fd)
+        .and_then(|()| lkl::connect(fd, &to).map_err(|e| format!("connect from LKL to {to}: {e}")))
+        .and_then(|()| talk(fd));
+    let _ = lkl::close(fd);
+    r?;
+    let peer = server
+        .join()
+        .map_err(|_| "the host listener panicked".to_string())??;
+    if peer.ip() != IpAddr::V4(me) {
+        return Err(format!("the host saw the connection from {peer}, not {me}"));
+    }
+    let st = lkl::net_stats(id).map_err(s)?;
+    let (tx_avg, rx_avg) = (
+        st.tx_bytes / st.tx_frames.max(1),
+        st.rx_bytes / st.rx_frames.max(1),
+    );
+    let biggest = tx_avg.max(rx_avg);
+    if dev.large && biggest <= 1514 {
+        return Err(format!("no frame larger than 1514 bytes crossed: {st:?}"));
+    }
+    if !dev.large && biggest > u64::from(dev.mtu) + 14 {
+        return Err(format!("frames larger than the MTU crossed: {st:?}"));
+    }
+    if st.rx_dropped != 0 || st.tx_errors != 0 {
+        return Err(format!("frames were lost: {st:?}"));
+    }
+    Ok(format!(
+        "{}: TCP {PAYLOAD} bytes each way, byte-exact, LKL {name} {me} <-> host {host} \
+         (offload {:#x}, mtu {}, average frame tx {tx_avg} rx {rx_avg} bytes)",
+        dev.what, dev.offload, dev.mtu
+    ))
+}
+
+/// Writes the payload, then reads the peer's and checks it.
+fn talk(fd: i32) -> Outcome {
     let out = pattern(PAYLOAD, 3);
     let mut sent = 0;
     while sent < out.len() {
@@ -216,21 +461,21 @@ fn talk(fd: i32, port: u16) -> Outcome {
     while have < got.len() {
         let n = lkl::read(fd, &mut got[have..]).map_err(|e| format!("LKL read: {e}"))?;
         if n == 0 {
-            return Err(format!("the host closed after {have} of {PAYLOAD} bytes"));
+            return Err(format!("the peer closed after {have} of {PAYLOAD} bytes"));
         }
         have += n;
     }
     if got != pattern(PAYLOAD, 7) {
-        return Err("LKL received different bytes from what the host sent".into());
+        return Err("LKL received different bytes from what the peer sent".into());
     }
     Ok(())
 }
 
 /// A device added while the kernel runs gets an interface of its own.
-fn hot_add(first: lkl::NetId) -> Outcome {
+fn hot_add(first: lkl::NetId) -> Result<String, String> {
     let id = lkl::add_net(
         lkl::NetBackend::Tap {
-            ifname: TAP2.into(),
+            ifname: "lkltap1".into(),
         },
         None,
     )
@@ -249,13 +494,14 @@ fn hot_add(first: lkl::NetId) -> Outcome {
     if link.name != name {
         return Err(format!("ifindex {index} is {}, not {name}", link.name));
     }
-    println!("ok: hot-added {TAP2} is {name} (ifindex {index}), beside {first_name}");
-    Ok(())
+    Ok(format!(
+        "hot-added lkltap1 is {name} (ifindex {index}), beside {first_name}"
+    ))
 }
 
 /// After the halt, the receive threads (`lkl-net-rx-N`) end.
 fn receive_threads_end() -> Outcome {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     loop {
         let mut left = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").map_err(s)? {
@@ -266,7 +512,6 @@ fn receive_threads_end() -> Outcome {
             }
         }
         if left.is_empty() {
-            println!("ok: the receive threads ended at halt");
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(5) {
@@ -290,9 +535,33 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// An ICMP echo request with `ident` and `seq`.
+fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
+    let mut pkt = vec![8u8, 0, 0, 0];
+    pkt.extend_from_slice(&ident.to_be_bytes());
+    pkt.extend_from_slice(&seq.to_be_bytes());
+    pkt.extend(pattern(56, seq as u8));
+    let sum = checksum(&pkt);
+    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+    pkt
+}
+
+/// Whether `got` (an IPv4 packet) is the echo reply from `from` to `req`.
+fn is_reply(got: &[u8], from: Ipv4Addr, req: &[u8]) -> bool {
+    let ihl = usize::from(got.first().map_or(0, |b| b & 0xf)) * 4;
+    let (Some(ip), Some(icmp)) = (got.get(..ihl), got.get(ihl..)) else {
+        return false;
+    };
+    ihl >= 20
+        && Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]) == from
+        && icmp.len() == req.len()
+        && icmp[0] == 0
+        && icmp[4..] == req[4..]
+}
+
 /// The host side sends ICMP echo requests to LKL over a raw socket and
 /// gets the replies: traffic started from the host, with ARP both ways.
-fn host_pings_lkl() -> Outcome {
+fn host_pings_lkl(to_ip: Ipv4Addr) -> Result<String, String> {
     // SAFETY: plain arguments; the result is checked.
     let raw = unsafe {
         libc::socket(
@@ -330,18 +599,13 @@ fn host_pings_lkl() -> Outcome {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
         sin_addr: libc::in_addr {
-            s_addr: u32::from(LKL_IP).to_be(),
+            s_addr: u32::from(to_ip).to_be(),
         },
         sin_zero: [0; 8],
     };
     let ident = std::process::id() as u16;
     for seq in 1..=3u16 {
-        let mut pkt = vec![8u8, 0, 0, 0];
-        pkt.extend_from_slice(&ident.to_be_bytes());
-        pkt.extend_from_slice(&seq.to_be_bytes());
-        pkt.extend(pattern(56, seq as u8));
-        let sum = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+        let pkt = echo_request(ident, seq);
         // SAFETY: sends from a live buffer of its length to a sockaddr_in
         // that lives across the call.
         let sent = unsafe {
@@ -360,28 +624,220 @@ fn host_pings_lkl() -> Outcome {
                 std::io::Error::last_os_error()
             ));
         }
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         loop {
             if start.elapsed() > Duration::from_secs(5) {
-                return Err(format!("no echo reply {seq} from {LKL_IP} within 5 s"));
+                return Err(format!("no echo reply {seq} from {to_ip} within 5 s"));
             }
             let mut buf = [0u8; 1500];
             // SAFETY: receives into a live buffer of its length.
             let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                continue; // the timeout: look at the clock again
-            }
-            let got = &buf[..n as usize];
-            let ihl = usize::from(got[0] & 0xf) * 4;
-            let (Some(ip), Some(icmp)) = (got.get(..ihl), got.get(ihl..)) else {
-                continue;
-            };
-            let from = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            if from == LKL_IP && icmp.len() == pkt.len() && icmp[0] == 0 && icmp[4..] == pkt[4..] {
+            if n >= 0 && is_reply(&buf[..n as usize], to_ip, &pkt) {
                 break;
             }
         }
     }
-    println!("ok: the host pinged LKL at {LKL_IP} 3 times over a raw socket");
+    Ok(format!("the host pinged LKL at {to_ip} 3 times"))
+}
+
+/// Removes the FIFOs' directory when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mkfifo(path: &Path) -> Outcome {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(s)?;
+    // SAFETY: a NUL-terminated path alive across the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(format!(
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
     Ok(())
+}
+
+fn pipe_case() -> Outcome {
+    need_root()?;
+    let dir = TempDir(std::env::temp_dir().join(format!("lklnd-pipe-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
+    let (ab, ba) = (dir.0.join("a-to-b"), dir.0.join("b-to-a"));
+    mkfifo(&ab)?;
+    mkfifo(&ba)?;
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let spawn = |side: &str, rx: &Path, tx: &Path| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--pipe", side]).arg(rx).arg(tx);
+        run_child(cmd, &format!("pipe side {side}"))
+    };
+    let a = spawn("a", &ba, &ab)?;
+    let b = spawn("b", &ab, &ba)?;
+    let ra = wait(a, "pipe side a");
+    let rb = wait(b, "pipe side b");
+    ra.and(rb)
+}
+
+/// The TCP port side a listens on.
+const PIPE_PORT: u16 = 5001;
+
+/// One side of the pipe case: `a` (198.18.4.1, offloads 0x8003) serves,
+/// `b` (198.18.4.2, none) pings it and connects.
+fn run_pipe(args: &[String]) -> Outcome {
+    let [side, rx, tx] = args else {
+        return Err("--pipe needs SIDE RX TX".into());
+    };
+    let a = side == "a";
+    let (me, peer) = if a {
+        (Ipv4Addr::new(198, 18, 4, 1), Ipv4Addr::new(198, 18, 4, 2))
+    } else {
+        (Ipv4Addr::new(198, 18, 4, 2), Ipv4Addr::new(198, 18, 4, 1))
+    };
+    let opts = lkl::NetOptions {
+        mac: None,
+        offload: if a { 0x8003 } else { 0 },
+    };
+    let backend = lkl::NetBackend::Pipe {
+        rx: rx.into(),
+        tx: tx.into(),
+    };
+    let id = lkl::add_net_with(backend, &opts).map_err(s)?;
+    let kernel = lkl::boot(&lkl::BootOptions {
+        memory: 64 << 20,
+        ..Default::default()
+    })
+    .map_err(|e| format!("boot: {e}"))?;
+    let r = configure(id, me, 1500).and_then(|_| if a { pipe_serve() } else { pipe_client(peer) });
+    let st = lkl::net_stats(id).map_err(s)?;
+    let halted = kernel.halt().map_err(|e| format!("halt: {e}"));
+    let line = r?;
+    halted?;
+    if st.rx_dropped != 0 || st.tx_errors != 0 {
+        return Err(format!("pipe side {side}: frames were lost: {st:?}"));
+    }
+    println!("ok: pipe side {side}: {line}");
+    Ok(())
+}
+
+/// Send and receive timeouts on LKL socket `fd` (20 s), so a stall
+/// fails instead of hanging.
+fn timeouts(fd: i32) -> Outcome {
+    let tv = [20i64, 0].map(i64::to_ne_bytes).concat();
+    for opt in [lkl::sys::LKL_SO_RCVTIMEO_OLD, lkl::sys::LKL_SO_SNDTIMEO_OLD] {
+        lkl::setsockopt(fd, lkl::sys::LKL_SOL_SOCKET as i32, opt as i32, &tv)
+            .map_err(|e| format!("socket timeout: {e}"))?;
+    }
+    Ok(())
+}
+
+fn inet_socket(ty: u32, proto: i32) -> Result<i32, String> {
+    lkl::socket(lkl::sys::LKL_AF_INET as i32, ty as i32, proto).map_err(|e| format!("socket: {e}"))
+}
+
+fn pipe_serve() -> Result<String, String> {
+    let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
+    let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PIPE_PORT));
+    lkl::bind(fd, &at).map_err(|e| format!("bind {at}: {e}"))?;
+    lkl::listen(fd, 1).map_err(|e| format!("listen: {e}"))?;
+    let (conn, peer) = lkl::accept4(fd, 0).map_err(|e| format!("accept: {e}"))?;
+    let _ = lkl::close(fd);
+    timeouts(conn)?;
+    // The server checks what it got, then answers.
+    let mut got = vec![0u8; PAYLOAD];
+    let mut have = 0;
+    let r = (|| {
+        while have < PAYLOAD {
+            let n = lkl::read(conn, &mut got[have..]).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err(format!("the peer closed after {have} bytes"));
+            }
+            have += n;
+        }
+        if got != pattern(PAYLOAD, 3) {
+            return Err("side a received different bytes from what side b sent".into());
+        }
+        let out = pattern(PAYLOAD, 7);
+        let mut sent = 0;
+        while sent < out.len() {
+            sent += lkl::write(conn, &out[sent..]).map_err(|e| format!("write: {e}"))?;
+        }
+        let mut end = [0u8; 1];
+        lkl::read(conn, &mut end).map_err(|e| format!("read: {e}"))?;
+        Ok(())
+    })();
+    let _ = lkl::close(conn);
+    r?;
+    Ok(format!(
+        "served TCP {PAYLOAD} bytes each way, byte-exact, to {peer:?}"
+    ))
+}
+
+fn pipe_client(peer: Ipv4Addr) -> Result<String, String> {
+    let rtts = lkl_pings(peer)?;
+    let to = SocketAddr::from((peer, PIPE_PORT));
+    let start = Instant::now();
+    let fd = loop {
+        let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
+        match lkl::connect(fd, &to) {
+            Ok(()) => break fd,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                let _ = (lkl::close(fd), e);
+                let _ = lkl::nanosleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("connect to {to}: {e}")),
+        }
+    };
+    let r = timeouts(fd).and_then(|()| talk(fd));
+    let _ = lkl::close(fd);
+    r?;
+    Ok(format!(
+        "pinged {peer} 3 times (rtt {rtts:?}), TCP {PAYLOAD} bytes each way to {to}, byte-exact"
+    ))
+}
+
+/// Pings `peer` 3 times from LKL over an LKL raw ICMP socket, waiting for
+/// the peer's kernel to come up; returns the round trips.
+fn lkl_pings(peer: Ipv4Addr) -> Result<Vec<Duration>, String> {
+    let fd = inet_socket(lkl::sys::LKL_SOCK_RAW, lkl::sys::LKL_IPPROTO_ICMP as i32)?;
+    let tv = [0i64, 100_000].map(i64::to_ne_bytes).concat();
+    lkl::setsockopt(
+        fd,
+        lkl::sys::LKL_SOL_SOCKET as i32,
+        lkl::sys::LKL_SO_RCVTIMEO_OLD as i32,
+        &tv,
+    )
+    .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let to = SocketAddr::from((peer, 0));
+    let mut rtts = Vec::new();
+    let start = Instant::now();
+    let mut seq = 0u16;
+    while rtts.len() < 3 {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = lkl::close(fd);
+            return Err(format!(
+                "{} of 3 echo replies from {peer} in 30 s",
+                rtts.len()
+            ));
+        }
+        seq += 1;
+        let req = echo_request(0x4c4b, seq);
+        let sent = Instant::now();
+        lkl::sendto(fd, &req, 0, Some(&to)).map_err(|e| format!("echo request: {e}"))?;
+        let mut buf = [0u8; 1500];
+        while sent.elapsed() < Duration::from_millis(500) {
+            match lkl::recvfrom(fd, &mut buf, 0) {
+                Ok((n, _)) if is_reply(&buf[..n], peer, &req) => {
+                    rtts.push(sent.elapsed());
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = lkl::close(fd);
+    Ok(rtts)
 }

@@ -89,6 +89,8 @@ pub struct RxQueue {
     /// Chains taken from the ring for a frame (mergeable buffers) that
     /// did not fit yet: used first next time.
     held: VecDeque<DescriptorChain>,
+    /// Whether a frame too big for the buffers was reported.
+    warned: bool,
 }
 
 /// What became of a frame offered to the receive queue.
@@ -138,6 +140,18 @@ impl RxQueue {
             }
         }
         let fitted = offload::fit_received(self.features, hdr, frame);
+        if room < total as u64 && !std::mem::replace(&mut self.warned, true) {
+            crate::host::print::write_stderr(
+                format!(
+                    "lkl: virtio-net: dropped a {}-byte frame: the driver's receive buffer \
+                     holds {} bytes; for an MTU above 1500 add mergeable receive buffers \
+                     (offload bit 0x8000, MRG_RXBUF) to the device's offload mask\n",
+                    frame.len(),
+                    room.saturating_sub(HDR_LEN as u64)
+                )
+                .as_bytes(),
+            );
+        }
         if fitted.is_err() || room < total as u64 {
             // Too big (or refused): the first chain goes back empty.
             let chain = self.held.pop_front().expect("a chain was taken");

@@ -25,6 +25,11 @@ use super::NetError;
 
 /// The largest packet a pipe keeps whole (`PIPE_BUF`).
 const PACKET: usize = 4096;
+/// The pipe size asked for: 256 packets.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+/// How long a send waits for room in a full pipe before the frame is
+/// dropped (the reader is another process, which may be slow to start).
+const FULL_WAIT_MS: i32 = 100;
 
 /// Two FIFOs, one each way.
 #[derive(Debug)]
@@ -54,6 +59,13 @@ impl Pipe {
         // SAFETY: as above; O_DIRECT on a pipe selects packet mode.
         if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) } < 0 {
             return Err(err(io::Error::last_os_error()));
+        }
+        // Each packet takes a whole slot of the pipe (16 by default): make
+        // room for a window of frames where the host allows it.
+        for f in [&rx_file, &tx_file] {
+            // SAFETY: F_SETPIPE_SZ on a descriptor we own; failure (above
+            // fs.pipe-max-size) leaves the pipe as it was.
+            unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
         }
         Ok(Pipe {
             rx: rx_file,
@@ -90,7 +102,21 @@ impl Backend for Pipe {
         if len > PACKET {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
-        writev_all(self.tx.as_raw_fd(), iovs)
+        let fd = self.tx.as_raw_fd();
+        match writev_all(fd, iovs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Full: wait for the reader once, as a NIC's ring would.
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd.
+                unsafe { libc::poll(&mut p, 1, FULL_WAIT_MS) };
+                writev_all(fd, iovs)
+            }
+            r => r,
+        }
     }
 
     fn recv(&self, hdr: &mut [u8; HDR_LEN], frame: &mut [u8]) -> io::Result<usize> {
