@@ -25,12 +25,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-type Outcome = Result<(), String>;
+use lkl_netdev_test::{
+    configure, inet_socket, need_root, pattern, ping, s, timeouts, HostIcmp, LklIcmp, Namespace,
+    Outcome,
+};
+
+/// Socket timeouts in LKL: a stall fails instead of hanging.
+const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 const MAC0: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x01];
 const MAC_MVT: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x03];
@@ -175,56 +180,11 @@ fn wait(mut child: std::process::Child, what: &str) -> Outcome {
     Ok(())
 }
 
-/// Runs `ip ARGS`; an error names the command and what it printed.
-fn ip(args: &[&str]) -> Outcome {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip {}`: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// Deletes the namespace when dropped, on success and failure alike.
-struct Namespace(String);
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.0]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-fn need_root() -> Outcome {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(
-            "this test needs root (network namespaces, taps, FIFOs): run it as root".into(),
-        );
-    }
-    Ok(())
-}
-
 fn devices_case() -> Outcome {
-    need_root()?;
-    let name = format!("lklnd-{}", std::process::id());
-    ip(&["netns", "add", &name])?;
-    let ns = Namespace(name);
-    let n = |args: &[&str]| {
-        let mut all = vec!["-n", &ns.0];
-        all.extend_from_slice(args);
-        ip(&all)
-    };
+    need_root("network namespaces, taps, FIFOs")?;
+    let ns = Namespace::new(format!("lklnd-{}", std::process::id()))?;
+    let n = |args: &[&str]| ns.ip(args);
     let addr = |net: u8| format!("{}/24", host_ip(net));
-    n(&["link", "set", "lo", "up"])?;
     for (tap, net, mtu) in [
         ("lkltap0", 0, "1500"),
         ("lkltapo", 1, "1500"),
@@ -285,20 +245,6 @@ fn child(f: impl FnOnce() -> Outcome) -> ExitCode {
     }
 }
 
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| {
-            (i as u32)
-                .wrapping_mul(2_654_435_761)
-                .rotate_left(seed.into()) as u8
-        })
-        .collect()
-}
-
 /// A host listener on `ip` that reads the payload, checks it, and answers
 /// with its own; returns the port and the peer it saw.
 fn host_server(
@@ -321,24 +267,6 @@ fn host_server(
         Ok(peer)
     });
     Ok((port, h))
-}
-
-/// Brings device `id` up as `ip`/24 with `mtu`; returns its name.
-fn configure(id: lkl::NetId, ip: Ipv4Addr, mtu: u32) -> Result<String, String> {
-    let name = lkl::net_ifname(id).map_err(s)?;
-    let index = lkl::net_ifindex(id).map_err(s)?;
-    let mut nl = lkl_net::Rtnl::open().map_err(s)?;
-    let link = nl.link(index).map_err(s)?;
-    if link.name != name {
-        return Err(format!("ifindex {index} is {}, not {name}", link.name));
-    }
-    if mtu != 1500 {
-        nl.set_mtu(index, mtu)
-            .map_err(|e| format!("{name} mtu {mtu}: {e}"))?;
-    }
-    nl.set_up(index, true).map_err(s)?;
-    nl.add_addr(index, IpAddr::V4(ip), 24, true).map_err(s)?;
-    Ok(name)
 }
 
 fn run_devices(args: &[String]) -> Outcome {
@@ -416,7 +344,7 @@ fn exchange(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
     let (port, server) = host_server(host)?;
     let to = SocketAddr::from((host, port));
     let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
-    let r = timeouts(fd)
+    let r = timeouts(fd, IO_TIMEOUT)
         .and_then(|()| lkl::connect(fd, &to).map_err(|e| format!("connect from LKL to {to}: {e}")))
         .and_then(|()| talk(fd));
     let _ = lkl::close(fd);
@@ -523,120 +451,11 @@ fn receive_threads_end() -> Outcome {
     }
 }
 
-/// The Internet checksum (RFC 1071).
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An ICMP echo request with `ident` and `seq`.
-fn echo_request(ident: u16, seq: u16) -> Vec<u8> {
-    let mut pkt = vec![8u8, 0, 0, 0];
-    pkt.extend_from_slice(&ident.to_be_bytes());
-    pkt.extend_from_slice(&seq.to_be_bytes());
-    pkt.extend(pattern(56, seq as u8));
-    let sum = checksum(&pkt);
-    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
-    pkt
-}
-
-/// Whether `got` (an IPv4 packet) is the echo reply from `from` to `req`.
-fn is_reply(got: &[u8], from: Ipv4Addr, req: &[u8]) -> bool {
-    let ihl = usize::from(got.first().map_or(0, |b| b & 0xf)) * 4;
-    let (Some(ip), Some(icmp)) = (got.get(..ihl), got.get(ihl..)) else {
-        return false;
-    };
-    ihl >= 20
-        && Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]) == from
-        && icmp.len() == req.len()
-        && icmp[0] == 0
-        && icmp[4..] == req[4..]
-}
-
-/// The host side sends ICMP echo requests to LKL over a raw socket and
-/// gets the replies: traffic started from the host, with ARP both ways.
+/// The host side pings LKL over a raw socket: traffic started from the
+/// host, with ARP both ways.
 fn host_pings_lkl(to_ip: Ipv4Addr) -> Result<String, String> {
-    // SAFETY: plain arguments; the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMP,
-        )
-    };
-    if raw < 0 {
-        return Err(format!(
-            "raw ICMP socket: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: `raw` is a new descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let timeout = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 200_000,
-    };
-    // SAFETY: SO_RCVTIMEO reads one timeval, which lives across the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&timeout as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(format!("SO_RCVTIMEO: {}", std::io::Error::last_os_error()));
-    }
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(to_ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let ident = std::process::id() as u16;
-    for seq in 1..=3u16 {
-        let pkt = echo_request(ident, seq);
-        // SAFETY: sends from a live buffer of its length to a sockaddr_in
-        // that lives across the call.
-        let sent = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&to as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if sent < 0 {
-            return Err(format!(
-                "echo request {seq}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let start = Instant::now();
-        loop {
-            if start.elapsed() > Duration::from_secs(5) {
-                return Err(format!("no echo reply {seq} from {to_ip} within 5 s"));
-            }
-            let mut buf = [0u8; 1500];
-            // SAFETY: receives into a live buffer of its length.
-            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n >= 0 && is_reply(&buf[..n as usize], to_ip, &pkt) {
-                break;
-            }
-        }
-    }
+    let sock = HostIcmp::open()?;
+    ping(&sock, to_ip, 3, Duration::from_secs(10))?;
     Ok(format!("the host pinged LKL at {to_ip} 3 times"))
 }
 
@@ -663,7 +482,7 @@ fn mkfifo(path: &Path) -> Outcome {
 }
 
 fn pipe_case() -> Outcome {
-    need_root()?;
+    need_root("network namespaces, taps, FIFOs")?;
     let dir = TempDir(std::env::temp_dir().join(format!("lklnd-pipe-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
     let (ab, ba) = (dir.0.join("a-to-b"), dir.0.join("b-to-a"));
@@ -723,21 +542,6 @@ fn run_pipe(args: &[String]) -> Outcome {
     Ok(())
 }
 
-/// Send and receive timeouts on LKL socket `fd` (20 s), so a stall
-/// fails instead of hanging.
-fn timeouts(fd: i32) -> Outcome {
-    let tv = [20i64, 0].map(i64::to_ne_bytes).concat();
-    for opt in [lkl::sys::LKL_SO_RCVTIMEO_OLD, lkl::sys::LKL_SO_SNDTIMEO_OLD] {
-        lkl::setsockopt(fd, lkl::sys::LKL_SOL_SOCKET as i32, opt as i32, &tv)
-            .map_err(|e| format!("socket timeout: {e}"))?;
-    }
-    Ok(())
-}
-
-fn inet_socket(ty: u32, proto: i32) -> Result<i32, String> {
-    lkl::socket(lkl::sys::LKL_AF_INET as i32, ty as i32, proto).map_err(|e| format!("socket: {e}"))
-}
-
 fn pipe_serve() -> Result<String, String> {
     let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
     let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PIPE_PORT));
@@ -745,7 +549,7 @@ fn pipe_serve() -> Result<String, String> {
     lkl::listen(fd, 1).map_err(|e| format!("listen: {e}"))?;
     let (conn, peer) = lkl::accept4(fd, 0).map_err(|e| format!("accept: {e}"))?;
     let _ = lkl::close(fd);
-    timeouts(conn)?;
+    timeouts(conn, IO_TIMEOUT)?;
     // The server checks what it got, then answers.
     let mut got = vec![0u8; PAYLOAD];
     let mut have = 0;
@@ -791,7 +595,7 @@ fn pipe_client(peer: Ipv4Addr) -> Result<String, String> {
             Err(e) => return Err(format!("connect to {to}: {e}")),
         }
     };
-    let r = timeouts(fd).and_then(|()| talk(fd));
+    let r = timeouts(fd, IO_TIMEOUT).and_then(|()| talk(fd));
     let _ = lkl::close(fd);
     r?;
     Ok(format!(
@@ -799,45 +603,8 @@ fn pipe_client(peer: Ipv4Addr) -> Result<String, String> {
     ))
 }
 
-/// Pings `peer` 3 times from LKL over an LKL raw ICMP socket, waiting for
-/// the peer's kernel to come up; returns the round trips.
+/// Pings `peer` 3 times from LKL, waiting for the peer's kernel to come
+/// up; returns the round trips.
 fn lkl_pings(peer: Ipv4Addr) -> Result<Vec<Duration>, String> {
-    let fd = inet_socket(lkl::sys::LKL_SOCK_RAW, lkl::sys::LKL_IPPROTO_ICMP as i32)?;
-    let tv = [0i64, 100_000].map(i64::to_ne_bytes).concat();
-    lkl::setsockopt(
-        fd,
-        lkl::sys::LKL_SOL_SOCKET as i32,
-        lkl::sys::LKL_SO_RCVTIMEO_OLD as i32,
-        &tv,
-    )
-    .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
-    let to = SocketAddr::from((peer, 0));
-    let mut rtts = Vec::new();
-    let start = Instant::now();
-    let mut seq = 0u16;
-    while rtts.len() < 3 {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = lkl::close(fd);
-            return Err(format!(
-                "{} of 3 echo replies from {peer} in 30 s",
-                rtts.len()
-            ));
-        }
-        seq += 1;
-        let req = echo_request(0x4c4b, seq);
-        let sent = Instant::now();
-        lkl::sendto(fd, &req, 0, Some(&to)).map_err(|e| format!("echo request: {e}"))?;
-        let mut buf = [0u8; 1500];
-        while sent.elapsed() < Duration::from_millis(500) {
-            match lkl::recvfrom(fd, &mut buf, 0) {
-                Ok((n, _)) if is_reply(&buf[..n], peer, &req) => {
-                    rtts.push(sent.elapsed());
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
-    let _ = lkl::close(fd);
-    Ok(rtts)
+    ping(&LklIcmp::open()?, peer, 3, Duration::from_secs(30))
 }

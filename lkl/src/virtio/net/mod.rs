@@ -457,3 +457,32 @@ impl From<sysfs::SysfsError> for NetError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offload_mask_with_other_bits_is_refused_with_the_valid_ones_named() {
+        let backend = NetBackend::Tap {
+            ifname: "lklnosuch0".into(),
+        };
+        let opts = NetOptions {
+            mac: None,
+            offload: 0xc803 | 1 << 17,
+        };
+        let e = add_net_with(backend, &opts).unwrap_err();
+        assert!(matches!(e, NetError::Offload { unknown, .. } if unknown == 1 << 17));
+        assert!(e.to_string().contains("0x20000"), "{e}");
+        assert!(e.to_string().contains("MRG_RXBUF"), "{e}");
+    }
+
+    #[test]
+    fn a_raw_socket_refused_for_want_of_privilege_says_which() {
+        let e = NetError::Raw {
+            ifname: "eth9".into(),
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(e.to_string().contains("CAP_NET_RAW"), "{e}");
+    }
+}
