@@ -22,7 +22,10 @@ else ./lkl-hijack.json, else the LKL_HIJACK_* variables.
 Environment:
   LKL_HIJACK_LIB        path of the library (default: found in target/release
                         next to this script, or $CARGO_TARGET_DIR/release)
-  LKL_HIJACK_ZPOLINE=1  use zpoline instead of LD_PRELOAD (not yet supported)
+  LKL_HIJACK_ZPOLINE=1  use zpoline (lkl-run --zpoline) instead of LD_PRELOAD:
+                        every system call is interposed, name resolution included
+  LKL_RUN               path of lkl-run for LKL_HIJACK_ZPOLINE=1 (default: found
+                        like the library)
 USAGE
 }
 
@@ -32,8 +35,26 @@ case "${1:-}" in
 esac
 
 if [ "${LKL_HIJACK_ZPOLINE:-0}" = "1" ]; then
-    echo "lkl-hijack.sh: LKL_HIJACK_ZPOLINE=1 is not yet supported" >&2
-    exit 2
+    # zpoline instead of LD_PRELOAD: lkl-run rewrites every syscall instruction of the
+    # program (its libc's internal ones too, such as the resolver's) and boots LKL from
+    # the same configuration (see docs/zpoline.md). lkl-run is $LKL_RUN if set, else
+    # found like the library below.
+    run="${LKL_RUN:-}"
+    if [ -z "$run" ]; then
+        here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+        for dir in ${CARGO_TARGET_DIR:+"$CARGO_TARGET_DIR/release"} "$here/../target/release"; do
+            if [ -x "$dir/lkl-run" ]; then
+                run="$dir/lkl-run"
+                break
+            fi
+        done
+    fi
+    if [ -z "$run" ] || [ ! -x "$run" ]; then
+        echo "lkl-hijack.sh: cannot find lkl-run${run:+ at $run}; build it with" \
+            "\`cargo build --release -p loader\` or set LKL_RUN" >&2
+        exit 1
+    fi
+    exec "$run" --zpoline "$@"
 fi
 
 lib="${LKL_HIJACK_LIB:-}"

@@ -15,6 +15,9 @@ use crate::Error;
 /// Which syscall backend serves the program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
+    /// LKL serves sockets and their fds (booted from the hijack configuration); the
+    /// rest goes to the host kernel. See `docs/zpoline.md` for the table.
+    Lkl,
     /// Pass every syscall to the host kernel.
     Host,
 }
@@ -38,8 +41,13 @@ pub struct Cli {
     #[arg(long)]
     pub zpoline: bool,
     /// Where syscalls go.
-    #[arg(long, value_enum, default_value = "host")]
+    #[arg(long, value_enum, default_value = "lkl")]
     pub backend: BackendKind,
+    /// The LKL configuration (upstream's hijack JSON), as `LKL_HIJACK_CONFIG_FILE`.
+    /// Without it: `LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json`, then the
+    /// `LKL_HIJACK_*` variables, as for lkl-hijack.sh.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Log every interposed syscall like strace, to stderr or to FILE.
     #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
     pub trace: Option<String>,
@@ -366,6 +374,23 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         Some(i) => Some(load(Path::new(i))?),
         None => None,
     };
+    static HOST: trampoline::Host = trampoline::Host;
+    let (backend, delay): (&'static dyn trampoline::Backend, _) = match cli.backend {
+        BackendKind::Host => (&HOST, None),
+        BackendKind::Lkl => {
+            if let Some(c) = &cli.config {
+                let abs = std::fs::canonicalize(c)
+                    .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
+                // Re-executed children read the same file through the environment.
+                std::env::set_var("LKL_HIJACK_CONFIG_FILE", abs);
+            }
+            let started = zpoline_lkl::start(!cli.child).map_err(|e| Error::Lkl(e.to_string()))?;
+            for w in &started.warnings {
+                eprintln!("lkl-run: warning: {w}");
+            }
+            (started.backend, started.delay_main)
+        }
+    };
 
     // Interposition options.
     let trace_fd = setup_trace(&cli);
@@ -383,6 +408,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     }
     if cli.null_guard {
         args.push(cstr(b"--null-guard"));
+    }
+    if cli.backend == BackendKind::Host {
+        args.push(cstr(b"--backend=host"));
     }
     if cli.no_auto_guard {
         args.push(cstr(b"--no-auto-guard"));
@@ -426,10 +454,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
             .ok()
             .map(|p| cstr(p.as_os_str().as_bytes())),
     };
-    static HOST: trampoline::Host = trampoline::Host;
     // Before install: the NULL guard installs its own SIGSEGV handler.
     map::reset_signal_state();
-    trampoline::install(options, &HOST)?;
+    trampoline::install(options, backend)?;
 
     // Map and rewrite the program and its interpreter.
     let prog = map::map_image(&show, &file, &img)?;
@@ -510,7 +537,11 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     if let Some((a, b)) = text {
         trampoline::sud::enable(a, b - a, sud)?;
     }
-    // Our code runs only in the hook from here on: no more system allocator.
+    if let Some(d) = delay {
+        std::thread::sleep(d);
+    }
+    // Our code runs only in the hook (and LKL's threads) from here on: the system
+    // allocator only in our own world.
     trampoline::alloc::seal();
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
     unsafe { map::enter(entry, built.sp) }

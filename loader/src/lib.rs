@@ -47,6 +47,9 @@ pub enum Error {
         "vm.mmap_min_addr is {0}, but zpoline needs address 0: run `sysctl -w vm.mmap_min_addr=0`"
     )]
     MmapMinAddr(u64),
+    /// LKL could not be started from its configuration.
+    #[error("{0}")]
+    Lkl(String),
     /// Setting up the trampoline failed.
     #[error(transparent)]
     Trampoline(#[from] trampoline::Error),

@@ -8,6 +8,14 @@
 //! and frees are ignored. The hook is written not to allocate at all
 //! ([`rewriter::warm_up`] builds the decoder's tables beforehand); this is the safety
 //! net, and [`post_seal_allocations`] lets tests check that it stays unused.
+//!
+//! With the LKL backend our code also runs in *our* world after the jump: LKL's own
+//! threads, and program threads while they borrow a thread block of ours for an LKL call
+//! (see `zpoline-lkl`). There `%fs` is one of our libc's thread blocks, and the system
+//! allocator is right. We tell the worlds apart by the stack-protector canary at
+//! `%fs:0x28`, which the x86-64 ABI puts in every thread block: ours all hold our libc's
+//! random value, the program's hold its own. Blocks from the bump area are never handed to
+//! the system allocator's `free`.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,9 +33,75 @@ const CHUNK: usize = 1 << 20;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HookSafe;
 
-/// From now on, never call the system allocator.
+/// Our libc's stack-protector canary, read at [`seal`].
+static CANARY: AtomicU64 = AtomicU64::new(0);
+/// `rdfsbase` works (FSGSBASE, `AT_HWCAP2` bit 1).
+static FSGSBASE: AtomicBool = AtomicBool::new(false);
+/// Bump chunks handed out, as (start, end); their blocks are never freed.
+static CHUNKS: [(AtomicUsize, AtomicUsize); 256] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 256];
+static NCHUNKS: AtomicUsize = AtomicUsize::new(0);
+
+/// From now on, call the system allocator only from our own world (see the module doc).
 pub fn seal() {
+    // SAFETY: getauxval has no preconditions.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    FSGSBASE.store(hwcap2 & 2 != 0, Ordering::SeqCst);
+    CANARY.store(canary(fs_base()), Ordering::SeqCst);
     SEALED.store(true, Ordering::SeqCst);
+}
+
+/// True when FSGSBASE instructions are usable (see [`seal`]).
+pub fn has_fsgsbase() -> bool {
+    FSGSBASE.load(Ordering::Relaxed)
+}
+
+/// The calling thread's `%fs` base.
+#[inline(always)]
+pub fn fs_base() -> u64 {
+    if FSGSBASE.load(Ordering::Relaxed) {
+        let v: u64;
+        // SAFETY: rdfsbase only reads the FS base; FSGSBASE is enabled (AT_HWCAP2).
+        unsafe {
+            core::arch::asm!("rdfsbase {}", out(reg) v, options(nomem, nostack, preserves_flags))
+        };
+        v
+    } else {
+        let mut v = 0u64;
+        // SAFETY: arch_prctl(ARCH_GET_FS, &v) writes one u64.
+        unsafe { syscall6(158, [0x1003, &mut v as *mut u64 as u64, 0, 0, 0, 0]) };
+        v
+    }
+}
+
+/// The stack-protector canary of the thread block at `fs` (0 for no thread block).
+fn canary(fs: u64) -> u64 {
+    if fs < 4096 {
+        return 0;
+    }
+    // SAFETY: every x86-64 thread block has the canary word at offset 0x28 (ABI).
+    unsafe { core::ptr::read_volatile((fs + 0x28) as *const u64) }
+}
+
+/// True when `%fs` is one of our libc's thread blocks (or nothing is sealed yet).
+pub fn in_our_world() -> bool {
+    !SEALED.load(Ordering::Relaxed) || canary(fs_base()) == CANARY.load(Ordering::Relaxed)
+}
+
+fn from_bump(p: usize) -> bool {
+    let n = NCHUNKS.load(Ordering::Acquire).min(CHUNKS.len());
+    CHUNKS[..n].iter().any(|(a, b)| {
+        let (a, b) = (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+        a <= p && p < b
+    })
+}
+
+fn record_chunk(p: usize, len: usize) {
+    let i = NCHUNKS.fetch_add(1, Ordering::AcqRel);
+    if let Some((a, b)) = CHUNKS.get(i) {
+        b.store(p + len, Ordering::Relaxed);
+        a.store(p, Ordering::Release);
+    }
 }
 
 /// Number of allocations made after [`seal`] (the hook should make none).
@@ -59,6 +133,7 @@ fn bump(layout: Layout) -> *mut u8 {
             return core::ptr::null_mut();
         }
         let p = p as usize;
+        record_chunk(p, len);
         if layout.size() + align > CHUNK {
             return ((p + align - 1) & !(align - 1)) as *mut u8;
         }
@@ -75,11 +150,12 @@ fn bump(layout: Layout) -> *mut u8 {
     }
 }
 
-// SAFETY: before sealing we forward to `System`; after, memory comes from private
-// mappings that are never reused, aligned as requested, and never freed.
+// SAFETY: in our world we forward to `System` (blocks from the bump area, recorded in
+// CHUNKS, are never passed to it); in the program's, memory comes from private mappings
+// that are never reused, aligned as requested, and never freed.
 unsafe impl GlobalAlloc for HookSafe {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if SEALED.load(Ordering::Relaxed) {
+        if !in_our_world() {
             return bump(layout);
         }
         // SAFETY: forwarded unchanged.
@@ -87,7 +163,11 @@ unsafe impl GlobalAlloc for HookSafe {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !SEALED.load(Ordering::Relaxed) {
+        if !SEALED.load(Ordering::Relaxed)
+            || (in_our_world()
+                && NCHUNKS.load(Ordering::Relaxed) <= CHUNKS.len()
+                && !from_bump(ptr as usize))
+        {
             // SAFETY: forwarded unchanged; blocks from before sealing came from System.
             unsafe { System.dealloc(ptr, layout) }
         }

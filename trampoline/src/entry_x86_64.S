@@ -1,6 +1,6 @@
 /*
  * zpoline entry stub, x86-64, AT&T syntax. Included by entry_x86_64.rs via global_asm!;
- * route, hook, xsave_size, slots and the sud_* items (in braces below) are Rust items
+ * route, hook, xsave_size, slots, fd_mark, forked and the sud_* items (in braces below) are Rust items
  * passed as `sym`.
  * Braces are format placeholders here: comments must not contain any others.
  *
@@ -25,7 +25,7 @@
  * Direction flag: cleared for the Rust hook, restored by popfq.
  *
  * route[nr]: 0 = fast pass-through here, 1 = Rust hook, 2 = special path here
- * (rt_sigreturn, clone, vfork, clone3). The hook returns 0 (done, frame.rax holds the
+ * (rt_sigreturn, clone, vfork, clone3), 3 = hook if the fd in rdi is marked, else fast. The hook returns 0 (done, frame.rax holds the
  * result) or 1 (run the special path now, for syscalls it only counted/traced).
  */
     .text
@@ -40,7 +40,18 @@ zpoline_entry:
     jrcxz 1f
     lea -1(%rcx), %ecx
     jrcxz zp_hook_path
-    jmp zp_special
+    lea -1(%rcx), %ecx
+    jrcxz 2f
+    /*
+     * route 3: the first argument is a file descriptor; take the hook only when the
+     * backend marked it (fd_mark[fd & 0xffff], an LKL fd's placeholder), else go fast.
+     * movzwl and the loads write no flags.
+     */
+    movzwl %di, %ecx
+    lea {fd_mark}(%rip), %r11
+    movzbl (%r11,%rcx,1), %ecx
+    jrcxz 1f
+    jmp zp_hook_path
     /*
      * Return with pop+jmp, not ret: the kernel's return-stack mitigations leave the
      * return predictor useless right after a syscall, so a ret here mispredicts
@@ -50,6 +61,7 @@ zpoline_entry:
 1:  syscall
     pop %rcx
     jmp *%rcx
+2:  jmp zp_special
 
 /*
  * Hook path: build a Frame (rdi, rsi, rdx, r10, r8, r9, rax) below the red zone, save
@@ -244,6 +256,8 @@ zp_fork_like:
     syscall
     test %rax, %rax
     jnz 1f
+    /* The child of a fork: its own memory from here on; tell the backend. */
+    movb $1, {forked}(%rip)
     lea -128(%rsp), %rsp
     call zp_child_sud
     lea 128(%rsp), %rsp

@@ -3,7 +3,8 @@
 
 use core::sync::atomic::{AtomicU64, AtomicU8};
 
-/// Routing of each syscall number (see the `.S` file): 0 fast, 1 hook, 2 special.
+/// Routing of each syscall number (see the `.S` file): 0 fast, 1 hook, 2 special, 3 hook
+/// when the fd in the first argument is marked in [`crate::FD_MARK`].
 pub(crate) static ROUTE: [AtomicU8; ROUTES] = [const { AtomicU8::new(0) }; ROUTES];
 /// Number of entries in [`ROUTE`]; the sled never yields a number past 512.
 pub(crate) const ROUTES: usize = 1024;
@@ -42,6 +43,8 @@ core::arch::global_asm!(
     hook = sym hook_trampoline,
     xsave_size = sym XSAVE_SIZE,
     slots = sym VFORK_SLOTS,
+    fd_mark = sym crate::FD_MARK,
+    forked = sym crate::FORKED,
     sud_on = sym crate::sud::ENABLED,
     sud_start = sym crate::sud::ALLOW_START,
     sud_len = sym crate::sud::ALLOW_LEN,

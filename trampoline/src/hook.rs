@@ -173,8 +173,9 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     } else {
         args
     };
-    let r = backend.syscall(nr, args);
+    let (r, target) = backend.call(nr, args);
     if nr == NR_FORK && r == 0 {
+        crate::FORKED.store(1, Ordering::Relaxed);
         crate::sud::reenable_in_child();
     }
     if (nr == NR_MMAP || nr == NR_MPROTECT)
@@ -205,7 +206,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     if nr != NR_EXIT_GROUP {
         trace::count(counts, nr, r);
         if let Some(fd) = opts.trace_fd {
-            trace::trace(fd, nr, args, Some(r));
+            trace::trace_to(fd, nr, args, Some(r), target);
         }
     }
     Outcome::Done(r)

@@ -9,8 +9,9 @@
 //!   syscall itself (fast pass-through, no vector state touched) or calls the Rust hook.
 //! - The hook never allocates, never calls libc and never touches Rust thread-local
 //!   storage: it runs on the program's threads with the program's `%fs`.
-//! - The [`Backend`] decides what a syscall does. [`Host`] passes it to the host kernel;
-//!   the LKL backend will plug in here.
+//! - The [`Backend`] decides what a syscall does and which numbers it must see
+//!   ([`Backend::route`]). [`Host`] passes everything to the host kernel; the LKL backend
+//!   (crate `zpoline-lkl`) sends sockets and their fds to LKL.
 
 pub mod alloc;
 pub mod cache;
@@ -23,7 +24,7 @@ pub mod sled;
 pub mod sud;
 pub mod trace;
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 pub use entry_x86_64::{entry_address, Frame};
@@ -57,10 +58,69 @@ pub enum Error {
     AlreadyInstalled,
 }
 
+/// Which kernel served a syscall (shown by `--trace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The host kernel.
+    Host,
+    /// LKL, the kernel inside the process.
+    Lkl,
+    /// LKL was asked, but it does not implement the call (the program got `ENOSYS`).
+    LklMissing,
+    /// Answered by the interposer itself (a view, a placeholder, a refused call).
+    Interposer,
+}
+
+/// How the entry stub dispatches a syscall number (see `entry_x86_64.S`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the host kernel, in assembly.
+    Fast,
+    /// Through the Rust hook and the backend.
+    Hook,
+    /// Through the hook only when the first argument is an fd marked with [`mark_fd`].
+    FdArg,
+}
+
 /// Where a syscall goes.
 pub trait Backend: Sync + Send {
     /// Runs syscall `nr` with `args`; returns the result or a negative errno.
     fn syscall(&self, nr: u64, args: &[u64; 6]) -> i64;
+
+    /// Runs syscall `nr` and says which kernel served it (for `--trace`).
+    fn call(&self, nr: u64, args: &[u64; 6]) -> (i64, Target) {
+        (self.syscall(nr, args), Target::Host)
+    }
+
+    /// The route this backend needs for `nr`, or `None` for the interposer's default.
+    fn route(&self, _nr: u64) -> Option<Route> {
+        None
+    }
+
+    /// True when calls may go elsewhere than the host: `--trace` then names the kernel
+    /// that served each call.
+    fn mixed(&self) -> bool {
+        false
+    }
+}
+
+/// One byte per fd (modulo 65536): non-zero sends calls of route [`Route::FdArg`] on
+/// that fd through the hook. Read by the entry stub.
+pub(crate) static FD_MARK: [AtomicU8; 65536] = [const { AtomicU8::new(0) }; 65536];
+
+/// Set in the child of a `fork` (or fork-like `clone`/`clone3`) by the entry stub and
+/// the hook: the child has its own copy of memory, without the parent's other threads.
+pub(crate) static FORKED: AtomicU8 = AtomicU8::new(0);
+
+/// Marks (or unmarks) `fd` so that [`Route::FdArg`] calls on it take the hook. Marks are
+/// per `fd & 0xffff`: the backend must check the exact fd in the hook.
+pub fn mark_fd(fd: i32, on: bool) {
+    FD_MARK[(fd as u32 & 0xffff) as usize].store(u8::from(on), Ordering::Relaxed);
+}
+
+/// True in a process made by `fork` (or a fork-like `clone`) of an interposed process.
+pub fn forked_child() -> bool {
+    FORKED.load(Ordering::Relaxed) != 0
 }
 
 /// The host backend: every syscall goes to the host kernel unchanged.
@@ -126,6 +186,8 @@ pub(crate) static COUNTS: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_
 /// Sites rewritten so far, by anyone.
 pub(crate) static PATCHED: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// `--trace` lines name the kernel that served each call (see [`Backend::mixed`]).
+pub(crate) static TAG_TRACE: AtomicBool = AtomicBool::new(false);
 pub(crate) static EXEC_ONLY: AtomicBool = AtomicBool::new(false);
 
 const PROT_READ: u64 = 1;
@@ -202,10 +264,15 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         } else if hooked {
             1
         } else {
-            0
+            match backend.route(nr as u64) {
+                Some(Route::Hook) => 1,
+                Some(Route::FdArg) => 3,
+                Some(Route::Fast) | None => 0,
+            }
         };
         slot.store(route, Ordering::Relaxed);
     }
+    TAG_TRACE.store(backend.mixed(), Ordering::Relaxed);
     let _ = BACKEND.set(backend);
     let _ = OPTIONS.set(options);
     Ok(())

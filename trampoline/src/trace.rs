@@ -83,10 +83,34 @@ pub(crate) fn warn_allocations(fd: i32) {
 /// not seen, for calls that do not come back through the hook).
 #[inline(never)]
 pub(crate) fn trace(fd: i32, nr: u64, args: &[u64; 6], result: Option<i64>) {
+    trace_to(fd, nr, args, result, crate::Target::Host);
+}
+
+/// [`trace`] naming the kernel that served the call when the backend is not the host
+/// alone: `[pid] lkl socket(...) = 3`, `[pid] host read(...) = 5`.
+#[inline(never)]
+pub(crate) fn trace_to(
+    fd: i32,
+    nr: u64,
+    args: &[u64; 6],
+    result: Option<i64>,
+    target: crate::Target,
+) {
     let mut l = Line::new();
     // SAFETY: getpid has no arguments.
     let pid = unsafe { syscall6(39, [0; 6]) };
     let _ = write!(l, "[{pid}] ");
+    if crate::TAG_TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+        let _ = write!(
+            l,
+            "{} ",
+            match target {
+                crate::Target::Host => "host",
+                crate::Target::Lkl | crate::Target::LklMissing => "lkl",
+                crate::Target::Interposer => "zpoline",
+            }
+        );
+    }
     match names::name(nr) {
         Some(n) => {
             let _ = write!(l, "{n}(");
@@ -108,6 +132,9 @@ pub(crate) fn trace(fd: i32, nr: u64, args: &[u64; 6], result: Option<i64>) {
         }
     }
     let _ = match result {
+        Some(_) if target == crate::Target::LklMissing => {
+            writeln!(l, ") = -1 ENOSYS (not implemented by LKL)")
+        }
         Some(r) if (-4095..0).contains(&r) => match errno_name(-r) {
             Some(e) => writeln!(l, ") = -1 {e}"),
             None => writeln!(l, ") = -1 (errno {})", -r),

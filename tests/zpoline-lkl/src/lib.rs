@@ -1,1 +1,0 @@
-//! End-to-end tests of zpoline backed by LKL: name resolution and networking through LKL.

@@ -1,0 +1,384 @@
+//! zpoline backed by LKL, end to end, in a network namespace made here:
+//! a tap for LKL with the host side at 198.18.0.1, dnsmasq there answering
+//! `testhost.lkl`, a python http.server on port 8080, and the namespace's
+//! `/etc/resolv.conf` (through `ip netns exec`'s `/etc/netns/NAME/resolv.conf`)
+//! pointing at 198.18.99.99, where nothing answers. Only LKL's `nameserver` can
+//! resolve the name, so every case that resolves it went through LKL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lkl_test_support::{self as support, Netns, Outcome, Report, TempDir};
+
+const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
+const DEADLINE: Duration = Duration::from_secs(30);
+const TAP: &str = "zptap0";
+
+/// `/etc/netns/NAME/resolv.conf`, removed on drop.
+struct NetnsResolv(PathBuf);
+
+impl Drop for NetnsResolv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_in(ns: &Netns, cmd: &mut Command) -> Result<Output, String> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", support::describe(cmd)))?;
+    let _ = ns;
+    support::wait_deadline(child, DEADLINE, &support::describe(cmd))
+}
+
+/// `lkl-run --zpoline --config CONF ARGS...` in the namespace.
+fn zp(ns: &Netns, conf: &Path, args: &[&str]) -> Result<Output, String> {
+    let mut c = ns.command(LKL_RUN);
+    c.arg("--zpoline").arg("--config").arg(conf).args(args);
+    run_in(ns, &mut c)
+}
+
+fn expect(o: Result<Output, String>, ok: bool, needles: &[&str]) -> Outcome {
+    let o = o?;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if o.status.success() != ok {
+        return Err(format!("expected success={ok}; {}", text(&o)));
+    }
+    for n in needles {
+        if !all.contains(n) {
+            return Err(format!("{n:?} missing; {}", text(&o)));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until something listens on `proto` port `port` in the namespace.
+fn wait_port(ns: &Netns, proto: &str, port: u16) -> Outcome {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let out = ns
+            .command("ss")
+            .args([&format!("-Hln{proto}"), &format!("sport = :{port}")])
+            .output()
+            .map_err(|e| format!("ss: {e} (install iproute2)"))?;
+        if !out.stdout.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("nothing listens on {proto} port {port} after 10 s"))
+}
+
+/// A configuration that must stop lkl-run with an error naming `needle`, before the
+/// program runs.
+fn bad_config(ns: &Netns, tmp: &TempDir, json: &str, needle: &str) -> Outcome {
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, json).map_err(|e| e.to_string())?;
+    let o = zp(ns, &bad, &["/bin/echo", "the program ran"])?;
+    let all = text(&o);
+    if o.status.success() || all.contains("the program ran") || !all.contains(needle) {
+        return Err(format!("expected an error naming {needle:?}; {all}"));
+    }
+    Ok(())
+}
+
+fn gcc(src: &str, out: &Path) -> Outcome {
+    support::run(
+        Command::new("gcc")
+            .args(["-O2", "-o"])
+            .arg(out)
+            .arg(workspace().join("tests/zpoline-lkl/c").join(src)),
+    )
+    .map(|_| ())
+}
+
+fn main() -> ExitCode {
+    let mut r = Report::default();
+    let setup = (|| -> Result<_, String> {
+        support::require_root("network namespaces, taps and vm.mmap_min_addr=0")?;
+        for (tool, pkg) in [
+            ("dnsmasq", "dnsmasq"),
+            ("gcc", "gcc"),
+            ("curl", "curl"),
+            ("getent", "libc-bin"),
+            ("ping", "iputils-ping"),
+            ("busybox", "busybox-static"),
+            ("ss", "iproute2"),
+        ] {
+            support::require_tool(tool, pkg)?;
+        }
+        support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
+        let ns = Netns::new("zpl")?;
+        ns.add_tap(TAP, &["198.18.0.1/24"])?;
+        let etc = PathBuf::from("/etc/netns").join(ns.name());
+        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        let resolv = NetnsResolv(etc.clone());
+        std::fs::write(etc.join("resolv.conf"), "nameserver 198.18.99.99\n")
+            .map_err(|e| format!("resolv.conf: {e}"))?;
+        let tmp = TempDir::new("zpl")?;
+        let www = tmp.path().join("www");
+        std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+        std::fs::write(www.join("index.html"), "hello through LKL\n").map_err(|e| e.to_string())?;
+        let conf = tmp.path().join("conf.json");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"{{"nameserver": "198.18.0.1", "mount": "proc,sysfs",
+  "interfaces": [{{"type": "tap", "param": "{TAP}", "ip": "198.18.0.2", "masklen": "24",
+                  "mac": "12:34:56:78:9a:bc"}}]}}"#
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let pid = tmp.path().join("dnsmasq.pid");
+        let dns = ns.spawn(ns.command("/usr/sbin/dnsmasq").args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--address=/testhost.lkl/198.18.0.1",
+            "--listen-address=198.18.0.1",
+            "--bind-interfaces",
+            &format!("--pid-file={}", pid.display()),
+        ]))?;
+        let http = ns.spawn(
+            ns.command("/usr/bin/python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    "8080",
+                    "--bind",
+                    "198.18.0.1",
+                    "--directory",
+                ])
+                .arg(&www)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        wait_port(&ns, "u", 53)?;
+        wait_port(&ns, "t", 8080)?;
+        let mixpoll = tmp.path().join("mixpoll");
+        gcc("mixpoll.c", &mixpoll)?;
+        Ok((ns, resolv, tmp, conf, dns, http, mixpoll))
+    })();
+    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            r.case("setup", Err(e));
+            return r.finish();
+        }
+    };
+
+    r.case(
+        "lkl-run --zpoline --config conf.json ping -c 3 testhost.lkl",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &["ping", "-c", "3", "-i", "0.2", "testhost.lkl"],
+            ),
+            true,
+            &["PING testhost.lkl (198.18.0.1)", "3 received"],
+        ),
+    );
+    r.case(
+        "LKL_HIJACK_ZPOLINE=1 lkl-hijack.sh ping -c 3 testhost.lkl",
+        expect(
+            run_in(
+                &ns,
+                ns.command(workspace().join("bin/lkl-hijack.sh"))
+                    .args(["ping", "-c", "3", "-i", "0.2", "testhost.lkl"])
+                    .env("LKL_HIJACK_ZPOLINE", "1")
+                    .env("LKL_HIJACK_CONFIG_FILE", &conf)
+                    .env("LKL_RUN", LKL_RUN),
+            ),
+            true,
+            &["PING testhost.lkl (198.18.0.1)", "3 received"],
+        ),
+    );
+    r.case(
+        "plain LD_PRELOAD hijack: the resolver misses LKL (documented)",
+        (|| {
+            let lib = support::cargo_build("lkl-hijack")?.join("liblkl_hijack.so");
+            expect(
+                run_in(
+                    &ns,
+                    ns.command(workspace().join("bin/lkl-hijack.sh"))
+                        .args(["ping", "-c", "1", "testhost.lkl"])
+                        .env("LKL_HIJACK_CONFIG_FILE", &conf)
+                        .env("LKL_HIJACK_LIB", lib),
+                ),
+                false,
+                &["testhost.lkl"],
+            )
+        })(),
+    );
+    r.case(
+        "getent hosts testhost.lkl",
+        expect(
+            zp(&ns, &conf, &["getent", "hosts", "testhost.lkl"]),
+            true,
+            &["198.18.0.1"],
+        ),
+    );
+    r.case(
+        "curl http://testhost.lkl:8080/",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &["curl", "-sS", "http://testhost.lkl:8080/index.html"],
+            ),
+            true,
+            &["hello through LKL"],
+        ),
+    );
+    r.case(
+        "python3 socket.getaddrinfo",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &[
+                    "/usr/bin/python3",
+                    "-c",
+                    "import socket; print(socket.getaddrinfo('testhost.lkl', 8080, socket.AF_INET, socket.SOCK_STREAM))",
+                ],
+            ),
+            true,
+            &["('198.18.0.1', 8080)"],
+        ),
+    );
+    r.case(
+        "busybox-static wget",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &[
+                    "busybox",
+                    "wget",
+                    "-q",
+                    "-O",
+                    "-",
+                    "http://testhost.lkl:8080/index.html",
+                ],
+            ),
+            true,
+            &["hello through LKL"],
+        ),
+    );
+    r.case(
+        "busybox-static ping -c 3 testhost.lkl",
+        expect(
+            zp(&ns, &conf, &["busybox", "ping", "-c", "3", "testhost.lkl"]),
+            true,
+            &["3 packets received"],
+        ),
+    );
+    r.case(
+        "ip address show: LKL's interfaces",
+        (|| {
+            let o = zp(&ns, &conf, &["ip", "address", "show"])?;
+            let s = String::from_utf8_lossy(&o.stdout);
+            if !o.status.success()
+                || !s.contains("inet 198.18.0.2/24")
+                || !s.contains("12:34:56:78:9a:bc")
+                || s.contains(TAP)
+            {
+                return Err(format!("not LKL's interfaces; {}", text(&o)));
+            }
+            Ok(())
+        })(),
+    );
+    r.case(
+        "cat /proc/net/dev: LKL's (mount proc)",
+        expect(zp(&ns, &conf, &["cat", "/proc/net/dev"]), true, &["eth0:"]),
+    );
+    r.case(
+        "one poll loop over a host file, a pipe and an LKL socket",
+        expect(
+            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "poll"]),
+            true,
+            &["all three readable"],
+        ),
+    );
+    r.case(
+        "--trace names LKL and the host",
+        (|| {
+            let trace = tmp.path().join("trace");
+            let tr = format!("--trace={}", trace.display());
+            expect(
+                zp(&ns, &conf, &[&tr, "getent", "hosts", "testhost.lkl"]),
+                true,
+                &["198.18.0.1"],
+            )?;
+            let t = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
+            for n in [
+                "lkl socket(0x2",
+                "lkl connect(",
+                "host openat(",
+                "lkl openat(AT_FDCWD, \"/etc/resolv.conf\"",
+            ] {
+                if !t.contains(n) {
+                    return Err(format!("{n:?} not in the trace:\n{t}"));
+                }
+            }
+            Ok(())
+        })(),
+    );
+    r.case(
+        "a call LKL does not implement: ENOSYS, named by --trace",
+        (|| {
+            let trace = tmp.path().join("trace-enosys");
+            let tr = format!("--trace={}", trace.display());
+            expect(
+                zp(
+                    &ns,
+                    &conf,
+                    &[&tr, mixpoll.to_str().unwrap_or_default(), "enosys"],
+                ),
+                true,
+                &["ENOSYS"],
+            )?;
+            let t = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
+            if !t.contains("lkl getdents(") || !t.contains("ENOSYS (not implemented by LKL)") {
+                return Err(format!("getdents not named in the trace:\n{t}"));
+            }
+            Ok(())
+        })(),
+    );
+    r.case(
+        "bad boot_cmdline: clear error before the program runs",
+        bad_config(&ns, &tmp, r#"{"boot_cmdline": "mem=1K"}"#, "boot_cmdline"),
+    );
+    r.case(
+        "config error (missing tap): clear error before the program runs",
+        bad_config(
+            &ns,
+            &tmp,
+            r#"{"interfaces": [{"type": "tap", "param": "nosuchtap0"}]}"#,
+            "nosuchtap0",
+        ),
+    );
+    r.finish()
+}

@@ -1,0 +1,97 @@
+//! One fd space for the program: an LKL descriptor is offered as a host *placeholder*
+//! (an `O_PATH` descriptor of `/dev/null`, close-on-exec), and [`LKL_OF`] maps the
+//! placeholder's number to the LKL descriptor. The placeholder reserves the number in
+//! the host's table, so host and LKL fds never collide, and a call that reached the
+//! host on one by mistake fails cleanly with `EBADF`. The entry stub sends calls on a
+//! marked fd (`trampoline::mark_fd`) through the hook, where the table decides.
+
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use trampoline::syscall6;
+
+/// Placeholders are below this number (a placeholder above it is refused with `EMFILE`).
+pub(crate) const MAX_FDS: usize = 65536;
+
+/// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd.
+static LKL_OF: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
+
+const O_PATH: u64 = 0o10000000;
+const O_CLOEXEC: u64 = 0o2000000;
+const EMFILE: i64 = 24;
+
+/// The LKL fd behind program fd `fd`, if it is LKL's.
+#[inline(always)]
+pub(crate) fn lkl_of(fd: u64) -> Option<i64> {
+    let fd = fd as i32;
+    if fd < 0 || fd as usize >= MAX_FDS {
+        return None;
+    }
+    match LKL_OF[fd as usize].load(Ordering::Acquire) {
+        0 => None,
+        l => Some(i64::from(l - 1)),
+    }
+}
+
+/// Records that host fd `host` stands for LKL fd `lkl` (`None`: a host fd again).
+pub(crate) fn set(host: i64, lkl: Option<i64>) {
+    if host < 0 || host as usize >= MAX_FDS {
+        return;
+    }
+    LKL_OF[host as usize].store(lkl.map_or(0, |l| l as i32 + 1), Ordering::Release);
+    trampoline::mark_fd(host as i32, lkl.is_some());
+}
+
+/// A new placeholder: the lowest free host fd at or above `min`, close-on-exec.
+pub(crate) fn placeholder(min: i64) -> i64 {
+    let fd = if min <= 0 {
+        // SAFETY: openat of a constant path.
+        unsafe {
+            syscall6(
+                257,
+                [
+                    -100i64 as u64,
+                    c"/dev/null".as_ptr() as u64,
+                    O_PATH | O_CLOEXEC,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        }
+    } else {
+        let tmp = placeholder(0);
+        if tmp < 0 {
+            return tmp;
+        }
+        // SAFETY: F_DUPFD_CLOEXEC of our own placeholder, then closing it.
+        unsafe {
+            let r = syscall6(72, [tmp as u64, 1030, min as u64, 0, 0, 0]);
+            syscall6(3, [tmp as u64, 0, 0, 0, 0, 0]);
+            r
+        }
+    };
+    if fd >= MAX_FDS as i64 {
+        // SAFETY: closing the placeholder we just made.
+        unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+        return -EMFILE;
+    }
+    fd
+}
+
+/// Offers LKL fd `lkl` to the program: a placeholder at or above `min`, recorded.
+/// Closes `lkl` (in LKL, through `close_lkl`) if no placeholder can be had.
+pub(crate) fn adopt(lkl: i64, min: i64, close_lkl: impl FnOnce(i64)) -> i64 {
+    let fd = placeholder(min);
+    if fd < 0 {
+        close_lkl(lkl);
+        return fd;
+    }
+    set(fd, Some(lkl));
+    fd
+}
+
+/// Every program fd in `[lo, hi]` that is LKL's, with its LKL fd.
+pub(crate) fn in_range(lo: u64, hi: u64) -> impl Iterator<Item = (i64, i64)> {
+    let hi = hi.min(MAX_FDS as u64 - 1);
+    (lo..=hi).filter_map(|fd| lkl_of(fd).map(|l| (fd as i64, l)))
+}

@@ -1,0 +1,306 @@
+//! Crossing from the program's world into ours for an LKL call.
+//!
+//! LKL, and everything of ours it uses (our libc's mutexes, `malloc`, thread-local
+//! keys, Rust's thread-locals), needs `%fs` to point at one of *our* libc's thread
+//! blocks. A program thread arrives in the hook with the program's `%fs`. So each
+//! program thread that calls into LKL borrows the thread block of a *shadow*: a thread
+//! of ours that does nothing but sleep on a futex that is never woken, with every
+//! signal blocked. While lent, the shadow never runs, so its block is used by one
+//! thread at a time. The call swaps `%fs` with `wrfsbase` (a few ns; `arch_prctl` where
+//! the CPU lacks FSGSBASE), makes the LKL call, and swaps back.
+//!
+//! Shadows are found by the program thread's own `%fs` base in an open-addressing
+//! table read without locks. A miss creates a shadow under a spin lock, working on the
+//! thread block of the *bootstrap* shadow made at start. A program thread that ends
+//! leaves its shadow to the next thread given the same thread block (glibc reuses
+//! them), so the number of shadows is the peak number of threads that used LKL, and
+//! LKL's kernel task of that shadow is reused with it.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use trampoline::alloc::{fs_base, has_fsgsbase};
+use trampoline::syscall6;
+
+const SLOTS: usize = 4096;
+
+/// One program thread block and the shadow it borrows.
+struct Shadow {
+    /// The program thread's `%fs` base (0: free slot).
+    prog: AtomicU64,
+    /// The shadow's `%fs` base.
+    fs: AtomicU64,
+    /// 1 while an LKL call runs on this shadow.
+    busy: AtomicU8,
+    /// 1 when a signal handler ran during the call (see [`take_signal`]).
+    sig: AtomicU8,
+    /// Signals whose handler waits for the call to end (bit n-1 for signal n).
+    pending: AtomicU64,
+}
+
+static TABLE: [Shadow; SLOTS] = [const {
+    Shadow {
+        prog: AtomicU64::new(0),
+        fs: AtomicU64::new(0),
+        busy: AtomicU8::new(0),
+        sig: AtomicU8::new(0),
+        pending: AtomicU64::new(0),
+    }
+}; SLOTS];
+/// Indices of the used slots, in creation order (for the signal wrapper's reverse search).
+static USED: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+static NUSED: AtomicUsize = AtomicUsize::new(0);
+static LOCK: AtomicBool = AtomicBool::new(false);
+/// The bootstrap shadow's `%fs` base.
+static BOOT_FS: AtomicU64 = AtomicU64::new(0);
+/// The new shadow publishes its `%fs` base here.
+static NEW_FS: AtomicU64 = AtomicU64::new(0);
+/// A futex word that is never woken.
+static NEVER: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the calling thread's `%fs` base.
+#[inline(always)]
+fn set_fs(v: u64) {
+    if has_fsgsbase() {
+        // SAFETY: wrfsbase only changes this thread's FS base; the callers swap it to a
+        // valid thread block and back before any code that depends on it.
+        unsafe { core::arch::asm!("wrfsbase {}", in(reg) v, options(nostack, preserves_flags)) };
+    } else {
+        // SAFETY: arch_prctl(ARCH_SET_FS, v) as above.
+        unsafe { syscall6(158, [0x1002, v, 0, 0, 0, 0]) };
+    }
+}
+
+fn slot_of(prog: u64) -> usize {
+    ((prog >> 6) ^ (prog >> 18) ^ (prog >> 30)) as usize % SLOTS
+}
+
+/// The shadow of the thread block `prog`, if it has one.
+#[inline(always)]
+fn find(prog: u64) -> Option<&'static Shadow> {
+    let mut i = slot_of(prog);
+    for _ in 0..SLOTS {
+        let s = &TABLE[i];
+        match s.prog.load(Ordering::Acquire) {
+            0 => return None,
+            p if p == prog => return Some(s),
+            _ => i = (i + 1) % SLOTS,
+        }
+    }
+    None
+}
+
+/// The body of a shadow (and of the bootstrap shadow): publish the thread block, then
+/// sleep forever touching nothing but the stack.
+fn park_forever() {
+    NEW_FS.store(fs_base(), Ordering::Release);
+    loop {
+        // SAFETY: FUTEX_WAIT_PRIVATE on a word that stays 0: sleeps until a spurious
+        // wakeup, then sleeps again. No libc, no errno, no thread-locals.
+        unsafe { syscall6(202, [NEVER.as_ptr() as u64, 128, 0, 0, 0, 0]) };
+    }
+}
+
+/// Blocks every signal on the calling thread; returns the old mask.
+fn block_all() -> u64 {
+    let all = !0u64;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own buffers.
+    unsafe {
+        syscall6(
+            14,
+            [
+                0,
+                &all as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    old
+}
+
+fn set_mask(mask: u64) {
+    // SAFETY: rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8).
+    unsafe { syscall6(14, [2, &mask as *const u64 as u64, 0, 8, 0, 0]) };
+}
+
+/// Starts a shadow thread from our world; returns its thread block, 0 on failure.
+fn spawn_shadow() -> u64 {
+    NEW_FS.store(0, Ordering::Release);
+    let spawned = std::thread::Builder::new()
+        .name("lkl-shadow".into())
+        .stack_size(64 << 10)
+        .spawn(park_forever);
+    if spawned.is_err() {
+        return 0;
+    }
+    loop {
+        let fs = NEW_FS.load(Ordering::Acquire);
+        if fs != 0 {
+            return fs;
+        }
+        // SAFETY: sched_yield has no arguments.
+        unsafe { syscall6(24, [0; 6]) };
+    }
+}
+
+/// Makes the bootstrap shadow. Call once, from our world, before the program runs.
+pub(crate) fn init() -> bool {
+    let old = block_all();
+    let fs = spawn_shadow();
+    set_mask(old);
+    BOOT_FS.store(fs, Ordering::Release);
+    fs != 0
+}
+
+/// Creates the shadow of `prog` (the calling program thread's thread block).
+#[cold]
+#[inline(never)]
+fn create(prog: u64) -> Option<&'static Shadow> {
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let found = find(prog).or_else(|| {
+        // Signals stay blocked while we work on the bootstrap block: a handler of the
+        // program must not run with it.
+        let old = block_all();
+        set_fs(BOOT_FS.load(Ordering::Acquire));
+        let fs = spawn_shadow();
+        set_fs(prog & !1);
+        set_mask(old);
+        if fs == 0 {
+            return None;
+        }
+        let mut i = slot_of(prog);
+        for _ in 0..SLOTS {
+            let s = &TABLE[i];
+            if s.prog.load(Ordering::Relaxed) == 0 {
+                s.fs.store(fs, Ordering::Relaxed);
+                s.prog.store(prog, Ordering::Release);
+                let n = NUSED.fetch_add(1, Ordering::AcqRel);
+                USED[n.min(SLOTS - 1)].store(i, Ordering::Release);
+                return Some(s);
+            }
+            i = (i + 1) % SLOTS;
+        }
+        None
+    });
+    LOCK.store(false, Ordering::Release);
+    found
+}
+
+/// An LKL call in progress on a borrowed thread block: dropping it swaps `%fs` back.
+pub(crate) struct Borrowed {
+    prog: u64,
+    shadow: &'static Shadow,
+}
+
+impl Drop for Borrowed {
+    #[inline(always)]
+    fn drop(&mut self) {
+        set_fs(self.prog);
+        self.shadow.busy.store(0, Ordering::Release);
+        if self.shadow.pending.load(Ordering::Relaxed) != 0 {
+            raise_pending(self.shadow);
+        }
+    }
+}
+
+/// Raises again, now that the thread wears the program's thread block, the signals
+/// that arrived while it held LKL's CPU (see `crate::signals`).
+#[cold]
+#[inline(never)]
+fn raise_pending(shadow: &Shadow) {
+    let mut bits = shadow.pending.swap(0, Ordering::AcqRel);
+    // SAFETY: getpid and gettid have no arguments.
+    let (pid, tid) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+    while bits != 0 {
+        let sig = u64::from(bits.trailing_zeros()) + 1;
+        bits &= bits - 1;
+        // SAFETY: tgkill of our own thread with a signal the program handles.
+        unsafe { syscall6(234, [pid as u64, tid as u64, sig, 0, 0, 0]) };
+    }
+}
+
+/// Why [`enter`] failed.
+pub(crate) enum EnterError {
+    /// No shadow could be made (`EAGAIN`).
+    NoShadow,
+    /// The thread is already inside an LKL call: a signal handler that interrupted one
+    /// made another (`EINTR`).
+    Nested,
+}
+
+/// Swaps the calling program thread onto its shadow's thread block.
+#[inline(always)]
+pub(crate) fn enter() -> Result<Borrowed, EnterError> {
+    let prog = fs_base();
+    let mut shadow = match find(prog) {
+        Some(s) => s,
+        None => create(prog).ok_or(EnterError::NoShadow)?,
+    };
+    if shadow.busy.swap(1, Ordering::Acquire) != 0 {
+        // A signal handler calling LKL while the thread sleeps in an LKL call: a second
+        // shadow, so LKL sees a second task (the sleeping one stays as it was).
+        let alt = prog | 1;
+        shadow = match find(alt) {
+            Some(s) => s,
+            None => create(alt).ok_or(EnterError::NoShadow)?,
+        };
+        if shadow.busy.swap(1, Ordering::Acquire) != 0 {
+            return Err(EnterError::Nested);
+        }
+    }
+    set_fs(shadow.fs.load(Ordering::Relaxed));
+    Ok(Borrowed { prog, shadow })
+}
+
+/// The lent shadow whose thread block `%fs` is, if any.
+fn current_lent() -> Option<&'static Shadow> {
+    let fs = fs_base();
+    let n = NUSED.load(Ordering::Acquire).min(SLOTS);
+    USED[..n].iter().find_map(|i| {
+        let s = &TABLE[i.load(Ordering::Acquire)];
+        (s.busy.load(Ordering::Acquire) != 0 && s.fs.load(Ordering::Relaxed) == fs).then_some(s)
+    })
+}
+
+/// For the signal wrapper: if `%fs` is a lent shadow's, the program thread block it
+/// stands for (without the alternate shadow's tag); the shadow notes that a signal
+/// was handled.
+pub(crate) fn owner_of_current() -> Option<u64> {
+    current_lent().map(|s| {
+        s.sig.store(1, Ordering::Release);
+        s.prog.load(Ordering::Relaxed) & !1
+    })
+}
+
+/// For the signal wrapper: run `sig`'s handler when the LKL call on this thread ends.
+pub(crate) fn defer_signal(sig: i32) {
+    if let Some(s) = current_lent() {
+        if (1..=64).contains(&sig) {
+            s.pending.fetch_or(1 << (sig - 1), Ordering::AcqRel);
+            s.sig.store(1, Ordering::Release);
+        }
+    }
+}
+
+/// True when `%fs` is a lent shadow's (the thread is inside an LKL call).
+pub(crate) fn is_lent() -> bool {
+    current_lent().is_some()
+}
+
+/// In our world during an LKL call: whether a signal handler ran since the last check.
+pub(crate) fn take_signal() -> bool {
+    current_lent().is_some_and(|s| s.sig.swap(0, Ordering::AcqRel) != 0)
+}
+
+/// Sets `%fs` (for the signal wrapper).
+pub(crate) fn switch_fs(v: u64) {
+    set_fs(v);
+}
