@@ -6,6 +6,11 @@
  *                     must fail with ENOSYS.
  *   mixpoll getsockname N : N getsockname calls on an LKL socket, then N on a host
  *                     (AF_UNIX) socket; prints "lkl NS host NS" in ns per call.
+ *   mixpoll fork    : a forked child sees its inherited LKL socket fail with EBADF
+ *                     and a new AF_INET socket with EAFNOSUPPORT; the parent's socket
+ *                     still works after.
+ *   mixpoll threads : 4 threads, each with its own LKL socket, echo datagrams to
+ *                     themselves at once.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -19,6 +24,8 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +35,35 @@ static double now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+/* A UDP socket bound on LKL's loopback; its address in *a. */
+static int udp_self(struct sockaddr_in *a) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) return -1;
+    struct sockaddr_in b = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof b;
+    if (bind(s, (struct sockaddr *)&b, sizeof b) || getsockname(s, (struct sockaddr *)&b, &l)) return -1;
+    *a = b;
+    return s;
+}
+
+/* Sends one byte to itself and reads it back. */
+static int echo_self(int s, const struct sockaddr_in *a, char c) {
+    char r = 0;
+    if (sendto(s, &c, 1, 0, (const struct sockaddr *)a, sizeof *a) != 1) return -1;
+    if (recv(s, &r, 1, 0) != 1 || r != c) return -1;
+    return 0;
+}
+
+static void *thread_main(void *arg) {
+    struct sockaddr_in a;
+    int s = udp_self(&a);
+    if (s < 0) return (void *)1;
+    for (int i = 0; i < 200; i++)
+        if (echo_self(s, &a, (char)(i + (long)arg))) return (void *)1;
+    close(s);
+    return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -60,6 +96,35 @@ int main(int argc, char **argv) {
             }
         }
         printf("lkl %.1f host %.1f\n", best[0], best[1]);
+        return 0;
+    }
+    if (!strcmp(mode, "fork")) {
+        struct sockaddr_in a;
+        int s = udp_self(&a);
+        if (s < 0) return die("udp_self");
+        pid_t pid = fork();
+        if (pid == 0) {
+            int bad = 0;
+            if (sendto(s, "c", 1, 0, (struct sockaddr *)&a, sizeof a) != -1 || errno != EBADF) bad |= 1;
+            if (socket(AF_INET, SOCK_DGRAM, 0) != -1 || errno != EAFNOSUPPORT) bad |= 2;
+            if (close(s) != 0) bad |= 4;
+            if (socket(AF_UNIX, SOCK_DGRAM, 0) < 0) bad |= 8;
+            _exit(bad);
+        }
+        int st;
+        if (waitpid(pid, &st, 0) != pid) return die("waitpid");
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
+        if (echo_self(s, &a, 'p')) return die("parent echo after fork");
+        puts("fork ok");
+        return 0;
+    }
+    if (!strcmp(mode, "threads")) {
+        pthread_t t[4];
+        for (long i = 0; i < 4; i++) pthread_create(&t[i], NULL, thread_main, (void *)i);
+        long bad = 0;
+        for (int i = 0; i < 4; i++) { void *r; pthread_join(t[i], &r); bad |= (long)r; }
+        if (bad) { fputs("a thread failed\n", stderr); return 1; }
+        puts("threads ok");
         return 0;
     }
     int file = open("/proc/self/status", O_RDONLY);

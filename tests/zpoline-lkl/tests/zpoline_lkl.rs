@@ -106,7 +106,7 @@ fn bad_config(ns: &Netns, tmp: &TempDir, json: &str, needle: &str) -> Outcome {
 fn gcc(src: &str, out: &Path) -> Outcome {
     support::run(
         Command::new("gcc")
-            .args(["-O2", "-o"])
+            .args(["-O2", "-pthread", "-o"])
             .arg(out)
             .arg(workspace().join("tests/zpoline-lkl/c").join(src)),
     )
@@ -120,6 +120,7 @@ fn main() -> ExitCode {
         for (tool, pkg) in [
             ("dnsmasq", "dnsmasq"),
             ("gcc", "gcc"),
+            ("sh", "dash"),
             ("curl", "curl"),
             ("getent", "libc-bin"),
             ("ping", "iputils-ping"),
@@ -320,6 +321,38 @@ fn main() -> ExitCode {
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "poll"]),
             true,
             &["all three readable"],
+        ),
+    );
+    r.case(
+        "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
+        expect(
+            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
+            true,
+            &["fork ok"],
+        ),
+    );
+    r.case(
+        "threads: four at once, each with its own LKL socket",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &[mixpoll.to_str().unwrap_or_default(), "threads"],
+            ),
+            true,
+            &["threads ok"],
+        ),
+    );
+    r.case(
+        "execve: the new image boots LKL again (sh -c 'exec getent ...')",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &["/bin/sh", "-c", "exec getent hosts testhost.lkl"],
+            ),
+            true,
+            &["198.18.0.1"],
         ),
     );
     r.case(
