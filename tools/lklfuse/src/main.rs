@@ -1,6 +1,445 @@
 //! lklfuse: mount a file system image through FUSE, served by LKL.
+//!
+//! `lklfuse IMAGE MOUNTPOINT [-o type=FSTYPE,ro,part=N,mb=MEM,opts=...]`
+//! boots Linux inside this process (the `lkl` crate), mounts the image
+//! there (`lkl-fs`) and serves it to the host through FUSE (`fuser`), on
+//! several threads at once. Like upstream's lklfuse (and every FUSE file
+//! system) it goes to the background once mounted, unless `-f` or `-d`.
+//! It unmounts cleanly on `fusermount3 -u MOUNTPOINT`, SIGTERM, SIGINT or
+//! SIGHUP: the FUSE session ends, every open file is closed, the file
+//! system is synced and unmounted inside LKL, and the kernel halts.
+//!
+//! See `docs/lklfuse.md` for the design (threads, node ids, shutdown).
 
-fn main() {
-    eprintln!("lklfuse: not built yet");
-    std::process::exit(2);
+mod fs;
+mod nodes;
+mod options;
+mod sys;
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use crate::fs::{LklFs, Shared};
+use crate::nodes::{Nodes, PathFd};
+use crate::options::Options;
+
+/// The version upstream's `-V` reports is its own; this is ours.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Serving threads unless `-s` or `-o threads=N`.
+const DEFAULT_THREADS: usize = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lklfuse",
+    version = VERSION,
+    about = "Mount a file system image through FUSE, served by Linux running inside this process (LKL).",
+    after_help = "lklfuse options (-o, comma-separated, backslash escapes ',' and '='):
+    type=FSTYPE        file system type (ext4, btrfs, xfs, vfat, ...); detected if omitted
+    ro                 mount read-only; the image is opened read-only and never written
+    part=N             mount partition N (1-based, MBR or GPT)
+    mb=MEM             the kernel's memory in MiB (default 64, at least 16)
+    opts=OPTIONS       the file system's own mount options (e.g. opts=data\\=journal)
+    log=FILE           where messages go once in the background (default: discarded)
+    threads=N          serving threads (default 4; -s is threads=1)
+    nowriteback        no host write-back cache (every write goes straight to LKL)
+
+FUSE options (-o): allow_other, allow_root, default_permissions, auto_unmount,
+    fsname=NAME, subtype=NAME, dev, nodev, suid, nosuid, exec, noexec, atime,
+    noatime, dirsync, sync, async.
+
+Unmount with `fusermount3 -u MOUNTPOINT` (or SIGTERM/SIGINT to lklfuse):
+everything is flushed to the image before lklfuse exits.
+
+Examples:
+    lklfuse disk.img /mnt/img -o type=ext4
+    lklfuse disk.img /mnt/img -o ro,part=2
+    lklfuse -f disk.img /mnt/img -o type=btrfs,opts=compress\\=zstd"
+)]
+struct Cli {
+    /// The image file (or block device).
+    image: PathBuf,
+    /// An existing directory to mount on.
+    mountpoint: PathBuf,
+    /// Mount options, comma-separated (see below). May be repeated.
+    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
+    options: Vec<String>,
+    /// Stay in the foreground.
+    #[arg(short = 'f')]
+    foreground: bool,
+    /// Debug: foreground, every kernel message, and a line per failed request.
+    #[arg(short = 'd')]
+    debug: bool,
+    /// Serve requests on one thread.
+    #[arg(short = 's')]
+    single_thread: bool,
+}
+
+/// Everything decided before the kernel boots.
+struct Plan {
+    image: PathBuf,
+    mountpoint: PathBuf,
+    opts: Options,
+    read_only: bool,
+    threads: usize,
+    debug: bool,
+}
+
+fn plan(cli: Cli) -> Result<Plan> {
+    let opts = Options::parse(&cli.options)?;
+    let meta = std::fs::metadata(&cli.mountpoint)
+        .with_context(|| format!("mount point {}", cli.mountpoint.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "mount point {} is not a directory: give an existing directory",
+            cli.mountpoint.display()
+        );
+    }
+    let image_meta =
+        std::fs::metadata(&cli.image).with_context(|| format!("image {}", cli.image.display()))?;
+    if image_meta.is_dir() {
+        bail!(
+            "image {} is a directory: give an image file or a block device",
+            cli.image.display()
+        );
+    }
+    let mut read_only = opts.read_only;
+    if !read_only && !writable(&cli.image) {
+        eprintln!(
+            "lklfuse: {} is not writable: mounting it read-only",
+            cli.image.display()
+        );
+        read_only = true;
+    }
+    let threads = if cli.single_thread {
+        1
+    } else {
+        opts.threads.unwrap_or(DEFAULT_THREADS)
+    };
+    Ok(Plan {
+        image: cli.image,
+        mountpoint: cli.mountpoint,
+        opts,
+        read_only,
+        threads,
+        debug: cli.debug,
+    })
+}
+
+/// Whether this process may open `path` for writing.
+fn writable(path: &Path) -> bool {
+    std::fs::OpenOptions::new().write(true).open(path).is_ok()
+}
+
+/// Tells the waiting parent how the mount went (in the background).
+struct Ready(Option<std::fs::File>);
+
+impl Ready {
+    /// Sends `msg` to the parent; false if there is none (foreground).
+    fn send(&mut self, msg: &str) -> bool {
+        match self.0.take() {
+            Some(mut f) => {
+                let _ = f.write_all(msg.as_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Goes to the background: forks; the parent waits until the child has
+/// mounted (or failed) and exits with its verdict. Returns the pipe the
+/// child reports on. Must run before any thread is started.
+fn daemonize() -> Result<Ready> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    // SAFETY: they were just made by pipe2.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet (the kernel boots in the child).
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(rd);
+            // SAFETY: setsid has no memory effects.
+            unsafe { libc::setsid() };
+            Ok(Ready(Some(std::fs::File::from(wr))))
+        }
+        child => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(rd).read_to_string(&mut msg);
+            if msg == "ok" {
+                std::process::exit(0);
+            }
+            // A failure: wait until the child has let go of the image (its
+            // lock) and the mount point, so nothing is left half done.
+            let mut status = 0;
+            // SAFETY: waits for our own child; `status` is written.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            if msg.is_empty() {
+                msg = "lklfuse: the background process ended before mounting".into();
+            }
+            eprintln!("{msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null (or the log file).
+fn detach_stdio(log: Option<&Path>) -> Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("/dev/null")?;
+    let out = match log {
+        Some(p) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("log file {}", p.display()))?,
+        None => null.try_clone()?,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto the standard descriptors; both sources are open.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(out.as_raw_fd(), 1);
+        libc::dup2(out.as_raw_fd(), 2);
+    }
+    let _ = std::env::set_current_dir("/");
+    Ok(())
+}
+
+/// Blocks the termination signals in this thread, and so in every thread
+/// started from now on; [`signal_thread`] takes them with `sigwait`.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: a sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for these calls.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+/// Waits for a termination signal and unmounts the FUSE file system,
+/// which ends the session; the main thread then shuts LKL down.
+fn signal_thread(set: libc::sigset_t, mut unmounter: fuser::SessionUnmounter, mnt: PathBuf) {
+    let _ = std::thread::Builder::new()
+        .name("lklfuse-signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: `set` holds the blocked signals; sigwait writes `sig`.
+            unsafe { libc::sigwait(&set, &mut sig) };
+            eprintln!("lklfuse: signal {sig}: unmounting {}", mnt.display());
+            if unmounter.unmount().is_err() {
+                // Busy: detach it, so the session ends once it is unused.
+                lazy_unmount(&mnt);
+            }
+        });
+}
+
+fn lazy_unmount(mnt: &Path) {
+    let _ = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg("--")
+        .arg(mnt)
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+fn run(plan: Plan, ready: &mut Ready) -> Result<()> {
+    let set = block_signals();
+    let mut mopts = if plan.read_only {
+        lkl_fs::MountOptions::read_only(&plan.image)
+    } else {
+        lkl_fs::MountOptions::read_write(&plan.image)
+    };
+    mopts.partition = plan.opts.partition;
+    mopts.fstype = plan.opts.fstype.clone();
+    mopts.options = plan.opts.fs_opts.clone();
+    mopts.memory = plan.opts.mb << 20;
+    mopts.printk = plan.debug;
+    let mounted = lkl_fs::Mounted::open(&mopts).map_err(explain)?;
+    let result = serve(&plan, &mounted, set, ready);
+    let closed = mounted.close().context("unmounting inside LKL");
+    result.and(closed)
+}
+
+/// An `lkl-fs` error in lklfuse's terms (its options, not fs2tar's).
+fn explain(e: lkl_fs::FsError) -> anyhow::Error {
+    use lkl_fs::{Errno, FsError};
+    let part = |p: Option<u32>| p.map(|p| format!(" partition {p}")).unwrap_or_default();
+    match e {
+        FsError::UnknownFs {
+            path,
+            partition,
+            partitioned,
+        } => anyhow!(
+            "cannot detect the file system of {}{}: no ext2/ext3/ext4, btrfs, xfs or vfat \
+             signature; give the type with -o type=FSTYPE{}",
+            path.display(),
+            part(partition),
+            if partitioned {
+                " (the image has a partition table: choose a partition with -o part=N)"
+            } else {
+                ""
+            }
+        ),
+        FsError::Mount {
+            path,
+            partition,
+            fstype,
+            errno,
+        } if matches!(errno, Errno::EINVAL | Errno::EIO | Errno(117)) => anyhow!(
+            "cannot mount {}{} as {fstype}: {errno} (the image is not this file system, or \
+             it is corrupt or truncated; -d shows the kernel's messages)",
+            path.display(),
+            part(partition)
+        ),
+        e => e.into(),
+    }
+}
+
+/// Serves the mounted file system until the FUSE mount goes away.
+fn serve(
+    plan: &Plan,
+    mounted: &lkl_fs::Mounted,
+    set: libc::sigset_t,
+    ready: &mut Ready,
+) -> Result<()> {
+    // One O_PATH descriptor per node the host knows; room for many.
+    let _ = sys::set_nofile(1 << 20);
+    match lkl::mkdir("/proc", 0o555) {
+        Ok(()) | Err(lkl::Errno::EEXIST) => {}
+        Err(e) => bail!("mkdir /proc inside LKL: {e}"),
+    }
+    lkl::mount("proc", "/proc", "proc", 0, None)
+        .map_err(|e| anyhow!("mount /proc inside LKL: {e}"))?;
+    let root_flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let root = sys::openat(sys::AT_FDCWD, mounted.path().as_os_str(), root_flags, 0)
+        .map_err(|e| anyhow!("open {} inside LKL: {e}", mounted.path().display()))?;
+    let root = PathFd(root);
+    let st = sys::fstat(root.0).map_err(|e| anyhow!("stat the root inside LKL: {e}"))?;
+    let shared = Arc::new(Shared {
+        nodes: Nodes::default(),
+        handles: Default::default(),
+    });
+    shared.nodes.set_root(root, st.st_dev, st.st_ino);
+
+    let mut mount = vec![
+        MountOption::FSName(plan.image.display().to_string()),
+        MountOption::Subtype(format!("lklfuse.{}", mounted.fstype())),
+    ];
+    if plan.read_only {
+        mount.push(MountOption::RO);
+    }
+    mount.extend(plan.opts.mount.iter().cloned());
+    let mut config = Config::default();
+    config.mount_options = mount;
+    config.acl = if plan.opts.allow_other {
+        SessionACL::All
+    } else if plan.opts.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(plan.threads);
+    config.clone_fd = plan.threads > 1;
+    if plan.debug {
+        fs::DEBUG.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let writeback = plan.opts.writeback && !plan.read_only;
+    let fs = LklFs::new(shared.clone(), writeback);
+    let mut session =
+        Session::new(fs, &plan.mountpoint, &config).with_context(|| fuse_hint(&plan.mountpoint))?;
+    signal_thread(set, session.unmount_callable(), plan.mountpoint.clone());
+    ready.send("ok");
+    if plan.opts.log.is_some() || ready_was_background() {
+        detach_stdio(plan.opts.log.as_deref())?;
+    }
+    let served = session.run().context("serving FUSE requests");
+    shared.close_all();
+    served
+}
+
+static BACKGROUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn ready_was_background() -> bool {
+    BACKGROUND.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What to check when the FUSE mount fails.
+fn fuse_hint(mnt: &Path) -> String {
+    let mut hint = format!("cannot mount FUSE on {}", mnt.display());
+    if !Path::new("/dev/fuse").exists() {
+        hint += " (/dev/fuse is missing: `modprobe fuse` as root)";
+    } else if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .is_err()
+        && which("fusermount3").is_none()
+    {
+        hint += " (/dev/fuse is not accessible and fusermount3 is missing: apt-get install fuse3)";
+    }
+    hint
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let background = !cli.foreground && !cli.debug;
+    let plan = match plan(cli) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("lklfuse: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ready = if background {
+        BACKGROUND.store(true, std::sync::atomic::Ordering::Relaxed);
+        match daemonize() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("lklfuse: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Ready(None)
+    };
+    match run(plan, &mut ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("lklfuse: {e:#}");
+            if !ready.send(&msg) {
+                eprintln!("{msg}");
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

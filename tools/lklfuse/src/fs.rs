@@ -1,0 +1,908 @@
+//! The FUSE file system: every request becomes system calls into LKL.
+//!
+//! Requests are served by several fuser threads at once (`-s` for one).
+//! Each host thread that calls into LKL gets a kernel task of its own, so
+//! concurrent requests are concurrent system calls inside Linux, with
+//! Linux's own locking; nothing here holds a lock across a system call
+//! except the node table's short critical sections (see [`crate::nodes`]).
+//!
+//! Open files and directories are LKL descriptors of their own: the FUSE
+//! file handle is the LKL descriptor number.
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use lkl::sys::lkl_stat;
+use lkl::Errno;
+
+use crate::nodes::{Node, Nodes, PathFd, ROOT_ID};
+use crate::sys::{self, Time};
+
+/// How long the host may cache names and attributes. Only this process
+/// changes the image, and every change goes through the host kernel,
+/// which updates its cache itself.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The largest read or write request asked for (the kernel caps it at
+/// its own limit, 1 MiB by default).
+pub const MAX_IO: u32 = 1 << 20;
+
+/// Whether `-d` asked for a line per failed request.
+pub static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// The state shared by the serving threads and the shutdown path.
+#[derive(Debug)]
+pub struct Shared {
+    /// Node ids and their LKL inodes.
+    pub nodes: Nodes,
+    /// LKL descriptors of open files and directories (FUSE handles).
+    pub handles: Mutex<HashSet<i32>>,
+}
+
+impl Shared {
+    /// Closes every handle the host left open and drops every node.
+    pub fn close_all(&self) {
+        let handles: Vec<i32> = lock(&self.handles).drain().collect();
+        for fd in handles {
+            let _ = sys::close(fd);
+        }
+        self.nodes.clear();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The FUSE side of lklfuse.
+#[derive(Debug)]
+pub struct LklFs {
+    shared: std::sync::Arc<Shared>,
+    writeback: bool,
+}
+
+impl LklFs {
+    /// Serves the file system whose nodes and handles are in `shared`;
+    /// `writeback` asks the host kernel for its write-back cache.
+    pub fn new(shared: std::sync::Arc<Shared>, writeback: bool) -> Self {
+        LklFs { shared, writeback }
+    }
+
+    fn node(&self, id: INodeNo) -> Result<Node, Errno> {
+        self.shared.nodes.get(id.0).ok_or(Errno(libc::ESTALE))
+    }
+
+    /// `lookup`: the node for `name` in `dir` with one more lookup, and
+    /// its attributes.
+    fn lookup_in(&self, dir: &Node, name: &OsStr) -> Result<FileAttr, Errno> {
+        let st = sys::fstatat(dir.fd.0, name, sys::AT_SYMLINK_NOFOLLOW)?;
+        if let Some(id) = self.shared.nodes.lookup_known(st.st_dev, st.st_ino) {
+            return Ok(attr(id, &st));
+        }
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = PathFd(sys::openat(dir.fd.0, name, flags, 0)?);
+        // The name may have changed meanwhile: describe what was opened.
+        let st = sys::fstat(fd.0)?;
+        let id = self
+            .shared
+            .nodes
+            .insert(fd, st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT);
+        Ok(attr(id, &st))
+    }
+
+    /// The node for an open descriptor `fd` (after `create`).
+    fn node_of_fd(&self, fd: i32) -> Result<FileAttr, Errno> {
+        let st = sys::fstat(fd)?;
+        if let Some(id) = self.shared.nodes.lookup_known(st.st_dev, st.st_ino) {
+            return Ok(attr(id, &st));
+        }
+        let path = proc_path(fd);
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        let pfd = PathFd(sys::openat(sys::AT_FDCWD, &path, flags, 0)?);
+        let id = self
+            .shared
+            .nodes
+            .insert(pfd, st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT);
+        Ok(attr(id, &st))
+    }
+
+    /// Gives a new inode (held open by `fd`) to the requesting user.
+    fn own(&self, req: &Request, fd: i32) -> Result<(), Errno> {
+        if req.uid() == 0 && req.gid() == 0 {
+            return Ok(());
+        }
+        sys::fchown(fd, req.uid(), req.gid())
+    }
+
+    /// Opens node `node` with `flags` through `/proc/self/fd`.
+    fn reopen(&self, node: &Node, flags: i32) -> Result<i32, Errno> {
+        let keep = libc::O_ACCMODE
+            | libc::O_TRUNC
+            | libc::O_SYNC
+            | libc::O_DSYNC
+            | libc::O_NOATIME
+            | libc::O_DIRECTORY;
+        let mut flags = (flags & keep) | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOFOLLOW;
+        if self.writeback && flags & libc::O_ACCMODE == libc::O_WRONLY {
+            // The host's write-back cache reads pages it writes partly.
+            flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
+        }
+        // Remove O_NOFOLLOW again: the proc link itself must be followed.
+        flags &= !libc::O_NOFOLLOW;
+        sys::openat(sys::AT_FDCWD, &proc_path(node.fd.0), flags, 0)
+    }
+
+    fn add_handle(&self, fd: i32) -> FileHandle {
+        lock(&self.shared.handles).insert(fd);
+        FileHandle(fd as u64)
+    }
+
+    fn close_handle(&self, fh: FileHandle) -> Result<(), Errno> {
+        let fd = fh.0 as i32;
+        if !lock(&self.shared.handles).remove(&fd) {
+            return Err(Errno(libc::EBADF));
+        }
+        sys::close(fd)
+    }
+
+    fn handle(&self, fh: FileHandle) -> i32 {
+        fh.0 as i32
+    }
+
+    fn new_entry(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        make: impl FnOnce(i32) -> Result<(), Errno>,
+    ) -> Result<FileAttr, Errno> {
+        let dir = self.node(parent)?;
+        make(dir.fd.0)?;
+        let attr = self.lookup_in(&dir, name)?;
+        if req.uid() != 0 || req.gid() != 0 {
+            if let Some(node) = self.shared.nodes.get(attr.ino.0) {
+                self.own(req, node.fd.0)?;
+                return self.getattr_of(attr.ino, node.fd.0);
+            }
+        }
+        Ok(attr)
+    }
+
+    fn getattr_of(&self, id: INodeNo, fd: i32) -> Result<FileAttr, Errno> {
+        Ok(attr(id.0, &sys::fstat(fd)?))
+    }
+}
+
+/// `/proc/self/fd/N` inside LKL.
+fn proc_path(fd: i32) -> OsString {
+    OsString::from(format!("/proc/self/fd/{fd}"))
+}
+
+fn ferr(e: Errno) -> FErrno {
+    FErrno::from_i32(e.0)
+}
+
+fn time(sec: i64, nsec: u64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec)
+    }
+}
+
+fn kind(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// `d_type` to a file type.
+fn dtype_kind(t: u8) -> FileType {
+    kind(u32::from(t) << 12)
+}
+
+/// An LKL `stat` as FUSE attributes of node `id`.
+pub fn attr(id: u64, st: &lkl_stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(id),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: time(st.st_atime, st.st_atime_nsec),
+        mtime: time(st.st_mtime, st.st_mtime_nsec),
+        ctime: time(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: kind(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn to_time(t: TimeOrNow) -> Time {
+    match t {
+        TimeOrNow::Now => Time::Now,
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Time::At(d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut n) = (-(d.as_secs() as i64), d.subsec_nanos());
+                if n > 0 {
+                    s -= 1;
+                    n = 1_000_000_000 - n;
+                }
+                Time::At(s, n)
+            }
+        },
+    }
+}
+
+/// Logs a failed request under `-d`.
+fn trace(op: &str, id: u64, e: Errno) -> FErrno {
+    if DEBUG.load(Ordering::Relaxed) {
+        eprintln!("lklfuse: {op} node {id}: {e}");
+    }
+    ferr(e)
+}
+
+macro_rules! reply {
+    ($reply:expr, $op:literal, $id:expr, $res:expr, |$v:pat_param| $ok:expr) => {
+        match $res {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(trace($op, $id, e)),
+        }
+    };
+}
+
+/// Size of the `getdents64` buffer per `readdir` request.
+const DIRENT_BUF: usize = 32 * 1024;
+
+impl Filesystem for LklFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(MAX_IO);
+        let max_ra = match config.set_max_readahead(MAX_IO) {
+            Ok(_) => MAX_IO,
+            Err(n) => n,
+        };
+        let _ = config.set_max_readahead(max_ra);
+        let _ = config.set_max_background(64);
+        let caps = config.capabilities();
+        let mut want = InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_BIG_WRITES;
+        if self.writeback {
+            want |= InitFlags::FUSE_WRITEBACK_CACHE;
+        }
+        let _ = config.add_capabilities(want & caps);
+        if self.writeback && !caps.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
+            self.writeback = false;
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let res = self.node(parent).and_then(|dir| self.lookup_in(&dir, name));
+        match res {
+            Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            // A negative entry: the host may cache the absence.
+            Err(Errno(libc::ENOENT)) => reply.error(FErrno::ENOENT),
+            Err(e) => reply.error(trace("lookup", parent.0, e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.shared.nodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let res = match fh {
+            Some(fh) => self.getattr_of(ino, self.handle(fh)),
+            None => self.node(ino).and_then(|n| self.getattr_of(ino, n.fd.0)),
+        };
+        reply!(reply, "getattr", ino.0, res, |a| reply.attr(&TTL, &a));
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let res = (|| {
+            let node = self.node(ino)?;
+            let fd = node.fd.0;
+            if let Some(mode) = mode {
+                sys::fchmod(fd, mode & 0o7777)?;
+            }
+            if uid.is_some() || gid.is_some() {
+                sys::fchown(fd, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
+            }
+            if let Some(size) = size {
+                match fh {
+                    Some(fh) => sys::ftruncate(self.handle(fh), size)?,
+                    None => sys::truncate(&proc_path(fd), size)?,
+                }
+            }
+            if atime.is_some() || mtime.is_some() {
+                let a = atime.map_or(Time::Omit, to_time);
+                let m = mtime.map_or(Time::Omit, to_time);
+                sys::utimens(fd, a, m)?;
+            }
+            self.getattr_of(ino, fd)
+        })();
+        reply!(reply, "setattr", ino.0, res, |a| reply.attr(&TTL, &a));
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let res = self.node(ino).and_then(|n| sys::readlink(n.fd.0));
+        reply!(reply, "readlink", ino.0, res, |t| reply.data(&t));
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let res = self.new_entry(req, parent, name, |dir| sys::mknodat(dir, name, mode, rdev));
+        reply!(reply, "mknod", parent.0, res, |a| reply.entry(
+            &TTL,
+            &a,
+            Generation(0)
+        ));
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let res = self.new_entry(req, parent, name, |dir| sys::mkdirat(dir, name, mode));
+        reply!(reply, "mkdir", parent.0, res, |a| reply.entry(
+            &TTL,
+            &a,
+            Generation(0)
+        ));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = self
+            .node(parent)
+            .and_then(|d| sys::unlinkat(d.fd.0, name, 0));
+        reply!(reply, "unlink", parent.0, res, |()| reply.ok());
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = self
+            .node(parent)
+            .and_then(|d| sys::unlinkat(d.fd.0, name, sys::AT_REMOVEDIR));
+        reply!(reply, "rmdir", parent.0, res, |()| reply.ok());
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let res = self.new_entry(req, parent, link_name, |dir| {
+            sys::symlinkat(target.as_os_str(), dir, link_name)
+        });
+        reply!(reply, "symlink", parent.0, res, |a| reply.entry(
+            &TTL,
+            &a,
+            Generation(0)
+        ));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let res = (|| {
+            let from = self.node(parent)?;
+            let to = self.node(newparent)?;
+            sys::renameat2(from.fd.0, name, to.fd.0, newname, flags.bits())
+        })();
+        reply!(reply, "rename", parent.0, res, |()| reply.ok());
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let res = (|| {
+            let node = self.node(ino)?;
+            let dir = self.node(newparent)?;
+            sys::link_fd(node.fd.0, dir.fd.0, newname)?;
+            self.lookup_in(&dir, newname)
+        })();
+        reply!(reply, "link", ino.0, res, |a| reply.entry(
+            &TTL,
+            &a,
+            Generation(0)
+        ));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.node(ino).and_then(|n| self.reopen(&n, flags.0));
+        reply!(reply, "open", ino.0, res, |fd| reply
+            .opened(self.add_handle(fd), FopenFlags::empty()));
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let fd = self.handle(fh);
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        let res = loop {
+            match sys::pread(fd, &mut buf[done..], offset + done as u64) {
+                Ok(0) => break Ok(done),
+                Ok(n) => {
+                    done += n;
+                    if done == buf.len() {
+                        break Ok(done);
+                    }
+                }
+                Err(Errno(libc::EINTR)) => {}
+                Err(e) if done == 0 => break Err(e),
+                Err(_) => break Ok(done),
+            }
+        };
+        reply!(reply, "read", ino.0, res, |n| reply.data(&buf[..n]));
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let fd = self.handle(fh);
+        let mut done = 0;
+        let res = loop {
+            match sys::pwrite(fd, &data[done..], offset + done as u64) {
+                Ok(0) => break Ok(done),
+                Ok(n) => {
+                    done += n;
+                    if done == data.len() {
+                        break Ok(done);
+                    }
+                }
+                Err(Errno(libc::EINTR)) => {}
+                Err(e) if done == 0 => break Err(e),
+                Err(_) => break Ok(done),
+            }
+        };
+        reply!(reply, "write", ino.0, res, |n| reply.written(n as u32));
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Data is in LKL's page cache as soon as write returns; it reaches
+        // the image on fsync, sync or unmount.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let res = self.close_handle(fh);
+        reply!(reply, "release", ino.0, res, |()| reply.ok());
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let res = sys::fsync(self.handle(fh), datasync);
+        reply!(reply, "fsync", ino.0, res, |()| reply.ok());
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.node(ino).and_then(|n| {
+            let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+            sys::openat(n.fd.0, OsStr::new("."), flags, 0)
+        });
+        reply!(reply, "opendir", ino.0, res, |fd| reply
+            .opened(self.add_handle(fd), FopenFlags::empty()));
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let fd = self.handle(fh);
+        let res = (|| {
+            let dev = sys::fstat(fd)?.st_dev;
+            sys::lseek(fd, offset as i64, libc::SEEK_SET)?;
+            let mut buf = vec![0u8; DIRENT_BUF];
+            loop {
+                let n = sys::getdents64(fd, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                for rec in Dirents(&buf[..n]) {
+                    let id = if rec.name == b"." || rec.name == b".." {
+                        rec.ino
+                    } else {
+                        self.shared.nodes.id_for_ino(dev, rec.ino)
+                    };
+                    let name = OsStr::from_bytes(rec.name);
+                    if reply.add(INodeNo(id), rec.off, dtype_kind(rec.kind), name) {
+                        return Ok(());
+                    }
+                }
+            }
+        })();
+        reply!(reply, "readdir", ino.0, res, |()| reply.ok());
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let res = self.close_handle(fh);
+        reply!(reply, "releasedir", ino.0, res, |()| reply.ok());
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let res = sys::fsync(self.handle(fh), datasync);
+        reply!(reply, "fsyncdir", ino.0, res, |()| reply.ok());
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let res = self
+            .node(INodeNo(ROOT_ID))
+            .and_then(|n| sys::fstatfs(n.fd.0));
+        reply!(reply, "statfs", ino.0, res, |s| reply.statfs(
+            s.f_blocks as u64,
+            s.f_bfree as u64,
+            s.f_bavail as u64,
+            s.f_files as u64,
+            s.f_ffree as u64,
+            s.f_bsize as u32,
+            s.f_namelen as u32,
+            s.f_frsize as u32,
+        ));
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let res = self.node(ino).and_then(|n| {
+            if n.kind == libc::S_IFLNK {
+                return Err(Errno(libc::EPERM));
+            }
+            sys::setxattr(&proc_path(n.fd.0), name, value, flags)
+        });
+        reply!(reply, "setxattr", ino.0, res, |()| reply.ok());
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let res = self.node(ino).and_then(|n| {
+            if n.kind == libc::S_IFLNK {
+                return Err(Errno(libc::ENODATA));
+            }
+            let mut buf = vec![0u8; size as usize];
+            let len = sys::getxattr(&proc_path(n.fd.0), name, &mut buf)?;
+            buf.truncate(len);
+            Ok((len, buf))
+        });
+        match res {
+            Ok((len, _)) if size == 0 => reply.size(len as u32),
+            Ok((_, buf)) => reply.data(&buf),
+            Err(Errno(libc::ENODATA)) => reply.error(FErrno::NO_XATTR),
+            Err(e) => reply.error(trace("getxattr", ino.0, e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let res = self.node(ino).and_then(|n| {
+            if n.kind == libc::S_IFLNK {
+                return Ok((0, Vec::new()));
+            }
+            let mut buf = vec![0u8; size as usize];
+            let len = sys::listxattr(&proc_path(n.fd.0), &mut buf)?;
+            buf.truncate(len);
+            Ok((len, buf))
+        });
+        match res {
+            Ok((len, _)) if size == 0 => reply.size(len as u32),
+            Ok((_, buf)) => reply.data(&buf),
+            Err(e) => reply.error(trace("listxattr", ino.0, e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let res = self.node(ino).and_then(|n| {
+            if n.kind == libc::S_IFLNK {
+                return Err(Errno(libc::ENODATA));
+            }
+            sys::removexattr(&proc_path(n.fd.0), name)
+        });
+        match res {
+            Ok(()) => reply.ok(),
+            Err(Errno(libc::ENODATA)) => reply.error(FErrno::NO_XATTR),
+            Err(e) => reply.error(trace("removexattr", ino.0, e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let res = self.node(ino).and_then(|n| {
+            if n.kind == libc::S_IFLNK {
+                return Ok(());
+            }
+            sys::access(&proc_path(n.fd.0), mask.bits())
+        });
+        reply!(reply, "access", ino.0, res, |()| reply.ok());
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let res = (|| {
+            let dir = self.node(parent)?;
+            let keep = libc::O_ACCMODE
+                | libc::O_TRUNC
+                | libc::O_EXCL
+                | libc::O_SYNC
+                | libc::O_DSYNC
+                | libc::O_NOATIME;
+            let mut flags = (flags & keep) | libc::O_CREAT | libc::O_CLOEXEC | libc::O_LARGEFILE;
+            if self.writeback && flags & libc::O_ACCMODE == libc::O_WRONLY {
+                flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
+            }
+            let fd = sys::openat(dir.fd.0, name, flags, mode)?;
+            let a = self.own(req, fd).and_then(|()| self.node_of_fd(fd));
+            match a {
+                Ok(a) => Ok((a, fd)),
+                Err(e) => {
+                    let _ = sys::close(fd);
+                    Err(e)
+                }
+            }
+        })();
+        reply!(reply, "create", parent.0, res, |(a, fd)| reply.created(
+            &TTL,
+            &a,
+            Generation(0),
+            self.add_handle(fd),
+            FopenFlags::empty()
+        ));
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let res = sys::fallocate(self.handle(fh), mode, offset, length);
+        reply!(reply, "fallocate", ino.0, res, |()| reply.ok());
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // SEEK_DATA / SEEK_HOLE: answered from a private descriptor, so the
+        // handle's position (unused: reads and writes are positional)
+        // does not matter.
+        let res = sys::lseek(self.handle(fh), offset, whence);
+        reply!(reply, "lseek", ino.0, res, |o| reply.offset(o));
+    }
+}
+
+/// One `linux_dirent64` record.
+struct Dirent<'a> {
+    ino: u64,
+    off: u64,
+    kind: u8,
+    name: &'a [u8],
+}
+
+/// Iterates over the records of a `getdents64` buffer; stops at a
+/// malformed one.
+struct Dirents<'a>(&'a [u8]);
+
+impl<'a> Iterator for Dirents<'a> {
+    type Item = Dirent<'a>;
+
+    fn next(&mut self) -> Option<Dirent<'a>> {
+        // d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+        const NAME: usize = 19;
+        let b = self.0;
+        if b.len() < NAME {
+            return None;
+        }
+        let reclen = usize::from(u16::from_ne_bytes([b[16], b[17]]));
+        if reclen < NAME || reclen > b.len() {
+            return None;
+        }
+        let name = &b[NAME..reclen];
+        let len = name.iter().position(|&c| c == 0)?;
+        self.0 = &b[reclen..];
+        Some(Dirent {
+            ino: u64::from_ne_bytes(b[..8].try_into().ok()?),
+            off: u64::from_ne_bytes(b[8..16].try_into().ok()?),
+            kind: b[18],
+            name: &name[..len],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(ino: u64, off: u64, kind: u8, name: &[u8]) -> Vec<u8> {
+        let reclen = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = vec![0u8; reclen];
+        r[..8].copy_from_slice(&ino.to_ne_bytes());
+        r[8..16].copy_from_slice(&off.to_ne_bytes());
+        r[16..18].copy_from_slice(&(reclen as u16).to_ne_bytes());
+        r[18] = kind;
+        r[19..19 + name.len()].copy_from_slice(name);
+        r
+    }
+
+    #[test]
+    fn dirents_parse_and_stop_at_garbage() {
+        let mut buf = rec(2, 10, 4, b".");
+        buf.extend(rec(12, 20, 8, "dé.txt".as_bytes()));
+        let all: Vec<_> = Dirents(&buf)
+            .map(|d| (d.ino, d.off, d.kind, d.name))
+            .collect();
+        assert_eq!(
+            all,
+            [(2, 10, 4, &b"."[..]), (12, 20, 8, "dé.txt".as_bytes())]
+        );
+        assert_eq!(Dirents(&buf[..10]).count(), 0);
+        let mut bad = rec(1, 1, 8, b"x");
+        bad[16] = 3;
+        assert_eq!(Dirents(&bad).count(), 0);
+    }
+
+    #[test]
+    fn times_before_and_after_the_epoch() {
+        assert_eq!(time(1, 5), UNIX_EPOCH + Duration::new(1, 5));
+        let t = time(-2, 500_000_000);
+        assert_eq!(
+            to_time(TimeOrNow::SpecificTime(t)),
+            Time::At(-2, 500_000_000)
+        );
+        assert_eq!(to_time(TimeOrNow::SpecificTime(time(7, 9))), Time::At(7, 9));
+        assert_eq!(to_time(TimeOrNow::Now), Time::Now);
+    }
+
+    #[test]
+    fn modes_map_to_kinds() {
+        assert_eq!(kind(libc::S_IFDIR | 0o755), FileType::Directory);
+        assert_eq!(kind(libc::S_IFLNK), FileType::Symlink);
+        assert_eq!(dtype_kind(8), FileType::RegularFile);
+        assert_eq!(dtype_kind(1), FileType::NamedPipe);
+    }
+}
