@@ -13,6 +13,7 @@
 //! ([`signals`]); LKL fds live in the program's fd space as placeholders ([`fds`]);
 //! `poll`/`select` over mixed sets are in [`wait`].
 
+mod epoll;
 mod fds;
 mod signals;
 mod wait;
@@ -164,7 +165,10 @@ const DUP2: u64 = 33;
 const SOCKET: u64 = 41;
 const ACCEPT: u64 = 43;
 const FCNTL: u64 = 72;
+const EPOLL_WAIT: u64 = 232;
 const EPOLL_CTL: u64 = 233;
+const EPOLL_PWAIT: u64 = 281;
+const EPOLL_PWAIT2: u64 = 441;
 const OPENAT: u64 = 257;
 const NEWFSTATAT: u64 = 262;
 const FACCESSAT: u64 = 269;
@@ -177,7 +181,7 @@ const CLOSE_RANGE: u64 = 436;
 const OPENAT2: u64 = 437;
 const FACCESSAT2: u64 = 439;
 
-use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS, EPERM};
+use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
 const AT_EMPTY_PATH: u64 = libc::AT_EMPTY_PATH as u64;
 const F_DUPFD: u64 = libc::F_DUPFD as u64;
@@ -386,7 +390,16 @@ impl Lkl {
             }
             DUP2 | DUP3 => self.dup2(nr, a, forked),
             POLL | PPOLL | SELECT | PSELECT6 => wait::dispatch(nr, a, forked),
-            EPOLL_CTL if fds::lkl_of(a[2]).is_some() => (-i64::from(EPERM), Target::Interposer),
+            EPOLL_CTL if !forked && (fds::lkl_of(a[2]).is_some() || epoll::muxed(a[0])) => {
+                epoll::ctl(a)
+            }
+            EPOLL_WAIT | EPOLL_PWAIT | EPOLL_PWAIT2 if !forked && epoll::muxed(a[0]) => {
+                epoll::wait(nr, a)
+            }
+            CLOSE if epoll::muxed(a[0]) => {
+                epoll::closed(a[0]);
+                host(nr, a)
+            }
             OPEN | OPENAT | OPENAT2 => {
                 let (dirfd, path) = if nr == OPEN {
                     (AT_FDCWD as u64, a[0])

@@ -3,9 +3,8 @@
 //! - No LKL fd: the host's call, unchanged (exact, masks included).
 //! - Only LKL fds: LKL's `ppoll`, in slices of [`SLICE_MS`] so that a signal handled
 //!   meanwhile ends the wait with `EINTR`, as the host's `poll` would.
-//! - Both: LKL's `ppoll` without waiting, then the host's `ppoll` (with the program's
-//!   signal mask) for at most [`MIXED_SLICE_MS`], in turns, until something is ready or
-//!   the timeout passes. An LKL fd that becomes ready is seen within that slice.
+//! - Both: `lkl_fdmux::poll`, a real wait on both sides at once (a helper thread polls
+//!   the host side and wakes the LKL side through an LKL eventfd).
 //!
 //! The work runs in our world (`crate::world`), where it may allocate.
 
@@ -16,8 +15,6 @@ use trampoline::syscall6;
 
 /// Slice of an LKL-only wait.
 const SLICE_MS: i64 = 20;
-/// Slice of the host side of a mixed wait.
-const MIXED_SLICE_MS: i64 = 2;
 
 const POLL: u64 = 7;
 const SELECT: u64 = 23;
@@ -108,7 +105,8 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
     in_world(|| select(nfds, [a[1], a[2], a[3]], timeout, mask))
 }
 
-fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
+/// Runs `f` in our world (a borrowed thread block, LKL booted); its result is LKL's.
+pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
     match world::enter() {
         Ok(guard) => {
             if !crate::ensure_running() {
@@ -137,24 +135,6 @@ fn lkl_ppoll(set: &mut [PollFd], ms: i64) -> i64 {
     unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_ppoll as i64, args.as_mut_ptr()) }
 }
 
-fn host_ppoll(set: &mut [PollFd], ms: i64, mask: (u64, u64)) -> i64 {
-    let ts = [ms / 1000, (ms % 1000) * 1_000_000];
-    // SAFETY: our pollfd array and timespec, the program's signal mask.
-    unsafe {
-        syscall6(
-            PPOLL,
-            [
-                set.as_mut_ptr() as u64,
-                set.len() as u64,
-                ts.as_ptr() as u64,
-                mask.0,
-                mask.1,
-                0,
-            ],
-        )
-    }
-}
-
 /// The poll proper, on the program's pollfd array (program fds).
 fn poll(set: &mut [PollFd], timeout: Option<Duration>, mask: (u64, u64)) -> i64 {
     let start = Instant::now();
@@ -178,35 +158,19 @@ fn poll(set: &mut [PollFd], timeout: Option<Duration>, mask: (u64, u64)) -> i64 
             revents: 0,
         })
         .collect();
-    let mut hst: Vec<PollFd> = host_idx.iter().map(|&i| set[i]).collect();
+    if !host_idx.is_empty() {
+        return mixed(set, &lkl_idx, &host_idx, timeout, mask);
+    }
     let mut a;
     world::take_signal();
     loop {
-        if hst.is_empty() {
-            let ms = left_ms(SLICE_MS);
-            a = lkl_ppoll(&mut lkl, ms);
-            if a != 0 || ms == 0 || left_ms(1) == 0 {
-                break;
-            }
-            if world::take_signal() {
-                return -EINTR;
-            }
-            continue;
-        }
-        a = lkl_ppoll(&mut lkl, 0);
-        if a < 0 {
-            return a;
-        }
-        let ms = if a > 0 { 0 } else { left_ms(MIXED_SLICE_MS) };
-        let b = host_ppoll(&mut hst, ms, mask);
-        if b < 0 {
-            return b;
-        }
-        if a + b > 0 || left_ms(1) == 0 {
-            if a == 0 && b > 0 {
-                a = lkl_ppoll(&mut lkl, 0).max(0);
-            }
+        let ms = left_ms(SLICE_MS);
+        a = lkl_ppoll(&mut lkl, ms);
+        if a != 0 || ms == 0 || left_ms(1) == 0 {
             break;
+        }
+        if world::take_signal() {
+            return -EINTR;
         }
     }
     if a < 0 {
@@ -218,7 +182,49 @@ fn poll(set: &mut [PollFd], timeout: Option<Duration>, mask: (u64, u64)) -> i64 
     for (&i, p) in lkl_idx.iter().zip(&lkl) {
         set[i].revents = p.revents;
     }
-    for (&i, p) in host_idx.iter().zip(&hst) {
+    set.iter().filter(|p| p.revents != 0).count() as i64
+}
+
+/// A wait on host and LKL fds at once, through `lkl_fdmux` (a real wait on both).
+fn mixed(
+    set: &mut [PollFd],
+    lkl_idx: &[usize],
+    host_idx: &[usize],
+    timeout: Option<Duration>,
+    mask: (u64, u64),
+) -> i64 {
+    let mut mux: Vec<lkl_fdmux::PollFd> = lkl_idx
+        .iter()
+        .map(|&i| {
+            let l = fds::lkl_of(set[i].fd as u64).unwrap_or(-1) as i32;
+            lkl_fdmux::PollFd::new(lkl_fdmux::Fd::Lkl(l), set[i].events)
+        })
+        .chain(
+            host_idx
+                .iter()
+                .map(|&i| lkl_fdmux::PollFd::new(lkl_fdmux::Fd::Host(set[i].fd), set[i].events)),
+        )
+        .collect();
+    let sigmask = (mask.0 != 0).then(|| {
+        // SAFETY: an all-zero sigset_t is valid; the program's kernel mask is 8 bytes.
+        let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY: copying the program's 8-byte mask into ours.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                mask.0 as *const u8,
+                (&mut m as *mut libc::sigset_t).cast(),
+                8,
+            )
+        };
+        m
+    });
+    if let Err(e) = lkl_fdmux::poll(&mut mux, timeout, sigmask.as_ref()) {
+        return -i64::from(e.0);
+    }
+    for p in set.iter_mut() {
+        p.revents = 0;
+    }
+    for (&i, p) in lkl_idx.iter().chain(host_idx).zip(&mux) {
         set[i].revents = p.revents;
     }
     set.iter().filter(|p| p.revents != 0).count() as i64

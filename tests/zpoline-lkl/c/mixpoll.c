@@ -9,6 +9,7 @@
  *   mixpoll fork    : a forked child sees its inherited LKL socket fail with EBADF
  *                     and a new AF_INET socket with EAFNOSUPPORT; the parent's socket
  *                     still works after.
+ *   mixpoll epoll   : one epoll set over a pipe and an LKL UDP socket; both seen.
  *   mixpoll threads : 4 threads, each with its own LKL socket, echo datagrams to
  *                     themselves at once.
  */
@@ -25,6 +26,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +118,31 @@ int main(int argc, char **argv) {
         if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
         if (echo_self(s, &a, 'p')) return die("parent echo after fork");
         puts("fork ok");
+        return 0;
+    }
+    if (!strcmp(mode, "epoll")) {
+        struct sockaddr_in a;
+        int s = udp_self(&a), p[2], ep = epoll_create1(EPOLL_CLOEXEC);
+        if (s < 0 || pipe(p) || ep < 0) return die("setup");
+        struct epoll_event e1 = {.events = EPOLLIN, .data.u32 = 1}, e2 = {.events = EPOLLIN, .data.u32 = 2};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &e1) || epoll_ctl(ep, EPOLL_CTL_ADD, s, &e2))
+            return die("epoll_ctl");
+        int seen = 0;
+        for (int turn = 1; turn <= 20 && seen != 3; turn++) {
+            if (turn == 2 && write(p[1], "p", 1) != 1) return die("write");
+            if (turn == 3 && sendto(s, "u", 1, 0, (struct sockaddr *)&a, sizeof a) != 1) return die("sendto");
+            struct epoll_event ev[4];
+            int n = epoll_wait(ep, ev, 4, 1000);
+            if (n < 0) return die("epoll_wait");
+            for (int i = 0; i < n; i++) {
+                char c;
+                if (ev[i].data.u32 == 1 && read(p[0], &c, 1) == 1) seen |= 1;
+                if (ev[i].data.u32 == 2 && recv(s, &c, 1, 0) == 1) seen |= 2;
+            }
+        }
+        if (seen != 3) { fprintf(stderr, "epoll saw %d\n", seen); return 1; }
+        if (close(ep)) return die("close epoll");
+        puts("epoll ok");
         return 0;
     }
     if (!strcmp(mode, "threads")) {
