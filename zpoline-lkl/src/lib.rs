@@ -30,9 +30,9 @@ pub enum Error {
     /// The configuration could not be read.
     #[error("{0}")]
     Config(#[from] lkl_hijack_config::Error),
-    /// LKL did not start as the configuration says.
+    /// The trial boot (see [`start`]) failed; the message names the key.
     #[error("{0}")]
-    Start(#[from] lkl_net::StartError),
+    Trial(String),
     /// The bootstrap shadow thread could not be made.
     #[error("cannot create the thread that lends its thread block to LKL calls")]
     Shadow,
@@ -75,21 +75,20 @@ pub struct Started {
 }
 
 /// Loads the hijack configuration (`LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json` or the
-/// `LKL_HIJACK_*` variables) and prepares the backend. With `boot_now`, LKL boots here
-/// (a failure is an error before the program runs); otherwise at the first call that
-/// goes to LKL (an `execve`d child: its parent may still hold the tap until it exits,
-/// and most children never open a socket). Call once, from `lkl-run`'s own world,
-/// before the program runs.
+/// `LKL_HIJACK_*` variables) and prepares the backend. LKL itself boots at the first
+/// call that goes to LKL: most processes of a shell never open a socket, and a parent
+/// that held the tap would keep its children from booting on it. With `check_boot`
+/// (the first process), a trial boot in a forked child reports a bad configuration or
+/// a failed boot here, before the program runs. Call once, from `lkl-run`'s own world,
+/// before the program runs, while it has one thread.
 ///
 /// # Errors
 /// [`Error`]: a bad configuration, a missing device, a failed boot.
-pub fn start(boot_now: bool) -> Result<Started, Error> {
+pub fn start(check_boot: bool) -> Result<Started, Error> {
     let loaded = lkl_hijack_config::load()?;
     let config = loaded.config;
-    if boot_now {
-        let started = lkl_net::start(&config)?;
-        let _ = KERNEL.set(started.kernel);
-        STATE.store(1, Ordering::Release);
+    if check_boot {
+        trial_boot(&config)?;
     }
     for (nr, slot) in NR_MAP.iter().enumerate() {
         let lkl = trampoline::names::name(nr as u64).and_then(|n| {
@@ -119,6 +118,63 @@ pub fn start(boot_now: bool) -> Result<Started, Error> {
         file: loaded.file,
         delay_main,
     })
+}
+
+/// Boots LKL from `config` in a forked child, which then exits: a bad configuration,
+/// a missing device or a failed boot is reported before the program runs, while the
+/// process itself boots at its first LKL call. So a program that never opens a socket
+/// (a shell) never holds the tap, and the children it forks and executes can boot
+/// their own LKL on it.
+fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 into our array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::Trial(std::io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: lkl-run has one thread here (nothing of LKL's runs yet); the child only
+    // boots LKL, writes the outcome and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let msg = match lkl_net::start(config) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        // SAFETY: writing our buffer to the pipe, then leaving without atexit handlers.
+        unsafe {
+            libc::write(p[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(i32::from(!msg.is_empty()));
+        }
+    }
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(p[1]) };
+    if pid < 0 {
+        return Err(Error::Trial(std::io::Error::last_os_error().to_string()));
+    }
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::read(p[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        msg.extend_from_slice(&buf[..n as usize]);
+    }
+    let mut status = 0;
+    // SAFETY: closing our read end, reaping our child.
+    unsafe {
+        libc::close(p[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if !msg.is_empty() {
+        return Err(Error::Trial(String::from_utf8_lossy(&msg).into_owned()));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(Error::Trial(format!(
+            "LKL's trial boot ended abnormally (wait status {status:#x})"
+        )));
+    }
+    Ok(())
 }
 
 /// In our world: boots LKL if this process has not yet. False when it cannot run.

@@ -356,6 +356,22 @@ fn main() -> ExitCode {
         ),
     );
     r.case(
+        "a shell's forked child boots LKL (sh -c 'getent ...; echo')",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &[
+                    "/bin/sh",
+                    "-c",
+                    "getent hosts testhost.lkl; echo shell done",
+                ],
+            ),
+            true,
+            &["198.18.0.1", "shell done"],
+        ),
+    );
+    r.case(
         "--trace names LKL and the host",
         (|| {
             let trace = tmp.path().join("trace");
