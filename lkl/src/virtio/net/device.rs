@@ -201,7 +201,9 @@ impl RxQueue {
         }
     }
 
-    fn clear(&mut self) {
+    /// Forgets the queue (reset, stop, or a malformed queue): nothing is
+    /// delivered until the next DRIVER_OK.
+    pub(super) fn clear(&mut self) {
         self.queue = None;
         self.held.clear();
     }

@@ -100,6 +100,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
                 Drained::Empty => blocked = false,
                 Drained::Blocked => blocked = true,
                 Drained::Failed(e) => {
+                    shared.rx().clear();
                     transport.queue_failed(RX_QUEUE, &e);
                     // The driver resets the device: wait for it.
                     blocked = true;

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark of LKL's network path (virtio-net over a tap) beside the host
+# kernel's, in one run, in network namespaces it makes: TCP throughput
+# with and without offloads, 1-byte TCP request/response latency, ping
+# RTT; each figure beside the host's, with the ratio.
+#
+# See --help. Figures are recorded in docs/net-device.md.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--offload MASK] [--no-build]
+
+Builds lkl-netbench (crate lkl-netdev-test) and runs it as root. It makes
+two network namespaces: S, with a server on host sockets, two taps (LKL's
+devices) and the S ends of two veth pairs; and C, with the other ends.
+Then, one after another:
+
+  LKL, offloads 0x9983   client in its own process, LKL's sockets (lkl::
+                         system calls) over virtio-net on tap lklbt1
+  LKL, no offloads       the same over tap lklbt0, offload mask 0
+  host, offloads         the same client code on host sockets, from C over
+                         a veth pair (its default offloads)
+  host, no offloads      over a second veth pair with gso_max_segs 1 on
+                         both ends (no segmentation offload; no ethtool
+                         here to turn checksum offload off too)
+
+Each measures, against the server: ping RTT (mean of N), TCP 1-byte
+request/response (mean round trip of N, TCP_NODELAY), TCP upload and
+download (64 KiB writes for N seconds). The table prints LKL, host, and
+the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
+<= 1.3x).
+
+  --seconds N  seconds per throughput run (default 3)
+  --rr N       request/response round trips (default 5000)
+  --pings N    pings (default 50)
+  --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
+  --no-build   use the binary already built
+  -h, --help   this text
+
+Needs root (namespaces, taps) and iproute2. Uses CARGO_TARGET_DIR if set,
+else target/.
+USAGE
+}
+
+ARGS=()
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --seconds|--rr|--pings)
+            [ $# -ge 2 ] || { echo "bench-net.sh: $1 needs a number" >&2; exit 2; }
+            [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -gt 0 ] || { echo "bench-net.sh: $1 needs a positive number, not '$2'" >&2; exit 2; }
+            ARGS+=("$1" "$2"); shift 2 ;;
+        --offload)
+            [ $# -ge 2 ] || { echo "bench-net.sh: --offload needs a mask" >&2; exit 2; }
+            [[ "$2" =~ ^(0x[0-9a-fA-F]+|[0-9]+)$ ]] || { echo "bench-net.sh: --offload needs a mask like 0x9983, not '$2'" >&2; exit 2; }
+            ARGS+=("$1" "$2"); shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench-net.sh: needs root (it makes network namespaces and taps): run it with sudo" >&2
+    exit 1
+fi
+command -v ip >/dev/null || { echo "bench-net.sh: 'ip' is missing: install iproute2" >&2; exit 1; }
+
+cd "$(dirname "$0")/.."
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+if [ "$BUILD" = 1 ]; then
+    cargo build --release -q -p lkl-netdev-test --bin lkl-netbench
+fi
+BIN="$TARGET/release/lkl-netbench"
+[ -x "$BIN" ] || { echo "bench-net.sh: $BIN is not built (drop --no-build)" >&2; exit 1; }
+exec "$BIN" "${ARGS[@]}"

@@ -1,0 +1,529 @@
+//! `lkl-netbench`: LKL's TCP/IP stack over virtio-net beside the host
+//! kernel's, in one run, in network namespaces it makes (run as root).
+//!
+//! A server with host sockets sits in namespace S. The clients, each a run
+//! of this program, measure TCP throughput both ways, 1-byte TCP
+//! request/response latency and ping round trips against it:
+//! - LKL (its own sockets, through `lkl::` system calls) over a tap in S,
+//!   without offloads and with offloads (0x9983: checksum, TSO both ways,
+//!   mergeable receive buffers);
+//! - the host kernel (the same code on host sockets) from namespace C over
+//!   a veth pair to S: with the veth's offloads, and without segmentation
+//!   offload (`gso_max_segs 1` on both ends; there is no ethtool here to
+//!   turn checksum offload off too).
+//!
+//! Each figure is printed beside the host's, with the ratio.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use lkl_netdev_test::{configure, ping, HostIcmp, IcmpSocket, LklIcmp, Namespace};
+
+/// The server's port.
+const PORT: u16 = 5201;
+/// Bytes per write in the throughput runs.
+const CHUNK: usize = 64 << 10;
+
+#[derive(Parser)]
+#[command(
+    name = "lkl-netbench",
+    about = "Compares LKL's TCP/IP stack over virtio-net (tap) with the host kernel's \
+             (veth between two namespaces): TCP throughput with and without offloads, \
+             1-byte TCP request/response latency, ping RTT; prints each figure beside \
+             the host's with the ratio. Run as root: it makes its own namespaces."
+)]
+struct Cli {
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Round trips in the request/response measurement.
+    #[arg(long, default_value_t = 5000)]
+    rr: usize,
+    /// Pings in the ping measurement.
+    #[arg(long, default_value_t = 50)]
+    pings: usize,
+    /// The offload mask of the LKL device "with offloads".
+    #[arg(long, default_value = "0x9983", value_parser = parse_mask)]
+    offload: u64,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// (internal) The server, with host sockets.
+    Server,
+    /// (internal) One client run; prints `RESULT name value` lines.
+    Client {
+        /// Whose stack.
+        #[arg(long)]
+        stack: Stack,
+        /// The server's address.
+        #[arg(long)]
+        target: Ipv4Addr,
+        /// LKL: the tap to use.
+        #[arg(long, default_value = "")]
+        tap: String,
+        /// LKL: its address (/24).
+        #[arg(long, default_value = "0.0.0.0")]
+        ip: Ipv4Addr,
+        /// LKL: the offload mask.
+        #[arg(long, default_value = "0", value_parser = parse_mask)]
+        offload: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Stack {
+    Lkl,
+    Host,
+}
+
+fn parse_mask(s: &str) -> Result<u64, String> {
+    let t = s.trim_start_matches("0x");
+    u64::from_str_radix(t, if t.len() < s.len() { 16 } else { 10 })
+        .map_err(|e| format!("bad mask {s:?}: {e}"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.role {
+        None => orchestrate(&cli),
+        Some(Role::Server) => serve(),
+        Some(Role::Client {
+            stack,
+            target,
+            ref tap,
+            ip,
+            offload,
+        }) => client(&cli, stack, target, tap, ip, offload),
+    }
+}
+
+/// A connected TCP socket of either stack.
+trait Conn {
+    fn write(&mut self, buf: &[u8]) -> Result<usize>;
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
+    fn shutdown_write(&mut self) -> Result<()>;
+    fn write_all(&mut self, mut buf: &[u8]) -> Result<()> {
+        while !buf.is_empty() {
+            let n = self.write(buf)?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        let mut have = 0;
+        while have < buf.len() {
+            let n = self.read(&mut buf[have..])?;
+            if n == 0 {
+                bail!("the server closed early");
+            }
+            have += n;
+        }
+        Ok(())
+    }
+}
+
+/// A host TCP socket.
+struct HostConn(TcpStream);
+
+impl Conn for HostConn {
+    fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        Ok(self.0.write(buf)?)
+    }
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        Ok(self.0.read(buf)?)
+    }
+    fn shutdown_write(&mut self) -> Result<()> {
+        Ok(self.0.shutdown(std::net::Shutdown::Write)?)
+    }
+}
+
+/// `SHUT_WR`.
+const SHUT_WR: i32 = 1;
+/// `TCP_NODELAY` (linux/tcp.h).
+const TCP_NODELAY: i32 = 1;
+
+/// An LKL TCP socket.
+struct LklConn(i32);
+
+impl Drop for LklConn {
+    fn drop(&mut self) {
+        let _ = lkl::close(self.0);
+    }
+}
+
+impl Conn for LklConn {
+    fn write(&mut self, buf: &[u8]) -> Result<usize> {
+        lkl::write(self.0, buf).map_err(|e| anyhow!("LKL write: {e}"))
+    }
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        lkl::read(self.0, buf).map_err(|e| anyhow!("LKL read: {e}"))
+    }
+    fn shutdown_write(&mut self) -> Result<()> {
+        lkl::shutdown(self.0, SHUT_WR).map_err(|e| anyhow!("shutdown: {e}"))
+    }
+}
+
+fn connect(stack: Stack, to: SocketAddr, op: u8) -> Result<Box<dyn Conn>> {
+    let start = Instant::now();
+    let mut conn: Box<dyn Conn> = loop {
+        let r: Result<Box<dyn Conn>> = match stack {
+            Stack::Host => TcpStream::connect(to)
+                .and_then(|c| c.set_nodelay(true).map(|()| c))
+                .map(|c| Box::new(HostConn(c)) as Box<dyn Conn>)
+                .map_err(Into::into),
+            Stack::Lkl => (|| {
+                let fd = lkl_netdev_test::inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)
+                    .map_err(|e| anyhow!(e))?;
+                let c = LklConn(fd);
+                lkl::setsockopt_int(fd, lkl::sys::LKL_IPPROTO_TCP as i32, TCP_NODELAY, 1)
+                    .map_err(|e| anyhow!("TCP_NODELAY: {e}"))?;
+                lkl::connect(fd, &to).map_err(|e| anyhow!("connect {to}: {e}"))?;
+                Ok(Box::new(c) as Box<dyn Conn>)
+            })(),
+        };
+        match r {
+            Ok(c) => break c,
+            Err(e) if start.elapsed() > Duration::from_secs(10) => {
+                return Err(e.context(format!("connecting to {to}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    conn.write_all(&[op])?;
+    Ok(conn)
+}
+
+/// Throughput from us to the server, in Mbit/s (as the server counted).
+fn upload(stack: Stack, to: SocketAddr, secs: u64) -> Result<f64> {
+    let mut c = connect(stack, to, b'U')?;
+    let buf = vec![0x5au8; CHUNK];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        c.write_all(&buf)?;
+    }
+    c.shutdown_write()?;
+    let mut count = [0u8; 8];
+    c.read_exact(&mut count)?;
+    let t = start.elapsed().as_secs_f64();
+    Ok(u64::from_le_bytes(count) as f64 * 8.0 / t / 1e6)
+}
+
+/// Throughput from the server to us, in Mbit/s.
+fn download(stack: Stack, to: SocketAddr, secs: u64) -> Result<f64> {
+    let mut c = connect(stack, to, b'D')?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let n = c.read(&mut buf)?;
+        if n == 0 {
+            bail!("the server closed early");
+        }
+        total += n as u64;
+    }
+    let t = start.elapsed().as_secs_f64();
+    Ok(total as f64 * 8.0 / t / 1e6)
+}
+
+/// Mean 1-byte request/response round trip, in µs.
+fn request_response(stack: Stack, to: SocketAddr, n: usize) -> Result<f64> {
+    let mut c = connect(stack, to, b'R')?;
+    let mut b = [0u8; 1];
+    for _ in 0..n / 10 {
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
+/// Mean ping round trip, in µs, after one warm-up ping.
+fn ping_rtt(sock: &dyn IcmpSocket, to: Ipv4Addr, n: usize) -> Result<f64> {
+    ping(sock, to, 1, Duration::from_secs(10)).map_err(|e| anyhow!(e))?;
+    let rtts = ping(sock, to, n, Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
+    Ok(rtts.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e6 / n as f64)
+}
+
+fn client(
+    cli: &Cli,
+    stack: Stack,
+    target: Ipv4Addr,
+    tap: &str,
+    ip: Ipv4Addr,
+    offload: u64,
+) -> Result<()> {
+    let kernel = match stack {
+        Stack::Host => None,
+        Stack::Lkl => {
+            let opts = lkl::NetOptions { mac: None, offload };
+            let id = lkl::add_net_with(lkl::NetBackend::Tap { ifname: tap.into() }, &opts)?;
+            let k = lkl::boot(&lkl::BootOptions {
+                memory: 256 << 20,
+                ..Default::default()
+            })?;
+            configure(id, ip, 1500).map_err(|e| anyhow!(e))?;
+            Some(k)
+        }
+    };
+    let to = SocketAddr::from((target, PORT));
+    let run = || -> Result<()> {
+        let icmp: Box<dyn IcmpSocket> = match stack {
+            Stack::Host => Box::new(HostIcmp::open().map_err(|e| anyhow!(e))?),
+            Stack::Lkl => Box::new(LklIcmp::open().map_err(|e| anyhow!(e))?),
+        };
+        println!("RESULT ping {}", ping_rtt(&*icmp, target, cli.pings)?);
+        println!("RESULT rr {}", request_response(stack, to, cli.rr)?);
+        println!("RESULT upload {}", upload(stack, to, cli.seconds)?);
+        println!("RESULT download {}", download(stack, to, cli.seconds)?);
+        Ok(())
+    };
+    let r = run();
+    if let Some(k) = kernel {
+        k.halt()?;
+    }
+    r
+}
+
+/// Serves clients until killed, one thread each.
+fn serve() -> Result<()> {
+    let l = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).context("bind the server")?;
+    println!("listening");
+    for conn in l.incoming() {
+        let Ok(mut c) = conn else { continue };
+        std::thread::spawn(move || {
+            let _ = c.set_nodelay(true);
+            let mut op = [0u8; 1];
+            if c.read_exact(&mut op).is_err() {
+                return;
+            }
+            let mut buf = vec![0u8; CHUNK];
+            match op[0] {
+                b'U' => {
+                    let mut total = 0u64;
+                    while let Ok(n @ 1..) = c.read(&mut buf) {
+                        total += n as u64;
+                    }
+                    let _ = c.write_all(&total.to_le_bytes());
+                }
+                b'D' => while c.write_all(&buf).is_ok() {},
+                b'R' => {
+                    let mut b = [0u8; 1];
+                    while c.read_exact(&mut b).is_ok() && c.write_all(&b).is_ok() {}
+                }
+                _ => {}
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Kills the server (a child we started, by its pid) when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs one client; returns its results by name.
+fn run_client(
+    ns: &Namespace,
+    exe: &Path,
+    cli: &Cli,
+    args: &[&str],
+) -> Result<std::collections::HashMap<String, f64>> {
+    let out = ns
+        .command(exe)
+        .args([
+            "--seconds",
+            &cli.seconds.to_string(),
+            "--rr",
+            &cli.rr.to_string(),
+            "--pings",
+            &cli.pings.to_string(),
+            "client",
+        ])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the client {args:?}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("the client {args:?} failed ({}): {text}", out.status);
+    }
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("RESULT ")?.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.parse().ok()?))
+        })
+        .collect())
+}
+
+fn orchestrate(cli: &Cli) -> Result<()> {
+    lkl_netdev_test::need_root("network namespaces and taps").map_err(|e| anyhow!(e))?;
+    let pid = std::process::id();
+    let e = |e: String| anyhow!(e);
+    let s = Namespace::new(format!("lklb-s-{pid}")).map_err(e)?;
+    let c = Namespace::new(format!("lklb-c-{pid}")).map_err(e)?;
+    for (tap, addr) in [("lklbt0", "198.18.0.1/24"), ("lklbt1", "198.18.1.1/24")] {
+        s.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])
+            .map_err(e)?;
+        s.ip(&["addr", "add", addr, "dev", tap]).map_err(e)?;
+        s.ip(&["link", "set", tap, "up"]).map_err(e)?;
+    }
+    for (a, b, net, gso) in [
+        ("lklbv0", "lklbv1", 2, false),
+        ("lklbw0", "lklbw1", 3, true),
+    ] {
+        s.ip(&[
+            "link", "add", a, "type", "veth", "peer", "name", b, "netns", &c.0,
+        ])
+        .map_err(e)?;
+        s.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", a])
+            .map_err(e)?;
+        c.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", b])
+            .map_err(e)?;
+        s.ip(&["link", "set", a, "up"]).map_err(e)?;
+        c.ip(&["link", "set", b, "up"]).map_err(e)?;
+        if gso {
+            s.ip(&["link", "set", a, "gso_max_segs", "1"]).map_err(e)?;
+            c.ip(&["link", "set", b, "gso_max_segs", "1"]).map_err(e)?;
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let mut server = s
+        .command(&exe)
+        .arg("server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the server")?;
+    let mut ready = [0u8; 10];
+    server
+        .stdout
+        .take()
+        .context("the server's output")?
+        .read_exact(&mut ready)
+        .context("the server did not start")?;
+    let _server = Server(server);
+    println!(
+        "lkl-netbench: {} s per throughput run, {} request/response round trips, {} pings",
+        cli.seconds, cli.rr, cli.pings
+    );
+    let off = format!("{:#x}", cli.offload);
+    let lkl_off = run_client(&s, &exe, cli, &lkl_args("lklbt1", 1, &off))?;
+    let lkl_none = run_client(&s, &exe, cli, &lkl_args("lklbt0", 0, "0"))?;
+    let host_off = run_client(
+        &c,
+        &exe,
+        cli,
+        &["--stack", "host", "--target", "198.18.2.1"],
+    )?;
+    let host_none = run_client(
+        &c,
+        &exe,
+        cli,
+        &["--stack", "host", "--target", "198.18.3.1"],
+    )?;
+    println!(
+        "{:<38} {:>12} {:>12} {:>7}  goal",
+        "", "LKL", "host", "ratio"
+    );
+    let row = |name: &str, unit: &str, key: &str, l: &Map, h: &Map, goal: &str| {
+        let (a, b) = (l[key], h[key]);
+        println!(
+            "{name:<38} {a:>8.1} {unit:<3} {b:>8.1} {unit:<3} {:>6.2}x  {goal}",
+            a / b
+        );
+    };
+    row(
+        "TCP upload, offloads (Mbit/s)",
+        "",
+        "upload",
+        &lkl_off,
+        &host_off,
+        ">= 0.9",
+    );
+    row(
+        "TCP download, offloads (Mbit/s)",
+        "",
+        "download",
+        &lkl_off,
+        &host_off,
+        ">= 0.9",
+    );
+    row(
+        "TCP upload, no offloads (Mbit/s)",
+        "",
+        "upload",
+        &lkl_none,
+        &host_none,
+        "",
+    );
+    row(
+        "TCP download, no offloads (Mbit/s)",
+        "",
+        "download",
+        &lkl_none,
+        &host_none,
+        "",
+    );
+    row(
+        "TCP 1-byte request/response (us)",
+        "",
+        "rr",
+        &lkl_off,
+        &host_off,
+        "<= 1.3",
+    );
+    row(
+        "TCP 1-byte req/resp, no offloads (us)",
+        "",
+        "rr",
+        &lkl_none,
+        &host_none,
+        "",
+    );
+    row("ping RTT (us)", "", "ping", &lkl_off, &host_off, "");
+    println!(
+        "LKL: virtio-net over a tap (offloads {off} / none); host: the same client on host \
+         sockets over a veth between two namespaces (offloads on / gso_max_segs 1). \
+         Ratios are LKL / host."
+    );
+    Ok(())
+}
+
+type Map = std::collections::HashMap<String, f64>;
+
+fn lkl_args<'a>(tap: &'a str, net: u8, offload: &'a str) -> Vec<&'a str> {
+    let (ip, target) = match net {
+        0 => ("198.18.0.2", "198.18.0.1"),
+        _ => ("198.18.1.2", "198.18.1.1"),
+    };
+    vec![
+        "--stack",
+        "lkl",
+        "--tap",
+        tap,
+        "--ip",
+        ip,
+        "--target",
+        target,
+        "--offload",
+        offload,
+    ]
+}
