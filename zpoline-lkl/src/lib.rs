@@ -657,7 +657,14 @@ impl trampoline::Backend for Lkl {
     }
 
     fn route(&self, nr: u64) -> Option<Route> {
+        let views = self.resolv || self.proc_net || self.sys_net;
         match nr {
+            // Without views, path calls matter only on an LKL dirfd (glibc's fstat is
+            // newfstatat(fd, "", AT_EMPTY_PATH)).
+            NEWFSTATAT | STATX if !views => Some(Route::FdArg),
+            OPEN | OPENAT | OPENAT2 | STAT | LSTAT | ACCESS | FACCESSAT | FACCESSAT2 if !views => {
+                None
+            }
             SOCKET | RT_SIGACTION | CLOSE_RANGE | DUP2 | DUP3 | POLL | PPOLL | SELECT
             | PSELECT6 | EPOLL_CTL | OPEN | OPENAT | OPENAT2 | STAT | LSTAT | NEWFSTATAT
             | STATX | ACCESS | FACCESSAT | FACCESSAT2 => Some(Route::Hook),
