@@ -221,6 +221,8 @@ const DUP2: u64 = 33;
 const SOCKET: u64 = 41;
 const ACCEPT: u64 = 43;
 const FCNTL: u64 = 72;
+const SENDFILE: u64 = 40;
+const COPY_FILE_RANGE: u64 = 326;
 const EPOLL_WAIT: u64 = 232;
 const EPOLL_CTL: u64 = 233;
 const EPOLL_PWAIT: u64 = 281;
@@ -260,6 +262,12 @@ macro_rules! nr {
     };
     (dup3) => {
         lkl_sys::__lkl__NR_dup3 as i64
+    };
+    (sendfile) => {
+        lkl_sys::__lkl__NR3264_sendfile as i64
+    };
+    (write) => {
+        lkl_sys::__lkl__NR_write as i64
     };
     (fcntl) => {
         lkl_sys::__lkl__NR3264_fcntl as i64
@@ -390,6 +398,68 @@ fn lkl_stat(nr: i64, mut args: [i64; 6], out_arg: usize) -> i64 {
         stat_to_x86(&s, out);
     }
     r
+}
+
+/// `sendfile` from host fd `input` to LKL fd `out`: the host file is read in chunks
+/// and written to LKL (LKL cannot read the host's files). Stops at a short write.
+fn sendfile_to_lkl(out: i64, input: u64, offset: u64, count: usize) -> i64 {
+    // The copy itself runs in our world, where the buffer may be allocated.
+    crate::wait::in_world(|| {
+        let mut buf = vec![0u8; count.clamp(1, 1 << 16)];
+        let mut done = 0usize;
+        while done < count {
+            let want = (count - done).min(buf.len());
+            let got = if offset != 0 {
+                // SAFETY: the program's loff_t.
+                let off = unsafe { *(offset as *const i64) };
+                // SAFETY: pread into our buffer; the program's offset advanced after.
+                let n = unsafe {
+                    syscall6(
+                        17,
+                        [
+                            input,
+                            buf.as_mut_ptr() as u64,
+                            want as u64,
+                            off as u64,
+                            0,
+                            0,
+                        ],
+                    )
+                };
+                if n > 0 {
+                    // SAFETY: as above.
+                    unsafe { *(offset as *mut i64) = off + n };
+                }
+                n
+            } else {
+                // SAFETY: read into our buffer.
+                unsafe { syscall6(0, [input, buf.as_mut_ptr() as u64, want as u64, 0, 0, 0]) }
+            };
+            if got <= 0 {
+                return if done > 0 { done as i64 } else { got };
+            }
+            let mut args = [out, buf.as_ptr() as i64, got, 0, 0, 0];
+            // SAFETY: writing our buffer to the LKL fd (we are already in our world).
+            let w = unsafe { lkl_sys::lkl_syscall(nr!(write), args.as_mut_ptr()) };
+            if w < 0 {
+                return if done > 0 { done as i64 } else { w };
+            }
+            done += w as usize;
+            if w < got {
+                // Give back what LKL did not take.
+                if offset != 0 {
+                    // SAFETY: the program's loff_t, advanced by `got` above.
+                    unsafe { *(offset as *mut i64) -= got - w };
+                } else {
+                    // SAFETY: lseek(input, -(got - w), SEEK_CUR) on the program's file.
+                    unsafe { syscall6(8, [input, (w - got) as u64, 1, 0, 0, 0]) };
+                }
+                break;
+            }
+        }
+        done as i64
+    })
+    .0
 }
 
 impl Lkl {
@@ -570,6 +640,17 @@ impl Lkl {
                 (fds::adopt(n, 0, lkl_close), Target::Lkl)
             }
             DUP => self.dup_lkl(l, 0),
+            SENDFILE => match fds::lkl_of(a[1]) {
+                Some(lin) => on_lkl(lkl_call(nr!(sendfile), [l, lin, i(2), i(3), 0, 0])),
+                None => (sendfile_to_lkl(l, a[1], a[2], a[3] as usize), Target::Lkl),
+            },
+            COPY_FILE_RANGE => match fds::lkl_of(a[2]) {
+                Some(lout) => on_lkl(lkl_call(
+                    lkl_nr(nr).unwrap_or(-1),
+                    [l, i(1), lout, i(3), i(4), i(5)],
+                )),
+                None => (-i64::from(libc::EXDEV), Target::Interposer),
+            },
             FCNTL if a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC => self.dup_lkl(l, i(2)),
             _ => match lkl_nr(nr) {
                 None => (-i64::from(ENOSYS), Target::LklMissing),

@@ -324,6 +324,40 @@ fn main() -> ExitCode {
         ),
     );
     r.case(
+        "python: sendfile of a host file to an LKL socket, received by a thread",
+        (|| {
+            let data = tmp.path().join("sendfile.bin");
+            let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+            std::fs::write(&data, &body).map_err(|e| e.to_string())?;
+            let script = format!(
+                r#"
+import socket, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+got = []
+def rx():
+    c, _ = srv.accept(); b = b""
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        b += d
+    got.append(b)
+t = threading.Thread(target=rx); t.start()
+s = socket.create_connection(srv.getsockname())
+with open("{}", "rb") as f: n = s.sendfile(f)
+s.close(); t.join()
+print("sent", n, "same", got[0] == open("{}", "rb").read())
+"#,
+                data.display(),
+                data.display()
+            );
+            expect(
+                zp(&ns, &conf, &["/usr/bin/python3", "-c", &script]),
+                true,
+                &["sent 300000 same True"],
+            )
+        })(),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
