@@ -400,6 +400,27 @@ fn lkl_stat(nr: i64, mut args: [i64; 6], out_arg: usize) -> i64 {
     r
 }
 
+/// LKL does not signal the program: a write to a broken connection that LKL answers
+/// with `EPIPE` raises `SIGPIPE` here, as the host kernel would (not with
+/// `MSG_NOSIGNAL`).
+#[cold]
+fn sigpipe(nr: u64, a: &[u64; 6]) {
+    let flags = match nr {
+        44 | 307 => a[3],
+        46 => a[2],
+        1 | 20 | 18 | 296 | 328 => 0,
+        _ => return,
+    };
+    if flags & libc::MSG_NOSIGNAL as u64 != 0 {
+        return;
+    }
+    // SAFETY: getpid/gettid have no arguments; tgkill of our own thread.
+    unsafe {
+        let (pid, tid) = (syscall6(39, [0; 6]), syscall6(186, [0; 6]));
+        syscall6(234, [pid as u64, tid as u64, libc::SIGPIPE as u64, 0, 0, 0]);
+    }
+}
+
 /// `sendfile` from host fd `input` to LKL fd `out`: the host file is read in chunks
 /// and written to LKL (LKL cannot read the host's files). Stops at a short write.
 fn sendfile_to_lkl(out: i64, input: u64, offset: u64, count: usize) -> i64 {
@@ -654,7 +675,13 @@ impl Lkl {
             FCNTL if a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC => self.dup_lkl(l, i(2)),
             _ => match lkl_nr(nr) {
                 None => (-i64::from(ENOSYS), Target::LklMissing),
-                Some(n) => on_lkl(lkl_call(n, [l, i(1), i(2), i(3), i(4), i(5)])),
+                Some(n) => {
+                    let r = lkl_call(n, [l, i(1), i(2), i(3), i(4), i(5)]);
+                    if r == -i64::from(libc::EPIPE) {
+                        sigpipe(nr, a);
+                    }
+                    on_lkl(r)
+                }
             },
         }
     }
