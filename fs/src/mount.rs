@@ -27,6 +27,11 @@ pub struct MountOptions {
     /// Print the kernel's messages on stderr (upstream's `-p`); otherwise
     /// only emergencies are.
     pub printk: bool,
+    /// Halt the kernel on close, drop, or a failed mount (default). A
+    /// program that exits right after may set `false`: closing then
+    /// unmounts and writes everything back but leaves the kernel to the
+    /// process's exit, which is quicker and never waits on the halt.
+    pub halt: bool,
 }
 
 impl MountOptions {
@@ -40,6 +45,7 @@ impl MountOptions {
             options: None,
             memory: 100 << 20,
             printk: false,
+            halt: true,
         }
     }
 
@@ -62,6 +68,7 @@ pub struct Mounted {
     fstype: String,
     read_only: bool,
     mounted: bool,
+    halt: bool,
 }
 
 impl Mounted {
@@ -99,6 +106,7 @@ impl Mounted {
             fstype: fstype.clone(),
             read_only: opts.read_only,
             mounted: false,
+            halt: opts.halt,
         };
         // Files come out with the modes they are given.
         let _ = lkl::umask(0);
@@ -161,7 +169,7 @@ impl Mounted {
 
     /// Writes everything back (`syncfs`), unmounts (returning once the
     /// device is released and every block is in the image) and halts the
-    /// kernel.
+    /// kernel (unless [`MountOptions::halt`] is false).
     ///
     /// # Errors
     /// The first of: [`FsError::Sys`] from `syncfs`, [`FsError::Disk`]
@@ -186,7 +194,16 @@ impl Mounted {
                 }
             }
         }
-        if let Some(k) = self.kernel.take() {
+        let Some(k) = self.kernel.take() else {
+            return result;
+        };
+        if !self.halt {
+            // Left running for the process's exit (MountOptions::halt):
+            // dropping a Kernel does not halt it.
+            drop(k);
+            return result;
+        }
+        {
             if let Err(e) = k.halt() {
                 if result.is_ok() {
                     result = Err(e.into());

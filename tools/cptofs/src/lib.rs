@@ -9,8 +9,9 @@
 //! (`src/main.rs` and `src/bin/cpfromfs.rs`).
 //!
 //! Like upstream: a SRC made only of `.` and `/` (`.`, `/`, `./`) copies
-//! the directory's contents into DST; any other SRC is copied into DST
-//! under its own name. Patterns (`*`, `?`, `[...]`, in any component) are
+//! the directory's contents into DST, and so does `DIR/.` (as with
+//! `cp -a DIR/. DST`); any other SRC is copied into DST under its own
+//! name. Patterns (`*`, `?`, `[...]`, in any component) are
 //! expanded on the SRC's side: in the image for `cpfromfs`. Unlike
 //! upstream, `-t` may be omitted (the type is detected), devices, fifos,
 //! hard links, extended attributes and holes are kept, and owners are
@@ -169,12 +170,26 @@ fn usage_error(mode: Mode, msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// Upstream's rule: a SRC of only `.` and `/` means "the contents of".
-fn is_root(src: &[u8]) -> bool {
-    !src.is_empty() && src.iter().all(|&c| c == b'.' || c == b'/') && {
-        // `..` is not a root.
-        !src.windows(2).any(|w| w == b"..")
+/// A SRC that means "the contents of" a directory rather than the
+/// directory itself: upstream's rule (only `.` and `/`: `.`, `/`, `./`),
+/// and `DIR/.` as `cp -a DIR/. DST` reads it. Returns the directory.
+fn contents_of(src: &[u8]) -> Option<&[u8]> {
+    if !src.is_empty()
+        && src.iter().all(|&c| c == b'.' || c == b'/')
+        && !src.windows(2).any(|w| w == b"..")
+    {
+        return Some(src);
     }
+    let trimmed = {
+        let mut t = src;
+        while t.len() > 1 && t.ends_with(b"/") {
+            t = &t[..t.len() - 1];
+        }
+        t
+    };
+    trimmed
+        .strip_suffix(b"/.")
+        .map(|dir| if dir.is_empty() { b"/".as_slice() } else { dir })
 }
 
 /// Expands pattern `pat` on side `s`, relative to `base` (the image's
@@ -264,6 +279,8 @@ fn run(mode: Mode, args: &Args) -> Result<usize> {
     opts.printk = args.printk;
     opts.memory = args.mb << 20;
     opts.options = args.mount_options.clone();
+    // The process exits right after: no need to wait on the halt.
+    opts.halt = false;
     let mounted = match Mounted::open(&opts) {
         Ok(m) => m,
         Err(lkl_fs::FsError::UnknownType { fstype, known }) => usage_error(
@@ -324,11 +341,12 @@ fn copy_all<S: Side, D: Side>(
     let mut errors = 0;
     for src in srcs {
         let b = src.as_bytes();
-        let paths = if is_root(b) {
+        let contents = contents_of(b).is_some();
+        let paths = if let Some(dir) = contents_of(b) {
             let root = if base.as_os_str().is_empty() {
-                PathBuf::from(src)
+                PathBuf::from(std::ffi::OsStr::from_bytes(dir))
             } else {
-                base.to_path_buf()
+                in_image(base, dir)
             };
             match s.read_dir(&root) {
                 Ok(names) => names.iter().map(|n| root.join(n)).collect(),
@@ -346,7 +364,7 @@ fn copy_all<S: Side, D: Side>(
             let rel = norm.strip_prefix(base).unwrap_or(Path::new(""));
             expand(s, base, rel.as_os_str().as_bytes())?
         };
-        if paths.is_empty() {
+        if paths.is_empty() && !contents {
             eprintln!(
                 "{}: {}: no such file (nothing matches)",
                 prog(),
@@ -373,7 +391,7 @@ fn copy_all<S: Side, D: Side>(
     if let Err(e) = r {
         bail!("{e}; stopped");
     }
-    if errors > 0 && items.is_empty() {
+    if errors > 0 && items.is_empty() && !srcs.is_empty() {
         bail!("nothing copied");
     }
     Ok(errors)
@@ -394,11 +412,14 @@ mod tests {
 
     #[test]
     fn roots_and_image_paths() {
-        assert!(is_root(b"."));
-        assert!(is_root(b"/"));
-        assert!(is_root(b"./"));
-        assert!(!is_root(b".."));
-        assert!(!is_root(b"a"));
+        assert_eq!(contents_of(b"."), Some(b".".as_slice()));
+        assert_eq!(contents_of(b"/"), Some(b"/".as_slice()));
+        assert_eq!(contents_of(b"./"), Some(b"./".as_slice()));
+        assert_eq!(contents_of(b"dir/."), Some(b"dir".as_slice()));
+        assert_eq!(contents_of(b"/a/b/./"), Some(b"/a/b".as_slice()));
+        assert_eq!(contents_of(b".."), None);
+        assert_eq!(contents_of(b"a"), None);
+        assert_eq!(contents_of(b"a/.."), None);
         let m = Path::new("/mnt/vda");
         assert_eq!(in_image(m, b"/a/b"), Path::new("/mnt/vda/a/b"));
         assert_eq!(in_image(m, b"../../etc"), Path::new("/mnt/vda/etc"));

@@ -9,8 +9,11 @@
 //! archive: they are skipped with a warning, as GNU tar does. The archive
 //! is written to `OUT.tmp` and renamed to `OUT` once complete; on any
 //! error the temporary file is removed and nothing is left.
+//!
+//! The program is [`main_cli`]; `src/main.rs` only calls it (so that the
+//! end-to-end tests can build it under a name of their own).
 
-mod pax;
+pub mod pax;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -58,7 +61,8 @@ struct Args {
     out: PathBuf,
 }
 
-fn main() -> ExitCode {
+/// The whole program: parses the command line, writes the archive.
+pub fn main_cli() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
         Ok(warnings) => {
@@ -106,6 +110,8 @@ fn run(args: &Args) -> Result<usize> {
     opts.partition = args.partition;
     opts.printk = args.printk;
     opts.memory = args.mb << 20;
+    // The process exits right after: no need to wait on the halt.
+    opts.halt = false;
     let mounted = Mounted::open(&opts)?;
     let file = std::fs::File::create(&tmp.path)
         .with_context(|| format!("cannot create {}", tmp.path.display()))?;

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Benchmark of the file system tools against the tools people use today,
+# on one mixed tree, in one run: each time and the ratio.
+#
+#   cptofs into ext4     vs  mkfs.ext4 -d (the floor), e2cp, fuse2fs + cp -a
+#   fs2tar of the image  vs  GNU tar of the same tree from the host disk
+#   lklfuse              vs  fuse2fs: sequential write and read of one big
+#                            file, untar of many small files
+#
+# See --help. Figures are recorded in docs/fs-tools.md.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/bench-fs.sh [--size MB] [--dir DIR] [--keep] [--no-build]
+
+Builds fs2tar, cptofs (and lklfuse if it is built), makes a mixed tree of
+about MB megabytes (default 1024: ~60% in small files of 1-64 KiB in
+nested directories, ~40% in four large files), and times, in one run:
+
+  cptofs -i ext4.img TREE/. /   vs  mkfs.ext4 -d TREE, e2cp, fuse2fs+cp -a
+  fs2tar ext4.img OUT.tar       vs  tar -cf OUT.tar -C TREE .
+  lklfuse vs fuse2fs            write/read of one MB-sized file, untar of the tree
+
+Each line prints our time, the baseline's time and the ratio (ours /
+baseline: below 1 is faster). Every image is made fresh (mkfs time is
+included on both sides of the cptofs comparison). Baselines whose tool is
+missing, or FUSE rows without /dev/fuse or lklfuse, print why they are
+skipped.
+
+  --size MB    tree size in MiB (default 1024; 200 for a quick run)
+  --dir DIR    work directory (default: a new one under /tmp, removed at the end)
+  --keep       keep the work directory
+  --no-build   use the binaries already in target/release
+  -h, --help   this text
+EOF
+}
+
+SIZE=1024
+WORK=""
+KEEP=0
+BUILD=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size) SIZE="$2"; shift 2 ;;
+        --dir) WORK="$2"; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench-fs.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+case "$SIZE" in ''|*[!0-9]*) echo "bench-fs.sh: --size takes a number of MiB" >&2; exit 2 ;; esac
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+if [ "$BUILD" = 1 ]; then
+    (cd "$ROOT" && cargo build --release -q -p fs2tar -p cptofs)
+    (cd "$ROOT" && cargo build --release -q -p lklfuse 2>/dev/null) || true
+fi
+for b in fs2tar cptofs; do
+    [ -x "$TARGET/$b" ] || { echo "bench-fs.sh: $TARGET/$b is missing (build it, or drop --no-build)" >&2; exit 1; }
+done
+
+if [ -z "$WORK" ]; then
+    WORK="$(mktemp -d /tmp/lkl-bench-fs.XXXXXX)"
+else
+    mkdir -p "$WORK"
+fi
+MNT1="$WORK/mnt-a"
+MNT2="$WORK/mnt-b"
+cleanup() {
+    for m in "$MNT1" "$MNT2"; do
+        mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
+    done
+    [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/sbin/$1" ] || [ -x "/usr/sbin/$1" ]; }
+
+# Seconds taken by a command (its output discarded), to 0.01 s.
+timeit() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$@" >/dev/null 2>"$WORK/last.err" || { echo "bench-fs.sh: failed: $*" >&2; cat "$WORK/last.err" >&2; return 1; }
+    t1=$(date +%s.%N)
+    echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }'
+}
+
+row() { # what ours base-name base
+    awk -v w="$1" -v o="$2" -v bn="$3" -v b="$4" 'BEGIN {
+        r = (b > 0) ? o / b : 0
+        printf "%-34s %8.2f s   %-22s %8.2f s   ratio %.2fx\n", w, o, bn, b, r }'
+}
+skip() { printf "%-34s skipped: %s\n" "$1" "$2"; }
+
+TREE="$WORK/tree"
+echo "== making a ${SIZE} MiB mixed tree in $TREE"
+python3 - "$TREE" "$SIZE" <<'PY'
+import os, random, sys
+root, size = sys.argv[1], int(sys.argv[2]) << 20
+rnd = random.Random(42)
+os.makedirs(root, exist_ok=True)
+small_budget = size * 6 // 10
+big = (size - small_budget) // 4
+block = rnd.randbytes(1 << 20)
+def fill(path, n):
+    with open(path, "wb") as f:
+        while n > 0:
+            k = min(n, len(block))
+            off = rnd.randrange(0, len(block) - k + 1)
+            f.write(block[off:off + k]); n -= k
+for i in range(4):
+    fill(os.path.join(root, f"large{i}.bin"), big)
+done, d = 0, 0
+while done < small_budget:
+    sub = os.path.join(root, f"d{d // 100:03}", f"s{d % 100:02}")
+    os.makedirs(sub, exist_ok=True)
+    for j in range(100):
+        n = rnd.randrange(1024, 64 * 1024)
+        fill(os.path.join(sub, f"f{j:03}.dat"), n)
+        done += n
+    d += 1
+PY
+FILES=$(find "$TREE" -type f | wc -l)
+BYTES=$(du -sm --apparent-size "$TREE" | cut -f1)
+IMGSIZE=$(( BYTES * 3 / 2 + 256 ))M
+echo "   $FILES files, $BYTES MiB; images of $IMGSIZE"
+sync
+
+echo "== cptofs into ext4"
+A="$WORK/a.img"; B="$WORK/b.img"
+mk_empty() { rm -f "$1"; truncate -s "$IMGSIZE" "$1"; mkfs.ext4 -q -F "$1"; }
+T_MKFS=$(timeit sh -c "rm -f '$B'; truncate -s $IMGSIZE '$B'; mkfs.ext4 -q -F -d '$TREE' '$B'")
+T_CP=$(timeit sh -c "rm -f '$A'; truncate -s $IMGSIZE '$A'; mkfs.ext4 -q -F '$A'; '$TARGET/cptofs' -q -i '$A' -t ext4 '$TREE/.' /")
+row "cptofs (mkfs + copy)" "$T_CP" "mkfs.ext4 -d" "$T_MKFS"
+if have e2cp && have e2mkdir; then
+    E="$WORK/e.img"
+    e2copy() {
+        mk_empty "$E"
+        (cd "$TREE" && find . -mindepth 1 -type d | sed 's|^\./||' | sort | while read -r d; do e2mkdir "$E:/$d"; done)
+        (cd "$TREE" && find . -type d | sort | while read -r d; do
+            files=$(find "$d" -maxdepth 1 -type f | sort)
+            [ -n "$files" ] && e2cp -p $files "$E:/${d#./}"
+        done)
+    }
+    T_E2=$(timeit e2copy)
+    row "cptofs (mkfs + copy)" "$T_CP" "e2mkdir + e2cp -p" "$T_E2"
+else
+    skip "e2cp" "e2tools not installed (apt-get install e2tools)"
+fi
+if have fuse2fs && [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
+    F="$WORK/f.img"
+    fusecopy() {
+        mk_empty "$F"; mkdir -p "$MNT2"
+        fuse2fs -o fakeroot "$F" "$MNT2" >/dev/null
+        cp -a "$TREE/." "$MNT2/"
+        fusermount3 -u "$MNT2" 2>/dev/null || umount "$MNT2"
+    }
+    T_F2=$(timeit fusecopy)
+    row "cptofs (mkfs + copy)" "$T_CP" "fuse2fs + cp -a" "$T_F2"
+else
+    skip "fuse2fs + cp -a" "needs fuse2fs, /dev/fuse and root"
+fi
+
+echo "== fs2tar"
+tar -cf "$WORK/warm.tar" -C "$TREE" . ; rm -f "$WORK/warm.tar"
+T_TAR=$(timeit tar -cf "$WORK/host.tar" -C "$TREE" .)
+T_F2T=$(timeit "$TARGET/fs2tar" -t ext4 "$A" "$WORK/lkl.tar")
+row "fs2tar ext4.img" "$T_F2T" "GNU tar of the tree" "$T_TAR"
+
+echo "== lklfuse vs fuse2fs"
+LKLFUSE="$TARGET/lklfuse"
+if ! [ -x "$LKLFUSE" ] || "$LKLFUSE" --help 2>&1 | grep -q "not built yet"; then
+    skip "lklfuse" "lklfuse is missing (cargo build --release -p lklfuse)"
+elif ! have fuse2fs || ! [ -e /dev/fuse ]; then
+    skip "lklfuse" "needs fuse2fs and /dev/fuse"
+else
+    BIG=$(( SIZE < 1024 ? SIZE : 1024 ))
+    fuse_run() { # tool img mnt op
+        local tool="$1" img="$2" m="$3" op="$4"
+        mkdir -p "$m"
+        if [ "$tool" = lklfuse ]; then "$LKLFUSE" "$img" "$m" -o type=ext4 >/dev/null 2>&1
+        else fuse2fs -o fakeroot "$img" "$m" >/dev/null; fi
+        case "$op" in
+            write) dd if=/dev/zero of="$m/big" bs=1M count="$BIG" conv=fsync status=none ;;
+            read) dd if="$m/big" of=/dev/null bs=1M status=none ;;
+            untar) tar -xf "$WORK/host.tar" -C "$m" && sync -f "$m" ;;
+        esac
+        fusermount3 -u "$m" 2>/dev/null || umount "$m"
+    }
+    mk_empty "$WORK/l.img"; mk_empty "$WORK/u.img"
+    for op in write read untar; do
+        if [ "$op" = read ]; then
+            # Read cold through each tool's own cache: drop the host's.
+            sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+        fi
+        T_L=$(timeit fuse_run lklfuse "$WORK/l.img" "$MNT1" "$op")
+        [ "$op" = read ] && { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+        T_U=$(timeit fuse_run fuse2fs "$WORK/u.img" "$MNT2" "$op")
+        case "$op" in
+            write) what="lklfuse write ${BIG} MiB" ;;
+            read) what="lklfuse read ${BIG} MiB" ;;
+            untar) what="lklfuse untar $FILES files" ;;
+        esac
+        row "$what" "$T_L" "fuse2fs" "$T_U"
+    done
+fi
