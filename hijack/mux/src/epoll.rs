@@ -31,6 +31,9 @@ pub struct Epoll {
     /// counted, which only costs a mixed wait.)
     host_entries: AtomicUsize,
     lkl_entries: AtomicUsize,
+    /// Made around an existing host fd whose entries we did not see: the
+    /// host side always counts as holding some.
+    adopted: bool,
     /// Which side fills the event buffer first: alternates, so neither
     /// starves the other.
     lkl_first: AtomicBool,
@@ -45,10 +48,13 @@ impl Epoll {
     pub fn new(flags: i32) -> Result<Epoll, Errno> {
         // SAFETY: integer arguments only.
         let fd = host::check(unsafe { libc::syscall(libc::SYS_epoll_create1, flags) })?;
-        Ok(Epoll::from_host_fd(fd as i32, flags))
+        let mut ep = Epoll::from_host_fd(fd as i32, flags);
+        ep.adopted = false;
+        Ok(ep)
     }
 
-    /// An instance around an existing host epoll fd (made with `flags`).
+    /// An instance around an existing host epoll fd (made with `flags`),
+    /// which may already hold host entries.
     pub fn from_host_fd(host: i32, flags: i32) -> Epoll {
         Epoll {
             host,
@@ -57,6 +63,7 @@ impl Epoll {
             cloexec: flags & libc::EPOLL_CLOEXEC != 0,
             host_entries: AtomicUsize::new(0),
             lkl_entries: AtomicUsize::new(0),
+            adopted: true,
             lkl_first: AtomicBool::new(false),
         }
     }
@@ -152,7 +159,7 @@ impl Epoll {
         let Some(lkl) = lkl else {
             return self.host_wait(events, timeout, sigmask);
         };
-        if self.host_entries.load(Ordering::Acquire) == 0 {
+        if !self.adopted && self.host_entries.load(Ordering::Acquire) == 0 {
             let old = sigmask.map(host::set_sigmask);
             let r = lkl_wait(lkl, events, timeout);
             if let Some(old) = old {

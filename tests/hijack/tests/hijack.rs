@@ -1,252 +1,275 @@
 //! `liblkl-hijack.so` and `bin/lkl-hijack.sh` end to end, inside a network
-//! namespace this test creates.
+//! namespace this test creates (with `lkl-test-support`).
 //!
-//! The test builds the library (`cargo build --release -p lkl-hijack`, into
-//! the target directory this test binary runs from), makes namespace
-//! `lklhj-PID` with tap `lkltap0` addressed 198.18.0.1/24, writes a JSON
-//! config giving LKL that tap as `eth0` (198.18.0.2/24, MAC
-//! 02:11:22:33:44:55), and runs `lkl-hijack.sh ip address show` and
-//! `lkl-hijack.sh ip route` inside the namespace, then `lkl-hijack.sh curl`
-//! against a `python3 -m http.server` on the namespace's side of the tap
-//! (byte-identical body). The namespace is deleted
-//! however the test ends. Needs root and iproute2's `ip`: without them it
-//! fails. Prints `N passed, N failed`.
+//! The namespace `lklhj-PID` holds taps `lkltap0` (198.18.0.1/24,
+//! 2001:db8:18::1/64) and `lkltap1` (198.18.1.1/24, 2001:db8:19::1/64),
+//! the host side of LKL's `eth0` and `eth1`. Each case runs real programs
+//! under `lkl-hijack.sh` inside the namespace with a JSON config (or the
+//! `LKL_HIJACK_*` variables) and checks what they print: `ip address`,
+//! `ip route`, `ip -6 route`, `ip rule`, `ip neigh`, `tc qdisc`, the
+//! sysctl (through `dump`), `ping` both ways, `curl` from a
+//! `python3 -m http.server`, `iperf3`, two interfaces, the same config as
+//! variables, bad input, the `debug` bits, a mixed host/LKL `poll`, and
+//! the pipe backend. Needs root, iproute2, iputils-ping, curl, iperf3 and
+//! python3; without them it fails naming what to install. Prints
+//! `N passed, N failed`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-type Outcome = Result<(), String>;
+use lkl_test_support::{
+    cargo_build, require_tool, wait_deadline, workspace, Netns, Outcome, Report, TempDir,
+};
 
-const TAP: &str = "lkltap0";
-const MAC: &str = "02:11:22:33:44:55";
+const TAP0: &str = "lkltap0";
+const TAP1: &str = "lkltap1";
+const MAC0: &str = "02:11:22:33:44:55";
+const MAC1: &str = "02:11:22:33:44:66";
+/// Debian's python (not a shim script, which would load the library too).
+const PYTHON: &str = "/usr/bin/python3";
 /// One hijacked command gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn main() -> ExitCode {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report = |name: &str, r: Outcome| match r {
-        Ok(()) => {
-            println!("ok   {name}");
-            passed += 1;
-        }
-        Err(e) => {
-            eprintln!("FAIL {name}: {e}");
-            failed += 1;
-        }
-    };
-    match setup() {
-        Err(e) => report("setup", Err(e)),
-        Ok(env) => {
-            report("ip address show", ip_address_show(&env));
-            report("ip route", ip_route(&env));
-            report("curl over LKL's TCP", curl(&env));
-            report("bad config stops the program", bad_config(&env));
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// Runs `ip ARGS`; an error names the command and what it printed.
-fn ip(args: &[&str]) -> Outcome {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip {}`: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// Deletes the namespace and the config directory when dropped, on success
-/// and failure alike.
+/// What every case needs.
 struct Env {
-    ns: String,
-    dir: PathBuf,
+    ns: Netns,
+    dir: TempDir,
     script: PathBuf,
     lib: PathBuf,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.ns]) {
-            eprintln!("cleanup: {e}");
+/// A named case.
+type Case = (&'static str, fn(&Env) -> Outcome);
+
+fn main() -> ExitCode {
+    let mut report = Report::default();
+    let env = match setup() {
+        Ok(env) => env,
+        Err(e) => {
+            report.case("setup", Err(e));
+            return report.finish();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+    };
+    let cases: &[Case] = &[
+        (
+            "ip address show: lo and eth0 with the address and MAC",
+            ip_address_show,
+        ),
+        ("ip route and ip -6 route", ip_routes),
+        (
+            "ip rule: ifgateway tables 2*ifindex and 2*ifindex+1",
+            ip_rules,
+        ),
+        ("ip neigh: permanent entries", ip_neigh),
+        ("tc qdisc show: fq", tc_qdisc),
+        ("sysctl read back (dump)", sysctl_dump),
+        ("ping -c 3 the host side", ping4),
+        ("ping -6 -c 3 the host side", ping6),
+        ("the host side pings LKL", host_pings_lkl),
+        ("curl from python3 -m http.server: byte-identical", curl),
+        ("iperf3 -c against the host side", iperf3),
+        (
+            "two interfaces, each with its own rule tables",
+            two_interfaces,
+        ),
+        (
+            "the same config as variables gives the same result",
+            env_vars_same,
+        ),
+        (
+            "malformed JSON: file:line:column, program not started",
+            malformed_json,
+        ),
+        ("unknown key: a warning naming it", unknown_key),
+        ("bad values: an error naming the key", bad_values),
+        ("missing tap: named, with how to create it", missing_tap),
+        ("debug 0: no boot log; debug 1: boot log", debug_log),
+        ("debug 0x100: pauses after the program exits", debug_pause),
+        (
+            "mixed poll/select/epoll of a host pipe and LKL sockets",
+            mixed_poll,
+        ),
+        ("liblkl-hijack.so is there", contract_name),
+        (
+            "pipe backend: two hijacked processes ping each other",
+            pipe_backend,
+        ),
+    ];
+    // LKL_HIJACK_TEST_ONLY=WORD|WORD runs only the cases whose name has
+    // one of the words.
+    let only = std::env::var("LKL_HIJACK_TEST_ONLY").unwrap_or_default();
+    let wanted = |n: &str| only.split('|').any(|w| n.contains(w));
+    for (name, case) in cases.iter().filter(|(n, _)| wanted(n)) {
+        report.case(name, case(&env));
     }
-}
-
-/// The workspace root (this crate is `tests/hijack`).
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The target directory this binary was built into:
-/// `TARGET/release/deps/hijack-HASH`.
-fn target_dir() -> Result<PathBuf, String> {
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        let d = PathBuf::from(d);
-        return Ok(if d.is_absolute() {
-            d
-        } else {
-            workspace().join(d)
-        });
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    exe.ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .ok_or_else(|| format!("cannot find the target directory above {}", exe.display()))
-}
-
-/// Builds the library into this binary's target directory; its path.
-fn build_library() -> Result<PathBuf, String> {
-    let target = target_dir()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args(["build", "--release", "-p", "lkl-hijack"])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .map_err(|e| format!("cannot run cargo to build liblkl-hijack.so: {e}"))?;
-    if !status.success() {
-        return Err(format!("building liblkl-hijack.so failed: {status}"));
-    }
-    // Cargo names a cdylib after the library with `_` for `-`.
-    let lib = target.join("release/liblkl_hijack.so");
-    if !lib.is_file() {
-        return Err(format!("{} was not built", lib.display()));
-    }
-    Ok(lib)
+    report.finish()
 }
 
 fn setup() -> Result<Env, String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err("this test needs root (network namespaces and a tap)".into());
+    for (tool, pkg) in [
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("ping", "iputils-ping"),
+        ("curl", "curl"),
+        ("iperf3", "iperf3"),
+    ] {
+        require_tool(tool, pkg)?;
     }
-    ip(&["-V"]).map_err(|e| format!("this test needs iproute2's `ip`: {e}"))?;
-    let lib = build_library()?;
+    if !Path::new(PYTHON).is_file() {
+        return Err(format!("this test needs {PYTHON}: apt-get install python3"));
+    }
+    let release = cargo_build("lkl-hijack")?;
+    // The contract name; build.rs leaves the link, make sure of it.
+    let lib = release.join("liblkl-hijack.so");
+    if std::fs::symlink_metadata(&lib).is_err() {
+        std::os::unix::fs::symlink("liblkl_hijack.so", &lib)
+            .map_err(|e| format!("{}: {e}", lib.display()))?;
+    }
     let script = workspace().join("bin/lkl-hijack.sh");
-    if !script.is_file() {
-        return Err(format!("{} is missing", script.display()));
-    }
-    let ns = format!("lklhj-{}", std::process::id());
-    ip(&["netns", "add", &ns])?;
-    let dir = std::env::temp_dir().join(&ns);
+    let ns = Netns::new("lklhj")?;
+    ns.add_tap(TAP0, &["198.18.0.1/24", "2001:db8:18::1/64"])?;
+    ns.add_tap(TAP1, &["198.18.1.1/24", "2001:db8:19::1/64"])?;
+    let dir = TempDir::new("lklhj")?;
     let env = Env {
         ns,
         dir,
         script,
         lib,
     };
-    let in_ns = |args: &[&str]| {
-        let mut all = vec!["netns", "exec", &env.ns, "ip"];
-        all.extend_from_slice(args);
-        ip(&all)
-    };
-    in_ns(&["link", "set", "lo", "up"])?;
-    in_ns(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
-    in_ns(&["addr", "add", "198.18.0.1/24", "dev", TAP])?;
-    in_ns(&["link", "set", TAP, "up"])?;
-    std::fs::create_dir_all(&env.dir).map_err(|e| format!("{}: {e}", env.dir.display()))?;
-    let config = format!(
-        r#"{{
-  "interfaces": [
-    {{
-      "type": "tap",
-      "param": "{TAP}",
-      "ip": "198.18.0.2",
-      "masklen": "24",
-      "mac": "{MAC}"
-    }}
-  ]
-}}
-"#
-    );
-    std::fs::write(env.dir.join("good.json"), config).map_err(|e| format!("config: {e}"))?;
-    std::fs::write(
-        env.dir.join("bad.json"),
-        r#"{"interfaces": [{"type": "tap", "param": "lkltap0", "masklen": "99"}]}"#,
-    )
-    .map_err(|e| format!("config: {e}"))?;
+    env.write("good.json", &config(&[&iface0()], GOOD_TOP))?;
+    env.write("two.json", &config(&[&iface0(), &iface1()], ""))?;
+    env.write("basic.json", &config(&[BASIC], ""))?;
     Ok(env)
+}
+
+/// The top-level keys of `good.json`.
+const GOOD_TOP: &str = r#""gateway": "198.18.0.1", "gateway6": "2001:db8:18::1",
+  "sysctl": "net.ipv4.tcp_wmem=4096 87380 2147483647;net.ipv4.ip_forward=1",
+  "mount": "proc", "dump": "/proc/sys/net/ipv4/tcp_wmem", "singlecpu": "2","#;
+
+/// `eth0` with every interface key.
+fn iface0() -> String {
+    format!(
+        r#"{{ "type": "tap", "param": "{TAP0}", "mac": "{MAC0}", "mtu": "1400",
+      "ip": "198.18.0.2", "masklen": "24", "ifgateway": "198.18.0.1",
+      "ipv6": "2001:db8:18::2", "masklen6": "64", "ifgateway6": "2001:db8:18::1",
+      "neigh": "198.18.0.9|02:00:00:00:00:09;2001:db8:18::9|02:00:00:00:00:0a",
+      "qdisc": "root|fq", "offload": "0xc803" }}"#
+    )
+}
+
+/// `eth1` for the two-interface case.
+fn iface1() -> String {
+    format!(
+        r#"{{ "type": "tap", "param": "{TAP1}", "mac": "{MAC1}",
+      "ip": "198.18.1.2", "masklen": "24", "ifgateway": "198.18.1.1",
+      "ipv6": "2001:db8:19::2", "masklen6": "64", "ifgateway6": "2001:db8:19::1" }}"#
+    )
+}
+
+/// The config also given as variables in [`env_vars_same`]. Every config
+/// on `lkltap0` asks for the same offloads: a tap keeps the offloads of
+/// its last user (TUNSETOFFLOAD), and a later user without them would get
+/// frames it cannot take.
+const BASIC: &str = r#"{ "type": "tap", "param": "lkltap0", "mac": "02:11:22:33:44:55",
+  "ip": "198.18.0.2", "masklen": "24", "ifgateway": "198.18.0.1",
+  "ipv6": "2001:db8:18::2", "masklen6": "64", "mtu": "1400",
+  "neigh": "198.18.0.9|02:00:00:00:00:09", "qdisc": "root|fq", "offload": "0xc803" }"#;
+
+fn config(ifaces: &[&str], top: &str) -> String {
+    format!(
+        "{{\n  {top}\n  \"interfaces\": [\n    {}\n  ]\n}}\n",
+        ifaces.join(",\n    ")
+    )
 }
 
 /// What a hijacked command did.
 struct Run {
-    ok: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
+    out: Output,
+    what: String,
 }
 
-/// Runs `lkl-hijack.sh ARGS` in the namespace with config file `config`,
-/// killing it after [`DEADLINE`].
-fn hijacked(env: &Env, config: &str, args: &[&str]) -> Result<Run, String> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &env.ns])
-        .arg(&env.script)
-        .args(args)
-        .env("LKL_HIJACK_CONFIG_FILE", env.dir.join(config))
-        .env("LKL_HIJACK_LIB", &env.lib)
-        .current_dir(&env.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run lkl-hijack.sh: {e}"))?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() > DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "`lkl-hijack.sh {}` did not end within {DEADLINE:?}",
-                    args.join(" ")
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("wait: {e}")),
+impl Run {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    /// Its stdout if it succeeded, else an error with its stderr.
+    fn ok(self) -> Result<String, String> {
+        if self.out.status.success() {
+            Ok(self.stdout())
+        } else {
+            Err(format!(
+                "{} failed ({}): {}{}",
+                self.what,
+                self.out.status,
+                self.stderr().trim(),
+                self.stdout().trim()
+            ))
         }
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("output: {e}"))?;
-    Ok(Run {
-        ok: out.status.success(),
-        status: out.status.to_string(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
 }
 
-/// Runs a hijacked command that must succeed; its stdout.
-fn hijacked_ok(env: &Env, args: &[&str]) -> Result<String, String> {
-    let run = hijacked(env, "good.json", args)?;
-    if !run.ok {
-        return Err(format!(
-            "`lkl-hijack.sh {}` failed ({}): {}",
-            args.join(" "),
-            run.status,
-            run.stderr.trim()
-        ));
+impl Env {
+    fn write(&self, name: &str, text: &str) -> Outcome {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
     }
-    Ok(run.stdout)
+
+    /// `lkl-hijack.sh ARGS` in the namespace, configured by `vars` (e.g.
+    /// `LKL_HIJACK_CONFIG_FILE`), in the temp dir.
+    fn command(&self, vars: &[(&str, String)], args: &[&str]) -> Command {
+        let mut c = self.ns.command(&self.script);
+        c.args(args)
+            .env_remove("LKL_HIJACK_CONFIG_FILE")
+            .env("LKL_HIJACK_LIB", &self.lib)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run_with(&self, vars: &[(&str, String)], args: &[&str]) -> Result<Run, String> {
+        let what = format!("`lkl-hijack.sh {}`", args.join(" "));
+        let child = self
+            .command(vars, args)
+            .spawn()
+            .map_err(|e| format!("cannot run {what}: {e}"))?;
+        let out = wait_deadline(child, DEADLINE, &what)?;
+        Ok(Run { out, what })
+    }
+
+    /// Runs with config file `config` (in the temp dir).
+    fn run(&self, config: &str, args: &[&str]) -> Result<Run, String> {
+        let file = self.dir.path().join(config).to_string_lossy().into_owned();
+        self.run_with(&[("LKL_HIJACK_CONFIG_FILE", file)], args)
+    }
+
+    /// Runs with `good.json` and must succeed; its stdout.
+    fn good(&self, args: &[&str]) -> Result<String, String> {
+        self.run("good.json", args)?.ok()
+    }
+
+    /// A command in the namespace without the library; its stdout.
+    fn host(&self, prog: &str, args: &[&str]) -> Result<String, String> {
+        lkl_test_support::run(self.ns.command(prog).args(args))
+    }
+}
+
+/// Fails unless `out` has a line containing every one of `parts`.
+fn has_line(out: &str, parts: &[&str], what: &str) -> Outcome {
+    if out.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+        Ok(())
+    } else {
+        Err(format!("{what}: no line with {parts:?} in:\n{out}"))
+    }
 }
 
 /// The block of `ip address show` output for interface `name`.
@@ -262,8 +285,7 @@ fn link_block<'a>(out: &'a str, name: &str) -> Option<&'a str> {
                 return Some(&out[s..pos]);
             }
             let ifname = line.split(": ").nth(1).unwrap_or("");
-            let ifname = ifname.split('@').next().unwrap_or("");
-            if ifname == name {
+            if ifname.split('@').next() == Some(name) {
                 start = Some(pos);
             }
         }
@@ -273,115 +295,177 @@ fn link_block<'a>(out: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn ip_address_show(env: &Env) -> Outcome {
-    let out = hijacked_ok(env, &["ip", "address", "show"])?;
-    let ctx = || format!("`ip address show` under hijack printed:\n{out}");
-    let lo = link_block(&out, "lo").ok_or_else(|| format!("no `lo`; {}", ctx()))?;
-    if !lo.contains("127.0.0.1/8") {
-        return Err(format!("`lo` lacks 127.0.0.1/8; {}", ctx()));
-    }
-    let eth0 = link_block(&out, "eth0").ok_or_else(|| format!("no `eth0`; {}", ctx()))?;
-    if !eth0.contains("inet 198.18.0.2/24") {
-        return Err(format!("`eth0` lacks 198.18.0.2/24; {}", ctx()));
-    }
-    if !eth0.contains(&format!("link/ether {MAC}")) {
-        return Err(format!("`eth0` lacks MAC {MAC}; {}", ctx()));
-    }
-    if out.contains(TAP) {
+    let out = env.good(&["ip", "address", "show"])?;
+    let lo = link_block(&out, "lo").ok_or_else(|| format!("no `lo` in:\n{out}"))?;
+    has_line(lo, &["inet 127.0.0.1/8"], "lo")?;
+    let eth0 = link_block(&out, "eth0").ok_or_else(|| format!("no `eth0` in:\n{out}"))?;
+    has_line(eth0, &["inet 198.18.0.2/24"], "eth0")?;
+    has_line(eth0, &["inet6 2001:db8:18::2/64"], "eth0")?;
+    has_line(eth0, &["link/ether", MAC0], "eth0")?;
+    has_line(eth0, &["mtu 1400", "qdisc fq", "UP"], "eth0")?;
+    if out.contains(TAP0) {
         return Err(format!(
-            "the namespace's own {TAP} is listed: the host answered; {}",
-            ctx()
+            "the namespace's own {TAP0} is listed: the host answered:\n{out}"
         ));
     }
     Ok(())
 }
 
-fn ip_route(env: &Env) -> Outcome {
-    let out = hijacked_ok(env, &["ip", "route"])?;
-    let want = "198.18.0.0/24 dev eth0";
-    if !out
-        .lines()
-        .any(|l| l.starts_with(want) && l.contains("src 198.18.0.2"))
-    {
-        return Err(format!(
-            "no `{want} ... src 198.18.0.2` route; `ip route` under hijack printed:\n{out}"
-        ));
-    }
-    if out.contains(TAP) {
-        return Err(format!("the host's routes are listed:\n{out}"));
-    }
-    Ok(())
+fn ip_routes(env: &Env) -> Outcome {
+    let out = env.good(&["ip", "route"])?;
+    has_line(
+        &out,
+        &["198.18.0.0/24 dev eth0", "src 198.18.0.2"],
+        "ip route",
+    )?;
+    has_line(
+        &out,
+        &["default via 198.18.0.1 dev eth0"],
+        "ip route (gateway)",
+    )?;
+    let out6 = env.good(&["ip", "-6", "route"])?;
+    has_line(&out6, &["2001:db8:18::/64 dev eth0"], "ip -6 route")?;
+    has_line(
+        &out6,
+        &["default via 2001:db8:18::1 dev eth0"],
+        "ip -6 route (gateway6)",
+    )
 }
 
-/// A bad value stops the program before `main`, with status 1 and the key.
-fn bad_config(env: &Env) -> Outcome {
-    let run = hijacked(env, "bad.json", &["ip", "address", "show"])?;
-    if run.ok || run.status != "exit status: 1" {
-        return Err(format!(
-            "want exit status 1, got {} (stdout {:?})",
-            run.status, run.stdout
-        ));
-    }
-    if !run.stdout.is_empty() {
-        return Err(format!("the program ran: {:?}", run.stdout));
-    }
-    if !run.stderr.contains("masklen") {
-        return Err(format!(
-            "the error does not name `masklen`: {:?}",
-            run.stderr
-        ));
-    }
-    Ok(())
+fn ip_rules(env: &Env) -> Outcome {
+    // eth0 is ifindex 2 (lo is 1): tables 4 and 5.
+    let out = env.good(&["ip", "rule"])?;
+    has_line(&out, &["from 198.18.0.2", "lookup 4"], "ip rule")?;
+    let out6 = env.good(&["ip", "-6", "rule"])?;
+    has_line(&out6, &["from 2001:db8:18::2", "lookup 5"], "ip -6 rule")?;
+    let t4 = env.good(&["ip", "route", "show", "table", "4"])?;
+    has_line(&t4, &["default via 198.18.0.1 dev eth0"], "table 4")?;
+    let t5 = env.good(&["ip", "-6", "route", "show", "table", "5"])?;
+    has_line(&t5, &["default via 2001:db8:18::1 dev eth0"], "table 5")
 }
 
-/// Kills a process this test started when dropped.
-struct Server(std::process::Child);
+fn ip_neigh(env: &Env) -> Outcome {
+    let out = env.good(&["ip", "neigh"])?;
+    has_line(
+        &out,
+        &["198.18.0.9 dev eth0 lladdr 02:00:00:00:00:09", "PERMANENT"],
+        "ip neigh",
+    )?;
+    has_line(
+        &out,
+        &[
+            "2001:db8:18::9 dev eth0 lladdr 02:00:00:00:00:0a",
+            "PERMANENT",
+        ],
+        "ip neigh",
+    )
+}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+fn tc_qdisc(env: &Env) -> Outcome {
+    let out = env.good(&["tc", "qdisc", "show", "dev", "eth0"])?;
+    has_line(&out, &["qdisc fq", "root"], "tc qdisc show dev eth0")?;
+    let all = env.good(&["tc", "qdisc", "show"])?;
+    has_line(&all, &["qdisc fq", "dev eth0", "root"], "tc qdisc show")
+}
+
+fn sysctl_dump(env: &Env) -> Outcome {
+    // `dump` prints the LKL file at exit; `true` prints nothing itself.
+    let out = env.good(&["true"])?;
+    has_line(
+        &out,
+        &["/proc/sys/net/ipv4/tcp_wmem:", "4096\t87380\t2147483647"],
+        "dump",
+    )
+}
+
+fn ping4(env: &Env) -> Outcome {
+    let out = env.good(&["ping", "-c", "3", "-i", "0.2", "-W", "5", "198.18.0.1"])?;
+    has_line(&out, &["3 packets transmitted, 3 received"], "ping")
+}
+
+fn ping6(env: &Env) -> Outcome {
+    let out = env.good(&[
+        "ping",
+        "-6",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "5",
+        "2001:db8:18::1",
+    ])?;
+    has_line(&out, &["3 packets transmitted, 3 received"], "ping -6")
+}
+
+/// Pings `addr` from the namespace's host side until it answers (LKL may
+/// still be booting), for up to 20 s.
+fn host_ping_until(env: &Env, args: &[&str]) -> Outcome {
+    let start = Instant::now();
+    loop {
+        let r = env.host("ping", args);
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(20) => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
 }
 
-/// `curl` under hijack fetches a file from a server in the namespace
-/// (host kernel), through LKL's TCP over the tap.
+fn host_pings_lkl(env: &Env) -> Outcome {
+    // LKL stays up while the hijacked `sleep` runs.
+    let sleeper = env.ns.spawn(&mut env.command(
+        &[("LKL_HIJACK_CONFIG_FILE", path(env, "good.json"))],
+        &["sleep", "30"],
+    ))?;
+    let r = host_ping_until(env, &["-c", "1", "-W", "1", "198.18.0.2"])
+        .and_then(|()| {
+            host_ping_until(
+                env,
+                &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:18::2"],
+            )
+        })
+        .and_then(|()| host_ping_until(env, &["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]));
+    drop(sleeper);
+    r
+}
+
+fn path(env: &Env, name: &str) -> String {
+    env.dir.path().join(name).to_string_lossy().into_owned()
+}
+
 fn curl(env: &Env) -> Outcome {
-    let www = env.dir.join("www");
+    let www = env.dir.path().join("www");
     std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
     let body: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     std::fs::write(www.join("blob"), &body).map_err(|e| format!("blob: {e}"))?;
-    let server = Command::new("ip")
-        .args(["netns", "exec", &env.ns, "python3", "-m", "http.server"])
-        .args(["--bind", "198.18.0.1", "8080"])
-        .current_dir(&www)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start python3 -m http.server: {e}"))?;
-    let _server = Server(server);
-    let out = env.dir.join("fetched");
-    let out_s = out.to_string_lossy().into_owned();
-    hijacked_ok(
-        env,
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "20",
-            "--retry",
-            "20",
-            "--retry-connrefused",
-            "--retry-delay",
-            "1",
-            "-o",
-            &out_s,
-            "http://198.18.0.1:8080/blob",
-        ],
+    let _server = env.ns.spawn(
+        env.ns
+            .command(PYTHON)
+            .args(["-m", "http.server", "--bind", "198.18.0.1", "8080"])
+            .current_dir(&www)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
     )?;
-    let got = std::fs::read(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let out = path(env, "fetched");
+    env.good(&[
+        "curl",
+        "-sS",
+        "-m",
+        "20",
+        "--retry",
+        "20",
+        "--retry-connrefused",
+        "--retry-delay",
+        "1",
+        "-o",
+        &out,
+        "http://198.18.0.1:8080/blob",
+    ])?;
+    let got = std::fs::read(&out).map_err(|e| format!("{out}: {e}"))?;
     if got != body {
         return Err(format!(
             "the body differs: {} bytes fetched, {} served",
@@ -390,4 +474,362 @@ fn curl(env: &Env) -> Outcome {
         ));
     }
     Ok(())
+}
+
+fn iperf3(env: &Env) -> Outcome {
+    let _server = env.ns.spawn(
+        env.ns
+            .command("iperf3")
+            .args(["-s", "-1", "-B", "198.18.0.1", "-p", "5201"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    // The server needs a moment to listen: retry the client briefly.
+    let start = Instant::now();
+    loop {
+        let run = env.run(
+            "basic.json",
+            &["iperf3", "-c", "198.18.0.1", "-p", "5201", "-t", "2"],
+        )?;
+        let out = run.stdout();
+        if run.out.status.success() {
+            return has_line(&out, &["receiver"], "iperf3 -c");
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("iperf3 -c failed: {}{out}", run.stderr()));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn two_interfaces(env: &Env) -> Outcome {
+    let rules = env.run("two.json", &["ip", "rule"])?.ok()?;
+    has_line(&rules, &["from 198.18.0.2", "lookup 4"], "ip rule")?;
+    has_line(&rules, &["from 198.18.1.2", "lookup 6"], "ip rule")?;
+    let rules6 = env.run("two.json", &["ip", "-6", "rule"])?.ok()?;
+    has_line(&rules6, &["from 2001:db8:18::2", "lookup 5"], "ip -6 rule")?;
+    has_line(&rules6, &["from 2001:db8:19::2", "lookup 7"], "ip -6 rule")?;
+    let t6 = env
+        .run("two.json", &["ip", "route", "show", "table", "6"])?
+        .ok()?;
+    has_line(&t6, &["default via 198.18.1.1 dev eth1"], "table 6")?;
+    let addrs = env
+        .run("two.json", &["ip", "address", "show", "eth1"])?
+        .ok()?;
+    has_line(&addrs, &["inet 198.18.1.2/24"], "eth1")?;
+    has_line(&addrs, &["link/ether", MAC1], "eth1")?;
+    // Traffic from each address leaves by its own interface.
+    let p = env
+        .run(
+            "two.json",
+            &[
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "5",
+                "-I",
+                "198.18.1.2",
+                "198.18.1.1",
+            ],
+        )?
+        .ok()?;
+    has_line(&p, &["1 received"], "ping over eth1")
+}
+
+fn env_vars_same(env: &Env) -> Outcome {
+    let vars: Vec<(&str, String)> = [
+        ("LKL_HIJACK_NET_IFTYPE", "tap"),
+        ("LKL_HIJACK_NET_IFPARAMS", TAP0),
+        ("LKL_HIJACK_NET_MAC", MAC0),
+        ("LKL_HIJACK_NET_IP", "198.18.0.2"),
+        ("LKL_HIJACK_NET_NETMASK_LEN", "24"),
+        ("LKL_HIJACK_NET_IFGATEWAY", "198.18.0.1"),
+        ("LKL_HIJACK_NET_IPV6", "2001:db8:18::2"),
+        ("LKL_HIJACK_NET_NETMASK6_LEN", "64"),
+        ("LKL_HIJACK_NET_MTU", "1400"),
+        ("LKL_HIJACK_NET_NEIGHBOR", "198.18.0.9|02:00:00:00:00:09"),
+        ("LKL_HIJACK_NET_QDISC", "root|fq"),
+        ("LKL_HIJACK_OFFLOAD", "0xc803"),
+    ]
+    .iter()
+    .map(|(k, v)| (*k, v.to_string()))
+    .collect();
+    for args in [
+        &["ip", "address", "show"][..],
+        &["ip", "route"],
+        &["ip", "rule"],
+        &["ip", "neigh"],
+        &["tc", "qdisc", "show"],
+    ] {
+        // IPv6 link-local addresses may still be tentative: not compared.
+        let strip = |s: String| s.replace(" tentative", "");
+        let from_file = strip(env.run("basic.json", args)?.ok()?);
+        let from_vars = strip(env.run_with(&vars, args)?.ok()?);
+        if from_file != from_vars {
+            return Err(format!(
+                "`{}` differs:\nwith basic.json:\n{from_file}\nwith the variables:\n{from_vars}",
+                args.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A bad config must stop the program before `main` with a message
+/// containing each of `want`.
+fn refused(env: &Env, name: &str, text: &str, want: &[&str]) -> Outcome {
+    env.write(name, text)?;
+    let run = env.run(name, &["echo", "the program ran"])?;
+    let err = run.stderr();
+    if run.out.status.success() || run.stdout().contains("the program ran") {
+        return Err(format!(
+            "{name}: the program ran ({}): {err}",
+            run.out.status
+        ));
+    }
+    for w in want {
+        if !err.contains(w) {
+            return Err(format!("{name}: the error does not contain {w:?}: {err}"));
+        }
+    }
+    Ok(())
+}
+
+fn malformed_json(env: &Env) -> Outcome {
+    refused(
+        env,
+        "malformed.json",
+        "{\n  \"gateway\": \"198.18.0.1\"\n  \"debug\": \"1\"\n}\n",
+        &["malformed.json:3:3", "malformed JSON"],
+    )
+}
+
+fn unknown_key(env: &Env) -> Outcome {
+    env.write(
+        "unknown.json",
+        &config(&[BASIC], r#""gatway": "198.18.0.1", "#),
+    )?;
+    let run = env.run("unknown.json", &["echo", "the program ran"])?;
+    let err = run.stderr();
+    let out = run.ok()?;
+    if !out.contains("the program ran") {
+        return Err(format!("the program did not run: {out}"));
+    }
+    if !(err.contains("warning") && err.contains("gatway")) {
+        return Err(format!("no warning naming `gatway`: {err:?}"));
+    }
+    Ok(())
+}
+
+fn bad_values(env: &Env) -> Outcome {
+    refused(
+        env,
+        "masklen.json",
+        r#"{"interfaces": [{"type": "tap", "param": "lkltap0", "ip": "198.18.0.2", "masklen": "99"}]}"#,
+        &["interfaces[0].masklen", "99"],
+    )?;
+    refused(
+        env,
+        "mac.json",
+        r#"{"interfaces": [{"type": "tap", "param": "lkltap0", "mac": "12:34:zz"}]}"#,
+        &["interfaces[0].mac", "12:34:zz"],
+    )
+}
+
+fn missing_tap(env: &Env) -> Outcome {
+    refused(
+        env,
+        "notap.json",
+        r#"{"interfaces": [{"type": "tap", "param": "lklnotap9"}]}"#,
+        &[
+            "interfaces[0].param",
+            "lklnotap9",
+            "ip tuntap add dev lklnotap9 mode tap",
+        ],
+    )
+}
+
+fn debug_log(env: &Env) -> Outcome {
+    let quiet = env.run("basic.json", &["true"])?;
+    if quiet.stderr().contains("Linux version") {
+        return Err(format!(
+            "the boot log is printed with debug 0: {}",
+            quiet.stderr()
+        ));
+    }
+    env.write("debug.json", &config(&[BASIC], r#""debug": "1","#))?;
+    let loud = env.run("debug.json", &["true"])?;
+    if !loud.stderr().contains("Linux version") {
+        return Err(format!("no boot log with debug 1: {:?}", loud.stderr()));
+    }
+    Ok(())
+}
+
+fn debug_pause(env: &Env) -> Outcome {
+    env.write("pause.json", &config(&[BASIC], r#""debug": "0x100","#))?;
+    let log = env.dir.path().join("pause.err");
+    let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = env.command(
+        &[("LKL_HIJACK_CONFIG_FILE", path(env, "pause.json"))],
+        &["true"],
+    );
+    cmd.stderr(file).stdout(Stdio::null());
+    let mut proc = env.ns.spawn(&mut cmd)?;
+    // The program (`true`) ends at once and the handler says so ...
+    let start = Instant::now();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !read().contains("debug 0x100") {
+        if start.elapsed() > Duration::from_secs(20) || !proc.running() {
+            return Err(format!("no pause message: {}", read()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ... and LKL stays up: the host still reaches it.
+    host_ping_until(env, &["-c", "1", "-W", "1", "198.18.0.2"])?;
+    if !proc.running() {
+        return Err(format!("the process ended despite debug 0x100: {}", read()));
+    }
+    Ok(())
+}
+
+/// A python program waiting on a host pipe and LKL sockets together, with
+/// `select.poll`, `select.select` and `selectors` (epoll): each wait must
+/// end promptly when either side becomes ready.
+const MIXED_POLL_PY: &str = r#"
+import os, select, selectors, socket, sys, threading, time
+
+r, w = os.pipe()
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+a.bind(("198.18.0.2", 9999))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+assert a.fileno() >= 512, a.fileno()
+
+def later(f):
+    threading.Timer(0.3, f).start()
+
+def check(name, wait, ready, drain):
+    t = time.monotonic()
+    got = wait()
+    spent = time.monotonic() - t
+    if ready not in got or spent > 2.0 or spent < 0.2:
+        print("FAIL", name, got, spent); sys.exit(1)
+    drain()
+    print("ok", name, round(spent, 2))
+
+p = select.poll()
+p.register(r, select.POLLIN)
+p.register(a.fileno(), select.POLLIN)
+pw = lambda: [fd for fd, ev in p.poll(5000)]
+dp = lambda: os.read(r, 10)
+ds = lambda: a.recv(100)
+later(lambda: os.write(w, b"x"));                         check("poll pipe", pw, r, dp)
+later(lambda: b.sendto(b"y", ("198.18.0.2", 9999)));      check("poll socket", pw, a.fileno(), ds)
+sw = lambda: select.select([r, a], [], [], 5)[0]
+later(lambda: os.write(w, b"x"));                         check("select pipe", sw, r, dp)
+later(lambda: b.sendto(b"y", ("198.18.0.2", 9999)));      check("select socket", sw, a, ds)
+s = selectors.DefaultSelector()
+s.register(r, selectors.EVENT_READ)
+s.register(a, selectors.EVENT_READ)
+ew = lambda: [k.fileobj for k, ev in s.select(5)]
+later(lambda: os.write(w, b"x"));                         check("epoll pipe", ew, r, dp)
+later(lambda: b.sendto(b"y", ("198.18.0.2", 9999)));      check("epoll socket", ew, a, ds)
+t = time.monotonic(); n = p.poll(300); spent = time.monotonic() - t
+if n or not (0.25 < spent < 2.0):
+    print("FAIL timeout", n, spent); sys.exit(1)
+print("ok timeout", round(spent, 2))
+"#;
+
+fn mixed_poll(env: &Env) -> Outcome {
+    env.write("mixed.py", MIXED_POLL_PY)?;
+    let out = env.run("basic.json", &[PYTHON, "mixed.py"])?.ok()?;
+    for name in [
+        "poll pipe",
+        "poll socket",
+        "select pipe",
+        "select socket",
+        "epoll pipe",
+        "epoll socket",
+        "timeout",
+    ] {
+        has_line(&out, &["ok", name], "mixed.py")?;
+    }
+    Ok(())
+}
+
+fn contract_name(env: &Env) -> Outcome {
+    let real =
+        std::fs::canonicalize(&env.lib).map_err(|e| format!("{}: {e}", env.lib.display()))?;
+    if real.file_name().and_then(|n| n.to_str()) != Some("liblkl_hijack.so") {
+        return Err(format!(
+            "{} resolves to {}",
+            env.lib.display(),
+            real.display()
+        ));
+    }
+    // The script finds the library by itself too (no LKL_HIJACK_LIB).
+    let mut c = env.ns.command(&env.script);
+    c.args(["true"])
+        .env_remove("LKL_HIJACK_LIB")
+        .env(
+            "CARGO_TARGET_DIR",
+            env.lib
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new(".")),
+        )
+        .env("LKL_HIJACK_CONFIG_FILE", path(env, "basic.json"))
+        .current_dir(env.dir.path());
+    lkl_test_support::run(&mut c).map(drop)
+}
+
+fn pipe_backend(env: &Env) -> Outcome {
+    // Two FIFOs, one per direction; each process reads one, writes the other.
+    let (ab, ba) = (path(env, "fifo-ab"), path(env, "fifo-ba"));
+    for f in [&ab, &ba] {
+        let _ = std::fs::remove_file(f);
+        lkl_test_support::run(Command::new("mkfifo").arg(f))?;
+    }
+    let side = |ip: &str, mac: &str, rx: &str, tx: &str| {
+        format!(
+            r#"{{"interfaces": [{{"type": "pipe", "param": "{rx}|{tx}", "mac": "{mac}",
+               "ip": "{ip}", "masklen": "24"}}]}}"#
+        )
+    };
+    env.write(
+        "pipe-a.json",
+        &side("198.19.0.1", "02:00:00:00:01:01", &ba, &ab),
+    )?;
+    env.write(
+        "pipe-b.json",
+        &side("198.19.0.2", "02:00:00:00:01:02", &ab, &ba),
+    )?;
+    // B stays up (sleeping) while A pings it.
+    let _b = env.ns.spawn(&mut env.command(
+        &[("LKL_HIJACK_CONFIG_FILE", path(env, "pipe-b.json"))],
+        &["sleep", "30"],
+    ))?;
+    let start = Instant::now();
+    loop {
+        let run = env.run(
+            "pipe-a.json",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.2"],
+        )?;
+        let out = run.stdout();
+        if run.out.status.success() {
+            return has_line(
+                &out,
+                &["3 packets transmitted, 3 received"],
+                "ping over the pipe",
+            );
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "ping over the pipe backend failed: {}{out}",
+                run.stderr()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -117,7 +117,17 @@ pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result
             Ok(None) if start.elapsed() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{what} did not end within {deadline:?}"));
+                let tail = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+                    let v = h.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                    let s = String::from_utf8_lossy(&v).into_owned();
+                    let cut = s.len().saturating_sub(2000);
+                    s[s.ceil_char_boundary_compat(cut)..].to_owned()
+                };
+                return Err(format!(
+                    "{what} did not end within {deadline:?}; it printed:\n{}\n(stderr:)\n{}",
+                    tail(stdout),
+                    tail(stderr)
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(format!("waiting for {what}: {e}")),
@@ -131,6 +141,20 @@ pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result
         stdout: join(stdout),
         stderr: join(stderr),
     })
+}
+
+/// `str::ceil_char_boundary`, which is not stable yet.
+trait CeilBoundary {
+    fn ceil_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl CeilBoundary for str {
+    fn ceil_char_boundary_compat(&self, mut i: usize) -> usize {
+        while i < self.len() && !self.is_char_boundary(i) {
+            i += 1;
+        }
+        i.min(self.len())
+    }
 }
 
 fn reader<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
