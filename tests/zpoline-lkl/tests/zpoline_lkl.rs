@@ -324,6 +324,14 @@ fn main() -> ExitCode {
         ),
     );
     r.case(
+        "one epoll set over a pipe and an LKL socket",
+        expect(
+            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "epoll"]),
+            true,
+            &["epoll ok"],
+        ),
+    );
+    r.case(
         "python: sendfile of a host file to an LKL socket, received by a thread",
         (|| {
             let data = tmp.path().join("sendfile.bin");
