@@ -70,6 +70,10 @@ fn set_fs(v: u64) {
     }
 }
 
+/// Set in every stored key, so that `%fs` base 0 (a program without thread blocks)
+/// is not the free-slot marker. Thread blocks live below 2^47.
+const KEY_TAG: u64 = 1 << 62;
+
 fn slot_of(prog: u64) -> usize {
     ((prog >> 6) ^ (prog >> 18) ^ (prog >> 30)) as usize % SLOTS
 }
@@ -159,6 +163,9 @@ pub(crate) fn init() -> bool {
 #[cold]
 #[inline(never)]
 fn create(prog: u64) -> Option<&'static Shadow> {
+    // Signals stay blocked from before the lock (a handler calling LKL must not spin on
+    // a lock its own thread holds) until the program's thread block is back.
+    let old = block_all();
     while LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -166,13 +173,9 @@ fn create(prog: u64) -> Option<&'static Shadow> {
         core::hint::spin_loop();
     }
     let found = find(prog).or_else(|| {
-        // Signals stay blocked while we work on the bootstrap block: a handler of the
-        // program must not run with it.
-        let old = block_all();
         set_fs(BOOT_FS.load(Ordering::Acquire));
         let fs = spawn_shadow();
-        set_fs(prog & !1);
-        set_mask(old);
+        set_fs(prog & !(1 | KEY_TAG));
         if fs == 0 {
             return None;
         }
@@ -191,6 +194,7 @@ fn create(prog: u64) -> Option<&'static Shadow> {
         None
     });
     LOCK.store(false, Ordering::Release);
+    set_mask(old);
     found
 }
 
@@ -240,14 +244,15 @@ pub(crate) enum EnterError {
 #[inline(always)]
 pub(crate) fn enter() -> Result<Borrowed, EnterError> {
     let prog = fs_base();
-    let mut shadow = match find(prog) {
+    let key = prog | KEY_TAG;
+    let mut shadow = match find(key) {
         Some(s) => s,
-        None => create(prog).ok_or(EnterError::NoShadow)?,
+        None => create(key).ok_or(EnterError::NoShadow)?,
     };
     if shadow.busy.swap(1, Ordering::Acquire) != 0 {
         // A signal handler calling LKL while the thread sleeps in an LKL call: a second
         // shadow, so LKL sees a second task (the sleeping one stays as it was).
-        let alt = prog | 1;
+        let alt = key | 1;
         shadow = match find(alt) {
             Some(s) => s,
             None => create(alt).ok_or(EnterError::NoShadow)?,
@@ -276,7 +281,7 @@ fn current_lent() -> Option<&'static Shadow> {
 pub(crate) fn owner_of_current() -> Option<u64> {
     current_lent().map(|s| {
         s.sig.store(1, Ordering::Release);
-        s.prog.load(Ordering::Relaxed) & !1
+        s.prog.load(Ordering::Relaxed) & !(1 | KEY_TAG)
     })
 }
 

@@ -103,10 +103,11 @@ fn bad_config(ns: &Netns, tmp: &TempDir, json: &str, needle: &str) -> Outcome {
     Ok(())
 }
 
-fn gcc(src: &str, out: &Path) -> Outcome {
+fn gcc(src: &str, out: &Path, flags: &[&str]) -> Outcome {
     support::run(
         Command::new("gcc")
-            .args(["-O2", "-pthread", "-o"])
+            .args(flags)
+            .arg("-o")
             .arg(out)
             .arg(workspace().join("tests/zpoline-lkl/c").join(src)),
     )
@@ -178,10 +179,12 @@ fn main() -> ExitCode {
         wait_port(&ns, "u", 53)?;
         wait_port(&ns, "t", 8080)?;
         let mixpoll = tmp.path().join("mixpoll");
-        gcc("mixpoll.c", &mixpoll)?;
-        Ok((ns, resolv, tmp, conf, dns, http, mixpoll))
+        gcc("mixpoll.c", &mixpoll, &["-O2", "-pthread"])?;
+        let notls = tmp.path().join("notls");
+        gcc("notls.c", &notls, &["-O1", "-static", "-nostdlib"])?;
+        Ok((ns, resolv, tmp, conf, dns, http, mixpoll, notls))
     })();
-    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll) = match setup {
+    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll, notls) = match setup {
         Ok(s) => s,
         Err(e) => {
             r.case("setup", Err(e));
@@ -364,6 +367,14 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
                 &["sent 300000 same True"],
             )
         })(),
+    );
+    r.case(
+        "a program without a thread block (-nostdlib, %fs 0) calls LKL",
+        expect(
+            zp(&ns, &conf, &[notls.to_str().unwrap_or_default()]),
+            true,
+            &["ok"],
+        ),
     );
     r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
