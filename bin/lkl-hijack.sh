@@ -5,8 +5,9 @@
 # The library is $LKL_HIJACK_LIB if set, else found in the build output next
 # to this script: $CARGO_TARGET_DIR/release (if set), then ../target/release.
 # Cargo cannot put a hyphen in a library's file name, so the file it builds
-# (`cargo build --release -p lkl-hijack`) is liblkl_hijack.so; a file named
-# liblkl-hijack.so there is preferred if present.
+# (`cargo build --release -p lkl-hijack`) is liblkl_hijack.so; the build also
+# leaves the contract name liblkl-hijack.so there as a link to it
+# (hijack/lib/build.rs), which is preferred if present. See docs/hijack.md.
 set -eu
 
 usage() {
