@@ -13,6 +13,7 @@
 //! ([`signals`]); LKL fds live in the program's fd space as placeholders ([`fds`]);
 //! `poll`/`select` over mixed sets are in [`wait`].
 
+mod blocking;
 mod epoll;
 mod fds;
 mod signals;
@@ -652,6 +653,22 @@ impl Lkl {
                 on_lkl(r)
             }
             FSTAT => on_lkl(lkl_stat(nr!(fstat), [l, i(1), 0, 0, 0, 0], 1)),
+            READ | 19 | 45 | 47 | ACCEPT | ACCEPT4
+                if signals::any_handler() && !blocking::dontwait(nr, a) =>
+            {
+                match blocking::wait_readable(l) {
+                    0 => self.fd_call_now(nr, a, l),
+                    e => (e, Target::Lkl),
+                }
+            }
+            _ => self.fd_call_now(nr, a, l),
+        }
+    }
+
+    /// [`Lkl::fd_call`] once any wait is over.
+    fn fd_call_now(&self, nr: u64, a: &[u64; 6], l: i64) -> (i64, Target) {
+        let i = |k: usize| a[k] as i64;
+        match nr {
             ACCEPT | ACCEPT4 => {
                 let flags = if nr == ACCEPT { 0 } else { i(3) };
                 let n = lkl_call(nr!(accept4), [l, i(1), i(2), flags, 0, 0]);

@@ -16,6 +16,16 @@ use trampoline::syscall6;
 
 /// The program's handler for each signal (0: none of ours installed).
 static HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
+/// The `sa_flags` the program gave with each handler.
+static FLAGS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
+/// How many signals have a program handler (wrapped) installed.
+static WRAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// True when the program has a handler for some signal: blocking LKL calls then wait
+/// in slices, so that a handled signal can end them (see `crate::blocking`).
+pub(crate) fn any_handler() -> bool {
+    WRAPPED.load(Ordering::Relaxed) != 0
+}
 
 type Handler = unsafe extern "C" fn(i32, *mut libc::c_void, *mut libc::c_void);
 
@@ -87,7 +97,10 @@ unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c
         crate::world::defer_signal(sig);
         return;
     }
-    let lent = crate::world::owner_of_current();
+    let restart = FLAGS
+        .get(sig as usize)
+        .is_some_and(|f| f.load(Ordering::Relaxed) & libc::SA_RESTART as u64 != 0);
+    let lent = crate::world::owner_of_current(restart);
     let fs = trampoline::alloc::fs_base();
     if let Some(prog) = lent {
         crate::world::switch_fs(prog);
@@ -118,7 +131,18 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     if act != 0 {
         // SAFETY: the program passed a kernel sigaction {handler, flags, restorer, mask}.
         copy.copy_from_slice(&unsafe { core::ptr::read_unaligned(act as *const [u64; 4]) });
-        prev = Some(HANDLERS[sig].swap(copy[0], Ordering::AcqRel));
+        let before = HANDLERS[sig].swap(copy[0], Ordering::AcqRel);
+        match (before > 1, copy[0] > 1) {
+            (false, true) => {
+                WRAPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                WRAPPED.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        FLAGS[sig].store(copy[1], Ordering::Relaxed);
+        prev = Some(before);
         if copy[0] > 1 {
             copy[0] = wrapper as *const () as usize as u64;
         }
@@ -129,6 +153,15 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     if r < 0 {
         if let Some(p) = prev {
             HANDLERS[sig].store(p, Ordering::Release);
+            match (p > 1, copy[0] > 1) {
+                (false, true) => {
+                    WRAPPED.fetch_sub(1, Ordering::Relaxed);
+                }
+                (true, false) => {
+                    WRAPPED.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
         }
         return r;
     }

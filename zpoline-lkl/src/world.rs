@@ -31,7 +31,8 @@ struct Shadow {
     fs: AtomicU64,
     /// 1 while an LKL call runs on this shadow.
     busy: AtomicU8,
-    /// 1 when a signal handler ran during the call (see [`take_signal`]).
+    /// Signals handled during the call (see [`take_signal`]): bit 0 any, bit 1 one
+    /// whose handler lacks `SA_RESTART` (or one deferred to the call's end).
     sig: AtomicU8,
     /// Signals whose handler waits for the call to end (bit n-1 for signal n).
     pending: AtomicU64,
@@ -277,10 +278,11 @@ fn current_lent() -> Option<&'static Shadow> {
 
 /// For the signal wrapper: if `%fs` is a lent shadow's, the program thread block it
 /// stands for (without the alternate shadow's tag); the shadow notes that a signal
-/// was handled.
-pub(crate) fn owner_of_current() -> Option<u64> {
+/// was handled (`restart`: its handler has `SA_RESTART`).
+pub(crate) fn owner_of_current(restart: bool) -> Option<u64> {
     current_lent().map(|s| {
-        s.sig.store(1, Ordering::Release);
+        s.sig
+            .fetch_or(if restart { 1 } else { 3 }, Ordering::AcqRel);
         s.prog.load(Ordering::Relaxed) & !(1 | KEY_TAG)
     })
 }
@@ -290,7 +292,7 @@ pub(crate) fn defer_signal(sig: i32) {
     if let Some(s) = current_lent() {
         if (1..=64).contains(&sig) {
             s.pending.fetch_or(1 << (sig - 1), Ordering::AcqRel);
-            s.sig.store(1, Ordering::Release);
+            s.sig.fetch_or(3, Ordering::AcqRel);
         }
     }
 }
@@ -300,9 +302,16 @@ pub(crate) fn is_lent() -> bool {
     current_lent().is_some()
 }
 
-/// In our world during an LKL call: whether a signal handler ran since the last check.
+/// In our world during an LKL call: whether a signal was handled since the last
+/// check (any, for `poll`, which is never restarted).
 pub(crate) fn take_signal() -> bool {
-    current_lent().is_some_and(|s| s.sig.swap(0, Ordering::AcqRel) != 0)
+    take_signals() != 0
+}
+
+/// Like [`take_signal`], as bits: 1 any signal, 2 one that ends a restartable call
+/// with `EINTR` (no `SA_RESTART`, or deferred).
+pub(crate) fn take_signals() -> u8 {
+    current_lent().map_or(0, |s| s.sig.swap(0, Ordering::AcqRel))
 }
 
 /// Sets `%fs` (for the signal wrapper).

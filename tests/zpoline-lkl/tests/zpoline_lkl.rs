@@ -377,6 +377,33 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
         ),
     );
     r.case(
+        "a signal ends a blocking LKL recv (EINTR); SO_RCVTIMEO still applies",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &[
+                    "/usr/bin/python3",
+                    "-c",
+                    r#"
+import socket, signal, struct
+def h(*a): raise TimeoutError("alarm")
+signal.signal(signal.SIGALRM, h)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+signal.alarm(1)
+try: s.recv(10)
+except TimeoutError as e: print("interrupted by", e)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300000))
+try: s.recv(10)
+except OSError as e: print("rcvtimeo errno", e.errno)
+"#,
+                ],
+            ),
+            true,
+            &["interrupted by alarm", "rcvtimeo errno 11"],
+        ),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),

@@ -1,0 +1,88 @@
+//! Blocking LKL receives that a signal can end, as on the host kernel.
+//!
+//! A thread blocked inside LKL sleeps on one of our semaphores; a host signal runs the
+//! program's handler there (see `crate::signals`), but LKL knows nothing of it and the
+//! call goes on. So while the program has a handler installed, a receive on a blocking
+//! LKL socket (`read`, `readv`, `recvfrom`, `recvmsg`, `accept`, `accept4`, without
+//! `MSG_DONTWAIT`) first waits for readability with LKL's `ppoll` in slices of
+//! [`SLICE_MS`], honouring `SO_RCVTIMEO`. A handled signal without `SA_RESTART` ends
+//! the wait with `EINTR` (with `SA_RESTART` the wait goes on, as the kernel restarts
+//! the call). Then the call itself runs, normally without blocking.
+
+use std::time::{Duration, Instant};
+
+use crate::world;
+
+/// Slice of the wait.
+const SLICE_MS: i64 = 20;
+const O_NONBLOCK: i64 = 0o4000;
+
+/// True when the call cannot block for long: `MSG_DONTWAIT` in its flags.
+pub(crate) fn dontwait(nr: u64, a: &[u64; 6]) -> bool {
+    let flags = match nr {
+        45 => a[3],
+        47 => a[2],
+        _ => 0,
+    };
+    flags & libc::MSG_DONTWAIT as u64 != 0
+}
+
+/// Waits until LKL fd `l` is readable, unless it is non-blocking. Returns 0 to go on
+/// with the call, or the error to return instead (`-EINTR`, `-EAGAIN` when
+/// `SO_RCVTIMEO` passes).
+pub(crate) fn wait_readable(l: i64) -> i64 {
+    crate::wait::in_world(|| {
+        let call = |nr: u32, mut args: [i64; 6]| {
+            // SAFETY: LKL calls on our own buffers (we are in our world).
+            unsafe { lkl_sys::lkl_syscall(i64::from(nr), args.as_mut_ptr()) }
+        };
+        let fl = call(
+            lkl_sys::__lkl__NR3264_fcntl,
+            [l, i64::from(libc::F_GETFL), 0, 0, 0, 0],
+        );
+        if fl < 0 || fl & O_NONBLOCK != 0 {
+            return 0;
+        }
+        let mut tv = [0i64; 2];
+        let mut len = 16i32;
+        let r = call(
+            lkl_sys::__lkl__NR_getsockopt,
+            [
+                l,
+                i64::from(libc::SOL_SOCKET),
+                i64::from(libc::SO_RCVTIMEO),
+                tv.as_mut_ptr() as i64,
+                &mut len as *mut i32 as i64,
+                0,
+            ],
+        );
+        let limit = (r == 0 && (tv[0] > 0 || tv[1] > 0))
+            .then(|| Duration::new(tv[0] as u64, (tv[1] * 1000) as u32));
+        let start = Instant::now();
+        world::take_signals();
+        loop {
+            let mut ms = SLICE_MS;
+            if let Some(t) = limit {
+                let left = t.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return -i64::from(libc::EAGAIN);
+                }
+                ms = ms.min(left.as_millis() as i64 + 1);
+            }
+            let mut pfd = [l as i32, i32::from(libc::POLLIN)];
+            let ts = [ms / 1000, (ms % 1000) * 1_000_000];
+            let n = call(
+                lkl_sys::__lkl__NR_ppoll,
+                [pfd.as_mut_ptr() as i64, 1, ts.as_ptr() as i64, 0, 8, 0],
+            );
+            if n != 0 {
+                // Ready (or an error the call itself will report).
+                return 0;
+            }
+            if world::take_signals() & 2 != 0 {
+                return -i64::from(libc::EINTR);
+            }
+        }
+    })
+    .0
+}
