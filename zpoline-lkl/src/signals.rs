@@ -118,6 +118,19 @@ unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c
     }
 }
 
+/// Keeps [`WRAPPED`] right when a signal's action goes from `from` to `to`.
+fn count_handlers(from: u64, to: u64) {
+    match (from > 1, to > 1) {
+        (false, true) => {
+            WRAPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            WRAPPED.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
 /// `rt_sigaction(sig, act, oact, sigsetsize)` with handlers wrapped.
 pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     let (sig, act, oact) = (args[0] as usize, args[1], args[2]);
@@ -132,15 +145,7 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
         // SAFETY: the program passed a kernel sigaction {handler, flags, restorer, mask}.
         copy.copy_from_slice(&unsafe { core::ptr::read_unaligned(act as *const [u64; 4]) });
         let before = HANDLERS[sig].swap(copy[0], Ordering::AcqRel);
-        match (before > 1, copy[0] > 1) {
-            (false, true) => {
-                WRAPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            (true, false) => {
-                WRAPPED.fetch_sub(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
+        count_handlers(before, copy[0]);
         FLAGS[sig].store(copy[1], Ordering::Relaxed);
         prev = Some(before);
         if copy[0] > 1 {
@@ -153,15 +158,7 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     if r < 0 {
         if let Some(p) = prev {
             HANDLERS[sig].store(p, Ordering::Release);
-            match (p > 1, copy[0] > 1) {
-                (false, true) => {
-                    WRAPPED.fetch_sub(1, Ordering::Relaxed);
-                }
-                (true, false) => {
-                    WRAPPED.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
+            count_handlers(copy[0], p);
         }
         return r;
     }

@@ -55,6 +55,12 @@ fn zp(ns: &Netns, conf: &Path, args: &[&str]) -> Result<Output, String> {
     run_in(ns, &mut c)
 }
 
+/// `lkl-run --zpoline --config CONF /usr/bin/python3 -c SCRIPT` in the namespace (the
+/// real interpreter, not a version manager's shim script).
+fn py(ns: &Netns, conf: &Path, script: &str) -> Result<Output, String> {
+    zp(ns, conf, &["/usr/bin/python3", "-c", script])
+}
+
 fn expect(o: Result<Output, String>, ok: bool, needles: &[&str]) -> Outcome {
     let o = o?;
     let all = format!(
@@ -259,14 +265,10 @@ fn main() -> ExitCode {
     r.case(
         "python3 socket.getaddrinfo",
         expect(
-            zp(
+            py(
                 &ns,
                 &conf,
-                &[
-                    "/usr/bin/python3",
-                    "-c",
-                    "import socket; print(socket.getaddrinfo('testhost.lkl', 8080, socket.AF_INET, socket.SOCK_STREAM))",
-                ],
+                "import socket; print(socket.getaddrinfo('testhost.lkl', 8080, socket.AF_INET, socket.SOCK_STREAM))",
             ),
             true,
             &["('198.18.0.1', 8080)"],
@@ -361,11 +363,7 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
                 data.display(),
                 data.display()
             );
-            expect(
-                zp(&ns, &conf, &["/usr/bin/python3", "-c", &script]),
-                true,
-                &["sent 300000 same True"],
-            )
+            expect(py(&ns, &conf, &script), true, &["sent 300000 same True"])
         })(),
     );
     r.case(
@@ -379,13 +377,10 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
     r.case(
         "a signal ends a blocking LKL recv (EINTR); SO_RCVTIMEO still applies",
         expect(
-            zp(
+            py(
                 &ns,
                 &conf,
-                &[
-                    "/usr/bin/python3",
-                    "-c",
-                    r#"
+                r#"
 import socket, signal, struct
 def h(*a): raise TimeoutError("alarm")
 signal.signal(signal.SIGALRM, h)
@@ -397,7 +392,6 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300000)
 try: s.recv(10)
 except OSError as e: print("rcvtimeo errno", e.errno)
 "#,
-                ],
             ),
             true,
             &["interrupted by alarm", "rcvtimeo errno 11"],
