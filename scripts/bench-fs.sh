@@ -12,7 +12,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/bench-fs.sh [--size MB] [--dir DIR] [--keep] [--no-build]
+Usage: scripts/bench-fs.sh [--size MB] [--runs N] [--dir DIR] [--keep] [--no-build]
 
 Builds fs2tar, cptofs (and lklfuse if it is built), makes a mixed tree of
 about MB megabytes (default 1024: ~60% in small files of 1-64 KiB in
@@ -23,12 +23,15 @@ nested directories, ~40% in four large files), and times, in one run:
   lklfuse vs fuse2fs            write/read of one MB-sized file, untar of the tree
 
 Each line prints our time, the baseline's time and the ratio (ours /
-baseline: below 1 is faster). Every image is made fresh (mkfs time is
+baseline: below 1 is faster). Each time is the best of N runs (default
+3; e2cp, which is slow, runs once): on a shared machine the best run is
+the one least disturbed by other load. Every image is made fresh (mkfs time is
 included on both sides of the cptofs comparison). Baselines whose tool is
 missing, or FUSE rows without /dev/fuse or lklfuse, print why they are
 skipped.
 
   --size MB    tree size in MiB (default 1024; 200 for a quick run)
+  --runs N     best of N runs per time (default 3)
   --dir DIR    work directory (default: a new one under /tmp, removed at the end)
   --keep       keep the work directory
   --no-build   use the binaries already in target/release
@@ -40,17 +43,20 @@ SIZE=1024
 WORK=""
 KEEP=0
 BUILD=1
+RUNS=3
 while [ $# -gt 0 ]; do
     case "$1" in
         --size) SIZE="$2"; shift 2 ;;
         --dir) WORK="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --runs) RUNS="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bench-fs.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
 done
 case "$SIZE" in ''|*[!0-9]*) echo "bench-fs.sh: --size takes a number of MiB" >&2; exit 2 ;; esac
+case "$RUNS" in ''|*[!0-9]*|0) echo "bench-fs.sh: --runs takes a number >= 1" >&2; exit 2 ;; esac
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}/release"
@@ -86,6 +92,16 @@ timeit() {
     "$@" >/dev/null 2>"$WORK/last.err" || { echo "bench-fs.sh: failed: $*" >&2; cat "$WORK/last.err" >&2; return 1; }
     t1=$(date +%s.%N)
     echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }'
+}
+
+# The best of $RUNS runs of timeit.
+best() {
+    local b="" t i
+    for i in $(seq "$RUNS"); do
+        t=$(timeit "$@") || return 1
+        b=$(awk -v a="$t" -v b="$b" 'BEGIN { print (b == "" || a < b) ? a : b }')
+    done
+    echo "$b"
 }
 
 row() { # what ours base-name base
@@ -132,8 +148,8 @@ sync
 echo "== cptofs into ext4"
 A="$WORK/a.img"; B="$WORK/b.img"
 mk_empty() { rm -f "$1"; truncate -s "$IMGSIZE" "$1"; mkfs.ext4 -q -F "$1"; }
-T_MKFS=$(timeit sh -c "rm -f '$B'; truncate -s $IMGSIZE '$B'; mkfs.ext4 -q -F -d '$TREE' '$B'")
-T_CP=$(timeit sh -c "rm -f '$A'; truncate -s $IMGSIZE '$A'; mkfs.ext4 -q -F '$A'; '$TARGET/cptofs' -q -i '$A' -t ext4 '$TREE/.' /")
+T_MKFS=$(best sh -c "rm -f '$B'; truncate -s $IMGSIZE '$B'; mkfs.ext4 -q -F -d '$TREE' '$B'")
+T_CP=$(best sh -c "rm -f '$A'; truncate -s $IMGSIZE '$A'; mkfs.ext4 -q -F '$A'; '$TARGET/cptofs' -q -i '$A' -t ext4 '$TREE/.' /")
 row "cptofs (mkfs + copy)" "$T_CP" "mkfs.ext4 -d" "$T_MKFS"
 if have e2cp && have e2mkdir; then
     E="$WORK/e.img"
@@ -158,7 +174,7 @@ if have fuse2fs && [ -e /dev/fuse ] && [ "$(id -u)" = 0 ]; then
         cp -a "$TREE/." "$MNT2/"
         fusermount3 -u "$MNT2" 2>/dev/null || umount "$MNT2"
     }
-    T_F2=$(timeit fusecopy)
+    T_F2=$(best fusecopy)
     row "cptofs (mkfs + copy)" "$T_CP" "fuse2fs + cp -a" "$T_F2"
 else
     skip "fuse2fs + cp -a" "needs fuse2fs, /dev/fuse and root"
@@ -166,8 +182,8 @@ fi
 
 echo "== fs2tar"
 tar -cf "$WORK/warm.tar" -C "$TREE" . ; rm -f "$WORK/warm.tar"
-T_TAR=$(timeit tar -cf "$WORK/host.tar" -C "$TREE" .)
-T_F2T=$(timeit "$TARGET/fs2tar" -t ext4 "$A" "$WORK/lkl.tar")
+T_TAR=$(best tar -cf "$WORK/host.tar" -C "$TREE" .)
+T_F2T=$(best "$TARGET/fs2tar" -t ext4 "$A" "$WORK/lkl.tar")
 row "fs2tar ext4.img" "$T_F2T" "GNU tar of the tree" "$T_TAR"
 
 echo "== lklfuse vs fuse2fs"
@@ -186,19 +202,16 @@ else
         case "$op" in
             write) dd if=/dev/zero of="$m/big" bs=1M count="$BIG" conv=fsync status=none ;;
             read) dd if="$m/big" of=/dev/null bs=1M status=none ;;
-            untar) tar -xf "$WORK/host.tar" -C "$m" && sync -f "$m" ;;
+            untar) local d; d=$(mktemp -d "$m/untar.XXXXXX"); tar -xf "$WORK/host.tar" -C "$d" && sync -f "$m" ;;
         esac
         fusermount3 -u "$m" 2>/dev/null || umount "$m"
     }
-    mk_empty "$WORK/l.img"; mk_empty "$WORK/u.img"
+    # Room for the big file and one untar per run.
+    FUSESIZE=$(( BYTES * (RUNS + 1) + BIG + 512 ))M
+    for i in l u; do rm -f "$WORK/$i.img"; truncate -s "$FUSESIZE" "$WORK/$i.img"; mkfs.ext4 -q -F "$WORK/$i.img"; done
     for op in write read untar; do
-        if [ "$op" = read ]; then
-            # Read cold through each tool's own cache: drop the host's.
-            sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-        fi
-        T_L=$(timeit fuse_run lklfuse "$WORK/l.img" "$MNT1" "$op")
-        [ "$op" = read ] && { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-        T_U=$(timeit fuse_run fuse2fs "$WORK/u.img" "$MNT2" "$op")
+        T_L=$(best fuse_run lklfuse "$WORK/l.img" "$MNT1" "$op")
+        T_U=$(best fuse_run fuse2fs "$WORK/u.img" "$MNT2" "$op")
         case "$op" in
             write) what="lklfuse write ${BIG} MiB" ;;
             read) what="lklfuse read ${BIG} MiB" ;;

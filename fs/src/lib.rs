@@ -40,11 +40,13 @@ use std::path::PathBuf;
 pub mod mount;
 pub mod ops;
 pub mod probe;
+pub mod readahead;
 
 pub use lkl::Errno;
 pub use mount::{MountOptions, Mounted};
 pub use ops::{DirEntry, File, FileKind, Stat, Timespec};
 pub use probe::{probe_bytes, probe_image, read_partitions, FsType, Partition};
+pub use readahead::ReadAhead;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

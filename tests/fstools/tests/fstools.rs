@@ -393,7 +393,7 @@ fn sigkill_mid_copy(env: &Env, fs: &str) -> Outcome {
     let img = d.join("fs.img");
     mkfs_empty(fs, &img, size_of(fs))?;
     let mut killed = 0;
-    for (i, delay) in [150u64, 300, 600].into_iter().enumerate() {
+    for (i, delay) in [40u64, 80, 120, 180, 260].into_iter().enumerate() {
         let mut child = std::process::Command::new(CPTOFS)
             .args([
                 "-q",

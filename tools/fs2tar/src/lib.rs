@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use lkl_fs::{ops, FileKind, MountOptions, Mounted, Stat};
+use lkl_fs::{ops, FileKind, MountOptions, Mounted, ReadAhead, Stat};
 
 /// Write a pax tar archive of the whole file system in IMAGE (mounted
 /// read-only through LKL, the Linux kernel as a library; nothing is
@@ -122,35 +122,29 @@ fn run(args: &Args) -> Result<usize> {
         None => None,
     };
     let mut walk = Walk {
-        tar: pax::Writer::new(BufWriter::with_capacity(1 << 20, file)),
         links: HashMap::new(),
         selinux: args.selinux || contexts.is_some(),
         keep_selinux: args.selinux,
         contexts,
-        buf: vec![0u8; 1 << 20],
         warnings: 0,
+        members: Vec::new(),
     };
     let root = mounted.path().to_path_buf();
-    walk.entry(&root, b".", &ops::lstat(&root)?)?;
-    let Walk {
-        tar,
-        contexts,
-        warnings,
-        ..
-    } = walk;
-    let out = tar
-        .finish()
-        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
-    if let Some(mut c) = contexts {
+    walk.collect(&root, b".", &ops::lstat(&root)?)?;
+    if let Some(c) = &mut walk.contexts {
         c.flush()
             .context("cannot write the SELinux contexts file")?;
     }
+    let tar = pax::Writer::new(BufWriter::with_capacity(1 << 20, file));
+    let out = write_members(tar, &walk.members)?
+        .finish()
+        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
+    // Atomic for readers (the rename), not fsynced: like GNU tar, the
+    // archive reaches the disk when the host writes it back.
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
+    let warnings = walk.warnings;
     mounted.close()?;
     std::fs::rename(&tmp.path, &args.out).with_context(|| {
         format!(
@@ -164,8 +158,30 @@ fn run(args: &Args) -> Result<usize> {
     Ok(warnings)
 }
 
-struct Walk<W: Write> {
-    tar: pax::Writer<W>,
+/// One member to archive: its path inside LKL, its header, its stat.
+struct Member {
+    path: PathBuf,
+    header: pax::Header,
+    st: Stat,
+}
+
+impl Member {
+    /// A regular file read whole ahead of time: small and not sparse.
+    fn small(&self) -> bool {
+        self.header.kind == pax::Kind::File
+            && self.st.size <= SMALL
+            && self.st.blocks * 512 >= self.st.size
+    }
+}
+
+/// Files up to this size are read ahead by worker threads.
+const SMALL: u64 = 1 << 20;
+/// Worker threads reading ahead.
+const READERS: usize = 3;
+/// Bytes held by the read-ahead.
+const AHEAD: usize = 64 << 20;
+
+struct Walk {
     /// (inode) -> archive path of the first link seen.
     links: HashMap<u64, Vec<u8>>,
     /// Read security.selinux at all.
@@ -173,13 +189,13 @@ struct Walk<W: Write> {
     /// Store it in the archive.
     keep_selinux: bool,
     contexts: Option<BufWriter<std::fs::File>>,
-    buf: Vec<u8>,
     warnings: usize,
+    members: Vec<Member>,
 }
 
 const SELINUX: &[u8] = b"security.selinux";
 
-impl<W: Write> Walk<W> {
+impl Walk {
     fn xattrs(&mut self, path: &Path, name: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let names = match ops::list_xattrs(path) {
             Ok(n) => n,
@@ -215,8 +231,9 @@ impl<W: Write> Walk<W> {
         Ok(out)
     }
 
-    /// Archives `path` (inside LKL) as `name`, and below it for a directory.
-    fn entry(&mut self, path: &Path, name: &[u8], st: &Stat) -> Result<()> {
+    /// Lists `path` (inside LKL) as `name`, and below it for a directory,
+    /// in name order.
+    fn collect(&mut self, path: &Path, name: &[u8], st: &Stat) -> Result<()> {
         let kind = st.kind();
         let mut header = pax::Header {
             path: name.to_vec(),
@@ -228,10 +245,15 @@ impl<W: Write> Walk<W> {
             size: 0,
             xattrs: Vec::new(),
         };
+        let member = |header| Member {
+            path: path.to_path_buf(),
+            header,
+            st: *st,
+        };
         if kind != FileKind::Dir && st.nlink > 1 {
             if let Some(first) = self.links.get(&st.ino) {
                 header.kind = pax::Kind::HardLink(first.clone());
-                self.tar.header(&header)?;
+                self.members.push(member(header));
                 return Ok(());
             }
             self.links.insert(st.ino, name.to_vec());
@@ -239,7 +261,7 @@ impl<W: Write> Walk<W> {
         header.xattrs = self.xattrs(path, name)?;
         match kind {
             FileKind::Dir => {
-                self.tar.header(&header)?;
+                self.members.push(member(header));
                 let mut entries: Vec<OsString> = Vec::new();
                 for e in ops::read_dir(path)? {
                     entries.push(e?.name);
@@ -249,13 +271,17 @@ impl<W: Write> Walk<W> {
                     let child = path.join(&e);
                     let st = ops::lstat(&child)?;
                     let cname = [name, b"/", e.as_bytes()].concat();
-                    self.entry(&child, &cname, &st)?;
+                    self.collect(&child, &cname, &st)?;
                 }
             }
-            FileKind::Regular => self.file(path, header, st)?,
+            FileKind::Regular => {
+                header.kind = pax::Kind::File;
+                header.size = st.size;
+                self.members.push(member(header));
+            }
             FileKind::Symlink => {
                 header.kind = pax::Kind::Symlink(ops::readlink(path)?.as_bytes().to_vec());
-                self.tar.header(&header)?;
+                self.members.push(member(header));
             }
             FileKind::CharDev | FileKind::BlockDev => {
                 let (ma, mi) = (ops::major(st.rdev), ops::minor(st.rdev));
@@ -264,11 +290,11 @@ impl<W: Write> Walk<W> {
                 } else {
                     pax::Kind::BlockDev(ma, mi)
                 };
-                self.tar.header(&header)?;
+                self.members.push(member(header));
             }
             FileKind::Fifo => {
                 header.kind = pax::Kind::Fifo;
-                self.tar.header(&header)?;
+                self.members.push(member(header));
             }
             FileKind::Socket | FileKind::Unknown => {
                 eprintln!(
@@ -285,42 +311,93 @@ impl<W: Write> Walk<W> {
         }
         Ok(())
     }
+}
 
-    fn file(&mut self, path: &Path, mut header: pax::Header, st: &Stat) -> Result<()> {
-        let f = ops::open(path, ops::O_RDONLY | ops::O_NOFOLLOW, 0)?;
-        header.size = st.size;
-        // A file with fewer blocks than its size needs has holes.
-        let extents = if st.blocks * 512 < st.size {
-            f.data_extents(st.size)?
-        } else {
-            vec![(0, st.size)]
-        };
-        let sparse = extents != [(0, st.size)] && st.size > 0;
-        header.kind = if sparse {
-            pax::Kind::Sparse(extents.clone())
-        } else {
-            pax::Kind::File
-        };
-        self.tar.header(&header)?;
-        for (start, len) in extents {
-            let mut at = start;
-            let end = start + len;
-            while at < end {
-                let want = ((end - at) as usize).min(self.buf.len());
-                let n = f.pread_full(&mut self.buf[..want], at)?;
-                if n < want {
-                    bail!(
-                        "{}: the file shrank while it was read ({} bytes expected, the data ends at {})",
-                        path.display(),
-                        st.size,
-                        at + n as u64
-                    );
-                }
-                self.tar.data(&self.buf[..n])?;
-                at += n as u64;
-            }
+/// Reads a small file whole.
+fn read_whole(m: &Member) -> Result<Vec<u8>, lkl_fs::FsError> {
+    let f = ops::open(&m.path, ops::O_RDONLY | ops::O_NOFOLLOW, 0)?;
+    let mut buf = vec![0u8; m.st.size as usize];
+    let n = f.pread_full(&mut buf, 0)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Writes every member, small files' data read ahead by worker threads.
+fn write_members<W: Write>(mut tar: pax::Writer<W>, members: &[Member]) -> Result<pax::Writer<W>> {
+    let small: Vec<usize> = (0..members.len()).filter(|&i| members[i].small()).collect();
+    let ra = ReadAhead::new(
+        small.iter().map(|&i| members[i].st.size as usize).collect(),
+        AHEAD,
+    );
+    let mut buf = vec![0u8; 1 << 20];
+    std::thread::scope(|scope| {
+        for _ in 0..READERS {
+            scope.spawn(|| ra.work(|j| read_whole(&members[small[j]])));
         }
-        self.tar.end_data()?;
-        Ok(())
+        let r = (|| {
+            let mut next_small = 0;
+            for m in members {
+                if m.small() {
+                    let data = ra.take(next_small).context("read-ahead stopped")??;
+                    next_small += 1;
+                    if data.len() as u64 != m.st.size {
+                        bail!(
+                            "{}: the file changed size while it was read ({} bytes, then {})",
+                            m.path.display(),
+                            m.st.size,
+                            data.len()
+                        );
+                    }
+                    tar.header(&m.header)?;
+                    tar.data(&data)?;
+                    tar.end_data()?;
+                } else if m.header.kind == pax::Kind::File {
+                    stream_file(&mut tar, m, &mut buf)?;
+                } else {
+                    tar.header(&m.header)?;
+                }
+            }
+            Ok(())
+        })();
+        ra.stop();
+        r
+    })?;
+    Ok(tar)
+}
+
+/// Writes a large or sparse file, extent by extent.
+fn stream_file<W: Write>(tar: &mut pax::Writer<W>, m: &Member, buf: &mut [u8]) -> Result<()> {
+    let st = &m.st;
+    let mut header = m.header.clone();
+    let f = ops::open(&m.path, ops::O_RDONLY | ops::O_NOFOLLOW, 0)?;
+    // A file with fewer blocks than its size needs may have holes.
+    let extents = if st.blocks * 512 < st.size {
+        f.data_extents(st.size)?
+    } else {
+        vec![(0, st.size)]
+    };
+    if extents != [(0, st.size)] && st.size > 0 {
+        header.kind = pax::Kind::Sparse(extents.clone());
     }
+    tar.header(&header)?;
+    for (start, len) in extents {
+        let mut at = start;
+        let end = start + len;
+        while at < end {
+            let want = ((end - at) as usize).min(buf.len());
+            let n = f.pread_full(&mut buf[..want], at)?;
+            if n < want {
+                bail!(
+                    "{}: the file shrank while it was read ({} bytes expected, the data ends at {})",
+                    m.path.display(),
+                    st.size,
+                    at + n as u64
+                );
+            }
+            tar.data(&buf[..n])?;
+            at += n as u64;
+        }
+    }
+    tar.end_data()?;
+    Ok(())
 }
