@@ -6,17 +6,16 @@
 //! copied in that order; directories get their mode, owner, attributes and
 //! times last, deepest first, so that writing into them does not change
 //! their times and a read-only mode does not stop the copy. Small regular
-//! files are read ahead by a second thread while the first writes, so the
-//! two sides work at the same time.
+//! files are read ahead ([`ReadAhead`]: one thread from the host, three
+//! from the image) while the main thread writes, so both sides work at
+//! once.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{mpsc, Condvar, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use lkl_fs::FileKind;
+use lkl_fs::{FileKind, ReadAhead};
 
 use crate::side::{Meta, OpError, OpResult, Side};
 
@@ -165,71 +164,48 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
         }
         self.buf = vec![0u8; CHUNK];
         let src = self.src;
+        let small: Vec<usize> = (0..items.len()).filter(|&i| is_small(&items[i])).collect();
+        let ra = ReadAhead::new(
+            small.iter().map(|&i| items[i].meta.size as usize).collect(),
+            AHEAD_BYTES,
+        );
+        let readers = if S::NAME == "image" { 3 } else { 1 };
         let result = std::thread::scope(|scope| {
-            // Read-ahead of small files, in plan order.
-            let (tx, rx) = mpsc::sync_channel::<(usize, OpResult<Vec<u8>>)>(256);
-            let budget = std::sync::Arc::new((Mutex::new(0usize), Condvar::new()));
-            let b2 = budget.clone();
-            let stop = std::sync::Arc::new(AtomicBool::new(false));
-            let stop2 = stop.clone();
-            // Whatever way the writer leaves, the reader must not wait on.
-            let _wake = Wake(&budget, &stop);
-            scope.spawn(move || {
-                for (i, item) in items.iter().enumerate() {
-                    if !is_small(item) {
-                        continue;
-                    }
-                    let data = read_small(src, item);
-                    let n = data.as_ref().map_or(0, Vec::len);
-                    {
-                        let (lock, cv) = &*b2;
-                        let mut used = lock.lock().unwrap_or_else(|e| e.into_inner());
-                        while *used > 0 && *used + n > AHEAD_BYTES && !stop2.load(Relaxed) {
-                            used = cv.wait(used).unwrap_or_else(|e| e.into_inner());
-                        }
-                        *used += n;
-                    }
-                    if tx.send((i, data)).is_err() {
-                        return;
-                    }
-                }
-            });
-            let mut dirs = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let ahead = if is_small(item) {
-                    match rx.recv() {
-                        Ok((j, data)) => {
-                            debug_assert_eq!(i, j);
-                            let n = data.as_ref().map_or(0, Vec::len);
-                            let (lock, cv) = &*budget;
-                            *lock.lock().unwrap_or_else(|e| e.into_inner()) -= n;
-                            cv.notify_one();
-                            Some(data)
-                        }
-                        Err(_) => None,
-                    }
-                } else {
-                    None
-                };
-                let r = self.one(item, ahead, &mut dirs);
-                if let Err(e) = r {
-                    if fatal(&e) {
-                        drop(rx);
-                        return Err(e);
-                    }
-                    self.report(&e);
-                }
+            // Small files read ahead, in plan order, while this thread
+            // writes: several readers when reading from LKL, whose reads
+            // wait on block requests.
+            for _ in 0..readers {
+                scope.spawn(|| ra.work(|j| read_small(src, &items[small[j]])));
             }
-            drop(rx);
-            for item in dirs.iter().rev() {
-                if let Err(e) = self.finish_meta(item, true) {
-                    if fatal(&e) {
-                        return Err(e);
+            let r = (|| {
+                let mut dirs = Vec::new();
+                let mut next_small = 0;
+                for item in items {
+                    let ahead = if is_small(item) {
+                        next_small += 1;
+                        ra.take(next_small - 1)
+                    } else {
+                        None
+                    };
+                    if let Err(e) = self.one(item, ahead, &mut dirs) {
+                        if fatal(&e) {
+                            return Err(e);
+                        }
+                        self.report(&e);
                     }
-                    self.report(&e);
                 }
-            }
-            Ok(())
+                for item in dirs.iter().rev() {
+                    if let Err(e) = self.finish_meta(item, true) {
+                        if fatal(&e) {
+                            return Err(e);
+                        }
+                        self.report(&e);
+                    }
+                }
+                Ok(())
+            })();
+            ra.stop();
+            r
         });
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
@@ -444,15 +420,4 @@ fn read_small<S: Side>(s: &S, item: &Item) -> OpResult<Vec<u8>> {
     let n = s.pread(&f, &mut buf, 0)?;
     buf.truncate(n);
     Ok(buf)
-}
-
-/// Stops the read-ahead when dropped.
-struct Wake<'a>(&'a (Mutex<usize>, Condvar), &'a AtomicBool);
-
-impl Drop for Wake<'_> {
-    fn drop(&mut self) {
-        self.1.store(true, Relaxed);
-        let _guard = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
-        self.0 .1.notify_all();
-    }
 }
