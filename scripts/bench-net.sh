@@ -9,7 +9,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--offload MASK] [--no-build]
+Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--no-build]
 
 Builds lkl-netbench (crate lkl-netdev-test) and runs it as root. It makes
 two network namespaces: S, with a server on host sockets, two taps (LKL's
@@ -27,13 +27,15 @@ Then, one after another:
 
 Each measures, against the server: ping RTT (mean of N), TCP 1-byte
 request/response (mean round trip of N, TCP_NODELAY), TCP upload and
-download (64 KiB writes for N seconds). The table prints LKL, host, and
+download (64 KiB writes for N seconds), each --repeat times. The table prints LKL, host, and
 the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
 <= 1.3x).
 
-  --seconds N  seconds per throughput run (default 3)
-  --rr N       request/response round trips (default 5000)
-  --pings N    pings (default 50)
+  --seconds N  seconds per throughput run (default 2)
+  --rr N       request/response round trips (default 3000)
+  --pings N    pings (default 30)
+  --repeat N   runs of each measurement, the best kept (default 3: the
+               machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
   --no-build   use the binary already built
   -h, --help   this text
@@ -48,7 +50,7 @@ BUILD=1
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --seconds|--rr|--pings)
+        --seconds|--rr|--pings|--repeat)
             [ $# -ge 2 ] || { echo "bench-net.sh: $1 needs a number" >&2; exit 2; }
             [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -gt 0 ] || { echo "bench-net.sh: $1 needs a positive number, not '$2'" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;

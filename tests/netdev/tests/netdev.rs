@@ -328,7 +328,9 @@ fn run_devices(args: &[String]) -> Outcome {
             }
         }
     }
+    let halted = halt_watchdog();
     kernel.halt().map_err(|e| format!("halt: {e}"))?;
+    halted.store(true, std::sync::atomic::Ordering::Release);
     receive_threads_end()?;
     println!("ok: the receive threads ended at halt");
     if failed {
@@ -425,6 +427,40 @@ fn hot_add(first: lkl::NetId) -> Result<String, String> {
     Ok(format!(
         "hot-added lkltap1 is {name} (ifindex {index}), beside {first_name}"
     ))
+}
+
+/// If the halt does not return within 20 s, prints a `FAIL:` line with
+/// every thread's name, state and wait channel, and exits.
+fn halt_watchdog() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        if seen.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut threads = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
+            let state = read("stat").split(") ").nth(1).unwrap_or("").chars().next();
+            threads.push(format!(
+                "{} {:?} {}",
+                read("comm").trim(),
+                state,
+                read("wchan")
+            ));
+        }
+        println!(
+            "FAIL: halt did not return within 20 s; threads: {}",
+            threads.join("; ")
+        );
+        std::process::exit(3);
+    });
+    done
 }
 
 /// After the halt, the receive threads (`lkl-net-rx-N`) end.

@@ -30,6 +30,14 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// [`io::ErrorKind::WouldBlock`] when nothing is waiting.
     fn recv(&self, hdr: &mut [u8; HDR_LEN], frame: &mut [u8]) -> io::Result<usize>;
+    /// Reads one frame straight into `iovs` (the driver's buffers), after
+    /// the 12-byte header when [`Backend::vnet_hdr`], without blocking;
+    /// returns the bytes read, header included. `None` when the backend
+    /// cannot (its host side's header differs): [`Backend::recv`] then.
+    fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
+        let _ = iovs;
+        None
+    }
     /// A descriptor that polls readable when a frame is waiting.
     fn poll_fd(&self) -> RawFd;
     /// Whether frames carry the virtio-net header on the host side.

@@ -93,6 +93,22 @@ pub struct RxQueue {
     warned: bool,
 }
 
+/// What became of a direct read ([`RxQueue::receive_direct`]).
+#[derive(Debug)]
+pub enum Direct {
+    /// A frame is in the used ring.
+    Delivered,
+    /// A frame was read and dropped (counted).
+    Dropped,
+    /// The backend has nothing (or was interrupted).
+    Empty,
+    /// Not enough buffers for a frame of any size (or no driver): read it
+    /// with [`Backend::recv`] instead and wait for buffers.
+    Short,
+    /// The backend failed (the frame, if any, is lost).
+    Failed(std::io::Error),
+}
+
 /// What became of a frame offered to the receive queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -140,17 +156,8 @@ impl RxQueue {
             }
         }
         let fitted = offload::fit_received(self.features, hdr, frame);
-        if room < total as u64 && !std::mem::replace(&mut self.warned, true) {
-            crate::host::print::write_stderr(
-                format!(
-                    "lkl: virtio-net: dropped a {}-byte frame: the driver's receive buffer \
-                     holds {} bytes; for an MTU above 1500 add mergeable receive buffers \
-                     (offload bit 0x8000, MRG_RXBUF) to the device's offload mask\n",
-                    frame.len(),
-                    room.saturating_sub(HDR_LEN as u64)
-                )
-                .as_bytes(),
-            );
+        if room < total as u64 {
+            Self::warn_size(&mut self.warned, frame.len(), room);
         }
         if fitted.is_err() || room < total as u64 {
             // Too big (or refused): the first chain goes back empty.
@@ -159,16 +166,7 @@ impl RxQueue {
             count(&stats.rx_dropped, 1);
             return Ok(Delivery::Dropped);
         }
-        // Which chains the frame needs, and how much of each.
-        let mut left = total as u64;
-        let mut used = 0usize;
-        for c in &self.held {
-            if left == 0 {
-                break;
-            }
-            left = left.saturating_sub(writable_len(c));
-            used += 1;
-        }
+        let (used, _) = split(&self.held, total);
         hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
         let mut at = 0usize;
         for _ in 0..used {
@@ -193,6 +191,173 @@ impl RxQueue {
         Ok(Delivery::Delivered)
     }
 
+    /// Reads one frame from `backend` straight into the driver's buffers
+    /// (no copy in the device): the buffers are taken first, enough for
+    /// the largest frame the backend carries (with mergeable buffers) or
+    /// one chain, and those the frame does not need stay held for the
+    /// next. `iovs` is the caller's scratch space.
+    ///
+    /// # Errors
+    /// A malformed queue.
+    pub(super) fn receive_direct(
+        &mut self,
+        mem: &dyn GuestMemory,
+        backend: &dyn Backend,
+        iovs: &mut Vec<libc::iovec>,
+        stats: &Counters,
+    ) -> Result<Direct, QueueError> {
+        let Some(queue) = self.queue.as_mut() else {
+            return Ok(Direct::Short);
+        };
+        let mrg = offload::has(self.features, offload::MRG_RXBUF);
+        let want = (HDR_LEN + backend.max_frame()) as u64;
+        let mut room: u64 = self.held.iter().map(writable_len).sum();
+        while self.held.is_empty() || (mrg && room < want) {
+            match queue.pop(mem)? {
+                Some(c) => {
+                    room += writable_len(&c);
+                    self.held.push_back(c);
+                }
+                None => return Ok(Direct::Short),
+            }
+        }
+        let chains = if mrg { self.held.len() } else { 1 };
+        let room: u64 = self.held.iter().take(chains).map(writable_len).sum();
+        // The header is the backend's to write when it has one, else ours.
+        let vnet = backend.vnet_hdr();
+        let mut skip = if vnet { 0 } else { HDR_LEN as u64 };
+        iovs.clear();
+        for d in self.held.iter().take(chains).flat_map(|c| c.writable()) {
+            let len = u64::from(d.len);
+            let h = skip.min(len);
+            skip -= h;
+            if len > h {
+                let p = mem
+                    .translate(d.addr + h, len - h)
+                    .ok_or(QueueError::Memory {
+                        addr: d.addr + h,
+                        len: len - h,
+                    })?;
+                iovs.push(libc::iovec {
+                    iov_base: p.cast(),
+                    iov_len: (len - h) as usize,
+                });
+            }
+        }
+        // One byte past the buffers tells a frame that did not fit.
+        let mut spill = [0u8; 1];
+        iovs.push(super::backend::iov_mut(&mut spill));
+        let n = match backend.recv_iov(iovs) {
+            None => return Ok(Direct::Short),
+            Some(Ok(n)) => n,
+            Some(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(Direct::Empty)
+            }
+            Some(Err(e)) => return Ok(Direct::Failed(e)),
+        };
+        iovs.clear();
+        let total = if vnet { n } else { n + HDR_LEN };
+        if total as u64 > room || total < HDR_LEN {
+            return self.drop_first(mem, room, total, stats);
+        }
+        let frame_len = total - HDR_LEN;
+        let (used, lens) = split(&self.held, total);
+        let mut hdr = [0u8; HDR_LEN];
+        let first: Vec<Descriptor> = self.held[0].writable().copied().collect();
+        if vnet {
+            gather_bytes(mem, &first, 0, &mut hdr)?;
+        }
+        if !self.fit_in_place(mem, used, &mut hdr, frame_len)? {
+            count(&stats.rx_dropped, 1);
+            let chain = self.held.pop_front().expect("a chain was taken");
+            self.queue_mut().add_used(mem, chain.head, 0)?;
+            return Ok(Direct::Dropped);
+        }
+        hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
+        scatter(mem, &first, 0, &hdr)?;
+        for len in lens {
+            let chain = self.held.pop_front().expect("counted by split");
+            self.queue_mut().add_used(mem, chain.head, len)?;
+        }
+        count(&stats.rx_frames, 1);
+        count(&stats.rx_bytes, frame_len as u64);
+        Ok(Direct::Delivered)
+    }
+
+    fn queue_mut(&mut self) -> &mut Queue {
+        self.queue.as_mut().expect("live while delivering")
+    }
+
+    /// Returns the first held chain empty for a frame of `total` bytes
+    /// that did not fit `room` (or was shorter than a header).
+    fn drop_first(
+        &mut self,
+        mem: &dyn GuestMemory,
+        room: u64,
+        total: usize,
+        stats: &Counters,
+    ) -> Result<Direct, QueueError> {
+        Self::warn_size(&mut self.warned, total.saturating_sub(HDR_LEN), room);
+        count(&stats.rx_dropped, 1);
+        let chain = self.held.pop_front().expect("a chain was taken");
+        self.queue_mut().add_used(mem, chain.head, 0)?;
+        Ok(Direct::Dropped)
+    }
+
+    /// [`offload::fit_received`] for a frame already in the first `used`
+    /// held chains: a partial checksum the driver cannot take is completed
+    /// in a copy, written back. Returns whether the frame may go on.
+    fn fit_in_place(
+        &self,
+        mem: &dyn GuestMemory,
+        used: usize,
+        hdr: &mut [u8; HDR_LEN],
+        frame_len: usize,
+    ) -> Result<bool, QueueError> {
+        let mut probe = *hdr;
+        if offload::fit_received(self.features, &mut probe, &mut []).is_ok() {
+            *hdr = probe;
+            return Ok(true);
+        }
+        if hdr[1] != 0 || offload::has(self.features, offload::GUEST_CSUM) {
+            return Ok(false); // a large segment the driver did not take
+        }
+        // The rare case: complete the checksum on a copy of the frame.
+        let bufs: Vec<Descriptor> = self
+            .held
+            .iter()
+            .take(used)
+            .flat_map(|c| c.writable().copied())
+            .collect();
+        let mut frame = vec![0u8; frame_len];
+        gather_bytes(mem, &bufs, HDR_LEN, &mut frame)?;
+        if offload::fit_received(self.features, hdr, &mut frame).is_err() {
+            return Ok(false);
+        }
+        scatter(mem, &bufs, HDR_LEN, &frame)?;
+        Ok(true)
+    }
+
+    fn warn_size(warned: &mut bool, frame: usize, room: u64) {
+        if std::mem::replace(warned, true) {
+            return;
+        }
+        crate::host::print::write_stderr(
+            format!(
+                "lkl: virtio-net: dropped a {frame}-byte frame: the driver's receive buffer \
+                 holds {} bytes; for an MTU above 1500 add mergeable receive buffers \
+                 (offload bit 0x8000, MRG_RXBUF) to the device's offload mask\n",
+                room.saturating_sub(HDR_LEN as u64)
+            )
+            .as_bytes(),
+        );
+    }
+
     /// Whether the driver wants an interrupt for what was used.
     pub(super) fn needs_notification(&mut self, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
         match self.queue.as_mut() {
@@ -207,6 +372,22 @@ impl RxQueue {
         self.queue = None;
         self.held.clear();
     }
+}
+
+/// How many of `chains` (from the front) `total` bytes fill, and how many
+/// bytes each holds.
+fn split(chains: &VecDeque<DescriptorChain>, total: usize) -> (usize, Vec<u32>) {
+    let mut left = total as u64;
+    let mut lens = Vec::new();
+    for c in chains {
+        if left == 0 {
+            break;
+        }
+        let n = left.min(writable_len(c));
+        lens.push(n as u32);
+        left -= n;
+    }
+    (lens.len(), lens)
 }
 
 fn writable_len(c: &DescriptorChain) -> u64 {
@@ -391,6 +572,33 @@ fn gather(
         }
     }
     (skip == 0).then_some(len)
+}
+
+/// Reads `out.len()` bytes from the buffers `bufs`, seen as one, from
+/// byte `start`.
+fn gather_bytes(
+    mem: &dyn GuestMemory,
+    bufs: &[Descriptor],
+    start: usize,
+    out: &mut [u8],
+) -> Result<(), QueueError> {
+    let mut skip = start as u64;
+    let mut at = 0;
+    for d in bufs {
+        if at == out.len() {
+            break;
+        }
+        let len = u64::from(d.len);
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let n = ((len - skip) as usize).min(out.len() - at);
+        read_bytes(mem, d.addr + skip, &mut out[at..at + n])?;
+        at += n;
+        skip = 0;
+    }
+    Ok(())
 }
 
 /// Writes `data` into the buffers `bufs`, seen as one, from byte `start`.
@@ -633,6 +841,120 @@ mod tests {
         // num_buffers = 3 in the first chain's header.
         assert_eq!(all[10..12], [3, 0]);
         assert_eq!(all[HDR_LEN..HDR_LEN + 250], frame[..]);
+    }
+
+    /// Gives frames (after a header when `vnet_hdr`) to direct reads.
+    struct Source {
+        frames: Mutex<VecDeque<Vec<u8>>>,
+        vnet_hdr: bool,
+    }
+
+    impl Backend for Source {
+        fn send(&self, _iovs: &mut [libc::iovec]) -> io::Result<()> {
+            Ok(())
+        }
+        fn recv(&self, _hdr: &mut [u8; HDR_LEN], _buf: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
+            let Some(f) = self.frames.lock().unwrap().pop_front() else {
+                return Some(Err(io::ErrorKind::WouldBlock.into()));
+            };
+            // As readv: fill the iovecs in order, as far as they go.
+            let mut at = 0;
+            for v in iovs.iter() {
+                let n = v.iov_len.min(f.len() - at);
+                // SAFETY: the device built these iovecs over live memory.
+                unsafe { std::ptr::copy_nonoverlapping(f[at..].as_ptr(), v.iov_base.cast(), n) };
+                at += n;
+            }
+            Some(Ok(at))
+        }
+        fn poll_fd(&self) -> RawFd {
+            -1
+        }
+        fn vnet_hdr(&self) -> bool {
+            self.vnet_hdr
+        }
+        fn offloads(&self) -> u64 {
+            offload::ALL
+        }
+        fn max_frame(&self) -> usize {
+            289
+        }
+    }
+
+    fn direct(n: &Net, src: &Source) -> Direct {
+        let sh = n.shared();
+        let mut iovs = Vec::new();
+        let mut rx = sh.rx();
+        rx.receive_direct(&*sh.mem, src, &mut iovs, &sh.stats)
+            .unwrap()
+    }
+
+    #[test]
+    fn direct_reads_land_in_the_drivers_buffers() {
+        let mut d = MockDriver::new(16);
+        let features = BASE_FEATURES | offload::MRG_RXBUF | offload::GUEST_CSUM;
+        let (n, _) = live(&d, offload::MRG_RXBUF | offload::GUEST_CSUM, features);
+        let mut hdr = vec![1u8, 0, 0, 0, 0, 0, 34, 0, 6, 0, 0xee, 0xee];
+        let frame: Vec<u8> = (0..250u32).map(|i| i as u8).collect();
+        hdr.extend_from_slice(&frame);
+        let src = Source {
+            frames: Mutex::new(VecDeque::from([hdr, vec![0u8; 401]])),
+            vnet_hdr: true,
+        };
+        let bufs: Vec<u64> = (0..3).map(|_| d.alloc(100)).collect();
+        let heads: Vec<u16> = bufs
+            .iter()
+            .map(|&a| d.add_chain(&[(a, 100, true)]))
+            .collect();
+        // 300 bytes of buffers are fewer than a largest frame (12 + 289).
+        assert!(matches!(direct(&n, &src), Direct::Short));
+        let more = d.alloc(100);
+        d.add_chain(&[(more, 100, true)]);
+        assert!(matches!(direct(&n, &src), Direct::Delivered));
+        assert_eq!(d.used_idx(), 3);
+        assert_eq!(d.used_elem(0), (u32::from(heads[0]), 100));
+        assert_eq!(d.used_elem(2), (u32::from(heads[2]), 62));
+        let mut all = vec![0u8; 300];
+        for (k, &a) in bufs.iter().enumerate() {
+            read_bytes(&*d.mem, a, &mut all[k * 100..k * 100 + 100]).unwrap();
+        }
+        // The backend's header, with num_buffers set; the frame after it.
+        assert_eq!(all[..HDR_LEN], [1, 0, 0, 0, 0, 0, 34, 0, 6, 0, 3, 0]);
+        assert_eq!(all[HDR_LEN..HDR_LEN + 250], frame[..]);
+        assert_eq!(n.stats().rx_frames, 1);
+        // The next frame is too big for every buffer there is: dropped.
+        for _ in 0..3 {
+            let a = d.alloc(100);
+            d.add_chain(&[(a, 100, true)]);
+        }
+        assert!(matches!(direct(&n, &src), Direct::Dropped));
+        assert_eq!(n.stats().rx_dropped, 1);
+        // Its first buffer went back empty; the rest wait for the next.
+        assert_eq!(d.used_elem(3).1, 0);
+        let a = d.alloc(100);
+        d.add_chain(&[(a, 100, true)]);
+        assert!(matches!(direct(&n, &src), Direct::Empty));
+    }
+
+    #[test]
+    fn direct_reads_without_a_host_header_get_ours() {
+        let mut d = MockDriver::new(8);
+        let (n, _) = live(&d, 0, BASE_FEATURES);
+        let src = Source {
+            frames: Mutex::new(VecDeque::from([vec![7u8; 60]])),
+            vnet_hdr: false,
+        };
+        let a = d.alloc(128);
+        let head = d.add_chain(&[(a, 128, true)]);
+        assert!(matches!(direct(&n, &src), Direct::Delivered));
+        assert_eq!(d.used_elem(0), (u32::from(head), 72));
+        let mut got = [0u8; 72];
+        read_bytes(&*d.mem, a, &mut got).unwrap();
+        assert_eq!(got[..HDR_LEN], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(got[HDR_LEN..], [7u8; 60]);
     }
 
     #[test]

@@ -125,6 +125,10 @@ impl Backend for Pipe {
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
     }
 
+    fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
+        Some(readv(self.rx.as_raw_fd(), iovs))
+    }
+
     fn poll_fd(&self) -> RawFd {
         self.rx.as_raw_fd()
     }

@@ -13,7 +13,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::backend::{poll_readable, MAX_FRAME};
-use super::device::{count, Delivery, Net, Shared, RX_QUEUE};
+use super::device::{count, Delivery, Direct, Net, Shared, QUEUE_SIZE, RX_QUEUE};
 use super::offload::HDR_LEN;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::QueueError;
@@ -46,6 +46,7 @@ enum Drained {
 /// kernel halts).
 pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
     let mut buf = vec![0u8; MAX_FRAME];
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(4 * usize::from(QUEUE_SIZE));
     let mut pending: Option<Pending> = None;
     let mut reported = false;
     let mut blocked = false;
@@ -79,14 +80,13 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
             let (end, raise) = {
                 let mut rx = shared.rx();
                 let mut used = 0;
-                let end = drain(
-                    &shared,
-                    &mut rx,
-                    &mut buf,
-                    &mut pending,
-                    &mut used,
-                    &mut reported,
-                );
+                let mut scratch = Scratch {
+                    buf: &mut buf,
+                    iovs: &mut iovs,
+                    pending: &mut pending,
+                    reported: &mut reported,
+                };
+                let end = drain(&shared, &mut rx, &mut scratch, &mut used);
                 let raise = used > 0 && rx.needs_notification(&*shared.mem).unwrap_or(true);
                 (end, raise)
             };
@@ -111,16 +111,34 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
     }
 }
 
+/// The receive thread's own state, lent to [`drain`].
+struct Scratch<'a> {
+    /// A frame read with [`Backend::recv`](super::Backend::recv).
+    buf: &'a mut [u8],
+    /// iovecs over the driver's buffers, for direct reads.
+    iovs: &'a mut Vec<libc::iovec>,
+    /// A frame in `buf` that found no buffer yet.
+    pending: &'a mut Option<Pending>,
+    /// Whether an error was reported already.
+    reported: &'a mut bool,
+}
+
 /// Reads and delivers frames until the backend is empty, a frame finds no
-/// buffer, or a batch is done; counts delivered frames in `used`.
+/// buffer, or a batch is done; counts delivered frames in `used`. Frames
+/// are read straight into the driver's buffers when the backend can and
+/// the buffers are there, else through the thread's buffer.
 fn drain(
     shared: &Shared,
     rx: &mut super::device::RxQueue,
-    buf: &mut [u8],
-    pending: &mut Option<Pending>,
+    scratch: &mut Scratch<'_>,
     used: &mut usize,
-    reported: &mut bool,
 ) -> Drained {
+    let Scratch {
+        buf,
+        iovs,
+        pending,
+        reported,
+    } = scratch;
     if !rx.live() {
         // No driver: frames stay in the host until there is one, and the
         // thread waits for DRIVER_OK rather than spin on the backend.
@@ -128,9 +146,27 @@ fn drain(
     }
     let backend = &shared.backend;
     loop {
+        if *used >= BATCH {
+            return Drained::Batch;
+        }
         let p = match pending.take() {
             Some(p) => p,
             None => {
+                match rx.receive_direct(&*shared.mem, &**backend, iovs, &shared.stats) {
+                    Ok(Direct::Delivered | Direct::Dropped) => {
+                        *used += 1;
+                        continue;
+                    }
+                    Ok(Direct::Empty) => return Drained::Empty,
+                    Ok(Direct::Failed(e)) => {
+                        count(&shared.stats.rx_dropped, 1);
+                        report(reported, &format!("read: {e}"));
+                        continue;
+                    }
+                    // Too few buffers to read into: read into ours.
+                    Ok(Direct::Short) => {}
+                    Err(e) => return Drained::Failed(e),
+                }
                 let mut hdr = [0u8; HDR_LEN];
                 match backend.recv(&mut hdr, buf) {
                     Ok(len) => Pending { hdr, len },
@@ -150,13 +186,10 @@ fn drain(
             Ok(Delivery::Delivered) => *used += 1,
             Ok(Delivery::Dropped) => *used += 1,
             Ok(Delivery::NoBuffer) => {
-                *pending = Some(p);
+                **pending = Some(p);
                 return Drained::Blocked;
             }
             Err(e) => return Drained::Failed(e),
-        }
-        if *used >= BATCH {
-            return Drained::Batch;
         }
     }
 }

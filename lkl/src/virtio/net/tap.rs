@@ -192,6 +192,10 @@ impl Backend for Tap {
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
     }
 
+    fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
+        Some(readv(self.file.as_raw_fd(), iovs))
+    }
+
     fn poll_fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
