@@ -346,6 +346,130 @@ pub unsafe extern "C" fn recvmmsg(
     }
 }
 
+/// `sendfile(2)`. Host to host goes to the host. With an LKL fd on either
+/// side the copy is done here, 64 KiB at a time: `pread`/`read` from the
+/// source, `write` to the destination (each on its own kernel), as
+/// `sendfile` does for a socket destination: it stops at the first short
+/// write and reports what was sent, and moves `*offset` (or the source's
+/// file offset when `offset` is null).
+///
+/// # Safety
+/// `offset` is null or a valid `off_t`.
+#[no_mangle]
+pub unsafe extern "C" fn sendfile(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: usize,
+) -> isize {
+    if lkl_fd(out_fd).is_none() && lkl_fd(in_fd).is_none() {
+        return host!(libc::SYS_sendfile, out_fd, in_fd, offset, count) as isize;
+    }
+    let mut buf = vec![0u8; count.clamp(1, 64 << 10)];
+    let mut done = 0usize;
+    while done < count {
+        let want = (count - done).min(buf.len());
+        let got = if offset.is_null() {
+            // SAFETY: `buf` has room for `want` bytes.
+            unsafe { read(in_fd, buf.as_mut_ptr().cast(), want) }
+        } else {
+            // SAFETY: a valid off_t (the caller's contract) and room in `buf`.
+            unsafe { pread64(in_fd, buf.as_mut_ptr().cast(), want, *offset) }
+        };
+        if got < 0 {
+            return if done > 0 { done as isize } else { -1 };
+        }
+        if got == 0 {
+            break;
+        }
+        // SAFETY: `got` bytes of `buf` are filled.
+        let put = unsafe { write(out_fd, buf.as_ptr().cast(), got as usize) };
+        if put < 0 {
+            // What was read but not sent goes back to the source.
+            if offset.is_null() {
+                // SAFETY: integer arguments only.
+                unsafe { lseek_back(in_fd, got) };
+            }
+            return if done > 0 { done as isize } else { -1 };
+        }
+        if !offset.is_null() {
+            // SAFETY: a valid off_t (the caller's contract).
+            unsafe { *offset += put as libc::off_t };
+        } else if put < got {
+            // SAFETY: integer arguments only.
+            unsafe { lseek_back(in_fd, got - put) };
+        }
+        done += put as usize;
+        if put < got {
+            break;
+        }
+    }
+    done as isize
+}
+
+/// `sendfile64`: the same on x86-64.
+///
+/// # Safety
+/// As [`sendfile`].
+#[no_mangle]
+pub unsafe extern "C" fn sendfile64(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: usize,
+) -> isize {
+    // SAFETY: the caller's contract.
+    unsafe { sendfile(out_fd, in_fd, offset, count) }
+}
+
+/// Moves `fd`'s offset back by `n` bytes (what was read but not sent),
+/// keeping errno.
+///
+/// # Safety
+/// Integer arguments only; `unsafe` for symmetry with the callers.
+unsafe fn lseek_back(fd: c_int, n: isize) {
+    // SAFETY: __errno_location is always valid.
+    let saved = unsafe { *libc::__errno_location() };
+    match lkl_fd(fd) {
+        // SAFETY: integer arguments only.
+        Some(l) => unsafe {
+            lkl_call(
+                sys::__lkl__NR_lseek,
+                [l, -(n as c_long), libc::SEEK_CUR.into(), 0, 0, 0],
+            );
+        },
+        None => {
+            host!(libc::SYS_lseek, fd, -(n as libc::off_t), libc::SEEK_CUR);
+        }
+    }
+    set_errno(saved);
+}
+
+/// `pread64(2)`.
+///
+/// # Safety
+/// `buf` points to `n` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pread64(fd: c_int, buf: *mut c_void, n: usize, off: libc::off_t) -> isize {
+    match lkl_fd(fd) {
+        // SAFETY: the caller's pointer.
+        Some(l) => unsafe {
+            lkl_call(sys::__lkl__NR_pread64, [l, pm(buf), n as c_long, off, 0, 0]) as isize
+        },
+        None => host!(libc::SYS_pread64, fd, buf, n, off) as isize,
+    }
+}
+
+/// `pread(2)`: `pread64` on x86-64.
+///
+/// # Safety
+/// As [`pread64`].
+#[no_mangle]
+pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, n: usize, off: libc::off_t) -> isize {
+    // SAFETY: the caller's contract.
+    unsafe { pread64(fd, buf, n, off) }
+}
+
 /// `shutdown(2)`.
 #[no_mangle]
 pub extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {

@@ -70,6 +70,14 @@ fn main() -> ExitCode {
         ("curl from python3 -m http.server: byte-identical", curl),
         ("iperf3 -c against the host side", iperf3),
         (
+            "a hijacked python3 -m http.server serves the host side",
+            hijacked_server,
+        ),
+        (
+            "singlecpu 1 pins LKL's threads, not the program's",
+            single_cpu,
+        ),
+        (
             "two interfaces, each with its own rule tables",
             two_interfaces,
         ),
@@ -87,7 +95,7 @@ fn main() -> ExitCode {
         ("debug 0: no boot log; debug 1: boot log", debug_log),
         ("debug 0x100: pauses after the program exits", debug_pause),
         (
-            "mixed poll/select/epoll of a host pipe and LKL sockets",
+            "mixed poll/select/epoll of a host pipe and LKL sockets; sendfile",
             mixed_poll,
         ),
         ("liblkl-hijack.so is there", contract_name),
@@ -435,12 +443,7 @@ fn path(env: &Env, name: &str) -> String {
 }
 
 fn curl(env: &Env) -> Outcome {
-    let www = env.dir.path().join("www");
-    std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
-    let body: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(www.join("blob"), &body).map_err(|e| format!("blob: {e}"))?;
+    let (www, body) = blob(env)?;
     let _server = env.ns.spawn(
         env.ns
             .command(PYTHON)
@@ -471,6 +474,105 @@ fn curl(env: &Env) -> Outcome {
             "the body differs: {} bytes fetched, {} served",
             got.len(),
             body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The body served in [`curl`] and [`hijacked_server`].
+fn blob(env: &Env) -> Result<(PathBuf, Vec<u8>), String> {
+    let www = env.dir.path().join("www");
+    std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
+    let body: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(www.join("blob"), &body).map_err(|e| format!("blob: {e}"))?;
+    Ok((www, body))
+}
+
+/// A `python3 -m http.server` under hijack serves the host side's `curl`.
+fn hijacked_server(env: &Env) -> Outcome {
+    let (www, body) = blob(env)?;
+    let _server = env.ns.spawn(
+        env.command(
+            &[("LKL_HIJACK_CONFIG_FILE", path(env, "basic.json"))],
+            &[PYTHON, "-m", "http.server", "--bind", "198.18.0.2", "8081"],
+        )
+        .current_dir(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null()),
+    )?;
+    let out = path(env, "served");
+    env.host(
+        "curl",
+        &[
+            "-sS",
+            "-m",
+            "20",
+            "--retry",
+            "30",
+            "--retry-connrefused",
+            "--retry-all-errors",
+            "--retry-delay",
+            "1",
+            "-o",
+            &out,
+            "http://198.18.0.2:8081/blob",
+        ],
+    )?;
+    let got = std::fs::read(&out).map_err(|e| format!("{out}: {e}"))?;
+    if got != body {
+        return Err(format!(
+            "the body differs: {} bytes fetched, {} served",
+            got.len(),
+            body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// With `singlecpu` 1, LKL's kernel threads run on one CPU while the
+/// program's main thread keeps every CPU it had.
+fn single_cpu(env: &Env) -> Outcome {
+    env.write("single.json", &config(&[BASIC], r#""singlecpu": "1","#))?;
+    let mut proc = env.ns.spawn(&mut env.command(
+        &[("LKL_HIJACK_CONFIG_FILE", path(env, "single.json"))],
+        &["sleep", "30"],
+    ))?;
+    // Booted once the host side reaches it.
+    host_ping_until(env, &["-c", "1", "-W", "1", "198.18.0.2"])?;
+    let pid = proc.id();
+    let allowed = |task: &str| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Cpus_allowed_list:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let main = allowed(&pid.to_string());
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| format!("/proc/{pid}/task: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|t| *t != pid.to_string())
+        .collect();
+    let lists: Vec<String> = tasks.iter().map(|t| allowed(t)).collect();
+    let single = |l: &String| !l.is_empty() && !l.contains(',') && !l.contains('-');
+    let pinned = lists.iter().filter(|l| single(l)).count();
+    let running = proc.running();
+    drop(proc);
+    if !running {
+        return Err("the hijacked sleep ended early".into());
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus > 1 && single(&main) {
+        return Err(format!("the program's main thread is pinned too: {main}"));
+    }
+    if pinned == 0 || (cpus > 1 && pinned < lists.len() / 2) {
+        return Err(format!(
+            "LKL's threads are not pinned: {lists:?} (main {main})"
         ));
     }
     Ok(())
@@ -739,6 +841,27 @@ t = time.monotonic(); n = p.poll(300); spent = time.monotonic() - t
 if n or not (0.25 < spent < 2.0):
     print("FAIL timeout", n, spent); sys.exit(1)
 print("ok timeout", round(spent, 2))
+
+# sendfile from a host file to an LKL TCP socket (socket.sendfile uses
+# os.sendfile for stream sockets).
+data = bytes((i * 7919) % 251 for i in range(200000))
+with open("sendfile.src", "wb") as f:
+    f.write(data)
+l = socket.socket(); l.bind(("198.18.0.2", 9998)); l.listen(1)
+c = socket.create_connection(("198.18.0.2", 9998)); s2, _ = l.accept()
+got = bytearray()
+def reader():
+    while len(got) < len(data):
+        chunk = s2.recv(65536)
+        if not chunk: break
+        got.extend(chunk)
+th = threading.Thread(target=reader); th.start()
+with open("sendfile.src", "rb") as f:
+    sent = c.sendfile(f)
+th.join(10)
+if sent != len(data) or bytes(got) != data:
+    print("FAIL sendfile", sent, len(got)); sys.exit(1)
+print("ok sendfile", sent)
 "#;
 
 fn mixed_poll(env: &Env) -> Outcome {
@@ -752,6 +875,7 @@ fn mixed_poll(env: &Env) -> Outcome {
         "epoll pipe",
         "epoll socket",
         "timeout",
+        "sendfile",
     ] {
         has_line(&out, &["ok", name], "mixed.py")?;
     }
