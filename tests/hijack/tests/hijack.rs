@@ -468,7 +468,12 @@ fn curl(env: &Env) -> Outcome {
         &out,
         "http://198.18.0.1:8080/blob",
     ])?;
-    let got = std::fs::read(&out).map_err(|e| format!("{out}: {e}"))?;
+    same_body(&out, &body)
+}
+
+/// Fails unless file `out` holds `body`.
+fn same_body(out: &str, body: &[u8]) -> Outcome {
+    let got = std::fs::read(out).map_err(|e| format!("{out}: {e}"))?;
     if got != body {
         return Err(format!(
             "the body differs: {} bytes fetched, {} served",
@@ -520,15 +525,7 @@ fn hijacked_server(env: &Env) -> Outcome {
             "http://198.18.0.2:8081/blob",
         ],
     )?;
-    let got = std::fs::read(&out).map_err(|e| format!("{out}: {e}"))?;
-    if got != body {
-        return Err(format!(
-            "the body differs: {} bytes fetched, {} served",
-            got.len(),
-            body.len()
-        ));
-    }
-    Ok(())
+    same_body(&out, &body)
 }
 
 /// With `singlecpu` 1, LKL's kernel threads run on one CPU while the
