@@ -237,6 +237,7 @@ const ACCEPT4: u64 = 288;
 const DUP3: u64 = 292;
 const STATX: u64 = 332;
 const CLOSE_RANGE: u64 = 436;
+const EXIT_GROUP: u64 = 231;
 const OPENAT2: u64 = 437;
 const FACCESSAT2: u64 = 439;
 
@@ -401,6 +402,45 @@ fn lkl_stat(nr: i64, mut args: [i64; 6], out_arg: usize) -> i64 {
     r
 }
 
+/// At `exit_group`: what the host kernel does for its sockets, LKL must do before the
+/// process (and LKL with it) ends. Waits up to [`DRAIN_LIMIT`] for the send queues
+/// of the open LKL sockets to empty (`SIOCOUTQ`: unsent and unacknowledged bytes),
+/// then closes them, so their data and FINs are out.
+fn drain_at_exit() {
+    let open: Vec<i64> = fds::in_range(0, u64::MAX).map(|(_, l)| l).collect();
+    if open.is_empty() {
+        return;
+    }
+    let _ = wait::in_world(|| {
+        let call = |nr: i64, mut args: [i64; 6]| {
+            // SAFETY: LKL calls on our own buffers (we are in our world).
+            unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
+        };
+        let start = std::time::Instant::now();
+        while start.elapsed() < DRAIN_LIMIT {
+            let queued = open.iter().any(|&l| {
+                let mut n = 0i32;
+                let r = call(
+                    lkl_sys::__lkl__NR_ioctl as i64,
+                    [l, 0x5411, &mut n as *mut i32 as i64, 0, 0, 0],
+                );
+                r == 0 && n > 0
+            });
+            if !queued {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        for &l in &open {
+            call(nr!(close), [l, 0, 0, 0, 0, 0]);
+        }
+        0
+    });
+}
+
+/// How long [`drain_at_exit`] waits at most.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// LKL does not signal the program: a write to a broken connection that LKL answers
 /// with `EPIPE` raises `SIGPIPE` here, as the host kernel would (not with
 /// `MSG_NOSIGNAL`).
@@ -519,6 +559,12 @@ impl Lkl {
                 (fds::adopt(l, 0, lkl_close), Target::Lkl)
             }
             RT_SIGACTION => (signals::sigaction(a), Target::Host),
+            EXIT_GROUP => {
+                if !forked && STATE.load(Ordering::Acquire) == 1 {
+                    drain_at_exit();
+                }
+                host(nr, a)
+            }
             CLOSE_RANGE => {
                 let hi = if a[1] as u32 == u32::MAX {
                     u64::MAX
@@ -791,8 +837,8 @@ impl trampoline::Backend for Lkl {
                 None
             }
             SOCKET | RT_SIGACTION | CLOSE_RANGE | DUP2 | DUP3 | POLL | PPOLL | SELECT
-            | PSELECT6 | EPOLL_CTL | OPEN | OPENAT | OPENAT2 | STAT | LSTAT | NEWFSTATAT
-            | STATX | ACCESS | FACCESSAT | FACCESSAT2 => Some(Route::Hook),
+            | EXIT_GROUP | PSELECT6 | EPOLL_CTL | OPEN | OPENAT | OPENAT2 | STAT | LSTAT
+            | NEWFSTATAT | STATX | ACCESS | FACCESSAT | FACCESSAT2 => Some(Route::Hook),
             _ if FD_FIRST.contains(&nr) => Some(Route::FdArg),
             _ => None,
         }

@@ -92,7 +92,13 @@ fn in_futex_wait(uc: *mut libc::c_void) -> bool {
 
 /// Installed in place of every program handler.
 unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c_void) {
-    if crate::world::is_lent() && !in_futex_wait(uc) {
+    // A fault (a bad pointer the program gave LKL, say) cannot wait: the instruction
+    // would fault again on return. Its handler runs at once, as natively.
+    let fault = matches!(
+        sig,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP
+    );
+    if !fault && crate::world::is_lent() && !in_futex_wait(uc) {
         // The thread may hold LKL's CPU: the handler runs when the call returns.
         crate::world::defer_signal(sig);
         return;

@@ -398,6 +398,41 @@ except OSError as e: print("rcvtimeo errno", e.errno)
         ),
     );
     r.case(
+        "exit right after a 3 MB send: LKL's send queue drains first",
+        (|| {
+            let server = ns.spawn(ns.command("/usr/bin/python3").args([
+                "-c",
+                r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.0.1", 9000)); s.listen()
+c, _ = s.accept(); n = 0
+while True:
+    d = c.recv(1 << 16)
+    if not d: break
+    n += len(d)
+print("received", n)
+"#,
+            ]).stdout(Stdio::piped()))?;
+            wait_port(&ns, "t", 9000)?;
+            expect(
+                py(
+                    &ns,
+                    &conf,
+                    "import socket, os\ns = socket.create_connection(('198.18.0.1', 9000))\ns.sendall(b'x' * 3000000)\nos._exit(0)",
+                ),
+                true,
+                &[],
+            )?;
+            let out = server.finish(DEADLINE)?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !text.contains("received 3000000") {
+                return Err(format!("the server got: {text}"));
+            }
+            Ok(())
+        })(),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
