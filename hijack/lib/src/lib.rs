@@ -8,10 +8,10 @@
 //! A constructor (`.init_array`) loads the configuration with
 //! `lkl-hijack-config` (`LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json`, the
 //! `LKL_HIJACK_*` variables; unknown keys are warnings naming the key),
-//! boots LKL with [`lkl_net::start`] (every interface, `singlecpu`,
-//! `boot_cmdline`, addresses, routes, tables, `sysctl`, ...; the kernel's
-//! boot log only with `debug`), then honours `debug` 0x200 (wait for
-//! Enter) and `delay_main`. A configuration or boot error is printed to
+//! waits for Enter with `debug` 0x200, boots LKL with [`lkl_net::start`]
+//! (every interface, `singlecpu`, `boot_cmdline`, addresses, routes,
+//! tables, `sysctl`, ...; the kernel's boot log only with `debug`), then
+//! sleeps `delay_main`. A configuration or boot error is printed to
 //! stderr and the process exits with status 1 before `main`. At exit an
 //! `atexit` handler prints the `dump` files, pauses forever with `debug`
 //! 0x100 (LKL stays up for inspection), and halts LKL.

@@ -60,6 +60,12 @@ fn start() -> Result<(), String> {
     }
     let config = loaded.config;
     limit_host_fds();
+    // As upstream: before the kernel starts (time to attach a debugger).
+    if config.debug.has(Debug::WAIT_ENTER) {
+        eprintln!("lkl-hijack: debug 0x200: press Enter to continue");
+        let mut b = [0u8; 1];
+        while host!(libc::SYS_read, 0, b.as_mut_ptr(), 1usize) == 1 && b[0] != b'\n' {}
+    }
     if config.single_cpu == SingleCpu::KernelAndPollThreads {
         lkl_fdmux::set_waiter_affinity(first_cpu());
     }
@@ -82,11 +88,6 @@ fn start() -> Result<(), String> {
     // SAFETY: `forked` is an `extern "C" fn()` living as long as the process.
     unsafe { libc::pthread_atfork(None, None, Some(forked)) };
     ACTIVE.store(true, Ordering::Release);
-    if config.debug.has(Debug::WAIT_ENTER) {
-        eprintln!("lkl-hijack: debug 0x200: press Enter to start the program");
-        let mut b = [0u8; 1];
-        while host!(libc::SYS_read, 0, b.as_mut_ptr(), 1usize) == 1 && b[0] != b'\n' {}
-    }
     if let Some(d) = config.delay_main {
         std::thread::sleep(d);
     }

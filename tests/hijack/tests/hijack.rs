@@ -92,7 +92,10 @@ fn main() -> ExitCode {
         ("unknown key: a warning naming it", unknown_key),
         ("bad values: an error naming the key", bad_values),
         ("missing tap: named, with how to create it", missing_tap),
-        ("debug 0: no boot log; debug 1: boot log", debug_log),
+        (
+            "debug 0: no boot log; 1: boot log; 0x200: waits for Enter",
+            debug_log,
+        ),
         ("debug 0x100: pauses after the program exits", debug_pause),
         (
             "mixed poll/select/epoll of a host pipe and LKL sockets; sendfile",
@@ -762,6 +765,13 @@ fn debug_log(env: &Env) -> Outcome {
     let loud = env.run("debug.json", &["true"])?;
     if !loud.stderr().contains("Linux version") {
         return Err(format!("no boot log with debug 1: {:?}", loud.stderr()));
+    }
+    // 0x200 asks for Enter before the boot; stdin is empty, so it goes on.
+    env.write("enter.json", &config(&[BASIC], r#""debug": "0x200","#))?;
+    let enter = env.run("enter.json", &["echo", "ran"])?;
+    let err = enter.stderr();
+    if !(err.contains("press Enter") && enter.ok()?.contains("ran")) {
+        return Err(format!("debug 0x200: no prompt or no run: {err:?}"));
     }
     Ok(())
 }
