@@ -1,13 +1,13 @@
 //! Blocking LKL receives that a signal can end, as on the host kernel.
 //!
-//! A thread blocked inside LKL sleeps on one of our semaphores; a host signal runs the
-//! program's handler there (see `crate::signals`), but LKL knows nothing of it and the
-//! call goes on. So while the program has a handler installed, a receive on a blocking
-//! LKL socket (`read`, `readv`, `recvfrom`, `recvmsg`, `accept`, `accept4`, without
-//! `MSG_DONTWAIT`) first waits for readability with LKL's `ppoll` in slices of
-//! [`SLICE_MS`], honouring `SO_RCVTIMEO`. A handled signal without `SA_RESTART` ends
-//! the wait with `EINTR` (with `SA_RESTART` the wait goes on, as the kernel restarts
-//! the call). Then the call itself runs, normally without blocking.
+//! A handler of a signal that arrives during an LKL call runs when the call ends (see
+//! `crate::signals`), and LKL knows nothing of host signals. So while the program has
+//! a handler installed, a receive on a blocking LKL socket (`read`, `readv`,
+//! `recvfrom`, `recvmsg`, `accept`, `accept4`, without `MSG_DONTWAIT`) first waits for
+//! readability with LKL's `ppoll` in slices of [`SLICE_MS`], honouring `SO_RCVTIMEO`.
+//! A signal ends the wait; its handler runs; then the call returns `EINTR`, or, for a
+//! handler with `SA_RESTART`, waits again, as the kernel restarts the call. Then the
+//! call itself runs, normally without blocking.
 
 use std::time::{Duration, Instant};
 
@@ -27,9 +27,12 @@ pub(crate) fn dontwait(nr: u64, a: &[u64; 6]) -> bool {
     flags & libc::MSG_DONTWAIT as u64 != 0
 }
 
+/// [`wait_readable`]'s answer when a handler with `SA_RESTART` ran: wait again.
+pub(crate) const RESTART: i64 = i64::MIN;
+
 /// Waits until LKL fd `l` is readable, unless it is non-blocking. Returns 0 to go on
-/// with the call, or the error to return instead (`-EINTR`, `-EAGAIN` when
-/// `SO_RCVTIMEO` passes).
+/// with the call, [`RESTART`], or the error to return instead (`-EINTR`, `-EAGAIN`
+/// when `SO_RCVTIMEO` passes).
 pub(crate) fn wait_readable(l: i64) -> i64 {
     crate::wait::in_world(|| {
         let call = |nr: u32, mut args: [i64; 6]| {
@@ -79,8 +82,10 @@ pub(crate) fn wait_readable(l: i64) -> i64 {
                 // Ready (or an error the call itself will report).
                 return 0;
             }
-            if world::take_signals() & 2 != 0 {
-                return -i64::from(libc::EINTR);
+            match world::take_signals() {
+                0 => {}
+                b if b & 2 != 0 => return -i64::from(libc::EINTR),
+                _ => return RESTART,
             }
         }
     })

@@ -116,10 +116,9 @@ pub(crate) fn wait(nr: u64, a: &[u64; 6]) -> (i64, Target) {
         let buf = unsafe {
             core::slice::from_raw_parts_mut(events as *mut libc::epoll_event, max as usize)
         };
-        match ep.wait(buf, timeout, mask.as_ref()) {
-            Ok(n) => n as i64,
-            Err(e) => -i64::from(e.0),
-        }
+        crate::wait::sliced(timeout, |t| {
+            ep.wait(buf, t, mask.as_ref()).map_err(|e| -i64::from(e.0))
+        })
     })
 }
 

@@ -101,7 +101,6 @@ pub fn start(check_boot: bool) -> Result<Started, Error> {
         });
         slot.store(lkl.map_or(0, |d| d.nr as i32 + 1), Ordering::Relaxed);
     }
-    signals::init();
     if !world::init() {
         return Err(Error::Shadow);
     }
@@ -407,7 +406,13 @@ fn lkl_stat(nr: i64, mut args: [i64; 6], out_arg: usize) -> i64 {
 /// of the open LKL sockets to empty (`SIOCOUTQ`: unsent and unacknowledged bytes),
 /// then closes them, so their data and FINs are out.
 fn drain_at_exit() {
-    let open: Vec<i64> = fds::in_range(0, u64::MAX).map(|(_, l)| l).collect();
+    let mut open: Vec<i64> = fds::in_range(0, u64::MAX).map(|(_, l)| l).collect();
+    open.extend(
+        LINGERING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..),
+    );
     if open.is_empty() {
         return;
     }
@@ -418,14 +423,7 @@ fn drain_at_exit() {
         };
         let start = std::time::Instant::now();
         while start.elapsed() < DRAIN_LIMIT {
-            let queued = open.iter().any(|&l| {
-                let mut n = 0i32;
-                let r = call(
-                    lkl_sys::__lkl__NR_ioctl as i64,
-                    [l, 0x5411, &mut n as *mut i32 as i64, 0, 0, 0],
-                );
-                r == 0 && n > 0
-            });
+            let queued = open.iter().any(|&l| outq(l) > 0);
             if !queued {
                 break;
             }
@@ -436,6 +434,52 @@ fn drain_at_exit() {
         }
         0
     });
+}
+
+/// LKL sockets the program closed while data was still queued: kept open by a
+/// duplicate (after `shutdown(SHUT_WR)`, so the peer gets its FIN after the data as
+/// with a close) until their queue is empty, so that an exit soon after does not cut
+/// them off. Reaped at each close and drained at exit.
+static LINGERING: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// `SIOCOUTQ` of LKL fd `l` (unsent and unacknowledged bytes), in our world.
+fn outq(l: i64) -> i64 {
+    let mut n = 0i32;
+    let mut args = [l, 0x5411, &mut n as *mut i32 as i64, 0, 0, 0];
+    // SAFETY: an ioctl writing one int into our buffer (we are in our world).
+    let r = unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_ioctl as i64, args.as_mut_ptr()) };
+    if r == 0 {
+        i64::from(n)
+    } else {
+        0
+    }
+}
+
+/// `close` of LKL fd `l`, lingering when data is still queued (see [`LINGERING`]).
+fn close_lingering(l: i64) -> i64 {
+    wait::in_world(|| {
+        let call = |nr: i64, mut args: [i64; 6]| {
+            // SAFETY: LKL calls on integers (we are in our world).
+            unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
+        };
+        let mut lingering = LINGERING.lock().unwrap_or_else(|p| p.into_inner());
+        lingering.retain(|&d| {
+            let busy = outq(d) > 0;
+            if !busy {
+                call(nr!(close), [d, 0, 0, 0, 0, 0]);
+            }
+            busy
+        });
+        if outq(l) > 0 {
+            let d = call(nr!(dup), [l, 0, 0, 0, 0, 0]);
+            if d >= 0 {
+                call(lkl_sys::__lkl__NR_shutdown as i64, [d, 1, 0, 0, 0, 0]);
+                lingering.push(d);
+            }
+        }
+        call(nr!(close), [l, 0, 0, 0, 0, 0])
+    })
+    .0
 }
 
 /// How long [`drain_at_exit`] waits at most.
@@ -693,7 +737,7 @@ impl Lkl {
         }
         match nr {
             CLOSE => {
-                let r = lkl_call(nr!(close), [l, 0, 0, 0, 0, 0]);
+                let r = close_lingering(l);
                 fds::set(i(0), None);
                 host(nr, a);
                 on_lkl(r)
@@ -702,9 +746,13 @@ impl Lkl {
             READ | 19 | 45 | 47 | ACCEPT | ACCEPT4
                 if signals::any_handler() && !blocking::dontwait(nr, a) =>
             {
-                match blocking::wait_readable(l) {
-                    0 => self.fd_call_now(nr, a, l),
-                    e => (e, Target::Lkl),
+                loop {
+                    // Handlers of signals that came meanwhile have run when this returns.
+                    match blocking::wait_readable(l) {
+                        blocking::RESTART => continue,
+                        0 => return self.fd_call_now(nr, a, l),
+                        e => return (e, Target::Lkl),
+                    }
                 }
             }
             _ => self.fd_call_now(nr, a, l),

@@ -3,9 +3,11 @@
 //! [`crate::world`]).
 //!
 //! `rt_sigaction` of a handler installs [`wrapper`] instead, with the program's flags,
-//! mask and restorer; the program's handler is kept in [`HANDLERS`]. The wrapper
-//! checks whether `%fs` is a lent shadow's; if so it puts the program's back for the
-//! handler and the shadow's again after. `SIG_DFL` and `SIG_IGN` are installed as
+//! mask and restorer; the program's handler is kept in [`HANDLERS`]. Outside an LKL
+//! call the wrapper calls the handler. During one (`%fs` is a lent shadow's) it records
+//! the signal, and the handler runs when the call ends (re-raised with `tgkill`); a
+//! fault signal cannot wait, so its handler runs at once with the program's `%fs` put
+//! back, and the shadow's after. `SIG_DFL` and `SIG_IGN` are installed as
 //! they are. The old action reported to the program names its own handler, never the
 //! wrapper. Blocking signals around each LKL call instead would cost two host
 //! syscalls per call.
@@ -29,67 +31,6 @@ pub(crate) fn any_handler() -> bool {
 
 type Handler = unsafe extern "C" fn(i32, *mut libc::c_void, *mut libc::c_void);
 
-/// Our executable mappings (lkl-run, our libc, ld.so, the vDSO), as (start, end).
-static OURS: [(AtomicU64, AtomicU64); 32] = [const { (AtomicU64::new(0), AtomicU64::new(0)) }; 32];
-
-/// Records our executable mappings; call before the program is mapped.
-pub(crate) fn init() {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let mut n = 0;
-    for l in maps.lines() {
-        let mut it = l.split_whitespace();
-        let (Some(range), Some(perm)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        if perm.as_bytes().get(2) != Some(&b'x') || n == OURS.len() {
-            continue;
-        }
-        if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
-            OURS[n].0.store(a, Ordering::Relaxed);
-            OURS[n].1.store(b, Ordering::Relaxed);
-            n += 1;
-        }
-    }
-}
-
-fn ours(addr: u64) -> bool {
-    OURS.iter().any(|(a, b)| {
-        let (a, b) = (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
-        a <= addr && addr < b
-    })
-}
-
-/// True when the interrupted context (`uc`) sleeps in a futex wait of our code: an LKL
-/// call waiting for its task to be scheduled (or for LKL's CPU), not holding it. Then
-/// the handler may run at once, and may itself call LKL (on a second shadow).
-fn in_futex_wait(uc: *mut libc::c_void) -> bool {
-    if uc.is_null() {
-        return false;
-    }
-    // SAFETY: the kernel's ucontext: gregs start at byte 40 (glibc's REG_* order).
-    let reg = |i: usize| unsafe {
-        core::ptr::read_unaligned((uc as *const u8).add(40 + 8 * i) as *const u64)
-    };
-    let (rsi, rax, rip) = (reg(9), reg(13), reg(16));
-    // A restarted call points at the `syscall` with rax = its number (202) or
-    // restart_syscall (219); an interrupted one is just past it with -EINTR.
-    let at = match rax {
-        202 | 219 => rip,
-        r if r as i64 == -4 => rip.wrapping_sub(2),
-        _ => return false,
-    };
-    if !ours(at) {
-        return false;
-    }
-    // SAFETY: `at` is inside one of our executable mappings, which are readable.
-    let insn = unsafe { core::ptr::read_unaligned(at as *const [u8; 2]) };
-    let op = rsi & 0x7f;
-    insn == [0x0f, 0x05] && (op == 0 || op == 9)
-}
-
 /// Installed in place of every program handler.
 unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c_void) {
     // A fault (a bad pointer the program gave LKL, say) cannot wait: the instruction
@@ -98,14 +39,16 @@ unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c
         sig,
         libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP
     );
-    if !fault && crate::world::is_lent() && !in_futex_wait(uc) {
-        // The thread may hold LKL's CPU: the handler runs when the call returns.
-        crate::world::defer_signal(sig);
-        return;
-    }
     let restart = FLAGS
         .get(sig as usize)
         .is_some_and(|f| f.load(Ordering::Relaxed) & libc::SA_RESTART as u64 != 0);
+    // During an LKL call the handler waits for the call to end: LKL may hand its CPU
+    // to this thread's sleeping task at any moment, and a handler that called LKL
+    // meanwhile would wait for that CPU forever. Waits that may last are sliced
+    // (`crate::blocking`, `crate::wait`), so the handler runs within 20 ms.
+    if !fault && crate::world::defer_signal(sig, restart) {
+        return;
+    }
     let lent = crate::world::owner_of_current(restart);
     let fs = trampoline::alloc::fs_base();
     if let Some(prog) = lent {

@@ -218,8 +218,11 @@ fn mixed(
         };
         m
     });
-    if let Err(e) = lkl_fdmux::poll(&mut mux, timeout, sigmask.as_ref()) {
-        return -i64::from(e.0);
+    let r = sliced(timeout, |t| {
+        lkl_fdmux::poll(&mut mux, t, sigmask.as_ref()).map_err(|e| -i64::from(e.0))
+    });
+    if r <= 0 {
+        return r;
     }
     for p in set.iter_mut() {
         p.revents = 0;
@@ -228,6 +231,39 @@ fn mixed(
         set[i].revents = p.revents;
     }
     set.iter().filter(|p| p.revents != 0).count() as i64
+}
+
+/// Runs a wait `f(timeout)` that a host signal does not end (LKL's side of it):
+/// while the program has handlers, in slices of [`SLICE_MS`], ending with `-EINTR`
+/// once a signal came (its handler runs when the LKL crossing ends). Returns what `f`
+/// returned last, or its error.
+pub(crate) fn sliced(
+    timeout: Option<Duration>,
+    mut f: impl FnMut(Option<Duration>) -> Result<usize, i64>,
+) -> i64 {
+    if !crate::signals::any_handler() {
+        return f(timeout).map_or_else(|e| e, |n| n as i64);
+    }
+    let start = Instant::now();
+    world::take_signal();
+    loop {
+        let slice = Duration::from_millis(SLICE_MS as u64);
+        let t = match timeout {
+            None => slice,
+            Some(t) => t.saturating_sub(start.elapsed()).min(slice),
+        };
+        match f(Some(t)) {
+            Ok(0) => {}
+            Ok(n) => return n as i64,
+            Err(e) => return e,
+        }
+        if world::take_signal() {
+            return -EINTR;
+        }
+        if timeout.is_some_and(|to| start.elapsed() >= to) {
+            return 0;
+        }
+    }
 }
 
 /// `select` as a [`poll`] over the fds set in the three sets.

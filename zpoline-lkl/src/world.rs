@@ -287,19 +287,19 @@ pub(crate) fn owner_of_current(restart: bool) -> Option<u64> {
     })
 }
 
-/// For the signal wrapper: run `sig`'s handler when the LKL call on this thread ends.
-pub(crate) fn defer_signal(sig: i32) {
-    if let Some(s) = current_lent() {
-        if (1..=64).contains(&sig) {
-            s.pending.fetch_or(1 << (sig - 1), Ordering::AcqRel);
-            s.sig.fetch_or(3, Ordering::AcqRel);
-        }
+/// For the signal wrapper: if the thread is inside an LKL call, run `sig`'s handler
+/// when the call ends, note it for the waits (`restart`: the handler has
+/// `SA_RESTART`), and return true.
+pub(crate) fn defer_signal(sig: i32, restart: bool) -> bool {
+    let Some(s) = current_lent() else {
+        return false;
+    };
+    if (1..=64).contains(&sig) {
+        s.pending.fetch_or(1 << (sig - 1), Ordering::AcqRel);
+        s.sig
+            .fetch_or(if restart { 1 } else { 3 }, Ordering::AcqRel);
     }
-}
-
-/// True when `%fs` is a lent shadow's (the thread is inside an LKL call).
-pub(crate) fn is_lent() -> bool {
-    current_lent().is_some()
+    true
 }
 
 /// In our world during an LKL call: whether a signal was handled since the last
@@ -308,8 +308,8 @@ pub(crate) fn take_signal() -> bool {
     take_signals() != 0
 }
 
-/// Like [`take_signal`], as bits: 1 any signal, 2 one that ends a restartable call
-/// with `EINTR` (no `SA_RESTART`, or deferred).
+/// Like [`take_signal`], as bits: 1 any signal, 2 one whose handler lacks
+/// `SA_RESTART` (it ends a restartable call with `EINTR`).
 pub(crate) fn take_signals() -> u8 {
     current_lent().map_or(0, |s| s.sig.swap(0, Ordering::AcqRel))
 }
