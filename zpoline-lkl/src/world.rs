@@ -251,8 +251,9 @@ pub(crate) fn enter() -> Result<Borrowed, EnterError> {
         None => create(key).ok_or(EnterError::NoShadow)?,
     };
     if shadow.busy.swap(1, Ordering::Acquire) != 0 {
-        // A signal handler calling LKL while the thread sleeps in an LKL call: a second
-        // shadow, so LKL sees a second task (the sleeping one stays as it was).
+        // A fault signal's handler calling LKL during an LKL call on this thread (other
+        // handlers wait for the call to end, see `crate::signals`): a second shadow,
+        // so LKL sees a second task and the first one stays as it was.
         let alt = key | 1;
         shadow = match find(alt) {
             Some(s) => s,
