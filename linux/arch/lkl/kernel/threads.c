@@ -46,7 +46,12 @@ unsigned long *arch_alloc_thread_stack_node(struct task_struct *task, int node)
 {
 	struct thread_info *ti;
 
-	ti = kmalloc_node(sizeof(*ti), GFP_KERNEL, node);
+	/*
+	 * Zeroed: a thread_info that is not a host task's must never look
+	 * blocked in a system call (syscalls_abort_blocked() would wait for
+	 * it forever), whatever the memory held before.
+	 */
+	ti = kzalloc_node(sizeof(*ti), GFP_KERNEL, node);
 	if (!ti)
 		return NULL;
 	if (thread_info_init(ti)) {
