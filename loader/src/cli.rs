@@ -375,8 +375,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         None => None,
     };
     static HOST: trampoline::Host = trampoline::Host;
-    let (backend, delay): (&'static dyn trampoline::Backend, _) = match cli.backend {
-        BackendKind::Host => (&HOST, None),
+    let backend: &'static dyn trampoline::Backend = match cli.backend {
+        BackendKind::Host => &HOST,
         BackendKind::Lkl => {
             if let Some(c) = &cli.config {
                 let abs = std::fs::canonicalize(c)
@@ -388,7 +388,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
             for w in &started.warnings {
                 eprintln!("lkl-run: warning: {w}");
             }
-            (started.backend, started.delay_main)
+            started.backend
         }
     };
 
@@ -536,9 +536,6 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     map::unregister_rseq();
     if let Some((a, b)) = text {
         trampoline::sud::enable(a, b - a, sud)?;
-    }
-    if let Some(d) = delay {
-        std::thread::sleep(d);
     }
     // Our code runs only in the hook (and LKL's threads) from here on: the system
     // allocator only in our own world.

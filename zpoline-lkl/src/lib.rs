@@ -71,8 +71,6 @@ pub struct Started {
     pub warnings: Vec<String>,
     /// The configuration file used, if any.
     pub file: Option<std::path::PathBuf>,
-    /// `delay_main`, for the caller to honour before the program starts.
-    pub delay_main: Option<std::time::Duration>,
 }
 
 /// Loads the hijack configuration (`LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json` or the
@@ -110,13 +108,11 @@ pub fn start(check_boot: bool) -> Result<Started, Error> {
         proc_net: has("proc"),
         sys_net: has("sysfs"),
     });
-    let delay_main = config.delay_main;
     let _ = CONFIG.set(config);
     Ok(Started {
         backend,
         warnings: loaded.warnings,
         file: loaded.file,
-        delay_main,
     })
 }
 
@@ -190,6 +186,11 @@ pub(crate) fn ensure_running() -> bool {
         match r {
             Some(Ok(started)) => {
                 let _ = KERNEL.set(started.kernel);
+                // `delay_main`: upstream waits after the boot, before the program goes on
+                // (for the network to settle); the boot is here, at the first LKL call.
+                if let Some(d) = CONFIG.get().and_then(|c| c.delay_main) {
+                    std::thread::sleep(d);
+                }
                 STATE.store(1, Ordering::Release);
             }
             Some(Err(e)) => {
