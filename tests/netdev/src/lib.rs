@@ -1,12 +1,13 @@
 //! Shared pieces of the virtio-net end-to-end test (`tests/netdev.rs`)
-//! and the network bench (`lkl-netbench`): running `ip`, a namespace that
-//! is deleted on drop, LKL interface set-up, test patterns, and ICMP echo
-//! from LKL's stack or the host's.
+//! and the network bench (`lkl-netbench`): LKL interface set-up, test
+//! patterns, and ICMP echo from LKL's stack or the host's. Namespaces and
+//! the rest of the set-up come from `lkl-test-support`, re-exported here.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+pub use lkl_test_support::{ip, require_root, unique_name, Netns, TempDir};
 
 /// Results as messages: these are tests and benches, the message is all.
 pub type Outcome<T = ()> = Result<T, String>;
@@ -14,68 +15,6 @@ pub type Outcome<T = ()> = Result<T, String>;
 /// Any error, as its message.
 pub fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
-}
-
-/// Runs `ip ARGS`; an error names the command and what it printed.
-pub fn ip(args: &[&str]) -> Outcome {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip {}` (install iproute2): {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-/// A network namespace, deleted when dropped (on success and failure
-/// alike).
-pub struct Namespace(pub String);
-
-impl Namespace {
-    /// Makes namespace `name` with `lo` up.
-    pub fn new(name: String) -> Outcome<Namespace> {
-        ip(&["netns", "add", &name])?;
-        let ns = Namespace(name);
-        ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// Runs `ip -n NAME ARGS`.
-    pub fn ip(&self, args: &[&str]) -> Outcome {
-        let mut all = vec!["-n", &self.0];
-        all.extend_from_slice(args);
-        ip(&all)
-    }
-
-    /// A command running `program` inside the namespace.
-    pub fn command(&self, program: &std::path::Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0]).arg(program);
-        c
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.0]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// Fails unless running as root, naming why root is needed.
-pub fn need_root(why: &str) -> Outcome {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(format!("this needs root ({why}): run it as root"));
-    }
-    Ok(())
 }
 
 /// `n` bytes of a pattern that differs with `seed`.

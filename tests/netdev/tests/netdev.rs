@@ -30,8 +30,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use lkl_netdev_test::{
-    configure, inet_socket, need_root, pattern, ping, s, timeouts, HostIcmp, LklIcmp, Namespace,
-    Outcome,
+    configure, inet_socket, pattern, ping, require_root, s, timeouts, HostIcmp, LklIcmp, Netns,
+    Outcome, TempDir,
 };
 
 /// Socket timeouts in LKL: a stall fails instead of hanging.
@@ -181,37 +181,26 @@ fn wait(mut child: std::process::Child, what: &str) -> Outcome {
 }
 
 fn devices_case() -> Outcome {
-    need_root("network namespaces, taps, FIFOs")?;
-    let ns = Namespace::new(format!("lklnd-{}", std::process::id()))?;
-    let n = |args: &[&str]| ns.ip(args);
+    let ns = Netns::new("lklnd")?;
     let addr = |net: u8| format!("{}/24", host_ip(net));
-    for (tap, net, mtu) in [
-        ("lkltap0", 0, "1500"),
-        ("lkltapo", 1, "1500"),
-        ("lkltapj", 5, "9000"),
-    ] {
-        n(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
-        n(&["addr", "add", &addr(net), "dev", tap])?;
-        n(&["link", "set", tap, "mtu", mtu, "up"])?;
+    for (tap, net) in [("lkltap0", 0), ("lkltapo", 1), ("lkltapj", 5)] {
+        ns.add_tap(tap, &[&addr(net)])?;
     }
-    n(&["tuntap", "add", "dev", "lkltap1", "mode", "tap"])?;
-    for (a, b, net) in [("lklmvA", "lklmvB", 2), ("lklrwA", "lklrwB", 3)] {
-        n(&["link", "add", a, "type", "veth", "peer", "name", b])?;
-        n(&["addr", "add", &addr(net), "dev", a])?;
-        n(&["link", "set", a, "up"])?;
-        n(&["link", "set", b, "up"])?;
-    }
+    ns.ip(&["link", "set", "lkltapj", "mtu", "9000"])?;
+    ns.add_tap("lkltap1", &[])?;
+    ns.add_veth("lklmvA", &[&addr(2)], "lklmvB", &[])?;
+    ns.add_veth("lklrwA", &[&addr(3)], "lklrwB", &[])?;
     // The host's TCP sends large segments over a veth unless told not to;
     // the raw device (no receive offloads here) would have to drop them.
-    n(&["link", "set", "lklrwA", "gso_max_segs", "1"])?;
+    ns.ip(&["link", "set", "lklrwA", "gso_max_segs", "1"])?;
     // /dev/tapN is named by ifindex across namespaces: pick a rare one.
     let index = (20_000 + std::process::id() % 40_000).to_string();
     let mac = MAC_MVT.map(|b| format!("{b:02x}")).join(":");
-    n(&[
+    ns.ip(&[
         "link", "add", "link", "lklmvB", "name", "lklmvt0", "index", &index, "address", &mac,
         "type", "macvtap", "mode", "bridge",
     ])?;
-    n(&["link", "set", "lklmvt0", "up"])?;
+    ns.address("lklmvt0", &[])?;
     let dev = format!("/dev/tap{index}");
     let start = Instant::now();
     while !Path::new(&dev).exists() {
@@ -221,11 +210,9 @@ fn devices_case() -> Outcome {
         std::thread::sleep(Duration::from_millis(10));
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns.0])
-        .arg(&exe)
-        .args(["--devices", &dev]);
-    let child = run_child(cmd, &format!("the child in namespace {}", ns.0))?;
+    let mut cmd = ns.command(&exe);
+    cmd.args(["--devices", &dev]);
+    let child = run_child(cmd, &format!("the child in namespace {}", ns.name()))?;
     wait(child, "the --devices child")
 }
 
@@ -454,6 +441,19 @@ fn halt_watchdog() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
                 read("wchan")
             ));
         }
+        // Where they are, if gdb is there to say (for the report).
+        let bt = Command::new("gdb")
+            .args([
+                "-p",
+                &std::process::id().to_string(),
+                "-batch",
+                "-ex",
+                "thread apply all bt 12",
+            ])
+            .output();
+        if let Ok(out) = bt {
+            eprintln!("halt watchdog: {}", String::from_utf8_lossy(&out.stdout));
+        }
         println!(
             "FAIL: halt did not return within 20 s; threads: {}",
             threads.join("; ")
@@ -495,15 +495,6 @@ fn host_pings_lkl(to_ip: Ipv4Addr) -> Result<String, String> {
     Ok(format!("the host pinged LKL at {to_ip} 3 times"))
 }
 
-/// Removes the FIFOs' directory when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn mkfifo(path: &Path) -> Outcome {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(s)?;
     // SAFETY: a NUL-terminated path alive across the call.
@@ -518,10 +509,9 @@ fn mkfifo(path: &Path) -> Outcome {
 }
 
 fn pipe_case() -> Outcome {
-    need_root("network namespaces, taps, FIFOs")?;
-    let dir = TempDir(std::env::temp_dir().join(format!("lklnd-pipe-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
-    let (ab, ba) = (dir.0.join("a-to-b"), dir.0.join("b-to-a"));
+    require_root("the pipe case (FIFOs, two kernels)")?;
+    let dir = TempDir::new("lklnd-pipe")?;
+    let (ab, ba) = (dir.path().join("a-to-b"), dir.path().join("b-to-a"));
     mkfifo(&ab)?;
     mkfifo(&ba)?;
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;

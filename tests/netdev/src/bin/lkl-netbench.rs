@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use lkl_netdev_test::{configure, ping, HostIcmp, IcmpSocket, LklIcmp, Namespace};
+use lkl_netdev_test::{configure, ping, HostIcmp, IcmpSocket, LklIcmp, Netns};
 
 /// The server's port.
 const PORT: u16 = 5201;
@@ -353,7 +353,7 @@ impl Drop for Server {
 
 /// Runs one client; returns its results by name.
 fn run_client(
-    ns: &Namespace,
+    ns: &Netns,
     exe: &Path,
     cli: &Cli,
     args: &[&str],
@@ -389,31 +389,30 @@ fn run_client(
 }
 
 fn orchestrate(cli: &Cli) -> Result<()> {
-    lkl_netdev_test::need_root("network namespaces and taps").map_err(|e| anyhow!(e))?;
-    let pid = std::process::id();
     let e = |e: String| anyhow!(e);
-    let s = Namespace::new(format!("lklb-s-{pid}")).map_err(e)?;
-    let c = Namespace::new(format!("lklb-c-{pid}")).map_err(e)?;
-    for (tap, addr) in [("lklbt0", "198.18.0.1/24"), ("lklbt1", "198.18.1.1/24")] {
-        s.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])
-            .map_err(e)?;
-        s.ip(&["addr", "add", addr, "dev", tap]).map_err(e)?;
-        s.ip(&["link", "set", tap, "up"]).map_err(e)?;
-    }
+    let s = Netns::new("lklbs").map_err(e)?;
+    let c = Netns::new("lklbc").map_err(e)?;
+    s.add_tap("lklbt0", &["198.18.0.1/24"]).map_err(e)?;
+    s.add_tap("lklbt1", &["198.18.1.1/24"]).map_err(e)?;
     for (a, b, net, gso) in [
         ("lklbv0", "lklbv1", 2, false),
         ("lklbw0", "lklbw1", 3, true),
     ] {
         s.ip(&[
-            "link", "add", a, "type", "veth", "peer", "name", b, "netns", &c.0,
+            "link",
+            "add",
+            a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "netns",
+            c.name(),
         ])
         .map_err(e)?;
-        s.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", a])
-            .map_err(e)?;
-        c.ip(&["addr", "add", &format!("198.18.{net}.2/24"), "dev", b])
-            .map_err(e)?;
-        s.ip(&["link", "set", a, "up"]).map_err(e)?;
-        c.ip(&["link", "set", b, "up"]).map_err(e)?;
+        s.address(a, &[&format!("198.18.{net}.1/24")]).map_err(e)?;
+        c.address(b, &[&format!("198.18.{net}.2/24")]).map_err(e)?;
         if gso {
             s.ip(&["link", "set", a, "gso_max_segs", "1"]).map_err(e)?;
             c.ip(&["link", "set", b, "gso_max_segs", "1"]).map_err(e)?;
