@@ -8,6 +8,11 @@
 //! A signal ends the wait; its handler runs; then the call returns `EINTR`, or, for a
 //! handler with `SA_RESTART`, waits again, as the kernel restarts the call. Then the
 //! call itself runs, normally without blocking.
+//!
+//! A blocking `connect` is made non-blocking for the call, waits for writability in
+//! the same slices, and reads `SO_ERROR`: a signal ends it with `EINTR` (the
+//! connection goes on, as on the host: a later `connect` says `EALREADY` or
+//! `EISCONN`), or with `SA_RESTART` waits on.
 
 use std::time::{Duration, Instant};
 
@@ -35,10 +40,6 @@ pub(crate) const RESTART: i64 = i64::MIN;
 /// when `SO_RCVTIMEO` passes).
 pub(crate) fn wait_readable(l: i64) -> i64 {
     crate::wait::in_world(|| {
-        let call = |nr: u32, mut args: [i64; 6]| {
-            // SAFETY: LKL calls on our own buffers (we are in our world).
-            unsafe { lkl_sys::lkl_syscall(i64::from(nr), args.as_mut_ptr()) }
-        };
         let fl = call(
             lkl_sys::__lkl__NR3264_fcntl,
             [l, i64::from(libc::F_GETFL), 0, 0, 0, 0],
@@ -88,6 +89,91 @@ pub(crate) fn wait_readable(l: i64) -> i64 {
                 _ => return RESTART,
             }
         }
+    })
+    .0
+}
+
+/// LKL system call `nr` on integer and pointer arguments, in our world.
+fn call(nr: u32, mut args: [i64; 6]) -> i64 {
+    // SAFETY: the callers pass the program's or our own valid buffers (we are in our
+    // world).
+    unsafe { lkl_sys::lkl_syscall(i64::from(nr), args.as_mut_ptr()) }
+}
+
+/// Waits up to [`SLICE_MS`] at a time for `events` on LKL fd `l` until ready; returns
+/// 0 when ready, `-EINTR` or [`RESTART`] when a signal came.
+fn wait_for(l: i64, events: i16) -> i64 {
+    world::take_signals();
+    loop {
+        let mut pfd = [l as i32, i32::from(events)];
+        let ts = [0, SLICE_MS * 1_000_000];
+        let n = call(
+            lkl_sys::__lkl__NR_ppoll,
+            [pfd.as_mut_ptr() as i64, 1, ts.as_ptr() as i64, 0, 8, 0],
+        );
+        if n != 0 {
+            return 0;
+        }
+        match world::take_signals() {
+            0 => {}
+            b if b & 2 != 0 => return -i64::from(libc::EINTR),
+            _ => return RESTART,
+        }
+    }
+}
+
+/// `connect(l, addr, len)` on a blocking LKL socket, ended by signals (see the module
+/// doc). `again`: a restart after [`RESTART`], only waiting for the connection.
+pub(crate) fn connect(l: i64, addr: u64, len: u64, again: bool) -> i64 {
+    crate::wait::in_world(|| {
+        let fl = call(
+            lkl_sys::__lkl__NR3264_fcntl,
+            [l, i64::from(libc::F_GETFL), 0, 0, 0, 0],
+        );
+        if fl < 0 || fl & O_NONBLOCK != 0 {
+            if again {
+                return 0;
+            }
+            return call(
+                lkl_sys::__lkl__NR_connect,
+                [l, addr as i64, len as i64, 0, 0, 0],
+            );
+        }
+        let set = |f: i64| {
+            call(
+                lkl_sys::__lkl__NR3264_fcntl,
+                [l, i64::from(libc::F_SETFL), f, 0, 0, 0],
+            )
+        };
+        let mut r = 0;
+        if !again {
+            set(fl | O_NONBLOCK);
+            r = call(
+                lkl_sys::__lkl__NR_connect,
+                [l, addr as i64, len as i64, 0, 0, 0],
+            );
+            set(fl);
+        }
+        if again || r == -i64::from(libc::EINPROGRESS) {
+            r = wait_for(l, libc::POLLOUT);
+            if r == 0 {
+                let mut err = 0i32;
+                let mut n = 4i32;
+                call(
+                    lkl_sys::__lkl__NR_getsockopt,
+                    [
+                        l,
+                        i64::from(libc::SOL_SOCKET),
+                        i64::from(libc::SO_ERROR),
+                        &mut err as *mut i32 as i64,
+                        &mut n as *mut i32 as i64,
+                        0,
+                    ],
+                );
+                r = -i64::from(err);
+            }
+        }
+        r
     })
     .0
 }

@@ -220,6 +220,7 @@ const SELECT: u64 = 23;
 const DUP: u64 = 32;
 const DUP2: u64 = 33;
 const SOCKET: u64 = 41;
+const CONNECT: u64 = 42;
 const ACCEPT: u64 = 43;
 const FCNTL: u64 = 72;
 const SENDFILE: u64 = 40;
@@ -443,8 +444,26 @@ fn drain_at_exit() {
 /// them off. Reaped at each close and drained at exit.
 static LINGERING: Mutex<Vec<i64>> = Mutex::new(Vec::new());
 
-/// `SIOCOUTQ` of LKL fd `l` (unsent and unacknowledged bytes), in our world.
+/// `SIOCOUTQ` of LKL fd `l` (unsent and unacknowledged bytes), in our world; 0 for a
+/// socket that is not connected (a `connect` still waiting for its SYN to be answered
+/// has a queue of one).
 fn outq(l: i64) -> i64 {
+    let mut addr = [0u8; 128];
+    let mut alen = addr.len() as i32;
+    let mut args = [
+        l,
+        addr.as_mut_ptr() as i64,
+        &mut alen as *mut i32 as i64,
+        0,
+        0,
+        0,
+    ];
+    // SAFETY: getpeername into our buffers (we are in our world).
+    if unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_getpeername as i64, args.as_mut_ptr()) }
+        != 0
+    {
+        return 0;
+    }
     let mut n = 0i32;
     let mut args = [l, 0x5411, &mut n as *mut i32 as i64, 0, 0, 0];
     // SAFETY: an ioctl writing one int into our buffer (we are in our world).
@@ -753,6 +772,15 @@ impl Lkl {
                         blocking::RESTART => continue,
                         0 => return self.fd_call_now(nr, a, l),
                         e => return (e, Target::Lkl),
+                    }
+                }
+            }
+            CONNECT if signals::any_handler() => {
+                let mut started = false;
+                loop {
+                    match blocking::connect(l, a[1], a[2], started) {
+                        blocking::RESTART => started = true,
+                        r => return on_lkl(r),
                     }
                 }
             }

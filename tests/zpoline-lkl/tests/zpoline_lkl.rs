@@ -433,6 +433,25 @@ print("received", n)
         })(),
     );
     r.case(
+        "a signal ends a blocking LKL connect (alarm before an unanswered SYN)",
+        expect(
+            py(
+                &ns,
+                &conf,
+                r#"
+import socket, signal, time
+def h(*a): raise TimeoutError("alarm")
+signal.signal(signal.SIGALRM, h)
+t = time.time(); s = socket.socket(); signal.alarm(1)
+try: s.connect(("198.18.0.77", 80))
+except TimeoutError as e: print("connect interrupted by", e, "after", round(time.time() - t))
+"#,
+            ),
+            true,
+            &["connect interrupted by alarm after 1"],
+        ),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
