@@ -62,33 +62,7 @@ pub(crate) fn wait_readable(l: i64) -> i64 {
         );
         let limit = (r == 0 && (tv[0] > 0 || tv[1] > 0))
             .then(|| Duration::new(tv[0] as u64, (tv[1] * 1000) as u32));
-        let start = Instant::now();
-        world::take_signals();
-        loop {
-            let mut ms = SLICE_MS;
-            if let Some(t) = limit {
-                let left = t.saturating_sub(start.elapsed());
-                if left.is_zero() {
-                    return -i64::from(libc::EAGAIN);
-                }
-                ms = ms.min(left.as_millis() as i64 + 1);
-            }
-            let mut pfd = [l as i32, i32::from(libc::POLLIN)];
-            let ts = [ms / 1000, (ms % 1000) * 1_000_000];
-            let n = call(
-                lkl_sys::__lkl__NR_ppoll,
-                [pfd.as_mut_ptr() as i64, 1, ts.as_ptr() as i64, 0, 8, 0],
-            );
-            if n != 0 {
-                // Ready (or an error the call itself will report).
-                return 0;
-            }
-            match world::take_signals() {
-                0 => {}
-                b if b & 2 != 0 => return -i64::from(libc::EINTR),
-                _ => return RESTART,
-            }
-        }
+        wait_for(l, libc::POLLIN, limit)
     })
     .0
 }
@@ -100,13 +74,23 @@ fn call(nr: u32, mut args: [i64; 6]) -> i64 {
     unsafe { lkl_sys::lkl_syscall(i64::from(nr), args.as_mut_ptr()) }
 }
 
-/// Waits up to [`SLICE_MS`] at a time for `events` on LKL fd `l` until ready; returns
-/// 0 when ready, `-EINTR` or [`RESTART`] when a signal came.
-fn wait_for(l: i64, events: i16) -> i64 {
+/// Waits up to [`SLICE_MS`] at a time for `events` on LKL fd `l` until ready (or an
+/// error the call itself will report); returns 0 then, `-EINTR` or [`RESTART`] when a
+/// signal came, `-EAGAIN` when `limit` passes.
+fn wait_for(l: i64, events: i16, limit: Option<Duration>) -> i64 {
+    let start = Instant::now();
     world::take_signals();
     loop {
+        let mut ms = SLICE_MS;
+        if let Some(t) = limit {
+            let left = t.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return -i64::from(libc::EAGAIN);
+            }
+            ms = ms.min(left.as_millis() as i64 + 1);
+        }
         let mut pfd = [l as i32, i32::from(events)];
-        let ts = [0, SLICE_MS * 1_000_000];
+        let ts = [ms / 1000, (ms % 1000) * 1_000_000];
         let n = call(
             lkl_sys::__lkl__NR_ppoll,
             [pfd.as_mut_ptr() as i64, 1, ts.as_ptr() as i64, 0, 8, 0],
@@ -155,7 +139,7 @@ pub(crate) fn connect(l: i64, addr: u64, len: u64, again: bool) -> i64 {
             set(fl);
         }
         if again || r == -i64::from(libc::EINPROGRESS) {
-            r = wait_for(l, libc::POLLOUT);
+            r = wait_for(l, libc::POLLOUT, None);
             if r == 0 {
                 let mut err = 0i32;
                 let mut n = 4i32;

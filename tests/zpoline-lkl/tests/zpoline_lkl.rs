@@ -14,6 +14,10 @@ use lkl_test_support::{self as support, Netns, Outcome, Report, TempDir};
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(30);
 const TAP: &str = "zptap0";
+/// Python prelude: SIGALRM raises TimeoutError("alarm").
+const ALARM: &str = "import socket, signal, struct, time
+def h(*a): raise TimeoutError('alarm')
+signal.signal(signal.SIGALRM, h)";
 
 /// `/etc/netns/NAME/resolv.conf`, removed on drop.
 struct NetnsResolv(PathBuf);
@@ -380,10 +384,8 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
             py(
                 &ns,
                 &conf,
-                r#"
-import socket, signal, struct
-def h(*a): raise TimeoutError("alarm")
-signal.signal(signal.SIGALRM, h)
+                &format!(
+                    r#"{ALARM}
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
 signal.alarm(1)
 try: s.recv(10)
@@ -391,7 +393,8 @@ except TimeoutError as e: print("interrupted by", e)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300000))
 try: s.recv(10)
 except OSError as e: print("rcvtimeo errno", e.errno)
-"#,
+"#
+                ),
             ),
             true,
             &["interrupted by alarm", "rcvtimeo errno 11"],
@@ -438,14 +441,13 @@ print("received", n)
             py(
                 &ns,
                 &conf,
-                r#"
-import socket, signal, time
-def h(*a): raise TimeoutError("alarm")
-signal.signal(signal.SIGALRM, h)
+                &format!(
+                    r#"{ALARM}
 t = time.time(); s = socket.socket(); signal.alarm(1)
 try: s.connect(("198.18.0.77", 80))
 except TimeoutError as e: print("connect interrupted by", e, "after", round(time.time() - t))
-"#,
+"#
+                ),
             ),
             true,
             &["connect interrupted by alarm after 1"],
