@@ -1,8 +1,12 @@
 //! virtio-blk (virtio 1.2, section 5.2) over an image file.
 //!
 //! One request queue, with event indexes. Requests are `VIRTIO_BLK_T_IN` (`preadv` straight
-//! into the driver's buffers), `OUT` (`pwritev`), `FLUSH` (`fdatasync`) and
-//! `GET_ID` (the serial). A read-only device offers `VIRTIO_BLK_F_RO`,
+//! into the driver's buffers), `OUT` (`pwritev`), `FLUSH` (`fdatasync`),
+//! `GET_ID` (the serial), and on a writable disk `DISCARD` (a hole punched
+//! in the image: `fallocate(PUNCH_HOLE)`, so freed blocks stop taking host
+//! space) and `WRITE_ZEROES` (`fallocate(ZERO_RANGE)`, or a punched hole
+//! when the driver allows unmapping; zeros written where the host file
+//! system has neither). A read-only device offers `VIRTIO_BLK_F_RO`,
 //! its file is open read-only, and it answers every write with
 //! `VIRTIO_BLK_S_IOERR` without touching the file.
 //!
@@ -36,6 +40,13 @@ pub const SIZE_MAX: u32 = 1 << 20;
 const ID_BYTES: usize = sys::LKL_VIRTIO_BLK_ID_BYTES as usize;
 /// The request header: type, ioprio, sector.
 const HEADER: usize = size_of::<sys::lkl_virtio_blk_outhdr>();
+/// One range of a `DISCARD`/`WRITE_ZEROES` request: sector (le64),
+/// sectors (le32), flags (le32) (virtio 1.2, 5.2.6).
+const RANGE: usize = size_of::<sys::lkl_virtio_blk_discard_write_zeroes>();
+/// The most sectors one discard or write-zeroes range may cover (2 GiB).
+const MAX_RANGE_SECTORS: u32 = 1 << 22;
+/// Discards are done in 4 KiB units (the image's usual block size).
+const DISCARD_ALIGN_SECTORS: u32 = 8;
 
 /// Request counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +63,10 @@ pub struct BlockStats {
     pub bytes_written: u64,
     /// Requests answered with an error status.
     pub errors: u64,
+    /// `DISCARD` requests done.
+    pub discards: u64,
+    /// `WRITE_ZEROES` requests done.
+    pub write_zeroes: u64,
 }
 
 /// A virtio-blk device backed by a file.
@@ -95,6 +110,34 @@ impl Block {
         put(
             offset_of!(sys::lkl_virtio_blk_config, num_queues),
             &1u16.to_le_bytes(),
+        );
+        for (at, v) in [
+            (
+                offset_of!(sys::lkl_virtio_blk_config, max_discard_sectors),
+                MAX_RANGE_SECTORS,
+            ),
+            (
+                offset_of!(sys::lkl_virtio_blk_config, max_discard_seg),
+                SEG_MAX,
+            ),
+            (
+                offset_of!(sys::lkl_virtio_blk_config, discard_sector_alignment),
+                DISCARD_ALIGN_SECTORS,
+            ),
+            (
+                offset_of!(sys::lkl_virtio_blk_config, max_write_zeroes_sectors),
+                MAX_RANGE_SECTORS,
+            ),
+            (
+                offset_of!(sys::lkl_virtio_blk_config, max_write_zeroes_seg),
+                SEG_MAX,
+            ),
+        ] {
+            put(at, &v.to_le_bytes());
+        }
+        put(
+            offset_of!(sys::lkl_virtio_blk_config, write_zeroes_may_unmap),
+            &[1],
         );
         Ok(Block {
             file,
@@ -195,6 +238,48 @@ impl Block {
                 self.stats.flushes += 1;
                 Ok(0)
             }
+            sys::LKL_VIRTIO_BLK_T_DISCARD | sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES => {
+                if self.read_only {
+                    return Err(sys::LKL_VIRTIO_BLK_S_UNSUPP);
+                }
+                // Whole 16-byte ranges (RANGE is a power of two).
+                if out_len == 0 || out_len & (RANGE as u64 - 1) != 0 || out_len > 1 << 20 {
+                    return Err(IOERR);
+                }
+                let mut ranges = vec![0u8; out_len as usize];
+                Cursor::new(readable)
+                    .read(mem, HEADER as u64, &mut ranges)
+                    .map_err(|_| IOERR)?;
+                let zeroes = ty == sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES;
+                for r in ranges.chunks_exact(RANGE) {
+                    let sector = u64::from_le_bytes(r[0..8].try_into().expect("8 bytes"));
+                    let count = u32::from_le_bytes(r[8..12].try_into().expect("4 bytes"));
+                    let flags = u32::from_le_bytes(r[12..16].try_into().expect("4 bytes"));
+                    let unmap = flags & sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
+                    if flags & !sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0
+                        || (unmap && !zeroes)
+                    {
+                        return Err(sys::LKL_VIRTIO_BLK_S_UNSUPP);
+                    }
+                    if count > MAX_RANGE_SECTORS {
+                        return Err(IOERR);
+                    }
+                    self.check_range(sector, u64::from(count) * SECTOR_SIZE)?;
+                    let (at, len) = (sector * SECTOR_SIZE, u64::from(count) * SECTOR_SIZE);
+                    let r = if zeroes {
+                        zero_range(&self.file, at, len, unmap)
+                    } else {
+                        discard(&self.file, at, len)
+                    };
+                    r.map_err(|_| IOERR)?;
+                }
+                if zeroes {
+                    self.stats.write_zeroes += 1;
+                } else {
+                    self.stats.discards += 1;
+                }
+                Ok(0)
+            }
             sys::LKL_VIRTIO_BLK_T_GET_ID => {
                 let n = data_in.min(ID_BYTES as u64);
                 Cursor::new(writable)
@@ -226,7 +311,13 @@ impl VirtioDevice for Block {
     }
 
     fn features(&self) -> u64 {
-        let mut f = 1u64 << sys::LKL_VIRTIO_F_VERSION_1
+        let writable = if self.read_only {
+            0
+        } else {
+            1u64 << sys::LKL_VIRTIO_BLK_F_DISCARD | 1 << sys::LKL_VIRTIO_BLK_F_WRITE_ZEROES
+        };
+        let mut f = writable
+            | 1u64 << sys::LKL_VIRTIO_F_VERSION_1
             | 1 << sys::LKL_VIRTIO_BLK_F_FLUSH
             | 1 << sys::LKL_VIRTIO_BLK_F_SEG_MAX
             | 1 << sys::LKL_VIRTIO_BLK_F_SIZE_MAX
@@ -346,6 +437,67 @@ impl<'a> Cursor<'a> {
             })
             .collect()
     }
+}
+
+/// `fallocate(fd, mode, offset, len)`.
+fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    loop {
+        // SAFETY: fallocate on a descriptor we own; numbers only.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, len as i64) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether an error means "this file (system) cannot do that".
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::ENODEV)
+    )
+}
+
+/// Discards `[offset, offset + len)`: punches a hole (the range then
+/// reads as zeros). Where the host cannot punch holes nothing is done: a
+/// discard only says the data is no longer needed.
+fn discard(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    match fallocate(
+        file,
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+        offset,
+        len,
+    ) {
+        Err(e) if unsupported(&e) => Ok(()),
+        r => r,
+    }
+}
+
+/// Makes `[offset, offset + len)` read as zeros: a punched hole if
+/// `unmap`, else `FALLOC_FL_ZERO_RANGE`; zeros written if the host can do
+/// neither.
+fn zero_range(file: &File, offset: u64, len: u64, unmap: bool) -> io::Result<()> {
+    let mode = if unmap {
+        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+    } else {
+        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
+    };
+    match fallocate(file, mode, offset, len) {
+        Err(e) if unsupported(&e) => {}
+        r => return r,
+    }
+    let zeros = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(zeros.len() as u64) as usize;
+        std::os::unix::fs::FileExt::write_all_at(file, &zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// `preadv`/`pwritev` of every byte of `iov` at `offset`, resuming after
@@ -608,6 +760,99 @@ mod tests {
         assert_eq!(d.used_elem(n).1, 0);
         assert_eq!(dev.stats().errors, 7);
         assert_eq!(dev.stats().reads + dev.stats().writes, 0);
+    }
+
+    /// Submits a DISCARD or WRITE_ZEROES request with `ranges`
+    /// (sector, sectors, flags); returns the status.
+    fn submit_ranges(
+        dev: &mut Block,
+        d: &mut MockDriver,
+        q: &mut Queue,
+        ty: u32,
+        ranges: &[(u64, u32, u32)],
+    ) -> u8 {
+        let hdr = d.alloc(16);
+        write_le(&*d.mem, hdr, ty).unwrap();
+        write_le(&*d.mem, hdr + 8, 0u64).unwrap();
+        let body = d.alloc(16 * ranges.len() as u32);
+        for (i, &(sector, count, flags)) in ranges.iter().enumerate() {
+            let at = body + 16 * i as u64;
+            write_le(&*d.mem, at, sector).unwrap();
+            write_le(&*d.mem, at + 8, count).unwrap();
+            write_le(&*d.mem, at + 12, flags).unwrap();
+        }
+        let status = d.alloc(1);
+        let n = d.used_idx();
+        d.add_chain(&[
+            (hdr, 16, false),
+            (body, 16 * ranges.len() as u32, false),
+            (status, 1, true),
+        ]);
+        dev.process_queue(0, q, &*d.mem).unwrap();
+        assert_eq!(d.used_idx(), n.wrapping_add(1));
+        bytes(d, status, 1)[0]
+    }
+
+    #[test]
+    fn discard_and_write_zeroes() {
+        let mut file = image(64);
+        let mut dev = Block::new(file.try_clone().unwrap(), false, "z").unwrap();
+        let f = dev.features();
+        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
+        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_WRITE_ZEROES, 0);
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        let t_discard = sys::LKL_VIRTIO_BLK_T_DISCARD;
+        let t_zeroes = sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES;
+        let unmap = sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+        assert_eq!(
+            submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(8, 8, 0)]),
+            0
+        );
+        assert_eq!(
+            submit_ranges(
+                &mut dev,
+                &mut d,
+                &mut q,
+                t_zeroes,
+                &[(20, 2, 0), (30, 3, unmap)]
+            ),
+            0
+        );
+        let mut all = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut all).unwrap();
+        let sector = |n: usize| &all[n * 512..(n + 1) * 512];
+        for n in (8..16).chain(20..22).chain(30..33) {
+            assert!(sector(n).iter().all(|&b| b == 0), "sector {n}");
+        }
+        for n in [7, 16, 19, 22, 29, 33] {
+            assert!(sector(n).iter().any(|&b| b != 0), "sector {n} kept");
+        }
+        // Past the end, a flag discard does not know, a broken payload.
+        let ioerr = sys::LKL_VIRTIO_BLK_S_IOERR as u8;
+        let unsupp = sys::LKL_VIRTIO_BLK_S_UNSUPP as u8;
+        assert_eq!(
+            submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(60, 8, 0)]),
+            ioerr
+        );
+        assert_eq!(
+            submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(0, 1, unmap)]),
+            unsupp
+        );
+        assert_eq!(
+            submit_ranges(&mut dev, &mut d, &mut q, t_zeroes, &[(0, 1, 2)]),
+            unsupp
+        );
+        let s = dev.stats();
+        assert_eq!((s.discards, s.write_zeroes, s.errors), (1, 1, 3));
+        // A read-only disk offers neither and refuses both.
+        let mut ro = Block::new(image(8), true, "ro").unwrap();
+        assert_eq!(ro.features() & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
+        assert_eq!(
+            submit_ranges(&mut ro, &mut d, &mut q, t_discard, &[(0, 1, 0)]),
+            unsupp
+        );
     }
 
     #[test]
