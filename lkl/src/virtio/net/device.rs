@@ -402,6 +402,10 @@ pub struct Shared {
     pub(super) mem: Arc<dyn GuestMemory>,
     rx: Mutex<RxQueue>,
     stopped: AtomicBool,
+    /// The receive thread waits for buffers: a notify of the receive queue
+    /// must wake it. Set (then buffers looked for once more) before it
+    /// sleeps, cleared when it wakes.
+    pub(super) waiting: AtomicBool,
     pub(super) stats: Counters,
 }
 
@@ -455,6 +459,7 @@ impl Net {
                 mem,
                 rx: Mutex::new(RxQueue::default()),
                 stopped: AtomicBool::new(false),
+                waiting: AtomicBool::new(false),
                 stats: Counters::default(),
             }),
             offloads,
@@ -693,7 +698,9 @@ impl VirtioDevice for Net {
         match index {
             _ if self.stopped() => Ok(false),
             RX_QUEUE => {
-                self.shared.wake.signal();
+                if self.shared.waiting.load(Ordering::SeqCst) {
+                    self.shared.wake.signal();
+                }
                 Ok(false)
             }
             TX_QUEUE => self.transmit(queue, mem),
@@ -1041,13 +1048,17 @@ mod tests {
     }
 
     #[test]
-    fn a_receive_notify_wakes_the_receive_thread() {
+    fn a_receive_notify_wakes_a_receive_thread_waiting_for_buffers() {
         let d = MockDriver::new(8);
         let (mut n, _) = net(&d, 0);
         let mut q = d.queue();
         let wake = n.shared().clone();
         let fd = wake.wake.fd();
         assert_eq!(poll_readable([fd], 0).unwrap(), [false]);
+        // Not while the thread has buffers.
+        assert!(!n.process_queue(RX_QUEUE, &mut q, &*d.mem).unwrap());
+        assert_eq!(poll_readable([fd], 0).unwrap(), [false]);
+        wake.waiting.store(true, Ordering::SeqCst);
         assert!(!n.process_queue(RX_QUEUE, &mut q, &*d.mem).unwrap());
         assert_eq!(poll_readable([fd], 0).unwrap(), [true]);
         wake.wake.clear();

@@ -7,9 +7,12 @@
 //! raised per batch, if the driver asks for it. A frame that finds no
 //! buffer is kept, and the thread then waits on the [`Wake`] alone (a
 //! notify of the receive queue, or DRIVER_OK), so frames wait in the host
-//! (the tap's queue) while the driver has no buffer.
+//! (the tap's queue) while the driver has no buffer. Only then does a
+//! notify signal the [`Wake`] ([`Shared::waiting`]): the driver's refills
+//! cost the kernel's thread no system call while the thread has buffers.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::backend::{poll_readable, MAX_FRAME};
@@ -59,6 +62,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
             if let Ok([true]) = poll_readable([shared.wake.fd()], RETRY_MS) {
                 shared.wake.clear();
             }
+            shared.waiting.store(false, Ordering::SeqCst);
         } else {
             match poll_readable([shared.backend.poll_fd(), shared.wake.fd()], -1) {
                 Ok([_, woken]) => {
@@ -95,9 +99,20 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
                 count(&shared.stats.rx_interrupts, 1);
                 transport.signal_used();
             }
+            if matches!(end, Drained::Batch | Drained::Empty)
+                && shared.waiting.load(Ordering::Relaxed)
+            {
+                // The frame that waited went through on the second look.
+                shared.waiting.store(false, Ordering::SeqCst);
+            }
             match end {
                 Drained::Batch => continue,
                 Drained::Empty => blocked = false,
+                Drained::Blocked if !shared.waiting.swap(true, Ordering::SeqCst) => {
+                    // From now on a notify of the receive queue wakes us;
+                    // look once more for buffers added before it could.
+                    continue;
+                }
                 Drained::Blocked => blocked = true,
                 Drained::Failed(e) => {
                     shared.rx().clear();
