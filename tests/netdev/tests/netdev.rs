@@ -9,7 +9,10 @@
 //!   `lklmvB` (`/dev/tapN`, N its ifindex, chosen unique);
 //! - veth `lklrwA` (198.18.3.1/24) / `lklrwB`, a raw (AF_PACKET) device on
 //!   `lklrwB`;
-//! - tap `lkltapj` (198.18.5.1/24), MTU 9000, a jumbo-frame device;
+//! - tap `lkltapj` (198.18.5.1/24), MTU 9000, a jumbo-frame device
+//!   (mergeable buffers);
+//! - macvtap and raw again (198.18.6.0/24, 198.18.7.0/24), with offloads
+//!   (the raw one's veth peer sends large segments);
 //!
 //! then runs itself inside it with `--devices`: one LKL kernel gets all of
 //! them (LKL at .2 in each subnet) and sends 1 MiB each way over TCP with
@@ -25,7 +28,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 const MAC0: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x01];
 const MAC_MVT: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x03];
+const MAC_MVT2: [u8; 6] = [0x02, 0x4c, 0x4b, 0x4c, 0xaa, 0x06];
 /// Checksum and TSO both ways, mergeable receive buffers.
 const FULL_OFFLOAD: u64 = 0x9983;
 /// Bytes sent each way: many frames, so receive buffers are refilled.
@@ -57,7 +61,7 @@ struct Dev {
     large: bool,
 }
 
-const DEVS: [Dev; 5] = [
+const DEVS: [Dev; 7] = [
     Dev {
         what: "tap",
         net: 0,
@@ -91,6 +95,20 @@ const DEVS: [Dev; 5] = [
         net: 5,
         mtu: 9000,
         offload: 0x8000,
+        large: true,
+    },
+    Dev {
+        what: "macvtap with offloads",
+        net: 6,
+        mtu: 1500,
+        offload: FULL_OFFLOAD,
+        large: true,
+    },
+    Dev {
+        what: "raw with offloads",
+        net: 7,
+        mtu: 1500,
+        offload: FULL_OFFLOAD,
         large: true,
     },
 ];
@@ -193,27 +211,37 @@ fn devices_case() -> Outcome {
     // The host's TCP sends large segments over a veth unless told not to;
     // the raw device (no receive offloads here) would have to drop them.
     ns.ip(&["link", "set", "lklrwA", "gso_max_segs", "1"])?;
-    // /dev/tapN is named by ifindex across namespaces: pick a rare one.
-    let index = (20_000 + std::process::id() % 40_000).to_string();
-    let mac = MAC_MVT.map(|b| format!("{b:02x}")).join(":");
+    ns.add_veth("lklmoA", &[&addr(6)], "lklmoB", &[])?;
+    ns.add_veth("lklroA", &[&addr(7)], "lklroB", &[])?;
+    // /dev/tapN is named by ifindex across namespaces: pick rare ones.
+    let base = 20_000 + std::process::id() % 40_000;
+    let dev = add_macvtap(&ns, "lklmvB", "lklmvt0", base, MAC_MVT)?;
+    let dev2 = add_macvtap(&ns, "lklmoB", "lklmvt1", base + 1, MAC_MVT2)?;
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = ns.command(&exe);
+    cmd.args(["--devices", &dev, &dev2]);
+    let child = run_child(cmd, &format!("the child in namespace {}", ns.name()))?;
+    wait(child, "the --devices child")
+}
+
+/// Adds macvtap `name` with `mac` on `link` at ifindex `index`; returns its
+/// `/dev/tapN` once it appears.
+fn add_macvtap(ns: &Netns, link: &str, name: &str, index: u32, mac: [u8; 6]) -> Outcome<String> {
+    let (index, mac) = (index.to_string(), mac.map(|b| format!("{b:02x}")).join(":"));
     ns.ip(&[
-        "link", "add", "link", "lklmvB", "name", "lklmvt0", "index", &index, "address", &mac,
-        "type", "macvtap", "mode", "bridge",
+        "link", "add", "link", link, "name", name, "index", &index, "address", &mac, "type",
+        "macvtap", "mode", "bridge",
     ])?;
-    ns.address("lklmvt0", &[])?;
+    ns.address(name, &[])?;
     let dev = format!("/dev/tap{index}");
     let start = Instant::now();
     while !Path::new(&dev).exists() {
         if start.elapsed() > Duration::from_secs(5) {
-            return Err(format!("{dev} did not appear for macvtap lklmvt0"));
+            return Err(format!("{dev} did not appear for macvtap {name}"));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let mut cmd = ns.command(&exe);
-    cmd.args(["--devices", &dev]);
-    let child = run_child(cmd, &format!("the child in namespace {}", ns.name()))?;
-    wait(child, "the --devices child")
+    Ok(dev)
 }
 
 /// Runs `f` as a child with a deadline; prints `FAIL: ...` on error.
@@ -257,7 +285,9 @@ fn host_server(
 }
 
 fn run_devices(args: &[String]) -> Outcome {
-    let macvtap = PathBuf::from(args.first().ok_or("--devices needs the macvtap path")?);
+    let [macvtap, macvtap2] = args else {
+        return Err("--devices needs the two macvtap paths".into());
+    };
     let backends = [
         lkl::NetBackend::Tap {
             ifname: "lkltap0".into(),
@@ -265,12 +295,20 @@ fn run_devices(args: &[String]) -> Outcome {
         lkl::NetBackend::Tap {
             ifname: "lkltapo".into(),
         },
-        lkl::NetBackend::Macvtap { path: macvtap },
+        lkl::NetBackend::Macvtap {
+            path: macvtap.into(),
+        },
         lkl::NetBackend::Raw {
             ifname: "lklrwB".into(),
         },
         lkl::NetBackend::Tap {
             ifname: "lkltapj".into(),
+        },
+        lkl::NetBackend::Macvtap {
+            path: macvtap2.into(),
+        },
+        lkl::NetBackend::Raw {
+            ifname: "lklroB".into(),
         },
     ];
     let mut ids = Vec::new();
@@ -278,6 +316,7 @@ fn run_devices(args: &[String]) -> Outcome {
         let mac = match dev.net {
             0 => Some(MAC0),
             2 => Some(MAC_MVT),
+            6 => Some(MAC_MVT2),
             _ => None,
         };
         let opts = lkl::NetOptions {
