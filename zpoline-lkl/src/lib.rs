@@ -244,6 +244,7 @@ const DUP3: u64 = 292;
 const STATX: u64 = 332;
 const CLOSE_RANGE: u64 = 436;
 const EXIT_GROUP: u64 = 231;
+const EXIT: u64 = 60;
 const OPENAT2: u64 = 437;
 const FACCESSAT2: u64 = 439;
 
@@ -628,6 +629,10 @@ impl Lkl {
                 (fds::adopt(l, 0, lkl_close), Target::Lkl)
             }
             RT_SIGACTION => (signals::sigaction(a), Target::Host),
+            EXIT => {
+                world::release_current();
+                host(nr, a)
+            }
             EXIT_GROUP => {
                 if !forked && STATE.load(Ordering::Acquire) == 1 {
                     drain_at_exit();

@@ -12,8 +12,8 @@
 //! Shadows are found by the program thread's own `%fs` base in an open-addressing
 //! table read without locks. A miss creates a shadow under a spin lock, working on the
 //! thread block of the *bootstrap* shadow made at start. A program thread that ends
-//! leaves its shadow to the next thread given the same thread block (glibc reuses
-//! them), so the number of shadows is the peak number of threads that used LKL, and
+//! (`exit`) gives its shadow back ([`release_current`]) for the next thread that needs
+//! one, so the number of shadows is the peak number of threads that used LKL at once;
 //! LKL's kernel task of that shadow is reused with it.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -47,9 +47,11 @@ static TABLE: [Shadow; SLOTS] = [const {
         pending: AtomicU64::new(0),
     }
 }; SLOTS];
-/// Indices of the used slots, in creation order (for the signal wrapper's reverse search).
-static USED: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-static NUSED: AtomicUsize = AtomicUsize::new(0);
+/// Thread blocks of shadows whose program thread ended, ready for the next one.
+static FREE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+static NFREE: AtomicUsize = AtomicUsize::new(0);
+/// A slot whose program thread ended (skipped by lookups, reused by insertions).
+const TOMB: u64 = u64::MAX;
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// The bootstrap shadow's `%fs` base.
 static BOOT_FS: AtomicU64 = AtomicU64::new(0);
@@ -174,20 +176,32 @@ fn create(prog: u64) -> Option<&'static Shadow> {
         core::hint::spin_loop();
     }
     let found = find(prog).or_else(|| {
-        set_fs(BOOT_FS.load(Ordering::Acquire));
-        let fs = spawn_shadow();
-        set_fs(prog & !(1 | KEY_TAG));
+        // A shadow left by a thread that ended, else a new one.
+        let fs = match NFREE.load(Ordering::Relaxed) {
+            0 => {
+                set_fs(BOOT_FS.load(Ordering::Acquire));
+                let fs = spawn_shadow();
+                set_fs(prog & !(1 | KEY_TAG));
+                fs
+            }
+            n => {
+                NFREE.store(n - 1, Ordering::Relaxed);
+                FREE[n - 1].load(Ordering::Relaxed)
+            }
+        };
         if fs == 0 {
             return None;
         }
         let mut i = slot_of(prog);
         for _ in 0..SLOTS {
             let s = &TABLE[i];
-            if s.prog.load(Ordering::Relaxed) == 0 {
+            let p = s.prog.load(Ordering::Relaxed);
+            if p == 0 || p == TOMB {
+                s.busy.store(0, Ordering::Relaxed);
+                s.sig.store(0, Ordering::Relaxed);
+                s.pending.store(0, Ordering::Relaxed);
                 s.fs.store(fs, Ordering::Relaxed);
                 s.prog.store(prog, Ordering::Release);
-                let n = NUSED.fetch_add(1, Ordering::AcqRel);
-                USED[n.min(SLOTS - 1)].store(i, Ordering::Release);
                 return Some(s);
             }
             i = (i + 1) % SLOTS;
@@ -267,14 +281,45 @@ pub(crate) fn enter() -> Result<Borrowed, EnterError> {
     Ok(Borrowed { prog, shadow })
 }
 
-/// The lent shadow whose thread block `%fs` is, if any.
+/// The lent shadow whose thread block `%fs` is, if any (a scan of the table: signal
+/// paths only).
 fn current_lent() -> Option<&'static Shadow> {
     let fs = fs_base();
-    let n = NUSED.load(Ordering::Acquire).min(SLOTS);
-    USED[..n].iter().find_map(|i| {
-        let s = &TABLE[i.load(Ordering::Acquire)];
-        (s.busy.load(Ordering::Acquire) != 0 && s.fs.load(Ordering::Relaxed) == fs).then_some(s)
+    TABLE.iter().find(|s| {
+        s.busy.load(Ordering::Acquire) != 0
+            && s.fs.load(Ordering::Relaxed) == fs
+            && s.prog.load(Ordering::Relaxed) != TOMB
     })
+}
+
+/// The calling program thread ends (`exit`): its shadows (and their LKL tasks) go to
+/// the next thread that needs one.
+pub(crate) fn release_current() {
+    let prog = fs_base() | KEY_TAG;
+    if find(prog).is_none() {
+        return;
+    }
+    let old = block_all();
+    while LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    for key in [prog, prog | 1] {
+        if let Some(s) = find(key) {
+            if s.busy.load(Ordering::Acquire) == 0 {
+                let n = NFREE.load(Ordering::Relaxed);
+                if n < SLOTS {
+                    FREE[n].store(s.fs.load(Ordering::Relaxed), Ordering::Relaxed);
+                    NFREE.store(n + 1, Ordering::Relaxed);
+                    s.prog.store(TOMB, Ordering::Release);
+                }
+            }
+        }
+    }
+    LOCK.store(false, Ordering::Release);
+    set_mask(old);
 }
 
 /// For the signal wrapper: if `%fs` is a lent shadow's, the program thread block it

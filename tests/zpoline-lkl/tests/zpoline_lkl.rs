@@ -454,6 +454,36 @@ except TimeoutError as e: print("connect interrupted by", e, "after", round(time
         ),
     );
     r.case(
+        "300 short-lived threads using LKL, 3 at a time: shadows are reused",
+        (|| {
+            let o = py(
+                &ns,
+                &conf,
+                r#"
+import socket, threading, glob
+def work():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.close()
+for i in range(100):
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    [t.start() for t in ts]; [t.join() for t in ts]
+names = [open(p).read().strip() for p in glob.glob("/proc/self/task/*/comm")]
+print("shadows", names.count("lkl-shadow"))
+"#,
+            )?;
+            let out = String::from_utf8_lossy(&o.stdout);
+            let n: usize = out
+                .trim()
+                .strip_prefix("shadows ")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("unexpected output; {}", text(&o)))?;
+            // The bootstrap shadow, the main thread's, and at most 3 workers at once.
+            if n > 5 {
+                return Err(format!("{n} shadow threads for 3 at a time"));
+            }
+            Ok(())
+        })(),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
