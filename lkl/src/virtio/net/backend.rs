@@ -30,10 +30,20 @@ pub trait Backend: Send + Sync {
     /// # Errors
     /// [`io::ErrorKind::WouldBlock`] when nothing is waiting.
     fn recv(&self, hdr: &mut [u8; HDR_LEN], frame: &mut [u8]) -> io::Result<usize>;
+    /// How many bytes of the 12-byte header the host side writes before a
+    /// received frame: 12 or 0 as [`Backend::vnet_hdr`] says, 10 for a
+    /// packet socket (no `num_buffers`).
+    fn host_hdr_len(&self) -> usize {
+        if self.vnet_hdr() {
+            HDR_LEN
+        } else {
+            0
+        }
+    }
     /// Reads one frame straight into `iovs` (the driver's buffers), after
-    /// the 12-byte header when [`Backend::vnet_hdr`], without blocking;
+    /// [`Backend::host_hdr_len`] bytes of header, without blocking;
     /// returns the bytes read, header included. `None` when the backend
-    /// cannot (its host side's header differs): [`Backend::recv`] then.
+    /// cannot: [`Backend::recv`] then.
     fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
         let _ = iovs;
         None

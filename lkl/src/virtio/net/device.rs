@@ -224,25 +224,27 @@ impl RxQueue {
         let chains = if mrg { self.held.len() } else { 1 };
         let room: u64 = self.held.iter().take(chains).map(writable_len).sum();
         // The header is the backend's to write when it has one, else ours.
-        let vnet = backend.vnet_hdr();
-        let mut skip = if vnet { 0 } else { HDR_LEN as u64 };
+        // The backend writes its header (`h` bytes of ours) and the frame;
+        // the rest of our header, bytes h..12, is left out for us.
+        let h = backend.host_hdr_len() as u64;
         iovs.clear();
+        let mut pos = 0u64;
         for d in self.held.iter().take(chains).flat_map(|c| c.writable()) {
-            let len = u64::from(d.len);
-            let h = skip.min(len);
-            skip -= h;
-            if len > h {
-                let p = mem
-                    .translate(d.addr + h, len - h)
-                    .ok_or(QueueError::Memory {
-                        addr: d.addr + h,
-                        len: len - h,
+            let end = pos + u64::from(d.len);
+            for (from, to) in [(pos, end.min(h)), (pos.max(HDR_LEN as u64), end)] {
+                if from < to {
+                    let addr = d.addr + (from - pos);
+                    let p = mem.translate(addr, to - from).ok_or(QueueError::Memory {
+                        addr,
+                        len: to - from,
                     })?;
-                iovs.push(libc::iovec {
-                    iov_base: p.cast(),
-                    iov_len: (len - h) as usize,
-                });
+                    iovs.push(libc::iovec {
+                        iov_base: p.cast(),
+                        iov_len: (to - from) as usize,
+                    });
+                }
             }
+            pos = end;
         }
         // One byte past the buffers tells a frame that did not fit.
         let mut spill = [0u8; 1];
@@ -261,16 +263,19 @@ impl RxQueue {
             Some(Err(e)) => return Ok(Direct::Failed(e)),
         };
         iovs.clear();
-        let total = if vnet { n } else { n + HDR_LEN };
-        if total as u64 > room || total < HDR_LEN {
+        if (n as u64) < h {
+            return self.drop_first(mem, room, n, stats);
+        }
+        let total = n + HDR_LEN - h as usize;
+        if total as u64 > room {
             return self.drop_first(mem, room, total, stats);
         }
         let frame_len = total - HDR_LEN;
         let (used, lens) = split(&self.held, total);
         let mut hdr = [0u8; HDR_LEN];
         let first: Vec<Descriptor> = self.held[0].writable().copied().collect();
-        if vnet {
-            gather_bytes(mem, &first, 0, &mut hdr)?;
+        if h > 0 {
+            gather_bytes(mem, &first, 0, &mut hdr[..h as usize])?;
         }
         if !self.fit_in_place(mem, used, &mut hdr, frame_len)? {
             count(&stats.rx_dropped, 1);
@@ -850,10 +855,10 @@ mod tests {
         assert_eq!(all[HDR_LEN..HDR_LEN + 250], frame[..]);
     }
 
-    /// Gives frames (after a header when `vnet_hdr`) to direct reads.
+    /// Gives frames (after `host_hdr` bytes of header) to direct reads.
     struct Source {
         frames: Mutex<VecDeque<Vec<u8>>>,
-        vnet_hdr: bool,
+        host_hdr: usize,
     }
 
     impl Backend for Source {
@@ -881,7 +886,10 @@ mod tests {
             -1
         }
         fn vnet_hdr(&self) -> bool {
-            self.vnet_hdr
+            self.host_hdr > 0
+        }
+        fn host_hdr_len(&self) -> usize {
+            self.host_hdr
         }
         fn offloads(&self) -> u64 {
             offload::ALL
@@ -909,7 +917,7 @@ mod tests {
         hdr.extend_from_slice(&frame);
         let src = Source {
             frames: Mutex::new(VecDeque::from([hdr, vec![0u8; 401]])),
-            vnet_hdr: true,
+            host_hdr: HDR_LEN,
         };
         let bufs: Vec<u64> = (0..3).map(|_| d.alloc(100)).collect();
         let heads: Vec<u16> = bufs
@@ -952,7 +960,7 @@ mod tests {
         let (n, _) = live(&d, 0, BASE_FEATURES);
         let src = Source {
             frames: Mutex::new(VecDeque::from([vec![7u8; 60]])),
-            vnet_hdr: false,
+            host_hdr: 0,
         };
         let a = d.alloc(128);
         let head = d.add_chain(&[(a, 128, true)]);
@@ -962,6 +970,30 @@ mod tests {
         read_bytes(&*d.mem, a, &mut got).unwrap();
         assert_eq!(got[..HDR_LEN], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
         assert_eq!(got[HDR_LEN..], [7u8; 60]);
+    }
+
+    #[test]
+    fn direct_reads_leave_room_for_num_buffers_after_a_10_byte_header() {
+        let mut d = MockDriver::new(8);
+        let (n, _) = live(&d, 0, BASE_FEATURES);
+        let mut pkt = vec![0u8; 10];
+        pkt.extend_from_slice(&[9u8; 40]);
+        let src = Source {
+            frames: Mutex::new(VecDeque::from([pkt])),
+            host_hdr: 10,
+        };
+        // The header's end and the frame's start split across buffers.
+        let (a, b) = (d.alloc(11), d.alloc(64));
+        d.add_chain(&[(a, 11, true), (b, 64, true)]);
+        assert!(matches!(direct(&n, &src), Direct::Delivered));
+        assert_eq!(d.used_elem(0).1, 52);
+        let mut got = [0u8; 11];
+        read_bytes(&*d.mem, a, &mut got).unwrap();
+        assert_eq!(got, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let mut rest = [0u8; 41];
+        read_bytes(&*d.mem, b, &mut rest).unwrap();
+        assert_eq!(rest[0], 0, "num_buffers' high byte");
+        assert_eq!(rest[1..], [9u8; 40]);
     }
 
     #[test]

@@ -108,6 +108,22 @@ impl Raw {
     pub fn ifname(&self) -> &str {
         &self.ifname
     }
+
+    /// One `recvmsg` into `iovs`; returns the packet's whole length
+    /// (`MSG_TRUNC`), which may exceed what fitted.
+    fn recv_msg(&self, iovs: &mut [libc::iovec]) -> io::Result<usize> {
+        // SAFETY: an all-zero msghdr is valid; the iovecs are set next.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iovs.as_mut_ptr();
+        msg.msg_iovlen = iovs.len();
+        // SAFETY: the iovecs name live, writable buffers the caller keeps
+        // across the call.
+        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
 }
 
 fn setsockopt<T>(fd: &OwnedFd, opt: libc::c_int, value: &T) -> io::Result<()> {
@@ -136,16 +152,8 @@ impl Backend for Raw {
 
     fn recv(&self, hdr: &mut [u8; HDR_LEN], frame: &mut [u8]) -> io::Result<usize> {
         let mut iovs = [iov_mut(&mut hdr[..PACKET_HDR_LEN]), iov_mut(frame)];
-        // SAFETY: an all-zero msghdr is valid; the iovecs are set next.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iovs.as_mut_ptr();
-        msg.msg_iovlen = iovs.len();
-        // SAFETY: the iovecs name live buffers we own across the call.
-        let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let len = (n as usize)
+        let n = self.recv_msg(&mut iovs)?;
+        let len = n
             .checked_sub(PACKET_HDR_LEN)
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         if len > frame.len() {
@@ -153,6 +161,14 @@ impl Backend for Raw {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         Ok(len)
+    }
+
+    fn host_hdr_len(&self) -> usize {
+        PACKET_HDR_LEN
+    }
+
+    fn recv_iov(&self, iovs: &mut [libc::iovec]) -> Option<io::Result<usize>> {
+        Some(self.recv_msg(iovs))
     }
 
     fn poll_fd(&self) -> RawFd {
