@@ -636,3 +636,97 @@ pub fn have(prog: &str) -> bool {
         .any(|d| Path::new(d).join(prog).exists());
     found
 }
+
+/// What a `mkfs.xfs -p` protofile can express: names without spaces or
+/// colons, types but not sockets, modes without the sticky bit, owners,
+/// contents. Copies that part of `src` into `dst` (regular files as host
+/// hard links, so no data is copied) and returns the protofile for `dst`.
+pub fn xfs_proto_tree(src: &Path, dst: &Path) -> Result<String, String> {
+    let mut proto = String::from("lkl-fstools\n0 0\n");
+    let m = std::fs::metadata(src).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dst).map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        proto,
+        "{} {} {}",
+        proto_mode('d', m.mode()),
+        m.uid(),
+        m.gid()
+    );
+    proto_dir(src, dst, &mut proto, 1)?;
+    proto.push_str("$\n");
+    Ok(proto)
+}
+
+fn proto_mode(kind: char, mode: u32) -> String {
+    format!(
+        "{kind}{}{}{:03o}",
+        if mode & 0o4000 != 0 { 'u' } else { '-' },
+        if mode & 0o2000 != 0 { 'g' } else { '-' },
+        mode & 0o777
+    )
+}
+
+fn proto_dir(src: &Path, dst: &Path, proto: &mut String, depth: usize) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut names: Vec<_> = std::fs::read_dir(src)
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.file_name()).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    let pad = " ".repeat(depth);
+    for name in names {
+        let n = name.to_string_lossy().into_owned();
+        if n.contains([' ', ':', '$']) {
+            continue;
+        }
+        let (s_path, d_path) = (src.join(&name), dst.join(&name));
+        let m = std::fs::symlink_metadata(&s_path).map_err(|e| e.to_string())?;
+        let ft = m.file_type();
+        let (uid, gid, mode) = (m.uid(), m.gid(), m.mode());
+        if ft.is_socket() || (ft.is_dir() && mode & 0o1000 != 0) {
+            continue;
+        }
+        if ft.is_dir() {
+            std::fs::create_dir(&d_path).map_err(|e| e.to_string())?;
+            let _ = writeln!(proto, "{pad}{n} {} {uid} {gid}", proto_mode('d', mode));
+            proto_dir(&s_path, &d_path, proto, depth + 1)?;
+            let _ = writeln!(proto, "{pad}$");
+            chmod(&d_path, mode & 0o7777)?;
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&s_path).map_err(|e| e.to_string())?;
+            std::os::unix::fs::symlink(&t, &d_path).map_err(|e| e.to_string())?;
+            let _ = writeln!(
+                proto,
+                "{pad}{n} {} {uid} {gid} {}",
+                proto_mode('l', mode),
+                t.display()
+            );
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+            let (k, bits) = if ft.is_fifo() {
+                ('p', libc::S_IFIFO)
+            } else if ft.is_char_device() {
+                ('c', libc::S_IFCHR)
+            } else {
+                ('b', libc::S_IFBLK)
+            };
+            mknod(&d_path, bits | (mode & 0o7777), m.rdev())?;
+            let dev = if k == 'p' {
+                String::new()
+            } else {
+                format!(" {} {}", libc::major(m.rdev()), libc::minor(m.rdev()))
+            };
+            let _ = writeln!(proto, "{pad}{n} {} {uid} {gid}{dev}", proto_mode(k, mode));
+        } else {
+            std::fs::hard_link(&s_path, &d_path).map_err(|e| e.to_string())?;
+            let _ = writeln!(
+                proto,
+                "{pad}{n} {} {uid} {gid} {}",
+                proto_mode('-', mode),
+                s(&s_path)
+            );
+            continue;
+        }
+        std::os::unix::fs::lchown(&d_path, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -137,6 +137,34 @@ fn fs2tar_matches(env: &Env, fs: &str) -> Outcome {
     compare(&manifest(src_of(env, fs), rules)?, &manifest(&x, rules)?)
 }
 
+/// fs2tar of an xfs image made by `mkfs.xfs -p PROTOFILE` from the part of
+/// the tree a protofile can express (no xattrs, hard links, sticky bit,
+/// sockets, names with spaces, times): GNU tar's extraction matches it.
+fn fs2tar_xfs_protofile(env: &Env) -> Outcome {
+    let d = env.dir.join("fs2tar-xfs-proto");
+    let tree = d.join("tree");
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    let proto = xfs_proto_tree(&env.full, &tree)?;
+    let pf = d.join("proto");
+    std::fs::write(&pf, proto).map_err(|e| e.to_string())?;
+    let img = d.join("fs.img");
+    sparse_file(&img, size_of("xfs"))?;
+    run("mkfs.xfs", &["-q", "-f", "-p", s(&pf), s(&img)])?;
+    let tar = d.join("out.tar");
+    ok(FS2TAR, &["-t", "xfs", s(&img), s(&tar)])?;
+    let x = d.join("x");
+    std::fs::create_dir_all(&x).map_err(|e| e.to_string())?;
+    run("tar", &["--numeric-owner", "-xpf", s(&tar), "-C", s(&x)])?;
+    let rules = Rules {
+        mtime: 0,
+        xattrs: false,
+        hardlinks: false,
+        holes: false,
+        ..Rules::ALL
+    };
+    compare(&manifest(&tree, rules)?, &manifest(&x, rules)?)
+}
+
 /// cptofs into an empty image made by mkfs; the checker finds it clean;
 /// cpfromfs brings back the same tree.
 fn cptofs_round_trip(env: &Env, fs: &str) -> Outcome {
@@ -628,6 +656,10 @@ fn main() -> ExitCode {
             Box::new(move |e| cptofs_round_trip(e, fs)),
         ));
     }
+    tests.push((
+        "fs2tar_xfs_protofile".into(),
+        Box::new(fs2tar_xfs_protofile),
+    ));
     tests.push(("gpt_partition_2".into(), Box::new(gpt_partitions)));
     tests.push(("bad_images".into(), Box::new(bad_images)));
     tests.push(("usage_errors".into(), Box::new(usage_errors)));
