@@ -27,15 +27,16 @@ Then, one after another:
 
 Each measures, against the server: ping RTT (mean of N), TCP 1-byte
 request/response (mean round trip of N, TCP_NODELAY), TCP upload and
-download (64 KiB writes for N seconds), each --repeat times. The table prints LKL, host, and
+download (64 KiB writes for N seconds); the clients take turns for
+--repeat rounds, the best of each figure kept. The table prints LKL, host, and
 the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
 <= 1.3x).
 
   --seconds N  seconds per throughput run (default 2)
   --rr N       request/response round trips (default 3000)
   --pings N    pings (default 30)
-  --repeat N   runs of each measurement, the best kept (default 3: the
-               machine may be shared)
+  --repeat N   rounds: the four clients take turns N times and the best
+               of each figure is kept (default 3: the machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
   --no-build   use the binary already built
   -h, --help   this text
