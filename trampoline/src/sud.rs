@@ -151,6 +151,23 @@ pub fn enable(allow_start: u64, allow_len: u64, mode: Mode) -> Result<(), Error>
     Ok(())
 }
 
+/// Turns Syscall User Dispatch off on the calling thread, if the process has it armed,
+/// for code of ours outside the allowed range (the LKL backend runs our libc there on a
+/// borrowed thread block); true when it did. [`resume`] turns it on again.
+pub fn suspend() -> bool {
+    if !enabled() {
+        return false;
+    }
+    // SAFETY: prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF) has no pointers.
+    unsafe { syscall6(157, [PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0]) };
+    true
+}
+
+/// Turns Syscall User Dispatch on again on the calling thread after [`suspend`].
+pub fn resume() {
+    arm_current();
+}
+
 /// prctl(PR_SET_SYSCALL_USER_DISPATCH, ON) for the calling thread.
 fn arm_current() -> i64 {
     // SAFETY: SELECTOR is a static byte that lives as long as the process.

@@ -217,12 +217,17 @@ fn create(prog: u64) -> Option<&'static Shadow> {
 pub(crate) struct Borrowed {
     prog: u64,
     shadow: &'static Shadow,
+    /// Syscall User Dispatch was on and is off for the call.
+    sud: bool,
 }
 
 impl Drop for Borrowed {
     #[inline(always)]
     fn drop(&mut self) {
         set_fs(self.prog);
+        if self.sud {
+            trampoline::sud::resume();
+        }
         self.shadow.busy.store(0, Ordering::Release);
         if self.shadow.pending.load(Ordering::Relaxed) != 0 {
             raise_pending(self.shadow);
@@ -258,6 +263,17 @@ pub(crate) enum EnterError {
 /// Swaps the calling program thread onto its shadow's thread block.
 #[inline(always)]
 pub(crate) fn enter() -> Result<Borrowed, EnterError> {
+    // Our libc's syscalls lie outside the range Syscall User Dispatch allows.
+    let sud = trampoline::sud::suspend();
+    let borrowed = enter_with(sud);
+    if sud && borrowed.is_err() {
+        trampoline::sud::resume();
+    }
+    borrowed
+}
+
+#[inline(always)]
+fn enter_with(sud: bool) -> Result<Borrowed, EnterError> {
     let prog = fs_base();
     let key = prog | KEY_TAG;
     let mut shadow = match find(key) {
@@ -278,7 +294,7 @@ pub(crate) fn enter() -> Result<Borrowed, EnterError> {
         }
     }
     set_fs(shadow.fs.load(Ordering::Relaxed));
-    Ok(Borrowed { prog, shadow })
+    Ok(Borrowed { prog, shadow, sud })
 }
 
 /// The lent shadow whose thread block `%fs` is, if any (a scan of the table: signal

@@ -255,6 +255,18 @@ fn main() -> ExitCode {
         ),
     );
     r.case(
+        "getent hosts testhost.lkl with Syscall User Dispatch armed (--sud=always)",
+        expect(
+            zp(
+                &ns,
+                &conf,
+                &["--sud=always", "getent", "hosts", "testhost.lkl"],
+            ),
+            true,
+            &["198.18.0.1"],
+        ),
+    );
+    r.case(
         "curl http://testhost.lkl:8080/",
         expect(
             zp(
