@@ -18,6 +18,8 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::backend::{iov_mut, readv, writev_all, Backend};
 use super::offload::{self, HDR_LEN};
@@ -28,7 +30,8 @@ const PACKET: usize = 4096;
 /// The pipe size asked for: 256 packets.
 const PIPE_SIZE: libc::c_int = 1 << 20;
 /// How long a send waits for room in a full pipe before the frame is
-/// dropped (the reader is another process, which may be slow to start).
+/// dropped (the reader is another process, which may be slow to start);
+/// after a wait in vain, sends do not wait until one gets through.
 const FULL_WAIT_MS: i32 = 100;
 
 /// Two FIFOs, one each way.
@@ -36,6 +39,9 @@ const FULL_WAIT_MS: i32 = 100;
 pub struct Pipe {
     rx: File,
     tx: File,
+    /// A send found the pipe full and waited in vain: the reader is gone
+    /// or stuck, so sends no longer wait until one gets through.
+    stalled: AtomicBool,
 }
 
 impl Pipe {
@@ -70,6 +76,7 @@ impl Pipe {
         Ok(Pipe {
             rx: rx_file,
             tx: tx_file,
+            stalled: AtomicBool::new(false),
         })
     }
 }
@@ -103,9 +110,9 @@ impl Backend for Pipe {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         let fd = self.tx.as_raw_fd();
-        match writev_all(fd, iovs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Full: wait for the reader once, as a NIC's ring would.
+        let r = match writev_all(fd, iovs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.stalled.load(Relaxed) => {
+                // Full: wait for the reader, as a NIC's ring would.
                 let mut p = libc::pollfd {
                     fd,
                     events: libc::POLLOUT,
@@ -116,7 +123,10 @@ impl Backend for Pipe {
                 writev_all(fd, iovs)
             }
             r => r,
-        }
+        };
+        // The kernel's thread waits at most once for a reader that is gone.
+        self.stalled.store(r.is_err(), Relaxed);
+        r
     }
 
     fn recv(&self, hdr: &mut [u8; HDR_LEN], frame: &mut [u8]) -> io::Result<usize> {
@@ -172,6 +182,15 @@ mod tests {
             let hdr = [k as u8; HDR_LEN];
             one.send(&mut [iov(&hdr), iov(f)]).unwrap();
         }
+        // Nobody reads: the pipe fills, one send waits, later ones do not.
+        let filler = vec![5u8; 1000];
+        let mut sent = 3;
+        while one.send(&mut [iov(&[0u8; HDR_LEN]), iov(&filler)]).is_ok() {
+            sent += 1;
+        }
+        let start = std::time::Instant::now();
+        assert!(one.send(&mut [iov(&[0u8; HDR_LEN]), iov(&filler)]).is_err());
+        assert!(start.elapsed() < std::time::Duration::from_millis(50));
         let too_big = vec![4u8; 4085];
         let hdr = [0u8; HDR_LEN];
         assert!(one.send(&mut [iov(&hdr), iov(&too_big)]).is_err());
@@ -182,9 +201,15 @@ mod tests {
             assert_eq!(hdr, [k as u8; HDR_LEN]);
             assert_eq!(&buf[..n], &f[..]);
         }
+        for _ in 3..sent {
+            let mut hdr = [0u8; HDR_LEN];
+            assert_eq!(two.recv(&mut hdr, &mut buf).unwrap(), 1000);
+        }
         let mut hdr = [0u8; HDR_LEN];
         let e = two.recv(&mut hdr, &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        // Room again: sends go through, and wait again when full.
+        assert!(one.send(&mut [iov(&[0u8; HDR_LEN]), iov(&filler)]).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
