@@ -7,9 +7,11 @@
 //! numbers; [`select`] takes the mapping as a function).
 //!
 //! # How a mixed wait works
-//! Each thread that waits on a mixed set gets, once, a *waiter*: a host
-//! eventfd, an LKL eventfd and a host helper thread that lives as long as
-//! the thread (no thread is made per call). A wait then:
+//! A host entry already ready ends the wait at once (a host `ppoll` with
+//! timeout 0, then one of LKL's). Otherwise each thread that waits on a
+//! mixed set gets, once, a *waiter*: a host eventfd, an LKL eventfd and a
+//! host helper thread that lives as long as the thread (no thread is made
+//! per call). A wait then:
 //! 1. hands the host entries to the helper, which `ppoll`s them plus the
 //!    host eventfd (no timeout);
 //! 2. `ppoll`s the LKL entries plus the LKL eventfd inside LKL, with the
@@ -17,14 +19,17 @@
 //! 3. if the helper's poll finds a host entry ready first, the helper
 //!    writes the LKL eventfd (an LKL `write`), which ends step 2;
 //! 4. when step 2 ends for any reason, the caller writes the host eventfd
-//!    unless the helper is already done, waits for the helper, and drains
-//!    the LKL eventfd if the helper wrote it.
+//!    if the helper is still polling (it will then not write the LKL
+//!    eventfd), drains the LKL eventfd if the helper wrote it, and takes
+//!    the host side's result as a `ppoll` snapshot with timeout 0. It does
+//!    not wait for a cancelled helper: the next wait does, which keeps the
+//!    helper's wake-up off this call's path.
 //!
-//! Both polls report every ready entry of their side when they return, so
-//! the result is the union of the two snapshots. The hand-over and the
-//! cancel happen under one mutex, so no wakeup is lost and none is left
-//! over for the next call. Sets with only host entries go straight to the
-//! host's `ppoll`, sets with only LKL entries straight to LKL's.
+//! The LKL `ppoll` reports every ready LKL entry when it returns and the
+//! snapshot every ready host entry. The hand-over and the cancel happen
+//! under one mutex, so no wakeup is lost and none is left over for the
+//! next call. Sets with only host entries go straight to the host's
+//! `ppoll`, sets with only LKL entries straight to LKL's.
 //!
 //! # Signals
 //! A host-only wait is the host's `ppoll` with the caller's mask (exact).

@@ -22,7 +22,7 @@ enum Phase {
     Running,
     /// The caller asked it to stop (wrote the host eventfd).
     Cancelled,
-    /// Finished; the results are in `State`.
+    /// Finished (`wrote_lkl` says whether it woke the caller).
     Done,
     /// The owning thread is gone: end.
     Exit,
@@ -30,10 +30,8 @@ enum Phase {
 
 struct State {
     phase: Phase,
-    /// The host entries of the current request; their `revents` on `Done`.
+    /// The host entries of the current request.
     fds: Vec<libc::pollfd>,
-    /// Ready host entries, or the host's errno.
-    result: Result<usize, Errno>,
     /// Whether the helper wrote the LKL eventfd for this request.
     wrote_lkl: bool,
 }
@@ -89,7 +87,6 @@ impl Waiter {
             state: Mutex::new(State {
                 phase: Phase::Idle,
                 fds: Vec::new(),
-                result: Ok(0),
                 wrote_lkl: false,
             }),
             cv: Condvar::new(),
@@ -112,7 +109,13 @@ impl Waiter {
         })
     }
 
-    /// One mixed wait: `lkl` entries (LKL numbers) and `hosts` entries.
+    /// One mixed wait: `lkl_fds` (LKL numbers) and `host_fds`.
+    ///
+    /// The host side's result is a `ppoll` snapshot taken on this thread
+    /// once the LKL side returns; the helper only wakes this thread. A
+    /// helper still polling then is cancelled but not waited for: the next
+    /// call waits for it (by then it has long finished), which keeps its
+    /// wake-up off this call's path.
     fn wait(
         &self,
         lkl_fds: &mut [libc::pollfd],
@@ -122,9 +125,15 @@ impl Waiter {
         let sh = &*self.shared;
         {
             let mut st = sh.lock();
+            // The previous request, if cancelled, may still be ending.
+            while !matches!(st.phase, Phase::Idle | Phase::Done) {
+                st = sh.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.wrote_lkl {
+                drain_lkl(sh.lkl_ev);
+            }
             st.fds.clear();
             st.fds.extend_from_slice(host_fds);
-            st.result = Ok(0);
             st.wrote_lkl = false;
             st.phase = Phase::Request;
         }
@@ -137,31 +146,35 @@ impl Waiter {
             revents: 0,
         });
         let lkl_result = lkl_ppoll(&mut set, timeout);
-        let mut st = sh.lock();
-        if matches!(st.phase, Phase::Request | Phase::Running) {
-            host::eventfd_signal(sh.host_ev);
-            st.phase = Phase::Cancelled;
+        {
+            let mut st = sh.lock();
+            match st.phase {
+                Phase::Request | Phase::Running => {
+                    // The helper will not write the LKL eventfd now.
+                    host::eventfd_signal(sh.host_ev);
+                    st.phase = Phase::Cancelled;
+                }
+                Phase::Done if st.wrote_lkl => {
+                    drain_lkl(sh.lkl_ev);
+                    st.wrote_lkl = false;
+                }
+                _ => {}
+            }
         }
-        while st.phase != Phase::Done {
-            st = sh.cv.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        if st.wrote_lkl {
-            let mut v = [0u8; 8];
-            let _ = lkl::read(sh.lkl_ev, &mut v);
-        }
-        st.phase = Phase::Idle;
-        let host_result = st.result;
-        for (f, r) in host_fds.iter_mut().zip(&st.fds) {
-            f.revents = r.revents;
-        }
-        drop(st);
         for (f, r) in lkl_fds.iter_mut().zip(&set) {
             f.revents = r.revents;
         }
         lkl_result?;
+        let host_ready = host::ppoll(host_fds, Some(Duration::ZERO), None)?;
         let lkl_ready = lkl_fds.iter().filter(|f| f.revents != 0).count();
-        Ok(lkl_ready + host_result?)
+        Ok(lkl_ready + host_ready)
     }
+}
+
+/// Resets the LKL eventfd (non-blocking read).
+fn drain_lkl(fd: i32) {
+    let mut v = [0u8; 8];
+    let _ = lkl::read(fd, &mut v);
 }
 
 impl Drop for Waiter {
@@ -219,12 +232,9 @@ fn helper(sh: &Shared, affinity: Option<CpuSet>) {
         // The caller's cancel, if any, was written before it set Cancelled
         // under this lock: reset the eventfd for the next request.
         host::eventfd_drain(sh.host_ev);
-        let n = fds.len() - 1;
-        st.result = r.map(|_| fds[..n].iter().filter(|f| f.revents != 0).count());
-        for (dst, src) in st.fds.iter_mut().zip(&fds[..n]) {
-            dst.revents = src.revents;
-        }
-        let wake = !matches!(st.result, Ok(0));
+        // Something ready (or an error the caller's snapshot will see):
+        // wake the caller, unless it has already moved on.
+        let wake = !matches!(r, Ok(0));
         if st.phase == Phase::Running && wake {
             let _ = lkl::write(sh.lkl_ev, &1u64.to_ne_bytes());
             st.wrote_lkl = true;
@@ -304,7 +314,12 @@ pub fn poll(
             lkl_ppoll(&mut lkl_fds, timeout)
                 .and_then(|a| host::ppoll(&mut host_fds, timeout, None).map(|b| a + b))
         } else {
-            mixed(&mut lkl_fds, &mut host_fds, timeout)
+            // A host entry already ready needs no helper: two snapshots.
+            match host::ppoll(&mut host_fds, Some(Duration::ZERO), None) {
+                Ok(0) => mixed(&mut lkl_fds, &mut host_fds, timeout),
+                Ok(b) => lkl_ppoll(&mut lkl_fds, Some(Duration::ZERO)).map(|a| a + b),
+                Err(e) => Err(e),
+            }
         };
         if let Some(old) = old {
             host::set_sigmask(&old);
