@@ -267,6 +267,12 @@ type Case = (&'static str, fn(&Pipes));
 
 #[test]
 fn mux_against_a_real_kernel() {
+    // A hang (here or in the halt) fails the run instead of stalling it.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(180));
+        eprintln!("lkl-fdmux test: no result after 180 s, giving up");
+        std::process::exit(2);
+    });
     let kernel = lkl::boot(&lkl::BootOptions::default()).expect("boot");
     let (hr, hw) = host_pipe();
     let (lr, lw) = lkl_pipe();
