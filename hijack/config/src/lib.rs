@@ -24,8 +24,10 @@
 //! is accepted (upstream's README has one). Each value is validated into a
 //! typed one; a bad value is an [`Error`] naming the key, the value and the
 //! fix, e.g. `interfaces[0].masklen: "33" is not a prefix length (0-32)`.
-//! Unknown keys are an error listing the valid keys (as upstream), or a
-//! warning with [`UnknownKeys::Warn`].
+//! An unknown key is a warning naming it and the valid keys ([`load`],
+//! as upstream's README promises, in [`Loaded::warnings`] for the caller
+//! to print), or an error with [`UnknownKeys::Error`] ([`Config::from_json`]
+//! and [`load_with`] on request).
 //!
 //! Stricter than upstream, which skips what it cannot use without a word:
 //! `ip` without `masklen` (and the reverse), `ifgateway` without `ip`, the
@@ -280,7 +282,8 @@ pub struct Sources<'a> {
 }
 
 /// Loads the configuration of this process: its environment and its
-/// current directory, unknown keys being errors (see the crate doc).
+/// current directory. Unknown keys are warnings in [`Loaded::warnings`]:
+/// print them (see the crate doc).
 ///
 /// # Errors
 /// See [`load_with`].
@@ -289,7 +292,7 @@ pub fn load() -> Result<Loaded, Error> {
     load_with(&Sources {
         var: &var,
         dir: Path::new("."),
-        unknown: UnknownKeys::Error,
+        unknown: UnknownKeys::Warn,
     })
 }
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use lkl_hijack_config::{Config, Debug, SingleCpu, Sources, UnknownKeys};
+use lkl_hijack_config::{Config, Debug, SingleCpu};
 
 use crate::fds::{host, ACTIVE, FORKED, LKL_FD_OFFSET};
 
@@ -48,13 +48,7 @@ extern "C" fn init() {
 /// README promises), boots LKL with [`lkl_net::start`], and sleeps
 /// `delay_main`.
 fn start() -> Result<(), String> {
-    let var = |name: &str| std::env::var(name).ok();
-    let loaded = lkl_hijack_config::load_with(&Sources {
-        var: &var,
-        dir: std::path::Path::new("."),
-        unknown: UnknownKeys::Warn,
-    })
-    .map_err(|e| e.to_string())?;
+    let loaded = lkl_hijack_config::load().map_err(|e| e.to_string())?;
     for w in &loaded.warnings {
         eprintln!("lkl-hijack: warning: {w}");
     }
