@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         ("ip neigh: permanent entries", ip_neigh),
         ("tc qdisc show: fq", tc_qdisc),
         ("sysctl read back (dump)", sysctl_dump),
+        ("boot_cmdline, mount, nameserver, delay_main", boot_keys),
         ("ping -c 3 the host side", ping4),
         ("ping -6 -c 3 the host side", ping6),
         ("the host side pings LKL", host_pings_lkl),
@@ -387,6 +388,39 @@ fn sysctl_dump(env: &Env) -> Outcome {
         &["/proc/sys/net/ipv4/tcp_wmem:", "4096\t87380\t2147483647"],
         "dump",
     )
+}
+
+/// `boot_cmdline` reaches the kernel, `mount` mounts `/proc` and `/sysfs`,
+/// `nameserver` lands in LKL's `/etc/resolv.conf` (all read back with
+/// `dump`), and `delay_main` holds `main` back.
+fn boot_keys(env: &Env) -> Outcome {
+    env.write(
+        "boot.json",
+        &config(
+            &[BASIC],
+            r#""boot_cmdline": "mem=48M lkltest=1", "mount": "proc,sysfs",
+  "nameserver": "198.18.0.53", "delay_main": "700000",
+  "dump": "/proc/cmdline,/sysfs/class/net/eth0/address,/etc/resolv.conf","#,
+        ),
+    )?;
+    let start = Instant::now();
+    let out = env.run("boot.json", &["true"])?.ok()?;
+    let spent = start.elapsed();
+    has_line(
+        &out,
+        &["/proc/cmdline:", "mem=48M lkltest=1"],
+        "boot_cmdline",
+    )?;
+    has_line(
+        &out,
+        &["/sysfs/class/net/eth0/address:", MAC0],
+        "mount sysfs",
+    )?;
+    has_line(&out, &["nameserver 198.18.0.53"], "nameserver")?;
+    if spent < Duration::from_millis(700) {
+        return Err(format!("delay_main 700000 us, but the run took {spent:?}"));
+    }
+    Ok(())
 }
 
 fn ping4(env: &Env) -> Outcome {
