@@ -49,7 +49,7 @@ const DEFAULT_THREADS: usize = 4;
     opts=OPTIONS       the file system's own mount options (e.g. opts=data\\=journal)
     log=FILE           where messages go once in the background (default: discarded)
     threads=N          serving threads (default 4; -s is threads=1)
-    nowriteback        no host write-back cache (every write goes straight to LKL)
+    writeback          let the host kernel cache writes (FUSE write-back cache); off by default
 
 FUSE options (-o): allow_other, allow_root, default_permissions, auto_unmount,
     fsname=NAME, subtype=NAME, dev, nodev, suid, nosuid, exec, noexec, atime,
@@ -278,9 +278,42 @@ fn run(plan: Plan, ready: &mut Ready) -> Result<()> {
     mopts.printk = plan.debug;
     let mounted = lkl_fs::Mounted::open(&mopts).map_err(explain)?;
     let result = serve(&plan, &mounted, set, ready);
-    let closed = mounted.close().context("unmounting inside LKL");
-    result.and(closed)
+    // Unmount inside LKL first: once umount_disk returns, every block is
+    // in the image. Then halt, under a watchdog: the port's halt hangs now
+    // and then (a spin in syscalls_abort_blocked, see docs/lklfuse.md);
+    // with the image already complete, exiting is then safe.
+    let flushed = (|| {
+        if !plan.read_only {
+            lkl_fs::ops::sync_fs(mounted.path())?;
+        }
+        lkl::umount_disk(mounted.path()).map_err(lkl_fs::FsError::from)
+    })()
+    .context("unmounting inside LKL");
+    let code = i32::from(result.is_err() || flushed.is_err());
+    let _ = std::thread::Builder::new()
+        .name("lklfuse-halt-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(HALT_GRACE);
+            eprintln!(
+                "lklfuse: the kernel did not halt within {HALT_GRACE:?}; the image was already \
+                 unmounted inside LKL{}: exiting",
+                if code == 0 { " and is complete" } else { "" }
+            );
+            std::process::exit(code);
+        });
+    let closed = mounted.close();
+    match (result, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        // Its own unmount fails (already done); only the halt matters.
+        (Ok(()), Ok(())) => match closed {
+            Err(lkl_fs::FsError::Kernel(e)) => Err(anyhow!("halting the kernel: {e}")),
+            _ => Ok(()),
+        },
+    }
 }
+
+/// How long the kernel may take to halt once the image is unmounted.
+const HALT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An `lkl-fs` error in lklfuse's terms (its options, not fs2tar's).
 fn explain(e: lkl_fs::FsError) -> anyhow::Error {
@@ -410,7 +443,10 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn main() -> ExitCode {
+/// The whole program: parses the command line, mounts, serves, unmounts.
+/// (A library function so that tests can build the binary under their
+/// own name, `CARGO_BIN_EXE_*`.)
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let background = !cli.foreground && !cli.debug;
     let plan = match plan(cli) {

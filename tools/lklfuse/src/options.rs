@@ -28,7 +28,9 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// `threads=N`: serving threads (`-s` is `threads=1`).
     pub threads: Option<usize>,
-    /// `writeback` / `nowriteback`: the host's write-back cache.
+    /// `writeback` / `nowriteback`: the host's write-back cache (off by
+    /// default: measured slower for large sequential writes, see
+    /// docs/lklfuse.md).
     pub writeback: bool,
     /// `allow_other`.
     pub allow_other: bool,
@@ -48,7 +50,7 @@ impl Default for Options {
             fs_opts: None,
             log: None,
             threads: None,
-            writeback: true,
+            writeback: false,
             allow_other: false,
             allow_root: false,
             mount: Vec::new(),
