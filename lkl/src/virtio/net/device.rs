@@ -411,6 +411,8 @@ pub struct Shared {
     /// must wake it. Set (then buffers looked for once more) before it
     /// sleeps, cleared when it wakes.
     pub(super) waiting: AtomicBool,
+    /// Receive threads raising the interrupt right now (0 or 1).
+    signalling: std::sync::atomic::AtomicUsize,
     pub(super) stats: Counters,
 }
 
@@ -423,6 +425,25 @@ impl Shared {
     /// Whether the device was stopped for good.
     pub fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
+    }
+
+    /// After [`Net::stop`], without the transport's lock (an interrupt
+    /// handler run by the receive thread may need it): waits until an
+    /// interrupt the receive thread was raising is done. None starts after.
+    pub fn quiesce(&self) {
+        while self.signalling.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Runs `f` (raising the interrupt) unless the device is stopped;
+    /// [`Shared::quiesce`] waits for an `f` that started before the stop.
+    pub fn unless_stopped(&self, f: impl FnOnce()) {
+        self.signalling.fetch_add(1, Ordering::SeqCst);
+        if !self.stopped.load(Ordering::SeqCst) {
+            f();
+        }
+        self.signalling.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -465,6 +486,7 @@ impl Net {
                 rx: Mutex::new(RxQueue::default()),
                 stopped: AtomicBool::new(false),
                 waiting: AtomicBool::new(false),
+                signalling: std::sync::atomic::AtomicUsize::new(0),
                 stats: Counters::default(),
             }),
             offloads,
@@ -502,7 +524,7 @@ impl Net {
     /// once this returns neither queue is touched again, and the receive
     /// thread is woken to see it and end.
     pub fn stop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.rx().clear();
         self.shared.wake.signal();
     }

@@ -362,11 +362,14 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
 
 /// Stops every network device before the kernel's memory is freed (called
 /// by [`crate::Kernel::halt`]): once this returns, no receive thread is
-/// writing into the kernel's buffers, none will again, and each thread
-/// ends.
+/// writing into the kernel's buffers or raising an interrupt, none will
+/// again, and each thread ends.
 pub(crate) fn stop_all() {
     for e in nets().iter() {
         e.transport.with_device_mut(Net::stop);
+        // Outside the transport's lock: an interrupt being raised by the
+        // receive thread may run the kernel's handler, which takes it.
+        e.transport.with_device(Net::shared).quiesce();
     }
 }
 

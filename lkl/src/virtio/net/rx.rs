@@ -97,7 +97,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
             // Raised without any lock held: the handler may run at once.
             if raise {
                 count(&shared.stats.rx_interrupts, 1);
-                transport.signal_used();
+                shared.unless_stopped(|| transport.signal_used());
             }
             if matches!(end, Drained::Batch | Drained::Empty)
                 && shared.waiting.load(Ordering::Relaxed)
@@ -116,7 +116,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
                 Drained::Blocked => blocked = true,
                 Drained::Failed(e) => {
                     shared.rx().clear();
-                    transport.queue_failed(RX_QUEUE, &e);
+                    shared.unless_stopped(|| transport.queue_failed(RX_QUEUE, &e));
                     // The driver resets the device: wait for it.
                     blocked = true;
                 }
