@@ -99,6 +99,7 @@ pub fn start(check_boot: bool) -> Result<Started, Error> {
     if !world::init() {
         return Err(Error::Shadow);
     }
+    OWNER_PID.store(std::process::id() as i32, Ordering::Relaxed);
     let has = |m: &str| config.mount.iter().any(|x| x == m);
     let backend = BACKEND.get_or_init(|| Lkl {
         resolv: config.nameserver.is_some(),
@@ -322,6 +323,18 @@ pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
         Err(world::EnterError::Nested) => -i64::from(EINTR),
         Err(world::EnterError::NoShadow) => -i64::from(EAGAIN),
     }
+}
+
+/// The pid of this process image (set at start; a `fork` child's differs, and so does
+/// a vfork child's, which shares our memory).
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+
+/// True in a vfork (or `CLONE_VM` without `CLONE_THREAD`) child: our memory, another
+/// process.
+fn vfork_child() -> bool {
+    // SAFETY: getpid has no arguments.
+    let pid = unsafe { syscall6(39, [0; 6]) } as i32;
+    pid != OWNER_PID.load(Ordering::Relaxed)
 }
 
 /// LKL's number for x86-64 syscall `nr`.
@@ -614,6 +627,10 @@ impl Lkl {
         let i = |k: usize| a[k] as i64;
         let forked = trampoline::forked_child();
         match nr {
+            // A vfork child (posix_spawn, subprocess) shares our memory, fd table and
+            // LKL, but not our host fds: its closes and dup2s are its own. They must
+            // not close LKL fds, nor change the table, that the parent still uses.
+            CLOSE | CLOSE_RANGE | DUP2 | DUP3 if !forked && vfork_child() => host(nr, a),
             SOCKET => {
                 let lkl_family = matches!(a[0], 2 | 10 | 16 | 17);
                 if !lkl_family {

@@ -498,6 +498,23 @@ print("shadows", names.count("lkl-shadow"))
         })(),
     );
     r.case(
+        "a vfork child (subprocess, close_fds) leaves the parent's LKL socket alone",
+        expect(
+            py(
+                &ns,
+                &conf,
+                r#"
+import socket, subprocess
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+subprocess.run(["/bin/true"], close_fds=True)
+s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
+"#,
+            ),
+            true,
+            &["after subprocess: b'x'"],
+        ),
+    );
+    r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
         expect(
             zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
