@@ -307,6 +307,10 @@ macro_rules! nr {
 
 /// Runs LKL system call `nr` (LKL's number) on a borrowed thread block.
 pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
+    if trampoline::forked_child() {
+        // LKL runs in the parent only (the dispatch answers a fork child before this).
+        return -i64::from(EBADF);
+    }
     match world::enter() {
         Ok(guard) => {
             if !ensure_running() {
@@ -647,7 +651,11 @@ impl Lkl {
             }
             RT_SIGACTION => (signals::sigaction(a), Target::Host),
             EXIT => {
-                world::release_current();
+                // A fork child never touches the shadows (their lock may have been
+                // held by another thread of the parent at the fork).
+                if !forked {
+                    world::release_current();
+                }
                 host(nr, a)
             }
             EXIT_GROUP => {
@@ -681,7 +689,7 @@ impl Lkl {
             EPOLL_WAIT | EPOLL_PWAIT | EPOLL_PWAIT2 if !forked && epoll::muxed(a[0]) => {
                 epoll::wait(nr, a)
             }
-            CLOSE if epoll::muxed(a[0]) => {
+            CLOSE if !forked && epoll::muxed(a[0]) => {
                 epoll::closed(a[0]);
                 host(nr, a)
             }

@@ -107,6 +107,10 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
 
 /// Runs `f` in our world (a borrowed thread block, LKL booted); its result is LKL's.
 pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
+    if trampoline::forked_child() {
+        // LKL (and our world's locks) belong to the parent.
+        return (-i64::from(libc::EBADF), Target::Interposer);
+    }
     match world::enter() {
         Ok(guard) => {
             if !crate::ensure_running() {
