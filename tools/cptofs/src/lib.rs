@@ -299,11 +299,8 @@ fn run(mode: Mode, args: &Args) -> Result<usize> {
     let settings = Settings {
         owner: args.owner,
         group: args.group,
-        selinux: args.selinux.as_ref().map(|s| {
-            let mut v = s.as_bytes().to_vec();
-            v.push(0);
-            v
-        }),
+        // As upstream: the context's bytes, without a NUL.
+        selinux: args.selinux.as_ref().map(|s| s.as_bytes().to_vec()),
         created_as: if mode == Mode::ToFs { (0, 0) } else { me },
         chmod_always: mode == Mode::FromFs,
         progress,

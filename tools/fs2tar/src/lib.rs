@@ -182,8 +182,9 @@ const READERS: usize = 3;
 const AHEAD: usize = 64 << 20;
 
 struct Walk {
-    /// (inode) -> archive path of the first link seen.
-    links: HashMap<u64, Vec<u8>>,
+    /// (device, inode) -> archive path of the first link seen (btrfs
+    /// subvolumes have devices of their own).
+    links: HashMap<(u64, u64), Vec<u8>>,
     /// Read security.selinux at all.
     selinux: bool,
     /// Store it in the archive.
@@ -251,12 +252,12 @@ impl Walk {
             st: *st,
         };
         if kind != FileKind::Dir && st.nlink > 1 {
-            if let Some(first) = self.links.get(&st.ino) {
+            if let Some(first) = self.links.get(&(st.dev, st.ino)) {
                 header.kind = pax::Kind::HardLink(first.clone());
                 self.members.push(member(header));
                 return Ok(());
             }
-            self.links.insert(st.ino, name.to_vec());
+            self.links.insert((st.dev, st.ino), name.to_vec());
         }
         header.xattrs = self.xattrs(path, name)?;
         match kind {
