@@ -20,7 +20,7 @@ use trampoline::syscall6;
 static HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 /// The `sa_flags` the program gave with each handler.
 static FLAGS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
-/// How many signals have a program handler (wrapped) installed.
+/// How many signals other than faults have a program handler (wrapped) installed.
 static WRAPPED: AtomicU64 = AtomicU64::new(0);
 
 /// True when the program has a handler for some signal: blocking LKL calls then wait
@@ -35,10 +35,7 @@ type Handler = unsafe extern "C" fn(i32, *mut libc::c_void, *mut libc::c_void);
 unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c_void) {
     // A fault (a bad pointer the program gave LKL, say) cannot wait: the instruction
     // would fault again on return. Its handler runs at once, as natively.
-    let fault = matches!(
-        sig,
-        libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP
-    );
+    let fault = is_fault(sig);
     let restart = FLAGS
         .get(sig as usize)
         .is_some_and(|f| f.load(Ordering::Relaxed) & libc::SA_RESTART as u64 != 0);
@@ -65,6 +62,16 @@ unsafe extern "C" fn wrapper(sig: i32, info: *mut libc::c_void, uc: *mut libc::c
     if lent.is_some() {
         crate::world::switch_fs(fs);
     }
+}
+
+/// A synchronous fault signal: its handler never waits for an LKL call to end, and
+/// does not count as a reason to slice waits (Rust's runtime installs SIGSEGV/SIGBUS
+/// handlers in every program).
+fn is_fault(sig: i32) -> bool {
+    matches!(
+        sig,
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP
+    )
 }
 
 /// Keeps [`WRAPPED`] right when a signal's action goes from `from` to `to`.
@@ -94,7 +101,9 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
         // SAFETY: the program passed a kernel sigaction {handler, flags, restorer, mask}.
         copy.copy_from_slice(&unsafe { core::ptr::read_unaligned(act as *const [u64; 4]) });
         let before = HANDLERS[sig].swap(copy[0], Ordering::AcqRel);
-        count_handlers(before, copy[0]);
+        if !is_fault(sig as i32) {
+            count_handlers(before, copy[0]);
+        }
         FLAGS[sig].store(copy[1], Ordering::Relaxed);
         prev = Some(before);
         if copy[0] > 1 {
@@ -107,7 +116,9 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     if r < 0 {
         if let Some(p) = prev {
             HANDLERS[sig].store(p, Ordering::Release);
-            count_handlers(copy[0], p);
+            if !is_fault(sig as i32) {
+                count_handlers(copy[0], p);
+            }
         }
         return r;
     }
