@@ -61,7 +61,8 @@ fn parallel_sums(user: User, dir: &Path) -> Result<String, String> {
 }
 
 /// Mounts, works, unmounts, checks: one file system, one user.
-fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount) -> Outcome {
+/// `threads` > 1 serves requests on that many threads (the default is 1).
+fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, threads: usize) -> Outcome {
     let tag = format!("{fs}-{}", user.map_or("root".into(), |u| u.to_string()));
     let dir = ctx.scratch.path.join(&tag);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -87,7 +88,12 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount) -> Outcome {
         ("vfat", _) => "type=vfat,opts=utf8\\,quiet".into(),
         _ => format!("type={fs}"),
     };
-    let m = Mount::start(&ctx.bin, &img, &mnt, &opts, user)?;
+    let rw_opts = match threads {
+        1 => opts.clone(),
+        n if opts.is_empty() => format!("threads={n}"),
+        n => format!("{opts},threads={n}"),
+    };
+    let m = Mount::start(&ctx.bin, &img, &mnt, &rw_opts, user)?;
     let tree = mnt.join("tree");
     let cp = if fat {
         vec!["-r", s(src), s(&tree)]
@@ -447,13 +453,13 @@ fn main() -> ExitCode {
     let t = Instant::now();
     report(
         "ext4_root_probed_type",
-        case(&|| scenario(&ctx, "ext4", None, Unmount::Fusermount)),
+        case(&|| scenario(&ctx, "ext4", None, Unmount::Fusermount, 1)),
         t,
     );
     let t = Instant::now();
     report(
-        "ext4_unprivileged_sigterm",
-        case(&|| scenario(&ctx, "ext4", Some(NOBODY), Unmount::Sigterm)),
+        "ext4_unprivileged_sigterm_4_threads",
+        case(&|| scenario(&ctx, "ext4", Some(NOBODY), Unmount::Sigterm, 4)),
         t,
     );
     let t = Instant::now();
@@ -468,7 +474,11 @@ fn main() -> ExitCode {
         ("vfat", ["mkfs.vfat", "fsck.vfat"], "dosfstools"),
     ] {
         let t = Instant::now();
-        let name = format!("{fs}_root");
+        let threads = if fs == "xfs" { 4 } else { 1 };
+        let name = match threads {
+            1 => format!("{fs}_root"),
+            n => format!("{fs}_root_{n}_threads"),
+        };
         if let Some(tool) = tools.iter().find(|t| !have(t)) {
             report(
                 &name,
@@ -479,14 +489,14 @@ fn main() -> ExitCode {
         }
         report(
             &name,
-            case(&|| scenario(&ctx, fs, None, Unmount::Fusermount)),
+            case(&|| scenario(&ctx, fs, None, Unmount::Fusermount, threads)),
             t,
         );
     }
     let t = Instant::now();
     report(
         "btrfs_unprivileged",
-        case(&|| scenario(&ctx, "btrfs", Some(NOBODY), Unmount::Fusermount)),
+        case(&|| scenario(&ctx, "btrfs", Some(NOBODY), Unmount::Fusermount, 1)),
         t,
     );
     if failed > 0 && std::env::var_os("LKLFUSE_TEST_KEEP").is_some() {

@@ -33,8 +33,12 @@ use crate::options::Options;
 /// The version upstream's `-V` reports is its own; this is ours.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Serving threads unless `-s` or `-o threads=N`.
-const DEFAULT_THREADS: usize = 4;
+/// Serving threads unless `-o threads=N`. One is fastest: every LKL
+/// system call from another host thread than the last one costs a kernel
+/// task switch across host threads (measured in docs/lklfuse.md), and
+/// LKL runs one task at a time anyway. More are safe (`threads=4` is
+/// tested with parallel readers).
+const DEFAULT_THREADS: usize = 1;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,7 +52,7 @@ const DEFAULT_THREADS: usize = 4;
     mb=MEM             the kernel's memory in MiB (default 64, at least 16)
     opts=OPTIONS       the file system's own mount options (e.g. opts=data\\=journal)
     log=FILE           where messages go once in the background (default: discarded)
-    threads=N          serving threads (default 4; -s is threads=1)
+    threads=N          serving threads (default 1, the fastest; up to 64 are safe)
     writeback          let the host kernel cache writes (FUSE write-back cache); off by default
 
 FUSE options (-o): allow_other, allow_root, default_permissions, auto_unmount,
@@ -77,7 +81,7 @@ struct Cli {
     /// Debug: foreground, every kernel message, and a line per failed request.
     #[arg(short = 'd')]
     debug: bool,
-    /// Serve requests on one thread.
+    /// Serve requests on one thread (the default; as upstream).
     #[arg(short = 's')]
     single_thread: bool,
 }
