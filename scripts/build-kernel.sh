@@ -110,7 +110,10 @@ fi
 mkdir -p "$tree/arch/lkl"
 # --delete drops files removed from linux/, but not what the kernel build
 # generates inside arch/lkl
-rsync -a --checksum --delete --exclude=/include/generated/ \
+# Changed files get the time of the copy, not the source's (no -t): make
+# then rebuilds them even when the tree's objects are newer than our
+# source (another checkout of linux/ built in this tree in between).
+rsync -rlpD --checksum --delete --exclude=/include/generated/ \
 	--exclude='*.o' --exclude='*.a' --exclude='.*.cmd' --exclude='.*.d' \
 	--exclude='*.lds' --exclude='*.s' --exclude='modules.order' \
 	"$ROOT/linux/arch/lkl/" "$tree/arch/lkl/"
@@ -121,7 +124,7 @@ if [[ $(cat "$tree/.lkl-patches" 2>/dev/null) != "$patch_hash" ]]; then
 	if [[ -f $tree/.lkl-patched-files ]]; then
 		while read -r f; do
 			rm -f "$tree/$f"
-			cp -a "$pristine/$f" "$tree/$f"
+			cp "$pristine/$f" "$tree/$f" # a new time: make rebuilds it
 		done <"$tree/.lkl-patched-files"
 	fi
 	: >"$tree/.lkl-patched-files"
