@@ -140,6 +140,8 @@ fn debug_summary(config: &Config, ifindexes: &[i32]) {
 extern "C" fn forked() {
     FORKED.store(true, Ordering::Release);
     ACTIVE.store(false, Ordering::Release);
+    lkl_fdmux::forget_waiter_after_fork();
+    crate::wait::forget_epolls_after_fork();
 }
 
 /// At exit: `dump`, the `debug` 0x100 pause, then halt.
@@ -175,10 +177,34 @@ extern "C" fn at_exit() {
     ACTIVE.store(false, Ordering::Release);
     let kernel = KERNEL.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(k) = kernel {
-        if let Err(e) = k.halt() {
-            eprintln!("lkl-hijack: halt: {e}");
-        }
+        halt_bounded(k);
     }
+}
+
+/// How long the exit handler waits for the kernel to halt.
+const HALT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Halts the kernel on a thread of its own and waits up to
+/// [`HALT_TIMEOUT`]: the process is exiting either way, and a halt that
+/// does not finish (seen rarely, with two interfaces and IPv6: the kernel
+/// waiting for a system call to be aborted) must not keep the program from
+/// ending with its own status.
+fn halt_bounded(kernel: lkl::Kernel) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("lkl-halt".into())
+        .spawn(move || {
+            let _ = tx.send(kernel.halt());
+        });
+    let msg = match spawned {
+        Err(e) => format!("cannot start the halt: {e}"),
+        Ok(_) => match rx.recv_timeout(HALT_TIMEOUT) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("halt: {e}"),
+            Err(_) => format!("LKL did not halt within {HALT_TIMEOUT:?}; exiting without it"),
+        },
+    };
+    eprintln!("lkl-hijack: {msg}");
 }
 
 /// Upstream's `dump` key: prints LKL file `path` (e.g. a `/proc/sys`

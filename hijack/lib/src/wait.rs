@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lkl_fdmux::{Epoll, Fd, PollFd};
 
-use crate::fds::{c_result, host, mux_fd, set_errno, LKL_FD_OFFSET};
+use crate::fds::{c_result, host, mux_fd, set_errno, FORKED, LKL_FD_OFFSET};
 
 /// A `poll` timeout in ms as the mux takes it (negative: forever).
 fn ms(timeout_ms: c_int) -> Option<Duration> {
@@ -43,6 +43,11 @@ fn mux_poll(
     timeout: Option<Duration>,
     mask: Option<&libc::sigset_t>,
 ) -> c_int {
+    if FORKED.load(Ordering::Relaxed) {
+        // LKL does not run in a forked child (see the crate doc).
+        set_errno(libc::EBADF);
+        return -1;
+    }
     let mut set: Vec<PollFd> = fds
         .iter()
         .map(|f| PollFd::new(mux_fd(f.fd), f.events))
@@ -158,6 +163,10 @@ unsafe fn mux_select(
     timeout: Option<Duration>,
     mask: *const libc::sigset_t,
 ) -> c_int {
+    if FORKED.load(Ordering::Relaxed) {
+        set_errno(libc::EBADF);
+        return -1;
+    }
     // SAFETY: null or the caller's valid sets and mask.
     let (r, w, e, mask) = unsafe { (r.as_mut(), w.as_mut(), e.as_mut(), mask.as_ref()) };
     c_result(lkl_fdmux::select(nfds, r, w, e, timeout, mask, &mux_fd))
@@ -265,15 +274,26 @@ fn epolls() -> std::sync::MutexGuard<'static, Option<HashMap<c_int, Arc<Epoll>>>
 
 /// The mixed instance of host epoll fd `epfd`, if it has one.
 fn lookup(epfd: c_int) -> Option<Arc<Epoll>> {
-    if EPOLL_COUNT.load(Ordering::Acquire) == 0 {
+    if EPOLL_COUNT.load(Ordering::Acquire) == 0 || FORKED.load(Ordering::Relaxed) {
         return None;
     }
     epolls().as_ref().and_then(|m| m.get(&epfd).cloned())
 }
 
+/// In a forked child: the mixed instances belong to the parent's kernel;
+/// forget them without dropping (which would close LKL fds). If another
+/// thread held the table's lock at the fork, the table is left as it is
+/// (never looked at again: `lookup` refuses in a child).
+pub(crate) fn forget_epolls_after_fork() {
+    if let Ok(mut g) = EPOLLS.try_lock() {
+        std::mem::forget(g.take());
+    }
+    EPOLL_COUNT.store(0, Ordering::Release);
+}
+
 /// Called by `close` for host fds: a mixed instance dies with its fd.
 pub(crate) fn forget_epoll(fd: c_int) {
-    if EPOLL_COUNT.load(Ordering::Acquire) == 0 {
+    if EPOLL_COUNT.load(Ordering::Acquire) == 0 || FORKED.load(Ordering::Relaxed) {
         return;
     }
     let mut g = epolls();
@@ -318,7 +338,7 @@ pub unsafe extern "C" fn epoll_ctl(
         (Some(ep), _) => ep,
         (None, Fd::Host(_)) => return host!(libc::SYS_epoll_ctl, epfd, op, fd, ev) as c_int,
         (None, Fd::Lkl(_)) => {
-            if epfd >= LKL_FD_OFFSET {
+            if epfd >= LKL_FD_OFFSET || FORKED.load(Ordering::Relaxed) {
                 set_errno(libc::EINVAL);
                 return -1;
             }

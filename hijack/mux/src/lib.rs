@@ -44,6 +44,11 @@
 //! collects each with timeout 0, taking turns at which side fills the
 //! buffer first.
 //!
+//! # fork
+//! A forked child has none of the helper threads and cannot call the
+//! parent's kernel: call [`forget_waiter_after_fork`] in the child, never
+//! drop an [`Epoll`] there (forget it), and give the mux no LKL entries.
+//!
 //! Every LKL call needs a booted kernel; before boot and after halt they
 //! fail with `ENOSYS`.
 
@@ -55,7 +60,7 @@ mod waiter;
 pub use epoll::Epoll;
 pub use lkl::Errno;
 pub use select::select;
-pub use waiter::{poll, set_waiter_affinity};
+pub use waiter::{forget_waiter_after_fork, poll, set_waiter_affinity};
 
 /// A descriptor and the kernel it belongs to. A negative number is ignored
 /// by [`poll`], as `poll(2)` ignores negative fds.

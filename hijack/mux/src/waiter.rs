@@ -274,6 +274,19 @@ thread_local! {
     static WAITER: RefCell<Option<Waiter>> = const { RefCell::new(None) };
 }
 
+/// In the child of a `fork`: forgets this thread's waiter without
+/// dropping it. Its helper thread was not copied into the child and its
+/// LKL eventfd belongs to the parent's kernel: dropping it (at the child's
+/// exit) would join a thread that is not there and call into a kernel that
+/// does not run. Call it from a `pthread_atfork` child handler.
+pub fn forget_waiter_after_fork() {
+    WAITER.with(|w| {
+        if let Ok(mut slot) = w.try_borrow_mut() {
+            std::mem::forget(slot.take());
+        }
+    });
+}
+
 /// `ppoll` over a set that may mix host and LKL entries (see the crate
 /// doc). `timeout` `None` waits forever. `sigmask` is the mask during the
 /// wait (exact for host-only sets; see the crate doc otherwise). Entries

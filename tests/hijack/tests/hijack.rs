@@ -102,6 +102,10 @@ fn main() -> ExitCode {
             "mixed poll/select/epoll of a host pipe and LKL sockets; sendfile",
             mixed_poll,
         ),
+        (
+            "fork: the child is refused LKL, exits cleanly; the parent goes on",
+            fork_child,
+        ),
         ("liblkl-hijack.so is there", contract_name),
         (
             "pipe backend: two hijacked processes ping each other",
@@ -922,6 +926,45 @@ fn mixed_poll(env: &Env) -> Outcome {
         has_line(&out, &["ok", name], "mixed.py")?;
     }
     Ok(())
+}
+
+/// A forked child cannot use the parent's kernel: its LKL calls fail
+/// (`EBADF`, `EAFNOSUPPORT`), it exits without hanging (its copies of the
+/// mux helper and epoll are forgotten), and the parent's LKL still works.
+const FORK_PY: &str = r#"
+import errno, os, select, selectors, socket, sys
+
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+a.bind(("198.18.0.2", 9997))
+r, w = os.pipe()
+p = select.poll(); p.register(r, select.POLLIN); p.register(a.fileno(), select.POLLIN)
+p.poll(50)                      # the thread's waiter exists now
+s = selectors.EpollSelector(); s.register(r, 1); s.register(a, 1)
+s.select(0.05)                  # and a mixed epoll
+pid = os.fork()
+if pid == 0:
+    codes = []
+    for f in (lambda: p.poll(10), lambda: a.recv(1, socket.MSG_DONTWAIT),
+              lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)):
+        try:
+            f(); codes.append(0)
+        except OSError as e:
+            codes.append(e.errno)
+    ok = codes == [errno.EBADF, errno.EBADF, errno.EAFNOSUPPORT]
+    print("child", codes, flush=True)
+    sys.exit(0 if ok else 3)    # exit(): atexit handlers and TLS destructors run
+_, status = os.waitpid(pid, 0)
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+b.sendto(b"after", ("198.18.0.2", 9997))
+got = [k.fileobj for k, ev in s.select(5)]
+print("parent", os.waitstatus_to_exitcode(status), a in got, a.recv(10))
+"#;
+
+fn fork_child(env: &Env) -> Outcome {
+    env.write("fork.py", FORK_PY)?;
+    let out = env.run("basic.json", &[PYTHON, "fork.py"])?.ok()?;
+    has_line(&out, &["child [9, 9, 97]"], "fork.py")?;
+    has_line(&out, &["parent 0 True b'after'"], "fork.py")
 }
 
 fn contract_name(env: &Env) -> Outcome {
