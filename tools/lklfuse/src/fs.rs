@@ -256,8 +256,17 @@ fn to_time(t: TimeOrNow) -> Time {
     }
 }
 
-/// Logs a failed request under `-d`.
+/// Whether the out-of-memory advice was printed.
+static TOLD_ENOMEM: AtomicBool = AtomicBool::new(false);
+
+/// Logs a failed request under `-d`; says once what to do about `ENOMEM`.
 fn trace(op: &str, id: u64, e: Errno) -> FErrno {
+    if e.0 == libc::ENOMEM && !TOLD_ENOMEM.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "lklfuse: the kernel inside lklfuse is out of memory ({op} failed): \
+             mount again with a larger -o mb=MEM"
+        );
+    }
     if DEBUG.load(Ordering::Relaxed) {
         eprintln!("lklfuse: {op} node {id}: {e}");
     }
@@ -273,8 +282,10 @@ macro_rules! reply {
     };
 }
 
-/// Size of the `getdents64` buffer per `readdir` request.
-const DIRENT_BUF: usize = 32 * 1024;
+/// Size of the `getdents64` buffer per `readdir` request: about what one
+/// FUSE reply (a page) holds, since entries that do not fit are read
+/// again by the next request.
+const DIRENT_BUF: usize = 4096;
 
 impl Filesystem for LklFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
