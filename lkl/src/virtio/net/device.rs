@@ -166,21 +166,21 @@ impl RxQueue {
             count(&stats.rx_dropped, 1);
             return Ok(Delivery::Dropped);
         }
-        let (used, _) = split(&self.held, total);
+        let used = chains_for(&self.held, total);
         hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
         let mut at = 0usize;
         for _ in 0..used {
             let chain = self.held.pop_front().expect("counted above");
-            let bufs: Vec<Descriptor> = chain.writable().copied().collect();
+            let bufs = writable(&chain);
             let cap = writable_len(&chain) as usize;
             let n = cap.min(total - at);
             // The header first, then the frame, across this chain.
             let written = if at < HDR_LEN {
                 let h = n.min(HDR_LEN - at);
-                scatter(mem, &bufs, 0, &hdr[at..at + h])
-                    .and_then(|()| scatter(mem, &bufs, h, &frame[..n - h]))
+                scatter(mem, bufs, 0, &hdr[at..at + h])
+                    .and_then(|()| scatter(mem, bufs, h, &frame[..n - h]))
             } else {
-                scatter(mem, &bufs, 0, &frame[at - HDR_LEN..at - HDR_LEN + n])
+                scatter(mem, bufs, 0, &frame[at - HDR_LEN..at - HDR_LEN + n])
             };
             written?;
             queue.add_used(mem, chain.head, n as u32)?;
@@ -271,11 +271,10 @@ impl RxQueue {
             return self.drop_first(mem, room, total, stats);
         }
         let frame_len = total - HDR_LEN;
-        let (used, lens) = split(&self.held, total);
+        let used = chains_for(&self.held, total);
         let mut hdr = [0u8; HDR_LEN];
-        let first: Vec<Descriptor> = self.held[0].writable().copied().collect();
         if h > 0 {
-            gather_bytes(mem, &first, 0, &mut hdr[..h as usize])?;
+            gather_bytes(mem, writable(&self.held[0]), 0, &mut hdr[..h as usize])?;
         }
         if !self.fit_in_place(mem, used, &mut hdr, frame_len)? {
             count(&stats.rx_dropped, 1);
@@ -284,10 +283,13 @@ impl RxQueue {
             return Ok(Direct::Dropped);
         }
         hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
-        scatter(mem, &first, 0, &hdr)?;
-        for len in lens {
-            let chain = self.held.pop_front().expect("counted by split");
-            self.queue_mut().add_used(mem, chain.head, len)?;
+        scatter(mem, writable(&self.held[0]), 0, &hdr)?;
+        let mut left = total as u64;
+        for _ in 0..used {
+            let chain = self.held.pop_front().expect("counted by chains_for");
+            let n = left.min(writable_len(&chain));
+            left -= n;
+            self.queue_mut().add_used(mem, chain.head, n as u32)?;
         }
         count(&stats.rx_frames, 1);
         count(&stats.rx_bytes, frame_len as u64);
@@ -379,20 +381,28 @@ impl RxQueue {
     }
 }
 
-/// How many of `chains` (from the front) `total` bytes fill, and how many
-/// bytes each holds.
-fn split(chains: &VecDeque<DescriptorChain>, total: usize) -> (usize, Vec<u32>) {
+/// How many of `chains` (from the front) `total` bytes fill.
+fn chains_for(chains: &VecDeque<DescriptorChain>, total: usize) -> usize {
     let mut left = total as u64;
-    let mut lens = Vec::new();
+    let mut used = 0;
     for c in chains {
         if left == 0 {
             break;
         }
-        let n = left.min(writable_len(c));
-        lens.push(n as u32);
-        left -= n;
+        left = left.saturating_sub(writable_len(c));
+        used += 1;
     }
-    (lens.len(), lens)
+    used
+}
+
+/// The device-writable buffers of `c` (they come last in a chain).
+fn writable(c: &DescriptorChain) -> &[Descriptor] {
+    let first = c
+        .descs
+        .iter()
+        .position(|d| d.writable)
+        .unwrap_or(c.descs.len());
+    &c.descs[first..]
 }
 
 fn writable_len(c: &DescriptorChain) -> u64 {
