@@ -37,7 +37,7 @@ pub enum StartError {
     },
     /// The kernel did not boot (`boot_cmdline` is part of its command
     /// line).
-    #[error("boot_cmdline: cannot boot LKL: {0} (set \"debug\": \"1\" to see the kernel's log)")]
+    #[error("boot_cmdline: cannot boot LKL: {0} (the kernel's log is above)")]
     Boot(#[source] lkl::Error),
     /// The kernel made no interface for a device.
     #[error("{key}: the kernel made no interface for the device: {source}")]
@@ -65,8 +65,9 @@ pub enum StartError {
 ///    threads, made after the pinning) are pinned to the first CPU this
 ///    process may use; the calling thread is unpinned after boot;
 /// 3. [`lkl::boot`] with `boot_cmdline`. With `debug` 0 the kernel's boot
-///    log (its banner) is not printed and later messages are warnings and
-///    worse only; any `debug` bit prints everything;
+///    log (its banner) is printed only if the boot fails, and later
+///    messages are warnings and worse only; any `debug` bit prints
+///    everything;
 /// 4. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
 ///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`.
 ///
@@ -109,7 +110,13 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
     let booted = if config.debug.enabled() {
         lkl::boot(&opts)
     } else {
-        host::without_stderr(|| lkl::boot(&opts))
+        // Quiet, but a failed boot shows what the kernel said.
+        let (booted, log) = host::capture_stderr(|| lkl::boot(&opts));
+        if booted.is_err() {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(&log);
+        }
+        booted
     };
     if let Some(set) = &original {
         host::set_affinity(set).map_err(StartError::Pin)?;
