@@ -775,6 +775,13 @@ fn bad_values(env: &Env) -> Outcome {
         "mac.json",
         r#"{"interfaces": [{"type": "tap", "param": "lkltap0", "mac": "12:34:zz"}]}"#,
         &["interfaces[0].mac", "12:34:zz"],
+    )?;
+    // A kernel that cannot boot: the key, and the kernel's own words.
+    refused(
+        env,
+        "badboot.json",
+        r#"{"boot_cmdline": "mem=1K"}"#,
+        &["boot_cmdline", "cannot boot LKL", "mem=1K is too small"],
     )
 }
 
