@@ -304,6 +304,13 @@ pub(crate) fn forget_epoll(fd: c_int) {
     }
 }
 
+/// Whether host fd `fd` is an epoll instance (its `/proc/self/fd` link
+/// reads `anon_inode:[eventpoll]`).
+fn is_epoll(fd: c_int) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|t| t.as_os_str() == "anon_inode:[eventpoll]")
+}
+
 /// `epoll_create(2)`: a host epoll fd (the program's epoll fds are all
 /// host fds; an LKL side is added on the first LKL entry).
 #[no_mangle]
@@ -345,6 +352,10 @@ pub unsafe extern "C" fn epoll_ctl(
             // Check that epfd is a host epoll fd before adopting it.
             let flags = host!(libc::SYS_fcntl, epfd, libc::F_GETFD) as c_int;
             if flags < 0 {
+                return -1;
+            }
+            if !is_epoll(epfd) {
+                set_errno(libc::EINVAL);
                 return -1;
             }
             let cloexec = if flags & libc::FD_CLOEXEC != 0 {
