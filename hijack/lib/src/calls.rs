@@ -407,6 +407,99 @@ pub unsafe extern "C" fn sendfile(
     done as isize
 }
 
+/// `splice(2)`. Between two host fds it is the host's. With an LKL fd on
+/// one side (the other is then a host pipe: a pipe here is the host's),
+/// the bytes are copied here, at most 64 KiB per call: read from the source
+/// (at `*off_in` if given, which moves), written to the destination (at
+/// `*off_out` if given). `SPLICE_F_NONBLOCK` is passed on as `MSG_DONTWAIT`
+/// when the source is an LKL socket. If the write fails, the bytes read are
+/// lost (a pipe or socket cannot take them back): the call returns -1.
+///
+/// # Safety
+/// `off_in` and `off_out` are null or valid `loff_t`s.
+#[no_mangle]
+pub unsafe extern "C" fn splice(
+    fd_in: c_int,
+    off_in: *mut libc::loff_t,
+    fd_out: c_int,
+    off_out: *mut libc::loff_t,
+    len: usize,
+    flags: libc::c_uint,
+) -> isize {
+    if lkl_fd(fd_in).is_none() && lkl_fd(fd_out).is_none() {
+        return host!(libc::SYS_splice, fd_in, off_in, fd_out, off_out, len, flags) as isize;
+    }
+    let mut buf = vec![0u8; len.clamp(1, 64 << 10)];
+    let want = len.min(buf.len());
+    let got = if !off_in.is_null() {
+        // SAFETY: a valid loff_t (the caller's contract) and room in `buf`.
+        unsafe { pread64(fd_in, buf.as_mut_ptr().cast(), want, *off_in) }
+    } else if lkl_fd(fd_in).is_some() && flags & libc::SPLICE_F_NONBLOCK != 0 {
+        // SAFETY: room for `want` bytes in `buf`.
+        unsafe { recv(fd_in, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) }
+    } else {
+        // SAFETY: room for `want` bytes in `buf`.
+        unsafe { read(fd_in, buf.as_mut_ptr().cast(), want) }
+    };
+    if got <= 0 {
+        return got;
+    }
+    let put = if off_out.is_null() {
+        // SAFETY: `got` bytes of `buf` are filled.
+        unsafe { write(fd_out, buf.as_ptr().cast(), got as usize) }
+    } else {
+        // SAFETY: a valid loff_t and `got` filled bytes.
+        unsafe { pwrite64(fd_out, buf.as_ptr().cast(), got as usize, *off_out) }
+    };
+    if put > 0 {
+        // SAFETY: valid loff_ts (the caller's contract).
+        unsafe {
+            if !off_in.is_null() {
+                *off_in += put as libc::loff_t;
+            }
+            if !off_out.is_null() {
+                *off_out += put as libc::loff_t;
+            }
+        }
+    }
+    put
+}
+
+/// `pwrite64(2)`.
+///
+/// # Safety
+/// `buf` points to `n` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    off: libc::off_t,
+) -> isize {
+    match lkl_fd(fd) {
+        // SAFETY: the caller's pointer.
+        Some(l) => unsafe {
+            lkl_call(sys::__lkl__NR_pwrite64, [l, p(buf), n as c_long, off, 0, 0]) as isize
+        },
+        None => host!(libc::SYS_pwrite64, fd, buf, n, off) as isize,
+    }
+}
+
+/// `pwrite(2)`: `pwrite64` on x86-64.
+///
+/// # Safety
+/// As [`pwrite64`].
+#[no_mangle]
+pub unsafe extern "C" fn pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    n: usize,
+    off: libc::off_t,
+) -> isize {
+    // SAFETY: the caller's contract.
+    unsafe { pwrite64(fd, buf, n, off) }
+}
+
 /// `sendfile64`: the same on x86-64.
 ///
 /// # Safety

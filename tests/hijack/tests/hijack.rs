@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         ),
         ("debug 0x100: pauses after the program exits", debug_pause),
         (
-            "mixed poll/select/epoll of a host pipe and LKL sockets; sendfile",
+            "mixed poll/select/epoll of a host pipe and LKL sockets; sendfile, splice",
             mixed_poll,
         ),
         (
@@ -915,6 +915,18 @@ th.join(10)
 if sent != len(data) or bytes(got) != data:
     print("FAIL sendfile", sent, len(got)); sys.exit(1)
 print("ok sendfile", sent)
+
+# splice between an LKL socket and a host pipe, both ways.
+pr, pw = os.pipe()
+c.sendall(b"spliced!")
+n = os.splice(s2.fileno(), pw, 8)        # LKL socket -> host pipe
+out = os.read(pr, 8)
+os.write(pw, b"back")
+m = os.splice(pr, c.fileno(), 4)         # host pipe -> LKL socket
+back = s2.recv(4)
+if (n, out, m, back) != (8, b"spliced!", 4, b"back"):
+    print("FAIL splice", n, out, m, back); sys.exit(1)
+print("ok splice")
 "#;
 
 fn mixed_poll(env: &Env) -> Outcome {
@@ -929,6 +941,7 @@ fn mixed_poll(env: &Env) -> Outcome {
         "epoll socket",
         "timeout",
         "sendfile",
+        "splice",
     ] {
         has_line(&out, &["ok", name], "mixed.py")?;
     }
