@@ -482,6 +482,51 @@ fn sigkill_mid_copy(env: &Env, fs: &str) -> Outcome {
     Ok(())
 }
 
+/// Without root: as user nobody, cptofs fills an image nobody owns and
+/// cpfromfs brings the tree back (ownership cannot be given away on the
+/// host: one warning, the rest is kept); the image is fsck-clean.
+fn unprivileged_user(env: &Env) -> Outcome {
+    let d = env.dir.join("nobody");
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    let img = d.join("fs.img");
+    mkfs_empty("ext4", &img, 128 << 20)?;
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    for p in [&d, &img, &out] {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).map_err(|e| e.to_string())?;
+    }
+    // The source tree must be reachable by nobody.
+    let mut up = env.vfat.clone();
+    while let Some(parent) = up.parent() {
+        let m = std::fs::metadata(parent).map_err(|e| e.to_string())?;
+        if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o001 == 0 {
+            return Err(format!("{} is not searchable by nobody", parent.display()));
+        }
+        up = parent.to_path_buf();
+    }
+    let as_nobody = |prog: &str, args: &[&str]| -> Result<Output, String> {
+        let mut all = vec!["--reuid=65534", "--regid=65534", "--clear-groups", prog];
+        all.extend_from_slice(args);
+        tool("setpriv", &all)
+    };
+    let src = format!("{}/.", s(&env.vfat));
+    let o = as_nobody(CPTOFS, &["-i", s(&img), &src, "/"])?;
+    if o.code() != Some(0) {
+        return Err(format!("cptofs as nobody: {}", o.describe()));
+    }
+    fsck("ext4", &img)?;
+    let o = as_nobody(CPFROMFS, &["-i", s(&img), "/", s(&out)])?;
+    if o.code() != Some(0) || !o.stderr.contains("cannot keep ownership") {
+        return Err(format!("cpfromfs as nobody: {}", o.describe()));
+    }
+    let rules = Rules {
+        modes: true,
+        mtime: 2,
+        ..Rules::CONTENTS
+    };
+    compare(&manifest(&env.vfat, rules)?, &manifest(&out, rules)?)
+}
+
 /// Freed blocks are discarded: with `-o discard` (cptofs
 /// `--mount-options discard`), replacing a 50 MB file by an empty one
 /// punches holes in the image file (virtio-blk DISCARD; at least 1 MiB,
@@ -696,6 +741,7 @@ fn main() -> ExitCode {
         "discard_punches_holes".into(),
         Box::new(discard_punches_holes),
     ));
+    tests.push(("unprivileged_user".into(), Box::new(unprivileged_user)));
     for fs in ["ext4", "xfs"] {
         tests.push((
             format!("sigkill_mid_copy_{fs}"),
