@@ -115,26 +115,10 @@ fn write(p: &Path, data: &[u8]) -> Result<(), String> {
 }
 
 fn set_xattr(p: &Path, name: &str, value: &[u8]) -> Result<(), String> {
-    let c = CString::new(p.as_os_str().as_bytes()).expect("no NUL");
-    let n = CString::new(name).expect("no NUL");
-    // SAFETY: NUL-terminated path and name, a value of the length given.
-    let r = unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "setxattr {name} on {}: {} (the test directory's file system must keep user xattrs)",
-            p.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    use cptofs::side::Side;
+    cptofs::side::Host
+        .lsetxattr(p, std::ffi::OsStr::new(name), value)
+        .map_err(|e| format!("{e} (the test directory's file system must keep user xattrs)"))
 }
 
 fn set_mtime(p: &Path, sec: i64, nsec: i64) -> Result<(), String> {
@@ -627,15 +611,7 @@ pub fn fsck(fs: &str, img: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `prog` is on PATH (or in /sbin, /usr/sbin).
-pub fn have(prog: &str) -> bool {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/sbin", "/usr/sbin"])
-        .any(|d| Path::new(d).join(prog).exists());
-    found
-}
+pub use lkl_disk_test::have;
 
 /// What a `mkfs.xfs -p` protofile can express: names without spaces or
 /// colons, types but not sockets, modes without the sticky bit, owners,
