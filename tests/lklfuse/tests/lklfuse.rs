@@ -61,8 +61,8 @@ fn parallel_sums(user: User, dir: &Path) -> Result<String, String> {
 }
 
 /// Mounts, works, unmounts, checks: one file system, one user.
-/// `threads` > 1 serves requests on that many threads (the default is 1).
-fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, threads: usize) -> Outcome {
+/// `extra` adds options to the read-write mount (`threads=4`, `max_nodes=`).
+fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, extra: &str) -> Outcome {
     let tag = format!("{fs}-{}", user.map_or("root".into(), |u| u.to_string()));
     let dir = ctx.scratch.path.join(&tag);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -88,10 +88,10 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, threads: usize) -> Ou
         ("vfat", _) => "type=vfat,opts=utf8\\,quiet".into(),
         _ => format!("type={fs}"),
     };
-    let rw_opts = match threads {
-        1 => opts.clone(),
-        n if opts.is_empty() => format!("threads={n}"),
-        n => format!("{opts},threads={n}"),
+    let rw_opts = match (opts.is_empty(), extra.is_empty()) {
+        (_, true) => opts.clone(),
+        (true, false) => extra.to_owned(),
+        (false, false) => format!("{opts},{extra}"),
     };
     let m = Mount::start(&ctx.bin, &img, &mnt, &rw_opts, user)?;
     let tree = mnt.join("tree");
@@ -452,14 +452,14 @@ fn main() -> ExitCode {
     report("bad_input", case(&|| bad_input(&ctx)), t);
     let t = Instant::now();
     report(
-        "ext4_root_probed_type",
-        case(&|| scenario(&ctx, "ext4", None, Unmount::Fusermount, 1)),
+        "ext4_root_probed_type_200_nodes_cached",
+        case(&|| scenario(&ctx, "ext4", None, Unmount::Fusermount, "max_nodes=200")),
         t,
     );
     let t = Instant::now();
     report(
         "ext4_unprivileged_sigterm_4_threads",
-        case(&|| scenario(&ctx, "ext4", Some(NOBODY), Unmount::Sigterm, 4)),
+        case(&|| scenario(&ctx, "ext4", Some(NOBODY), Unmount::Sigterm, "threads=4")),
         t,
     );
     let t = Instant::now();
@@ -474,10 +474,9 @@ fn main() -> ExitCode {
         ("vfat", ["mkfs.vfat", "fsck.vfat"], "dosfstools"),
     ] {
         let t = Instant::now();
-        let threads = if fs == "xfs" { 4 } else { 1 };
-        let name = match threads {
-            1 => format!("{fs}_root"),
-            n => format!("{fs}_root_{n}_threads"),
+        let (extra, name) = match fs {
+            "xfs" => ("threads=4", format!("{fs}_root_4_threads")),
+            _ => ("", format!("{fs}_root")),
         };
         if let Some(tool) = tools.iter().find(|t| !have(t)) {
             report(
@@ -489,14 +488,14 @@ fn main() -> ExitCode {
         }
         report(
             &name,
-            case(&|| scenario(&ctx, fs, None, Unmount::Fusermount, threads)),
+            case(&|| scenario(&ctx, fs, None, Unmount::Fusermount, extra)),
             t,
         );
     }
     let t = Instant::now();
     report(
         "btrfs_unprivileged",
-        case(&|| scenario(&ctx, "btrfs", Some(NOBODY), Unmount::Fusermount, 1)),
+        case(&|| scenario(&ctx, "btrfs", Some(NOBODY), Unmount::Fusermount, "")),
         t,
     );
     if failed > 0 && std::env::var_os("LKLFUSE_TEST_KEEP").is_some() {

@@ -84,35 +84,34 @@ impl LklFs {
 
     /// `lookup`: the node for `name` in `dir` with one more lookup, and
     /// its attributes.
-    fn lookup_in(&self, dir: &Node, name: &OsStr) -> Result<FileAttr, Errno> {
+    fn lookup_in(&self, parent: INodeNo, dir: &Node, name: &OsStr) -> Result<FileAttr, Errno> {
         let st = sys::fstatat(dir.fd.0, name, sys::AT_SYMLINK_NOFOLLOW)?;
-        if let Some(id) = self.shared.nodes.lookup_known(st.st_dev, st.st_ino) {
+        let nodes = &self.shared.nodes;
+        if let Some(id) = nodes.lookup_known(st.st_dev, st.st_ino, parent.0, name) {
             return Ok(attr(id, &st));
         }
         let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         let fd = PathFd(sys::openat(dir.fd.0, name, flags, 0)?);
         // The name may have changed meanwhile: describe what was opened.
         let st = sys::fstat(fd.0)?;
-        let id = self
-            .shared
-            .nodes
-            .insert(fd, st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT);
+        let kind = st.st_mode & libc::S_IFMT;
+        let id = nodes.insert(fd, (st.st_dev, st.st_ino), kind, parent.0, name);
         Ok(attr(id, &st))
     }
 
-    /// The node for an open descriptor `fd` (after `create`).
-    fn node_of_fd(&self, fd: i32) -> Result<FileAttr, Errno> {
+    /// The node for an open descriptor `fd`, just made as `name` in
+    /// directory node `parent` (by `create`).
+    fn node_of_fd(&self, fd: i32, parent: INodeNo, name: &OsStr) -> Result<FileAttr, Errno> {
         let st = sys::fstat(fd)?;
-        if let Some(id) = self.shared.nodes.lookup_known(st.st_dev, st.st_ino) {
+        let nodes = &self.shared.nodes;
+        if let Some(id) = nodes.lookup_known(st.st_dev, st.st_ino, parent.0, name) {
             return Ok(attr(id, &st));
         }
         let path = proc_path(fd);
         let flags = libc::O_PATH | libc::O_CLOEXEC;
         let pfd = PathFd(sys::openat(sys::AT_FDCWD, &path, flags, 0)?);
-        let id = self
-            .shared
-            .nodes
-            .insert(pfd, st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT);
+        let kind = st.st_mode & libc::S_IFMT;
+        let id = nodes.insert(pfd, (st.st_dev, st.st_ino), kind, parent.0, name);
         Ok(attr(id, &st))
     }
 
@@ -168,7 +167,7 @@ impl LklFs {
     ) -> Result<FileAttr, Errno> {
         let dir = self.node(parent)?;
         make(dir.fd.0)?;
-        let attr = self.lookup_in(&dir, name)?;
+        let attr = self.lookup_in(parent, &dir, name)?;
         if req.uid() != 0 || req.gid() != 0 {
             if let Some(node) = self.shared.nodes.get(attr.ino.0) {
                 self.own(req, node.fd.0)?;
@@ -312,7 +311,9 @@ impl Filesystem for LklFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let res = self.node(parent).and_then(|dir| self.lookup_in(&dir, name));
+        let res = self
+            .node(parent)
+            .and_then(|dir| self.lookup_in(parent, &dir, name));
         match res {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
             // A negative entry: the host may cache the absence.
@@ -478,7 +479,7 @@ impl Filesystem for LklFs {
             let node = self.node(ino)?;
             let dir = self.node(newparent)?;
             sys::link_fd(node.fd.0, dir.fd.0, newname)?;
-            self.lookup_in(&dir, newname)
+            self.lookup_in(newparent, &dir, newname)
         })();
         reply!(reply, "link", ino.0, res, |a| reply.entry(
             &TTL,
@@ -778,7 +779,9 @@ impl Filesystem for LklFs {
                 flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
             }
             let fd = sys::openat(dir.fd.0, name, flags, mode)?;
-            let a = self.own(req, fd).and_then(|()| self.node_of_fd(fd));
+            let a = self
+                .own(req, fd)
+                .and_then(|()| self.node_of_fd(fd, parent, name));
             match a {
                 Ok(a) => Ok((a, fd)),
                 Err(e) => {

@@ -53,6 +53,8 @@ const DEFAULT_THREADS: usize = 1;
                        the host caches holds about 1.6 KiB of it
     opts=OPTIONS       the file system's own mount options (e.g. opts=data\\=journal)
     log=FILE           where messages go once in the background (default: discarded)
+    max_nodes=N        inodes the host may keep cached (each held open inside LKL) before
+                       the oldest files are given back (default: mb x 128)
     threads=N          serving threads (default 1, the fastest; up to 64 are safe)
     writeback          let the host kernel cache writes (FUSE write-back cache); off by default
 
@@ -408,13 +410,72 @@ fn serve(
     let mut session =
         Session::new(fs, &plan.mountpoint, &config).with_context(|| fuse_hint(&plan.mountpoint))?;
     signal_thread(set, session.unmount_callable(), plan.mountpoint.clone());
+    let max_nodes = plan
+        .opts
+        .max_nodes
+        .unwrap_or((plan.opts.mb as usize).saturating_mul(128));
+    let trimmer = Trimmer::start(shared.clone(), session.notifier(), max_nodes);
     ready.send("ok");
     if plan.opts.log.is_some() || ready_was_background() {
         detach_stdio(plan.opts.log.as_deref())?;
     }
     let served = session.run().context("serving FUSE requests");
+    trimmer.stop();
     shared.close_all();
     served
+}
+
+/// Keeps the node table bounded: every inode the host caches is held open
+/// inside LKL, and the host forgets inodes only under its own memory
+/// pressure. Past `max` nodes, the least recently looked-up files are
+/// invalidated in the host's dentry cache (`FUSE_NOTIFY_INVAL_ENTRY`), so
+/// the host evicts them and sends `forget`. It runs on a thread of its own:
+/// a notification takes the directory's lock in the host kernel, which a
+/// request being served may hold.
+struct Trimmer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How often the trimmer looks at the table.
+const TRIM_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Trimmer {
+    fn start(shared: Arc<Shared>, notifier: fuser::Notifier, max: usize) -> Trimmer {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("lklfuse-trim".into())
+            .spawn(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                while !flag.load(Relaxed) {
+                    std::thread::sleep(TRIM_PERIOD);
+                    let len = shared.nodes.len();
+                    if len <= max {
+                        continue;
+                    }
+                    let victims = shared.nodes.victims(len - max * 3 / 4);
+                    if fs::DEBUG.load(Relaxed) {
+                        eprintln!("lklfuse: {len} nodes cached: giving back {}", victims.len());
+                    }
+                    for (parent, name) in victims {
+                        if flag.load(Relaxed) {
+                            break;
+                        }
+                        let _ = notifier.inval_entry(fuser::INodeNo(parent), &name);
+                    }
+                }
+            })
+            .ok();
+        Trimmer { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 static BACKGROUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

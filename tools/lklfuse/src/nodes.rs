@@ -20,8 +20,13 @@
 //! Each node counts its lookups; `forget` subtracts, and at zero the
 //! node leaves the table. The descriptor is closed when the last
 //! operation using it is done (it sits in an `Arc`).
+//!
+//! Each node also remembers the name it was last looked up by, so that
+//! when the table grows past its bound, [`Nodes::victims`] can name the
+//! oldest files for the host to forget (`FUSE_NOTIFY_INVAL_ENTRY`).
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::sys;
@@ -55,6 +60,10 @@ struct Entry {
     node: Node,
     key: (u64, u64),
     nlookup: u64,
+    /// The parent and name of the last lookup.
+    name: Option<(u64, OsString)>,
+    /// When it was last looked up (a counter).
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +71,7 @@ struct Table {
     by_id: HashMap<u64, Entry>,
     by_key: HashMap<(u64, u64), u64>,
     next_synthetic: u64,
+    seq: u64,
 }
 
 /// The node table.
@@ -88,6 +98,8 @@ impl Nodes {
                 },
                 key: (dev, ino),
                 nlookup: 1,
+                name: None,
+                seq: 0,
             },
         );
     }
@@ -97,12 +109,22 @@ impl Nodes {
         self.lock().by_id.get(&id).map(|e| e.node.clone())
     }
 
-    /// The id of inode `(dev, ino)` with one more lookup, if it is known.
-    pub fn lookup_known(&self, dev: u64, ino: u64) -> Option<u64> {
+    /// The id of inode `(dev, ino)` with one more lookup (by `name` in
+    /// directory node `parent`), if it is known.
+    pub fn lookup_known(&self, dev: u64, ino: u64, parent: u64, name: &OsStr) -> Option<u64> {
         let mut t = self.lock();
         let id = *t.by_key.get(&(dev, ino))?;
+        t.seq += 1;
+        let seq = t.seq;
         if let Some(e) = t.by_id.get_mut(&id) {
             e.nlookup += 1;
+            e.seq = seq;
+            if e.name
+                .as_ref()
+                .map_or(true, |(p, n)| *p != parent || n != name)
+            {
+                e.name = Some((parent, name.to_owned()));
+            }
         }
         Some(id)
     }
@@ -110,14 +132,27 @@ impl Nodes {
     /// Adds inode `(dev, ino)` held by `fd` with one lookup, or, if another
     /// thread added it meanwhile, counts a lookup there (and `fd` is
     /// closed). Returns the node id.
-    pub fn insert(&self, fd: PathFd, dev: u64, ino: u64, kind: u32) -> u64 {
+    pub fn insert(
+        &self,
+        fd: PathFd,
+        (dev, ino): (u64, u64),
+        kind: u32,
+        parent: u64,
+        name: &OsStr,
+    ) -> u64 {
+        if let Some(id) = self.lookup_known(dev, ino, parent, name) {
+            return id;
+        }
         let mut t = self.lock();
         if let Some(&id) = t.by_key.get(&(dev, ino)) {
+            // Added by another thread meanwhile.
             if let Some(e) = t.by_id.get_mut(&id) {
                 e.nlookup += 1;
             }
             return id;
         }
+        t.seq += 1;
+        let seq = t.seq;
         let id = if ino != ROOT_ID && ino < SYNTHETIC_BASE && !t.by_id.contains_key(&ino) {
             ino
         } else {
@@ -139,6 +174,8 @@ impl Nodes {
                 },
                 key: (dev, ino),
                 nlookup: 1,
+                name: Some((parent, name.to_owned())),
+                seq,
             },
         );
         id
@@ -168,11 +205,88 @@ impl Nodes {
         }
     }
 
+    /// How many nodes are known (root included).
+    pub fn len(&self) -> usize {
+        self.lock().by_id.len()
+    }
+
+    /// The parent and name of the `n` least recently looked-up nodes that
+    /// are not directories (which hold the names of others), for the host
+    /// to forget.
+    pub fn victims(&self, n: usize) -> Vec<(u64, OsString)> {
+        let t = self.lock();
+        let mut all: Vec<(u64, &(u64, OsString))> = t
+            .by_id
+            .values()
+            .filter(|e| e.node.kind != libc::S_IFDIR)
+            .filter_map(|e| e.name.as_ref().map(|name| (e.seq, name)))
+            .collect();
+        let n = n.min(all.len());
+        if n == 0 {
+            return Vec::new();
+        }
+        all.select_nth_unstable_by_key(n - 1, |(seq, _)| *seq);
+        all[..n].iter().map(|(_, name)| (*name).clone()).collect()
+    }
+
     /// Drops every node (at unmount), so every descriptor is closed once
     /// no operation uses it.
     pub fn clear(&self) {
         let mut t = self.lock();
         t.by_id.clear();
         t.by_key.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_count_and_hard_links_share_a_node() {
+        let nodes = Nodes::default();
+        nodes.set_root(PathFd(-1), 1, 2);
+        let name = OsStr::new;
+        let a = nodes.insert(PathFd(-1), (1, 12), libc::S_IFREG, 1, name("a"));
+        assert_eq!(a, 12);
+        // Another name of inode 12 (a hard link) is the same node.
+        assert_eq!(
+            nodes.insert(PathFd(-1), (1, 12), libc::S_IFREG, 1, name("b")),
+            12
+        );
+        assert_eq!(nodes.lookup_known(1, 12, 1, name("a")), Some(12));
+        // The root's number and a number taken on another device get
+        // synthetic ids.
+        let one = nodes.insert(PathFd(-1), (1, 1), libc::S_IFREG, 1, name("one"));
+        assert!(one >= SYNTHETIC_BASE);
+        let other = nodes.insert(PathFd(-1), (2, 12), libc::S_IFREG, 1, name("c"));
+        assert!(other >= SYNTHETIC_BASE && other != one);
+        assert_eq!(nodes.len(), 4);
+        nodes.forget(12, 2);
+        assert!(nodes.get(12).is_some());
+        nodes.forget(12, 1);
+        assert!(nodes.get(12).is_none());
+        assert_eq!(nodes.lookup_known(1, 12, 1, name("a")), None);
+        // The root is never forgotten.
+        nodes.forget(ROOT_ID, 100);
+        assert!(nodes.get(ROOT_ID).is_some());
+    }
+
+    #[test]
+    fn victims_are_the_oldest_files() {
+        let nodes = Nodes::default();
+        nodes.set_root(PathFd(-1), 1, 2);
+        let name = OsStr::new;
+        nodes.insert(PathFd(-1), (1, 20), libc::S_IFDIR, 1, name("dir"));
+        for i in 0..5u64 {
+            let n = format!("f{i}");
+            nodes.insert(PathFd(-1), (1, 30 + i), libc::S_IFREG, 20, name(&n));
+        }
+        // f0 is looked up again: now the newest.
+        nodes.lookup_known(1, 30, 20, name("f0"));
+        let mut v = nodes.victims(2);
+        v.sort();
+        assert_eq!(v, [(20, "f1".into()), (20, "f2".into())]);
+        assert_eq!(nodes.victims(100).len(), 5);
     }
 }

@@ -36,6 +36,9 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// `threads=N`: serving threads (`-s` is `threads=1`).
     pub threads: Option<usize>,
+    /// `max_nodes=N`: how many inodes the host may keep cached before the
+    /// oldest files are given back (default: from `mb`).
+    pub max_nodes: Option<usize>,
     /// `writeback` / `nowriteback`: the host's write-back cache (off by
     /// default: measured slower for large sequential writes, see
     /// docs/lklfuse.md).
@@ -58,6 +61,7 @@ impl Default for Options {
             fs_opts: None,
             log: None,
             threads: None,
+            max_nodes: None,
             writeback: false,
             allow_other: false,
             allow_root: false,
@@ -228,6 +232,15 @@ impl Options {
                 }
                 self.threads = Some(n);
             }
+            "max_nodes" => {
+                let n: usize = need(&value)?
+                    .parse()
+                    .map_err(|_| bad("a number of inodes, 16 or more"))?;
+                if n < 16 {
+                    return Err(bad("a number of inodes, 16 or more"));
+                }
+                self.max_nodes = Some(n);
+            }
             "writeback" | "writeback_cache" => {
                 flag(&value)?;
                 self.writeback = true;
@@ -320,6 +333,7 @@ mod tests {
         assert!(e("type=ext4;rm").contains("letters"));
         assert!(e("ro=1").contains("no value"));
         assert!(e("threads=0").contains("threads"));
+        assert!(e("max_nodes=3").contains("16 or more"));
         assert!(e("allow_other,allow_root").contains("together"));
     }
 
