@@ -141,7 +141,10 @@ impl Tap {
 
     fn set_vnet_hdr_size(&self) -> io::Result<()> {
         if !self.vnet_hdr {
-            return Ok(());
+            // The offloads an earlier user of a persistent tap set outlive
+            // it: without a header to carry them, the host must not send
+            // partial checksums or large segments (TCP stalled).
+            return self.set_offload(0);
         }
         let size = HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int, alive across the call.
