@@ -14,7 +14,13 @@ static void lkl_console_write(struct console *con, const char *str,
 static struct console lkl_console = {
 	.name	= "lkl_console",
 	.write	= lkl_console_write,
-	.flags	= CON_PRINTBUFFER | CON_BOOT | CON_ENABLED,
+	/*
+	 * Not CON_BOOT: a boot console is dropped at the end of boot when it
+	 * seems to lie in init memory, and in a library linked -r the init
+	 * section's bounds are not where the final link puts things, so the
+	 * kernel went silent after boot (no warnings, no panic message).
+	 */
+	.flags	= CON_PRINTBUFFER | CON_ENABLED,
 	.index	= -1,
 };
 

@@ -17,7 +17,11 @@
 #include <linux/binfmts.h>
 #include <linux/init.h>
 #include <linux/init_task.h>
+#include <linux/init_syscalls.h>
+#include <linux/kdev_t.h>
+#include <linux/major.h>
 #include <linux/personality.h>
+#include <linux/printk.h>
 #include <linux/reboot.h>
 #include <linux/fs.h>
 #include <linux/start_kernel.h>
@@ -55,8 +59,9 @@ void __init setup_arch(char **cl)
 {
 	*cl = cmd_line;
 	panic_blink = lkl_panic_blink;
-	lkl_console_init();
+	/* loglevel= first, so the console's own greeting obeys it */
 	parse_early_param();
+	lkl_console_init();
 	bootmem_init(mem_size);
 }
 
@@ -194,6 +199,21 @@ void machine_restart(char *unused)
 	machine_halt();
 }
 
+/*
+ * kernel_init() opens /dev/console as init's fds 0-2. LKL has no tty layer,
+ * so the console node rootfs starts with (5:1) cannot open and boot warned
+ * "unable to open an initial console". Make it the null device instead:
+ * init's standard streams lead nowhere, as they would anyway.
+ */
+static int __init console_node_init(void)
+{
+	init_unlink("/dev/console");
+	init_mkdir("/dev", 0755);
+	return init_mknod("/dev/console", S_IFCHR | 0600,
+			  new_encode_dev(MKDEV(MEM_MAJOR, 3)));
+}
+late_initcall(console_node_init);
+
 long lkl_sys_halt(void)
 {
 	long params[6] = { LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
@@ -202,6 +222,14 @@ long lkl_sys_halt(void)
 
 	if (!is_running)
 		return -ENODEV;
+
+	/*
+	 * The reboot prints "reboot: Restarting system" at KERN_EMERG, which
+	 * is no news to the host: a console kept to warnings and worse (the
+	 * default, loglevel=4) stays quiet through the halt.
+	 */
+	if (console_loglevel <= 4)
+		console_loglevel = CONSOLE_LOGLEVEL_SILENT;
 
 	err = lkl_syscall(__NR_reboot, params);
 	if (err < 0)
