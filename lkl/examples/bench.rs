@@ -109,7 +109,12 @@ fn count_handoffs(rounds: u32, f: impl FnOnce() -> Duration) -> (Duration, f64) 
 fn main() {
     let goal = Duration::from_millis(20);
     let t0 = Instant::now();
-    let kernel = lkl::boot(&lkl::BootOptions::default()).expect("boot");
+    // LKL_BENCH_CMDLINE: extra kernel parameters, to compare settings.
+    let opts = lkl::BootOptions {
+        cmdline: std::env::var("LKL_BENCH_CMDLINE").unwrap_or_default(),
+        ..Default::default()
+    };
+    let kernel = lkl::boot(&opts).expect("boot");
     report("boot to ready", t0.elapsed(), goal, "goal");
 
     let host_getpid = per_call(ROUNDS, || {

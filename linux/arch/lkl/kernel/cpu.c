@@ -31,6 +31,7 @@
  * failures instead of touching freed state.  Callers currently inside the
  * gate are counted so that the final cleanup waits for them.
  */
+#include <linux/init.h>
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/sched/stat.h>
@@ -121,7 +122,33 @@ enum {
 	ENTRY_WOKEN,	/* task runnable: the scheduler switches it in */
 	ENTRY_HANDED,	/* the CPU was handed over as it was being freed */
 	ENTRY_ABORTED,	/* the kernel is halting */
+	ENTRY_SWITCHED,	/* __switch_to() switched the task in */
 };
+
+/*
+ * How long a queued thread polls for its turn before sleeping on its
+ * semaphore (lkl_entry_spin_ns= on the command line).
+ */
+static unsigned long entry_spin_ns;
+
+static int __init entry_spin_setup(char *str)
+{
+	return kstrtoul(str, 0, &entry_spin_ns);
+}
+early_param("lkl_entry_spin_ns", entry_spin_setup);
+
+/**
+ * lkl_cpu_entry_switched - @ti's task is being switched in
+ *
+ * Called by __switch_to() before it posts the task's semaphore, so that a
+ * queued thread polling for its turn sees it.  Only the CPU holder changes
+ * an entry's state, or the waiter once posted: no lock needed.
+ */
+void lkl_cpu_entry_switched(struct thread_info *ti)
+{
+	if (ti->entry_state == ENTRY_WOKEN)
+		WRITE_ONCE(ti->entry_state, ENTRY_SWITCHED);
+}
 
 static void entry_unlink(struct thread_info *ti)
 {
@@ -162,6 +189,13 @@ int lkl_cpu_enter(struct thread_info *ti)
 	WRITE_ONCE(cpu.entries_queued, cpu.entries_queued + 1);
 	cpu_unlock_state(state, 0);
 
+	if (entry_spin_ns) {
+		unsigned long long end = lkl_ops->time() + entry_spin_ns;
+
+		while (READ_ONCE(ti->entry_state) <= ENTRY_WOKEN &&
+		       lkl_ops->time() < end)
+			cpu_relax();
+	}
 	lkl_ops->sem_down(ti->sched_sem);
 
 	lkl_ops->mutex_lock(cpu.lock);
@@ -234,7 +268,7 @@ static bool cpu_hand_to_entry(void)
 			continue;
 		if (ti->entry_state == ENTRY_QUEUED)
 			WRITE_ONCE(cpu.entries_queued, cpu.entries_queued - 1);
-		ti->entry_state = ENTRY_HANDED;
+		WRITE_ONCE(ti->entry_state, ENTRY_HANDED);
 		cpu.owner = ti->tid;
 		cpu.count = 1;
 		lkl_ops->sem_up(ti->sched_sem);
@@ -400,7 +434,7 @@ void arch_cpu_idle(void)
 		for (ti = cpu.entries; ti; ti = ti->entry_next) {
 			if (ti->entry_state == ENTRY_ABORTED)
 				continue;
-			ti->entry_state = ENTRY_ABORTED;
+			WRITE_ONCE(ti->entry_state, ENTRY_ABORTED);
 			lkl_ops->sem_up(ti->sched_sem);
 		}
 		lkl_ops->mutex_unlock(cpu.lock);

@@ -140,6 +140,7 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	if (!detach && test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
 		WRITE_ONCE(prev_ti->blocked, true);
 
+	lkl_cpu_entry_switched(next_ti);
 	lkl_ops->sem_up(next_ti->sched_sem);
 
 	if (detach)

@@ -19,6 +19,7 @@ int lkl_cpu_get(void);
 #define LKL_ENTER_SWITCHED	2
 int lkl_cpu_enter(struct thread_info *ti);
 void lkl_cpu_wake_entries(void);
+void lkl_cpu_entry_switched(struct thread_info *ti);
 void lkl_cpu_put(void);
 int lkl_cpu_try_run_irq(int irq);
 void lkl_cpu_change_owner(lkl_thread_t owner);
