@@ -154,6 +154,29 @@ fn main() {
     });
     report("getpid, 2 s after boot", lkl_getpid, host_getpid, "host");
 
+    // Two threads making calls at once: they contend for the one CPU.
+    let contend = |f: fn()| {
+        let n = ROUNDS * 5;
+        let h0 = handoffs();
+        let t0 = Instant::now();
+        let other = thread::spawn(move || (0..n).for_each(|_| f()));
+        (0..n).for_each(|_| f());
+        other.join().unwrap();
+        (
+            t0.elapsed() / (2 * n),
+            (handoffs() - h0) as f64 / (2 * n) as f64,
+        )
+    };
+    let (lkl_2, h_2) = contend(|| {
+        lkl::getpid().unwrap();
+    });
+    let (host_2, _) = contend(|| {
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_getpid) };
+    });
+    report("getpid, two threads at once", lkl_2, host_2, "host");
+    println!("{:<32} {h_2:.2} host wake-ups per call", "");
+
     let [r, w] = lkl::pipe2(0).unwrap();
     let mut buf = [0u8; 8];
     let lkl_pipe = per_call(ROUNDS, || {
