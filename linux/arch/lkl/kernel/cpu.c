@@ -24,7 +24,8 @@
  * the CPU free and switch its task in (and, when the holder blocked with
  * nothing else runnable, the idle task and the idle host task in between).
  * The CPU is never left free while a thread is queued: the last holder
- * hands it to one of them.
+ * hands it to one of them, unless a thread sleeps in lkl_cpu_get() (a
+ * thread's first call), which is woken first and hands it on.
  *
  * Shutdown: lkl_cpu_shutdown() closes the gate for good; late callers (for
  * example TLS destructors of exiting host threads) get -ESHUTDOWN-like
@@ -330,7 +331,12 @@ void lkl_cpu_put(void)
 		return;
 	}
 
-	if (cpu_hand_to_entry()) {
+	/*
+	 * A thread's first call sleeps in lkl_cpu_get(): wake it before
+	 * handing over, or threads busy in the kernel could starve it.  It
+	 * takes the CPU and hands it on when it leaves.
+	 */
+	if (!cpu.sleepers && cpu_hand_to_entry()) {
 		lkl_ops->mutex_unlock(cpu.lock);
 		return;
 	}
@@ -432,7 +438,9 @@ void arch_cpu_idle(void)
 			lkl_ops->sem_up(cpu.sem);
 		}
 		for (ti = cpu.entries; ti; ti = ti->entry_next) {
-			if (ti->entry_state == ENTRY_ABORTED)
+			/* (a switched-in or handed entry is leaving already) */
+			if (ti->entry_state != ENTRY_QUEUED &&
+			    ti->entry_state != ENTRY_WOKEN)
 				continue;
 			WRITE_ONCE(ti->entry_state, ENTRY_ABORTED);
 			lkl_ops->sem_up(ti->sched_sem);
