@@ -14,11 +14,23 @@
 //! two-core machine, and no faster when run at the highest priority.
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use lkl_sys::lkl_sem;
 
 use super::futex;
+
+/// Host wake-ups (`futex(FUTEX_WAKE)` calls) made by [`Semaphore::up`]
+/// since the process started: one per handoff of the kernel to a sleeping
+/// host thread. Read by the bench through [`handoffs`].
+static WAKES: AtomicU64 = AtomicU64::new(0);
+
+/// Host wake-ups made by semaphore posts so far (every kernel semaphore:
+/// task switches, the CPU lock, boot and halt). The bench divides the
+/// difference over a run by its rounds to count handoffs per round trip.
+pub fn handoffs() -> u64 {
+    WAKES.load(Ordering::Relaxed)
+}
 
 /// A counting semaphore usable from any thread: `up` on one, `down` on
 /// another.
@@ -80,6 +92,7 @@ impl Semaphore {
     pub fn up(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) != 0 {
+            WAKES.fetch_add(1, Ordering::Relaxed);
             futex::wake(&self.count, 1);
         }
     }

@@ -111,6 +111,10 @@ pub fn cases() -> Vec<Case> {
             name: "threads_64_reaped",
             run: threads_64_reaped,
         },
+        Case {
+            name: "threads_contend_for_the_cpu",
+            run: threads_contend_for_the_cpu,
+        },
     ]
 }
 
@@ -384,6 +388,70 @@ fn lo_tcp_echo() -> Outcome {
     );
     lkl::close(cli).map_err(e("close"))?;
     lkl::close(srv).map_err(e("close"))?;
+    Ok(())
+}
+
+/// Many threads entering the kernel at once, blocking and waking each
+/// other: three pipe ping-pong pairs, two threads making quick calls and one
+/// woken by the timer. Every thread that finds the CPU busy queues to enter
+/// and is switched in by the scheduler (the kernel's entry queue); a lost
+/// wake-up there would leave a thread waiting for ever.
+fn threads_contend_for_the_cpu() -> Outcome {
+    const ROUNDS: usize = 2000;
+    let mut workers: Vec<thread::JoinHandle<Result<(), String>>> = Vec::new();
+    let mut fds = Vec::new();
+    for _ in 0..3 {
+        let [r1, w1] = lkl::pipe2(0).map_err(e("pipe2"))?;
+        let [r2, w2] = lkl::pipe2(0).map_err(e("pipe2"))?;
+        fds.extend([r1, w1, r2, w2]);
+        workers.push(thread::spawn(move || {
+            let mut b = [0u8; 1];
+            for i in 0..ROUNDS {
+                lkl::write(w1, &[i as u8]).map_err(e("ping write"))?;
+                lkl::read(r2, &mut b).map_err(e("ping read"))?;
+                ensure!(b[0] == i as u8, "pong {} for ping {}", b[0], i as u8);
+            }
+            Ok(())
+        }));
+        workers.push(thread::spawn(move || {
+            let mut b = [0u8; 1];
+            for _ in 0..ROUNDS {
+                lkl::read(r1, &mut b).map_err(e("pong read"))?;
+                lkl::write(w2, &b).map_err(e("pong write"))?;
+            }
+            Ok(())
+        }));
+    }
+    for _ in 0..2 {
+        workers.push(thread::spawn(|| {
+            for _ in 0..20 * ROUNDS {
+                ensure!(lkl::getpid().map_err(e("getpid"))? == 1, "getpid != 1");
+            }
+            Ok(())
+        }));
+    }
+    workers.push(thread::spawn(|| {
+        for _ in 0..50 {
+            lkl::nanosleep(Duration::from_micros(200)).map_err(e("nanosleep"))?;
+        }
+        Ok(())
+    }));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !workers.iter().all(|w| w.is_finished()) {
+        ensure!(
+            Instant::now() < deadline,
+            "{} of {} threads still in the kernel after 60 s",
+            workers.iter().filter(|w| !w.is_finished()).count(),
+            workers.len()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    for w in workers {
+        w.join().map_err(|_| "worker panicked".to_string())??;
+    }
+    for fd in fds {
+        lkl::close(fd).map_err(e("close"))?;
+    }
     Ok(())
 }
 

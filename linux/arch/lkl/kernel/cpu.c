@@ -14,11 +14,25 @@
  * is kept explicitly under a small host mutex, and waiters sleep on a
  * semaphore.
  *
+ * A host thread that enters the kernel for its task (lkl_cpu_enter) while
+ * another thread holds the CPU does not sleep on the CPU semaphore: it
+ * queues itself and waits on its task's own semaphore.  The holder wakes
+ * the queued tasks (lkl_cpu_wake_entries) as soon as it can run kernel
+ * code with interrupts on, so the scheduler sees them as runnable and
+ * switches to them directly when the holder blocks or leaves: one host
+ * wake-up per handoff, instead of waking a sleeper that then has to find
+ * the CPU free and switch its task in (and, when the holder blocked with
+ * nothing else runnable, the idle task and the idle host task in between).
+ * The CPU is never left free while a thread is queued: the last holder
+ * hands it to one of them, unless a thread sleeps in lkl_cpu_get() (a
+ * thread's first call), which is woken first and hands it on.
+ *
  * Shutdown: lkl_cpu_shutdown() closes the gate for good; late callers (for
  * example TLS destructors of exiting host threads) get -ESHUTDOWN-like
  * failures instead of touching freed state.  Callers currently inside the
  * gate are counted so that the final cleanup waits for them.
  */
+#include <linux/init.h>
 #include <linux/kernel.h>
 #include <linux/sched.h>
 #include <linux/sched/stat.h>
@@ -43,6 +57,8 @@ static struct lkl_cpu {
 	lkl_thread_t owner;		/* 0 when free */
 	unsigned int count;		/* owner's recursion depth */
 	unsigned int sleepers;		/* threads waiting on @sem */
+	struct thread_info *entries;	/* lkl_cpu_enter() waiters */
+	unsigned int entries_queued;	/* ... of them not woken yet */
 	bool irqs_pending;		/* set_irq_pending() ran while busy */
 	struct lkl_sem *sem;
 	struct lkl_sem *shutdown_sem;	/* posted when the idle loop ends */
@@ -100,6 +116,168 @@ int lkl_cpu_get(void)
 	return state == CPU_TAKEN ? 1 : -ESHUTDOWN;
 }
 
+/* States of a thread_info's entry_state; see lkl_cpu_enter(). */
+enum {
+	ENTRY_NONE,
+	ENTRY_QUEUED,	/* waiting for the holder to wake its task */
+	ENTRY_WOKEN,	/* task runnable: the scheduler switches it in */
+	ENTRY_HANDED,	/* the CPU was handed over as it was being freed */
+	ENTRY_ABORTED,	/* the kernel is halting */
+	ENTRY_SWITCHED,	/* __switch_to() switched the task in */
+};
+
+/*
+ * How long a queued thread polls for its turn before sleeping on its
+ * semaphore (lkl_entry_spin_ns= on the command line).
+ */
+static unsigned long entry_spin_ns;
+
+static int __init entry_spin_setup(char *str)
+{
+	return kstrtoul(str, 0, &entry_spin_ns);
+}
+early_param("lkl_entry_spin_ns", entry_spin_setup);
+
+/**
+ * lkl_cpu_entry_switched - @ti's task is being switched in
+ *
+ * Called by __switch_to() before it posts the task's semaphore, so that a
+ * queued thread polling for its turn sees it.  Only the CPU holder changes
+ * an entry's state, or the waiter once posted: no lock needed.
+ */
+void lkl_cpu_entry_switched(struct thread_info *ti)
+{
+	if (ti->entry_state == ENTRY_WOKEN)
+		WRITE_ONCE(ti->entry_state, ENTRY_SWITCHED);
+}
+
+static void entry_unlink(struct thread_info *ti)
+{
+	struct thread_info **p;
+
+	for (p = &cpu.entries; *p; p = &(*p)->entry_next) {
+		if (*p == ti) {
+			*p = ti->entry_next;
+			break;
+		}
+	}
+	ti->entry_next = NULL;
+}
+
+/**
+ * lkl_cpu_enter - take the CPU to run host task @ti
+ *
+ * The calling host thread is @ti's.  Returns LKL_ENTER_TAKEN when it got
+ * the CPU (the task may not be current yet: switch_to_host_task()),
+ * LKL_ENTER_SWITCHED when it waited and the scheduler switched the task in
+ * (the caller finishes the switch with schedule_tail()), and a negative
+ * value when the kernel is shutting down.
+ */
+int lkl_cpu_enter(struct thread_info *ti)
+{
+	int state = cpu_lock_state(1);
+	int how;
+
+	if (state != CPU_BUSY) {
+		cpu_unlock_state(state, 1);
+		return state == CPU_TAKEN ? LKL_ENTER_TAKEN : -ESHUTDOWN;
+	}
+
+	ti->tid = lkl_ops->thread_self();
+	ti->entry_state = ENTRY_QUEUED;
+	ti->entry_next = cpu.entries;
+	cpu.entries = ti;
+	WRITE_ONCE(cpu.entries_queued, cpu.entries_queued + 1);
+	cpu_unlock_state(state, 0);
+
+	if (entry_spin_ns) {
+		unsigned long long end = lkl_ops->time() + entry_spin_ns;
+
+		while (READ_ONCE(ti->entry_state) <= ENTRY_WOKEN &&
+		       lkl_ops->time() < end)
+			cpu_relax();
+	}
+	lkl_ops->sem_down(ti->sched_sem);
+
+	lkl_ops->mutex_lock(cpu.lock);
+	how = ti->entry_state;
+	if (how == ENTRY_QUEUED)
+		WRITE_ONCE(cpu.entries_queued, cpu.entries_queued - 1);
+	ti->entry_state = ENTRY_NONE;
+	entry_unlink(ti);
+	lkl_ops->mutex_unlock(cpu.lock);
+	__sync_fetch_and_sub(&cpu.gate, 1);
+
+	switch (how) {
+	case ENTRY_HANDED:
+		return LKL_ENTER_TAKEN;
+	case ENTRY_ABORTED:
+		return -ESHUTDOWN;
+	default:
+		/* posted by __switch_to(): the task is current, CPU ours */
+		return LKL_ENTER_SWITCHED;
+	}
+}
+
+/**
+ * lkl_cpu_wake_entries - make the tasks of queued threads runnable
+ *
+ * Called by the CPU holder where it can run kernel code: when enabling
+ * interrupts and when leaving.  The current task is left queued: it is
+ * switched away from first (or handed the CPU when it is freed).
+ */
+void lkl_cpu_wake_entries(void)
+{
+	struct thread_info *ti, *wake = NULL;
+
+	if (!READ_ONCE(cpu.entries_queued))
+		return;
+
+	lkl_ops->mutex_lock(cpu.lock);
+	for (ti = cpu.entries; ti; ti = ti->entry_next) {
+		if (ti->entry_state != ENTRY_QUEUED || ti->task == current)
+			continue;
+		ti->entry_state = ENTRY_WOKEN;
+		WRITE_ONCE(cpu.entries_queued, cpu.entries_queued - 1);
+		ti->entry_wake_next = wake;
+		wake = ti;
+	}
+	lkl_ops->mutex_unlock(cpu.lock);
+
+	/*
+	 * A woken waiter leaves only once its semaphore is posted, which
+	 * takes a switch (made by this CPU holder) or a halt: @ti stays valid.
+	 */
+	while (wake) {
+		ti = wake;
+		wake = ti->entry_wake_next;
+		wake_up_process(ti->task);
+	}
+}
+
+/*
+ * With the state lock held and the CPU being freed: hand it to a queued
+ * thread instead, if there is one.  Returns true if handed.
+ */
+static bool cpu_hand_to_entry(void)
+{
+	struct thread_info *ti;
+
+	for (ti = cpu.entries; ti; ti = ti->entry_next) {
+		if (ti->entry_state != ENTRY_QUEUED &&
+		    ti->entry_state != ENTRY_WOKEN)
+			continue;
+		if (ti->entry_state == ENTRY_QUEUED)
+			WRITE_ONCE(cpu.entries_queued, cpu.entries_queued - 1);
+		WRITE_ONCE(ti->entry_state, ENTRY_HANDED);
+		cpu.owner = ti->tid;
+		cpu.count = 1;
+		lkl_ops->sem_up(ti->sched_sem);
+		return true;
+	}
+	return false;
+}
+
 /**
  * lkl_cpu_put - give the CPU back
  *
@@ -131,7 +309,14 @@ void lkl_cpu_put(void)
 		lkl_ops->mutex_lock(cpu.lock);
 	}
 
-	if (test_thread_flag(TIF_HOST_THREAD) && !single_task_running() &&
+	if (cpu.entries_queued && cpu.count == 1 && !irqs_disabled() &&
+	    !in_interrupt()) {
+		lkl_ops->mutex_unlock(cpu.lock);
+		lkl_cpu_wake_entries();
+		lkl_ops->mutex_lock(cpu.lock);
+	}
+
+	if (test_thread_flag(TIF_HOST_THREAD) && lkl_other_task_runnable() &&
 	    cpu.count == 1) {
 		if (in_interrupt())
 			lkl_bug("lkl: CPU put in interrupt context\n");
@@ -142,6 +327,16 @@ void lkl_cpu_put(void)
 	}
 
 	if (--cpu.count > 0) {
+		lkl_ops->mutex_unlock(cpu.lock);
+		return;
+	}
+
+	/*
+	 * A thread's first call sleeps in lkl_cpu_get(): wake it before
+	 * handing over, or threads busy in the kernel could starve it.  It
+	 * takes the CPU and hands it on when it leaves.
+	 */
+	if (!cpu.sleepers && cpu_hand_to_entry()) {
 		lkl_ops->mutex_unlock(cpu.lock);
 		return;
 	}
@@ -235,12 +430,25 @@ void lkl_cpu_free(void)
 void arch_cpu_idle(void)
 {
 	if (lkl_cpu_is_shut_down()) {
+		struct thread_info *ti;
+
 		lkl_ops->mutex_lock(cpu.lock);
 		while (cpu.sleepers) {
 			cpu.sleepers--;
 			lkl_ops->sem_up(cpu.sem);
 		}
+		for (ti = cpu.entries; ti; ti = ti->entry_next) {
+			/* (a switched-in or handed entry is leaving already) */
+			if (ti->entry_state != ENTRY_QUEUED &&
+			    ti->entry_state != ENTRY_WOKEN)
+				continue;
+			WRITE_ONCE(ti->entry_state, ENTRY_ABORTED);
+			lkl_ops->sem_up(ti->sched_sem);
+		}
 		lkl_ops->mutex_unlock(cpu.lock);
+		/* their semaphores are freed at halt: wait until they left */
+		while (READ_ONCE(cpu.entries))
+			cpu_relax();
 
 		lkl_ops->sem_up(cpu.shutdown_sem);
 		lkl_ops->thread_exit();

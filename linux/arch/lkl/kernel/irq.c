@@ -58,6 +58,9 @@ void run_irqs(void)
 	unsigned long summary, bits;
 	int word, bit;
 
+	/* threads queued to enter the kernel: let the scheduler see them */
+	lkl_cpu_wake_entries();
+
 	if (!READ_ONCE(irq_pending_summary))
 		return;
 

@@ -72,16 +72,35 @@ static void exit_host_task(void)
 	do_exit(0);
 }
 
+/*
+ * Take the CPU for host task @task of the calling thread and make it
+ * current.  Returns 0, or a negative value when the kernel is halting.
+ */
+static int enter_host_task(struct task_struct *task)
+{
+	struct thread_info *ti = task_thread_info(task);
+	int ret = lkl_cpu_enter(ti);
+
+	if (ret < 0)
+		return ret;
+	if (ret == LKL_ENTER_SWITCHED) {
+		/* the scheduler switched @task in: finish that switch */
+		schedule_tail(ti->prev_sched);
+		return 0;
+	}
+	switch_to_host_task(task);
+	return 0;
+}
+
 /* TLS destructor: the host thread of @arg's task is exiting. */
 static void del_host_task(void *arg)
 {
 	struct task_struct *task = arg;
 	struct thread_info *ti = task_thread_info(task);
 
-	if (lkl_cpu_get() < 0)
+	if (enter_host_task(task) < 0)
 		return;
 
-	switch_to_host_task(task);
 	/* do_exit() schedules away for good: return here, CPU handed over */
 	set_ti_thread_flag(ti, TIF_SCHED_JB);
 	lkl_ops->jmp_buf_set(&ti->sched_jb, exit_host_task);
@@ -96,19 +115,20 @@ static long enter_kernel(void)
 	struct task_struct *task;
 	long ret;
 
+	task = lkl_ops->tls_get(task_key);
+	if (task)
+		return enter_host_task(task) < 0 ? -ENOSYS : 0;
+
+	/* the thread's first call: make its task */
 	ret = lkl_cpu_get();
 	if (ret < 0)
 		return -ENOSYS;
-
-	task = lkl_ops->tls_get(task_key);
-	if (!task) {
-		ret = new_host_task(&task);
-		if (ret) {
-			lkl_cpu_put();
-			return ret;
-		}
-		lkl_ops->tls_set(task_key, task);
+	ret = new_host_task(&task);
+	if (ret) {
+		lkl_cpu_put();
+		return ret;
 	}
+	lkl_ops->tls_set(task_key, task);
 	switch_to_host_task(task);
 	return 0;
 }
@@ -257,6 +277,23 @@ void wakeup_idle_host_task(void)
 		wake_up_process(idle_host_task);
 }
 
+bool lkl_is_idle_host_task(struct task_struct *task)
+{
+	return task == idle_host_task;
+}
+
+/*
+ * What the idle host task does each time it is switched in: finish the
+ * switch from @prev and give the CPU back (or let runnable tasks run).  The
+ * idle task's thread runs this itself when it switches to the idle host
+ * task (see __switch_to()), so going idle wakes no other host thread.
+ */
+void idle_host_task_run(struct task_struct *prev)
+{
+	schedule_tail(prev);
+	lkl_cpu_put();
+}
+
 static int idle_host_task_loop(void *unused)
 {
 	struct thread_info *ti = current_thread_info();
@@ -265,12 +302,12 @@ static int idle_host_task_loop(void *unused)
 	set_thread_flag(TIF_HOST_THREAD);
 	idle_host_task = current;
 
+	lkl_cpu_put();
 	for (;;) {
-		lkl_cpu_put();
 		lkl_ops->sem_down(ti->sched_sem);
 		if (!idle_host_task)
 			break;
-		schedule_tail(ti->prev_sched);
+		idle_host_task_run(ti->prev_sched);
 	}
 	lkl_ops->thread_exit();
 	return 0;

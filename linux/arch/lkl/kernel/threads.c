@@ -39,6 +39,15 @@ static int thread_info_init(struct thread_info *ti)
 	ti->dead = false;
 	ti->prev_sched = NULL;
 	ti->tid = 0;
+	/*
+	 * kmalloc'ed: a stale "blocked" with a stale "syscall" would make the
+	 * halt wait for a system call nobody is in (syscalls_abort_blocked()).
+	 */
+	ti->syscall = NULL;
+	ti->blocked = false;
+	ti->entry_next = NULL;
+	ti->entry_wake_next = NULL;
+	ti->entry_state = 0;
 	return 0;
 }
 
@@ -103,6 +112,17 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	next_ti->prev_sched = prev;
 	last_prev = prev;
 
+	/*
+	 * Going idle: the idle task only wakes the idle host task, which only
+	 * gives the CPU back.  Its thread does that itself and waits to be
+	 * switched back in, instead of waking the idle host task's thread.
+	 */
+	if (is_idle_task(prev) && lkl_is_idle_host_task(next)) {
+		idle_host_task_run(prev);
+		lkl_ops->sem_down(prev_ti->sched_sem);
+		return last_prev;
+	}
+
 	if (WARN_ON(!next_ti->tid))
 		lkl_bug("lkl: switch to %s, which has no host thread\n",
 			next->comm);
@@ -125,6 +145,7 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	if (!detach && test_ti_thread_flag(prev_ti, TIF_HOST_THREAD))
 		WRITE_ONCE(prev_ti->blocked, true);
 
+	lkl_cpu_entry_switched(next_ti);
 	lkl_ops->sem_up(next_ti->sched_sem);
 
 	if (detach)

@@ -10,10 +10,16 @@
 #include <asm/host_ops.h>
 
 struct task_struct;
+struct thread_info;
 
 /* cpu.c: the one CPU that host threads take turns to hold. */
 int lkl_cpu_init(void);
 int lkl_cpu_get(void);
+#define LKL_ENTER_TAKEN		1
+#define LKL_ENTER_SWITCHED	2
+int lkl_cpu_enter(struct thread_info *ti);
+void lkl_cpu_wake_entries(void);
+void lkl_cpu_entry_switched(struct thread_info *ti);
 void lkl_cpu_put(void);
 int lkl_cpu_try_run_irq(int irq);
 void lkl_cpu_change_owner(lkl_thread_t owner);
@@ -28,6 +34,9 @@ void threads_cleanup(void);
 void switch_to_host_task(struct task_struct *task);
 void lkl_sched_detach(void);
 int host_task_stub(void *unused);
+
+/* sched.c */
+bool lkl_other_task_runnable(void);
 
 /* irq.c */
 void set_irq_pending(int irq);
@@ -46,6 +55,8 @@ void syscalls_abort_blocked(void);
 int syscalls_init(void);
 void syscalls_cleanup(void);
 void wakeup_idle_host_task(void);
+bool lkl_is_idle_host_task(struct task_struct *task);
+void idle_host_task_run(struct task_struct *prev);
 
 /* console.c */
 void lkl_console_init(void);

@@ -34,6 +34,13 @@ struct thread_info {
 	struct lkl_syscall_frame *syscall;
 	/* a host thread waits on sched_sem inside a system call */
 	bool blocked;
+	/*
+	 * Host tasks: queued in lkl_cpu_enter() while another thread holds
+	 * the CPU (see cpu.c); the link, the state and the woken list's link.
+	 */
+	struct thread_info *entry_next;
+	struct thread_info *entry_wake_next;
+	int entry_state;
 	unsigned long stackend;
 };
 
