@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use lkl_disk_test::noise;
-pub use lkl_fstools_test::{compare, fsck, have, manifest, mkfs_empty, s, Rules};
+pub use lkl_disk_test::{have, noise};
+pub use lkl_fstools_test::{compare, fsck, manifest, mkfs_empty, s, Rules};
 
 /// A failed step, with what was being done.
 pub type Outcome = Result<(), String>;
