@@ -194,7 +194,11 @@ pub struct Kernel {
 /// or not), [`Error::Init`] if `lkl_init` refuses the operations, and
 /// [`Error::Boot`] if the kernel fails to start (it cannot be retried).
 pub fn boot(opts: &BootOptions) -> Result<Kernel, Error> {
-    let line = opts.kernel_cmdline()?;
+    let line = format!(
+        "lkl_wall_offset={} {}",
+        wall_offset_ns(),
+        opts.kernel_cmdline()?
+    );
     let c_line = CString::new(line.clone()).map_err(|_| Error::InvalidOption {
         option: "cmdline",
         reason: format!("{line:?} contains a NUL byte"),
@@ -231,31 +235,18 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, Error> {
         });
     }
     STATE.store(STATE_RUNNING, Ordering::Release);
-    set_wall_clock();
     Ok(Kernel { _private: () })
 }
 
-/// The kernel's wall clock starts at the epoch: set it to the host's, so
-/// that files written inside LKL carry real times.
-fn set_wall_clock() {
-    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
-        return;
+/// The host's `CLOCK_REALTIME` minus its `CLOCK_MONOTONIC` (the kernel's
+/// clocksource), in ns: the kernel sets its wall clock from it at the end
+/// of boot (`lkl_wall_offset=`, arch/lkl/kernel/time.c), so that files
+/// written inside LKL carry real times and its timestamps match the host's.
+fn wall_offset_ns() -> i64 {
+    let Ok(real) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else {
+        return 0;
     };
-    let ts = lkl_sys::__lkl__kernel_timespec {
-        tv_sec: now.as_secs() as _,
-        tv_nsec: now.subsec_nanos() as _,
-    };
-    let args = [
-        lkl_sys::LKL_CLOCK_REALTIME as c_long,
-        &ts as *const lkl_sys::__lkl__kernel_timespec as c_long,
-        0,
-        0,
-        0,
-        0,
-    ];
-    // SAFETY: clock_settime reads one timespec, which lives until the call
-    // returns. A failure only leaves the clock at the epoch.
-    let _ = unsafe { syscall(lkl_sys::__lkl__NR_clock_settime as c_long, args) };
+    real.as_nanos() as i64 - host::time::monotonic_ns() as i64
 }
 
 impl Kernel {

@@ -12,6 +12,7 @@
 #include <linux/delay.h>
 #include <linux/sched/clock.h>
 #include <linux/timekeeping.h>
+#include <linux/kstrtox.h>
 #include <asm/lkl.h>
 
 static u64 boot_time;
@@ -108,6 +109,38 @@ static irqreturn_t timer_interrupt(int irq, void *dev_id)
 	evt->event_handler(evt);
 	return IRQ_HANDLED;
 }
+
+/*
+ * CLOCK_REALTIME: the host's wall clock is its monotonic clock plus an
+ * offset, which the host passes on the command line (lkl_wall_offset=, in
+ * ns).  The clock is set from it inside the kernel once our clocksource
+ * is in use, so that it matches the host's to within the time of this
+ * call: a clock set by a system call from the host would lag by however
+ * long that call took, and one set earlier would carry the jiffies
+ * clocksource's error across the switch.
+ */
+static long long wall_offset_ns;
+static bool wall_offset_given;
+
+static int __init wall_offset_setup(char *str)
+{
+	if (kstrtoll(str, 10, &wall_offset_ns))
+		return 0;
+	wall_offset_given = true;
+	return 1;
+}
+__setup("lkl_wall_offset=", wall_offset_setup);
+
+static int __init set_wall_clock(void)
+{
+	struct timespec64 ts;
+
+	if (!wall_offset_given)
+		return 0;
+	ts = ns_to_timespec64(lkl_ops->time() + wall_offset_ns);
+	return do_settimeofday64(&ts);
+}
+late_initcall_sync(set_wall_clock);
 
 void __init time_init(void)
 {
