@@ -197,7 +197,13 @@ else
     fuse_run() { # tool img mnt op
         local tool="$1" img="$2" m="$3" op="$4"
         mkdir -p "$m"
-        if [ "$tool" = lklfuse ]; then "$LKLFUSE" "$img" "$m" -o type=ext4 >/dev/null 2>&1
+        local lpid=""
+        if [ "$tool" = lklfuse ]; then
+            # In the foreground, so that its end (the image flushed and
+            # closed) can be waited for: fusermount3 -u returns before that.
+            "$LKLFUSE" -f "$img" "$m" -o type=ext4 >/dev/null 2>&1 &
+            lpid=$!
+            for _ in $(seq 200); do mountpoint -q "$m" && break; sleep 0.02; done
         else fuse2fs -o fakeroot "$img" "$m" >/dev/null; fi
         case "$op" in
             write) dd if=/dev/zero of="$m/big" bs=1M count="$BIG" conv=fsync status=none ;;
@@ -205,6 +211,7 @@ else
             untar) local d; d=$(mktemp -d "$m/untar.XXXXXX"); tar -xf "$WORK/host.tar" -C "$d" && sync -f "$m" ;;
         esac
         fusermount3 -u "$m" 2>/dev/null || umount "$m"
+        if [ -n "$lpid" ]; then wait "$lpid"; fi
     }
     # Room for the big file and one untar per run.
     FUSESIZE=$(( BYTES * (RUNS + 1) + BIG + 512 ))M
