@@ -33,12 +33,11 @@ use crate::options::Options;
 /// The version upstream's `-V` reports is its own; this is ours.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Serving threads unless `-o threads=N`. One is fastest: every LKL
-/// system call from another host thread than the last one costs a kernel
-/// task switch across host threads (measured in docs/lklfuse.md), and
-/// LKL runs one task at a time anyway. More are safe (`threads=4` is
-/// tested with parallel readers).
-const DEFAULT_THREADS: usize = 1;
+/// Serving threads when `threads=` is not given: four. Since the kernel
+/// port hands the CPU straight to a waiting thread (no idle bounce), four
+/// threads untar 10 000 small files about 2x faster than one and stream
+/// as fast (docs/lklfuse.md, "Threads").
+const DEFAULT_THREADS: usize = 4;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -55,7 +54,7 @@ const DEFAULT_THREADS: usize = 1;
     log=FILE           where messages go once in the background (default: discarded)
     max_nodes=N        inodes the host may keep cached (each held open inside LKL) before
                        the oldest files are given back (default: mb x 128)
-    threads=N          serving threads (default 1, the fastest; up to 64 are safe)
+    threads=N          serving threads (default 4; 1 to 64)
     writeback          let the host kernel cache writes (FUSE write-back cache); off by default
 
 FUSE options (-o): allow_other, allow_root, default_permissions, auto_unmount,
@@ -84,7 +83,7 @@ struct Cli {
     /// Debug: foreground, every kernel message, and a line per failed request.
     #[arg(short = 'd')]
     debug: bool,
-    /// Serve requests on one thread (the default; as upstream).
+    /// Serve requests on one thread (as upstream; the default is 4).
     #[arg(short = 's')]
     single_thread: bool,
 }
