@@ -176,8 +176,11 @@ impl Member {
 
 /// Files up to this size are read ahead by worker threads.
 const SMALL: u64 = 1 << 20;
-/// Worker threads reading ahead.
-const READERS: usize = 3;
+/// Worker threads reading ahead. One: since the kernel hands its CPU
+/// straight to a waiting thread, one reader overlaps LKL's reads with the
+/// writing of the archive, and more only add host thread switches (300 MB,
+/// 10 000 files: 0.33 s with one, 0.37 s with two, 0.41 s with three).
+const READERS: usize = 1;
 /// Bytes held by the read-ahead.
 const AHEAD: usize = 64 << 20;
 
