@@ -84,7 +84,7 @@ impl Tap {
             vnet_hdr,
         };
         tap.set_iff(ifname).map_err(tap_err)?;
-        tap.set_vnet_hdr_size().map_err(tap_err)?;
+        tap.start_without_offloads().map_err(tap_err)?;
         Ok(tap)
     }
 
@@ -116,7 +116,7 @@ impl Tap {
         };
         // A macvtap starts with IFF_VNET_HDR on: set the flags we want.
         tap.set_iff("").map_err(err)?;
-        tap.set_vnet_hdr_size().map_err(err)?;
+        tap.start_without_offloads().map_err(err)?;
         Ok(tap)
     }
 
@@ -139,7 +139,9 @@ impl Tap {
         Ok(())
     }
 
-    fn set_vnet_hdr_size(&self) -> io::Result<()> {
+    /// Sets the header size (with `vnet_hdr`) and turns every offload off
+    /// until the driver negotiates some.
+    fn start_without_offloads(&self) -> io::Result<()> {
         if !self.vnet_hdr {
             // The offloads an earlier user of a persistent tap set outlive
             // it: without a header to carry them, the host must not send
