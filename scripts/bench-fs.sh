@@ -85,9 +85,15 @@ trap cleanup EXIT
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/sbin/$1" ] || [ -x "/usr/sbin/$1" ]; }
 
-# Seconds taken by a command (its output discarded), to 0.01 s.
+# Seconds taken by a command (its output discarded), to 0.01 s. Before the
+# clock starts, the files named in $FRESH are removed and everything is
+# synced, so that no run pays for the previous run's output (freeing a
+# 1 GiB file it overwrites, or its write-back) and each starts alike.
+FRESH=""
 timeit() {
     local t0 t1
+    [ -z "$FRESH" ] || rm -f $FRESH
+    sync
     t0=$(date +%s.%N)
     "$@" >/dev/null 2>"$WORK/last.err" || { echo "bench-fs.sh: failed: $*" >&2; cat "$WORK/last.err" >&2; return 1; }
     t1=$(date +%s.%N)
@@ -182,8 +188,11 @@ fi
 
 echo "== fs2tar"
 tar -cf "$WORK/warm.tar" -C "$TREE" . ; rm -f "$WORK/warm.tar"
+FRESH="$WORK/host.tar"
 T_TAR=$(best tar -cf "$WORK/host.tar" -C "$TREE" .)
+FRESH="$WORK/lkl.tar"
 T_F2T=$(best "$TARGET/fs2tar" -t ext4 "$A" "$WORK/lkl.tar")
+FRESH=""
 row "fs2tar ext4.img" "$T_F2T" "GNU tar of the tree" "$T_TAR"
 
 echo "== lklfuse vs fuse2fs"

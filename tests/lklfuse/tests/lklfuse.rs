@@ -117,6 +117,8 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, extra: &str) -> Outco
          test \"$(getfattr --only-values -n user.k work/orig)\" = val
          setfattr -n user.gone -v x work/orig && setfattr -x user.gone work/orig
          chmod 640 work/orig
+         echo x > work/setid-w && chmod 6755 work/setid-w && echo y >> work/setid-w
+         echo x > work/setid-t && chmod 6755 work/setid-t && truncate -s 1 work/setid-t
          mkdir work/tmpdir && mv work/tmpdir work/kept"
     };
     let script = format!(
@@ -174,6 +176,17 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, extra: &str) -> Outco
             if let Some(u) = user {
                 has("orig", &format!("owner={u}:"))?;
             }
+            // A write or truncate drops set-user-ID and (group-executable)
+            // set-group-ID unless the writer has CAP_FSETID (root here):
+            // lklfuse does it, the host having handed it over
+            // (FUSE_HANDLE_KILLPRIV_V2).
+            let kept = if user.is_some() {
+                "mode=755 "
+            } else {
+                "mode=6755 "
+            };
+            has("setid-w", kept)?;
+            has("setid-t", kept)?;
         }
         if is_writable(&tree.join("new")) {
             return Err("a read-only mount accepted a write".into());
@@ -475,7 +488,11 @@ fn main() -> ExitCode {
     ] {
         let t = Instant::now();
         let (extra, name) = match fs {
-            "xfs" => ("threads=4", format!("{fs}_root_4_threads")),
+            // Also the path without the host's write-back cache.
+            "xfs" => (
+                "threads=4,nowriteback",
+                format!("{fs}_root_4_threads_nowriteback"),
+            ),
             _ => ("", format!("{fs}_root")),
         };
         if let Some(tool) = tools.iter().find(|t| !have(t)) {

@@ -123,6 +123,25 @@ impl LklFs {
         sys::fchown(fd, req.uid(), req.gid())
     }
 
+    /// Clears set-user-ID and set-group-ID (when group-executable) on the
+    /// file open as `fd`, as the kernel does when a user without
+    /// `CAP_FSETID` writes or truncates it. With `FUSE_HANDLE_KILLPRIV_V2`
+    /// the host leaves this to us (and in exchange stops asking for
+    /// `security.capability` before every write); LKL's own VFS already
+    /// drops that xattr on write, and kills the bits itself on chown.
+    fn kill_suid(&self, fd: i32) -> Result<(), Errno> {
+        let st = sys::fstat(fd)?;
+        let mode = st.st_mode;
+        let mut kill = mode & libc::S_ISUID;
+        if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+            kill |= libc::S_ISGID;
+        }
+        if kill != 0 && mode & libc::S_IFMT == libc::S_IFREG {
+            sys::fchmod(fd, mode & 0o7777 & !kill)?;
+        }
+        Ok(())
+    }
+
     /// Opens node `node` with `flags` through `/proc/self/fd`.
     fn reopen(&self, node: &Node, flags: i32) -> Result<i32, Errno> {
         let keep = libc::O_ACCMODE
@@ -299,7 +318,8 @@ impl Filesystem for LklFs {
         let mut want = InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_ASYNC_READ
-            | InitFlags::FUSE_BIG_WRITES;
+            | InitFlags::FUSE_BIG_WRITES
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.writeback {
             want |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
@@ -336,7 +356,7 @@ impl Filesystem for LklFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -365,6 +385,11 @@ impl Filesystem for LklFs {
                 match fh {
                     Some(fh) => sys::ftruncate(self.handle(fh), size)?,
                     None => sys::truncate(&proc_path(fd), size)?,
+                }
+                // FUSE_HANDLE_KILLPRIV_V2: truncation by a user without
+                // CAP_FSETID (taken as: not root) drops the set-ID bits.
+                if req.uid() != 0 && mode.is_none() {
+                    self.kill_suid(fd)?;
                 }
             }
             if atime.is_some() || mtime.is_some() {
@@ -488,8 +513,18 @@ impl Filesystem for LklFs {
         ));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let res = self.node(ino).and_then(|n| self.reopen(&n, flags.0));
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let res = self.node(ino).and_then(|n| {
+            let fd = self.reopen(&n, flags.0)?;
+            // FUSE_HANDLE_KILLPRIV_V2: O_TRUNC by a non-root user.
+            if flags.0 & libc::O_TRUNC != 0 && req.uid() != 0 {
+                if let Err(e) = self.kill_suid(fd) {
+                    let _ = sys::close(fd);
+                    return Err(e);
+                }
+            }
+            Ok(fd)
+        });
         reply!(reply, "open", ino.0, res, |fd| reply
             .opened(self.add_handle(fd), FopenFlags::empty()));
     }
@@ -532,7 +567,7 @@ impl Filesystem for LklFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -552,6 +587,13 @@ impl Filesystem for LklFs {
                 Err(e) if done == 0 => break Err(e),
                 Err(_) => break Ok(done),
             }
+        };
+        // FUSE_HANDLE_KILLPRIV_V2: the writer lacks CAP_FSETID.
+        let res = match res {
+            Ok(n) if n > 0 && write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) => {
+                self.kill_suid(fd).map(|()| n)
+            }
+            r => r,
         };
         reply!(reply, "write", ino.0, res, |n| reply.written(n as u32));
     }

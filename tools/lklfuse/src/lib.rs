@@ -55,7 +55,8 @@ const DEFAULT_THREADS: usize = 4;
     max_nodes=N        inodes the host may keep cached (each held open inside LKL) before
                        the oldest files are given back (default: mb x 128)
     threads=N          serving threads (default 4; 1 to 64)
-    writeback          let the host kernel cache writes (FUSE write-back cache); off by default
+    writeback          let the host kernel cache writes (FUSE write-back cache); on by default,
+                       nowriteback turns it off
 
 FUSE options (-o): allow_other, allow_root, default_permissions, auto_unmount,
     fsname=NAME, subtype=NAME, dev, nodev, suid, nosuid, exec, noexec, atime,

@@ -39,8 +39,8 @@ pub struct Options {
     /// `max_nodes=N`: how many inodes the host may keep cached before the
     /// oldest files are given back (default: from `mb`).
     pub max_nodes: Option<usize>,
-    /// `writeback` / `nowriteback`: the host's write-back cache (off by
-    /// default: measured slower for large sequential writes, see
+    /// `writeback` / `nowriteback`: the host's write-back cache (on by
+    /// default: many small writes become few large ones, see
     /// docs/lklfuse.md).
     pub writeback: bool,
     /// `allow_other`.
@@ -62,7 +62,7 @@ impl Default for Options {
             log: None,
             threads: None,
             max_nodes: None,
-            writeback: false,
+            writeback: true,
             allow_other: false,
             allow_root: false,
             mount: Vec::new(),
