@@ -142,26 +142,6 @@ impl LklFs {
         Ok(())
     }
 
-    /// Reads `buf.len()` bytes at `offset` of `fd` (fewer at the end of the
-    /// file); returns how many.
-    fn read_into(fd: i32, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
-        let mut done = 0;
-        loop {
-            match sys::pread(fd, &mut buf[done..], offset + done as u64) {
-                Ok(0) => break Ok(done),
-                Ok(n) => {
-                    done += n;
-                    if done == buf.len() {
-                        break Ok(done);
-                    }
-                }
-                Err(Errno(libc::EINTR)) => {}
-                Err(e) if done == 0 => break Err(e),
-                Err(_) => break Ok(done),
-            }
-        }
-    }
-
     /// Opens node `node` with `flags` through `/proc/self/fd`.
     fn reopen(&self, node: &Node, flags: i32) -> Result<i32, Errno> {
         let keep = libc::O_ACCMODE
@@ -318,6 +298,27 @@ macro_rules! reply {
             Err(e) => $reply.error(trace($op, $id, e)),
         }
     };
+}
+
+/// Repeats `op(done)` (one `pread`/`pwrite` from `done` bytes on) until
+/// `len` bytes are done, the file ends (0) or an error follows some
+/// progress; returns the bytes done, or the first call's error.
+fn full_io(len: usize, mut op: impl FnMut(usize) -> Result<usize, Errno>) -> Result<usize, Errno> {
+    let mut done = 0;
+    loop {
+        match op(done) {
+            Ok(0) => break Ok(done),
+            Ok(n) => {
+                done += n;
+                if done == len {
+                    break Ok(done);
+                }
+            }
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) if done == 0 => break Err(e),
+            Err(_) => break Ok(done),
+        }
+    }
 }
 
 /// How open files are served: the host keeps its page cache across opens.
@@ -579,7 +580,10 @@ impl Filesystem for LklFs {
             if buf.len() < size as usize {
                 buf.resize(size as usize, 0);
             }
-            let res = Self::read_into(fd, offset, &mut buf[..size as usize]);
+            let buf = &mut buf[..size as usize];
+            let res = full_io(buf.len(), |done| {
+                sys::pread(fd, &mut buf[done..], offset + done as u64)
+            });
             reply!(reply, "read", ino.0, res, |n| reply.data(&buf[..n]));
         });
     }
@@ -597,21 +601,9 @@ impl Filesystem for LklFs {
         reply: ReplyWrite,
     ) {
         let fd = self.handle(fh);
-        let mut done = 0;
-        let res = loop {
-            match sys::pwrite(fd, &data[done..], offset + done as u64) {
-                Ok(0) => break Ok(done),
-                Ok(n) => {
-                    done += n;
-                    if done == data.len() {
-                        break Ok(done);
-                    }
-                }
-                Err(Errno(libc::EINTR)) => {}
-                Err(e) if done == 0 => break Err(e),
-                Err(_) => break Ok(done),
-            }
-        };
+        let res = full_io(data.len(), |done| {
+            sys::pwrite(fd, &data[done..], offset + done as u64)
+        });
         // FUSE_HANDLE_KILLPRIV_V2: the writer lacks CAP_FSETID.
         let res = match res {
             Ok(n) if n > 0 && write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) => {
