@@ -146,6 +146,19 @@ if [[ $(cat "$tree/.lkl-patches" 2>/dev/null) != "$patch_hash" ]]; then
 	echo "$patch_hash" >"$tree/.lkl-patches"
 fi
 
+# A header added to or removed from arch/lkl/include shadows or unshadows
+# another (asm-generic's wrapper, for instance): the objects' recorded
+# dependencies do not show that, so everything is rebuilt. A tree without
+# the record was built before it existed: rebuilt too.
+headers=$(cd "$ROOT/linux/arch/lkl" && find include -name '*.h' | LC_ALL=C sort | sha256sum | cut -c1-16)
+if [[ $(cat "$tree/.lkl-headers" 2>/dev/null) != "$headers" ]]; then
+	if [[ -f $tree/vmlinux || -f $tree/lkl.o ]]; then
+		log "the port's set of headers changed: rebuilding everything"
+		make -C "$tree" ARCH=lkl clean >&2
+	fi
+	echo "$headers" >"$tree/.lkl-headers"
+fi
+
 # 5. Configure and build.
 if ! cmp -s "$ROOT/linux/arch/lkl/configs/defconfig" "$tree/.lkl-defconfig"; then
 	log "configuring"
