@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -69,13 +70,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct LklFs {
     shared: std::sync::Arc<Shared>,
     writeback: bool,
+    /// The mount point, to find the mount's readahead setting.
+    mountpoint: PathBuf,
+    /// Set once the readahead was widened (or found unwidenable).
+    readahead: std::sync::Once,
 }
 
 impl LklFs {
     /// Serves the file system whose nodes and handles are in `shared`;
-    /// `writeback` asks the host kernel for its write-back cache.
-    pub fn new(shared: std::sync::Arc<Shared>, writeback: bool) -> Self {
-        LklFs { shared, writeback }
+    /// `writeback` asks the host kernel for its write-back cache;
+    /// `mountpoint` is where the mount will be (an absolute path).
+    pub fn new(shared: std::sync::Arc<Shared>, writeback: bool, mountpoint: PathBuf) -> Self {
+        LklFs {
+            shared,
+            writeback,
+            mountpoint,
+            readahead: std::sync::Once::new(),
+        }
     }
 
     fn node(&self, id: INodeNo) -> Result<Node, Errno> {
@@ -321,6 +332,43 @@ fn full_io(len: usize, mut op: impl FnMut(usize) -> Result<usize, Errno>) -> Res
     }
 }
 
+/// Widens the host's readahead on our mount to [`MAX_IO`], where allowed
+/// (root). FUSE starts a mount at 128 KiB, what the kernel offers in INIT
+/// (fuser cannot ask for more there), so a sequential read comes in
+/// 128 KiB requests; in 1 MiB ones it took 0.62-0.75 s per GiB instead of
+/// 0.80-1.0 s (ext4, quiet machine). Without root nothing changes.
+fn widen_readahead(mountpoint: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    if let Some(dev) = fuse_device(&info, mountpoint) {
+        let _ = std::fs::write(
+            format!("/sys/class/bdi/{dev}/read_ahead_kb"),
+            (MAX_IO / 1024).to_string(),
+        );
+    }
+}
+
+/// The `major:minor` of the last FUSE mount on `mountpoint` in `mountinfo`
+/// (the text of `/proc/self/mountinfo`).
+fn fuse_device<'a>(mountinfo: &'a str, mountpoint: &Path) -> Option<&'a str> {
+    // mountinfo escapes blanks and backslashes in paths as octal.
+    let want = mountpoint
+        .to_string_lossy()
+        .replace('\\', "\\134")
+        .replace(' ', "\\040")
+        .replace('\t', "\\011")
+        .replace('\n', "\\012");
+    // Fields: id, parent, major:minor, root, mount point, ... " - " type.
+    mountinfo.lines().rev().find_map(|l| {
+        let mut f = l.split(' ');
+        let dev = f.nth(2)?;
+        let at = f.nth(1)?;
+        let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+        (at == want && fstype.starts_with("fuse")).then_some(dev)
+    })
+}
+
 /// How open files are served: the host keeps its page cache across opens.
 /// Every change to a file's data goes through this mount (the image is
 /// locked, LKL is ours), so what the host caches stays true; without it
@@ -546,6 +594,10 @@ impl Filesystem for LklFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // Before the first file is open: the host reads the readahead size
+        // into each file as it opens it, after this request.
+        self.readahead
+            .call_once(|| widen_readahead(&self.mountpoint));
         let res = self.node(ino).and_then(|n| {
             let fd = self.reopen(&n, flags.0)?;
             // FUSE_HANDLE_KILLPRIV_V2: O_TRUNC by a non-root user.
@@ -929,6 +981,20 @@ impl<'a> Iterator for Dirents<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuse_device_finds_the_last_fuse_mount_on_the_path() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+90 22 0:51 / /tmp/a\\040b rw,nosuid - fuse.lklfuse.ext4 /img rw,user_id=0
+91 22 0:52 / /tmp/m rw - tmpfs tmpfs rw
+92 91 0:53 / /tmp/m rw,nosuid - fuse.lklfuse.xfs /img2 rw
+";
+        assert_eq!(fuse_device(info, Path::new("/tmp/a b")), Some("0:51"));
+        assert_eq!(fuse_device(info, Path::new("/tmp/m")), Some("0:53"));
+        assert_eq!(fuse_device(info, Path::new("/")), None);
+        assert_eq!(fuse_device(info, Path::new("/tmp")), None);
+    }
 
     fn rec(ino: u64, off: u64, kind: u8, name: &[u8]) -> Vec<u8> {
         let reclen = (19 + name.len() + 1).div_ceil(8) * 8;

@@ -406,7 +406,10 @@ fn serve(
         fs::DEBUG.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let writeback = plan.opts.writeback && !plan.read_only;
-    let fs = LklFs::new(shared.clone(), writeback);
+    // Resolved before the mount: afterwards a lookup would be a FUSE
+    // request, which nobody serves yet.
+    let resolved = std::fs::canonicalize(&plan.mountpoint).unwrap_or(plan.mountpoint.clone());
+    let fs = LklFs::new(shared.clone(), writeback, resolved);
     let mut session =
         Session::new(fs, &plan.mountpoint, &config).with_context(|| fuse_hint(&plan.mountpoint))?;
     signal_thread(set, session.unmount_callable(), plan.mountpoint.clone());
