@@ -9,7 +9,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--no-build]
+Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--busy-poll-us N] [--no-build]
 
 Builds lkl-netbench (crate lkl-netdev-test) and runs it as root. It makes
 two network namespaces: S, with a server on host sockets, two taps (LKL's
@@ -38,6 +38,9 @@ the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
   --repeat N   rounds: the four clients take turns N times and the best
                of each figure is kept (default 3: the machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
+  --busy-poll-us N
+               the LKL devices' receive busy polling in µs (0: off; default:
+               the library's, 50)
   --no-build   use the binary already built
   -h, --help   this text
 
@@ -58,6 +61,9 @@ while [ $# -gt 0 ]; do
         --offload)
             [ $# -ge 2 ] || { echo "bench-net.sh: --offload needs a mask" >&2; exit 2; }
             [[ "$2" =~ ^(0x[0-9a-fA-F]+|[0-9]+)$ ]] || { echo "bench-net.sh: --offload needs a mask like 0x9983, not '$2'" >&2; exit 2; }
+            ARGS+=("$1" "$2"); shift 2 ;;
+        --busy-poll-us)
+            [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "bench-net.sh: --busy-poll-us needs a number of µs" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;
         --no-build) BUILD=0; shift ;;
         *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;

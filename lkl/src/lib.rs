@@ -47,7 +47,7 @@ pub use syscalls::*;
 pub use virtio::{
     add_disk, add_net, add_net_with, disk_name, disk_stats, mount_disk, net_ifindex, net_ifname,
     net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError, NetId, NetOptions,
-    NetStats,
+    NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants

@@ -170,6 +170,7 @@ fn add_devices(config: &Config) -> Result<Vec<lkl::NetId>, StartError> {
         let opts = lkl::NetOptions {
             mac: iface.mac.map(|m| m.0),
             offload: iface.offload.into(),
+            ..Default::default()
         };
         let id = lkl::add_net_with(net_backend(&iface.backend), &opts).map_err(|source| {
             let field = match source {

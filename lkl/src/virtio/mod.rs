@@ -35,7 +35,7 @@ pub use memory::{GuestMemory, KernelMemory};
 pub use mmio::{Interrupt, IrqLine, MmioTransport, VirtioDevice};
 pub use net::{
     add_net, add_net_with, net_ifindex, net_ifname, net_stats, NetBackend, NetError, NetId,
-    NetOptions, NetStats,
+    NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 pub use queue::{Descriptor, DescriptorChain, Queue};
 

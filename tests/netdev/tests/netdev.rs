@@ -322,6 +322,7 @@ fn run_devices(args: &[String]) -> Outcome {
         let opts = lkl::NetOptions {
             mac,
             offload: dev.offload,
+            ..Default::default()
         };
         ids.push(lkl::add_net_with(backend, &opts).map_err(|e| format!("{}: {e}", dev.what))?);
     }
@@ -584,6 +585,7 @@ fn run_pipe(args: &[String]) -> Outcome {
     let opts = lkl::NetOptions {
         mac: None,
         offload: if a { 0x8003 } else { 0 },
+        ..Default::default()
     };
     let backend = lkl::NetBackend::Pipe {
         rx: rx.into(),

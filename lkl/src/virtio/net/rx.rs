@@ -1,7 +1,9 @@
 //! The receive thread: one host thread per device, moving frames from the
 //! backend into the driver's receive buffers.
 //!
-//! It sleeps in `poll` on the backend and the device's [`Wake`], then
+//! It sleeps in `poll` on the backend and the device's [`Wake`] (after
+//! polling them without sleeping for a while, when frames come in quick
+//! succession: [`NetOptions::busy_poll`](super::NetOptions::busy_poll)), then
 //! drains: frames are read and delivered one after another under the
 //! receive queue's lock (never the transport's), and one interrupt is
 //! raised per batch, if the driver asks for it. A frame that finds no
@@ -14,10 +16,12 @@
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::backend::{poll_readable, MAX_FRAME};
 use super::device::{count, Delivery, Direct, Net, Shared, QUEUE_SIZE, RX_QUEUE};
 use super::offload::HDR_LEN;
+use super::BUSY_POLL_GAP;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::QueueError;
 
@@ -47,12 +51,14 @@ enum Drained {
 
 /// Runs the receive loop for `transport` until the device is stopped (the
 /// kernel halts).
-pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
+pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: Duration) {
     let mut buf = vec![0u8; MAX_FRAME];
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(4 * usize::from(QUEUE_SIZE));
     let mut pending: Option<Pending> = None;
     let mut reported = false;
     let mut blocked = false;
+    // Whether frames come in quick succession (see NetOptions::busy_poll).
+    let mut brisk = false;
     loop {
         if shared.stopped() {
             return;
@@ -64,7 +70,16 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
             }
             shared.waiting.store(false, Ordering::SeqCst);
         } else {
-            match poll_readable([shared.backend.poll_fd(), shared.wake.fd()], -1) {
+            let fds = [shared.backend.poll_fd(), shared.wake.fd()];
+            let polled = brisk && poll_busily(fds, busy_poll);
+            let slept = Instant::now();
+            let ready = if polled {
+                Ok([true, true])
+            } else {
+                poll_readable(fds, -1)
+            };
+            brisk = !busy_poll.is_zero() && (polled || slept.elapsed() < BUSY_POLL_GAP);
+            match ready {
                 Ok([_, woken]) => {
                     if woken {
                         shared.wake.clear();
@@ -124,6 +139,19 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>) {
             break;
         }
     }
+}
+
+/// Looks at `fds` without sleeping for up to `budget`; returns whether one
+/// became readable.
+fn poll_busily(fds: [std::os::fd::RawFd; 2], budget: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        if let Ok([true, _] | [_, true]) = poll_readable(fds, 0) {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 /// The receive thread's own state, lent to [`drain`].

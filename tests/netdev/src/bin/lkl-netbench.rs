@@ -54,6 +54,10 @@ struct Cli {
     /// The offload mask of the LKL device "with offloads".
     #[arg(long, default_value = "0x9983", value_parser = parse_mask)]
     offload: u64,
+    /// The LKL devices' receive busy polling, in µs (0: off; default:
+    /// the library's, lkl::DEFAULT_BUSY_POLL).
+    #[arg(long)]
+    busy_poll_us: Option<u64>,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -271,7 +275,13 @@ fn client(
     let kernel = match stack {
         Stack::Host => None,
         Stack::Lkl => {
-            let opts = lkl::NetOptions { mac: None, offload };
+            let opts = lkl::NetOptions {
+                mac: None,
+                offload,
+                busy_poll: cli
+                    .busy_poll_us
+                    .map_or(lkl::DEFAULT_BUSY_POLL, Duration::from_micros),
+            };
             let id = lkl::add_net_with(lkl::NetBackend::Tap { ifname: tap.into() }, &opts)?;
             let k = lkl::boot(&lkl::BootOptions {
                 memory: 256 << 20,
@@ -370,6 +380,10 @@ fn run_client(
             &cli.pings.to_string(),
             "--repeat",
             "1",
+            "--busy-poll-us",
+            &cli.busy_poll_us
+                .unwrap_or(lkl::DEFAULT_BUSY_POLL.as_micros() as u64)
+                .to_string(),
             "client",
         ])
         .args(args)
@@ -524,10 +538,13 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         "",
     );
     row("ping RTT (us)", "", "ping", &lkl_off, &host_off, "");
+    let poll = cli
+        .busy_poll_us
+        .unwrap_or(lkl::DEFAULT_BUSY_POLL.as_micros() as u64);
     println!(
-        "LKL: virtio-net over a tap (offloads {off} / none); host: the same client on host \
-         sockets over a veth between two namespaces (offloads on / gso_max_segs 1). \
-         Ratios are LKL / host."
+        "LKL: virtio-net over a tap (offloads {off} / none; receive busy polling {poll} us); \
+         host: the same client on host sockets over a veth between two namespaces (offloads \
+         on / gso_max_segs 1). Ratios are LKL / host."
     );
     Ok(())
 }
