@@ -40,7 +40,7 @@ the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
   --busy-poll-us N
                the LKL devices' receive busy polling in µs (0: off; default:
-               the library's, 50)
+               the library's, 200)
   --no-build   use the binary already built
   -h, --help   this text
 

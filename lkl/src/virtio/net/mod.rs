@@ -240,10 +240,12 @@ pub struct NetOptions {
     pub busy_poll: std::time::Duration,
 }
 
-/// The default [`NetOptions::busy_poll`]: a TCP request/response over a
-/// tap took 22-41 µs with 50 µs of polling and 75-82 µs without, on the
-/// 2-core test VM (docs/net-device.md).
-pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+/// The default [`NetOptions::busy_poll`]. On the 2-core test VM a TCP
+/// 1-byte request/response over a tap took 16-46 µs with polling and
+/// 75-82 µs without; ping took 14-17 µs with 200 µs of polling but 59-68
+/// µs with 50, where the host's wake-ups were slow (the next echo reply
+/// came after the poll had ended). See docs/net-device.md.
+pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Busy polling starts only after a sleep shorter than this: frames then
 /// come in quick succession (a request/response exchange, a transfer),
