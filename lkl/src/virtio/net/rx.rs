@@ -27,6 +27,12 @@ use crate::virtio::QueueError;
 
 /// How long to wait for buffers before trying again anyway.
 const RETRY_MS: i32 = 1000;
+/// Bytes sent between two wakes of the receive thread above which it does
+/// not poll busily (see `run`): TCP upload over a tap lost about 12% with
+/// polling (1.02x-1.08x the host against 1.12x-1.24x), request/response
+/// sends one small frame per reply, a download only acknowledgements.
+const STREAM_BYTES: u64 = 16 << 10;
+
 /// Frames delivered before the driver is told (so it can refill while
 /// a long burst goes on).
 const BATCH: usize = 64;
@@ -59,6 +65,10 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: D
     let mut blocked = false;
     // Whether frames come in quick succession (see NetOptions::busy_poll).
     let mut brisk = false;
+    // Bytes sent when the thread last woke: a program streaming out (more
+    // than STREAM_BYTES between two wakes) gets only acknowledgements back,
+    // and polling for them takes a CPU it needs.
+    let mut tx_mark = shared.stats.tx_bytes.load(Ordering::Relaxed);
     loop {
         if shared.stopped() {
             return;
@@ -71,7 +81,9 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: D
             shared.waiting.store(false, Ordering::SeqCst);
         } else {
             let fds = [shared.backend.poll_fd(), shared.wake.fd()];
-            let polled = brisk && poll_busily(fds, busy_poll);
+            let tx_now = shared.stats.tx_bytes.load(Ordering::Relaxed);
+            let streaming = tx_now.wrapping_sub(tx_mark) > STREAM_BYTES;
+            let polled = brisk && !streaming && poll_busily(fds, busy_poll);
             let slept = Instant::now();
             let ready = if polled {
                 Ok([true, true])
@@ -79,6 +91,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: D
                 poll_readable(fds, -1)
             };
             brisk = !busy_poll.is_zero() && (polled || slept.elapsed() < BUSY_POLL_GAP);
+            tx_mark = shared.stats.tx_bytes.load(Ordering::Relaxed);
             match ready {
                 Ok([_, woken]) => {
                     if woken {
@@ -149,7 +162,8 @@ fn poll_busily(fds: [std::os::fd::RawFd; 2], budget: Duration) -> bool {
         if let Ok([true, _] | [_, true]) = poll_readable(fds, 0) {
             return true;
         }
-        std::hint::spin_loop();
+        // Let another thread that is ready on this CPU run first.
+        std::thread::yield_now();
     }
     false
 }
