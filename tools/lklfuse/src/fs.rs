@@ -674,9 +674,12 @@ impl Filesystem for LklFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Data is in LKL's page cache as soon as write returns; it reaches
-        // the image on fsync, sync or unmount.
-        reply.ok();
+        // Nothing to do: data is in LKL's page cache as soon as write
+        // returns, and reaches the image on fsync, sync or unmount (locks
+        // are the host's own: no getlk/setlk here). ENOSYS tells the host
+        // so, and it sends no more FLUSH: one round trip less per close
+        // (an untar of 19 404 files closes each once).
+        reply.error(FErrno::ENOSYS);
     }
 
     fn release(
