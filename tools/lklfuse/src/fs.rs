@@ -636,6 +636,13 @@ impl Filesystem for LklFs {
             let res = full_io(buf.len(), |done| {
                 sys::pread(fd, &mut buf[done..], offset + done as u64)
             });
+            // Drop-behind: the host keeps what it read in its own page
+            // cache (FOPEN_KEEP_CACHE), so LKL's copy only fills LKL's
+            // memory and costs reclaim work there once it is full. A 1 GiB
+            // read through a fresh mount: 0.71-0.76 s instead of 0.77-1.27.
+            if let Ok(n) = res {
+                let _ = sys::drop_cached(fd, offset, n as u64);
+            }
             reply!(reply, "read", ino.0, res, |n| reply.data(&buf[..n]));
         });
     }

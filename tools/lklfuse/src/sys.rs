@@ -301,6 +301,19 @@ pub fn fsync(fd: i32, datasync: bool) -> Result<(), Errno> {
     unsafe { call(nr, &[fd as c_long]) }.map(drop)
 }
 
+/// `fadvise64(fd, off, len, POSIX_FADV_DONTNEED)`: LKL may drop the range's
+/// clean cached pages.
+pub fn drop_cached(fd: i32, off: u64, len: u64) -> Result<(), Errno> {
+    let args = [
+        fd as c_long,
+        off as c_long,
+        len as c_long,
+        libc::POSIX_FADV_DONTNEED as c_long,
+    ];
+    // SAFETY: numbers only.
+    unsafe { call(sys::__lkl__NR_fadvise64, &args) }.map(drop)
+}
+
 /// `fallocate(fd, mode, off, len)`.
 pub fn fallocate(fd: i32, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
     let args = [fd as c_long, mode as c_long, off as c_long, len as c_long];
