@@ -2,8 +2,8 @@
 /*
  * Memory barriers.  LKL is built for one CPU, but host threads run beside
  * it on other host CPUs and share memory with it: a network device's
- * receive thread, and device work done once a thread has given the CPU
- * back (host_ops.h, cpu_released).  The barriers that order virtio ring
+ * receive thread fills its receive ring while kernel code runs on another
+ * host thread.  The barriers that order virtio ring
  * accesses against such a device (virt_mb() and friends, which fall back
  * on mb()) must therefore be real fences, not the compiler barriers
  * asm-generic gives a uniprocessor: on x86 a store followed by a load may
