@@ -56,8 +56,8 @@ struct Cli {
     offload: u64,
     /// The LKL devices' receive busy polling, in µs (0: off; default:
     /// the library's, lkl::DEFAULT_BUSY_POLL).
-    #[arg(long)]
-    busy_poll_us: Option<u64>,
+    #[arg(long, default_value_t = lkl::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    busy_poll_us: u64,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -278,9 +278,7 @@ fn client(
             let opts = lkl::NetOptions {
                 mac: None,
                 offload,
-                busy_poll: cli
-                    .busy_poll_us
-                    .map_or(lkl::DEFAULT_BUSY_POLL, Duration::from_micros),
+                busy_poll: Duration::from_micros(cli.busy_poll_us),
             };
             let id = lkl::add_net_with(lkl::NetBackend::Tap { ifname: tap.into() }, &opts)?;
             let k = lkl::boot(&lkl::BootOptions {
@@ -381,9 +379,7 @@ fn run_client(
             "--repeat",
             "1",
             "--busy-poll-us",
-            &cli.busy_poll_us
-                .unwrap_or(lkl::DEFAULT_BUSY_POLL.as_micros() as u64)
-                .to_string(),
+            &cli.busy_poll_us.to_string(),
             "client",
         ])
         .args(args)
@@ -538,9 +534,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         "",
     );
     row("ping RTT (us)", "", "ping", &lkl_off, &host_off, "");
-    let poll = cli
-        .busy_poll_us
-        .unwrap_or(lkl::DEFAULT_BUSY_POLL.as_micros() as u64);
+    let poll = cli.busy_poll_us;
     println!(
         "LKL: virtio-net over a tap (offloads {off} / none; receive busy polling {poll} us); \
          host: the same client on host sockets over a veth between two namespaces (offloads \
