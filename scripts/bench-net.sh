@@ -41,6 +41,8 @@ the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
   --busy-poll-us N
                the LKL devices' receive busy polling in µs (0: off; default:
                the library's, 200)
+  --no-coalesce
+               turn the LKL devices' receive coalescing off (on by default)
   --no-build   use the binary already built
   -h, --help   this text
 
@@ -65,6 +67,7 @@ while [ $# -gt 0 ]; do
         --busy-poll-us)
             [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "bench-net.sh: --busy-poll-us needs a number of µs" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;
+        --no-coalesce) ARGS+=("$1"); shift ;;
         --no-build) BUILD=0; shift ;;
         *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac

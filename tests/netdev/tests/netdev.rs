@@ -59,6 +59,8 @@ struct Dev {
     offload: u64,
     /// Whether frames larger than 1514 bytes must cross (TSO, jumbo).
     large: bool,
+    /// Receive busy polling (the default) or none.
+    busy_poll: bool,
 }
 
 const DEVS: [Dev; 7] = [
@@ -68,13 +70,17 @@ const DEVS: [Dev; 7] = [
         mtu: 1500,
         offload: 0,
         large: false,
+        busy_poll: true,
     },
+    // No busy polling: frames queue in the tap while the receive thread
+    // wakes, and are joined (`coalesced_download`).
     Dev {
         what: "tap with offloads",
         net: 1,
         mtu: 1500,
         offload: FULL_OFFLOAD,
         large: true,
+        busy_poll: false,
     },
     Dev {
         what: "macvtap",
@@ -82,6 +88,7 @@ const DEVS: [Dev; 7] = [
         mtu: 1500,
         offload: 0,
         large: false,
+        busy_poll: true,
     },
     Dev {
         what: "raw",
@@ -89,6 +96,7 @@ const DEVS: [Dev; 7] = [
         mtu: 1500,
         offload: 0,
         large: false,
+        busy_poll: true,
     },
     Dev {
         what: "tap at MTU 9000 with mergeable buffers",
@@ -96,6 +104,7 @@ const DEVS: [Dev; 7] = [
         mtu: 9000,
         offload: 0x8000,
         large: true,
+        busy_poll: true,
     },
     Dev {
         what: "macvtap with offloads",
@@ -103,6 +112,7 @@ const DEVS: [Dev; 7] = [
         mtu: 1500,
         offload: FULL_OFFLOAD,
         large: true,
+        busy_poll: true,
     },
     Dev {
         what: "raw with offloads",
@@ -110,6 +120,7 @@ const DEVS: [Dev; 7] = [
         mtu: 1500,
         offload: FULL_OFFLOAD,
         large: true,
+        busy_poll: true,
     },
 ];
 
@@ -319,11 +330,14 @@ fn run_devices(args: &[String]) -> Outcome {
             6 => Some(MAC_MVT2),
             _ => None,
         };
-        let opts = lkl::NetOptions {
+        let mut opts = lkl::NetOptions {
             mac,
             offload: dev.offload,
             ..Default::default()
         };
+        if !dev.busy_poll {
+            opts.busy_poll = Duration::ZERO;
+        }
         ids.push(lkl::add_net_with(backend, &opts).map_err(|e| format!("{}: {e}", dev.what))?);
     }
     let kernel = lkl::boot(&lkl::BootOptions {
@@ -343,6 +357,7 @@ fn run_devices(args: &[String]) -> Outcome {
         }
     }
     for r in [
+        coalesced_download(ids[1], &DEVS[1]),
         host_pings_lkl(lkl_ip(0)),
         host_pings_lkl(lkl_ip(2)),
         hot_add(ids[0]),
@@ -403,6 +418,64 @@ fn exchange(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
         "{}: TCP {PAYLOAD} bytes each way, byte-exact, LKL {name} {me} <-> host {host} \
          (offload {:#x}, mtu {}, average frame tx {tx_avg} rx {rx_avg} bytes)",
         dev.what, dev.offload, dev.mtu
+    ))
+}
+
+/// Bytes of the download that must be coalesced.
+const DOWNLOAD: usize = 32 << 20;
+
+/// The host sends [`DOWNLOAD`] bytes to LKL over device `id` (one with
+/// mergeable buffers, TSO4 and checksum offload): every byte arrives, and
+/// some frames were joined on the way (receive coalescing).
+fn coalesced_download(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
+    let host = host_ip(dev.net);
+    let listener = TcpListener::bind((host, 0)).map_err(|e| format!("bind {host}: {e}"))?;
+    let to = SocketAddr::from((host, listener.local_addr().map_err(s)?.port()));
+    let sender = std::thread::spawn(move || -> Outcome {
+        let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        conn.write_all(&pattern(DOWNLOAD, 11))
+            .map_err(|e| format!("host write: {e}"))
+    });
+    let before = lkl::net_stats(id).map_err(s)?;
+    let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
+    let got = timeouts(fd, IO_TIMEOUT)
+        .and_then(|()| lkl::connect(fd, &to).map_err(|e| format!("connect to {to}: {e}")))
+        .and_then(|()| {
+            let mut got = vec![0u8; DOWNLOAD];
+            let mut have = 0;
+            while have < got.len() {
+                match lkl::read(fd, &mut got[have..]) {
+                    Ok(0) => return Err(format!("the host closed after {have} bytes")),
+                    Ok(n) => have += n,
+                    Err(e) => return Err(format!("LKL read after {have} bytes: {e}")),
+                }
+            }
+            Ok(got)
+        });
+    let _ = lkl::close(fd);
+    let got = got?;
+    sender
+        .join()
+        .map_err(|_| "the host sender panicked".to_string())??;
+    if got != pattern(DOWNLOAD, 11) {
+        return Err("LKL received different bytes from what the host sent".into());
+    }
+    let after = lkl::net_stats(id).map_err(s)?;
+    let (frames, joined) = (
+        after.rx_frames - before.rx_frames,
+        after.rx_coalesced - before.rx_coalesced,
+    );
+    if joined == 0 || after.rx_dropped != before.rx_dropped {
+        return Err(format!(
+            "no frame was coalesced, or frames were lost: {frames} frames, {joined} joined, \
+             {after:?}"
+        ));
+    }
+    Ok(format!(
+        "{}: {DOWNLOAD} bytes from the host, byte-exact, {} host frames reached LKL as {frames} \
+         (receive coalescing)",
+        dev.what,
+        frames + joined
     ))
 }
 

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lkl_sys as sys;
 
 use super::backend::{iov, Backend, Wake};
+use super::coalesce;
 use super::offload::{self, HDR_LEN};
 use crate::virtio::memory::{read_bytes, write_bytes, GuestMemory};
 use crate::virtio::mmio::VirtioDevice;
@@ -60,6 +61,9 @@ pub struct NetStats {
     pub tx_errors: u64,
     /// Interrupts the receive thread raised (one per batch of frames).
     pub rx_interrupts: u64,
+    /// Frames joined to the one before them ([`NetOptions::coalesce`](super::NetOptions::coalesce)):
+    /// the host sent `rx_frames + rx_coalesced`.
+    pub rx_coalesced: u64,
 }
 
 /// The counters, updated without a shared lock.
@@ -72,6 +76,7 @@ pub(super) struct Counters {
     pub(super) tx_bytes: AtomicU64,
     pub(super) tx_errors: AtomicU64,
     pub(super) rx_interrupts: AtomicU64,
+    pub(super) rx_coalesced: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -91,6 +96,39 @@ pub struct RxQueue {
     held: VecDeque<DescriptorChain>,
     /// Whether a frame too big for the buffers was reported.
     warned: bool,
+    /// Whether frames are joined ([`coalesce`]).
+    coalesce: bool,
+    /// A frame read into the first held chains that did not join the one
+    /// before it: its length with the header, delivered next.
+    ready: Option<usize>,
+    /// Scratch: the bytes each chain of a frame holds.
+    lens: Vec<u32>,
+}
+
+/// A frame being delivered: its head (virtio-net header and the frame's
+/// first bytes), what each of its chains holds, and the TCP segment it is
+/// when frames may be joined to it.
+struct Run {
+    head: [u8; coalesce::HEAD],
+    lens: Vec<u32>,
+    seg: Option<coalesce::Segment>,
+}
+
+/// What a direct read works with: the kernel's memory, the backend, the
+/// caller's iovec scratch space, the counters.
+struct Io<'a> {
+    mem: &'a dyn GuestMemory,
+    backend: &'a dyn Backend,
+    iovs: &'a mut Vec<libc::iovec>,
+    stats: &'a Counters,
+}
+
+/// What [`RxQueue::read_into`] got.
+enum Read {
+    /// A frame of this many bytes (header included) is in the chains.
+    Frame(usize),
+    /// Nothing to deliver: what to tell the caller.
+    Done(Direct),
 }
 
 /// What became of a direct read ([`RxQueue::receive_direct`]).
@@ -195,7 +233,9 @@ impl RxQueue {
     /// (no copy in the device): the buffers are taken first, enough for
     /// the largest frame the backend carries (with mergeable buffers) or
     /// one chain, and those the frame does not need stay held for the
-    /// next. `iovs` is the caller's scratch space.
+    /// next. When the receive queue coalesces ([`coalesce`]), the frames
+    /// queued behind a large TCP segment that continue it are read and
+    /// joined to it. `iovs` is the caller's scratch space.
     ///
     /// # Errors
     /// A malformed queue.
@@ -206,41 +246,187 @@ impl RxQueue {
         iovs: &mut Vec<libc::iovec>,
         stats: &Counters,
     ) -> Result<Direct, QueueError> {
-        let Some(queue) = self.queue.as_mut() else {
+        if self.queue.is_none() {
             return Ok(Direct::Short);
+        }
+        let mut io = Io {
+            mem,
+            backend,
+            iovs,
+            stats,
+        };
+        let total = match self.ready.take() {
+            Some(total) => total,
+            None => match self.read_into(&mut io, 0)? {
+                Read::Frame(total) => total,
+                Read::Done(d) => return Ok(d),
+            },
+        };
+        let mut run = Run {
+            head: [0u8; coalesce::HEAD],
+            lens: std::mem::take(&mut self.lens),
+            seg: None,
+        };
+        run.lens.clear();
+        fill(&self.held, 0, total, &mut run.lens);
+        let r = self.finish(&mut io, &mut run, total);
+        self.lens = run.lens;
+        r
+    }
+
+    /// Delivers the frame of `total` bytes read into the first held
+    /// chains (`run.lens` says what each holds), with the frames joined
+    /// to it when the queue coalesces.
+    fn finish(&mut self, io: &mut Io, run: &mut Run, total: usize) -> Result<Direct, QueueError> {
+        let (mem, stats) = (io.mem, io.stats);
+        let h = io.backend.host_hdr_len();
+        let frame_len = total - HDR_LEN;
+        let head_len = coalesce::HEAD.min(total);
+        gather_bytes(mem, writable(&self.held[0]), 0, &mut run.head[..head_len])?;
+        let mut hdr = [0u8; HDR_LEN];
+        hdr[..h].copy_from_slice(&run.head[..h]);
+        if !self.fit_in_place(mem, run.lens.len(), &mut hdr, frame_len)? {
+            count(&stats.rx_dropped, 1);
+            let chain = self.held.pop_front().expect("a chain was taken");
+            self.queue_mut().add_used(mem, chain.head, 0)?;
+            return Ok(Direct::Dropped);
+        }
+        run.head[..HDR_LEN].copy_from_slice(&hdr);
+        if self.coalescing(h) {
+            run.seg = coalesce::segment(&run.head[..head_len], frame_len).filter(|s| s.gso);
+            if run.seg.is_some() {
+                self.join(io, run)?;
+            }
+        }
+        // The headers of a joined frame were rewritten; else only ours.
+        let (written, frame_len) = match run.seg {
+            Some(seg) if seg.hdr_len + seg.payload > frame_len => {
+                (HDR_LEN + seg.hdr_len, seg.hdr_len + seg.payload)
+            }
+            _ => (HDR_LEN, frame_len),
+        };
+        run.head[10..12].copy_from_slice(&(run.lens.len() as u16).to_le_bytes());
+        scatter(mem, writable(&self.held[0]), 0, &run.head[..written])?;
+        for &n in &run.lens {
+            let chain = self.held.pop_front().expect("counted by fill");
+            self.queue_mut().add_used(mem, chain.head, n)?;
+        }
+        count(&stats.rx_frames, 1);
+        count(&stats.rx_bytes, frame_len as u64);
+        Ok(Direct::Delivered)
+    }
+
+    /// Whether frames are joined: asked for, a backend that writes the
+    /// whole header, and a driver that takes mergeable buffers, large
+    /// TCPv4 segments and partial checksums.
+    fn coalescing(&self, host_hdr_len: usize) -> bool {
+        let needs = offload::MRG_RXBUF | offload::GUEST_TSO4 | offload::GUEST_CSUM;
+        self.coalesce && host_hdr_len == HDR_LEN && self.features & needs == needs
+    }
+
+    /// Reads the frames queued behind the large segment `run.seg` into
+    /// the following chains and joins those that continue it, until one
+    /// does not (it is then [`RxQueue::ready`], a frame of its own), the
+    /// backend is empty, the buffers run short or [`coalesce::LIMIT`] is
+    /// reached. `run.seg` grows with each frame joined.
+    fn join(&mut self, io: &mut Io, run: &mut Run) -> Result<(), QueueError> {
+        let (mem, stats) = (io.mem, io.stats);
+        let Some(mut seg) = run.seg else {
+            return Ok(());
+        };
+        while seg.payload < coalesce::LIMIT {
+            let from = run.lens.len();
+            let total = match self.read_into(io, from)? {
+                Read::Frame(total) => total,
+                Read::Done(Direct::Failed(_)) => {
+                    count(&stats.rx_dropped, 1);
+                    break;
+                }
+                Read::Done(_) => break,
+            };
+            let mut next = [0u8; coalesce::HEAD];
+            let next_len = coalesce::HEAD.min(total);
+            let first = writable(&self.held[from]);
+            gather_bytes(mem, first, 0, &mut next[..next_len])?;
+            let fits = coalesce::segment(&next[..next_len], total - HDR_LEN)
+                .filter(|n| coalesce::follows(&run.head, &seg, &next, n));
+            // The payload in the first chain moves over the headers: one
+            // buffer, so the chain must be one descriptor.
+            let skip = HDR_LEN + seg.hdr_len;
+            let (Some(n), [d]) = (fits, first) else {
+                self.ready = Some(total);
+                break;
+            };
+            let in_first = u64::from(d.len).min(total as u64);
+            let p = mem.translate(d.addr, in_first).ok_or(QueueError::Memory {
+                addr: d.addr,
+                len: in_first,
+            })?;
+            let in_first = in_first as usize;
+            // SAFETY: `p` is the chain's one buffer, `in_first` bytes long
+            // (translate checked it lies in the kernel's memory); the
+            // driver gave it to the device and gets it back only through
+            // the used ring, after this.
+            unsafe { std::ptr::copy(p.add(skip), p, in_first - skip) };
+            let before = run.lens.len();
+            fill(&self.held, from, total, &mut run.lens);
+            run.lens[before] -= skip as u32;
+            seg.payload += n.payload;
+            coalesce::append(&mut run.head, &seg, &next);
+            count(&stats.rx_coalesced, 1);
+        }
+        run.seg = Some(seg);
+        Ok(())
+    }
+
+    /// Reads one frame into the held chains from index `from` on, taking
+    /// chains from the ring until they can hold the largest frame (one
+    /// chain without mergeable buffers). A frame that does not fit is
+    /// dropped, its first chain returned empty.
+    fn read_into(&mut self, io: &mut Io, from: usize) -> Result<Read, QueueError> {
+        let (mem, backend, stats) = (io.mem, io.backend, io.stats);
+        let iovs = &mut *io.iovs;
+        let Some(queue) = self.queue.as_mut() else {
+            return Ok(Read::Done(Direct::Short));
         };
         let mrg = offload::has(self.features, offload::MRG_RXBUF);
         let want = (HDR_LEN + backend.max_frame()) as u64;
-        let mut room: u64 = self.held.iter().map(writable_len).sum();
-        while self.held.is_empty() || (mrg && room < want) {
+        let mut room: u64 = self.held.iter().skip(from).map(writable_len).sum();
+        while self.held.len() <= from || (mrg && room < want) {
             match queue.pop(mem)? {
                 Some(c) => {
                     room += writable_len(&c);
                     self.held.push_back(c);
                 }
-                None => return Ok(Direct::Short),
+                None => return Ok(Read::Done(Direct::Short)),
             }
         }
-        let chains = if mrg { self.held.len() } else { 1 };
-        let room: u64 = self.held.iter().take(chains).map(writable_len).sum();
+        let chains = if mrg { self.held.len() - from } else { 1 };
+        let room: u64 = self
+            .held
+            .iter()
+            .skip(from)
+            .take(chains)
+            .map(writable_len)
+            .sum();
         // The header is the backend's to write when it has one, else ours.
         // The backend writes its header (`h` bytes of ours) and the frame;
         // the rest of our header, bytes h..12, is left out for us.
         let h = backend.host_hdr_len() as u64;
         iovs.clear();
         let mut pos = 0u64;
-        for d in self.held.iter().take(chains).flat_map(|c| c.writable()) {
+        let descs = self.held.iter().skip(from).take(chains);
+        for d in descs.flat_map(|c| c.writable()) {
             let end = pos + u64::from(d.len);
-            for (from, to) in [(pos, end.min(h)), (pos.max(HDR_LEN as u64), end)] {
-                if from < to {
-                    let addr = d.addr + (from - pos);
-                    let p = mem.translate(addr, to - from).ok_or(QueueError::Memory {
-                        addr,
-                        len: to - from,
-                    })?;
+            for (lo, hi) in [(pos, end.min(h)), (pos.max(HDR_LEN as u64), end)] {
+                if lo < hi {
+                    let addr = d.addr + (lo - pos);
+                    let p = mem
+                        .translate(addr, hi - lo)
+                        .ok_or(QueueError::Memory { addr, len: hi - lo })?;
                     iovs.push(libc::iovec {
                         iov_base: p.cast(),
-                        iov_len: (to - from) as usize,
+                        iov_len: (hi - lo) as usize,
                     });
                 }
             }
@@ -250,7 +436,7 @@ impl RxQueue {
         let mut spill = [0u8; 1];
         iovs.push(super::backend::iov_mut(&mut spill));
         let n = match backend.recv_iov(iovs) {
-            None => return Ok(Direct::Short),
+            None => return Ok(Read::Done(Direct::Short)),
             Some(Ok(n)) => n,
             Some(Err(e))
                 if matches!(
@@ -258,62 +444,24 @@ impl RxQueue {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(Direct::Empty)
+                return Ok(Read::Done(Direct::Empty))
             }
-            Some(Err(e)) => return Ok(Direct::Failed(e)),
+            Some(Err(e)) => return Ok(Read::Done(Direct::Failed(e))),
         };
         iovs.clear();
-        if (n as u64) < h {
-            return self.drop_first(mem, room, n, stats);
-        }
         let total = n + HDR_LEN - h as usize;
-        if total as u64 > room {
-            return self.drop_first(mem, room, total, stats);
-        }
-        let frame_len = total - HDR_LEN;
-        let used = chains_for(&self.held, total);
-        let mut hdr = [0u8; HDR_LEN];
-        if h > 0 {
-            gather_bytes(mem, writable(&self.held[0]), 0, &mut hdr[..h as usize])?;
-        }
-        if !self.fit_in_place(mem, used, &mut hdr, frame_len)? {
+        if (n as u64) < h || total as u64 > room {
+            Self::warn_size(&mut self.warned, total.saturating_sub(HDR_LEN), room);
             count(&stats.rx_dropped, 1);
-            let chain = self.held.pop_front().expect("a chain was taken");
+            let chain = self.held.remove(from).expect("a chain was taken");
             self.queue_mut().add_used(mem, chain.head, 0)?;
-            return Ok(Direct::Dropped);
+            return Ok(Read::Done(Direct::Dropped));
         }
-        hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
-        scatter(mem, writable(&self.held[0]), 0, &hdr)?;
-        let mut left = total as u64;
-        for _ in 0..used {
-            let chain = self.held.pop_front().expect("counted by chains_for");
-            let n = left.min(writable_len(&chain));
-            left -= n;
-            self.queue_mut().add_used(mem, chain.head, n as u32)?;
-        }
-        count(&stats.rx_frames, 1);
-        count(&stats.rx_bytes, frame_len as u64);
-        Ok(Direct::Delivered)
+        Ok(Read::Frame(total))
     }
 
     fn queue_mut(&mut self) -> &mut Queue {
         self.queue.as_mut().expect("live while delivering")
-    }
-
-    /// Returns the first held chain empty for a frame of `total` bytes
-    /// that did not fit `room` (or was shorter than a header).
-    fn drop_first(
-        &mut self,
-        mem: &dyn GuestMemory,
-        room: u64,
-        total: usize,
-        stats: &Counters,
-    ) -> Result<Direct, QueueError> {
-        Self::warn_size(&mut self.warned, total.saturating_sub(HDR_LEN), room);
-        count(&stats.rx_dropped, 1);
-        let chain = self.held.pop_front().expect("a chain was taken");
-        self.queue_mut().add_used(mem, chain.head, 0)?;
-        Ok(Direct::Dropped)
     }
 
     /// [`offload::fit_received`] for a frame already in the first `used`
@@ -378,6 +526,7 @@ impl RxQueue {
     pub(super) fn clear(&mut self) {
         self.queue = None;
         self.held.clear();
+        self.ready = None;
     }
 }
 
@@ -393,6 +542,20 @@ fn chains_for(chains: &VecDeque<DescriptorChain>, total: usize) -> usize {
         used += 1;
     }
     used
+}
+
+/// Appends to `lens` what `total` bytes fill of each of `chains` from
+/// index `from` on.
+fn fill(chains: &VecDeque<DescriptorChain>, from: usize, total: usize, lens: &mut Vec<u32>) {
+    let mut left = total as u64;
+    for c in chains.iter().skip(from) {
+        if left == 0 {
+            break;
+        }
+        let n = left.min(writable_len(c));
+        lens.push(n as u32);
+        left -= n;
+    }
 }
 
 /// The device-writable buffers of `c` (they come last in a chain).
@@ -476,7 +639,8 @@ unsafe impl Send for Net {}
 impl Net {
     /// A device with address `mac` over `backend`, reaching the driver's
     /// buffers through `mem`, offering the `offload` bits the backend can
-    /// honour. The receive thread is woken by `wake`.
+    /// honour, joining received TCP segments when `coalesce` (see
+    /// [`coalesce`]).
     ///
     /// # Errors
     /// No eventfd could be made.
@@ -485,6 +649,7 @@ impl Net {
         backend: Arc<dyn Backend>,
         mem: Arc<dyn GuestMemory>,
         offload: u64,
+        coalesce: bool,
     ) -> std::io::Result<Net> {
         let offloads = offload::consistent(offload & backend.offloads());
         Ok(Net {
@@ -493,7 +658,10 @@ impl Net {
                 backend,
                 wake: Wake::new()?,
                 mem,
-                rx: Mutex::new(RxQueue::default()),
+                rx: Mutex::new(RxQueue {
+                    coalesce,
+                    ..RxQueue::default()
+                }),
                 stopped: AtomicBool::new(false),
                 waiting: AtomicBool::new(false),
                 signalling: std::sync::atomic::AtomicUsize::new(0),
@@ -522,6 +690,7 @@ impl Net {
             tx_bytes: get(&c.tx_bytes),
             tx_errors: get(&c.tx_errors),
             rx_interrupts: get(&c.rx_interrupts),
+            rx_coalesced: get(&c.rx_coalesced),
         }
     }
 
@@ -800,7 +969,7 @@ mod tests {
             sent: Mutex::new(Vec::new()),
             vnet_hdr: offload != 0,
         });
-        let net = Net::new(MAC, sink.clone(), d.mem.clone(), offload).unwrap();
+        let net = Net::new(MAC, sink.clone(), d.mem.clone(), offload, true).unwrap();
         (net, sink)
     }
 
@@ -891,6 +1060,7 @@ mod tests {
     struct Source {
         frames: Mutex<VecDeque<Vec<u8>>>,
         host_hdr: usize,
+        max: usize,
     }
 
     impl Backend for Source {
@@ -927,7 +1097,7 @@ mod tests {
             offload::ALL
         }
         fn max_frame(&self) -> usize {
-            289
+            self.max
         }
     }
 
@@ -937,6 +1107,108 @@ mod tests {
         let mut rx = sh.rx();
         rx.receive_direct(&*sh.mem, src, &mut iovs, &sh.stats)
             .unwrap()
+    }
+
+    /// A TCP/IPv4 frame as a tap hands it over (virtio-net header first):
+    /// `payload` bytes at `seq`, segments of `gso` (0: one segment), from
+    /// source port `port`; the payload bytes count up from `seq`.
+    fn tcp_frame(seq: u32, payload: usize, gso: u16, port: u8) -> Vec<u8> {
+        let (mut f, _) = super::super::coalesce::tests::head(seq, payload, gso);
+        f[HDR_LEN + 14 + 20 + 1] = port;
+        f.extend((0..payload).map(|i| (seq as usize + i) as u8));
+        f
+    }
+
+    /// What the driver got in used entries `from..from + n`, buffers in
+    /// `bufs` by chain head, concatenated.
+    fn used_bytes(d: &MockDriver, bufs: &[u64], from: u16, n: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        for k in from..from + n {
+            let (head, len) = d.used_elem(k);
+            let mut b = vec![0u8; len as usize];
+            read_bytes(&*d.mem, bufs[head as usize], &mut b).unwrap();
+            out.extend(b);
+        }
+        out
+    }
+
+    #[test]
+    fn queued_segments_of_one_flow_reach_the_driver_as_one() {
+        let mut d = MockDriver::new(32);
+        let offloads = offload::MRG_RXBUF | offload::GUEST_CSUM | offload::GUEST_TSO4;
+        let (n, _) = live(&d, offloads, BASE_FEATURES | offloads);
+        let bufs: Vec<u64> = (0..20).map(|_| d.alloc(256)).collect();
+        for &b in &bufs {
+            d.add_chain(&[(b, 256, true)]);
+        }
+        // Two segments of one flow, then one of another flow.
+        let (a, b, c) = (
+            tcp_frame(1000, 200, 100, 1),
+            tcp_frame(1200, 300, 100, 1),
+            tcp_frame(1500, 100, 100, 2),
+        );
+        let src = Source {
+            frames: Mutex::new(VecDeque::from([a.clone(), b.clone(), c.clone()])),
+            host_hdr: HDR_LEN,
+            max: 600,
+        };
+        assert!(matches!(direct(&n, &src), Direct::Delivered));
+        // a's two chains (256 + 22 bytes), then b's payload: its first
+        // chain's headers were covered by its payload (256 - 78 bytes).
+        assert_eq!(d.used_idx(), 4);
+        let lens: Vec<u32> = (0..4).map(|k| d.used_elem(k).1).collect();
+        assert_eq!(lens, [256, 22, 178, 122]);
+        let got = used_bytes(&d, &bufs, 0, 4);
+        let hl = coalesce::HEAD;
+        assert_eq!(got.len(), hl + 500);
+        assert_eq!(got[hl..hl + 200], a[hl..]);
+        assert_eq!(got[hl + 200..], b[hl..]);
+        let seg = coalesce::segment(&got[..hl], got.len() - HDR_LEN).unwrap();
+        assert_eq!((seg.payload, seg.mss, seg.gso), (500, 100, true));
+        assert_eq!(got[10..12], [4, 0], "num_buffers");
+        let s = n.stats();
+        assert_eq!((s.rx_frames, s.rx_coalesced, s.rx_bytes), (1, 1, 66 + 500));
+        // The other flow's segment was read but not joined: it goes next,
+        // as it came.
+        assert!(matches!(direct(&n, &src), Direct::Delivered));
+        assert_eq!(d.used_idx(), 5);
+        let mut c_out = c;
+        c_out[10] = 1; // num_buffers
+        assert_eq!(used_bytes(&d, &bufs, 4, 1), c_out);
+        assert!(matches!(direct(&n, &src), Direct::Empty));
+    }
+
+    #[test]
+    fn single_segments_and_devices_without_coalescing_are_not_joined() {
+        let offloads = offload::MRG_RXBUF | offload::GUEST_CSUM | offload::GUEST_TSO4;
+        for (single, coalesce) in [(true, true), (false, false)] {
+            let mut d = MockDriver::new(32);
+            let sink = Arc::new(Source {
+                frames: Mutex::new(VecDeque::new()),
+                host_hdr: HDR_LEN,
+                max: 600,
+            });
+            let mut n = Net::new(MAC, sink, d.mem.clone(), offloads, coalesce).unwrap();
+            n.activate_queues(BASE_FEATURES | offloads, &[d.queue(), d.queue()]);
+            for _ in 0..8 {
+                let b = d.alloc(256);
+                d.add_chain(&[(b, 256, true)]);
+            }
+            let first = if single {
+                tcp_frame(1000, 100, 0, 1) // a request: never waits for more
+            } else {
+                tcp_frame(1000, 200, 100, 1)
+            };
+            let src = Source {
+                frames: Mutex::new(VecDeque::from([first, tcp_frame(1200, 100, 100, 1)])),
+                host_hdr: HDR_LEN,
+                max: 600,
+            };
+            assert!(matches!(direct(&n, &src), Direct::Delivered));
+            assert_eq!(src.frames.lock().unwrap().len(), 1, "the second not read");
+            assert!(matches!(direct(&n, &src), Direct::Delivered));
+            assert_eq!((n.stats().rx_frames, n.stats().rx_coalesced), (2, 0));
+        }
     }
 
     #[test]
@@ -950,6 +1222,7 @@ mod tests {
         let src = Source {
             frames: Mutex::new(VecDeque::from([hdr, vec![0u8; 401]])),
             host_hdr: HDR_LEN,
+            max: 289,
         };
         let bufs: Vec<u64> = (0..3).map(|_| d.alloc(100)).collect();
         let heads: Vec<u16> = bufs
@@ -993,6 +1266,7 @@ mod tests {
         let src = Source {
             frames: Mutex::new(VecDeque::from([vec![7u8; 60]])),
             host_hdr: 0,
+            max: 289,
         };
         let a = d.alloc(128);
         let head = d.add_chain(&[(a, 128, true)]);
@@ -1013,6 +1287,7 @@ mod tests {
         let src = Source {
             frames: Mutex::new(VecDeque::from([pkt])),
             host_hdr: 10,
+            max: 289,
         };
         // The header's end and the frame's start split across buffers.
         let (a, b) = (d.alloc(11), d.alloc(64));

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod backend;
+pub mod coalesce;
 pub mod device;
 pub mod offload;
 pub mod pipe;
@@ -238,6 +239,13 @@ pub struct NetOptions {
     /// for up to this long after each burst of such traffic. Zero turns
     /// it off. Default [`DEFAULT_BUSY_POLL`].
     pub busy_poll: std::time::Duration,
+    /// Receive coalescing: TCP/IPv4 segments of one flow that the host
+    /// queued together reach the driver as one large segment (up to
+    /// [`coalesce::LIMIT`] and one more), so LKL handles and acknowledges
+    /// fewer, larger frames. Needs mergeable buffers, TSO4 and checksum
+    /// offload negotiated (`offload` 0x8083 or more) and a tap or
+    /// macvtap. Default on.
+    pub coalesce: bool,
 }
 
 /// The default [`NetOptions::busy_poll`]. On the 2-core test VM a TCP
@@ -259,6 +267,7 @@ impl Default for NetOptions {
             mac: None,
             offload: 0,
             busy_poll: DEFAULT_BUSY_POLL,
+            coalesce: true,
         }
     }
 }
@@ -354,8 +363,14 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
     let id = NetId(list.len());
     let mac = mac.unwrap_or_else(|| default_mac(id));
     let thread_err = |source| NetError::Thread { id, source };
-    let device =
-        Net::new(mac, backend, Arc::new(KernelMemory), opts.offload).map_err(thread_err)?;
+    let device = Net::new(
+        mac,
+        backend,
+        Arc::new(KernelMemory),
+        opts.offload,
+        opts.coalesce,
+    )
+    .map_err(thread_err)?;
     let shared = device.shared();
     let irq = crate::get_free_irq(IRQ_USER).map_err(NetError::Irq)?;
     let transport = Arc::new(MmioTransport::new(

@@ -58,6 +58,10 @@ struct Cli {
     /// the library's, lkl::DEFAULT_BUSY_POLL).
     #[arg(long, default_value_t = lkl::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
+    /// Turn the LKL devices' receive coalescing off (on by default:
+    /// lkl::NetOptions::coalesce).
+    #[arg(long)]
+    no_coalesce: bool,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -279,6 +283,7 @@ fn client(
                 mac: None,
                 offload,
                 busy_poll: Duration::from_micros(cli.busy_poll_us),
+                coalesce: !cli.no_coalesce,
             };
             let id = lkl::add_net_with(lkl::NetBackend::Tap { ifname: tap.into() }, &opts)?;
             let k = lkl::boot(&lkl::BootOptions {
@@ -380,8 +385,9 @@ fn run_client(
             "1",
             "--busy-poll-us",
             &cli.busy_poll_us.to_string(),
-            "client",
         ])
+        .args(cli.no_coalesce.then_some("--no-coalesce"))
+        .arg("client")
         .args(args)
         .stderr(Stdio::inherit())
         .output()
@@ -535,10 +541,16 @@ fn orchestrate(cli: &Cli) -> Result<()> {
     );
     row("ping RTT (us)", "", "ping", &lkl_off, &host_off, "");
     let poll = cli.busy_poll_us;
+    let coalesce = if cli.no_coalesce { "off" } else { "on" };
+    // The server's stack sends the downloads: its congestion control (the
+    // host's default) sets how much work each acknowledgement costs.
+    let cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map_or_else(|_| "unknown".into(), |c| c.trim().to_owned());
     println!(
-        "LKL: virtio-net over a tap (offloads {off} / none; receive busy polling {poll} us); \
-         host: the same client on host sockets over a veth between two namespaces (offloads \
-         on / gso_max_segs 1). Ratios are LKL / host."
+        "LKL: virtio-net over a tap (offloads {off} / none; receive busy polling {poll} us, \
+         coalescing {coalesce}); host: the same client on host sockets over a veth between two \
+         namespaces (offloads on / gso_max_segs 1). The server's congestion control: {cc}. \
+         Ratios are LKL / host."
     );
     Ok(())
 }
