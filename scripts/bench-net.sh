@@ -43,6 +43,8 @@ the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
                the library's, 200)
   --no-coalesce
                turn the LKL devices' receive coalescing off (on by default)
+  --no-transmit-thread
+               turn the LKL devices' transmit thread off (on by default)
   --no-build   use the binary already built
   -h, --help   this text
 
@@ -67,7 +69,7 @@ while [ $# -gt 0 ]; do
         --busy-poll-us)
             [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "bench-net.sh: --busy-poll-us needs a number of µs" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;
-        --no-coalesce) ARGS+=("$1"); shift ;;
+        --no-coalesce|--no-transmit-thread) ARGS+=("$1"); shift ;;
         --no-build) BUILD=0; shift ;;
         *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac

@@ -414,10 +414,16 @@ fn exchange(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
     if st.rx_dropped != 0 || st.tx_errors != 0 {
         return Err(format!("frames were lost: {st:?}"));
     }
+    // A transfer is bulk traffic: the transmit thread takes over (it needs
+    // busy polling).
+    if dev.busy_poll && st.tx_threaded == 0 {
+        return Err(format!("the transmit thread sent no frame: {st:?}"));
+    }
     Ok(format!(
         "{}: TCP {PAYLOAD} bytes each way, byte-exact, LKL {name} {me} <-> host {host} \
-         (offload {:#x}, mtu {}, average frame tx {tx_avg} rx {rx_avg} bytes)",
-        dev.what, dev.offload, dev.mtu
+         (offload {:#x}, mtu {}, average frame tx {tx_avg} rx {rx_avg} bytes, {} of {} frames \
+         sent by the transmit thread)",
+        dev.what, dev.offload, dev.mtu, st.tx_threaded, st.tx_frames
     ))
 }
 
@@ -584,7 +590,7 @@ fn receive_threads_end() -> Outcome {
         for task in std::fs::read_dir("/proc/self/task").map_err(s)? {
             let comm =
                 std::fs::read_to_string(task.map_err(s)?.path().join("comm")).unwrap_or_default();
-            if comm.starts_with("lkl-net-rx") {
+            if comm.starts_with("lkl-net-rx") || comm.starts_with("lkl-net-tx") {
                 left.push(comm.trim().to_owned());
             }
         }

@@ -34,6 +34,14 @@ use crate::virtio::mmio::VirtioDevice;
 use crate::virtio::queue::{Descriptor, DescriptorChain, Queue};
 use crate::virtio::QueueError;
 
+/// Bytes moved between two transmit notifies above which traffic is bulk
+/// ([`Net::bulk`]): a download's acknowledgement comes after about 100 KB
+/// received, an upload's notify after a 64 KiB segment; a 1-byte
+/// request/response moves about 130 bytes, a ping about 200.
+const BULK_BYTES: u64 = 32 << 10;
+/// ... between notifies at most this far apart.
+const BULK_GAP: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The queue size offered, for both queues.
 pub const QUEUE_SIZE: u16 = 256;
 /// The receive queue.
@@ -64,6 +72,9 @@ pub struct NetStats {
     /// Frames joined to the one before them ([`NetOptions::coalesce`](super::NetOptions::coalesce)):
     /// the host sent `rx_frames + rx_coalesced`.
     pub rx_coalesced: u64,
+    /// Frames of `tx_frames` that the transmit thread sent
+    /// ([`NetOptions::transmit_thread`](super::NetOptions::transmit_thread)).
+    pub tx_threaded: u64,
 }
 
 /// The counters, updated without a shared lock.
@@ -77,6 +88,7 @@ pub(super) struct Counters {
     pub(super) tx_errors: AtomicU64,
     pub(super) rx_interrupts: AtomicU64,
     pub(super) rx_coalesced: AtomicU64,
+    pub(super) tx_threaded: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -587,6 +599,38 @@ pub struct Shared {
     /// Receive threads raising the interrupt right now (0 or 1).
     signalling: std::sync::atomic::AtomicUsize,
     pub(super) stats: Counters,
+    pub(super) tx: TxState,
+}
+
+/// The transmit thread's state ([`super::tx`]), shared with the notify
+/// path. `active` changes only under the transport's lock, so a notify
+/// (which runs under it) either transmits itself or leaves the chains to
+/// the thread, never both: frames keep their order.
+#[derive(Debug)]
+pub struct TxState {
+    /// Whether the device has a transmit thread at all.
+    pub(super) enabled: bool,
+    /// The thread takes the notifies: it is awake and sends what they
+    /// leave; a notify only sets `pending`.
+    pub(super) active: AtomicBool,
+    /// A notify came while `active`: chains wait for the thread.
+    pub(super) pending: AtomicBool,
+    /// Sends in progress outside the transport's lock (0 or 1): a reset
+    /// or stop waits for them, as they read the driver's buffers.
+    pub(super) inflight: std::sync::atomic::AtomicUsize,
+    /// Counts resets: chains taken before one are not returned after it.
+    pub(super) generation: AtomicU64,
+    /// Wakes the thread when it becomes `active` (or the device stops).
+    pub(super) wake: Wake,
+}
+
+impl TxState {
+    /// Waits until no send is in progress outside the transport's lock.
+    fn settle(&self) {
+        while self.inflight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
 }
 
 impl Shared {
@@ -602,10 +646,40 @@ impl Shared {
 
     /// After [`Net::stop`], without the transport's lock (an interrupt
     /// handler run by the receive thread may need it): waits until an
-    /// interrupt the receive thread was raising is done. None starts after.
+    /// interrupt the receive thread was raising, and a send of the
+    /// transmit thread, are done. None starts after.
     pub fn quiesce(&self) {
         while self.signalling.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
+        }
+        self.tx.settle();
+    }
+
+    /// Sends the frame in `chain` (the driver's buffers, gathered into
+    /// `iovs`, scratch space left empty) with the features the driver
+    /// accepted; counts it.
+    pub(super) fn send(&self, features: u64, chain: &DescriptorChain, iovs: &mut Vec<libc::iovec>) {
+        let mem = &*self.mem;
+        let max = self.backend.max_frame();
+        let mut hdr = [0u8; HDR_LEN];
+        let sent = gather(mem, chain, &mut hdr, iovs).and_then(|len| {
+            if len == 0 || len > max {
+                return None;
+            }
+            if !offload::has(features, offload::CSUM) {
+                hdr[0] = 0;
+            }
+            iovs[0] = iov(&hdr);
+            self.backend.send(iovs).ok()?;
+            Some(len)
+        });
+        iovs.clear();
+        match sent {
+            Some(len) => {
+                count(&self.stats.tx_frames, 1);
+                count(&self.stats.tx_bytes, len as u64);
+            }
+            None => count(&self.stats.tx_errors, 1),
         }
     }
 
@@ -629,6 +703,9 @@ pub struct Net {
     /// The features the driver accepted (0 before DRIVER_OK).
     features: u64,
     tx_iovs: Vec<libc::iovec>,
+    /// Bytes received and sent at the last transmit notify, and when: the
+    /// notify path hands transmission to the thread while traffic is bulk.
+    tx_mark: (u64, Option<std::time::Instant>),
 }
 
 // SAFETY: the iovecs in `tx_iovs` are scratch space, filled and used
@@ -639,8 +716,10 @@ unsafe impl Send for Net {}
 impl Net {
     /// A device with address `mac` over `backend`, reaching the driver's
     /// buffers through `mem`, offering the `offload` bits the backend can
-    /// honour, joining received TCP segments when `coalesce` (see
-    /// [`coalesce`]).
+    /// honour (`opts.offload`), joining received TCP segments when
+    /// `opts.coalesce` (see [`coalesce`]), with a transmit thread when
+    /// `opts.transmit_thread` and `opts.busy_poll` is not zero (see
+    /// [`super::tx`]). `opts.mac` is not used: `mac` is.
     ///
     /// # Errors
     /// No eventfd could be made.
@@ -648,10 +727,10 @@ impl Net {
         mac: [u8; 6],
         backend: Arc<dyn Backend>,
         mem: Arc<dyn GuestMemory>,
-        offload: u64,
-        coalesce: bool,
+        opts: &super::NetOptions,
     ) -> std::io::Result<Net> {
-        let offloads = offload::consistent(offload & backend.offloads());
+        let coalesce = opts.coalesce;
+        let offloads = offload::consistent(opts.offload & backend.offloads());
         Ok(Net {
             mac,
             shared: Arc::new(Shared {
@@ -666,10 +745,19 @@ impl Net {
                 waiting: AtomicBool::new(false),
                 signalling: std::sync::atomic::AtomicUsize::new(0),
                 stats: Counters::default(),
+                tx: TxState {
+                    enabled: opts.transmit_thread && !opts.busy_poll.is_zero(),
+                    active: AtomicBool::new(false),
+                    pending: AtomicBool::new(false),
+                    inflight: std::sync::atomic::AtomicUsize::new(0),
+                    generation: AtomicU64::new(0),
+                    wake: Wake::new()?,
+                },
             }),
             offloads,
             features: 0,
             tx_iovs: Vec::with_capacity(usize::from(QUEUE_SIZE) + 1),
+            tx_mark: (0, None),
         })
     }
 
@@ -691,6 +779,7 @@ impl Net {
             tx_errors: get(&c.tx_errors),
             rx_interrupts: get(&c.rx_interrupts),
             rx_coalesced: get(&c.rx_coalesced),
+            tx_threaded: get(&c.tx_threaded),
         }
     }
 
@@ -706,6 +795,7 @@ impl Net {
         self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.rx().clear();
         self.shared.wake.signal();
+        self.shared.tx.wake.signal();
     }
 
     /// Whether [`Net::stop`] was called.
@@ -721,33 +811,65 @@ impl Net {
     /// Sends every chain the driver made available on the transmit queue.
     fn transmit(&mut self, queue: &mut Queue, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
         let mut used = false;
-        let stats = &self.shared.stats;
-        let max = self.shared.backend.max_frame();
         while let Some(chain) = queue.pop(mem)? {
-            let mut hdr = [0u8; HDR_LEN];
-            let sent = gather(mem, &chain, &mut hdr, &mut self.tx_iovs).and_then(|len| {
-                if len == 0 || len > max {
-                    return None;
-                }
-                if !offload::has(self.features, offload::CSUM) {
-                    hdr[0] = 0;
-                }
-                self.tx_iovs[0] = iov(&hdr);
-                self.shared.backend.send(&mut self.tx_iovs).ok()?;
-                Some(len)
-            });
-            self.tx_iovs.clear();
-            match sent {
-                Some(len) => {
-                    count(&stats.tx_frames, 1);
-                    count(&stats.tx_bytes, len as u64);
-                }
-                None => count(&stats.tx_errors, 1),
-            }
+            self.shared.send(self.features, &chain, &mut self.tx_iovs);
             queue.add_used(mem, chain.head, 0)?;
             used = true;
         }
         Ok(used)
+    }
+
+    /// Called on a transmit notify that this thread served: whether the
+    /// traffic is bulk (more than [`BULK_BYTES`] moved either way since
+    /// the notify before, within [`BULK_GAP`]), so the transmit thread
+    /// should take over: a request/response exchange or a ping stays on
+    /// the notifying thread, which sends at once.
+    fn bulk(&mut self) -> bool {
+        if !self.shared.tx.enabled {
+            return false;
+        }
+        let st = &self.shared.stats;
+        let moved = st.rx_bytes.load(Ordering::Relaxed) + st.tx_bytes.load(Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let (mark, at) = std::mem::replace(&mut self.tx_mark, (moved, Some(now)));
+        at.is_some_and(|t| now.duration_since(t) < BULK_GAP) && moved - mark > BULK_BYTES
+    }
+
+    /// Before a stop: takes transmission back from the transmit thread
+    /// (once its send in progress is done) and sends what the driver
+    /// queued since, so every frame queued before the stop goes out, as
+    /// it would have at its notify. Under the transport's lock, with the
+    /// transport's copy of the transmit queue.
+    ///
+    /// # Errors
+    /// A malformed queue.
+    pub(super) fn flush_transmit(
+        &mut self,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+    ) -> Result<bool, QueueError> {
+        let tx = &self.shared.tx;
+        tx.active.store(false, Ordering::SeqCst);
+        tx.pending.store(false, Ordering::SeqCst);
+        tx.settle();
+        self.transmit(queue, mem)
+    }
+
+    /// Back to sending on the notifying thread, with no chain of the old
+    /// queue in the transmit thread's hands (reset, DRIVER_OK). Under the
+    /// transport's lock.
+    fn idle_transmit(&mut self) {
+        let tx = &self.shared.tx;
+        tx.generation.fetch_add(1, Ordering::SeqCst);
+        tx.active.store(false, Ordering::SeqCst);
+        tx.pending.store(false, Ordering::SeqCst);
+        tx.settle();
+        self.tx_mark = (0, None);
+    }
+
+    /// The current reset generation (see [`TxState::generation`]).
+    pub(super) fn generation(&self) -> u64 {
+        self.shared.tx.generation.load(Ordering::SeqCst)
     }
 }
 
@@ -871,6 +993,7 @@ impl VirtioDevice for Net {
 
     fn activate_queues(&mut self, features: u64, queues: &[Queue]) {
         self.activate(features);
+        self.idle_transmit();
         if self.stopped() {
             return;
         }
@@ -893,6 +1016,7 @@ impl VirtioDevice for Net {
     fn reset(&mut self) {
         self.features = 0;
         self.shared.rx().clear();
+        self.idle_transmit();
     }
 
     fn process_queue(
@@ -909,7 +1033,19 @@ impl VirtioDevice for Net {
                 }
                 Ok(false)
             }
-            TX_QUEUE => self.transmit(queue, mem),
+            TX_QUEUE if self.shared.tx.active.load(Ordering::SeqCst) => {
+                // The transmit thread is awake and sends them.
+                self.shared.tx.pending.store(true, Ordering::SeqCst);
+                Ok(false)
+            }
+            TX_QUEUE => {
+                let used = self.transmit(queue, mem)?;
+                if self.bulk() {
+                    self.shared.tx.active.store(true, Ordering::SeqCst);
+                    self.shared.tx.wake.signal();
+                }
+                Ok(used)
+            }
             _ => Ok(false),
         }
     }
@@ -964,12 +1100,19 @@ mod tests {
         | 1 << sys::LKL_VIRTIO_NET_F_MAC
         | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX;
 
+    fn opts(offload: u64) -> crate::NetOptions {
+        crate::NetOptions {
+            offload,
+            ..Default::default()
+        }
+    }
+
     fn net(d: &MockDriver, offload: u64) -> (Net, Arc<Sink>) {
         let sink = Arc::new(Sink {
             sent: Mutex::new(Vec::new()),
             vnet_hdr: offload != 0,
         });
-        let net = Net::new(MAC, sink.clone(), d.mem.clone(), offload, true).unwrap();
+        let net = Net::new(MAC, sink.clone(), d.mem.clone(), &opts(offload)).unwrap();
         (net, sink)
     }
 
@@ -1188,7 +1331,11 @@ mod tests {
                 host_hdr: HDR_LEN,
                 max: 600,
             });
-            let mut n = Net::new(MAC, sink, d.mem.clone(), offloads, coalesce).unwrap();
+            let o = crate::NetOptions {
+                coalesce,
+                ..opts(offloads)
+            };
+            let mut n = Net::new(MAC, sink, d.mem.clone(), &o).unwrap();
             n.activate_queues(BASE_FEATURES | offloads, &[d.queue(), d.queue()]);
             for _ in 0..8 {
                 let b = d.alloc(256);

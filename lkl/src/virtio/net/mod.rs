@@ -33,6 +33,7 @@ pub mod pipe;
 pub mod raw;
 pub mod rx;
 pub mod tap;
+pub mod tx;
 
 pub use backend::{Backend, Wake};
 pub use device::{Net, NetStats};
@@ -246,6 +247,14 @@ pub struct NetOptions {
     /// offload negotiated (`offload` 0x8083 or more) and a tap or
     /// macvtap. Default on.
     pub coalesce: bool,
+    /// A transmit thread: while traffic is bulk, frames are sent to the
+    /// backend by a thread of the device's own instead of the kernel's
+    /// thread that queued them, so the host's work for each frame (for an
+    /// acknowledgement, its TCP sender's) is not done on LKL's CPU. A
+    /// request/response exchange or a ping is still sent at once by the
+    /// kernel's thread. Needs [`NetOptions::busy_poll`] (the thread polls
+    /// for that long before it sleeps); default on.
+    pub transmit_thread: bool,
 }
 
 /// The default [`NetOptions::busy_poll`]. On the 2-core test VM a TCP
@@ -268,6 +277,7 @@ impl Default for NetOptions {
             offload: 0,
             busy_poll: DEFAULT_BUSY_POLL,
             coalesce: true,
+            transmit_thread: true,
         }
     }
 }
@@ -363,14 +373,7 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
     let id = NetId(list.len());
     let mac = mac.unwrap_or_else(|| default_mac(id));
     let thread_err = |source| NetError::Thread { id, source };
-    let device = Net::new(
-        mac,
-        backend,
-        Arc::new(KernelMemory),
-        opts.offload,
-        opts.coalesce,
-    )
-    .map_err(thread_err)?;
+    let device = Net::new(mac, backend, Arc::new(KernelMemory), opts).map_err(thread_err)?;
     let shared = device.shared();
     let irq = crate::get_free_irq(IRQ_USER).map_err(NetError::Irq)?;
     let transport = Arc::new(MmioTransport::new(
@@ -385,6 +388,17 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
             return Err(e.into());
         }
     };
+    let tx_thread = transport.with_device(|d| d.shared().tx.enabled).then(|| {
+        let (t, shared) = (transport.clone(), transport.with_device(Net::shared));
+        std::thread::Builder::new()
+            .name(format!("lkl-net-tx-{}", id.0))
+            .spawn(move || tx::run(t, shared, busy_poll))
+    });
+    if let Some(Err(e)) = tx_thread {
+        let _ = MmioRegistry::global().unregister(window.base);
+        crate::put_irq(irq, IRQ_USER);
+        return Err(thread_err(e));
+    }
     let rx_transport = transport.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("lkl-net-rx-{}", id.0))
@@ -413,11 +427,19 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
 }
 
 /// Stops every network device before the kernel's memory is freed (called
-/// by [`crate::Kernel::halt`]): once this returns, no receive thread is
-/// writing into the kernel's buffers or raising an interrupt, none will
-/// again, and each thread ends.
+/// by [`crate::Kernel::halt`]): the frames queued for sending go out
+/// first (a socket's last segments, sent by the transmit thread until
+/// then); once this returns, no device thread is reading or writing the
+/// kernel's buffers or raising an interrupt, none will again, and each
+/// thread ends.
 pub(crate) fn stop_all() {
     for e in nets().iter() {
+        e.transport.run_queue(device::TX_QUEUE, |dev, queue, mem| {
+            let sent = dev.flush_transmit(queue, mem);
+            dev.stop();
+            sent
+        });
+        // Also when the queue is not live (no driver, a reset pending).
         e.transport.with_device_mut(Net::stop);
         // Outside the transport's lock: an interrupt being raised by the
         // receive thread may run the kernel's handler, which takes it.

@@ -62,6 +62,10 @@ struct Cli {
     /// lkl::NetOptions::coalesce).
     #[arg(long)]
     no_coalesce: bool,
+    /// Turn the LKL devices' transmit thread off (on by default:
+    /// lkl::NetOptions::transmit_thread).
+    #[arg(long)]
+    no_transmit_thread: bool,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -301,6 +305,7 @@ fn client(
                 offload,
                 busy_poll: Duration::from_micros(cli.busy_poll_us),
                 coalesce: !cli.no_coalesce,
+                transmit_thread: !cli.no_transmit_thread,
             };
             let id = lkl::add_net_with(lkl::NetBackend::Tap { ifname: tap.into() }, &opts)?;
             let k = lkl::boot(&lkl::BootOptions {
@@ -465,6 +470,7 @@ fn run_client(
             &cli.busy_poll_us.to_string(),
         ])
         .args(cli.no_coalesce.then_some("--no-coalesce"))
+        .args(cli.no_transmit_thread.then_some("--no-transmit-thread"))
         .arg("client")
         .args(args)
         .stderr(Stdio::inherit())
@@ -591,7 +597,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         "{:<38} {:>9} {:>9} {:>7} {:>9} {:>7}  goal",
         "", "LKL", "host", "ratio", "host tap", "ratio"
     );
-    let rows: [(&str, &str, &Map, &Map, Option<&Map>, &str); 7] = [
+    let rows: [Row; 7] = [
         (
             "TCP upload, offloads (Mbit/s)",
             "upload",
@@ -659,13 +665,14 @@ fn orchestrate(cli: &Cli) -> Result<()> {
     }
     let poll = cli.busy_poll_us;
     let coalesce = if cli.no_coalesce { "off" } else { "on" };
+    let tx_thread = if cli.no_transmit_thread { "off" } else { "on" };
     // The server's stack sends the downloads: its congestion control (the
     // host's default) sets how much work each acknowledgement costs.
     let cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
         .map_or_else(|_| "unknown".into(), |c| c.trim().to_owned());
     println!(
         "LKL: virtio-net over a tap (offloads {off} / none; receive busy polling {poll} us, \
-         coalescing {coalesce}). host: the same client on host sockets over a veth between two \
+         coalescing {coalesce}, transmit thread {tx_thread}). host: the same client on host sockets over a veth between two \
          namespaces (offloads on / gso_max_segs 1): the goals are against it. host tap: the \
          host's stack behind a tap as LKL is, two taps joined by a relay process that copies \
          frames (offloads on, busy polling as LKL's device), one copy more than LKL's path. \
@@ -675,6 +682,10 @@ fn orchestrate(cli: &Cli) -> Result<()> {
 }
 
 type Map = std::collections::HashMap<String, f64>;
+
+/// A row of the table: its name, the figure's key, LKL's results, the
+/// host's over a veth, the host's behind a tap (if measured), the goal.
+type Row<'a> = (&'a str, &'a str, &'a Map, &'a Map, Option<&'a Map>, &'a str);
 
 fn lkl_args<'a>(tap: &'a str, net: u8, offload: &'a str) -> Vec<&'a str> {
     let (ip, target) = match net {
