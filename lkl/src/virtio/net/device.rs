@@ -12,7 +12,8 @@
 //! - Transmission runs on the notifying thread (the kernel's), under the
 //!   transport's lock, on the transport's copy of queue 1: each chain is
 //!   handed to the backend as one `writev` straight from the driver's
-//!   buffers (no copy, no allocation).
+//!   buffers (no copy, no allocation). While traffic is bulk the device's
+//!   transmit thread ([`super::tx`]) does it instead, outside the lock.
 //! - Reception runs on the device's receive thread ([`super::rx`]), on a
 //!   copy of queue 0 the device takes at DRIVER_OK
 //!   ([`VirtioDevice::activate_queues`]) and keeps under a lock of its own
