@@ -98,16 +98,20 @@ fn send_batch(
     }
     super::device::count(&shared.stats.tx_threaded, chains.len() as u64);
     tx.inflight.fetch_sub(1, Ordering::SeqCst);
-    transport.run_queue(TX_QUEUE, |dev, q, mem| {
-        // After a stop the memory may be gone; after a reset the ring is
-        // another: the chains are not returned then.
-        if dev.stopped() || dev.generation() != generation {
-            return Ok(false);
-        }
-        for c in chains.iter() {
-            q.add_used(mem, c.head, 0)?;
-        }
-        Ok(true)
+    // Counted as signalling: the transport may raise the interrupt on
+    // this thread, and halt must not start while it does.
+    shared.unless_stopped(|| {
+        transport.run_queue(TX_QUEUE, |dev, q, mem| {
+            // After a stop the memory may be gone; after a reset the ring
+            // is another: the chains are not returned then.
+            if dev.stopped() || dev.generation() != generation {
+                return Ok(false);
+            }
+            for c in chains.iter() {
+                q.add_used(mem, c.head, 0)?;
+            }
+            Ok(true)
+        });
     });
     chains.clear();
     true
