@@ -357,6 +357,7 @@ fn run_devices(args: &[String]) -> Outcome {
         }
     }
     for r in [
+        in_order(),
         coalesced_download(ids[1], &DEVS[1]),
         host_pings_lkl(lkl_ip(0)),
         host_pings_lkl(lkl_ip(2)),
@@ -425,6 +426,30 @@ fn exchange(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
          sent by the transmit thread)",
         dev.what, dev.offload, dev.mtu, st.tx_threaded, st.tx_frames
     ))
+}
+
+/// The host (this namespace's stack) received every segment LKL sent in
+/// order: the transmit thread and the kernel's thread never reorder frames
+/// when they hand transmission to each other (`TCPOFOQueue` in
+/// `/proc/net/netstat` counts segments queued out of order).
+fn in_order() -> Result<String, String> {
+    let text = std::fs::read_to_string("/proc/net/netstat").map_err(s)?;
+    let mut lines = text.lines();
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        if !names.starts_with("TcpExt:") {
+            continue;
+        }
+        let found = names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "TCPOFOQueue");
+        return match found {
+            Some((_, "0")) => Ok("the host got LKL's segments in order (TCPOFOQueue 0)".into()),
+            Some((_, v)) => Err(format!("the host queued {v} segments out of order")),
+            None => Err("no TCPOFOQueue in /proc/net/netstat".into()),
+        };
+    }
+    Err("no TcpExt in /proc/net/netstat".into())
 }
 
 /// Bytes of the download that must be coalesced.
