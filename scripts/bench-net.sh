@@ -24,18 +24,24 @@ Then, one after another:
   host, no offloads      over a second veth pair with gso_max_segs 1 on
                          both ends (no segmentation offload; no ethtool
                          here to turn checksum offload off too)
+  host behind a tap     the same client on host sockets from C over tap
+                         lklbt3, joined to tap lklbt2 in S by a relay
+                         process that copies frames both ways (offloads
+                         on): the host's stack at the user end of a tap,
+                         as LKL is (one copy more than LKL's path)
 
 Each measures, against the server: ping RTT (mean of N), TCP 1-byte
 request/response (mean round trip of N, TCP_NODELAY), TCP upload and
 download (64 KiB writes for N seconds); the clients take turns for
---repeat rounds, the best of each figure kept. The table prints LKL, host, and
-the ratio LKL/host (throughput goal >= 0.9x with offloads; latency goal
-<= 1.3x).
+--repeat rounds, the best of each figure kept. The table prints LKL, the
+host over the veth and the ratio LKL/host (throughput goal >= 0.9x with
+offloads; latency goal <= 1.3x), then the host behind a tap and that
+ratio.
 
   --seconds N  seconds per throughput run (default 2)
   --rr N       request/response round trips (default 3000)
   --pings N    pings (default 30)
-  --repeat N   rounds: the four clients take turns N times and the best
+  --repeat N   rounds: the five clients take turns N times and the best
                of each figure is kept (default 3: the machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
   --busy-poll-us N

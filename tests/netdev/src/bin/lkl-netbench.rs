@@ -10,9 +10,14 @@
 //! - the host kernel (the same code on host sockets) from namespace C over
 //!   a veth pair to S: with the veth's offloads, and without segmentation
 //!   offload (`gso_max_segs 1` on both ends; there is no ethtool here to
-//!   turn checksum offload off too).
+//!   turn checksum offload off too);
+//! - the host kernel behind a tap, as LKL is: from namespace C over a tap
+//!   joined to a tap in S by a relay process (`relay`) that copies frames
+//!   both ways, with offloads.
 //!
-//! Each figure is printed beside the host's, with the ratio.
+//! Each figure is printed beside the host's, with the ratio: the goals are
+//! against the veth (the host's fastest path), the tap figures show what
+//! the tap itself costs.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -47,7 +52,7 @@ struct Cli {
     /// Pings in the ping measurement.
     #[arg(long, default_value_t = 30)]
     pings: usize,
-    /// Rounds: the four clients take turns this many times; the best of
+    /// Rounds: the five clients take turns this many times; the best of
     /// each measurement is kept.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -562,7 +567,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         .context("the server did not start")?;
     let _server = Server(server);
     println!(
-        "lkl-netbench: best of {} rounds (the four clients take turns): {} s of TCP each \
+        "lkl-netbench: best of {} rounds (the five clients take turns): {} s of TCP each \
          way, {} request/response round trips, {} pings",
         cli.repeat, cli.seconds, cli.rr, cli.pings
     );
@@ -579,7 +584,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         (&c, &host_none_args),
         (&c, &host_tap_args),
     ];
-    // The four clients take turns, --repeat rounds, so a change of load on
+    // The five clients take turns, --repeat rounds, so a change of load on
     // this machine falls on all of them; the best of each is kept.
     let mut best: Vec<Map> = vec![Map::new(); configs.len()];
     for _ in 0..cli.repeat {
