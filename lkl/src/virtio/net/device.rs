@@ -1109,11 +1109,15 @@ mod tests {
     }
 
     fn net(d: &MockDriver, offload: u64) -> (Net, Arc<Sink>) {
+        net_with(d, &opts(offload))
+    }
+
+    fn net_with(d: &MockDriver, o: &crate::NetOptions) -> (Net, Arc<Sink>) {
         let sink = Arc::new(Sink {
             sent: Mutex::new(Vec::new()),
-            vnet_hdr: offload != 0,
+            vnet_hdr: o.offload != 0,
         });
-        let net = Net::new(MAC, sink.clone(), d.mem.clone(), &opts(offload)).unwrap();
+        let net = Net::new(MAC, sink.clone(), d.mem.clone(), o).unwrap();
         (net, sink)
     }
 
@@ -1512,6 +1516,67 @@ mod tests {
         assert_eq!(d.used_elem(2), (u32::from(c3), 0));
         let st = n.stats();
         assert_eq!((st.tx_frames, st.tx_bytes, st.tx_errors), (2, 23, 1));
+    }
+
+    #[test]
+    fn bulk_traffic_hands_sending_to_the_transmit_thread_and_a_stop_takes_it_back() {
+        let mut d = MockDriver::new(16);
+        let (mut n, sink) = live(&d, 0, BASE_FEATURES);
+        let mut q = d.queue();
+        let mem = d.mem.clone();
+        let big = d.alloc(12 + 40_000);
+        let frame = |d: &mut MockDriver| d.add_chain(&[(big, 12 + 40_000, false)]);
+        let active = |n: &Net| n.shared.tx.active.load(Ordering::SeqCst);
+        // A first notify sends at once: nothing to compare it with yet.
+        frame(&mut d);
+        assert!(n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        assert!(!active(&n));
+        // A second one right after it, 40 KB later: bulk. It still sends
+        // its own chain, then hands over (and wakes the thread).
+        frame(&mut d);
+        assert!(n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        assert!(active(&n));
+        assert_eq!(poll_readable([n.shared.tx.wake.fd()], 0).unwrap(), [true]);
+        assert_eq!(sink.sent.lock().unwrap().len(), 2);
+        // Now a notify only leaves the chain for the thread.
+        let waiting = frame(&mut d);
+        assert!(!n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        assert!(n.shared.tx.pending.load(Ordering::SeqCst));
+        assert_eq!((sink.sent.lock().unwrap().len(), d.used_idx()), (2, 2));
+        // Before a stop, halt takes sending back and sends what waits.
+        assert!(n.flush_transmit(&mut q, &*mem).unwrap());
+        assert!(!active(&n));
+        assert_eq!(sink.sent.lock().unwrap().len(), 3);
+        assert_eq!(d.used_elem(2), (u32::from(waiting), 0));
+        assert_eq!(n.stats().tx_threaded, 0, "the thread itself sent none");
+    }
+
+    #[test]
+    fn requests_and_pings_are_never_handed_over() {
+        let mut d = MockDriver::new(16);
+        let (mut n, _) = live(&d, 0, BASE_FEATURES);
+        let mut q = d.queue();
+        let mem = d.mem.clone();
+        let small = d.alloc(12 + 100);
+        for _ in 0..10 {
+            d.add_chain(&[(small, 12 + 100, false)]);
+            assert!(n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap());
+        }
+        assert!(!n.shared.tx.active.load(Ordering::SeqCst));
+        // Without busy polling there is no transmit thread at all.
+        let o = crate::NetOptions {
+            busy_poll: std::time::Duration::ZERO,
+            ..opts(0)
+        };
+        let (mut n, _) = net_with(&d, &o);
+        n.activate_queues(BASE_FEATURES, &[d.queue(), d.queue()]);
+        let mut q = d.queue();
+        let big = d.alloc(12 + 40_000);
+        for _ in 0..3 {
+            d.add_chain(&[(big, 12 + 40_000, false)]);
+            n.process_queue(TX_QUEUE, &mut q, &*mem).unwrap();
+        }
+        assert!(!n.shared.tx.active.load(Ordering::SeqCst));
     }
 
     #[test]
