@@ -404,13 +404,15 @@ pub fn add_net_with(backend: NetBackend, opts: &NetOptions) -> Result<NetId, Net
         .name(format!("lkl-net-rx-{}", id.0))
         .spawn(move || rx::run(rx_transport, shared, busy_poll));
     if let Err(e) = spawned {
+        // The transmit thread, if started, sees the stop and ends.
+        transport.with_device_mut(Net::stop);
         let _ = MmioRegistry::global().unregister(window.base);
         crate::put_irq(irq, IRQ_USER);
         return Err(thread_err(e));
     }
     if state == crate::STATE_RUNNING {
         if let Err(errno) = crate::virtio_mmio_add(&window) {
-            // The device never gets a driver: its receive thread ends.
+            // The device never gets a driver: its threads end.
             transport.with_device_mut(Net::stop);
             let _ = MmioRegistry::global().unregister(window.base);
             crate::put_irq(irq, IRQ_USER);
