@@ -17,6 +17,31 @@ pub fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+/// Writes all of `data` to LKL socket `fd`.
+pub fn lkl_write_all(fd: i32, data: &[u8]) -> Outcome {
+    let mut sent = 0;
+    while sent < data.len() {
+        sent += lkl::write(fd, &data[sent..])
+            .map_err(|e| format!("LKL write after {sent} bytes: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Reads exactly `n` bytes from LKL socket `fd`; the peer closing first is
+/// an error.
+pub fn lkl_read_exact(fd: i32, n: usize) -> Outcome<Vec<u8>> {
+    let mut got = vec![0u8; n];
+    let mut have = 0;
+    while have < n {
+        match lkl::read(fd, &mut got[have..]) {
+            Ok(0) => return Err(format!("the peer closed after {have} of {n} bytes")),
+            Ok(k) => have += k,
+            Err(e) => return Err(format!("LKL read after {have} bytes: {e}")),
+        }
+    }
+    Ok(got)
+}
+
 /// `n` bytes of a pattern that differs with `seed`.
 pub fn pattern(n: usize, seed: u8) -> Vec<u8> {
     (0..n)

@@ -33,8 +33,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use lkl_netdev_test::{
-    configure, inet_socket, pattern, ping, require_root, s, timeouts, HostIcmp, LklIcmp, Netns,
-    Outcome, TempDir,
+    configure, inet_socket, lkl_read_exact, lkl_write_all, pattern, ping, require_root, s,
+    timeouts, HostIcmp, LklIcmp, Netns, Outcome, TempDir,
 };
 
 /// Socket timeouts in LKL: a stall fails instead of hanging.
@@ -471,18 +471,7 @@ fn coalesced_download(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
     let fd = inet_socket(lkl::sys::LKL_SOCK_STREAM, 0)?;
     let got = timeouts(fd, IO_TIMEOUT)
         .and_then(|()| lkl::connect(fd, &to).map_err(|e| format!("connect to {to}: {e}")))
-        .and_then(|()| {
-            let mut got = vec![0u8; DOWNLOAD];
-            let mut have = 0;
-            while have < got.len() {
-                match lkl::read(fd, &mut got[have..]) {
-                    Ok(0) => return Err(format!("the host closed after {have} bytes")),
-                    Ok(n) => have += n,
-                    Err(e) => return Err(format!("LKL read after {have} bytes: {e}")),
-                }
-            }
-            Ok(got)
-        });
+        .and_then(|()| lkl_read_exact(fd, DOWNLOAD));
     let _ = lkl::close(fd);
     let got = got?;
     sender
@@ -512,21 +501,8 @@ fn coalesced_download(id: lkl::NetId, dev: &Dev) -> Result<String, String> {
 
 /// Writes the payload, then reads the peer's and checks it.
 fn talk(fd: i32) -> Outcome {
-    let out = pattern(PAYLOAD, 3);
-    let mut sent = 0;
-    while sent < out.len() {
-        sent += lkl::write(fd, &out[sent..]).map_err(|e| format!("LKL write: {e}"))?;
-    }
-    let mut got = vec![0u8; PAYLOAD];
-    let mut have = 0;
-    while have < got.len() {
-        let n = lkl::read(fd, &mut got[have..]).map_err(|e| format!("LKL read: {e}"))?;
-        if n == 0 {
-            return Err(format!("the peer closed after {have} of {PAYLOAD} bytes"));
-        }
-        have += n;
-    }
-    if got != pattern(PAYLOAD, 7) {
+    lkl_write_all(fd, &pattern(PAYLOAD, 3))?;
+    if lkl_read_exact(fd, PAYLOAD)? != pattern(PAYLOAD, 7) {
         return Err("LKL received different bytes from what the peer sent".into());
     }
     Ok(())
@@ -722,24 +698,11 @@ fn pipe_serve() -> Result<String, String> {
     let _ = lkl::close(fd);
     timeouts(conn, IO_TIMEOUT)?;
     // The server checks what it got, then answers.
-    let mut got = vec![0u8; PAYLOAD];
-    let mut have = 0;
-    let r = (|| {
-        while have < PAYLOAD {
-            let n = lkl::read(conn, &mut got[have..]).map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err(format!("the peer closed after {have} bytes"));
-            }
-            have += n;
-        }
-        if got != pattern(PAYLOAD, 3) {
+    let r = (|| -> Outcome {
+        if lkl_read_exact(conn, PAYLOAD)? != pattern(PAYLOAD, 3) {
             return Err("side a received different bytes from what side b sent".into());
         }
-        let out = pattern(PAYLOAD, 7);
-        let mut sent = 0;
-        while sent < out.len() {
-            sent += lkl::write(conn, &out[sent..]).map_err(|e| format!("write: {e}"))?;
-        }
+        lkl_write_all(conn, &pattern(PAYLOAD, 7))?;
         let mut end = [0u8; 1];
         lkl::read(conn, &mut end).map_err(|e| format!("read: {e}"))?;
         Ok(())

@@ -217,14 +217,16 @@ impl RxQueue {
             count(&stats.rx_dropped, 1);
             return Ok(Delivery::Dropped);
         }
-        let used = chains_for(&self.held, total);
-        hdr[10..12].copy_from_slice(&(used as u16).to_le_bytes());
+        // Scratch space; left empty if a write below fails.
+        let mut lens = std::mem::take(&mut self.lens);
+        lens.clear();
+        fill(&self.held, 0, total, &mut lens);
+        hdr[10..12].copy_from_slice(&(lens.len() as u16).to_le_bytes());
         let mut at = 0usize;
-        for _ in 0..used {
-            let chain = self.held.pop_front().expect("counted above");
+        for &n in &lens {
+            let chain = self.held.pop_front().expect("counted by fill");
             let bufs = writable(&chain);
-            let cap = writable_len(&chain) as usize;
-            let n = cap.min(total - at);
+            let n = n as usize;
             // The header first, then the frame, across this chain.
             let written = if at < HDR_LEN {
                 let h = n.min(HDR_LEN - at);
@@ -237,6 +239,7 @@ impl RxQueue {
             queue.add_used(mem, chain.head, n as u32)?;
             at += n;
         }
+        self.lens = lens;
         count(&stats.rx_frames, 1);
         count(&stats.rx_bytes, frame.len() as u64);
         Ok(Delivery::Delivered)
@@ -294,7 +297,10 @@ impl RxQueue {
         let (mem, stats) = (io.mem, io.stats);
         let h = io.backend.host_hdr_len();
         let frame_len = total - HDR_LEN;
-        let head_len = coalesce::HEAD.min(total);
+        // The frame's headers too when it may be joined, else the host's
+        // virtio-net header alone.
+        let coalescing = self.coalescing(h);
+        let head_len = if coalescing { coalesce::HEAD } else { h }.min(total);
         gather_bytes(mem, writable(&self.held[0]), 0, &mut run.head[..head_len])?;
         let mut hdr = [0u8; HDR_LEN];
         hdr[..h].copy_from_slice(&run.head[..h]);
@@ -305,7 +311,7 @@ impl RxQueue {
             return Ok(Direct::Dropped);
         }
         run.head[..HDR_LEN].copy_from_slice(&hdr);
-        if self.coalescing(h) {
+        if coalescing {
             run.seg = coalesce::segment(&run.head[..head_len], frame_len).filter(|s| s.gso);
             if run.seg.is_some() {
                 self.join(io, run)?;
@@ -543,20 +549,6 @@ impl RxQueue {
     }
 }
 
-/// How many of `chains` (from the front) `total` bytes fill.
-fn chains_for(chains: &VecDeque<DescriptorChain>, total: usize) -> usize {
-    let mut left = total as u64;
-    let mut used = 0;
-    for c in chains {
-        if left == 0 {
-            break;
-        }
-        left = left.saturating_sub(writable_len(c));
-        used += 1;
-    }
-    used
-}
-
 /// Appends to `lens` what `total` bytes fill of each of `chains` from
 /// index `from` on.
 fn fill(chains: &VecDeque<DescriptorChain>, from: usize, total: usize, lens: &mut Vec<u32>) {
@@ -631,6 +623,15 @@ impl TxState {
         while self.inflight.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
         }
+    }
+
+    /// Takes sending back for the notifying thread (under the transport's
+    /// lock): the thread takes no more chains, and the send it has in
+    /// progress, if any, is done when this returns.
+    fn take_back(&self) {
+        self.active.store(false, Ordering::SeqCst);
+        self.pending.store(false, Ordering::SeqCst);
+        self.settle();
     }
 }
 
@@ -849,10 +850,7 @@ impl Net {
         queue: &mut Queue,
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
-        let tx = &self.shared.tx;
-        tx.active.store(false, Ordering::SeqCst);
-        tx.pending.store(false, Ordering::SeqCst);
-        tx.settle();
+        self.shared.tx.take_back();
         self.transmit(queue, mem)
     }
 
@@ -862,9 +860,7 @@ impl Net {
     fn idle_transmit(&mut self) {
         let tx = &self.shared.tx;
         tx.generation.fetch_add(1, Ordering::SeqCst);
-        tx.active.store(false, Ordering::SeqCst);
-        tx.pending.store(false, Ordering::SeqCst);
-        tx.settle();
+        tx.take_back();
         self.tx_mark = (0, None);
     }
 

@@ -446,6 +446,29 @@ fn pump(
 /// Kills the server (a child we started, by its pid) when dropped.
 struct Server(std::process::Child);
 
+/// Starts `cmd`, one of our own roles that prints a line once it is ready
+/// (the server, the relay), and waits for that line; the child is killed
+/// when the result is dropped.
+fn start_child(mut cmd: std::process::Command, what: &str) -> Result<Server> {
+    let mut child = Server(
+        cmd.stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting the {what}"))?,
+    );
+    let out = child
+        .0
+        .stdout
+        .take()
+        .with_context(|| format!("the {what}'s output"))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+        .with_context(|| format!("reading from the {what}"))?;
+    if line.is_empty() {
+        bail!("the {what} did not start");
+    }
+    Ok(child)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -529,8 +552,8 @@ fn orchestrate(cli: &Cli) -> Result<()> {
     s.add_tap("lklbt2", &["198.18.8.1/24"]).map_err(e)?;
     c.add_tap("lklbt3", &["198.18.8.2/24"]).map_err(e)?;
     let exe = std::env::current_exe()?;
-    let mut relay = s
-        .command(&exe)
+    let mut relay = s.command(&exe);
+    relay
         .args(["--busy-poll-us", &cli.busy_poll_us.to_string()])
         .args([
             "relay",
@@ -540,32 +563,11 @@ fn orchestrate(cli: &Cli) -> Result<()> {
             "lklbt3",
             "--b-netns",
             c.name(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the relay")?;
-    let mut ready = [0u8; 9];
-    relay
-        .stdout
-        .take()
-        .context("the relay's output")?
-        .read_exact(&mut ready)
-        .context("the relay did not start")?;
-    let _relay = Server(relay);
-    let mut server = s
-        .command(&exe)
-        .arg("server")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the server")?;
-    let mut ready = [0u8; 10];
-    server
-        .stdout
-        .take()
-        .context("the server's output")?
-        .read_exact(&mut ready)
-        .context("the server did not start")?;
-    let _server = Server(server);
+        ]);
+    let _relay = start_child(relay, "relay")?;
+    let mut server = s.command(&exe);
+    server.arg("server");
+    let _server = start_child(server, "server")?;
     println!(
         "lkl-netbench: best of {} rounds (the five clients take turns): {} s of TCP each \
          way, {} request/response round trips, {} pings",
