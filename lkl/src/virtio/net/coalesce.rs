@@ -32,7 +32,7 @@
 
 use lkl_sys as sys;
 
-use super::offload::HDR_LEN;
+use super::offload::{fold, ones_sum, HDR_LEN};
 
 /// Bytes of a frame looked at: the virtio-net header, Ethernet, IPv4
 /// without options, TCP with the timestamp option.
@@ -172,7 +172,7 @@ pub fn append(cur: &mut [u8], c: &Segment, next: &[u8]) {
     let tot_len = u16::try_from(total).unwrap_or(0);
     cur[IH + 2..IH + 4].copy_from_slice(&tot_len.to_be_bytes());
     cur[IH + 10..IH + 12].copy_from_slice(&[0, 0]);
-    let ip_sum = !fold(words(&cur[IH..IH + IP]));
+    let ip_sum = !fold(ones_sum(&cur[IH..IH + IP]));
     cur[IH + 10..IH + 12].copy_from_slice(&ip_sum.to_be_bytes());
     // TCP: acknowledgement, flags (PSH), window from the last segment.
     cur[TH + 8..TH + 12].copy_from_slice(&next[TH + 8..TH + 12]);
@@ -184,22 +184,8 @@ pub fn append(cur: &mut [u8], c: &Segment, next: &[u8]) {
     // The pseudo-header sum for the new length, not complemented: what a
     // sender's stack leaves for the checksum offload to finish.
     let seg_len = (tcp_len + payload) as u64;
-    let pseudo = words(&cur[IH + 12..IH + 20]) + 6 + (seg_len >> 16) + (seg_len & 0xffff);
+    let pseudo = ones_sum(&cur[IH + 12..IH + 20]) + 6 + (seg_len >> 16) + (seg_len & 0xffff);
     cur[TH + 16..TH + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
-}
-
-/// The sum of `data` as big-endian 16-bit words.
-fn words(data: &[u8]) -> u64 {
-    data.chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
 }
 
 #[cfg(test)]
@@ -325,18 +311,18 @@ pub(super) mod tests {
         assert_eq!(a[TH + 13], TCP_ACK | TCP_PSH);
         assert_eq!(be32(&a, TH + 24), 1001);
         assert_eq!(be16(&a, IH + 2), IP + TCP_TS + 4344);
-        assert_eq!(fold(words(&a[IH..TH])), 0xffff, "IP header checksum");
+        assert_eq!(fold(ones_sum(&a[IH..TH])), 0xffff, "IP header checksum");
         assert_eq!(
             (a[0], a[1], le16(&a, 4), le16(&a, 6)),
             (NEEDS_CSUM, GSO_TCPV4, 1448, 34)
         );
         let seg = (TCP_TS + 4344) as u64;
-        let pseudo = fold(words(&a[IH + 12..IH + 20]) + 6 + seg);
+        let pseudo = fold(ones_sum(&a[IH + 12..IH + 20]) + 6 + seg);
         assert_eq!(be16(&a, TH + 16), usize::from(pseudo));
         // Above 64 KiB the total length is 0 (BIG TCP).
         sa.payload = 100_000;
         append(&mut a, &sa, &b);
         assert_eq!(be16(&a, IH + 2), 0);
-        assert_eq!(fold(words(&a[IH..TH])), 0xffff);
+        assert_eq!(fold(ones_sum(&a[IH..TH])), 0xffff);
     }
 }

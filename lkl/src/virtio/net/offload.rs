@@ -174,7 +174,7 @@ pub fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> Optio
 }
 
 /// The 32-bit running sum of `data` as big-endian 16-bit words.
-fn ones_sum(data: &[u8]) -> u64 {
+pub(super) fn ones_sum(data: &[u8]) -> u64 {
     let mut chunks = data.chunks_exact(8);
     let mut sum: u64 = 0;
     for c in &mut chunks {
@@ -187,7 +187,8 @@ fn ones_sum(data: &[u8]) -> u64 {
     sum
 }
 
-fn fold(mut sum: u64) -> u16 {
+/// `sum` folded to 16 bits (end-around carry), not complemented.
+pub(super) fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
