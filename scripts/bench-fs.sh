@@ -101,6 +101,9 @@ timeit() {
     echo "$t0 $t1" | awk '{ printf "%.2f", $2 - $1 }'
 }
 
+# The lower of two times, the second possibly empty (no run yet).
+lower() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+
 # The best of $RUNS runs of each of two commands, taking turns (ours, the
 # baseline, ours, ...), so that a slow spell of the machine hits both:
 # "best_pair FN_A FRESH_A FN_B FRESH_B" prints "A B", each FN a command (a
@@ -109,9 +112,9 @@ best_pair() {
     local ba="" bb="" t i
     for i in $(seq "$RUNS"); do
         t=$(FRESH="$2" timeit "$1") || return 1
-        ba=$(awk -v a="$t" -v b="$ba" 'BEGIN { print (b == "" || a < b) ? a : b }')
+        ba=$(lower "$t" "$ba")
         t=$(FRESH="$4" timeit "$3") || return 1
-        bb=$(awk -v a="$t" -v b="$bb" 'BEGIN { print (b == "" || a < b) ? a : b }')
+        bb=$(lower "$t" "$bb")
     done
     echo "$ba $bb"
 }
@@ -121,7 +124,7 @@ best() {
     local b="" t i
     for i in $(seq "$RUNS"); do
         t=$(timeit "$@") || return 1
-        b=$(awk -v a="$t" -v b="$b" 'BEGIN { print (b == "" || a < b) ? a : b }')
+        b=$(lower "$t" "$b")
     done
     echo "$b"
 }
