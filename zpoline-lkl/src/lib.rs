@@ -10,9 +10,9 @@
 //! configuration asks for (`/etc/resolv.conf` from `nameserver`, and `/proc/net`,
 //! `/proc/sys/net`, `/sys/class/net` when `mount` has `proc`/`sysfs`). The full table
 //! is in `docs/zpoline.md`. LKL calls run on the program's thread wearing a thread block
-//! of ours ([`world`]); signal handlers are wrapped to get the program's back
-//! ([`signals`]); LKL fds live in the program's fd space as placeholders ([`fds`]);
-//! `poll`/`select` over mixed sets are in [`wait`].
+//! of ours (`world.rs`); signal handlers are wrapped to get the program's back
+//! (`signals.rs`); LKL fds live in the program's fd space as placeholders (`fds.rs`);
+//! `poll`/`select` over mixed sets are in `wait.rs`, `epoll` in `epoll.rs`.
 
 mod blocking;
 mod epoll;
