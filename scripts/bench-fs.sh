@@ -7,7 +7,7 @@
 #   lklfuse              vs  fuse2fs: sequential write and read of one big
 #                            file, untar of many small files
 #
-# See --help. Figures are recorded in docs/fs-tools.md.
+# See --help. The current figures are in docs/benchmarks.md.
 set -euo pipefail
 
 usage() {

@@ -4,7 +4,7 @@
 # with and without offloads, 1-byte TCP request/response latency, ping
 # RTT; each figure beside the host's, with the ratio.
 #
-# See --help. Figures are recorded in docs/net-device.md.
+# See --help. The current figures are in docs/benchmarks.md.
 set -euo pipefail
 
 usage() {

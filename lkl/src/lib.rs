@@ -22,6 +22,10 @@
 //! - Disks ([`virtio`]): [`Disk::open`] an image, [`add_disk`] it (before
 //!   boot or hot), [`mount_disk`] it (or one of its partitions) inside the
 //!   kernel and [`umount_disk`] it.
+//! - Network devices ([`virtio::net`]): [`add_net`]/[`add_net_with`] a
+//!   virtio-net device over a tap, macvtap, raw socket or FIFO pair
+//!   ([`NetBackend`], [`NetOptions`]), then [`net_ifname`] finds its
+//!   interface inside the kernel.
 //!
 //! System call numbers, constants and structures come from `lkl-sys`, which
 //! generates them from the kernel's own uapi headers (`__lkl__NR_*`,

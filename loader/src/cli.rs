@@ -81,7 +81,7 @@ pub struct Cli {
     /// Take PROGRAM as a path, without searching PATH (used when re-executing).
     #[arg(long, hide = true)]
     pub no_path_search: bool,
-    /// argv[0] to give the program (used when re-executing).
+    /// `argv[0]` to give the program (used when re-executing).
     #[arg(long, hide = true, allow_hyphen_values = true)]
     pub argv0: Option<OsString>,
     /// This lkl-run was started by an interposed execve.

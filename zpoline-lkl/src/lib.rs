@@ -1,17 +1,18 @@
 //! The LKL backend of the zpoline interposer: which system calls go to LKL and which to
 //! the host.
 //!
-//! [`start`] boots LKL from a hijack configuration (`lkl_net::start`) before the program
-//! runs and returns the [`Lkl`] backend, which `lkl-run --zpoline` installs in the
-//! trampoline. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
+//! [`start`] loads the hijack configuration (checking it with a trial boot in a forked
+//! child before the program runs) and returns the [`Lkl`] backend, which
+//! `lkl-run --zpoline` installs in the trampoline; each process boots LKL
+//! (`lkl_net::start`) at its first call that goes to LKL. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
 //! `AF_NETLINK`, `AF_PACKET`) and every fd they lead to go to LKL; files, memory,
 //! threads, signals, processes stay on the host, except the views of LKL's files the
 //! configuration asks for (`/etc/resolv.conf` from `nameserver`, and `/proc/net`,
 //! `/proc/sys/net`, `/sys/class/net` when `mount` has `proc`/`sysfs`). The full table
 //! is in `docs/zpoline.md`. LKL calls run on the program's thread wearing a thread block
-//! of ours ([`world`]); signal handlers are wrapped to get the program's back
-//! ([`signals`]); LKL fds live in the program's fd space as placeholders ([`fds`]);
-//! `poll`/`select` over mixed sets are in [`wait`].
+//! of ours (`world.rs`); signal handlers are wrapped to get the program's back
+//! (`signals.rs`); LKL fds live in the program's fd space as placeholders (`fds.rs`);
+//! `poll`/`select` over mixed sets are in `wait.rs`, `epoll` in `epoll.rs`.
 
 mod blocking;
 mod epoll;

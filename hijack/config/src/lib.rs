@@ -1,5 +1,5 @@
 //! The hijack library's configuration, exactly upstream LKL's schema (see
-//! `../shared/upstream-lkl-README.txt`, our compatibility contract), parsed
+//! `docs/upstream-lkl-README.md`, our compatibility contract), parsed
 //! into typed, validated values.
 //!
 //! # Sources and their order

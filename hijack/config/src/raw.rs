@@ -43,7 +43,8 @@ pub const INTERFACE_KEYS: &[&str] = &[
 
 /// The older variables for top-level keys (`LKL_HIJACK_` + name). Upstream
 /// has no variable for `delay_main` and `nameserver`; ours reads
-/// `LKL_HIJACK_DELAY_MAIN` too, as issue 5 lists it.
+/// `LKL_HIJACK_DELAY_MAIN` too, so that every key the library honours has
+/// a variable.
 pub const TOP_VARS: &[(&str, &str)] = &[
     ("gateway", "LKL_HIJACK_NET_GATEWAY"),
     ("gateway6", "LKL_HIJACK_NET_GATEWAY6"),

@@ -30,9 +30,12 @@
 //! `connect`, `listen`, `accept`, `accept4`, `getsockname`,
 //! `getpeername`, `setsockopt`, `getsockopt`, `send`, `sendto`, `sendmsg`,
 //! `sendmmsg`, `recv`, `recvfrom`, `recvmsg`, `recvmmsg`, `read`, `write`,
-//! `readv`, `writev`, `close`, `ioctl`, `fcntl`, `shutdown`, `dup`,
-//! `dup2`, `dup3`, and glibc's fortified `__read_chk`, `__recv_chk`,
-//! `__recvfrom_chk`. Waiting: `poll`, `ppoll`, `select`, `pselect`,
+//! `readv`, `writev`, `pread`/`pread64`, `pwrite`/`pwrite64`, `close`,
+//! `ioctl`, `fcntl`/`fcntl64`, `shutdown`, `dup`, `dup2`, `dup3`, and
+//! glibc's fortified `__read_chk`, `__recv_chk`, `__recvfrom_chk`.
+//! `sendfile`/`sendfile64` and `splice` with an LKL fd on either side are
+//! copied here 64 KiB at a time, read on one kernel and written on the
+//! other. Waiting: `poll`, `ppoll`, `select`, `pselect`,
 //! `epoll_create`, `epoll_create1`, `epoll_ctl`, `epoll_wait`,
 //! `epoll_pwait`, `epoll_pwait2`, `__poll_chk`, `__ppoll_chk`, over any
 //! mix of host and LKL fds, through `lkl-fdmux` (a real wait on both

@@ -7,15 +7,17 @@
 //! - [`queue`]: the split virtqueue, device side, with every driver value
 //!   validated before use.
 //! - [`block`]: virtio-blk over an image file.
-//! - [`net`]: virtio-net over a host backend (tap), [`add_net`] and
-//!   [`net_ifname`].
+//! - [`net`]: virtio-net over a host backend (tap, macvtap, raw socket,
+//!   FIFO pair), [`add_net`] and [`net_ifname`].
 //! - [`disk`](mod@disk): the API: [`Disk::open`], [`add_disk`] (before
 //!   boot on the command line, after boot hot-added), [`mount_disk`] and
 //!   [`umount_disk`].
 //!
-//! Requests are handled synchronously on the thread that notifies the
-//! queue (the kernel's, holding its CPU), then the device raises its
-//! interrupt with [`crate::trigger_irq`].
+//! virtio-blk requests and virtio-net transmissions are handled on the
+//! thread that notifies the queue (the kernel's, holding its CPU), then
+//! the device raises its interrupt with [`crate::trigger_irq`];
+//! virtio-net also has a receive thread per device, and a transmit thread
+//! that takes over sending while traffic is bulk (`docs/net-device.md`).
 
 use crate::Errno;
 

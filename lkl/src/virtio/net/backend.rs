@@ -116,9 +116,9 @@ pub fn readv(fd: RawFd, iovs: &mut [libc::iovec]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// A counting eventfd: [`Wake::signal`] from anywhere, [`Wake::wait`] on
-/// the receive thread. A signal is never lost: it stays counted until
-/// cleared.
+/// A counting eventfd: [`Wake::signal`] from anywhere; the receive thread
+/// polls [`Wake::fd`] and [`Wake::clear`]s it. A signal is never lost: it
+/// stays counted until cleared.
 #[derive(Debug)]
 pub struct Wake(OwnedFd);
 

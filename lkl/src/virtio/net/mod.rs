@@ -14,7 +14,11 @@
 //! - [`raw`]: the `AF_PACKET` backend ([`Raw`]).
 //! - [`pipe`]: the FIFO-pair backend ([`Pipe`]).
 //! - [`offload`]: the offload bits and the virtio-net header.
-//! - [`rx`]: the receive thread, one per device.
+//! - [`rx`]: the receive thread, one per device, with its busy polling.
+//! - [`tx`]: the transmit thread, which takes over sending while traffic
+//!   is bulk.
+//! - [`coalesce`]: receive coalescing, TCP/IPv4 segments of one flow
+//!   joined into one large segment.
 //!
 //! Each device gets a MAC of its own unless one is given
 //! (`02:4c:4b:4c:00:NN`, locally administered), and [`net_ifname`] finds

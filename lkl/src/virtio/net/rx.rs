@@ -1,16 +1,16 @@
 //! The receive thread: one host thread per device, moving frames from the
 //! backend into the driver's receive buffers.
 //!
-//! It sleeps in `poll` on the backend and the device's [`Wake`] (after
+//! It sleeps in `poll` on the backend and the device's [`Wake`](super::Wake) (after
 //! polling them without sleeping for a while, when frames come in quick
 //! succession: [`NetOptions::busy_poll`](super::NetOptions::busy_poll)), then
 //! drains: frames are read and delivered one after another under the
 //! receive queue's lock (never the transport's), and one interrupt is
 //! raised per batch, if the driver asks for it. A frame that finds no
-//! buffer is kept, and the thread then waits on the [`Wake`] alone (a
+//! buffer is kept, and the thread then waits on the `Wake` alone (a
 //! notify of the receive queue, or DRIVER_OK), so frames wait in the host
 //! (the tap's queue) while the driver has no buffer. Only then does a
-//! notify signal the [`Wake`] ([`Shared::waiting`]): the driver's refills
+//! notify signal the `Wake` (`Shared::waiting`): the driver's refills
 //! cost the kernel's thread no system call while the thread has buffers.
 
 use std::io;

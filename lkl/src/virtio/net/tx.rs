@@ -7,7 +7,7 @@
 //! each acknowledgement of a download, the host's TCP sender takes it in,
 //! frees what it acknowledged and sends more (about 30 µs on the test VM,
 //! half of LKL's CPU in a profile). When the notify path sees bulk traffic
-//! ([`Net`]'s `bulk`), it makes the thread [`TxState::active`]: from then
+//! ([`Net`]'s `bulk`), it makes the thread active (`TxState::active`): from then
 //! on a notify only sets `pending`, and the thread takes the chains under
 //! the transport's lock, sends them without it, and returns them under it
 //! (raising the interrupt the driver asks for). After `linger` without a
