@@ -749,7 +749,7 @@ fn main() -> ExitCode {
         ));
     }
     tests.push(("fuzz_mutated_images".into(), Box::new(fuzz)));
-    tests.retain(|(n, _)| filter.as_ref().map_or(true, |f| n.contains(f.as_str())));
+    tests.retain(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())));
 
     let setup = if !missing.is_empty() {
         Err(format!(

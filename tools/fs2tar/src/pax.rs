@@ -223,7 +223,7 @@ impl<W: Write> Writer<W> {
                 let mut ext = extents.clone();
                 // GNU tar ends a map with a hole at the end by an empty
                 // extent at the real size.
-                if ext.last().map_or(true, |&(o, l)| o + l < h.size) {
+                if ext.last().is_none_or(|&(o, l)| o + l < h.size) {
                     ext.push((h.size, 0));
                 }
                 map.extend_from_slice(format!("{}\n", ext.len()).as_bytes());

@@ -121,7 +121,7 @@ impl Nodes {
             e.seq = seq;
             if e.name
                 .as_ref()
-                .map_or(true, |(p, n)| *p != parent || n != name)
+                .is_none_or(|(p, n)| *p != parent || n != name)
             {
                 e.name = Some((parent, name.to_owned()));
             }
