@@ -36,6 +36,7 @@ pub mod offload;
 pub mod pipe;
 pub mod raw;
 pub mod rx;
+pub mod rx_queue;
 pub mod tap;
 pub mod tx;
 

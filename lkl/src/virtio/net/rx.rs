@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::backend::{poll_readable, MAX_FRAME};
-use super::device::{count, Delivery, Direct, Net, Shared, QUEUE_SIZE, RX_QUEUE};
+use super::device::{count, Net, Shared, QUEUE_SIZE, RX_QUEUE};
 use super::offload::HDR_LEN;
+use super::rx_queue::{Delivery, Direct};
 use super::BUSY_POLL_GAP;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::QueueError;
@@ -186,7 +187,7 @@ struct Scratch<'a> {
 /// the buffers are there, else through the thread's buffer.
 fn drain(
     shared: &Shared,
-    rx: &mut super::device::RxQueue,
+    rx: &mut super::rx_queue::RxQueue,
     scratch: &mut Scratch<'_>,
     used: &mut usize,
 ) -> Drained {
