@@ -1,4 +1,4 @@
-//! Shell-style patterns, matched like `fnmatch(3)` with no flags (as
+//! Shell-style patterns, matched by `fnmatch(3)` with no flags (as
 //! upstream cptofs does): `*` any run of bytes, `?` one byte, `[...]` a
 //! set (ranges `a-z`, negation `!` or `^`), `\` quotes the next byte.
 //! `*` and `?` match a leading `.` too. Names are bytes: patterns match
@@ -32,101 +32,20 @@ pub fn unquote(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether `name` matches `pattern`.
+/// Whether `name` matches `pattern`: the C library's `fnmatch(3)` with no
+/// flags, as upstream cptofs calls it (this program never calls
+/// `setlocale`, so bytes are matched in the C locale). A name or pattern
+/// holding a NUL byte (which no file name can) matches nothing.
 pub fn matches(pattern: &[u8], name: &[u8]) -> bool {
-    // Iterative matching with one backtrack point for the last `*`.
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() {
-            match pattern[p] {
-                b'*' => {
-                    star = Some((p, n));
-                    p += 1;
-                    continue;
-                }
-                b'?' => {
-                    p += 1;
-                    n += 1;
-                    continue;
-                }
-                b'[' => {
-                    if let Some((ok, next)) = set(pattern, p, name[n]) {
-                        if ok {
-                            p = next;
-                            n += 1;
-                            continue;
-                        }
-                    } else if name[n] == b'[' {
-                        // An unclosed `[` is an ordinary byte.
-                        p += 1;
-                        n += 1;
-                        continue;
-                    }
-                }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == name[n] {
-                        p += 2;
-                        n += 1;
-                        continue;
-                    }
-                }
-                c => {
-                    if c == name[n] {
-                        p += 1;
-                        n += 1;
-                        continue;
-                    }
-                }
-            }
-        }
-        match star {
-            Some((sp, sn)) => {
-                p = sp + 1;
-                n = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            None => return false,
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-/// Matches byte `c` against the set starting at `pattern[at] == '['`:
-/// `Some((matched, index after the set))`, or `None` if it is not closed.
-fn set(pattern: &[u8], at: usize, c: u8) -> Option<(bool, usize)> {
-    let mut i = at + 1;
-    let negate = matches!(pattern.get(i), Some(b'!') | Some(b'^'));
-    if negate {
-        i += 1;
-    }
-    let mut found = false;
-    let mut first = true;
-    loop {
-        let &b = pattern.get(i)?;
-        if b == b']' && !first {
-            return Some((found != negate, i + 1));
-        }
-        first = false;
-        let lo = if b == b'\\' {
-            i += 1;
-            *pattern.get(i)?
-        } else {
-            b
-        };
-        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|&e| e != b']') {
-            let hi = pattern[i + 2];
-            if lo <= c && c <= hi {
-                found = true;
-            }
-            i += 3;
-        } else {
-            if lo == c {
-                found = true;
-            }
-            i += 1;
-        }
-    }
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(pattern),
+        std::ffi::CString::new(name),
+    ) else {
+        return false;
+    };
+    // SAFETY: both are NUL-terminated strings that live across the call;
+    // fnmatch only reads them.
+    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), 0) == 0 }
 }
 
 #[cfg(test)]
@@ -160,6 +79,10 @@ mod tests {
         for (p, n) in no {
             assert!(!matches(p.as_bytes(), n.as_bytes()), "{p} {n}");
         }
+        // Names are bytes, not necessarily UTF-8.
+        assert!(matches(b"a*", b"a\xff\xfe"));
+        assert!(matches(b"?", b"\xff"));
+        assert!(!matches(b"a*", b"b\xff"));
         assert!(is_pattern(b"a*"));
         assert!(!is_pattern(b"a\\*"));
         assert_eq!(unquote(b"a\\*b"), b"a*b");
