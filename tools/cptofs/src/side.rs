@@ -2,15 +2,15 @@
 //! inside LKL, behind one trait so that one copy engine serves both
 //! directions.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use lkl_fs::{ops, FileKind, Timespec};
+use rustix::fs::{self as rfs, AtFlags, Mode, SeekFrom, Timestamps, XattrFlags};
 
 /// Why an operation failed: the errno (host and LKL numbers agree on
 /// x86-64) and a message naming the operation and the path.
@@ -45,6 +45,12 @@ fn host_err<'a>(op: &str, path: &'a Path) -> impl FnOnce(io::Error) -> OpError +
         errno: e.raw_os_error().unwrap_or(libc::EIO),
         msg: format!("{op} {}: {e}", path.display()),
     }
+}
+
+/// [`host_err`] for the errors of `rustix`'s calls.
+fn host_errno<'a>(op: &str, path: &'a Path) -> impl FnOnce(rustix::io::Errno) -> OpError + 'a {
+    let f = host_err(op, path);
+    move |e| f(e.into())
 }
 
 /// A result of a side's operation.
@@ -139,21 +145,6 @@ pub struct Host;
 /// The image's file system, inside LKL.
 pub struct Image;
 
-fn cpath(p: &Path) -> OpResult<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| OpError {
-        errno: libc::EINVAL,
-        msg: format!("{}: a path with a NUL byte", p.display()),
-    })
-}
-
-fn check(r: libc::c_int, op: &str, p: &Path) -> OpResult<()> {
-    if r < 0 {
-        Err(host_err(op, p)(io::Error::last_os_error()))
-    } else {
-        Ok(())
-    }
-}
-
 fn ts(sec: i64, nsec: i64) -> Timespec {
     Timespec {
         sec,
@@ -167,23 +158,15 @@ pub struct HostFile {
     path: std::path::PathBuf,
 }
 
-fn host_extents(fd: i32, size: u64) -> io::Result<Vec<(u64, u64)>> {
-    let seek = |at: u64, whence| {
-        // SAFETY: lseek on a descriptor the caller owns; numbers only.
-        let r = unsafe { libc::lseek(fd, at as i64, whence) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as u64)
-        }
-    };
+fn host_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    let seek = |pos| rfs::seek(file, pos).map_err(io::Error::from);
     let r = ops::extents_by_seeking(
         size,
-        |at| match seek(at, libc::SEEK_DATA) {
+        |at| match seek(SeekFrom::Data(at)) {
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
             r => r.map(Some),
         },
-        |at| seek(at, libc::SEEK_HOLE),
+        |at| seek(SeekFrom::Hole(at)),
     );
     match r {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
@@ -232,40 +215,33 @@ impl Side for Host {
     }
 
     fn xattrs(&self, p: &Path) -> OpResult<Vec<(OsString, Vec<u8>)>> {
-        let c = cpath(p)?;
         let mut buf = vec![0u8; 4096];
         let n = loop {
-            // SAFETY: the kernel writes at most buf.len() bytes into buf.
-            let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-                Some(libc::EOPNOTSUPP) => return Ok(Vec::new()),
-                _ => return Err(host_err("llistxattr", p)(e)),
+            match rfs::llistxattr(p, &mut buf[..]) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 20 => {
+                    buf.resize(buf.len() * 4, 0)
+                }
+                Err(rustix::io::Errno::OPNOTSUPP) => return Ok(Vec::new()),
+                Err(e) => return Err(host_errno("llistxattr", p)(e)),
             }
         };
         let mut out = Vec::new();
         for name in buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
-            let cn = CString::new(name).expect("no NUL inside a split name");
+            let name = OsStr::from_bytes(name);
             let mut val = vec![0u8; 256];
             loop {
-                // SAFETY: as above, for the value buffer.
-                let r = unsafe {
-                    libc::lgetxattr(c.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len())
-                };
-                if r >= 0 {
-                    val.truncate(r as usize);
-                    out.push((OsString::from_vec(name.to_vec()), val));
-                    break;
-                }
-                let e = io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ERANGE) if val.len() < 1 << 20 => val.resize(val.len() * 4, 0),
-                    Some(libc::ENODATA) => break,
-                    _ => return Err(host_err("lgetxattr", p)(e)),
+                match rfs::lgetxattr(p, name, &mut val[..]) {
+                    Ok(n) => {
+                        val.truncate(n);
+                        out.push((name.to_owned(), val));
+                        break;
+                    }
+                    Err(rustix::io::Errno::RANGE) if val.len() < 1 << 20 => {
+                        val.resize(val.len() * 4, 0)
+                    }
+                    Err(rustix::io::Errno::NODATA) => break,
+                    Err(e) => return Err(host_errno("lgetxattr", p)(e)),
                 }
             }
         }
@@ -285,7 +261,7 @@ impl Side for Host {
     }
 
     fn extents(&self, f: &HostFile, size: u64) -> OpResult<Vec<(u64, u64)>> {
-        host_extents(f.file.as_raw_fd(), size).map_err(host_err("lseek SEEK_DATA", &f.path))
+        host_extents(&f.file, size).map_err(host_err("lseek SEEK_DATA", &f.path))
     }
 
     fn pread(&self, f: &HostFile, buf: &mut [u8], off: u64) -> OpResult<usize> {
@@ -331,37 +307,17 @@ impl Side for Host {
     }
 
     fn fchmod(&self, f: &HostFile, perm: u32) -> OpResult<()> {
-        // SAFETY: fchmod on a descriptor we own.
-        check(
-            unsafe { libc::fchmod(f.file.as_raw_fd(), perm) },
-            "chmod",
-            &f.path,
-        )
+        rfs::fchmod(&f.file, Mode::from_raw_mode(perm)).map_err(host_errno("chmod", &f.path))
     }
 
     fn fsetxattr(&self, f: &HostFile, name: &OsStr, value: &[u8]) -> OpResult<()> {
-        let n = cpath(Path::new(name))?;
-        // SAFETY: a NUL-terminated name and a value of the length given.
-        let r = unsafe {
-            libc::fsetxattr(
-                f.file.as_raw_fd(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        check(r, "setxattr", &f.path)
+        rfs::fsetxattr(&f.file, name, value, XattrFlags::empty())
+            .map_err(host_errno("setxattr", &f.path))
     }
 
     fn futimens(&self, f: &HostFile, atime: Timespec, mtime: Timespec) -> OpResult<()> {
-        let t = [to_libc(atime), to_libc(mtime)];
-        // SAFETY: two timespecs that live across the call.
-        check(
-            unsafe { libc::futimens(f.file.as_raw_fd(), t.as_ptr()) },
-            "set times of",
-            &f.path,
-        )
+        rfs::futimens(&f.file, &timestamps(atime, mtime))
+            .map_err(host_errno("set times of", &f.path))
     }
 
     fn close(&self, f: HostFile) -> OpResult<()> {
@@ -386,11 +342,10 @@ impl Side for Host {
     }
 
     fn mknod(&self, p: &Path, m: &Meta) -> OpResult<()> {
-        let c = cpath(p)?;
-        let dev = libc::makedev(m.rdev.0, m.rdev.1);
-        // SAFETY: a NUL-terminated path and numbers.
-        let r = unsafe { libc::mknod(c.as_ptr(), m.kind.mode_bits() | m.perm, dev) };
-        check(r, "mknod", p)
+        let kind = rfs::FileType::from_raw_mode(m.kind.mode_bits());
+        let dev = rfs::makedev(m.rdev.0, m.rdev.1);
+        rfs::mknodat(rfs::CWD, p, kind, Mode::from_raw_mode(m.perm), dev)
+            .map_err(host_errno("mknod", p))
     }
 
     fn lchown(&self, p: &Path, uid: u32, gid: u32) -> OpResult<()> {
@@ -404,35 +359,17 @@ impl Side for Host {
     }
 
     fn lsetxattr(&self, p: &Path, name: &OsStr, value: &[u8]) -> OpResult<()> {
-        let c = cpath(p)?;
-        let n = cpath(Path::new(name))?;
-        // SAFETY: NUL-terminated path and name and a value of the length
-        // given.
-        let r = unsafe {
-            libc::lsetxattr(
-                c.as_ptr(),
-                n.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        check(r, "setxattr", p)
+        rfs::lsetxattr(p, name, value, XattrFlags::empty()).map_err(host_errno("setxattr", p))
     }
 
     fn set_times(&self, p: &Path, atime: Timespec, mtime: Timespec) -> OpResult<()> {
-        let c = cpath(p)?;
-        let t = [to_libc(atime), to_libc(mtime)];
-        // SAFETY: a NUL-terminated path and two timespecs.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                t.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        check(r, "set times of", p)
+        rfs::utimensat(
+            rfs::CWD,
+            p,
+            &timestamps(atime, mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(host_errno("set times of", p))
     }
 
     fn unlink(&self, p: &Path) -> OpResult<()> {
@@ -440,10 +377,14 @@ impl Side for Host {
     }
 }
 
-fn to_libc(t: Timespec) -> libc::timespec {
-    libc::timespec {
+fn timestamps(atime: Timespec, mtime: Timespec) -> Timestamps {
+    let t = |t: Timespec| rfs::Timespec {
         tv_sec: t.sec,
         tv_nsec: i64::from(t.nsec),
+    };
+    Timestamps {
+        last_access: t(atime),
+        last_modification: t(mtime),
     }
 }
 
