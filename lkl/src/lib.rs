@@ -38,6 +38,7 @@ use std::sync::OnceLock;
 
 use lkl_sys::lkl_host_operations;
 
+pub mod console;
 mod error;
 pub mod host;
 mod irq;

@@ -1,18 +1,26 @@
 //! `print` and `panic`: kernel log output and the end of the process.
 //!
-//! Both write straight to file descriptor 2 with `write(2)`: no Rust `std`
-//! locks are taken, so a print from any thread, at any point inside the
-//! kernel, cannot deadlock against the program's own use of `stderr`.
+//! The kernel's console goes where [`crate::console`] says: by default
+//! straight to file descriptor 2 with `write(2)`, taking no Rust `std`
+//! lock, so a print from any thread, at any point inside the kernel,
+//! cannot deadlock against the program's own use of `stderr`. `panic` and
+//! the host library's own diagnostics always go to file descriptor 2.
 
 use std::ffi::{c_char, c_int};
 
 /// Writes all of `bytes` to stderr, retrying short writes and `EINTR`.
 /// Other errors are dropped: there is nowhere left to report them.
 pub(crate) fn write_stderr(bytes: &[u8]) {
+    write_fd(libc::STDERR_FILENO, bytes);
+}
+
+/// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`;
+/// other errors are dropped.
+pub(crate) fn write_fd(fd: std::os::fd::RawFd, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         // SAFETY: `rest` is a live slice; write(2) only reads `rest.len()` bytes from it.
-        let n = unsafe { libc::write(libc::STDERR_FILENO, rest.as_ptr().cast(), rest.len()) };
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
         if n < 0 {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                 continue;
@@ -33,7 +41,7 @@ pub unsafe extern "C" fn print(str: *const c_char, len: c_int) {
     }
     // SAFETY: the caller guarantees `len` readable bytes at `str`.
     let bytes = unsafe { std::slice::from_raw_parts(str.cast::<u8>(), len as usize) };
-    write_stderr(bytes);
+    crate::console::write(bytes);
 }
 
 /// `panic`: the kernel panicked. Says so on stderr and aborts the process
