@@ -20,6 +20,9 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 
+/// A function that receives the kernel's console output.
+pub type ConsoleFn = Box<dyn Fn(&[u8]) + Send>;
+
 /// A destination for the kernel's console.
 #[derive(Default)]
 pub enum Console {
@@ -36,7 +39,7 @@ pub enum Console {
     /// what one `printk` printed, often one line). The function runs on
     /// whichever thread the kernel printed from, inside the kernel: it
     /// must not call into LKL.
-    Callback(Box<dyn Fn(&[u8]) + Send>),
+    Callback(ConsoleFn),
 }
 
 impl std::fmt::Debug for Console {
