@@ -145,7 +145,10 @@ fn exec_chains_pass_the_environment_exactly() {
     let n = run_env(&[], false, "/usr/bin/env", &args);
     let z = run_env(&[], true, "/usr/bin/env", &args);
     assert_eq!(z.status.code(), Some(0), "{z:?}");
-    assert_eq!(String::from_utf8_lossy(&z.stdout), String::from_utf8_lossy(&n.stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&z.stdout),
+        String::from_utf8_lossy(&n.stdout)
+    );
     assert_eq!(ctor_lines(&z.stderr), ["preload-ctor in env"]);
     // And ld.so's trace mode set in the middle of a chain.
     let n = run_env(
@@ -165,8 +168,14 @@ fn exec_chains_pass_the_environment_exactly() {
 
 #[test]
 fn glibc_tunables_reach_the_program() {
-    let vars = [("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0:glibc.malloc.check=0")];
+    let vars = [(
+        "GLIBC_TUNABLES",
+        "glibc.malloc.tcache_count=0:glibc.malloc.check=0",
+    )];
     let n = run_env(&vars, false, "/usr/bin/env", &[]);
     let z = run_env(&vars, true, "/usr/bin/env", &[]);
-    assert_eq!(String::from_utf8_lossy(&z.stdout), String::from_utf8_lossy(&n.stdout));
+    assert_eq!(
+        String::from_utf8_lossy(&z.stdout),
+        String::from_utf8_lossy(&n.stdout)
+    );
 }

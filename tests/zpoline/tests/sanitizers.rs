@@ -22,7 +22,11 @@ fn thread_sanitizer_program_runs() {
     let z = interposed(&[], &tsan(), &[]);
     assert_eq!(z.status.code(), Some(0), "{z:?}");
     assert_eq!(z.stdout, b"counter 20000\n");
-    assert!(z.stderr.is_empty(), "{}", String::from_utf8_lossy(&z.stderr));
+    assert!(
+        z.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&z.stderr)
+    );
 }
 
 #[test]
@@ -53,6 +57,9 @@ fn address_sanitizer_program_runs() {
 fn address_sanitizer_still_reports_an_overflow() {
     let z = interposed(&[], &asan(), &["overflow"]);
     let err = String::from_utf8_lossy(&z.stderr);
-    assert!(err.contains("ERROR: AddressSanitizer: heap-buffer-overflow"), "{z:?}");
+    assert!(
+        err.contains("ERROR: AddressSanitizer: heap-buffer-overflow"),
+        "{z:?}"
+    );
     assert_eq!(z.status.code(), Some(1), "{err}");
 }
