@@ -1,4 +1,7 @@
-/* A library for LD_PRELOAD: its constructor says which program it was loaded into. */
+/*
+ * A library for LD_PRELOAD and LD_AUDIT: its constructor says which program it was
+ * loaded into, and ld.so's audit interface announces itself.
+ */
 #include <string.h>
 #include <unistd.h>
 
@@ -16,4 +19,11 @@ __attribute__((constructor)) static void announce(void)
 int preload_answer(void)
 {
 	return 42;
+}
+
+/* The first call ld.so makes into an LD_AUDIT library. */
+unsigned int la_version(unsigned int version)
+{
+	write(2, "audit-version\n", 14);
+	return version;
 }

@@ -1,7 +1,7 @@
 //! The program's environment steers the program's ld.so, never lkl-run's: lkl-run is a
 //! static PIE with no dynamic loader of its own. `LD_TRACE_LOADED_OBJECTS` (`ldd`),
-//! `LD_PRELOAD`, `LD_LIBRARY_PATH` and `GLIBC_TUNABLES` reach the program exactly, also
-//! through `execve` chains.
+//! `LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH` and `GLIBC_TUNABLES` reach the program
+//! exactly, also through `execve` chains.
 
 mod common;
 use common::*;
@@ -99,6 +99,23 @@ fn ld_preload_reaches_the_program_only() {
     let z = run_env(&vars, true, "/bin/echo", &["hi"]);
     assert_eq!(ctor_lines(&n.stderr), ["preload-ctor in echo"]);
     assert_eq!(ctor_lines(&z.stderr), ["preload-ctor in echo"], "{z:?}");
+    assert_eq!(z.stdout, b"hi\n");
+}
+
+#[test]
+fn ld_audit_reaches_the_program_only() {
+    let lib = preload_lib();
+    let vars = [("LD_AUDIT", lib.as_str())];
+    let n = run_env(&vars, false, "/bin/echo", &["hi"]);
+    let z = run_env(&vars, true, "/bin/echo", &["hi"]);
+    let audit = |err: &[u8]| {
+        String::from_utf8_lossy(err)
+            .lines()
+            .filter(|l| *l == "audit-version")
+            .count()
+    };
+    assert_eq!(audit(&n.stderr), 1, "{n:?}");
+    assert_eq!(audit(&z.stderr), 1, "{z:?}");
     assert_eq!(z.stdout, b"hi\n");
 }
 
