@@ -287,6 +287,7 @@ fn fd_path(fd: i32, buf: &mut [u8; 512]) -> usize {
 }
 
 /// True when `fd` is a file named `libjvm.so`.
+#[inline(never)]
 fn is_libjvm(fd: i32) -> bool {
     let mut buf = [0u8; 512];
     let n = fd_path(fd, &mut buf);
@@ -297,6 +298,7 @@ fn is_libjvm(fd: i32) -> bool {
 /// It checks the address-space layout in its initialiser and aborts on a mapping at
 /// page 0; ld.so maps every library before any initialiser runs, so switching to the
 /// NULL guard here is early enough.
+#[inline(never)]
 fn is_libtsan(fd: i32) -> bool {
     let mut buf = [0u8; 512];
     let n = fd_path(fd, &mut buf);
