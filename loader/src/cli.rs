@@ -71,8 +71,8 @@ pub struct Cli {
     /// Decode every executable section afresh instead of using the site cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Do not switch to `--null-guard` when a JVM (libjvm.so) is loaded on a CPU
-    /// without protection keys.
+    /// Do not switch to `--null-guard` when a JVM (libjvm.so) or ThreadSanitizer's
+    /// runtime (libtsan.so) is loaded on a CPU without protection keys.
     #[arg(long)]
     pub no_auto_guard: bool,
     /// Same as `--sud=never`.
