@@ -1,6 +1,7 @@
 //! Programs built with ThreadSanitizer and AddressSanitizer run under
-//! `lkl-run --zpoline` without options. ThreadSanitizer aborts on a mapping at page 0,
-//! so loading its runtime switches the process to the NULL guard.
+//! `lkl-run --zpoline` without options, on the host backend and (ThreadSanitizer) on
+//! LKL. ThreadSanitizer aborts on a mapping at page 0, so loading its runtime switches
+//! the process to the NULL guard.
 
 mod common;
 use common::*;
@@ -27,6 +28,21 @@ fn thread_sanitizer_program_runs() {
         "{}",
         String::from_utf8_lossy(&z.stderr)
     );
+}
+
+#[test]
+fn thread_sanitizer_program_runs_with_the_lkl_backend() {
+    // The default backend: LKL boots (only `lo`, no configuration) while the program
+    // runs in the NULL guard.
+    setup();
+    let z = std::process::Command::new(lkl_run())
+        .args(["--zpoline", &tsan()])
+        .env_remove("LKL_HIJACK_CONFIG_FILE")
+        .current_dir(scratch())
+        .output()
+        .unwrap();
+    assert_eq!(z.status.code(), Some(0), "{z:?}");
+    assert_eq!(z.stdout, b"counter 20000\n");
 }
 
 #[test]
