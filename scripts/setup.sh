@@ -13,12 +13,14 @@ PACKAGES=(
 	busybox-static strace curl git python3 tar gzip coreutils iproute2 procps
 	# filesystem images for the disk tests
 	e2fsprogs dosfstools btrfs-progs xfsprogs mtools gdisk fdisk
-	# static C test programs (libc.a)
-	libc6-dev
+	# static C test programs, and the static link of lkl-run (libc.a); sanitizer runtimes
+	libc6-dev libtsan2 libasan8
 	# the filesystem tools' tests and benchmarks: FUSE, xattrs, the tools we compare with
 	fuse3 libfuse3-dev pkg-config attr e2tools fuse2fs
 	# the networking and zpoline tests: real peers and programs
 	iputils-ping iperf3 dnsmasq-base socat netcat-openbsd
+	# lkl-hijack.sh's file-capability check and its test (getcap, setcap; setpriv)
+	libcap2-bin util-linux
 )
 
 need=()

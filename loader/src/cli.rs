@@ -71,8 +71,8 @@ pub struct Cli {
     /// Decode every executable section afresh instead of using the site cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// Do not switch to `--null-guard` when a JVM (libjvm.so) is loaded on a CPU
-    /// without protection keys.
+    /// Do not switch to `--null-guard` when a JVM (libjvm.so) or ThreadSanitizer's
+    /// runtime (libtsan.so) is loaded on a CPU without protection keys.
     #[arg(long)]
     pub no_auto_guard: bool,
     /// Same as `--sud=never`.
@@ -131,27 +131,59 @@ fn is_executable(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
-/// Finds PROGRAM like a shell does.
+/// `p` for a message: lossy UTF-8, and a path of thousands of bytes cut to its start
+/// and its length.
+fn shown(p: &OsStr) -> String {
+    const MAX: usize = 160;
+    let s = p.to_string_lossy();
+    if s.len() <= MAX {
+        return s.into_owned();
+    }
+    let mut cut = MAX;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..cut], p.len())
+}
+
+/// Checks that `p` is a file we may execute, as `execve` would; the error names why not.
+fn check_program(p: &Path) -> Result<(), Error> {
+    let show = shown(p.as_os_str());
+    match std::fs::metadata(p) {
+        Err(e) => Err(match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::NoSuchFile(show),
+            Some(libc::ENAMETOOLONG) => Error::NameTooLong(show),
+            Some(libc::ENOTDIR) => Error::NotDirectory(show),
+            Some(libc::EACCES) => Error::NotExecutable(show),
+            _ => Error::Io(show, e),
+        }),
+        Ok(m) if m.is_dir() => Err(Error::IsDirectory(show)),
+        Ok(_) if !is_executable(p) => Err(Error::NotExecutable(show)),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Finds PROGRAM like a shell does: a name without `/` is searched in `PATH`, where
+/// a file that is there but not executable is reported only if no directory has an
+/// executable one.
 fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
-    let show = prog.to_string_lossy().into_owned();
-    let check = |p: PathBuf| -> Result<PathBuf, Error> {
-        match std::fs::metadata(&p) {
-            Err(_) => Err(Error::NotFound(show.clone())),
-            Ok(m) if m.is_dir() || !is_executable(&p) => Err(Error::NotExecutable(show.clone())),
-            Ok(_) => Ok(p),
-        }
-    };
     if !search || prog.as_bytes().contains(&b'/') {
-        return check(PathBuf::from(prog));
+        return check_program(Path::new(prog)).map(|()| PathBuf::from(prog));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found = Error::NotFound(shown(prog));
     for dir in std::env::split_paths(&path) {
         let p = dir.join(prog);
-        if p.is_file() && is_executable(&p) {
-            return Ok(p);
+        match check_program(&p) {
+            Ok(()) => return Ok(p),
+            Err(e @ Error::NotExecutable(_)) => found = e,
+            Err(Error::NameTooLong(_)) if matches!(found, Error::NotFound(_)) => {
+                found = Error::NameTooLong(shown(prog));
+            }
+            Err(_) => {}
         }
     }
-    Err(Error::NotFound(show))
+    Err(found)
 }
 
 /// Follows `#!` lines like the kernel. Returns the path of the ELF file to load and
@@ -162,7 +194,7 @@ fn follow_scripts(
 ) -> Result<(PathBuf, Vec<OsString>), Error> {
     use std::io::Read;
     for _ in 0..4 {
-        let show = path.to_string_lossy().into_owned();
+        let show = shown(path.as_os_str());
         let mut bytes = Vec::new();
         std::fs::File::open(&path)
             .and_then(|f| f.take(256).read_to_end(&mut bytes))
@@ -189,9 +221,10 @@ fn follow_scripts(
         new.push(path.clone().into_os_string());
         new.extend(argv.into_iter().skip(1));
         argv = new;
-        path = resolve(OsStr::new(interp), false)?;
+        path = resolve(OsStr::new(interp), false)
+            .map_err(|e| Error::BadInterpreter(show, Box::new(e)))?;
     }
-    Err(Error::NotExecutable(path.to_string_lossy().into_owned()))
+    Err(Error::TooManyInterpreters(shown(path.as_os_str())))
 }
 
 /// The site cache directory to use, if any.
@@ -336,7 +369,7 @@ fn read_auxv() -> Vec<(u64, u64)> {
 /// further in.
 fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
     use std::io::Read;
-    let show = path.to_string_lossy().into_owned();
+    let show = shown(path.as_os_str());
     let io = |e| Error::Io(show.clone(), e);
     let f = std::fs::File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
@@ -368,10 +401,12 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         argv[0] = a0.clone();
     }
     let (path, argv) = follow_scripts(path, argv)?;
-    let show = path.to_string_lossy().into_owned();
+    let show = shown(path.as_os_str());
     let (file, img) = load(&path)?;
     let interp = match &img.interp {
-        Some(i) => Some(load(Path::new(i))?),
+        Some(i) => {
+            Some(load(Path::new(i)).map_err(|e| Error::BadInterpreter(show.clone(), Box::new(e)))?)
+        }
         None => None,
     };
     static HOST: trampoline::Host = trampoline::Host;

@@ -109,13 +109,46 @@ pub fn parse_prefix(path: &str, bytes: &[u8], file_len: u64) -> Result<Image, Er
         return Err(Error::NotElf(path.to_string()));
     }
     let bad = |e: goblin::error::Error| Error::BadElf(path.to_string(), e.to_string());
-    if bytes.len() < 64 || bytes[4] != 2 {
-        return Err(Error::WrongArch(path.to_string()));
+    match bytes.get(4) {
+        Some(1) => {
+            return Err(Error::WrongArch(
+                path.to_string(),
+                "a 32-bit ELF program".into(),
+            ))
+        }
+        Some(2) if bytes.len() >= 64 => {}
+        Some(2) => {
+            return Err(Error::BadElf(
+                path.to_string(),
+                "truncated ELF header".into(),
+            ))
+        }
+        _ => return Err(Error::BadElf(path.to_string(), "unknown ELF class".into())),
     }
     let header: Header = goblin::elf::Elf::parse_header(bytes).map_err(bad)?;
     if header.e_machine != EM_X86_64 {
-        return Err(Error::WrongArch(path.to_string()));
+        return Err(Error::WrongArch(
+            path.to_string(),
+            format!(
+                "an ELF program for {}",
+                goblin::elf::header::machine_to_str(header.e_machine)
+            ),
+        ));
     }
+    let relocatable = match header.e_type {
+        ET_DYN => true,
+        ET_EXEC => false,
+        t => {
+            let what = match t {
+                goblin::elf::header::ET_REL => {
+                    "an object file (ELF type 1): link it into a program"
+                }
+                goblin::elf::header::ET_CORE => "a core dump (ELF type 4)",
+                _ => "not an executable ELF type",
+            };
+            return Err(Error::BadElf(path.to_string(), what.into()));
+        }
+    };
     let ph_end = header.e_phoff + u64::from(header.e_phnum) * u64::from(header.e_phentsize);
     if header.e_phentsize != 56 || ph_end > file_len {
         return Err(Error::BadElf(
@@ -129,16 +162,6 @@ pub fn parse_prefix(path: &str, bytes: &[u8], file_len: u64) -> Result<Image, Er
     let ctx = Ctx::new(Container::Big, Endian::Little);
     let phdrs = ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)
         .map_err(bad)?;
-    let relocatable = match header.e_type {
-        ET_DYN => true,
-        ET_EXEC => false,
-        t => {
-            return Err(Error::BadElf(
-                path.to_string(),
-                format!("ELF type {t} is not executable"),
-            ))
-        }
-    };
     let mut segments = Vec::new();
     let mut interp = None;
     let mut phdr = None;
@@ -236,6 +259,9 @@ mod tests {
         let mut exe = std::fs::read("/proc/self/exe").unwrap();
         exe[18] = 0xB7; // e_machine = EM_AARCH64
         exe[19] = 0;
-        assert!(matches!(parse("x", &exe), Err(Error::WrongArch(_))));
+        assert!(matches!(parse("x", &exe), Err(Error::WrongArch(..))));
+        exe[4] = 1; // ELFCLASS32
+        let e = parse("x", &exe).unwrap_err();
+        assert!(e.to_string().contains("a 32-bit ELF program"), "{e}");
     }
 }

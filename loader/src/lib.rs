@@ -15,24 +15,48 @@ pub mod elf;
 pub mod map;
 pub mod stack;
 
-/// Errors from loading a program.
+/// Errors from loading a program. Each message names the problem and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The program was not found (shell exit status 127).
-    #[error("{0}: command not found")]
+    /// A command name was not found in any `PATH` directory (shell exit status 127).
+    #[error(
+        "{0}: command not found in PATH; give the program's path, or add its directory to PATH"
+    )]
     NotFound(String),
-    /// The program exists but cannot be run (shell exit status 126).
-    #[error("{0}: permission denied")]
+    /// The program's path names no file (shell exit status 127).
+    #[error("{0}: no such file or directory; check the program's path")]
+    NoSuchFile(String),
+    /// The path or one of its components is too long (`ENAMETOOLONG`).
+    #[error(
+        "{0}: file name too long (a path is at most 4095 bytes, a component 255); give a shorter path"
+    )]
+    NameTooLong(String),
+    /// A component of the path before the last is not a directory (`ENOTDIR`).
+    #[error("{0}: not a directory (a component of the path is a file); check the program's path")]
+    NotDirectory(String),
+    /// The program's path is a directory.
+    #[error("{0}: is a directory; give the path of the program inside it")]
+    IsDirectory(String),
+    /// The program exists but we may not execute it (shell exit status 126).
+    #[error("{0}: permission denied: not executable by this user; run `chmod +x` on it, or check the directories' permissions")]
     NotExecutable(String),
+    /// `#!` lines nest deeper than the kernel allows.
+    #[error("{0}: too many levels of #! interpreters (at most 4)")]
+    TooManyInterpreters(String),
+    /// The `#!` interpreter of a script cannot be run.
+    #[error("{0}: bad interpreter (the #! line or PT_INTERP): {1}")]
+    BadInterpreter(String, Box<Error>),
     /// Reading the program failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     /// The file is not an ELF file (nor a `#!` script).
-    #[error("{0}: not an ELF executable")]
+    #[error(
+        "{0}: not an ELF executable nor a #! script; lkl-run runs x86-64 ELF programs and scripts"
+    )]
     NotElf(String),
-    /// The ELF file is not for x86-64.
-    #[error("{0}: not an x86-64 ELF executable")]
-    WrongArch(String),
+    /// The ELF file is not for x86-64 (the second field says what it is).
+    #[error("{0}: {1}, not an x86-64 program: zpoline runs x86-64 programs only; run it natively")]
+    WrongArch(String, String),
     /// The ELF file is malformed.
     #[error("{0}: bad ELF file: {1}")]
     BadElf(String, String),
@@ -59,10 +83,15 @@ impl Error {
     /// The exit status a shell would use for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::NotFound(_) => 127,
-            Error::NotExecutable(_)
+            Error::NotFound(_) | Error::NoSuchFile(_) => 127,
+            Error::NameTooLong(_)
+            | Error::NotDirectory(_)
+            | Error::IsDirectory(_)
+            | Error::NotExecutable(_)
+            | Error::TooManyInterpreters(_)
+            | Error::BadInterpreter(..)
             | Error::NotElf(_)
-            | Error::WrongArch(_)
+            | Error::WrongArch(..)
             | Error::BadElf(..) => 126,
             Error::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => 127,
             Error::Io(..) => 126,

@@ -191,7 +191,10 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
             let len = mapped_file_len(args);
             let file = (args[3] & 0x20 == 0).then_some((args[4] as i32, args[5]));
             if let Some((fd, _)) = file {
-                if opts.auto_guard_jvm && !crate::page0_execute_only() && is_libjvm(fd) {
+                if opts.auto_guard_jvm
+                    && !crate::page0_execute_only()
+                    && (is_libjvm(fd) || is_libtsan(fd))
+                {
                     crate::guard::switch_on();
                 }
             }
@@ -259,13 +262,13 @@ fn unblock_segv(nr: u64, a: &mut [u64; 6], set: &mut u64, act: &mut [u64; 4], ps
     }
 }
 
-/// True when `fd` is a file named `libjvm.so` (read through /proc/self/fd).
+/// Reads the path of `fd` (through /proc/self/fd) into `buf`; returns its length, or
+/// 0 when it cannot be read.
 #[inline(never)]
-fn is_libjvm(fd: i32) -> bool {
+fn fd_path(fd: i32, buf: &mut [u8; 512]) -> usize {
     use core::fmt::Write;
     let mut link = trace::Line::new();
     let _ = write!(link, "/proc/self/fd/{fd}\0");
-    let mut buf = [0u8; 512];
     // SAFETY: readlink of a NUL-terminated path into our buffer.
     let n = unsafe {
         syscall6(
@@ -280,7 +283,27 @@ fn is_libjvm(fd: i32) -> bool {
             ],
         )
     };
-    n > 0 && buf[..n as usize].ends_with(b"/libjvm.so")
+    n.max(0) as usize
+}
+
+/// True when `fd` is a file named `libjvm.so`.
+#[inline(never)]
+fn is_libjvm(fd: i32) -> bool {
+    let mut buf = [0u8; 512];
+    let n = fd_path(fd, &mut buf);
+    buf[..n].ends_with(b"/libjvm.so")
+}
+
+/// True when `fd` is ThreadSanitizer's runtime (`libtsan.so`, `libtsan.so.2`, ...).
+/// It checks the address-space layout in its initialiser and aborts on a mapping at
+/// page 0; ld.so maps every library before any initialiser runs, so switching to the
+/// NULL guard here is early enough.
+#[inline(never)]
+fn is_libtsan(fd: i32) -> bool {
+    let mut buf = [0u8; 512];
+    let n = fd_path(fd, &mut buf);
+    let name = buf[..n].rsplit(|&b| b == b'/').next().unwrap_or(&[]);
+    name.starts_with(b"libtsan.so")
 }
 
 /// The part of an `mmap` that is backed by the file: pages past its end fault with

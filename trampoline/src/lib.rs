@@ -169,8 +169,9 @@ pub struct Options {
     /// NULL guard mode: leave page 0 unmapped and enter the stub through SIGSEGV (slow,
     /// exact NULL faults; see [`guard`]). For CPUs without protection keys.
     pub null_guard: bool,
-    /// Switch to NULL guard mode when a JVM (`libjvm.so`) is mapped and page 0 is not
-    /// execute-only: the JVM's implicit null checks need NULL reads to fault.
+    /// Switch to NULL guard mode when a JVM (`libjvm.so`) or ThreadSanitizer's runtime
+    /// (`libtsan.so*`) is mapped and page 0 is not execute-only: the JVM's implicit null
+    /// checks need NULL reads to fault, and ThreadSanitizer refuses a mapping at page 0.
     pub auto_guard_jvm: bool,
     /// Absolute path of the program, NUL-terminated, when `/proc/self/exe` names the
     /// loader instead (lkl-run): `execve` and `readlink` of `/proc/self/exe` use it.

@@ -9,10 +9,13 @@
 //! `ip route`, `ip -6 route`, `ip rule`, `ip neigh`, `tc qdisc`, the
 //! sysctl (through `dump`), `ping` both ways, `curl` from a
 //! `python3 -m http.server`, `iperf3`, two interfaces, the same config as
-//! variables, bad input, the `debug` bits, a mixed host/LKL `poll`, and
-//! the pipe backend. Needs root, iproute2, iputils-ping, curl, iperf3 and
-//! python3; without them it fails naming what to install. Prints
-//! `N passed, N failed`.
+//! variables, bad input, the `debug` bits, a mixed host/LKL `poll`, the
+//! pipe backend, `LKL_HIJACK_ZPOLINE` (lkl-run), and the script's refusal
+//! of programs whose ld.so would ignore `LD_PRELOAD` (32-bit; setuid,
+//! setgid, file capabilities run as `nobody`). Needs root, iproute2,
+//! iputils-ping, curl, iperf3, python3, util-linux (`setpriv`) and
+//! libcap2-bin (`setcap`); without them it fails naming what to install.
+//! Prints `N passed, N failed`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
@@ -37,6 +40,8 @@ struct Env {
     dir: TempDir,
     script: PathBuf,
     lib: PathBuf,
+    /// lkl-run, for `LKL_HIJACK_ZPOLINE`.
+    run: PathBuf,
 }
 
 /// A named case.
@@ -111,6 +116,18 @@ fn main() -> ExitCode {
             "pipe backend: two hijacked processes ping each other",
             pipe_backend,
         ),
+        (
+            "LKL_HIJACK_ZPOLINE: any value but empty or 0 runs lkl-run",
+            zpoline_values,
+        ),
+        (
+            "script check: a 32-bit program is refused, under zpoline too",
+            refuses_32_bit,
+        ),
+        (
+            "script check: setuid, setgid, file capabilities as non-root are refused",
+            refuses_secure_exec,
+        ),
     ];
     // LKL_HIJACK_TEST_ONLY=WORD|WORD runs only the cases whose name has
     // one of the words.
@@ -143,6 +160,7 @@ fn setup() -> Result<Env, String> {
             .map_err(|e| format!("{}: {e}", lib.display()))?;
     }
     let script = workspace().join("bin/lkl-hijack.sh");
+    let run = cargo_build("loader")?.join("lkl-run");
     let ns = Netns::new("lklhj")?;
     ns.add_tap(TAP0, &["198.18.0.1/24", "2001:db8:18::1/64"])?;
     ns.add_tap(TAP1, &["198.18.1.1/24", "2001:db8:19::1/64"])?;
@@ -152,6 +170,7 @@ fn setup() -> Result<Env, String> {
         dir,
         script,
         lib,
+        run,
     };
     env.write("good.json", &config(&[&iface0()], GOOD_TOP))?;
     env.write("two.json", &config(&[&iface0(), &iface1()], ""))?;
@@ -241,7 +260,9 @@ impl Env {
         let mut c = self.ns.command(&self.script);
         c.args(args)
             .env_remove("LKL_HIJACK_CONFIG_FILE")
+            .env_remove("LKL_HIJACK_ZPOLINE")
             .env("LKL_HIJACK_LIB", &self.lib)
+            .env("LKL_RUN", &self.run)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1061,4 +1082,181 @@ fn pipe_backend(env: &Env) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+fn zpoline_values(env: &Env) -> Outcome {
+    for (value, zpoline) in [
+        ("1", true),
+        ("yes", true),
+        ("true", true),
+        ("on", true),
+        ("0", false),
+        ("", false),
+    ] {
+        let vars = [
+            ("LKL_HIJACK_CONFIG_FILE", path(env, "basic.json")),
+            ("LKL_HIJACK_ZPOLINE", value.to_string()),
+        ];
+        // The script sets LD_PRELOAD only without zpoline.
+        let preload = env.run_with(&vars, &["printenv", "LD_PRELOAD"])?.stdout();
+        if preload.contains("lkl-hijack.so") == zpoline {
+            return Err(format!(
+                "LKL_HIJACK_ZPOLINE={value:?}: LD_PRELOAD is {preload:?}, so zpoline is {}",
+                if zpoline { "off" } else { "on" }
+            ));
+        }
+        // Either way, LKL serves the program.
+        let out = env
+            .run_with(&vars, &["ip", "-4", "-o", "address", "show", "dev", "eth0"])?
+            .ok()?;
+        has_line(
+            &out,
+            &["eth0", "198.18.0.2/24"],
+            &format!("LKL_HIJACK_ZPOLINE={value:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs the script as `nobody` (or as root when `as_nobody` is false) outside the
+/// namespace, on a program that must be refused before anything starts; checks the
+/// exit status 126 and the exact message.
+fn expect_refusal(
+    env: &Env,
+    as_nobody: bool,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    want: &str,
+) -> Outcome {
+    // nobody cannot read the workspace (a private home, in CI): a copy of the script.
+    let script = env.dir.path().join("lkl-hijack-copy.sh");
+    std::fs::copy(&env.script, &script).map_err(|e| format!("{}: {e}", script.display()))?;
+    let mut c = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(&script);
+        c
+    } else {
+        Command::new(&script)
+    };
+    c.args(args)
+        .env("LKL_HIJACK_LIB", &env.lib)
+        .env("LKL_RUN", &env.run)
+        .env_remove("LKL_HIJACK_ZPOLINE")
+        .current_dir(env.dir.path());
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let what = format!("`lkl-hijack.sh {}`", args.join(" "));
+    let out = c.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(126) || err.trim_end() != want {
+        return Err(format!(
+            "{what}: want status 126 and\n{want}\ngot {} and\n{err}",
+            out.status
+        ));
+    }
+    Ok(())
+}
+
+/// A copy of `/bin/true` named `name` in the temp dir, mode `mode`; its path.
+fn true_copy(env: &Env, name: &str, mode: u32) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = env.dir.path().join(name);
+    let _ = std::fs::remove_file(&p);
+    std::fs::copy("/bin/true", &p).map_err(|e| format!("{}: {e}", p.display()))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(p.to_string_lossy().into_owned())
+}
+
+fn refuses_32_bit(env: &Env) -> Outcome {
+    // An x86-64 program with its ELF class byte set to ELFCLASS32: all the script and
+    // lkl-run read is the header.
+    let p = true_copy(env, "elf32", 0o755)?;
+    let mut elf = std::fs::read(&p).map_err(|e| format!("{p}: {e}"))?;
+    elf[4] = 1;
+    std::fs::write(&p, elf).map_err(|e| format!("{p}: {e}"))?;
+    expect_refusal(
+        env,
+        false,
+        &[],
+        &[&p],
+        &format!(
+            "lkl-hijack.sh: {p} is a 32-bit program: ld.so would not load the 64-bit \
+             hijack library into it, and it would run on the host's network; LKL serves \
+             x86-64 programs only (zpoline neither runs 32-bit programs): use an x86-64 \
+             build of it"
+        ),
+    )?;
+    expect_refusal(
+        env,
+        false,
+        &[("LKL_HIJACK_ZPOLINE", "1")],
+        &[&p],
+        &format!(
+            "lkl-run: {p}: a 32-bit ELF program, not an x86-64 program: zpoline runs \
+             x86-64 programs only; run it natively"
+        ),
+    )
+}
+
+fn refuses_secure_exec(env: &Env) -> Outcome {
+    require_tool("setpriv", "util-linux")?;
+    require_tool("setcap", "libcap2-bin")?;
+    // The temp dir must be reachable by nobody.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", env.dir.path().display()))?;
+    let fix = "so it would run on the host's network; use LKL_HIJACK_ZPOLINE=1 (lkl-run \
+               runs it on LKL, without the";
+    let suid = true_copy(env, "suid-true", 0o4755)?;
+    expect_refusal(
+        env,
+        true,
+        &[],
+        &[&suid],
+        &format!(
+            "lkl-hijack.sh: {suid} is setuid (owner uid 0): ld.so ignores LD_PRELOAD \
+             for it, {fix} setuid privileges)"
+        ),
+    )?;
+    // Found through PATH, as exec would.
+    let dir = env.dir.path().to_string_lossy().into_owned();
+    expect_refusal(
+        env,
+        true,
+        &[("PATH", &format!("/nonexistent:{dir}:/usr/bin:/bin"))],
+        &["suid-true"],
+        &format!(
+            "lkl-hijack.sh: {dir}/suid-true is setuid (owner uid 0): ld.so ignores \
+             LD_PRELOAD for it, {fix} setuid privileges)"
+        ),
+    )?;
+    let sgid = true_copy(env, "sgid-true", 0o2755)?;
+    expect_refusal(
+        env,
+        true,
+        &[],
+        &[&sgid],
+        &format!(
+            "lkl-hijack.sh: {sgid} is setgid (group gid 0): ld.so ignores LD_PRELOAD \
+             for it, {fix} setgid privileges)"
+        ),
+    )?;
+    let caps = true_copy(env, "caps-true", 0o755)?;
+    lkl_test_support::run(Command::new("setcap").args(["cap_net_raw+ep", &caps]))?;
+    expect_refusal(
+        env,
+        true,
+        &[],
+        &[&caps],
+        &format!(
+            "lkl-hijack.sh: {caps} has file capabilities (cap_net_raw=ep): ld.so ignores \
+             LD_PRELOAD for it, {fix} capabilities)"
+        ),
+    )?;
+    // As root, a setuid-root program keeps LD_PRELOAD (no secure execution): it runs.
+    let run = env.run("basic.json", &[&suid])?;
+    run.ok().map(drop)
 }

@@ -36,13 +36,121 @@ fn mmap_min_addr_not_zero_says_what_to_run() {
     assert!(err.contains("sysctl -w vm.mmap_min_addr=0"), "{err}");
 }
 
+/// Runs lkl-run on `prog`; checks the exit status and that stderr is exactly `want`.
+fn refused(prog: &str, status: i32, want: &str) {
+    let out = run(&["--zpoline", "--backend", "host", prog]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(status), "{err}");
+    assert_eq!(err.trim_end(), want);
+}
+
+fn executable(name: &str, bytes: &[u8]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let f = scratch().join(name);
+    std::fs::write(&f, bytes).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f.to_string_lossy().into_owned()
+}
+
 #[test]
 fn missing_program_is_127() {
-    let out = run(&["--zpoline", "/nonexistent/program"]);
-    assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/program"));
-    let out = run(&["--zpoline", "no-such-command-zpoline"]);
-    assert_eq!(out.status.code(), Some(127));
+    refused(
+        "/nonexistent/program",
+        127,
+        "lkl-run: /nonexistent/program: no such file or directory; check the program's path",
+    );
+    refused(
+        "no-such-command-zpoline",
+        127,
+        "lkl-run: no-such-command-zpoline: command not found in PATH; give the program's \
+         path, or add its directory to PATH",
+    );
+}
+
+#[test]
+fn a_path_too_long_is_named() {
+    let long = format!("/tmp/{}", "a".repeat(5000));
+    refused(
+        &long,
+        126,
+        &format!(
+            "lkl-run: {}... (5005 bytes): file name too long (a path is at most 4095 bytes, \
+             a component 255); give a shorter path",
+            &long[..160]
+        ),
+    );
+    // A command name too long for any PATH directory.
+    let name = "b".repeat(300);
+    refused(
+        &name,
+        126,
+        &format!(
+            "lkl-run: {}... (300 bytes): file name too long (a path is at most 4095 bytes, \
+             a component 255); give a shorter path",
+            &name[..160]
+        ),
+    );
+}
+
+#[test]
+fn directories_and_files_that_cannot_run_are_126() {
+    let dir = scratch().to_string_lossy().into_owned();
+    refused(
+        &dir,
+        126,
+        &format!("lkl-run: {dir}: is a directory; give the path of the program inside it"),
+    );
+    let f = scratch().join("not-executable");
+    std::fs::write(&f, "data\n").unwrap();
+    let f = f.to_string_lossy().into_owned();
+    refused(
+        &f,
+        126,
+        &format!(
+            "lkl-run: {f}: permission denied: not executable by this user; run `chmod +x` \
+             on it, or check the directories' permissions"
+        ),
+    );
+    refused(
+        &format!("{f}/x"),
+        126,
+        &format!(
+            "lkl-run: {f}/x: not a directory (a component of the path is a file); check \
+             the program's path"
+        ),
+    );
+    let script = executable("bad-interpreter.sh", b"#!/nonexistent/sh\n");
+    refused(
+        &script,
+        126,
+        &format!(
+            "lkl-run: {script}: bad interpreter (the #! line or PT_INTERP): \
+             /nonexistent/sh: no such file or directory; check the program's path"
+        ),
+    );
+}
+
+#[test]
+fn a_32_bit_program_and_an_object_file_are_126() {
+    let mut elf = std::fs::read("/bin/true").unwrap();
+    elf[4] = 1; // ELFCLASS32
+    let p = executable("elf32-true", &elf);
+    refused(
+        &p,
+        126,
+        &format!(
+            "lkl-run: {p}: a 32-bit ELF program, not an x86-64 program: zpoline runs \
+             x86-64 programs only; run it natively"
+        ),
+    );
+    let mut elf = std::fs::read("/bin/true").unwrap();
+    elf[16] = 1; // e_type = ET_REL
+    let p = executable("object-true", &elf);
+    refused(
+        &p,
+        126,
+        &format!("lkl-run: {p}: bad ELF file: an object file (ELF type 1): link it into a program"),
+    );
 }
 
 #[test]
@@ -53,7 +161,14 @@ fn non_elf_is_126() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = run(&["--zpoline", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(126));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not an ELF"));
+    let p = f.to_string_lossy();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "lkl-run: {p}: not an ELF executable nor a #! script; lkl-run runs x86-64 ELF \
+             programs and scripts"
+        )
+    );
 }
 
 #[test]
@@ -67,7 +182,14 @@ fn non_x86_64_elf_is_126() {
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = run(&["--zpoline", f.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(126));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not an x86-64"));
+    let p = f.to_string_lossy();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "lkl-run: {p}: an ELF program for AARCH64, not an x86-64 program: zpoline runs \
+             x86-64 programs only; run it natively"
+        )
+    );
 }
 
 #[test]

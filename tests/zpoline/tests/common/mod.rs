@@ -53,7 +53,11 @@ pub fn gcc(name: &str, flags: &[&str]) -> PathBuf {
     if out.exists() {
         return out;
     }
-    let tmp = out.with_extension("tmp");
+    // Tests of one binary run in parallel and may build the same program at once: each
+    // build writes its own file, and the last rename wins.
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = out.with_extension(format!("tmp{n}"));
     let st = Command::new("gcc")
         .arg("-O2")
         .arg("-o")
