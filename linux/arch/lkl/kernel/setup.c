@@ -62,7 +62,7 @@ void __init setup_arch(char **cl)
 	/* loglevel= first, so the console's own greeting obeys it */
 	parse_early_param();
 	lkl_console_init();
-	bootmem_init(mem_size);
+	bootmem_init();
 }
 
 /*
@@ -86,7 +86,8 @@ static int check_mem_param(const char *cl)
 			   size >> 10, LKL_MIN_MEM >> 20);
 		return -ENOMEM;
 	}
-	return 0;
+	/* the same size as early_mem() will read: allocate it now */
+	return bootmem_alloc(size);
 }
 
 /* The boot thread: it becomes the idle task once init is running. */
@@ -147,8 +148,10 @@ int __ref lkl_start_kernel(const char *fmt, ...)
 		return ret;
 
 	init_sem = lkl_ops->sem_alloc(0);
-	if (!init_sem)
+	if (!init_sem) {
+		bootmem_cleanup();
 		return -ENOMEM;
+	}
 
 	ret = lkl_cpu_init();
 	if (ret)
@@ -176,6 +179,7 @@ int __ref lkl_start_kernel(const char *fmt, ...)
 out_free_sem:
 	lkl_ops->sem_free(init_sem);
 	init_sem = NULL;
+	bootmem_cleanup();
 	return ret;
 }
 

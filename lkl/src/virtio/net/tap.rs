@@ -60,7 +60,8 @@ impl Tap {
     ///
     /// # Errors
     /// [`NetError::NoSuchTap`] if there is no interface `ifname` in this
-    /// network namespace, [`NetError::Tap`] if it cannot be attached (not a
+    /// network namespace, [`NetError::TunDevice`] if `/dev/net/tun` cannot
+    /// be opened, [`NetError::Tap`] if the tap cannot be attached (not a
     /// tap, in use, no permission).
     pub fn open(ifname: &str, vnet_hdr: bool) -> Result<Tap, NetError> {
         let tap_err = |source| NetError::Tap {
@@ -77,7 +78,10 @@ impl Tap {
                 ifname: ifname.to_owned(),
             });
         }
-        let file = open_rw(Path::new("/dev/net/tun")).map_err(tap_err)?;
+        let file = open_rw(Path::new("/dev/net/tun")).map_err(|source| NetError::TunDevice {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
         let tap = Tap {
             file,
             name: ifname.to_owned(),
