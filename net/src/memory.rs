@@ -88,8 +88,7 @@ impl fmt::Display for Size {
 pub fn mem_param(cmdline: &str) -> Option<(&str, u64)> {
     let word = cmdline
         .split_ascii_whitespace()
-        .filter(|w| w.starts_with("mem="))
-        .last()?;
+        .rfind(|w| w.starts_with("mem="))?;
     let v = &word[4..];
     let (digits, radix) = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         (h, 16)

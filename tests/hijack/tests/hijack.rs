@@ -31,12 +31,17 @@ const PYTHON: &str = "/usr/bin/python3";
 /// One hijacked command gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+#[path = "hijack/config_errors.rs"]
+mod config_errors;
+
 /// What every case needs.
 struct Env {
     ns: Netns,
     dir: TempDir,
     script: PathBuf,
     lib: PathBuf,
+    /// `lkl-run`, for the configuration errors under zpoline.
+    lkl_run: PathBuf,
 }
 
 /// A named case.
@@ -111,6 +116,26 @@ fn main() -> ExitCode {
             "pipe backend: two hijacked processes ping each other",
             pipe_backend,
         ),
+        (
+            "config error mem=100G: asked and host's memory (hijack, lkl-run)",
+            config_errors::memory,
+        ),
+        (
+            "config error mac, delay_main, empty file: key, value, fix (hijack, lkl-run)",
+            config_errors::values,
+        ),
+        (
+            "config error /dev/net/tun 0600 for nobody: the device and the fix",
+            config_errors::tun_permission,
+        ),
+        (
+            "ip=dhcp and gateway: a warning, the program runs (hijack, lkl-run)",
+            config_errors::dhcp_gateway,
+        ),
+        (
+            "idle: ip=dhcp without a server and a hijacked sleep 3 barely use the CPU",
+            config_errors::idle,
+        ),
     ];
     // LKL_HIJACK_TEST_ONLY=WORD|WORD runs only the cases whose name has
     // one of the words.
@@ -129,6 +154,10 @@ fn setup() -> Result<Env, String> {
         ("ping", "iputils-ping"),
         ("curl", "curl"),
         ("iperf3", "iperf3"),
+        ("dnsmasq", "dnsmasq-base"),
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+        ("mknod", "coreutils"),
     ] {
         require_tool(tool, pkg)?;
     }
@@ -136,6 +165,7 @@ fn setup() -> Result<Env, String> {
         return Err(format!("this test needs {PYTHON}: apt-get install python3"));
     }
     let release = cargo_build("lkl-hijack")?;
+    let lkl_run = cargo_build("loader")?.join("lkl-run");
     // The contract name; build.rs leaves the link, make sure of it.
     let lib = release.join("liblkl-hijack.so");
     if std::fs::symlink_metadata(&lib).is_err() {
@@ -152,6 +182,7 @@ fn setup() -> Result<Env, String> {
         dir,
         script,
         lib,
+        lkl_run,
     };
     env.write("good.json", &config(&[&iface0()], GOOD_TOP))?;
     env.write("two.json", &config(&[&iface0(), &iface1()], ""))?;
