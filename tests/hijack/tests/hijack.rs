@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             config_errors::values,
         ),
         (
-            "config error /dev/net/tun 0600 for nobody: the device and the fix",
+            "config error /dev/net/tun 0600 for nobody: the device and the fix (hijack, lkl-run)",
             config_errors::tun_permission,
         ),
         (

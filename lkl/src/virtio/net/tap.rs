@@ -246,6 +246,29 @@ mod tests {
     }
 
     #[test]
+    fn a_closed_tun_device_is_named_with_the_fix() {
+        let e = NetError::TunDevice {
+            ifname: "tap0".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot open /dev/net/tun for tap interface \"tap0\": Permission denied (os error 13) \
+             (the device is not open to this user: `chmod 0666 /dev/net/tun`, the usual mode, \
+             or run as root)"
+        );
+        let e = NetError::Tap {
+            ifname: "tap0".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(
+            e.to_string()
+                .contains("`ip tuntap add dev tap0 mode tap user $(id -un)`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_missing_macvtap_is_named_with_how_to_create_it() {
         let e = Tap::open_macvtap(Path::new("/dev/tap999999"), false).unwrap_err();
         let text = e.to_string();

@@ -153,10 +153,10 @@ pub(crate) fn values(env: &Env) -> Outcome {
 }
 
 /// `/dev/net/tun` closed to a user who is not root: the device and the
-/// fix. In a mount namespace of its own, a tun node of mode 0600 (owned by
-/// root) is bound over `/dev/net/tun`; the program runs as `nobody`, with a
-/// copy of the script and the library it can read. The host's device is
-/// not touched.
+/// fix, under both ways in. In a mount namespace of its own, a tun node of
+/// mode 0600 (owned by root) is bound over `/dev/net/tun`; the program runs
+/// as `nobody`, with copies of the script, the library and `lkl-run` it can
+/// read. The host's device is not touched.
 pub(crate) fn tun_permission(env: &Env) -> Outcome {
     let pub_dir = env.dir.path().join("public");
     std::fs::create_dir_all(&pub_dir).map_err(|e| format!("{}: {e}", pub_dir.display()))?;
@@ -168,6 +168,7 @@ pub(crate) fn tun_permission(env: &Env) -> Outcome {
     };
     let script = copy(&env.script, "lkl-hijack.sh")?;
     let lib = copy(&env.lib, "liblkl-hijack.so")?;
+    let lkl_run = copy(&env.lkl_run, "lkl-run")?;
     let conf = pub_dir.join("tun.json");
     std::fs::write(
         &conf,
@@ -177,35 +178,47 @@ pub(crate) fn tun_permission(env: &Env) -> Outcome {
     // nobody must reach the copies: the test's directory is root's own.
     lkl_test_support::run(Command::new("chmod").arg("a+x").arg(env.dir.path()))?;
     lkl_test_support::run(Command::new("chmod").args(["-R", "a+rX"]).arg(&pub_dir))?;
-    let inner = format!(
-        "set -e; mount -t tmpfs -o mode=0755 lkltun {dir}/dev; \
-         mknod -m 0600 {dir}/dev/tun c 10 200; mount --bind {dir}/dev/tun /dev/net/tun; \
-         exec ip netns exec {ns} setpriv --reuid=65534 --regid=65534 --clear-groups \
-         env LKL_HIJACK_LIB={lib} LKL_HIJACK_CONFIG_FILE={conf} {script} echo the program ran",
-        dir = pub_dir.display(),
-        ns = env.ns.name(),
-        conf = conf.display(),
-    );
     std::fs::create_dir_all(pub_dir.join("dev")).map_err(|e| e.to_string())?;
-    let child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("unshare: {e} (install util-linux)"))?;
-    let out = wait_deadline(child, DEADLINE, "the hijacked program as nobody")?;
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let want = format!(
-        "lkl-hijack: interfaces[0].param: cannot open /dev/net/tun for tap interface \"{TAP0}\": \
-         Permission denied (os error 13) (the device is not open to this user: \
-         `chmod 0666 /dev/net/tun`, the usual mode, or run as root)"
-    );
-    if out.status.code() != Some(1) || err.trim_end() != want {
-        return Err(format!(
-            "not {want:?} with status 1 ({}):\n{err}",
-            out.status
-        ));
+    let conf = conf.display();
+    for (via, program) in [
+        (
+            Via::Hijack,
+            format!("env LKL_HIJACK_LIB={lib} LKL_HIJACK_CONFIG_FILE={conf} {script}"),
+        ),
+        (
+            Via::Zpoline,
+            format!("{lkl_run} --zpoline --null-guard --config {conf}"),
+        ),
+    ] {
+        let inner = format!(
+            "set -e; mount -t tmpfs -o mode=0755 lkltun {dir}/dev; \
+             mknod -m 0600 {dir}/dev/tun c 10 200; mount --bind {dir}/dev/tun /dev/net/tun; \
+             exec ip netns exec {ns} setpriv --reuid=65534 --regid=65534 --clear-groups \
+             {program} /bin/echo the program ran",
+            dir = pub_dir.display(),
+            ns = env.ns.name(),
+        );
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &inner])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("unshare: {e} (install util-linux)"))?;
+        let out = wait_deadline(child, DEADLINE, &format!("{program} as nobody"))?;
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let want = format!(
+            "{}interfaces[0].param: cannot open /dev/net/tun for tap interface \"{TAP0}\": \
+             Permission denied (os error 13) (the device is not open to this user: \
+             `chmod 0666 /dev/net/tun`, the usual mode, or run as root)",
+            via.prefix()
+        );
+        if out.status.code() != Some(1) || err.trim_end() != want {
+            return Err(format!(
+                "{program}: not {want:?} with status 1 ({}):\n{err}",
+                out.status
+            ));
+        }
     }
     Ok(())
 }
