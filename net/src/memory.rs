@@ -4,15 +4,17 @@
 
 use std::fmt;
 
-/// What the host can give, read from `/proc/meminfo` and
-/// `vm.overcommit_memory`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What the host can give, read from `/proc/meminfo`,
+/// `vm.overcommit_memory` and this process's memory cgroup.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostMemory {
     /// `MemTotal + SwapTotal`, or with strict overcommit (mode 2)
-    /// `CommitLimit - Committed_AS`.
+    /// `CommitLimit - Committed_AS`, or a lower cgroup limit.
     pub bytes: u64,
     /// Whether `bytes` is the strict-overcommit room left.
     pub strict: bool,
+    /// The limit file when a memory cgroup limit is what binds.
+    pub cgroup: Option<String>,
 }
 
 impl HostMemory {
@@ -20,7 +22,18 @@ impl HostMemory {
     pub fn read() -> Option<HostMemory> {
         let info = std::fs::read_to_string("/proc/meminfo").ok()?;
         let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
-        HostMemory::parse(&info, mode.trim() == "2")
+        let mut host = HostMemory::parse(&info, mode.trim() == "2")?;
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        if let Some((file, limit)) = cgroup_limit(&cgroups, |p| std::fs::read_to_string(p).ok()) {
+            if limit < host.bytes {
+                host = HostMemory {
+                    bytes: limit,
+                    strict: false,
+                    cgroup: Some(file),
+                };
+            }
+        }
+        Some(host)
     }
 
     /// [`HostMemory::read`] from the text of `/proc/meminfo`.
@@ -37,13 +50,59 @@ impl HostMemory {
         } else {
             field("MemTotal")? + field("SwapTotal").unwrap_or(0)
         };
-        Some(HostMemory { bytes, strict })
+        Some(HostMemory {
+            bytes,
+            strict,
+            cgroup: None,
+        })
     }
+}
+
+/// The lowest memory limit of this process's cgroup and its ancestors, from
+/// the text of `/proc/self/cgroup`: cgroup v2's `memory.max` (line `0::PATH`)
+/// or v1's `memory.limit_in_bytes` (line `N:memory:PATH`), read through
+/// `read`. Returns the file and the limit; `None` when nothing limits.
+fn cgroup_limit(cgroups: &str, read: impl Fn(&str) -> Option<String>) -> Option<(String, u64)> {
+    let mut best: Option<(String, u64)> = None;
+    for line in cgroups.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(ctl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let (base, file) = match ctl {
+            "" => ("/sys/fs/cgroup", "memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        let mut dir = path.trim_end_matches('/').to_owned();
+        loop {
+            let p = format!("{base}{dir}/{file}");
+            // "max" (v2) does not parse: no limit there.
+            if let Some(n) = read(&p).and_then(|t| t.trim().parse::<u64>().ok()) {
+                if best.as_ref().is_none_or(|(_, b)| n < *b) {
+                    best = Some((p, n));
+                }
+            }
+            match dir.rfind('/') {
+                Some(i) => dir.truncate(i),
+                None => break,
+            }
+        }
+    }
+    best
 }
 
 impl fmt::Display for HostMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.strict {
+        if let Some(file) = &self.cgroup {
+            write!(
+                f,
+                "lets this process have {} (its memory cgroup's limit, {file})",
+                Size(self.bytes)
+            )
+        } else if self.strict {
             write!(
                 f,
                 "can commit only {} more (vm.overcommit_memory=2: CommitLimit - Committed_AS in /proc/meminfo)",
@@ -141,24 +200,49 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_limits_v1_and_v2() {
+        let files = |p: &str| -> Option<String> {
+            match p {
+                "/sys/fs/cgroup/a/b/memory.max" => Some("max\n".into()),
+                "/sys/fs/cgroup/a/memory.max" => Some("2147483648\n".into()),
+                "/sys/fs/cgroup/memory/x/memory.limit_in_bytes" => Some("1073741824\n".into()),
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes" => {
+                    Some("9223372036854771712\n".into())
+                }
+                _ => None,
+            }
+        };
+        assert_eq!(
+            cgroup_limit("0::/a/b\n", files),
+            Some(("/sys/fs/cgroup/a/memory.max".into(), 2 << 30))
+        );
+        assert_eq!(
+            cgroup_limit("4:memory:/x\n0::/\n", files),
+            Some((
+                "/sys/fs/cgroup/memory/x/memory.limit_in_bytes".into(),
+                1 << 30
+            ))
+        );
+        assert_eq!(cgroup_limit("0::/\n1:cpu:/x\n", files), None);
+    }
+
+    #[test]
     fn host_memory_from_meminfo() {
         let info = "MemTotal:        8000000 kB\nMemFree: 1 kB\nSwapTotal:       1000000 kB\n\
                     CommitLimit:     5000000 kB\nCommitted_AS:    3000000 kB\n";
-        assert_eq!(
-            HostMemory::parse(info, false),
-            Some(HostMemory {
-                bytes: 9_000_000 << 10,
-                strict: false
-            })
-        );
-        assert_eq!(
-            HostMemory::parse(info, true),
-            Some(HostMemory {
-                bytes: 2_000_000 << 10,
-                strict: true
-            })
-        );
+        let parsed = |strict| HostMemory::parse(info, strict).map(|h| (h.bytes, h.strict));
+        assert_eq!(parsed(false), Some((9_000_000 << 10, false)));
+        assert_eq!(parsed(true), Some((2_000_000 << 10, true)));
         assert_eq!(HostMemory::parse("", false), None);
+        let host = HostMemory {
+            bytes: 1 << 30,
+            strict: false,
+            cgroup: Some("/sys/fs/cgroup/a/memory.max".into()),
+        };
+        assert_eq!(
+            host.to_string(),
+            "lets this process have 1 GiB (its memory cgroup's limit, /sys/fs/cgroup/a/memory.max)"
+        );
         assert_eq!(Size(100 << 30).to_string(), "100 GiB");
         assert_eq!(Size(8_000_000 << 10).to_string(), "7.6 GiB");
         assert_eq!(Size(512).to_string(), "512 B");

@@ -27,6 +27,11 @@
  * hands it to one of them, unless a thread sleeps in lkl_cpu_get() (a
  * thread's first call), which is woken first and hands it on.
  *
+ * Idle: after boot the idle task hands "current" to the idle host task and
+ * sleeps on its own semaphore (see syscalls.c).  During boot, before that
+ * task exists, it sleeps in cpu_idle_wait() with the CPU free, and whoever
+ * frees the CPU next hands it back (cpu_release()).
+ *
  * Shutdown: lkl_cpu_shutdown() closes the gate for good; late callers (for
  * example TLS destructors of exiting host threads) get -ESHUTDOWN-like
  * failures instead of touching freed state.  Callers currently inside the
@@ -454,10 +459,10 @@ void lkl_cpu_free(void)
  * next interrupt.  Nothing else can make a task runnable meanwhile: no host
  * thread can make system calls before init runs.
  *
- * No wake-up is lost: the decision to sleep is taken under the state lock,
- * so an interrupt raised before it finds the CPU busy and is marked pending
- * (and then it is not taken), and one raised after it finds the CPU free,
- * runs on its own thread, and cpu_release() hands the CPU back here.
+ * No wake-up is lost: the decision to sleep is taken under the state lock.
+ * An interrupt raised before it finds the CPU busy and is marked pending,
+ * which is checked here (no sleep then); one raised after it finds the CPU
+ * free, runs on its own thread, and cpu_release() hands the CPU back here.
  */
 static void cpu_idle_wait(void)
 {

@@ -66,12 +66,15 @@ void __init setup_arch(char **cl)
 }
 
 /*
+ * Checks the memory the command line asks for and takes it from the host,
+ * before the boot thread starts: too little, or more than the host gives,
+ * fails the start with a message instead of a panic half-way through boot.
  * The last mem= on the command line wins, as in parse_early_param().  Below
  * LKL_MIN_MEM the page allocator cannot hold the boot-time allocations.
  */
 #define LKL_MIN_MEM	(16UL << 20)
 
-static int check_mem_param(const char *cl)
+static int boot_memory_alloc(const char *cl)
 {
 	const char *p = cl;
 	unsigned long size = mem_size;
@@ -86,7 +89,7 @@ static int check_mem_param(const char *cl)
 			   size >> 10, LKL_MIN_MEM >> 20);
 		return -ENOMEM;
 	}
-	/* the same size as early_mem() will read: allocate it now */
+	/* the size early_mem() will read */
 	return bootmem_alloc(size);
 }
 
@@ -142,8 +145,7 @@ int __ref lkl_start_kernel(const char *fmt, ...)
 			  " %s", lkl_ops->virtio_devices);
 	memcpy(cmd_line, boot_command_line, COMMAND_LINE_SIZE);
 
-	/* too little memory would panic half-way through boot: refuse early */
-	ret = check_mem_param(boot_command_line);
+	ret = boot_memory_alloc(boot_command_line);
 	if (ret)
 		return ret;
 
