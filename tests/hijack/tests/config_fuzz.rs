@@ -15,8 +15,9 @@
 //!   `mem=100T`): the program does not run;
 //! - an unknown key only: a warning naming it, and the program runs (as
 //!   upstream's README says);
-//! - random bytes changed: whatever the parser says, the run agrees (a
-//!   refused input never exits 0).
+//! - random bytes changed (in the file, or in a variable's value):
+//!   whatever the parser says, the run agrees (a refused input never
+//!   exits 0).
 //!
 //! Always: no panic, no death by a signal, no hang (each run has
 //! [`RUN_LIMIT`]). `LKL_CONFIG_FUZZ_SECS` bounds the pass (default 30),
@@ -265,6 +266,18 @@ fn input(rng: &mut Rng, seeds: &[String]) -> Input {
                 ("LKL_HIJACK_NET_NETMASK_LEN".into(), "24".into()),
                 ("LKL_HIJACK_OFFLOAD".into(), "0xc803".into()),
             ];
+            if rng.below(2) == 0 {
+                // random bytes in one of the good values
+                let i = rng.below(vars.len());
+                let value = mutate_bytes(rng, &vars[i].1);
+                vars[i].1 = value;
+                return Input {
+                    what: format!("{}={:?}", vars[i].0, vars[i].1),
+                    file: None,
+                    vars,
+                    expect: Expect::Any,
+                };
+            }
             let all: Vec<&(&str, &str)> = TOP_VARS.iter().chain(INTERFACE_VARS).collect();
             let wrong: Vec<_> = all
                 .iter()
