@@ -986,6 +986,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_trial_boot_that_dies_says_how() {
+        // wait statuses: killed by SIGABRT; exited with status 3
+        let killed = abnormal_end(libc::SIGABRT);
+        assert!(
+            killed.starts_with(
+                "LKL's trial boot was killed by signal 6 (Aborted) before it could report"
+            ),
+            "{killed}"
+        );
+        assert!(killed.contains("check boot_cmdline"), "{killed}");
+        assert!(abnormal_end(3 << 8).starts_with("LKL's trial boot exited with status 3"));
+    }
+
+    #[test]
     fn stat_layout_matches_x86_64() {
         assert_eq!(core::mem::size_of::<libc::stat>(), 144);
         let s = lkl_sys::lkl_stat {
