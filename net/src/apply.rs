@@ -6,9 +6,15 @@ use std::time::Duration;
 
 use lkl_hijack_config::{Config, Interface};
 
+use lkl::Errno;
+
 use crate::error::Error;
 use crate::fs;
 use crate::rtnl::Rtnl;
+use crate::{AF_INET, AF_INET6};
+
+/// The main routing table (`RT_TABLE_MAIN`).
+const MAIN_TABLE: u32 = lkl::sys::LKL_RT_TABLE_MAIN;
 
 /// How long [`apply`] waits for IPv6 duplicate address detection.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,10 +32,15 @@ pub const DAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// `delay_main`, `debug`, `singlecpu`, `boot_cmdline`, `dump`, `offload`
 /// and the backends are the caller's (boot and devices).
 ///
+/// A `gateway` (or `gateway6`) the kernel already has a default route for
+/// (`ip=dhcp` on the command line, whose DHCP answer named a router) is
+/// not an error, as in upstream, which prints the failure and goes on: the
+/// route is kept and a warning saying so is returned.
+///
 /// # Errors
 /// The first failing step, as [`Error::Apply`] naming its config key
 /// (`interfaces[0].ip: add address ...: the kernel refused: EEXIST`).
-pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<(), Error> {
+pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<Vec<String>, Error> {
     if config.interfaces.len() != ifindexes.len() {
         return Err(Error::IfindexCount {
             interfaces: config.interfaces.len(),
@@ -47,13 +58,12 @@ pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<(), Error> {
     for (i, (iface, &index)) in config.interfaces.iter().zip(ifindexes).enumerate() {
         apply_interface(&mut nl, iface, index, &format!("interfaces[{i}]"))?;
     }
+    let mut warnings = Vec::new();
     if let Some(g) = config.gateway {
-        nl.add_default_gateway(g.into())
-            .map_err(|e| e.in_key("gateway"))?;
+        default_gateway(&mut nl, g.into(), "gateway", &mut warnings)?;
     }
     if let Some(g) = config.gateway6 {
-        nl.add_default_gateway(g.into())
-            .map_err(|e| e.in_key("gateway6"))?;
+        default_gateway(&mut nl, g.into(), "gateway6", &mut warnings)?;
     }
     for s in &config.sysctl {
         fs::sysctl_write(&s.key, &s.value).map_err(|e| e.in_key("sysctl"))?;
@@ -61,7 +71,40 @@ pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<(), Error> {
     if let Some(ns) = config.nameserver {
         fs::write_resolv_conf(&[ns]).map_err(|e| e.in_key("nameserver"))?;
     }
-    Ok(())
+    Ok(warnings)
+}
+
+/// `gateway`/`gateway6`: the default route via `gw`, unless there is one
+/// already (a warning then, naming the route kept).
+fn default_gateway(
+    nl: &mut Rtnl,
+    gw: IpAddr,
+    key: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), Error> {
+    match nl.add_default_gateway(gw) {
+        Err(e) if e.errno() == Some(Errno::EEXIST) => {
+            let family = if gw.is_ipv4() { AF_INET } else { AF_INET6 };
+            let kept = nl
+                .routes(family)
+                .ok()
+                .and_then(|routes| {
+                    routes
+                        .into_iter()
+                        .find(|r| r.table == MAIN_TABLE && r.dst.is_none())
+                })
+                .and_then(|r| r.gateway)
+                .map(|via| format!(" via {via}"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{key}: {gw} not added: the kernel has a default route{kept} already \
+                 (from ip= in boot_cmdline, e.g. the DHCP answer's router); kept it. \
+                 Drop {key} from the configuration to silence this"
+            ));
+            Ok(())
+        }
+        r => r.map_err(|e| e.in_key(key)),
+    }
 }
 
 /// Configures one interface: `mac` (if the device does not have it

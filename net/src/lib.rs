@@ -36,6 +36,7 @@ mod apply;
 mod error;
 mod fs;
 mod host;
+pub mod memory;
 pub mod nl;
 mod ops;
 mod rtnl;
@@ -48,7 +49,7 @@ pub use fs::{
 };
 pub use ops::{network, table_v4, table_v6, Addr, Link, Neighbor, QdiscInfo, Route, Rule};
 pub use rtnl::Rtnl;
-pub use start::{net_backend, start, StartError, Started};
+pub use start::{check_memory, net_backend, start, StartError, Started};
 
 /// `AF_INET` as the `family` argument of the dumps.
 pub const AF_INET: u8 = lkl_sys::LKL_AF_INET as u8;

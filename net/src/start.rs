@@ -8,6 +8,7 @@ use lkl_hijack_config::{Backend, Config, SingleCpu};
 
 use crate::error::Error;
 use crate::host;
+use crate::memory::{self, HostMemory, Size};
 
 /// What [`start`] made: the running kernel and the interfaces, in the
 /// config's order.
@@ -17,6 +18,9 @@ pub struct Started {
     pub kernel: lkl::Kernel,
     /// `nets[i]` is the device of `config.interfaces[i]`.
     pub nets: Vec<lkl::NetId>,
+    /// What was not done and why, one sentence each, for the caller to
+    /// print (a `gateway` the kernel had a route for already).
+    pub warnings: Vec<String>,
     /// `ifindexes[i]` is its interface index inside LKL (`eth0` is the
     /// first).
     pub ifindexes: Vec<i32>,
@@ -34,6 +38,16 @@ pub enum StartError {
         /// What the device layer said (a missing tap names the interface
         /// and the `ip tuntap add` command that makes it).
         source: lkl::NetError,
+    },
+    /// `mem=` in `boot_cmdline` asks for more memory than the host has.
+    #[error("boot_cmdline: {word:?} asks for {} of memory for LKL, but the host {host}: ask for less (LKL's default is mem=64M)", Size(*asked))]
+    Memory {
+        /// The `mem=` word.
+        word: String,
+        /// What it asks for, in bytes.
+        asked: u64,
+        /// What the host has.
+        host: HostMemory,
     },
     /// The kernel did not boot (`boot_cmdline` is part of its command
     /// line).
@@ -59,6 +73,8 @@ pub enum StartError {
 /// does (`delay_main` and the handling of `debug`'s pause bits are the
 /// caller's):
 ///
+/// 0. [`check_memory`]: a `mem=` in `boot_cmdline` that the host cannot
+///    give is refused before anything is made;
 /// 1. every interface: [`lkl::add_net_with`] with its backend (`tap`,
 ///    `macvtap`, `raw` or `pipe`), `mac` and `offload`;
 /// 2. `singlecpu`: the kernel's threads (and with `"2"` the devices' poll
@@ -76,6 +92,7 @@ pub enum StartError {
 /// fails, it is halted first (a failed halt is ignored: the error that
 /// stopped the start is the one reported).
 pub fn start(config: &Config) -> Result<Started, StartError> {
+    check_memory(&config.boot_cmdline)?;
     let pin = config.single_cpu != SingleCpu::Off;
     let original = if pin {
         Some(host::affinity().map_err(StartError::Pin)?)
@@ -136,14 +153,36 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
             }
         }
     }
-    if let Err(e) = crate::apply(config, &ifindexes) {
-        return fail(kernel, e.into());
-    }
+    let warnings = match crate::apply(config, &ifindexes) {
+        Ok(w) => w,
+        Err(e) => return fail(kernel, e.into()),
+    };
     Ok(Started {
         kernel,
         nets,
         ifindexes,
+        warnings,
     })
+}
+
+/// Refuses a `mem=` in `boot_cmdline` that asks for more than the host's
+/// memory and swap (or, with strict overcommit, than it can still commit):
+/// the kernel takes its memory in one block at boot.
+///
+/// # Errors
+/// [`StartError::Memory`], with what was asked and what the host has.
+pub fn check_memory(boot_cmdline: &str) -> Result<(), StartError> {
+    let Some((word, asked)) = memory::mem_param(boot_cmdline) else {
+        return Ok(());
+    };
+    match HostMemory::read() {
+        Some(host) if asked > host.bytes => Err(StartError::Memory {
+            word: word.to_owned(),
+            asked,
+            host,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The device layer's backend for a config backend.

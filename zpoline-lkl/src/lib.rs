@@ -131,7 +131,12 @@ fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         let msg = match lkl_net::start(config) {
-            Ok(_) => String::new(),
+            Ok(started) => {
+                for w in &started.warnings {
+                    eprintln!("lkl-run: warning: {w}");
+                }
+                String::new()
+            }
             Err(e) => e.to_string(),
         };
         // SAFETY: writing our buffer to the pipe, then leaving without atexit handlers.
@@ -165,11 +170,26 @@ fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
         return Err(Error::Trial(String::from_utf8_lossy(&msg).into_owned()));
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(Error::Trial(format!(
-            "LKL's trial boot ended abnormally (wait status {status:#x})"
-        )));
+        return Err(Error::Trial(abnormal_end(status)));
     }
     Ok(())
+}
+
+/// What to say of a trial boot that ended without a message.
+fn abnormal_end(status: i32) -> String {
+    let how = if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a static (or thread-local) string for any number.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
+        format!("was killed by signal {sig} ({})", name.to_string_lossy())
+    } else {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    };
+    format!(
+        "LKL's trial boot {how} before it could report (the kernel's log, if any, is above): \
+         check boot_cmdline (mem=, options the kernel refuses) and the interfaces, \
+         or run with \"debug\": \"1\" to see the whole boot"
+    )
 }
 
 /// The name in LKL's (generic) table of the x86-64 call named `x86`.
@@ -965,6 +985,20 @@ impl trampoline::Backend for Lkl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trial_boot_that_dies_says_how() {
+        // wait statuses: killed by SIGABRT; exited with status 3
+        let killed = abnormal_end(libc::SIGABRT);
+        assert!(
+            killed.starts_with(
+                "LKL's trial boot was killed by signal 6 (Aborted) before it could report"
+            ),
+            "{killed}"
+        );
+        assert!(killed.contains("check boot_cmdline"), "{killed}");
+        assert!(abnormal_end(3 << 8).starts_with("LKL's trial boot exited with status 3"));
+    }
 
     #[test]
     fn stat_layout_matches_x86_64() {

@@ -18,6 +18,13 @@ pub enum Error {
         /// What reading it returned.
         source: std::io::Error,
     },
+    /// The configuration file is empty (or only white space): that is not
+    /// JSON, and most likely not what was meant.
+    #[error("{}: the configuration file is empty, which is not JSON: write {{}} for no settings, or fill it in (see the keys in docs/hijack.md)", path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file is not JSON.
     #[error("{origin}:{line}:{column}: malformed JSON: {message}")]
     Syntax {

@@ -16,7 +16,8 @@
 //! 2. then the JSON file named by `LKL_HIJACK_CONFIG_FILE`, else
 //!    `./lkl-hijack.json` if it exists. Every key the file sets replaces the
 //!    variable's, and its `interfaces` replace the variables' interface.
-//!    An empty file changes nothing.
+//!    An empty file (or one of only white space) is an error naming it:
+//!    it is not JSON; `{}` is the file that sets nothing.
 //!
 //! # Values
 //! Values are strings, as upstream documents them (a JSON number is taken
@@ -47,6 +48,11 @@ pub use parse::MacAddr;
 pub use raw::{UnknownKeys, INTERFACE_KEYS, INTERFACE_VARS, NET_TAP_VAR, TOP_KEYS, TOP_VARS};
 
 use raw::{Keys, Raw, Text};
+
+/// The largest `delay_main`, in microseconds: one hour. A longer sleep
+/// before `main` is a mistake (a value in seconds or nanoseconds, say),
+/// not a wait anyone means.
+pub const MAX_DELAY_MAIN_US: u64 = 3_600_000_000;
 
 /// The variable naming the configuration file.
 pub const CONFIG_FILE_VAR: &str = "LKL_HIJACK_CONFIG_FILE";
@@ -218,7 +224,7 @@ pub struct Interface {
     pub backend: Backend,
     /// `mtu`: 68 to 65535.
     pub mtu: Option<u32>,
-    /// `mac`: the device's address.
+    /// `mac`: the device's address (unicast and not all zeros).
     pub mac: Option<MacAddr>,
     /// `ip` and `masklen`.
     pub ipv4: Option<Cidr<Ipv4Addr>>,
@@ -317,10 +323,11 @@ pub fn load_with(src: &Sources<'_>) -> Result<Loaded, Error> {
             path: path.clone(),
             source,
         })?;
-        if !text.trim().is_empty() {
-            let origin = path.display().to_string();
-            raw = raw.overlay(raw::from_json(&text, &origin, src.unknown, &mut warnings)?);
+        if text.trim().is_empty() {
+            return Err(Error::Empty { path: path.clone() });
         }
+        let origin = path.display().to_string();
+        raw = raw.overlay(raw::from_json(&text, &origin, src.unknown, &mut warnings)?);
     }
     Ok(Loaded {
         config: validate(&raw)?,
@@ -384,7 +391,9 @@ fn validate(raw: &Raw) -> Result<Config, Error> {
         dump: field(top, "", "dump", |s| Ok(parse::entries(s, ',').map(str::to_owned).collect()))?
             .unwrap_or_default(),
         delay_main: field(top, "", "delay_main", |s| {
-            parse::decimal_in(s, 0, u64::MAX, "a delay in microseconds").map(Duration::from_micros)
+            parse::decimal_in(s, 0, MAX_DELAY_MAIN_US, "a delay in microseconds")
+                .map(Duration::from_micros)
+                .map_err(|e| format!("{e}: at most one hour; e.g. \"500000\" is half a second"))
         })?,
         nameserver: field(top, "", "nameserver", parse::ip)?,
         interfaces: Vec::new(),
@@ -557,7 +566,7 @@ fn interface(keys: &Keys, prefix: &str) -> Result<Interface, Error> {
             parse::decimal_in(s, 68, 65535, "an MTU")
         })?
         .map(|m| m as u32),
-        mac: field(keys, prefix, "mac", |s| s.trim().parse())?,
+        mac: field(keys, prefix, "mac", parse::device_mac)?,
         ipv4,
         ifgateway,
         ipv6,

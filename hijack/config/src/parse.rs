@@ -43,6 +43,27 @@ impl FromStr for MacAddr {
     }
 }
 
+/// A device's own MAC (`mac`): unicast and not all zeros, which the kernel
+/// would refuse (or, for all zeros, replace by a random one).
+pub fn device_mac(s: &str) -> Result<MacAddr, String> {
+    let mac: MacAddr = s.trim().parse()?;
+    if mac.0 == [0; 6] {
+        return Err(
+            "is all zeros, which no device may have: write a unicast address, e.g. \"02:00:00:00:00:01\" (a locally administered one: first byte 02)"
+                .into(),
+        );
+    }
+    if mac.0[0] & 1 != 0 {
+        return Err(format!(
+            "is a multicast address (the first byte, {:#04x}, is odd), which no device may have: write a unicast address, e.g. \"{:02x}:{}\" (first byte even; 02 for a locally administered one)",
+            mac.0[0],
+            (mac.0[0] & !1) | 2,
+            &mac.to_string()[3..]
+        ));
+    }
+    Ok(mac)
+}
+
 /// A number the way C's `strtoul(s, NULL, 0)` reads it (upstream's
 /// `debug` and `offload`): `0x` hex, a leading `0` octal, else decimal;
 /// unlike strtoul, trailing garbage and signs are refused.
@@ -186,6 +207,25 @@ mod tests {
             MacAddr([0xaa, 0, 1, 2, 3, 0xff]).to_string(),
             "aa:00:01:02:03:ff"
         );
+    }
+
+    #[test]
+    fn device_macs() {
+        assert_eq!(
+            device_mac("02:11:22:33:44:55"),
+            Ok(MacAddr([2, 0x11, 0x22, 0x33, 0x44, 0x55]))
+        );
+        let zero = device_mac("00:00:00:00:00:00").unwrap_err();
+        assert!(zero.starts_with("is all zeros"), "{zero}");
+        let multi = device_mac("01:00:5e:00:00:01").unwrap_err();
+        assert!(
+            multi.contains("multicast") && multi.contains("\"02:00:5e:00:00:01\""),
+            "{multi}"
+        );
+        assert!(device_mac("ff:ff:ff:ff:ff:ff")
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(device_mac("12:34:zz").unwrap_err().contains("is not a MAC"));
     }
 
     #[test]

@@ -230,6 +230,15 @@ fn bad_values_name_key_value_and_fix() {
     assert!(err(r#"{"mount":"proc,/x"}"#).contains("bad file system type"));
     assert!(err(r#"{"nameserver":"dns.google"}"#).starts_with("nameserver: \"dns.google\""));
     assert!(err(r#"{"delay_main":"-5"}"#).starts_with("delay_main: \"-5\""));
+    assert_eq!(
+        err(r#"{"delay_main":"18446744073709551615"}"#),
+        "delay_main: \"18446744073709551615\" is not a delay in microseconds (0-3600000000): at most one hour; e.g. \"500000\" is half a second"
+    );
+    assert!(Config::from_json(r#"{"delay_main":"3600000000"}"#).is_ok());
+    assert!(err(&doc(r#""mac":"01:00:5e:00:00:01""#))
+        .starts_with("interfaces[0].mac: \"01:00:5e:00:00:01\" is a multicast address"));
+    assert!(err(&doc(r#""mac":"0:0:0:0:0:0""#))
+        .starts_with("interfaces[0].mac: \"0:0:0:0:0:0\" is all zeros"));
 }
 
 #[test]
@@ -490,12 +499,19 @@ fn load_order_file_overrides_variables() {
     assert!(l.warnings[1].contains("interfaces[0].speed: unknown key"));
     assert_eq!(l.config.debug, Debug(1));
 
-    // an empty file changes nothing
-    std::fs::write(dir.join("empty.json"), "\n").unwrap();
+    // an empty file is not JSON: an error naming it; `{}` sets nothing
+    std::fs::write(dir.join("empty.json"), " \n").unwrap();
     let env6 = vars(&[
         ("LKL_HIJACK_CONFIG_FILE", "empty.json"),
         ("LKL_HIJACK_DEBUG", "3"),
     ]);
+    let e = src(&env6).unwrap_err().to_string();
+    assert!(
+        e.contains("empty.json: the configuration file is empty"),
+        "{e}"
+    );
+    assert!(e.contains("write {}"), "{e}");
+    std::fs::write(dir.join("empty.json"), "{}\n").unwrap();
     assert_eq!(src(&env6).unwrap().config.debug, Debug(3));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -526,7 +542,11 @@ fn arb_iface() -> impl Strategy<Value = Interface> {
             |(name, mtu, mac, v4, v6, neigh, qdisc, offload)| Interface {
                 backend: Backend::Tap { ifname: name },
                 mtu,
-                mac: mac.map(MacAddr),
+                // a device's MAC is unicast (first byte even) and not zero
+                mac: mac.map(|mut m: [u8; 6]| {
+                    m[0] = (m[0] & !1) | 2;
+                    MacAddr(m)
+                }),
                 ipv4: v4.map(|(a, l, _)| Cidr {
                     addr: a.into(),
                     prefix_len: l,

@@ -64,6 +64,9 @@ fn start() -> Result<(), String> {
         lkl_fdmux::set_waiter_affinity(first_cpu());
     }
     let started = lkl_net::start(&config).map_err(|e| e.to_string())?;
+    for w in &started.warnings {
+        eprintln!("lkl-hijack: warning: {w}");
+    }
     if config.debug.enabled() {
         debug_summary(&config, &started.ifindexes);
     }

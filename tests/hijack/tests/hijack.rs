@@ -34,14 +34,17 @@ const PYTHON: &str = "/usr/bin/python3";
 /// One hijacked command gives up after this long.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+#[path = "hijack/config_errors.rs"]
+mod config_errors;
+
 /// What every case needs.
 struct Env {
     ns: Netns,
     dir: TempDir,
     script: PathBuf,
     lib: PathBuf,
-    /// lkl-run, for `LKL_HIJACK_ZPOLINE`.
-    run: PathBuf,
+    /// `lkl-run`, for the configuration errors under zpoline.
+    lkl_run: PathBuf,
 }
 
 /// A named case.
@@ -127,6 +130,24 @@ fn main() -> ExitCode {
         (
             "script check: setuid, setgid, file capabilities as non-root are refused",
             refuses_secure_exec,
+            "config error mem=100G: asked and host's memory (hijack, lkl-run)",
+            config_errors::memory,
+        ),
+        (
+            "config error mac, delay_main, empty file: key, value, fix (hijack, lkl-run)",
+            config_errors::values,
+        ),
+        (
+            "config error /dev/net/tun 0600 for nobody: the device and the fix (hijack, lkl-run)",
+            config_errors::tun_permission,
+        ),
+        (
+            "ip=dhcp and gateway: a warning, the program runs (hijack, lkl-run)",
+            config_errors::dhcp_gateway,
+        ),
+        (
+            "idle: ip=dhcp without a server and a hijacked sleep 3 barely use the CPU",
+            config_errors::idle,
         ),
     ];
     // LKL_HIJACK_TEST_ONLY=WORD|WORD runs only the cases whose name has
@@ -146,6 +167,10 @@ fn setup() -> Result<Env, String> {
         ("ping", "iputils-ping"),
         ("curl", "curl"),
         ("iperf3", "iperf3"),
+        ("dnsmasq", "dnsmasq-base"),
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+        ("mknod", "coreutils"),
     ] {
         require_tool(tool, pkg)?;
     }
@@ -153,6 +178,7 @@ fn setup() -> Result<Env, String> {
         return Err(format!("this test needs {PYTHON}: apt-get install python3"));
     }
     let release = cargo_build("lkl-hijack")?;
+    let lkl_run = cargo_build("loader")?.join("lkl-run");
     // The contract name; build.rs leaves the link, make sure of it.
     let lib = release.join("liblkl-hijack.so");
     if std::fs::symlink_metadata(&lib).is_err() {
@@ -160,7 +186,6 @@ fn setup() -> Result<Env, String> {
             .map_err(|e| format!("{}: {e}", lib.display()))?;
     }
     let script = workspace().join("bin/lkl-hijack.sh");
-    let run = cargo_build("loader")?.join("lkl-run");
     let ns = Netns::new("lklhj")?;
     ns.add_tap(TAP0, &["198.18.0.1/24", "2001:db8:18::1/64"])?;
     ns.add_tap(TAP1, &["198.18.1.1/24", "2001:db8:19::1/64"])?;
@@ -170,7 +195,7 @@ fn setup() -> Result<Env, String> {
         dir,
         script,
         lib,
-        run,
+        lkl_run,
     };
     env.write("good.json", &config(&[&iface0()], GOOD_TOP))?;
     env.write("two.json", &config(&[&iface0(), &iface1()], ""))?;
@@ -262,7 +287,7 @@ impl Env {
             .env_remove("LKL_HIJACK_CONFIG_FILE")
             .env_remove("LKL_HIJACK_ZPOLINE")
             .env("LKL_HIJACK_LIB", &self.lib)
-            .env("LKL_RUN", &self.run)
+            .env("LKL_RUN", &self.lkl_run)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

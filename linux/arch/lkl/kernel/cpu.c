@@ -27,6 +27,11 @@
  * hands it to one of them, unless a thread sleeps in lkl_cpu_get() (a
  * thread's first call), which is woken first and hands it on.
  *
+ * Idle: after boot the idle task hands "current" to the idle host task and
+ * sleeps on its own semaphore (see syscalls.c).  During boot, before that
+ * task exists, it sleeps in cpu_idle_wait() with the CPU free, and whoever
+ * frees the CPU next hands it back (cpu_release()).
+ *
  * Shutdown: lkl_cpu_shutdown() closes the gate for good; late callers (for
  * example TLS destructors of exiting host threads) get -ESHUTDOWN-like
  * failures instead of touching freed state.  Callers currently inside the
@@ -60,7 +65,10 @@ static struct lkl_cpu {
 	struct thread_info *entries;	/* lkl_cpu_enter() waiters */
 	unsigned int entries_queued;	/* ... of them not woken yet */
 	bool irqs_pending;		/* set_irq_pending() ran while busy */
+	bool idle_waiting;		/* the idle task sleeps on @idle_sem */
+	lkl_thread_t idle_tid;		/* ... on this host thread */
 	struct lkl_sem *sem;
+	struct lkl_sem *idle_sem;
 	struct lkl_sem *shutdown_sem;	/* posted when the idle loop ends */
 } cpu;
 
@@ -278,6 +286,43 @@ static bool cpu_hand_to_entry(void)
 	return false;
 }
 
+/*
+ * With the state lock held and the CPU being freed: if the idle task sleeps
+ * in cpu_idle_wait(), hand the CPU to it and wake it.  It goes round the
+ * idle loop again: it schedules if an interrupt made a task runnable, and
+ * reprograms the tick for timers an interrupt queued.  Returns true if
+ * handed.
+ */
+static bool cpu_hand_to_idle(void)
+{
+	if (!cpu.idle_waiting)
+		return false;
+	cpu.idle_waiting = false;
+	cpu.owner = cpu.idle_tid;
+	cpu.count = 1;
+	lkl_ops->sem_up(cpu.idle_sem);
+	return true;
+}
+
+/*
+ * With the state lock held and the count dropped to 0: free the CPU, or
+ * hand it on.  A thread's first call sleeping in lkl_cpu_get() is woken
+ * before anything else, or threads busy in the kernel could starve it; it
+ * takes the CPU and hands it on when it leaves.  Then a queued entry, then
+ * the sleeping idle task.
+ */
+static void cpu_release(void)
+{
+	if (!cpu.sleepers && (cpu_hand_to_entry() || cpu_hand_to_idle()))
+		return;
+
+	cpu.owner = 0;
+	if (cpu.sleepers) {
+		cpu.sleepers--;
+		lkl_ops->sem_up(cpu.sem);
+	}
+}
+
 /**
  * lkl_cpu_put - give the CPU back
  *
@@ -326,27 +371,8 @@ void lkl_cpu_put(void)
 		return;
 	}
 
-	if (--cpu.count > 0) {
-		lkl_ops->mutex_unlock(cpu.lock);
-		return;
-	}
-
-	/*
-	 * A thread's first call sleeps in lkl_cpu_get(): wake it before
-	 * handing over, or threads busy in the kernel could starve it.  It
-	 * takes the CPU and hands it on when it leaves.
-	 */
-	if (!cpu.sleepers && cpu_hand_to_entry()) {
-		lkl_ops->mutex_unlock(cpu.lock);
-		return;
-	}
-
-	cpu.owner = 0;
-	if (cpu.sleepers) {
-		cpu.sleepers--;
-		lkl_ops->sem_up(cpu.sem);
-	}
-
+	if (--cpu.count == 0)
+		cpu_release();
 	lkl_ops->mutex_unlock(cpu.lock);
 }
 
@@ -414,18 +440,51 @@ void lkl_cpu_free(void)
 
 	if (cpu.shutdown_sem)
 		lkl_ops->sem_free(cpu.shutdown_sem);
+	if (cpu.idle_sem)
+		lkl_ops->sem_free(cpu.idle_sem);
 	if (cpu.sem)
 		lkl_ops->sem_free(cpu.sem);
 	if (cpu.lock)
 		lkl_ops->mutex_free(cpu.lock);
 	cpu.shutdown_sem = NULL;
+	cpu.idle_sem = NULL;
 	cpu.sem = NULL;
 	cpu.lock = NULL;
 }
 
 /*
+ * The idle task with no idle host task to stand in for it (during boot,
+ * before init runs, which is where ip=dhcp waits for its answers): give the
+ * CPU back and sleep until an interrupt has run, as a CPU halts until the
+ * next interrupt.  Nothing else can make a task runnable meanwhile: no host
+ * thread can make system calls before init runs.
+ *
+ * No wake-up is lost: the decision to sleep is taken under the state lock.
+ * An interrupt raised before it finds the CPU busy and is marked pending,
+ * which is checked here (no sleep then); one raised after it finds the CPU
+ * free, runs on its own thread, and cpu_release() hands the CPU back here.
+ */
+static void cpu_idle_wait(void)
+{
+	lkl_ops->mutex_lock(cpu.lock);
+	if (lkl_irqs_pending() || need_resched() || cpu.count != 1) {
+		lkl_ops->mutex_unlock(cpu.lock);
+		return;
+	}
+	cpu.count = 0;
+	cpu_release();
+	cpu.idle_tid = lkl_ops->thread_self();
+	cpu.idle_waiting = true;
+	lkl_ops->mutex_unlock(cpu.lock);
+
+	/* cpu_hand_to_idle() posts it with the CPU ours again */
+	lkl_ops->sem_down(cpu.idle_sem);
+}
+
+/*
  * The idle task: nothing is runnable.  Let the idle host task hold
- * "current" while the CPU is free, or, once halting, end the idle thread.
+ * "current" while the CPU is free (before it exists: sleep until an
+ * interrupt), or, once halting, end the idle thread.
  */
 void arch_cpu_idle(void)
 {
@@ -456,7 +515,8 @@ void arch_cpu_idle(void)
 
 	/* interrupts may run directly from now on */
 	raw_local_irq_enable();
-	wakeup_idle_host_task();
+	if (!wakeup_idle_host_task())
+		cpu_idle_wait();
 }
 
 int lkl_cpu_init(void)
@@ -464,9 +524,10 @@ int lkl_cpu_init(void)
 	memset(&cpu, 0, sizeof(cpu));
 	cpu.lock = lkl_ops->mutex_alloc(0);
 	cpu.sem = lkl_ops->sem_alloc(0);
+	cpu.idle_sem = lkl_ops->sem_alloc(0);
 	cpu.shutdown_sem = lkl_ops->sem_alloc(0);
 
-	if (!cpu.lock || !cpu.sem || !cpu.shutdown_sem) {
+	if (!cpu.lock || !cpu.sem || !cpu.idle_sem || !cpu.shutdown_sem) {
 		lkl_cpu_free();
 		return -ENOMEM;
 	}

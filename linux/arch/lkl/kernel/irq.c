@@ -38,6 +38,12 @@ void set_irq_pending(int irq)
 	__sync_fetch_and_or(&irq_pending_summary, BIT(word));
 }
 
+/* Whether a line is marked pending (callers hold the CPU state lock). */
+bool lkl_irqs_pending(void)
+{
+	return READ_ONCE(irq_pending_summary) != 0;
+}
+
 static void run_irq(int irq)
 {
 	unsigned long flags;

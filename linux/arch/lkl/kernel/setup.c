@@ -62,16 +62,19 @@ void __init setup_arch(char **cl)
 	/* loglevel= first, so the console's own greeting obeys it */
 	parse_early_param();
 	lkl_console_init();
-	bootmem_init(mem_size);
+	bootmem_init();
 }
 
 /*
+ * Checks the memory the command line asks for and takes it from the host,
+ * before the boot thread starts: too little, or more than the host gives,
+ * fails the start with a message instead of a panic half-way through boot.
  * The last mem= on the command line wins, as in parse_early_param().  Below
  * LKL_MIN_MEM the page allocator cannot hold the boot-time allocations.
  */
 #define LKL_MIN_MEM	(16UL << 20)
 
-static int check_mem_param(const char *cl)
+static int boot_memory_alloc(const char *cl)
 {
 	const char *p = cl;
 	unsigned long size = mem_size;
@@ -86,7 +89,8 @@ static int check_mem_param(const char *cl)
 			   size >> 10, LKL_MIN_MEM >> 20);
 		return -ENOMEM;
 	}
-	return 0;
+	/* the size early_mem() will read */
+	return bootmem_alloc(size);
 }
 
 /* The boot thread: it becomes the idle task once init is running. */
@@ -141,14 +145,15 @@ int __ref lkl_start_kernel(const char *fmt, ...)
 			  " %s", lkl_ops->virtio_devices);
 	memcpy(cmd_line, boot_command_line, COMMAND_LINE_SIZE);
 
-	/* too little memory would panic half-way through boot: refuse early */
-	ret = check_mem_param(boot_command_line);
+	ret = boot_memory_alloc(boot_command_line);
 	if (ret)
 		return ret;
 
 	init_sem = lkl_ops->sem_alloc(0);
-	if (!init_sem)
+	if (!init_sem) {
+		bootmem_cleanup();
 		return -ENOMEM;
+	}
 
 	ret = lkl_cpu_init();
 	if (ret)
@@ -176,6 +181,7 @@ int __ref lkl_start_kernel(const char *fmt, ...)
 out_free_sem:
 	lkl_ops->sem_free(init_sem);
 	init_sem = NULL;
+	bootmem_cleanup();
 	return ret;
 }
 

@@ -270,11 +270,17 @@ long lkl_virtio_mmio_add(unsigned long base, unsigned long size, int irq)
 	return ret;
 }
 
-/* Called from the idle loop: must neither fail nor block. */
-void wakeup_idle_host_task(void)
+/*
+ * Called from the idle loop: must neither fail nor block.  Returns false
+ * while there is no idle host task yet (during boot, before init runs).
+ */
+bool wakeup_idle_host_task(void)
 {
-	if (!need_resched() && idle_host_task)
+	if (!idle_host_task)
+		return false;
+	if (!need_resched())
 		wake_up_process(idle_host_task);
+	return true;
 }
 
 bool lkl_is_idle_host_task(struct task_struct *task)

@@ -11,6 +11,7 @@
 unsigned long memory_start, memory_end;
 static void *host_block;
 static unsigned long host_block_size;
+static unsigned long memory_size;
 
 void *empty_zero_page;
 
@@ -20,19 +21,34 @@ void *empty_zero_page;
  */
 #define LKL_MEM_ALIGN	(MAX_ORDER_NR_PAGES << PAGE_SHIFT)
 
-void __init bootmem_init(unsigned long mem_size)
+/**
+ * bootmem_alloc - get the kernel's memory from the host, before boot
+ *
+ * Called by lkl_start_kernel() with the size mem= asks for, so that a host
+ * that cannot give it fails the start with a message instead of a panic
+ * half-way through boot.
+ */
+int bootmem_alloc(unsigned long mem_size)
 {
-	unsigned long max_zone_pfn[MAX_NR_ZONES] = { 0 };
-
 	mem_size = PAGE_ALIGN(mem_size);
 	host_block_size = mem_size + LKL_MEM_ALIGN;
 	if (lkl_ops->page_alloc)
 		host_block = lkl_ops->page_alloc(host_block_size);
 	else
 		host_block = lkl_ops->mem_alloc(host_block_size);
-	if (!host_block)
-		lkl_bug("lkl: cannot get %lu bytes of memory from the host\n",
-			host_block_size);
+	if (!host_block) {
+		lkl_printf("lkl: mem=%luM: the host gave no block of %lu MiB: ask for less with mem=\n",
+			   mem_size >> 20, host_block_size >> 20);
+		return -ENOMEM;
+	}
+	memory_size = mem_size;
+	return 0;
+}
+
+void __init bootmem_init(void)
+{
+	unsigned long max_zone_pfn[MAX_NR_ZONES] = { 0 };
+	unsigned long mem_size = memory_size;
 
 	memory_start = ALIGN((unsigned long)host_block, LKL_MEM_ALIGN);
 	memory_end = memory_start + mem_size;

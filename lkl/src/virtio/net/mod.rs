@@ -60,8 +60,23 @@ pub enum NetError {
         /// The interface name.
         ifname: String,
     },
-    /// The tap could not be opened or attached.
-    #[error("cannot attach to tap interface {ifname:?}: {source}")]
+    /// `/dev/net/tun`, through which a tap is attached, could not be
+    /// opened.
+    #[error(
+        "cannot open /dev/net/tun for tap interface {ifname:?}: {source}{}",
+        tun_hint(source)
+    )]
+    TunDevice {
+        /// The tap interface.
+        ifname: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The tap could not be attached.
+    #[error(
+        "cannot attach to tap interface {ifname:?}: {source}{}",
+        tap_hint(ifname, source)
+    )]
     Tap {
         /// The interface name.
         ifname: String,
@@ -176,6 +191,33 @@ pub enum NetError {
         /// The kernel's answer.
         errno: Errno,
     },
+}
+
+/// What to add to an error opening `/dev/net/tun`: how to get the device.
+fn tun_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => {
+            " (the device is not open to this user: `chmod 0666 /dev/net/tun`, \
+             the usual mode, or run as root)"
+        }
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => {
+            " (no tun device: `modprobe tun`, or `mkdir -p /dev/net && \
+             mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun`)"
+        }
+        _ => "",
+    }
+}
+
+/// What to add to an error attaching a tap: who may attach it.
+fn tap_hint(ifname: &str, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => format!(
+            " (the tap is not this user's: make it with `ip tuntap add dev {ifname} mode tap \
+             user $(id -un)`, or run as root)"
+        ),
+        Some(libc::EBUSY) => " (another process holds it: one LKL per tap)".to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// What to add to a raw socket error: the privilege it needs.

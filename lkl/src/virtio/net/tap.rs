@@ -60,7 +60,8 @@ impl Tap {
     ///
     /// # Errors
     /// [`NetError::NoSuchTap`] if there is no interface `ifname` in this
-    /// network namespace, [`NetError::Tap`] if it cannot be attached (not a
+    /// network namespace, [`NetError::TunDevice`] if `/dev/net/tun` cannot
+    /// be opened, [`NetError::Tap`] if the tap cannot be attached (not a
     /// tap, in use, no permission).
     pub fn open(ifname: &str, vnet_hdr: bool) -> Result<Tap, NetError> {
         let tap_err = |source| NetError::Tap {
@@ -77,7 +78,10 @@ impl Tap {
                 ifname: ifname.to_owned(),
             });
         }
-        let file = open_rw(Path::new("/dev/net/tun")).map_err(tap_err)?;
+        let file = open_rw(Path::new("/dev/net/tun")).map_err(|source| NetError::TunDevice {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
         let tap = Tap {
             file,
             name: ifname.to_owned(),
@@ -239,6 +243,29 @@ mod tests {
         );
         let e = Tap::open("a-name-far-too-long-for-linux", false).unwrap_err();
         assert!(matches!(e, NetError::Tap { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_closed_tun_device_is_named_with_the_fix() {
+        let e = NetError::TunDevice {
+            ifname: "tap0".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot open /dev/net/tun for tap interface \"tap0\": Permission denied (os error 13) \
+             (the device is not open to this user: `chmod 0666 /dev/net/tun`, the usual mode, \
+             or run as root)"
+        );
+        let e = NetError::Tap {
+            ifname: "tap0".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(
+            e.to_string()
+                .contains("`ip tuntap add dev tap0 mode tap user $(id -un)`"),
+            "{e}"
+        );
     }
 
     #[test]

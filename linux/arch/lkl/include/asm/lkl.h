@@ -40,6 +40,7 @@ bool lkl_other_task_runnable(void);
 
 /* irq.c */
 void set_irq_pending(int irq);
+bool lkl_irqs_pending(void);
 void run_irqs(void);
 
 /* syscalls.c */
@@ -54,7 +55,7 @@ void lkl_syscall_abort(struct thread_info *ti) __noreturn;
 void syscalls_abort_blocked(void);
 int syscalls_init(void);
 void syscalls_cleanup(void);
-void wakeup_idle_host_task(void);
+bool wakeup_idle_host_task(void);
 bool lkl_is_idle_host_task(struct task_struct *task);
 void idle_host_task_run(struct task_struct *prev);
 
@@ -62,7 +63,8 @@ void idle_host_task_run(struct task_struct *prev);
 void lkl_console_init(void);
 
 /* mm/bootmem.c */
-void bootmem_init(unsigned long mem_size);
+int bootmem_alloc(unsigned long mem_size);
+void bootmem_init(void);
 void bootmem_cleanup(void);
 
 #endif
