@@ -130,6 +130,8 @@ fn main() -> ExitCode {
         (
             "script check: setuid, setgid, file capabilities as non-root are refused",
             refuses_secure_exec,
+        ),
+        (
             "config error mem=100G: asked and host's memory (hijack, lkl-run)",
             config_errors::memory,
         ),
@@ -1166,7 +1168,7 @@ fn expect_refusal(
     };
     c.args(args)
         .env("LKL_HIJACK_LIB", &env.lib)
-        .env("LKL_RUN", &env.run)
+        .env("LKL_RUN", &env.lkl_run)
         .env_remove("LKL_HIJACK_ZPOLINE")
         .current_dir(env.dir.path());
     for (k, v) in vars {
