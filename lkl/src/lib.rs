@@ -45,9 +45,9 @@ pub use host::{MmioDevice, MmioRegistry, MmioWindow};
 pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
 pub use syscalls::*;
 pub use virtio::{
-    add_disk, add_net, add_net_with, disk_name, disk_stats, mount_disk, net_ifindex, net_ifname,
-    net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError, NetId, NetOptions,
-    NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
+    add_disk, add_net, add_net_with, check_image_type, disk_name, disk_stats, mount_disk,
+    net_ifindex, net_ifname, net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError,
+    NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants

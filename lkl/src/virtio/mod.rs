@@ -27,9 +27,10 @@ pub mod net;
 pub mod queue;
 mod sysfs;
 
-pub use block::{Block, BlockStats};
+pub use block::{Block, BlockStats, Overlay};
 pub use disk::{
-    add_disk, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskId, SECTOR_SIZE,
+    add_disk, check_image_type, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskId,
+    SECTOR_SIZE,
 };
 pub use memory::{GuestMemory, KernelMemory};
 pub use mmio::{Interrupt, IrqLine, MmioTransport, VirtioDevice};
@@ -113,12 +114,21 @@ pub enum QueueError {
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// The image file could not be opened or examined.
-    #[error("cannot open disk image {path}: {source}")]
+    #[error("cannot open disk image {path}: {error}")]
     Open {
         /// The image.
         path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a separate source: printed once).
+        error: std::io::Error,
+    },
+    /// The path is something no disk can be made of (a fifo, socket,
+    /// character device or directory).
+    #[error("disk image {path} is {kind}: give an image file or a block device")]
+    NotAnImage {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What it is (`a fifo`, ...).
+        kind: &'static str,
     },
     /// Another open disk (in this process or another) holds a lock on the
     /// image that conflicts: an exclusive one, or any when opening

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use lkl_fstools_test::*;
 
+mod guards;
+
 const FS2TAR: &str = env!("CARGO_BIN_EXE_fstools-fs2tar");
 const CPTOFS: &str = env!("CARGO_BIN_EXE_fstools-cptofs");
 const CPFROMFS: &str = env!("CARGO_BIN_EXE_fstools-cpfromfs");
@@ -706,6 +708,9 @@ fn main() -> ExitCode {
         ("mcopy", "mtools"),
         ("sfdisk", "fdisk"),
         ("tar", "tar"),
+        ("dumpe2fs", "e2fsprogs"),
+        ("mkfifo", "coreutils"),
+        ("fusermount3", "fuse3"),
     ] {
         if !have(tool) {
             missing.push(format!("{tool} (apt-get install {pkg})"));
@@ -749,6 +754,29 @@ fn main() -> ExitCode {
         ));
     }
     tests.push(("fuzz_mutated_images".into(), Box::new(fuzz)));
+    for fs in ["ext4", "xfs", "btrfs"] {
+        tests.push((
+            format!("read_only_after_kill_{fs}"),
+            Box::new(move |e| guards::readonly_after_kill(e, fs)),
+        ));
+    }
+    tests.push((
+        "output_is_the_image".into(),
+        Box::new(guards::output_is_the_image),
+    ));
+    tests.push((
+        "special_files_as_images".into(),
+        Box::new(guards::special_files_as_images),
+    ));
+    tests.push((
+        "signals_remove_partial_output".into(),
+        Box::new(guards::signals_remove_partial_output),
+    ));
+    tests.push(("messages".into(), Box::new(guards::messages)));
+    tests.push((
+        "fuzz_command_lines".into(),
+        Box::new(guards::fuzz_command_lines),
+    ));
     tests.retain(|(n, _)| filter.as_ref().map_or(true, |f| n.contains(f.as_str())));
 
     let setup = if !missing.is_empty() {
@@ -758,6 +786,13 @@ fn main() -> ExitCode {
         ))
     } else if !root {
         Err("these tests make device nodes and owned files: run them as root (CI does)".into())
+    } else if !Path::new("/dev/fuse").exists()
+        && !std::process::Command::new("modprobe")
+            .arg("fuse")
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        Err("/dev/fuse is missing: run `modprobe fuse` as root (lklfuse's tests need it)".into())
     } else {
         full_tree(&env.full).and_then(|()| vfat_tree(&env.vfat))
     };
