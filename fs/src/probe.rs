@@ -283,6 +283,7 @@ pub fn open_image(path: &Path) -> Result<File, FsError> {
         path: path.to_path_buf(),
         error,
     };
+    lkl::check_image_type(path, &std::fs::metadata(path).map_err(read_err)?)?;
     let file = File::options()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)

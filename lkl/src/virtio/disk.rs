@@ -125,8 +125,10 @@ impl Disk {
             path: path.clone(),
             error: source,
         };
-        // O_NONBLOCK: a fifo given as the image must not wait for a
-        // writer; its type is refused right after.
+        // Examined first (a socket cannot even be opened), then opened
+        // with O_NONBLOCK (a fifo put there meanwhile must not wait for a
+        // writer) and examined again.
+        check_image_type(&path, &std::fs::metadata(&path).map_err(open_err)?)?;
         let file = File::options()
             .read(true)
             .write(!read_only)

@@ -709,6 +709,7 @@ fn main() -> ExitCode {
         ("sfdisk", "fdisk"),
         ("tar", "tar"),
         ("dumpe2fs", "e2fsprogs"),
+        ("xfs_logprint", "xfsprogs"),
         ("mkfifo", "coreutils"),
         ("fusermount3", "fuse3"),
     ] {
