@@ -775,6 +775,10 @@ fn main() -> ExitCode {
     ));
     tests.push(("messages".into(), Box::new(guards::messages)));
     tests.push((
+        "lklfuse_fails_cleanly".into(),
+        Box::new(guards::lklfuse_fails_cleanly),
+    ));
+    tests.push((
         "fuzz_command_lines".into(),
         Box::new(guards::fuzz_command_lines),
     ));

@@ -545,6 +545,69 @@ pub fn messages(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// lklfuse fails cleanly: a bad `-o log=` path (in the background mode)
+/// fails before the image is opened; a FUSE mount refused after the image
+/// was mounted inside LKL (as `nobody`, on a mount point it may not
+/// write) still unmounts it: exit 1, no mount left, the image clean (no
+/// journal to replay, e2fsck clean).
+pub fn lklfuse_fails_cleanly(env: &Env) -> Outcome {
+    let d = env.dir.join("fuse-fail");
+    mkdir(&d)?;
+    let img = d.join("fs.img");
+    mkfs_empty("ext4", &img, 32 << 20)?;
+    let mnt = d.join("mnt");
+    mkdir(&mnt)?;
+    let before = image_hash(&img)?;
+    expect(
+        LKLFUSE,
+        &[s(&img), s(&mnt), "-o", "log=/nonexistent/dir/x.log"],
+        1,
+        "-o log=/nonexistent/dir/x.log: cannot open the log file: No such file or directory",
+    )?;
+    if image_hash(&img)? != before {
+        return Err("a bad log path changed the image".into());
+    }
+    // nobody owns the image and its directory, not the mount point.
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).map_err(e)?;
+    std::os::unix::fs::chown(&img, Some(65534), Some(65534)).map_err(e)?;
+    run("chmod", &["666", "/dev/fuse"])?;
+    let mut up = d.clone();
+    while let Some(parent) = up.parent() {
+        let m = std::fs::metadata(parent).map_err(e)?;
+        if std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o001 == 0 {
+            return Err(format!("{} is not searchable by nobody", parent.display()));
+        }
+        up = parent.to_path_buf();
+    }
+    let o = tool(
+        "setpriv",
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            LKLFUSE,
+            "-f",
+            s(&img),
+            s(&mnt),
+            "-o",
+            "type=ext4",
+        ],
+    )?;
+    if o.code() != Some(1) || !o.stderr.contains("cannot mount FUSE on") {
+        return Err(format!(
+            "lklfuse on a mount point nobody cannot write: {}",
+            o.describe()
+        ));
+    }
+    if is_mounted(&mnt) {
+        return Err("a mount was left behind".into());
+    }
+    if run("dumpe2fs", &["-h", s(&img)])?.contains("needs_recovery") {
+        return Err("the refused FUSE mount left the image needing journal replay".into());
+    }
+    fsck("ext4", &img)
+}
+
 /// Random and mutated command lines for fs2tar, cptofs, cpfromfs and
 /// lklfuse: every run ends within its deadline, never panics or dies of a
 /// signal, exits 0 only having done its work (fs2tar: a new archive), and
