@@ -865,6 +865,32 @@ mod tests {
         (len, st as u8, addrs)
     }
 
+    /// Submits an OUT request writing `data` at `sector`; returns (used
+    /// len, status).
+    fn submit_out(
+        dev: &mut Block,
+        d: &mut MockDriver,
+        q: &mut Queue,
+        sector: u64,
+        data: &[u8],
+    ) -> (u32, u8) {
+        let hdr = d.alloc(16);
+        write_le(&*d.mem, hdr, T_OUT).unwrap();
+        write_le(&*d.mem, hdr + 8, sector).unwrap();
+        let buf = d.alloc(data.len() as u32);
+        write_bytes(&*d.mem, buf, data).unwrap();
+        let status = d.alloc(1);
+        let n = d.used_idx();
+        d.add_chain(&[
+            (hdr, 16, false),
+            (buf, data.len() as u32, false),
+            (status, 1, true),
+        ]);
+        dev.process_queue(0, q, &*d.mem).unwrap();
+        let st: u16 = read_le(&*d.mem, status).unwrap();
+        (d.used_elem(n).1, st as u8)
+    }
+
     fn bytes(d: &MockDriver, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
         read_bytes(&*d.mem, addr, &mut v).unwrap();
@@ -903,21 +929,11 @@ mod tests {
         f.read_exact(&mut want).unwrap();
         assert_eq!(bytes(&d, a[0], 512), want[..512]);
         assert_eq!(bytes(&d, a[1], 1024), want[512..]);
-        let (len, st) = {
-            // Write sector 10 from a buffer of 0x5a.
-            let hdr = d.alloc(16);
-            write_le(&*d.mem, hdr, T_OUT).unwrap();
-            write_le(&*d.mem, hdr + 8, 10u64).unwrap();
-            let buf = d.alloc(512);
-            write_bytes(&*d.mem, buf, &[0x5a; 512]).unwrap();
-            let status = d.alloc(1);
-            let n = d.used_idx();
-            d.add_chain(&[(hdr, 16, false), (buf, 512, false), (status, 1, true)]);
-            dev.process_queue(0, &mut q, &*d.mem).unwrap();
-            let st: u16 = read_le(&*d.mem, status).unwrap();
-            (d.used_elem(n).1, st as u8)
-        };
-        assert_eq!((len, st), (1, 0));
+        // Write sector 10 from a buffer of 0x5a.
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 10, &[0x5a; 512]),
+            (1, 0)
+        );
         let mut got = [0u8; 512];
         f.seek(io::SeekFrom::Start(10 * 512)).unwrap();
         f.read_exact(&mut got).unwrap();
@@ -1202,15 +1218,10 @@ mod tests {
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
         // Write sectors 3..5 (inside the first 4 KiB chunk) with 0xa5.
-        let hdr = d.alloc(16);
-        write_le(&*d.mem, hdr, T_OUT).unwrap();
-        write_le(&*d.mem, hdr + 8, 3u64).unwrap();
-        let buf = d.alloc(1024);
-        write_bytes(&*d.mem, buf, &[0xa5; 1024]).unwrap();
-        let status = d.alloc(1);
-        d.add_chain(&[(hdr, 16, false), (buf, 1024, false), (status, 1, true)]);
-        dev.process_queue(0, &mut q, &*d.mem).unwrap();
-        assert_eq!(bytes(&d, status, 1), [0]);
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 3, &[0xa5; 1024]),
+            (1, 0)
+        );
         // Discard sectors 16..24, zero 40..41.
         assert_eq!(
             submit_ranges(

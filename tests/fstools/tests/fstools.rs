@@ -574,18 +574,20 @@ impl Rng {
     }
 }
 
+/// A number from the environment, or `default`.
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Mutated small images: fs2tar and cpfromfs end with success or a clean
 /// error (exit 0 or 1) within a deadline; never a signal, a panic (101)
 /// or a hang.
 fn fuzz(env: &Env) -> Outcome {
-    let secs: u64 = std::env::var("LKL_FSTOOLS_FUZZ_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    let seed: u64 = std::env::var("LKL_FSTOOLS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x00c0_ffee);
+    let secs = env_u64("LKL_FSTOOLS_FUZZ_SECS", 40);
+    let seed = env_u64("LKL_FSTOOLS_SEED", 0x00c0_ffee);
     let d = env.dir.join("fuzz");
     let tree = d.join("tree");
     std::fs::create_dir_all(tree.join("sub/deeper")).map_err(|e| e.to_string())?;

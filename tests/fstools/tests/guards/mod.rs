@@ -5,12 +5,13 @@
 //! common mistakes, and a fuzzer of command lines.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lkl_fstools_test::fuse::{is_mounted, Mount};
 use lkl_fstools_test::*;
 
-use super::{name, ok, size_of, tool, Env, Outcome, Rng, CPFROMFS, CPTOFS, FS2TAR};
+use super::{env_u64, name, ok, size_of, tool, Env, Outcome, Rng, CPFROMFS, CPTOFS, FS2TAR};
 
 /// lklfuse, built in this crate.
 pub const LKLFUSE: &str = env!("CARGO_BIN_EXE_fstools-lklfuse");
@@ -21,107 +22,6 @@ fn e(x: impl std::fmt::Display) -> String {
 
 fn mkdir(p: &Path) -> Outcome {
     std::fs::create_dir_all(p).map_err(e)
-}
-
-/// Whether something is mounted on `dir`.
-pub fn is_mounted(dir: &Path) -> bool {
-    let Ok(dir) = dir.canonicalize() else {
-        return false;
-    };
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap_or("")))
-}
-
-/// A foreground lklfuse; unmounted (and killed if need be) on drop.
-struct Fuse {
-    child: Option<Child>,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Fuse {
-    /// `lklfuse -f IMAGE DIR -o OPTS`, waiting until it is mounted.
-    fn start(img: &Path, dir: &Path, opts: &str) -> Result<Fuse, String> {
-        let log = dir.with_extension("log");
-        let f = std::fs::File::create(&log).map_err(e)?;
-        let child = Command::new(LKLFUSE)
-            .args(["-f", s(img), s(dir), "-o", opts])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().map_err(e)?)
-            .stderr(f)
-            .spawn()
-            .map_err(|x| format!("cannot run lklfuse: {x}"))?;
-        let mut m = Fuse {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            log,
-        };
-        let start = Instant::now();
-        while !is_mounted(dir) {
-            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                m.child = None;
-                return Err(format!(
-                    "lklfuse exited with {st} before mounting: {}",
-                    m.log_text()
-                ));
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(format!("lklfuse: not mounted after 30 s: {}", m.log_text()));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(m)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `fusermount3 -u`, then lklfuse must exit 0 within 30 s.
-    fn unmount(mut self) -> Outcome {
-        let _ = Command::new("fusermount3")
-            .args(["-u", s(&self.dir)])
-            .stderr(Stdio::null())
-            .status();
-        let mut child = self.child.take().expect("running");
-        let start = Instant::now();
-        loop {
-            if let Some(st) = child.try_wait().map_err(e)? {
-                if st.code() != Some(0) {
-                    return Err(format!("lklfuse exited with {st}: {}", self.log_text()));
-                }
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "lklfuse did not exit after unmount: {}",
-                    self.log_text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Fuse {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3")
-                .args(["-u", "-z", s(&self.dir)])
-                .stderr(Stdio::null())
-                .status();
-            let start = Instant::now();
-            while c.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10)
-            {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// The files every replay test expects: written and fsynced through a
@@ -162,7 +62,7 @@ pub fn readonly_after_kill(env: &Env, fs: &str) -> Outcome {
     let files = committed_files();
     let mnt = d.join("mnt");
     mkdir(&mnt)?;
-    let mut m = Fuse::start(&img, &mnt, &format!("type={fs}"))?;
+    let m = Mount::start(Path::new(LKLFUSE), &img, &mnt, &format!("type={fs}"), None)?;
     let wrote = (|| -> Outcome {
         mkdir(&mnt.join("committed"))?;
         for (n, data) in &files {
@@ -173,16 +73,8 @@ pub fn readonly_after_kill(env: &Env, fs: &str) -> Outcome {
         // Uncommitted: written, never synced.
         std::fs::write(mnt.join("pending.bin"), noise(8 << 20, 7)).map_err(e)
     })();
-    // SIGKILL: no unmount, no sync; then the dead FUSE mount is dropped.
-    if let Some(mut c) = m.child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    drop(m);
-    let _ = Command::new("fusermount3")
-        .args(["-u", "-z", s(&mnt)])
-        .stderr(Stdio::null())
-        .status();
+    // SIGKILL: no unmount, no sync.
+    m.kill();
     wrote?;
     if !needs_replay(fs, &img)? {
         return Err(format!(
@@ -220,7 +112,13 @@ pub fn readonly_after_kill(env: &Env, fs: &str) -> Outcome {
         }
     }
     // lklfuse -o ro.
-    let m = Fuse::start(&img, &mnt, &format!("ro,type={fs}"))?;
+    let m = Mount::start(
+        Path::new(LKLFUSE),
+        &img,
+        &mnt,
+        &format!("ro,type={fs}"),
+        None,
+    )?;
     let read: Result<(), String> = files.iter().try_for_each(|(n, data)| {
         if std::fs::read(mnt.join(n)).map_err(|x| format!("lklfuse: {n}: {x}"))? != *data {
             return Err(format!("lklfuse: {n} differs"));
@@ -617,14 +515,8 @@ pub fn lklfuse_fails_cleanly(env: &Env) -> Outcome {
 /// `LKL_FSTOOLS_CLI_FUZZ_SECS` (default 40) bounds it; the seed is
 /// `LKL_FSTOOLS_SEED`.
 pub fn fuzz_command_lines(env: &Env) -> Outcome {
-    let secs: u64 = std::env::var("LKL_FSTOOLS_CLI_FUZZ_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    let seed: u64 = std::env::var("LKL_FSTOOLS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x00c0_ffee);
+    let secs = env_u64("LKL_FSTOOLS_CLI_FUZZ_SECS", 40);
+    let seed = env_u64("LKL_FSTOOLS_SEED", 0x00c0_ffee);
     let d = env.dir.join("clifuzz");
     mkdir(&d)?;
     let img = d.join("fs.img");
@@ -831,56 +723,29 @@ pub fn fuzz_command_lines(env: &Env) -> Outcome {
 /// foreground (`-f` first); a mount it brings up on one of `watch` is
 /// unmounted (`fusermount3 -u`), after which it must end by itself.
 fn run_bounded(prog: &str, args: &[&str], cwd: &Path, watch: &[PathBuf]) -> Result<Output, String> {
-    let mut all: Vec<&str> = Vec::new();
+    let mut cmd = Command::new(prog);
     if prog == LKLFUSE {
-        all.push("-f");
+        cmd.arg("-f");
     }
-    all.extend_from_slice(args);
-    let mut child = Command::new(prog)
-        .args(&all)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(e)?;
-    let mut err = child.stderr.take().expect("piped");
-    let t = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut err, &mut v);
-        v
-    });
-    let start = Instant::now();
+    cmd.args(args).current_dir(cwd);
+    let fusermount = |opt: &str, m: &Path| {
+        let _ = Command::new("fusermount3")
+            .args([opt, s(m)])
+            .stderr(Stdio::null())
+            .status();
+    };
     let mut unmounted = false;
-    let status = loop {
-        if let Some(st) = child.try_wait().map_err(e)? {
-            break Some(st);
-        }
+    let o = run_cmd_for(cmd, Duration::from_secs(30), || {
         if prog == LKLFUSE && !unmounted {
             if let Some(m) = watch.iter().find(|m| is_mounted(m)) {
-                let _ = Command::new("fusermount3")
-                    .args(["-u", s(m)])
-                    .stderr(Stdio::null())
-                    .status();
+                fusermount("-u", m);
                 unmounted = true;
             }
         }
-        if start.elapsed() > Duration::from_secs(30) {
-            for m in watch.iter().filter(|m| is_mounted(m)) {
-                let _ = Command::new("fusermount3")
-                    .args(["-u", "-z", s(m)])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(Output {
-        status,
-        stdout: String::new(),
-        stderr: String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned(),
-    })
+    })?;
+    // Killed at the deadline: its mount is dead, detach it.
+    for m in watch.iter().filter(|m| is_mounted(m)) {
+        fusermount("-uz", m);
+    }
+    Ok(o)
 }
