@@ -865,6 +865,19 @@ mod tests {
         (len, st as u8, addrs)
     }
 
+    /// Submits a FLUSH; returns the status.
+    fn flush(dev: &mut Block, d: &mut MockDriver, q: &mut Queue) -> u8 {
+        submit(dev, d, q, sys::LKL_VIRTIO_BLK_T_FLUSH, 0, &[], true).1
+    }
+
+    /// The whole file.
+    fn contents(file: &mut File) -> Vec<u8> {
+        let mut v = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut v).unwrap();
+        v
+    }
+
     /// Submits an OUT request writing `data` at `sector`; returns (used
     /// len, status).
     fn submit_out(
@@ -1069,9 +1082,7 @@ mod tests {
             ),
             0
         );
-        let mut all = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut all).unwrap();
+        let all = contents(&mut file);
         let sector = |n: usize| &all[n * 512..(n + 1) * 512];
         for n in (8..16).chain(20..22).chain(30..33) {
             assert!(sector(n).iter().all(|&b| b == 0), "sector {n}");
@@ -1108,29 +1119,16 @@ mod tests {
     #[test]
     fn read_only_never_writes() {
         let mut file = image(8);
-        let mut before = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut before).unwrap();
+        let before = contents(&mut file);
         let mut dev = Block::new(file.try_clone().unwrap(), true, "ro").unwrap();
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 0, &[512], false);
         assert_eq!(st, sys::LKL_VIRTIO_BLK_S_IOERR as u8);
-        let (_, st, _) = submit(
-            &mut dev,
-            &mut d,
-            &mut q,
-            sys::LKL_VIRTIO_BLK_T_FLUSH,
-            0,
-            &[],
-            true,
-        );
-        assert_eq!(st, 0);
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[4096], true);
         assert_eq!(st, 0);
-        let mut after = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut after).unwrap();
+        let after = contents(&mut file);
         assert_eq!(before, after);
     }
 
@@ -1208,9 +1206,7 @@ mod tests {
     #[test]
     fn copy_on_write_never_writes_the_file() {
         let mut file = image(64);
-        let mut before = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut before).unwrap();
+        let before = contents(&mut file);
         let mut dev = Block::with_overlay(file.try_clone().unwrap(), "cow").unwrap();
         let f = dev.features();
         assert_eq!(f & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
@@ -1243,16 +1239,7 @@ mod tests {
             ),
             0
         );
-        let (_, st, _) = submit(
-            &mut dev,
-            &mut d,
-            &mut q,
-            sys::LKL_VIRTIO_BLK_T_FLUSH,
-            0,
-            &[],
-            true,
-        );
-        assert_eq!(st, 0);
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
         // Read everything back in uneven buffers.
         let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[1536, 30720], true);
         assert_eq!(st, 0);
@@ -1269,9 +1256,7 @@ mod tests {
         let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 48, &[4096], true);
         assert_eq!(st, 0);
         assert_eq!(bytes(&d, a[0], 4096), before[48 * 512..56 * 512]);
-        let mut after = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut after).unwrap();
+        let after = contents(&mut file);
         assert_eq!(before, after, "the file was written");
         assert!(dev.stats().overlay_bytes >= CHUNK);
     }
