@@ -130,7 +130,8 @@ impl Drop for Partial {
 /// The signals that end a tool: SIGINT, SIGTERM, SIGHUP.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-/// Takes SIGINT, SIGTERM and SIGHUP on a thread of its own: on one, every
+/// Takes SIGINT, SIGTERM and SIGHUP (those not ignored when the process
+/// started, as under `nohup`) on a thread of its own: on one, every
 /// [`Partial`] file still registered is removed, `prog` says so on stderr,
 /// and the process exits with status 128 + the signal's number.
 ///
@@ -145,13 +146,23 @@ pub fn on_signals_remove_partial(prog: &'static str) -> io::Result<()> {
     // SAFETY: a sigset_t is plain data; sigemptyset initialises it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in SIGNALS {
-            libc::sigaddset(&mut set, s);
+    unsafe { libc::sigemptyset(&mut set) };
+    for s in SIGNALS {
+        // SAFETY: a sigaction is plain data; sigaction only reads the
+        // current disposition into it.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; a null new action changes nothing.
+        let r = unsafe { libc::sigaction(s, std::ptr::null(), &mut old) };
+        // A signal ignored by whoever started us (nohup) stays ignored.
+        if r == 0 && old.sa_sigaction == libc::SIG_IGN {
+            continue;
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // SAFETY: `set` is a valid sigset_t.
+        unsafe { libc::sigaddset(&mut set, s) };
     }
+    // SAFETY: blocks the signals in `set` for this thread (and its future
+    // threads); no memory is involved beyond `set`.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     std::thread::Builder::new()
         .name(format!("{prog}-signals"))
         .spawn(move || {

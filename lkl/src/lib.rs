@@ -19,7 +19,9 @@
 //! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO
 //!   window the kernel reaches through `ioremap`/`iomem_access`;
 //!   [`get_free_irq`], [`trigger_irq`] and [`virtio_mmio_add`] wire it up.
-//! - Disks ([`virtio`]): [`Disk::open`] an image, [`add_disk`] it (before
+//! - Disks ([`virtio`]): [`Disk::open`] an image (or
+//!   [`Disk::open_overlay`]: copy-on-write, the file never written),
+//!   [`add_disk`] it (before
 //!   boot or hot), [`mount_disk`] it (or one of its partitions) inside the
 //!   kernel and [`umount_disk`] it.
 //!

@@ -6,10 +6,12 @@
 //!   window registry ([`crate::MmioRegistry`]).
 //! - [`queue`]: the split virtqueue, device side, with every driver value
 //!   validated before use.
-//! - [`block`]: virtio-blk over an image file.
+//! - [`block`]: virtio-blk over an image file, optionally copy-on-write
+//!   (writes kept in memory by an [`Overlay`], the file never written).
 //! - [`net`]: virtio-net over a host backend (tap), [`add_net`] and
 //!   [`net_ifname`].
-//! - [`disk`](mod@disk): the API: [`Disk::open`], [`add_disk`] (before
+//! - [`disk`](mod@disk): the API: [`Disk::open`], [`Disk::open_overlay`]
+//!   (copy-on-write), [`check_image_type`], [`add_disk`] (before
 //!   boot on the command line, after boot hot-added), [`mount_disk`] and
 //!   [`umount_disk`].
 //!
