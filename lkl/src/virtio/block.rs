@@ -442,8 +442,10 @@ impl Block {
                         .read(mem, HEADER as u64, &mut buf)
                         .map_err(|_| IOERR)?;
                     let file = &self.file;
-                    o.write(sector * SECTOR_SIZE, &buf, |off, b| read_base(file, off, b))
-                        .map_err(|_| IOERR)?;
+                    o.write(sector * SECTOR_SIZE, &buf, |off, b| {
+                        fill_chunk(file, off, b)
+                    })
+                    .map_err(|_| IOERR)?;
                 } else {
                     let iov = Cursor::new(readable)
                         .iovecs(mem, HEADER as u64, out_len)
@@ -493,7 +495,7 @@ impl Block {
                     let file = &self.file;
                     let r = if let Some(o) = &mut self.overlay {
                         // Both read as zeros afterwards, in memory.
-                        o.zero(at, len, |off, b| read_base(file, off, b))
+                        o.zero(at, len, |off, b| fill_chunk(file, off, b))
                     } else if zeroes {
                         zero_range(file, at, len, unmap)
                     } else {
@@ -729,9 +731,26 @@ fn zero_range(file: &File, offset: u64, len: u64, unmap: bool) -> io::Result<()>
 }
 
 /// Reads `buf.len()` bytes of the base file at `offset` (for the
-/// overlay).
+/// overlay's reads, which stay inside the capacity).
 fn read_base(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills an overlay chunk from the base file: the last chunk of an image
+/// whose size is not a multiple of the chunk reaches past the file's end,
+/// where it reads as zeros (the device never shows those bytes).
+fn fill_chunk(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
 }
 
 /// `preadv`/`pwritev` of every byte of `iov` at `offset`, resuming after
@@ -1259,6 +1278,23 @@ mod tests {
         let after = contents(&mut file);
         assert_eq!(before, after, "the file was written");
         assert!(dev.stats().overlay_bytes >= CHUNK);
+    }
+
+    /// An image whose size is not a whole number of chunks: its last
+    /// sector can be written and read back.
+    #[test]
+    fn copy_on_write_last_partial_chunk() {
+        let file = image(9);
+        let mut dev = Block::with_overlay(file, "cow").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 8, &[0x77; 512]),
+            (1, 0)
+        );
+        let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 7, &[1024], true);
+        assert_eq!(st, 0);
+        assert_eq!(&bytes(&d, a[0] + 512, 512), &[0x77; 512]);
     }
 
     /// The overlay works over a file opened read-only.
