@@ -4,6 +4,7 @@
 //! termination signals (no half-written output left), the messages of
 //! common mistakes, and a fuzzer of command lines.
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -665,10 +666,24 @@ pub fn fuzz_command_lines(env: &Env) -> Outcome {
                 }
             }
         }
-        let _ = std::fs::remove_dir_all(&out);
+        // Only the fixtures stay: whatever an earlier run wrote goes.
+        for entry in std::fs::read_dir(&d).map_err(e)? {
+            let p = entry.map_err(e)?.path();
+            if ![&img, &reference, &tree, &mnt, &fifo].contains(&&p) {
+                let _ = std::fs::remove_dir_all(&p);
+                let _ = std::fs::remove_file(&p);
+            }
+        }
         mkdir(&out)?;
-        let _ = std::fs::remove_file(d.join("o.tar"));
-        let existed: Vec<bool> = args.iter().map(|a| d.join(a).exists()).collect();
+        if !std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo()) {
+            // Replaced by an archive written over it: made again.
+            let _ = std::fs::remove_file(&fifo);
+            run("mkfifo", &[s(&fifo)])?;
+        }
+        // What each argument names before the run (inode), to tell a new
+        // archive (a new inode: created, or renamed over the old name).
+        let inode = |a: &String| std::fs::symlink_metadata(d.join(a)).ok().map(|m| m.ino());
+        let existed: Vec<Option<u64>> = args.iter().map(inode).collect();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let o = run_bounded(prog, &refs, &d, &watch)?;
         let what = format!("{} {args:?} (seed {seed}, run {runs})", name(prog));
@@ -688,7 +703,7 @@ pub fn fuzz_command_lines(env: &Env) -> Outcome {
             let made = args
                 .iter()
                 .zip(&existed)
-                .any(|(a, was)| !was && d.join(a).is_file());
+                .any(|(a, was)| d.join(a).is_file() && inode(a) != *was);
             if !made {
                 return Err(format!("{what}: exit 0 but no new archive"));
             }
