@@ -157,6 +157,17 @@ fn run(args: &Args) -> Result<usize> {
             args.out.display()
         );
     }
+    // The archive is written beside OUT and renamed over it: a fifo or a
+    // device there (`/dev/null` as root) would be replaced by a file.
+    if let Ok(m) = std::fs::metadata(&args.out) {
+        if !m.is_file() {
+            bail!(
+                "{} is not a regular file: fs2tar writes the archive to a new file and renames \
+                 it to OUT; give a file name",
+                args.out.display()
+            );
+        }
+    }
     let mut tmp_name = args.out.clone().into_os_string();
     tmp_name.push(".tmp");
     let tmp_path = PathBuf::from(tmp_name);

@@ -266,6 +266,11 @@ pub fn special_files_as_images(env: &Env) -> Outcome {
         if tar_exists(&d) {
             return Err("an archive was left".into());
         }
+        // The same files as fs2tar's output: refused, left as they are.
+        expect(FS2TAR, &[s(&file), s(img)], 1, "is not a regular file")?;
+        if !std::fs::symlink_metadata(img).is_ok_and(|m| !m.is_file()) {
+            return Err(format!("fs2tar replaced {}", s(img)));
+        }
     }
     Ok(())
 }
