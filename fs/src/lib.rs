@@ -9,7 +9,10 @@
 //!   partition N of its MBR or GPT table. Any bytes give an answer or an
 //!   error, never a panic.
 //! - [`Mounted::open`]: opens the image (read-only: `O_RDONLY` and a
-//!   read-only virtio-blk device, so nothing can be written to it), adds
+//!   copy-on-write virtio-blk device whose writes stay in memory, so
+//!   nothing can be written to it while a journal can still be replayed
+//!   for the mount; fifos, sockets and character devices are refused
+//!   before any read), adds
 //!   the disk, boots LKL with the memory asked for, and mounts the file
 //!   system (the type given, or probed) with the options given. The handle
 //!   knows the mount's path inside LKL ([`Mounted::path`]).
@@ -17,6 +20,9 @@
 //!   released, so every block is in the image file) and halts the kernel;
 //!   dropping the handle does the same, ignoring errors. One kernel per
 //!   process: a second [`Mounted::open`] in the same process fails.
+//! - [`host`]: the tools' host-side guards: [`host::same_file`] (never
+//!   write where you read) and [`host::Partial`] files removed on
+//!   SIGINT/SIGTERM/SIGHUP ([`host::on_signals_remove_partial`]).
 //! - [`ops`]: typed file operations on LKL paths and descriptors (stat
 //!   with nanosecond times, open/read/write/pread/pwrite, directories,
 //!   links, device nodes, xattrs, ownership, modes, times,
@@ -37,6 +43,7 @@
 
 use std::path::PathBuf;
 
+pub mod host;
 pub mod mount;
 pub mod ops;
 pub mod probe;
@@ -52,12 +59,12 @@ pub use readahead::ReadAhead;
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
     /// The image could not be read from the host.
-    #[error("cannot read image {path}: {source}")]
+    #[error("cannot read image {path}: {error}")]
     Read {
         /// The image.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a separate source: printed once).
+        error: std::io::Error,
     },
     /// No signature of a known file system was found.
     #[error(
@@ -102,9 +109,10 @@ pub enum FsError {
     Kernel(#[from] lkl::Error),
     /// Mounting failed.
     #[error(
-        "cannot mount {path}{} as {fstype}: {errno}{}",
+        "cannot mount {path}{} as {fstype}: {errno}{}{}",
         partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
-        hint(*errno)
+        said(kernel),
+        hint(*errno, options.as_deref(), kernel, "-p")
     )]
     Mount {
         /// The image.
@@ -115,6 +123,11 @@ pub enum FsError {
         fstype: String,
         /// The kernel's answer.
         errno: Errno,
+        /// The mount options given, if any.
+        options: Option<String>,
+        /// What the kernel logged while it refused (its reason, e.g.
+        /// `ext4: Unknown parameter 'x'`).
+        kernel: Vec<String>,
     },
     /// A system call inside LKL failed.
     #[error("{op} {path}: {errno}")]
@@ -128,15 +141,39 @@ pub enum FsError {
     },
 }
 
-/// What a mount error most likely means.
-fn hint(errno: Errno) -> &'static str {
+/// The kernel's messages about a refused mount, for the error message.
+pub fn said(kernel: &[String]) -> String {
+    if kernel.is_empty() {
+        String::new()
+    } else {
+        format!(" (the kernel says: {})", kernel.join("; "))
+    }
+}
+
+/// What a mount error most likely means; `show` is the tool's option that
+/// shows the kernel's messages (`-p`, `-d`).
+pub fn hint(errno: Errno, options: Option<&str>, kernel: &[String], show: &str) -> String {
+    let about_options = kernel.iter().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("parameter") || l.contains("option") || l.contains("bad value")
+    });
     // EUCLEAN (117) is what file systems return as EFSCORRUPTED.
-    match errno {
-        Errno::EINVAL | Errno::EIO | Errno(117) => {
-            " (the image is not this file system, or it is corrupt or truncated; run -p to see the kernel's messages)"
+    match (errno, options) {
+        (Errno::EINVAL, Some(o)) if about_options || kernel.is_empty() => {
+            format!(": the file system rejected the mount options '{o}'")
         }
-        Errno::EROFS | Errno::EACCES => " (the file system can only be mounted read-only)",
-        _ => "",
+        (Errno::EINVAL | Errno::EIO | Errno(117), _) => format!(
+            ": the image is not this file system, or it is corrupt or truncated{}",
+            if kernel.is_empty() {
+                format!(" (run with {show} to see the kernel's messages)")
+            } else {
+                String::new()
+            }
+        ),
+        (Errno::EROFS | Errno::EACCES, _) => {
+            ": the file system can only be mounted read-only".into()
+        }
+        _ => String::new(),
     }
 }
 

@@ -15,6 +15,15 @@ pub struct MountOptions {
     /// Open the image read-only and mount read-only: nothing is ever
     /// written to it.
     pub read_only: bool,
+    /// With `read_only`: give the kernel a copy-on-write disk
+    /// ([`lkl::Disk::open_overlay`]) instead of a read-only one. The file
+    /// is still opened `O_RDONLY` and never written, but a file system
+    /// that must write to mount (a journal to replay after a crash or a
+    /// killed writer, orphans to clean up) can, into memory: ext4 and xfs
+    /// replay their log on a read-only mount of a writable device, btrfs
+    /// its log tree. Default `true`; `false` gives a read-only device, on
+    /// which such an image fails to mount with `EROFS`.
+    pub overlay: bool,
     /// The partition to mount (1-based, MBR or GPT), or the whole image.
     pub partition: Option<u32>,
     /// The file system type (`ext4`, `btrfs`, `xfs`, `vfat`, ...), or
@@ -45,6 +54,7 @@ impl MountOptions {
         MountOptions {
             image: image.into(),
             read_only: true,
+            overlay: true,
             partition: None,
             fstype: None,
             options: None,
@@ -93,7 +103,11 @@ impl Mounted {
             Some(t) => t.clone(),
             None => probe_image(&opts.image, opts.partition)?.name().to_owned(),
         };
-        let disk = lkl::Disk::open(&opts.image, opts.read_only)?;
+        let disk = if opts.read_only && opts.overlay {
+            lkl::Disk::open_overlay(&opts.image)?
+        } else {
+            lkl::Disk::open(&opts.image, opts.read_only)?
+        };
         let id = lkl::add_disk(disk)?;
         let boot = lkl::BootOptions {
             memory: opts.memory,
@@ -116,6 +130,7 @@ impl Mounted {
         };
         // Files come out with the modes they are given.
         let _ = lkl::umask(0);
+        let log_before = kernel_log().len();
         match lkl::mount_disk(
             id,
             opts.partition,
@@ -144,6 +159,8 @@ impl Mounted {
                     partition: opts.partition,
                     fstype,
                     errno,
+                    options: opts.options.clone().filter(|o| !o.is_empty()),
+                    kernel: kernel_log_since(log_before),
                 })
             }
             Err(DiskError::NoPartition { partition, .. }) => {
@@ -247,6 +264,58 @@ fn kernel_filesystems() -> Vec<String> {
         .filter(|l| !l.starts_with("nodev"))
         .map(|l| l.trim().to_owned())
         .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// The kernel's log buffer (`syslog(SYSLOG_ACTION_READ_ALL)`), or
+/// nothing if it cannot be read.
+fn kernel_log() -> Vec<u8> {
+    const READ_ALL: std::ffi::c_long = 3;
+    let mut buf = vec![0u8; 1 << 20];
+    // SAFETY: syslog writes at most `buf.len()` bytes into `buf`, which
+    // lives across the call.
+    let r = unsafe {
+        lkl::syscall(
+            lkl::sys::__lkl__NR_syslog as std::ffi::c_long,
+            [
+                READ_ALL,
+                buf.as_mut_ptr() as std::ffi::c_long,
+                buf.len() as std::ffi::c_long,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    match r {
+        Ok(n) if n > 0 => {
+            buf.truncate(n as usize);
+            buf
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The kernel's messages logged after byte `from` of its log, without
+/// their level and time stamp: what it said about a refused mount.
+fn kernel_log_since(from: usize) -> Vec<String> {
+    let log = kernel_log();
+    let text = String::from_utf8_lossy(log.get(from..).unwrap_or_default());
+    text.lines()
+        .map(|l| {
+            // "<3>[    1.234567] ext4: Unknown parameter 'x'"
+            let l = l
+                .strip_prefix('<')
+                .and_then(|r| r.split_once('>'))
+                .map_or(l, |r| r.1);
+            let l = l
+                .strip_prefix('[')
+                .and_then(|r| r.split_once("] "))
+                .map_or(l, |r| r.1);
+            l.trim().to_owned()
+        })
+        .filter(|l| !l.is_empty())
+        .take(8)
         .collect()
 }
 

@@ -254,7 +254,7 @@ fn read_at(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>,
             Err(source) => {
                 return Err(FsError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error: source,
                 })
             }
         }
@@ -266,14 +266,35 @@ fn read_at(file: &File, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>,
 /// `partition` (1-based, MBR or GPT).
 ///
 /// # Errors
-/// [`FsError::Read`] if the image cannot be read, [`FsError::NoPartition`]
+/// [`FsError::Read`] if the image cannot be read, [`FsError::Disk`] if it
+/// is a fifo, socket, character device or directory, [`FsError::NoPartition`]
 /// if it has no such partition, [`FsError::UnknownFs`] if no signature
 /// matches.
-pub fn probe_image(path: &Path, partition: Option<u32>) -> Result<FsType, FsError> {
-    let file = File::open(path).map_err(|source| FsError::Read {
+/// Opens an image to read it: without waiting (a fifo would wait for a
+/// writer), then refusing what cannot be an image (a fifo, socket,
+/// character device or directory: [`lkl::check_image_type`]).
+///
+/// # Errors
+/// [`FsError::Read`] if it cannot be opened, [`FsError::Disk`] for a
+/// path of the wrong type.
+pub fn open_image(path: &Path) -> Result<File, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |error| FsError::Read {
         path: path.to_path_buf(),
-        source,
-    })?;
+        error,
+    };
+    lkl::check_image_type(path, &std::fs::metadata(path).map_err(read_err)?)?;
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    lkl::check_image_type(path, &file.metadata().map_err(read_err)?)?;
+    Ok(file)
+}
+
+pub fn probe_image(path: &Path, partition: Option<u32>) -> Result<FsType, FsError> {
+    let file = open_image(path)?;
     let start = match partition {
         None => 0,
         Some(n) => {

@@ -19,7 +19,9 @@
 //! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO
 //!   window the kernel reaches through `ioremap`/`iomem_access`;
 //!   [`get_free_irq`], [`trigger_irq`] and [`virtio_mmio_add`] wire it up.
-//! - Disks ([`virtio`]): [`Disk::open`] an image, [`add_disk`] it (before
+//! - Disks ([`virtio`]): [`Disk::open`] an image (or
+//!   [`Disk::open_overlay`]: copy-on-write, the file never written),
+//!   [`add_disk`] it (before
 //!   boot or hot), [`mount_disk`] it (or one of its partitions) inside the
 //!   kernel and [`umount_disk`] it.
 //! - Network devices ([`virtio::net`]): [`add_net`]/[`add_net_with`] a
@@ -50,9 +52,9 @@ pub use host::{MmioDevice, MmioRegistry, MmioWindow};
 pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
 pub use syscalls::*;
 pub use virtio::{
-    add_disk, add_net, add_net_with, disk_name, disk_stats, mount_disk, net_ifindex, net_ifname,
-    net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError, NetId, NetOptions,
-    NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
+    add_disk, add_net, add_net_with, check_image_type, disk_name, disk_stats, mount_disk,
+    net_ifindex, net_ifname, net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError,
+    NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants

@@ -10,12 +10,21 @@
 //! its file is open read-only, and it answers every write with
 //! `VIRTIO_BLK_S_IOERR` without touching the file.
 //!
+//! A copy-on-write device ([`Block::with_overlay`]) is writable for the
+//! driver but never writes its file (opened read-only): blocks written,
+//! discarded or zeroed live in memory ([`Overlay`]), reads come from there
+//! for those blocks and from the file for the rest, and `FLUSH` is a
+//! no-op. A file system that must write to mount (a journal to replay,
+//! orphans to clean up) can then be mounted read-only without changing the
+//! image.
+//!
 //! Each request is checked before any I/O: a 16-byte header in the
 //! readable buffers, a status byte at the end of the writable ones, data
 //! in whole sectors, and a sector range inside the capacity. A request
 //! that fails a check gets `IOERR` (or `UNSUPP` for an unknown type); one
 //! with no room for a status byte is returned with nothing written.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Seek};
 use std::mem::{offset_of, size_of};
@@ -67,12 +76,187 @@ pub struct BlockStats {
     pub discards: u64,
     /// `WRITE_ZEROES` requests done.
     pub write_zeroes: u64,
+    /// Bytes held in memory by a copy-on-write device's overlay.
+    pub overlay_bytes: u64,
+}
+
+/// Bytes per overlay chunk: the unit a copy-on-write device keeps in
+/// memory (the usual file system block size).
+pub const CHUNK: u64 = 4096;
+
+/// One chunk of the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Chunk {
+    /// Discarded or zeroed: reads as zeros, holds no buffer.
+    Zero,
+    /// Written: the chunk's whole contents.
+    Data(Box<[u8]>),
+}
+
+/// The blocks a copy-on-write device has written, in memory, in
+/// [`CHUNK`]-byte units keyed by chunk index. A chunk written in part is
+/// first filled from the base (the image file), so every chunk present
+/// holds its whole contents; a chunk absent reads from the base.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    chunks: BTreeMap<u64, Chunk>,
+    bytes: u64,
+}
+
+impl Overlay {
+    /// An empty overlay.
+    pub fn new() -> Overlay {
+        Overlay::default()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes of buffers held (zeroed chunks hold none).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether any chunk of `[offset, offset + len)` is in the overlay.
+    pub fn covers_any(&self, offset: u64, len: u64) -> bool {
+        len > 0
+            && self
+                .chunks
+                .range(offset / CHUNK..=(offset + len - 1) / CHUNK)
+                .next()
+                .is_some()
+    }
+
+    /// Fills `out` with the bytes at `offset`: from the overlay where it
+    /// has them, else from `base(offset, buf)` (which must fill `buf`).
+    ///
+    /// # Errors
+    /// Those of `base`.
+    pub fn read(
+        &self,
+        offset: u64,
+        out: &mut [u8],
+        mut base: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let end = offset + out.len() as u64;
+        let mut at = offset;
+        while at < end {
+            let idx = at / CHUNK;
+            let in_chunk = (at % CHUNK) as usize;
+            let buf_at = (at - offset) as usize;
+            match self.chunks.get(&idx) {
+                Some(c) => {
+                    let n = (CHUNK as usize - in_chunk).min((end - at) as usize);
+                    let dst = &mut out[buf_at..buf_at + n];
+                    match c {
+                        Chunk::Zero => dst.fill(0),
+                        Chunk::Data(d) => dst.copy_from_slice(&d[in_chunk..in_chunk + n]),
+                    }
+                    at += n as u64;
+                }
+                None => {
+                    // Up to the next chunk the overlay holds (or the end).
+                    let stop = self
+                        .chunks
+                        .range(idx + 1..)
+                        .next()
+                        .map_or(end, |(&i, _)| (i * CHUNK).min(end));
+                    let n = (stop - at) as usize;
+                    base(at, &mut out[buf_at..buf_at + n])?;
+                    at = stop;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `data` at `offset`; a chunk met for the first time and not
+    /// covered whole is filled from `base` first.
+    ///
+    /// # Errors
+    /// Those of `base`.
+    pub fn write(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        base: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.store(offset, data.len() as u64, Some(data), base)
+    }
+
+    /// Makes `[offset, offset + len)` read as zeros (discard and write
+    /// zeroes): whole chunks hold no buffer.
+    ///
+    /// # Errors
+    /// Those of `base`, for the chunks covered in part.
+    pub fn zero(
+        &mut self,
+        offset: u64,
+        len: u64,
+        base: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.store(offset, len, None, base)
+    }
+
+    fn store(
+        &mut self,
+        offset: u64,
+        len: u64,
+        data: Option<&[u8]>,
+        mut base: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let idx = at / CHUNK;
+            let in_chunk = (at % CHUNK) as usize;
+            let n = (CHUNK as usize - in_chunk).min((end - at) as usize);
+            let whole = n == CHUNK as usize;
+            let src = data.map(|d| &d[(at - offset) as usize..(at - offset) as usize + n]);
+            match (src, whole) {
+                (None, true) => {
+                    if let Some(Chunk::Data(_)) = self.chunks.insert(idx, Chunk::Zero) {
+                        self.bytes -= CHUNK;
+                    }
+                }
+                _ => {
+                    let chunk = match self.chunks.remove(&idx) {
+                        Some(Chunk::Data(d)) => d,
+                        Some(Chunk::Zero) => {
+                            self.bytes += CHUNK;
+                            vec![0u8; CHUNK as usize].into_boxed_slice()
+                        }
+                        None => {
+                            let mut d = vec![0u8; CHUNK as usize].into_boxed_slice();
+                            if !whole {
+                                base(idx * CHUNK, &mut d)?;
+                            }
+                            self.bytes += CHUNK;
+                            d
+                        }
+                    };
+                    let mut chunk = chunk;
+                    match src {
+                        Some(s) => chunk[in_chunk..in_chunk + n].copy_from_slice(s),
+                        None => chunk[in_chunk..in_chunk + n].fill(0),
+                    }
+                    self.chunks.insert(idx, Chunk::Data(chunk));
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// A virtio-blk device backed by a file.
 pub struct Block {
     file: File,
     read_only: bool,
+    /// Copy-on-write: written blocks live here, never in the file.
+    overlay: Option<Overlay>,
     sectors: u64,
     serial: [u8; ID_BYTES],
     config: Vec<u8>,
@@ -142,11 +326,24 @@ impl Block {
         Ok(Block {
             file,
             read_only,
+            overlay: None,
             sectors,
             serial: id,
             config,
             stats: BlockStats::default(),
         })
+    }
+
+    /// A copy-on-write device over `file` (which may be open read-only):
+    /// writable for the driver, but every block written, discarded or
+    /// zeroed is kept in memory and the file is never written.
+    ///
+    /// # Errors
+    /// The file's length cannot be read.
+    pub fn with_overlay(file: File, serial: &str) -> io::Result<Block> {
+        let mut b = Block::new(file, false, serial)?;
+        b.overlay = Some(Overlay::new());
+        Ok(b)
     }
 
     /// The capacity in sectors.
@@ -161,7 +358,10 @@ impl Block {
 
     /// The request counters.
     pub fn stats(&self) -> BlockStats {
-        self.stats
+        BlockStats {
+            overlay_bytes: self.overlay.as_ref().map_or(0, Overlay::bytes),
+            ..self.stats
+        }
     }
 
     /// Handles one request; returns the bytes written to its buffers.
@@ -212,8 +412,21 @@ impl Block {
         match ty {
             sys::LKL_VIRTIO_BLK_T_IN => {
                 self.check_range(sector, data_in)?;
-                let iov = Cursor::new(writable).iovecs(mem, 0, data_in).ok_or(IOERR)?;
-                io_vectored(&self.file, &iov, sector * SECTOR_SIZE, false).map_err(|_| IOERR)?;
+                let at = sector * SECTOR_SIZE;
+                match &self.overlay {
+                    Some(o) if o.covers_any(at, data_in) => {
+                        let mut buf = vec![0u8; data_in as usize];
+                        o.read(at, &mut buf, |off, b| read_base(&self.file, off, b))
+                            .map_err(|_| IOERR)?;
+                        Cursor::new(writable)
+                            .write(mem, 0, &buf)
+                            .map_err(|_| IOERR)?;
+                    }
+                    _ => {
+                        let iov = Cursor::new(writable).iovecs(mem, 0, data_in).ok_or(IOERR)?;
+                        io_vectored(&self.file, &iov, at, false).map_err(|_| IOERR)?;
+                    }
+                }
                 self.stats.reads += 1;
                 self.stats.bytes_read += data_in;
                 Ok(data_in)
@@ -223,16 +436,29 @@ impl Block {
                     return Err(IOERR);
                 }
                 self.check_range(sector, out_len)?;
-                let iov = Cursor::new(readable)
-                    .iovecs(mem, HEADER as u64, out_len)
-                    .ok_or(IOERR)?;
-                io_vectored(&self.file, &iov, sector * SECTOR_SIZE, true).map_err(|_| IOERR)?;
+                if let Some(o) = &mut self.overlay {
+                    let mut buf = vec![0u8; out_len as usize];
+                    Cursor::new(readable)
+                        .read(mem, HEADER as u64, &mut buf)
+                        .map_err(|_| IOERR)?;
+                    let file = &self.file;
+                    o.write(sector * SECTOR_SIZE, &buf, |off, b| {
+                        fill_chunk(file, off, b)
+                    })
+                    .map_err(|_| IOERR)?;
+                } else {
+                    let iov = Cursor::new(readable)
+                        .iovecs(mem, HEADER as u64, out_len)
+                        .ok_or(IOERR)?;
+                    io_vectored(&self.file, &iov, sector * SECTOR_SIZE, true).map_err(|_| IOERR)?;
+                }
                 self.stats.writes += 1;
                 self.stats.bytes_written += out_len;
                 Ok(0)
             }
             sys::LKL_VIRTIO_BLK_T_FLUSH => {
-                if !self.read_only {
+                // A copy-on-write device keeps nothing in the file.
+                if !self.read_only && self.overlay.is_none() {
                     self.file.sync_data().map_err(|_| IOERR)?;
                 }
                 self.stats.flushes += 1;
@@ -266,10 +492,14 @@ impl Block {
                     }
                     self.check_range(sector, u64::from(count) * SECTOR_SIZE)?;
                     let (at, len) = (sector * SECTOR_SIZE, u64::from(count) * SECTOR_SIZE);
-                    let r = if zeroes {
-                        zero_range(&self.file, at, len, unmap)
+                    let file = &self.file;
+                    let r = if let Some(o) = &mut self.overlay {
+                        // Both read as zeros afterwards, in memory.
+                        o.zero(at, len, |off, b| fill_chunk(file, off, b))
+                    } else if zeroes {
+                        zero_range(file, at, len, unmap)
                     } else {
-                        discard(&self.file, at, len)
+                        discard(file, at, len)
                     };
                     r.map_err(|_| IOERR)?;
                 }
@@ -500,6 +730,29 @@ fn zero_range(file: &File, offset: u64, len: u64, unmap: bool) -> io::Result<()>
     Ok(())
 }
 
+/// Reads `buf.len()` bytes of the base file at `offset` (for the
+/// overlay's reads, which stay inside the capacity).
+fn read_base(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+/// Fills an overlay chunk from the base file: the last chunk of an image
+/// whose size is not a multiple of the chunk reaches past the file's end,
+/// where it reads as zeros (the device never shows those bytes).
+fn fill_chunk(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match std::os::unix::fs::FileExt::read_at(file, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
+
 /// `preadv`/`pwritev` of every byte of `iov` at `offset`, resuming after
 /// short transfers and `EINTR`; a read past the end of the file is an
 /// error.
@@ -631,6 +884,45 @@ mod tests {
         (len, st as u8, addrs)
     }
 
+    /// Submits a FLUSH; returns the status.
+    fn flush(dev: &mut Block, d: &mut MockDriver, q: &mut Queue) -> u8 {
+        submit(dev, d, q, sys::LKL_VIRTIO_BLK_T_FLUSH, 0, &[], true).1
+    }
+
+    /// The whole file.
+    fn contents(file: &mut File) -> Vec<u8> {
+        let mut v = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut v).unwrap();
+        v
+    }
+
+    /// Submits an OUT request writing `data` at `sector`; returns (used
+    /// len, status).
+    fn submit_out(
+        dev: &mut Block,
+        d: &mut MockDriver,
+        q: &mut Queue,
+        sector: u64,
+        data: &[u8],
+    ) -> (u32, u8) {
+        let hdr = d.alloc(16);
+        write_le(&*d.mem, hdr, T_OUT).unwrap();
+        write_le(&*d.mem, hdr + 8, sector).unwrap();
+        let buf = d.alloc(data.len() as u32);
+        write_bytes(&*d.mem, buf, data).unwrap();
+        let status = d.alloc(1);
+        let n = d.used_idx();
+        d.add_chain(&[
+            (hdr, 16, false),
+            (buf, data.len() as u32, false),
+            (status, 1, true),
+        ]);
+        dev.process_queue(0, q, &*d.mem).unwrap();
+        let st: u16 = read_le(&*d.mem, status).unwrap();
+        (d.used_elem(n).1, st as u8)
+    }
+
     fn bytes(d: &MockDriver, addr: u64, len: usize) -> Vec<u8> {
         let mut v = vec![0; len];
         read_bytes(&*d.mem, addr, &mut v).unwrap();
@@ -669,21 +961,11 @@ mod tests {
         f.read_exact(&mut want).unwrap();
         assert_eq!(bytes(&d, a[0], 512), want[..512]);
         assert_eq!(bytes(&d, a[1], 1024), want[512..]);
-        let (len, st) = {
-            // Write sector 10 from a buffer of 0x5a.
-            let hdr = d.alloc(16);
-            write_le(&*d.mem, hdr, T_OUT).unwrap();
-            write_le(&*d.mem, hdr + 8, 10u64).unwrap();
-            let buf = d.alloc(512);
-            write_bytes(&*d.mem, buf, &[0x5a; 512]).unwrap();
-            let status = d.alloc(1);
-            let n = d.used_idx();
-            d.add_chain(&[(hdr, 16, false), (buf, 512, false), (status, 1, true)]);
-            dev.process_queue(0, &mut q, &*d.mem).unwrap();
-            let st: u16 = read_le(&*d.mem, status).unwrap();
-            (d.used_elem(n).1, st as u8)
-        };
-        assert_eq!((len, st), (1, 0));
+        // Write sector 10 from a buffer of 0x5a.
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 10, &[0x5a; 512]),
+            (1, 0)
+        );
         let mut got = [0u8; 512];
         f.seek(io::SeekFrom::Start(10 * 512)).unwrap();
         f.read_exact(&mut got).unwrap();
@@ -819,9 +1101,7 @@ mod tests {
             ),
             0
         );
-        let mut all = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut all).unwrap();
+        let all = contents(&mut file);
         let sector = |n: usize| &all[n * 512..(n + 1) * 512];
         for n in (8..16).chain(20..22).chain(30..33) {
             assert!(sector(n).iter().all(|&b| b == 0), "sector {n}");
@@ -858,29 +1138,16 @@ mod tests {
     #[test]
     fn read_only_never_writes() {
         let mut file = image(8);
-        let mut before = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut before).unwrap();
+        let before = contents(&mut file);
         let mut dev = Block::new(file.try_clone().unwrap(), true, "ro").unwrap();
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 0, &[512], false);
         assert_eq!(st, sys::LKL_VIRTIO_BLK_S_IOERR as u8);
-        let (_, st, _) = submit(
-            &mut dev,
-            &mut d,
-            &mut q,
-            sys::LKL_VIRTIO_BLK_T_FLUSH,
-            0,
-            &[],
-            true,
-        );
-        assert_eq!(st, 0);
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[4096], true);
         assert_eq!(st, 0);
-        let mut after = Vec::new();
-        file.rewind().unwrap();
-        file.read_to_end(&mut after).unwrap();
+        let after = contents(&mut file);
         assert_eq!(before, after);
     }
 
@@ -908,5 +1175,145 @@ mod tests {
         dev.process_queue(0, &mut q, &*d.mem).unwrap();
         assert_eq!(bytes(&d, inb, 513), [[7u8; 512].as_slice(), &[0]].concat());
         assert_eq!(d.used_elem(1).1, 513);
+    }
+
+    /// The overlay alone: reads see writes at any alignment, the base
+    /// elsewhere; zeroing holds no buffer for whole chunks.
+    #[test]
+    fn overlay_reads_back_writes_over_a_base() {
+        let base: Vec<u8> = (0..64 * 1024u64)
+            .map(|i| (i * 7 + i / 4096) as u8)
+            .collect();
+        let from_base = |off: u64, b: &mut [u8]| -> io::Result<()> {
+            b.copy_from_slice(&base[off as usize..off as usize + b.len()]);
+            Ok(())
+        };
+        let mut model = base.clone();
+        let mut o = Overlay::new();
+        assert!(o.is_empty() && !o.covers_any(0, base.len() as u64));
+        // Inside one chunk, across two, whole chunks, at the very end.
+        for (at, len, v) in [
+            (512u64, 512usize, 1u8),
+            (4096 - 1024, 2048, 2),
+            (8192, 8192, 3),
+            (base.len() as u64 - 512, 512, 4),
+            (600, 100, 5),
+        ] {
+            o.write(at, &vec![v; len], from_base).unwrap();
+            model[at as usize..at as usize + len].fill(v);
+        }
+        assert_eq!(o.bytes(), 5 * CHUNK);
+        o.zero(20 * 1024, 12 * 1024, from_base).unwrap();
+        model[20 * 1024..32 * 1024].fill(0);
+        // A zeroed chunk written again in part: zeros around the write.
+        o.write(24 * 1024 + 100, &[9; 10], from_base).unwrap();
+        model[24 * 1024 + 100..24 * 1024 + 110].fill(9);
+        assert!(o.covers_any(8192, 1) && !o.covers_any(40 * 1024, 4096));
+        let mut got = vec![0u8; base.len()];
+        o.read(0, &mut got, from_base).unwrap();
+        assert_eq!(got, model);
+        // Unaligned windows.
+        for (at, len) in [(100u64, 5000usize), (4095, 2), (30 * 1024, 9000)] {
+            let mut w = vec![0u8; len];
+            o.read(at, &mut w, from_base).unwrap();
+            assert_eq!(w, model[at as usize..at as usize + len]);
+        }
+    }
+
+    /// A copy-on-write device: writable for the driver, the file never
+    /// changes, reads see what was written, flush and discard work.
+    #[test]
+    fn copy_on_write_never_writes_the_file() {
+        let mut file = image(64);
+        let before = contents(&mut file);
+        let mut dev = Block::with_overlay(file.try_clone().unwrap(), "cow").unwrap();
+        let f = dev.features();
+        assert_eq!(f & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
+        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        // Write sectors 3..5 (inside the first 4 KiB chunk) with 0xa5.
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 3, &[0xa5; 1024]),
+            (1, 0)
+        );
+        // Discard sectors 16..24, zero 40..41.
+        assert_eq!(
+            submit_ranges(
+                &mut dev,
+                &mut d,
+                &mut q,
+                sys::LKL_VIRTIO_BLK_T_DISCARD,
+                &[(16, 8, 0)]
+            ),
+            0
+        );
+        assert_eq!(
+            submit_ranges(
+                &mut dev,
+                &mut d,
+                &mut q,
+                sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES,
+                &[(40, 1, 0)]
+            ),
+            0
+        );
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        // Read everything back in uneven buffers.
+        let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[1536, 30720], true);
+        assert_eq!(st, 0);
+        let mut got = bytes(&d, a[0], 1536);
+        got.extend(bytes(&d, a[1], 30720));
+        let mut want = before.clone();
+        want[3 * 512..5 * 512].fill(0xa5);
+        want[16 * 512..24 * 512].fill(0);
+        want[40 * 512..41 * 512].fill(0);
+        want.truncate(1536 + 30720);
+        let diff = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!((got.len(), diff), (want.len(), None));
+        // A read the overlay does not touch takes the direct path.
+        let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 48, &[4096], true);
+        assert_eq!(st, 0);
+        assert_eq!(bytes(&d, a[0], 4096), before[48 * 512..56 * 512]);
+        let after = contents(&mut file);
+        assert_eq!(before, after, "the file was written");
+        assert!(dev.stats().overlay_bytes >= CHUNK);
+    }
+
+    /// An image whose size is not a whole number of chunks: its last
+    /// sector can be written and read back.
+    #[test]
+    fn copy_on_write_last_partial_chunk() {
+        let file = image(9);
+        let mut dev = Block::with_overlay(file, "cow").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        assert_eq!(
+            submit_out(&mut dev, &mut d, &mut q, 8, &[0x77; 512]),
+            (1, 0)
+        );
+        let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 7, &[1024], true);
+        assert_eq!(st, 0);
+        assert_eq!(&bytes(&d, a[0] + 512, 512), &[0x77; 512]);
+    }
+
+    /// The overlay works over a file opened read-only.
+    #[test]
+    fn copy_on_write_over_a_read_only_file() {
+        let path = std::env::temp_dir().join(format!("lkl-blk-cow-{}", std::process::id()));
+        std::fs::write(&path, vec![0x11u8; 8192]).unwrap();
+        let ro = File::open(&path).unwrap();
+        let mut dev = Block::with_overlay(ro, "cow").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 1, &[512], false);
+        assert_eq!(st, 0);
+        let (_, st, a) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[2048], true);
+        assert_eq!(st, 0);
+        let got = bytes(&d, a[0], 2048);
+        assert_eq!(&got[..512], &[0x11; 512]);
+        assert_eq!(&got[512..1024], &[0; 512]);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0x11u8; 8192]);
+        std::fs::remove_file(&path).unwrap();
     }
 }

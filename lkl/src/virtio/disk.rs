@@ -23,6 +23,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,36 @@ pub struct Disk {
     path: PathBuf,
     file: File,
     read_only: bool,
+    overlay: bool,
     size: u64,
+}
+
+/// Refuses what cannot be a disk image: a fifo, socket or character
+/// device (reading one would wait forever or never end) and a directory.
+/// Regular files and block devices pass.
+///
+/// # Errors
+/// [`DiskError::NotAnImage`] naming the path and what it is.
+pub fn check_image_type(path: &Path, meta: &std::fs::Metadata) -> Result<(), DiskError> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_fifo() {
+        "a fifo"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    Err(DiskError::NotAnImage {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 impl std::fmt::Debug for Disk {
@@ -52,6 +82,7 @@ impl std::fmt::Debug for Disk {
         f.debug_struct("Disk")
             .field("path", &self.path)
             .field("read_only", &self.read_only)
+            .field("overlay", &self.overlay)
             .field("size", &self.size)
             .finish()
     }
@@ -72,16 +103,41 @@ impl Disk {
     /// [`DiskError::Locked`] if another user holds a conflicting lock,
     /// [`DiskError::TooSmall`] if it holds less than one sector.
     pub fn open(path: impl AsRef<Path>, read_only: bool) -> Result<Disk, DiskError> {
-        let path = path.as_ref().to_path_buf();
+        Disk::open_with(path.as_ref(), read_only, false)
+    }
+
+    /// Opens the image at `path` read-only (`O_RDONLY`, a shared lock) as
+    /// a copy-on-write disk: the kernel sees a writable device, and every
+    /// block it writes, discards or zeroes is kept in this process's
+    /// memory, never in the file. A file system whose journal needs replay
+    /// (after a crash or a killed writer) can then be mounted read-only:
+    /// the replay happens in memory and the image is left as it was.
+    ///
+    /// # Errors
+    /// As [`Disk::open`].
+    pub fn open_overlay(path: impl AsRef<Path>) -> Result<Disk, DiskError> {
+        Disk::open_with(path.as_ref(), true, true)
+    }
+
+    fn open_with(path: &Path, read_only: bool, overlay: bool) -> Result<Disk, DiskError> {
+        let path = path.to_path_buf();
         let open_err = |source| DiskError::Open {
             path: path.clone(),
-            source,
+            error: source,
         };
+        // Examined first (a socket cannot even be opened), then opened
+        // with O_NONBLOCK (a fifo put there meanwhile must not wait for a
+        // writer) and examined again.
+        check_image_type(&path, &std::fs::metadata(&path).map_err(open_err)?)?;
         let file = File::options()
             .read(true)
             .write(!read_only)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&path)
             .map_err(open_err)?;
+        check_image_type(&path, &file.metadata().map_err(open_err)?)?;
+        // SAFETY: F_SETFL on a descriptor we own: back to blocking I/O.
+        unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
         let op = if read_only {
             libc::LOCK_SH
         } else {
@@ -103,7 +159,8 @@ impl Disk {
         Ok(Disk {
             path,
             file,
-            read_only,
+            read_only: read_only && !overlay,
+            overlay,
             size,
         })
     }
@@ -113,9 +170,15 @@ impl Disk {
         &self.path
     }
 
-    /// Whether the disk is read-only.
+    /// Whether the disk is read-only for the kernel (a copy-on-write disk
+    /// is not, though its file is never written).
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether the disk is copy-on-write ([`Disk::open_overlay`]).
+    pub fn overlay(&self) -> bool {
+        self.overlay
     }
 
     /// The image's size in bytes (the device sees whole sectors of it).
@@ -171,11 +234,15 @@ pub fn add_disk(disk: Disk) -> Result<DiskId, DiskError> {
     let mut list = disks();
     let id = DiskId(list.len());
     let serial = format!("lkl-disk-{}", id.0);
-    let device =
-        Block::new(disk.file, disk.read_only, &serial).map_err(|source| DiskError::Open {
-            path: disk.path.clone(),
-            source,
-        })?;
+    let device = if disk.overlay {
+        Block::with_overlay(disk.file, &serial)
+    } else {
+        Block::new(disk.file, disk.read_only, &serial)
+    }
+    .map_err(|error| DiskError::Open {
+        path: disk.path.clone(),
+        error,
+    })?;
     let irq = crate::get_free_irq(c"virtio-blk").map_err(DiskError::Irq)?;
     let transport = Arc::new(MmioTransport::new(
         device,

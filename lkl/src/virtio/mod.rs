@@ -6,10 +6,12 @@
 //!   window registry ([`crate::MmioRegistry`]).
 //! - [`queue`]: the split virtqueue, device side, with every driver value
 //!   validated before use.
-//! - [`block`]: virtio-blk over an image file.
+//! - [`block`]: virtio-blk over an image file, optionally copy-on-write
+//!   (writes kept in memory by an [`Overlay`], the file never written).
 //! - [`net`]: virtio-net over a host backend (tap, macvtap, raw socket,
 //!   FIFO pair), [`add_net`] and [`net_ifname`].
-//! - [`disk`](mod@disk): the API: [`Disk::open`], [`add_disk`] (before
+//! - [`disk`](mod@disk): the API: [`Disk::open`], [`Disk::open_overlay`]
+//!   (copy-on-write), [`check_image_type`], [`add_disk`] (before
 //!   boot on the command line, after boot hot-added), [`mount_disk`] and
 //!   [`umount_disk`].
 //!
@@ -29,9 +31,10 @@ pub mod net;
 pub mod queue;
 mod sysfs;
 
-pub use block::{Block, BlockStats};
+pub use block::{Block, BlockStats, Overlay};
 pub use disk::{
-    add_disk, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskId, SECTOR_SIZE,
+    add_disk, check_image_type, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskId,
+    SECTOR_SIZE,
 };
 pub use memory::{GuestMemory, KernelMemory};
 pub use mmio::{Interrupt, IrqLine, MmioTransport, VirtioDevice};
@@ -115,12 +118,21 @@ pub enum QueueError {
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     /// The image file could not be opened or examined.
-    #[error("cannot open disk image {path}: {source}")]
+    #[error("cannot open disk image {path}: {error}")]
     Open {
         /// The image.
         path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a separate source: printed once).
+        error: std::io::Error,
+    },
+    /// The path is something no disk can be made of (a fifo, socket,
+    /// character device or directory).
+    #[error("disk image {path} is {kind}: give an image file or a block device")]
+    NotAnImage {
+        /// The path.
+        path: std::path::PathBuf,
+        /// What it is (`a fifo`, ...).
+        kind: &'static str,
     },
     /// Another open disk (in this process or another) holds a lock on the
     /// image that conflicts: an exclusive one, or any when opening

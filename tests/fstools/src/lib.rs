@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod fuse;
+
 /// What a program run gave.
 #[derive(Debug)]
 pub struct Output {
@@ -53,8 +55,20 @@ impl Output {
 
 /// Runs `prog args` with a deadline (killed past it).
 pub fn run_for(prog: &str, args: &[&str], limit: Duration) -> Result<Output, String> {
-    let mut child = Command::new(prog)
-        .args(args)
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    run_cmd_for(cmd, limit, || {})
+}
+
+/// Runs `cmd` (stdin empty, stdout and stderr captured) with a deadline
+/// (killed past it), calling `tick` every 5 ms while it runs.
+pub fn run_cmd_for(
+    mut cmd: Command,
+    limit: Duration,
+    mut tick: impl FnMut(),
+) -> Result<Output, String> {
+    let prog = format!("{:?}", cmd.get_program());
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -82,6 +96,7 @@ pub fn run_for(prog: &str, args: &[&str], limit: Duration) -> Result<Output, Str
             let _ = child.wait();
             break None;
         }
+        tick();
         std::thread::sleep(Duration::from_millis(5));
     };
     Ok(Output {

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use lkl_fstools_test::*;
 
+mod guards;
+
 const FS2TAR: &str = env!("CARGO_BIN_EXE_fstools-fs2tar");
 const CPTOFS: &str = env!("CARGO_BIN_EXE_fstools-cptofs");
 const CPFROMFS: &str = env!("CARGO_BIN_EXE_fstools-cpfromfs");
@@ -572,18 +574,20 @@ impl Rng {
     }
 }
 
+/// A number from the environment, or `default`.
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Mutated small images: fs2tar and cpfromfs end with success or a clean
 /// error (exit 0 or 1) within a deadline; never a signal, a panic (101)
 /// or a hang.
 fn fuzz(env: &Env) -> Outcome {
-    let secs: u64 = std::env::var("LKL_FSTOOLS_FUZZ_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    let seed: u64 = std::env::var("LKL_FSTOOLS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x00c0_ffee);
+    let secs = env_u64("LKL_FSTOOLS_FUZZ_SECS", 40);
+    let seed = env_u64("LKL_FSTOOLS_SEED", 0x00c0_ffee);
     let d = env.dir.join("fuzz");
     let tree = d.join("tree");
     std::fs::create_dir_all(tree.join("sub/deeper")).map_err(|e| e.to_string())?;
@@ -706,6 +710,10 @@ fn main() -> ExitCode {
         ("mcopy", "mtools"),
         ("sfdisk", "fdisk"),
         ("tar", "tar"),
+        ("dumpe2fs", "e2fsprogs"),
+        ("xfs_logprint", "xfsprogs"),
+        ("mkfifo", "coreutils"),
+        ("fusermount3", "fuse3"),
     ] {
         if !have(tool) {
             missing.push(format!("{tool} (apt-get install {pkg})"));
@@ -749,6 +757,33 @@ fn main() -> ExitCode {
         ));
     }
     tests.push(("fuzz_mutated_images".into(), Box::new(fuzz)));
+    for fs in ["ext4", "xfs", "btrfs"] {
+        tests.push((
+            format!("read_only_after_kill_{fs}"),
+            Box::new(move |e| guards::readonly_after_kill(e, fs)),
+        ));
+    }
+    tests.push((
+        "output_is_the_image".into(),
+        Box::new(guards::output_is_the_image),
+    ));
+    tests.push((
+        "special_files_as_images".into(),
+        Box::new(guards::special_files_as_images),
+    ));
+    tests.push((
+        "signals_remove_partial_output".into(),
+        Box::new(guards::signals_remove_partial_output),
+    ));
+    tests.push(("messages".into(), Box::new(guards::messages)));
+    tests.push((
+        "lklfuse_fails_cleanly".into(),
+        Box::new(guards::lklfuse_fails_cleanly),
+    ));
+    tests.push((
+        "fuzz_command_lines".into(),
+        Box::new(guards::fuzz_command_lines),
+    ));
     tests.retain(|(n, _)| filter.as_ref().is_none_or(|f| n.contains(f.as_str())));
 
     let setup = if !missing.is_empty() {
@@ -758,6 +793,13 @@ fn main() -> ExitCode {
         ))
     } else if !root {
         Err("these tests make device nodes and owned files: run them as root (CI does)".into())
+    } else if !Path::new("/dev/fuse").exists()
+        && !std::process::Command::new("modprobe")
+            .arg("fuse")
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        Err("/dev/fuse is missing: run `modprobe fuse` as root (lklfuse's tests need it)".into())
     } else {
         full_tree(&env.full).and_then(|()| vfat_tree(&env.vfat))
     };

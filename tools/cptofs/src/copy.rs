@@ -53,6 +53,13 @@ pub struct Settings {
     pub chmod_always: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// The image's `(st_dev, st_ino)` on the host when the source side is
+    /// the host (cptofs): a source that is the image is not copied into
+    /// itself.
+    pub image_in_src: Option<(u64, u64)>,
+    /// The same when the destination side is the host (cpfromfs): a
+    /// destination that is the image is never replaced.
+    pub image_in_dst: Option<(u64, u64)>,
 }
 
 /// Copies plans from `S` to `D`.
@@ -220,6 +227,15 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
         dirs: &mut Vec<Item>,
     ) -> OpResult<()> {
         let m = &item.meta;
+        if self.set.image_in_src == Some(m.id) && m.kind != FileKind::Dir {
+            return Err(OpError {
+                errno: libc::EINVAL,
+                msg: format!(
+                    "{}: is the image itself; not copied into itself",
+                    item.src.display()
+                ),
+            });
+        }
         if m.kind != FileKind::Dir && m.nlink > 1 {
             if let Some(first) = self.links.get(&m.id) {
                 let first = first.clone();
@@ -264,9 +280,17 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
         }
     }
 
-    /// Removes a non-directory in the way (as cp does when it overwrites).
+    /// Removes a non-directory in the way (as cp does when it overwrites),
+    /// unless it is the image being read.
     fn replace(&self, dst: &Path) -> OpResult<()> {
         match self.dst.lstat(dst) {
+            Ok(m) if self.set.image_in_dst == Some(m.id) => Err(OpError {
+                errno: libc::EINVAL,
+                msg: format!(
+                    "{}: is the image being read; not overwritten (copy to another directory)",
+                    dst.display()
+                ),
+            }),
             Ok(m) if m.kind != FileKind::Dir => self.dst.unlink(dst),
             _ => Ok(()),
         }

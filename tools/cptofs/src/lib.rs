@@ -269,6 +269,14 @@ fn run(mode: Mode, args: &Args) -> Result<usize> {
             ),
         }
     }
+    // The image as the host knows it: never copied into itself, never
+    // overwritten by a copy out of it.
+    let image_id = lkl_fs::host::FileId::of(&image).map(|i| i.dev_ino());
+    if mode == Mode::FromFs {
+        // Before any thread: a termination signal removes the file being
+        // written (the image is only read, so exiting at once is safe).
+        lkl_fs::host::on_signals_remove_partial("cpfromfs").context("cannot watch for signals")?;
+    }
     let mut opts = if mode == Mode::ToFs {
         MountOptions::read_write(&image)
     } else {
@@ -304,6 +312,8 @@ fn run(mode: Mode, args: &Args) -> Result<usize> {
         created_as: if mode == Mode::ToFs { (0, 0) } else { me },
         chmod_always: mode == Mode::FromFs,
         progress,
+        image_in_src: image_id.filter(|_| mode == Mode::ToFs),
+        image_in_dst: image_id.filter(|_| mode == Mode::FromFs),
     };
     let errors = match mode {
         Mode::ToFs => {

@@ -156,6 +156,9 @@ fn ts(sec: i64, nsec: i64) -> Timespec {
 pub struct HostFile {
     file: File,
     path: std::path::PathBuf,
+    /// A file being written: removed if a termination signal comes before
+    /// it is closed (cpfromfs).
+    _partial: Option<lkl_fs::host::Partial>,
 }
 
 fn host_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
@@ -257,6 +260,7 @@ impl Side for Host {
         Ok(HostFile {
             file,
             path: p.to_path_buf(),
+            _partial: None,
         })
     }
 
@@ -278,17 +282,20 @@ impl Side for Host {
     }
 
     fn create(&self, p: &Path, perm: u32) -> OpResult<HostFile> {
-        let file = File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(perm & 0o777)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(p)
-            .map_err(host_err("create", p))?;
+        let (file, partial) = lkl_fs::host::Partial::create(p, |p| {
+            File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(perm & 0o777)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(p)
+        })
+        .map_err(host_err("create", p))?;
         Ok(HostFile {
             file,
             path: p.to_path_buf(),
+            _partial: Some(partial),
         })
     }
 

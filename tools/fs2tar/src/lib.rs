@@ -8,7 +8,9 @@
 //! sparse files (GNU sparse 1.0). Sockets cannot be stored in a tar
 //! archive: they are skipped with a warning, as GNU tar does. The archive
 //! is written to `OUT.tmp` and renamed to `OUT` once complete; on any
-//! error the temporary file is removed and nothing is left.
+//! error, and on SIGINT, SIGTERM or SIGHUP (exit status 128 + the
+//! signal), the temporary file is removed and nothing is left. An output
+//! (or temporary, or contexts file) that is the image itself is refused.
 //!
 //! The program is [`main_cli`]; `src/main.rs` only calls it (so that the
 //! end-to-end tests can build it under a name of their own).
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use lkl_fs::{ops, FileKind, MountOptions, Mounted, ReadAhead, Stat};
+use lkl_fs::{host, ops, FileKind, MountOptions, Mounted, ReadAhead, Stat};
 
 /// Write a pax tar archive of the whole file system in IMAGE (mounted
 /// read-only through LKL, the Linux kernel as a library; nothing is
@@ -64,6 +66,11 @@ struct Args {
 /// The whole program: parses the command line, writes the archive.
 pub fn main_cli() -> ExitCode {
     let args = Args::parse();
+    // Before any thread: a termination signal removes OUT.tmp.
+    if let Err(e) = host::on_signals_remove_partial("fs2tar") {
+        eprintln!("fs2tar: cannot watch for signals: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(warnings) => {
             if warnings > 0 {
@@ -78,18 +85,69 @@ pub fn main_cli() -> ExitCode {
     }
 }
 
-/// A temporary output file, removed unless kept.
+/// The temporary archive: removed unless renamed to its final name
+/// (and by the signal thread if a termination signal comes first).
 struct TempOut {
-    path: PathBuf,
-    keep: bool,
+    partial: Option<host::Partial>,
+}
+
+impl TempOut {
+    fn path(&self) -> &Path {
+        self.partial.as_ref().map_or(Path::new(""), |p| p.path())
+    }
+
+    fn rename_to(mut self, to: &Path) -> Result<()> {
+        let p = self.partial.take().expect("renamed once");
+        let from = p.path().to_path_buf();
+        p.rename_to(to)
+            .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))
+    }
 }
 
 impl Drop for TempOut {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
+        if let Some(p) = self.partial.take() {
+            let _ = std::fs::remove_file(p.path());
         }
     }
+}
+
+/// A writer whose errors name the file written (no space left, ...).
+struct Named<W> {
+    inner: W,
+    path: PathBuf,
+}
+
+impl<W> Named<W> {
+    fn err(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot write {}: {e}", self.path.display()),
+        )
+    }
+}
+
+impl<W: Write> Write for Named<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.err(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().map_err(|e| self.err(e))
+    }
+}
+
+/// Refuses an output that is the image itself (through any path, hard
+/// link or symlink): writing it would destroy what is being read.
+fn refuse_image_as_output(image: &Path, what: &str, out: &Path) -> Result<()> {
+    if host::same_file(image, out) {
+        bail!(
+            "{what} {} is the image {} itself: writing it would destroy the image; give another file",
+            out.display(),
+            image.display()
+        );
+    }
+    Ok(())
 }
 
 fn run(args: &Args) -> Result<usize> {
@@ -99,12 +157,25 @@ fn run(args: &Args) -> Result<usize> {
             args.out.display()
         );
     }
+    // The archive is written beside OUT and renamed over it: a fifo or a
+    // device there (`/dev/null` as root) would be replaced by a file.
+    if let Ok(m) = std::fs::metadata(&args.out) {
+        if !m.is_file() {
+            bail!(
+                "{} is not a regular file: fs2tar writes the archive to a new file and renames \
+                 it to OUT; give a file name",
+                args.out.display()
+            );
+        }
+    }
     let mut tmp_name = args.out.clone().into_os_string();
     tmp_name.push(".tmp");
-    let tmp = TempOut {
-        path: PathBuf::from(tmp_name),
-        keep: false,
-    };
+    let tmp_path = PathBuf::from(tmp_name);
+    refuse_image_as_output(&args.image, "the output", &args.out)?;
+    refuse_image_as_output(&args.image, "the temporary output", &tmp_path)?;
+    if let Some(c) = &args.contexts {
+        refuse_image_as_output(&args.image, "the SELinux contexts file", c)?;
+    }
     let mut opts = MountOptions::read_only(&args.image);
     opts.fstype = args.fstype.clone();
     opts.partition = args.partition;
@@ -113,12 +184,25 @@ fn run(args: &Args) -> Result<usize> {
     // The process exits right after: no need to wait on the halt.
     opts.halt = false;
     let mounted = Mounted::open(&opts)?;
-    let file = std::fs::File::create(&tmp.path)
-        .with_context(|| format!("cannot create {}", tmp.path.display()))?;
+    // A stale OUT.tmp (not the image: checked above) is replaced; the new
+    // one is made with O_EXCL, so no existing file is ever truncated.
+    let _ = std::fs::remove_file(&tmp_path);
+    let (file, partial) = host::Partial::create(&tmp_path, |p| {
+        std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(p)
+    })
+    .with_context(|| format!("cannot create {}", tmp_path.display()))?;
+    let tmp = TempOut {
+        partial: Some(partial),
+    };
     let contexts = match &args.contexts {
-        Some(p) => Some(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
+        Some(p) => Some(BufWriter::new(Named {
+            inner: std::fs::File::create(p)
+                .with_context(|| format!("cannot create {}", p.display()))?,
+            path: p.clone(),
+        })),
         None => None,
     };
     let mut walk = Walk {
@@ -132,29 +216,20 @@ fn run(args: &Args) -> Result<usize> {
     let root = mounted.path().to_path_buf();
     walk.collect(&root, b".", &ops::lstat(&root)?)?;
     if let Some(c) = &mut walk.contexts {
-        c.flush()
-            .context("cannot write the SELinux contexts file")?;
+        c.flush()?;
     }
-    let tar = pax::Writer::new(BufWriter::with_capacity(1 << 20, file));
-    let out = write_members(tar, &walk.members)?
-        .finish()
-        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
+    let named = Named {
+        inner: file,
+        path: tmp.path().to_path_buf(),
+    };
+    let tar = pax::Writer::new(BufWriter::with_capacity(1 << 20, named));
+    let out = write_members(tar, &walk.members)?.finish()?;
     // Atomic for readers (the rename), not fsynced: like GNU tar, the
     // archive reaches the disk when the host writes it back.
-    out.into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", tmp.path.display()))?;
+    out.into_inner().map_err(|e| e.into_error())?;
     let warnings = walk.warnings;
     mounted.close()?;
-    std::fs::rename(&tmp.path, &args.out).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            tmp.path.display(),
-            args.out.display()
-        )
-    })?;
-    let mut tmp = tmp;
-    tmp.keep = true;
+    tmp.rename_to(&args.out)?;
     Ok(warnings)
 }
 
@@ -192,7 +267,7 @@ struct Walk {
     selinux: bool,
     /// Store it in the archive.
     keep_selinux: bool,
-    contexts: Option<BufWriter<std::fs::File>>,
+    contexts: Option<BufWriter<Named<std::fs::File>>>,
     warnings: usize,
     members: Vec<Member>,
 }

@@ -94,13 +94,29 @@ struct Plan {
     image: PathBuf,
     mountpoint: PathBuf,
     opts: Options,
+    /// The `-o log=` file, opened (so a bad path fails before the image
+    /// is touched).
+    log: Option<std::fs::File>,
     read_only: bool,
     threads: usize,
     debug: bool,
 }
 
+/// Checks everything it can before the image is opened: the options, the
+/// mount point (an existing directory, not above the image), the image's
+/// type (a fifo, socket or character device is refused before any read),
+/// the kernel's memory against the host's, the log file (opened here;
+/// never the image).
 fn plan(cli: Cli) -> Result<Plan> {
     let opts = Options::parse(&cli.options)?;
+    let host_mb = host_memory_mb();
+    if host_mb > 0 && opts.mb > host_mb {
+        bail!(
+            "-o mb={} is too large: this host has {host_mb} MiB of memory (the default is {})",
+            opts.mb,
+            options::DEFAULT_MB
+        );
+    }
     let meta = std::fs::metadata(&cli.mountpoint)
         .with_context(|| format!("mount point {}", cli.mountpoint.display()))?;
     if !meta.is_dir() {
@@ -111,12 +127,43 @@ fn plan(cli: Cli) -> Result<Plan> {
     }
     let image_meta =
         std::fs::metadata(&cli.image).with_context(|| format!("image {}", cli.image.display()))?;
-    if image_meta.is_dir() {
-        bail!(
-            "image {} is a directory: give an image file or a block device",
-            cli.image.display()
-        );
+    lkl::check_image_type(&cli.image, &image_meta)?;
+    // An image under the mount point would be hidden by the mount, and
+    // reaching it by its path would go through the mount itself.
+    if let (Ok(img), Ok(mnt)) = (
+        std::fs::canonicalize(&cli.image),
+        std::fs::canonicalize(&cli.mountpoint),
+    ) {
+        if img.starts_with(&mnt) {
+            bail!(
+                "image {} is under the mount point {}: the mount would hide it; choose a mount \
+                 point outside the image's directory",
+                cli.image.display(),
+                cli.mountpoint.display()
+            );
+        }
     }
+    let log = match &opts.log {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("-o log={}: cannot open the log file", p.display()))?;
+            let id = f.metadata().map(|m| lkl_fs::host::FileId::from_meta(&m));
+            if let (Ok(id), Some(img)) = (id, lkl_fs::host::FileId::of(&cli.image)) {
+                if id.same(&img) {
+                    bail!(
+                        "-o log={} is the image {} itself: messages would be written into it",
+                        p.display(),
+                        cli.image.display()
+                    );
+                }
+            }
+            Some(f)
+        }
+        None => None,
+    };
     let mut read_only = opts.read_only;
     if !read_only && !writable(&cli.image) {
         eprintln!(
@@ -134,10 +181,22 @@ fn plan(cli: Cli) -> Result<Plan> {
         image: cli.image,
         mountpoint: cli.mountpoint,
         opts,
+        log,
         read_only,
         threads,
         debug: cli.debug,
     })
+}
+
+/// The host's memory in MiB (0 if unknown).
+fn host_memory_mb() -> u64 {
+    // SAFETY: sysinfo fills the zeroed struct it is given.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid sysinfo struct to write.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    (info.totalram as u64).saturating_mul(u64::from(info.mem_unit)) >> 20
 }
 
 /// Whether this process may open `path` for writing.
@@ -203,18 +262,14 @@ fn daemonize() -> Result<Ready> {
 }
 
 /// Points stdin, stdout and stderr at /dev/null (or the log file).
-fn detach_stdio(log: Option<&Path>) -> Result<()> {
+fn detach_stdio(log: Option<&std::fs::File>) -> Result<()> {
     let null = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/null")
         .context("/dev/null")?;
     let out = match log {
-        Some(p) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .with_context(|| format!("log file {}", p.display()))?,
+        Some(f) => f.try_clone().context("the log file")?,
         None => null.try_clone()?,
     };
     use std::os::fd::AsRawFd;
@@ -324,7 +379,7 @@ const HALT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An `lkl-fs` error in lklfuse's terms (its options, not fs2tar's).
 fn explain(e: lkl_fs::FsError) -> anyhow::Error {
-    use lkl_fs::{Errno, FsError};
+    use lkl_fs::FsError;
     let part = |p: Option<u32>| p.map(|p| format!(" partition {p}")).unwrap_or_default();
     match e {
         FsError::UnknownFs {
@@ -347,11 +402,14 @@ fn explain(e: lkl_fs::FsError) -> anyhow::Error {
             partition,
             fstype,
             errno,
-        } if matches!(errno, Errno::EINVAL | Errno::EIO | Errno(117)) => anyhow!(
-            "cannot mount {}{} as {fstype}: {errno} (the image is not this file system, or \
-             it is corrupt or truncated; -d shows the kernel's messages)",
+            options,
+            kernel,
+        } => anyhow!(
+            "cannot mount {}{} as {fstype}: {errno}{}{}",
             path.display(),
-            part(partition)
+            part(partition),
+            lkl_fs::said(&kernel),
+            lkl_fs::hint(errno, options.as_deref(), &kernel, "-d")
         ),
         e => e.into(),
     }
@@ -382,7 +440,21 @@ fn serve(
         handles: Default::default(),
     });
     shared.nodes.set_root(root, st.st_dev, st.st_ino);
+    let served = serve_nodes(plan, mounted, set, ready, &shared);
+    // Whatever happened, nothing stays open inside LKL: the unmount that
+    // follows must find the file system unused.
+    shared.close_all();
+    served
+}
 
+/// The FUSE session over `shared`'s nodes, until it ends.
+fn serve_nodes(
+    plan: &Plan,
+    mounted: &lkl_fs::Mounted,
+    set: libc::sigset_t,
+    ready: &mut Ready,
+    shared: &Arc<Shared>,
+) -> Result<()> {
     let mut mount = vec![
         MountOption::FSName(plan.image.display().to_string()),
         MountOption::Subtype(format!("lklfuse.{}", mounted.fstype())),
@@ -418,13 +490,14 @@ fn serve(
         .max_nodes
         .unwrap_or((plan.opts.mb as usize).saturating_mul(128));
     let trimmer = Trimmer::start(shared.clone(), session.notifier(), max_nodes);
-    ready.send("ok");
-    if plan.opts.log.is_some() || ready_was_background() {
-        detach_stdio(plan.opts.log.as_deref())?;
-    }
-    let served = session.run().context("serving FUSE requests");
+    let served = (|| {
+        if plan.log.is_some() || ready_was_background() {
+            detach_stdio(plan.log.as_ref())?;
+        }
+        ready.send("ok");
+        session.run().context("serving FUSE requests")
+    })();
     trimmer.stop();
-    shared.close_all();
     served
 }
 

@@ -18,6 +18,10 @@ use fuser::MountOption;
 /// and 512 MiB alike).
 pub const DEFAULT_MB: u64 = 256;
 
+/// The most `mb=` may ask for (1 TiB); lklfuse also refuses more than the
+/// host's memory.
+pub const MAX_MB: u64 = 1 << 20;
+
 /// What `-o` asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
@@ -216,8 +220,16 @@ impl Options {
                 let n: u64 = need(&value)?
                     .parse()
                     .map_err(|_| bad("a whole number of MiB"))?;
-                if !(16..=1 << 20).contains(&n) {
-                    return Err(bad("the kernel needs 16 MiB at least (default 256)"));
+                if n < 16 {
+                    return Err(bad(
+                        "too small: the kernel needs 16 MiB at least (default 256)",
+                    ));
+                }
+                if n > MAX_MB {
+                    return Err(bad(&format!(
+                        "too large: at most {MAX_MB} MiB (1 TiB), and no more than the host's \
+                         memory (default 256)"
+                    )));
                 }
                 self.mb = n;
             }
@@ -328,7 +340,8 @@ mod tests {
         );
         assert!(e("part=0").contains("part=0"));
         assert!(e("part=x").contains("partition number"));
-        assert!(e("mb=2").contains("16 MiB"));
+        assert!(e("mb=2").contains("too small: the kernel needs 16 MiB"));
+        assert!(e("mb=99999999").contains("too large: at most 1048576 MiB"));
         assert!(e("type=").contains("value is required"));
         assert!(e("type=ext4;rm").contains("letters"));
         assert!(e("ro=1").contains("no value"));
