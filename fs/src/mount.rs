@@ -118,7 +118,7 @@ impl Mounted {
             lkl::boot(&boot)?
         } else {
             // The banner is printed before `loglevel=` is read.
-            quiet_stderr(|| lkl::boot(&boot))?
+            lkl::console::quiet(|| lkl::boot(&boot))?
         };
         let mut m = Mounted {
             kernel: Some(kernel),
@@ -317,29 +317,6 @@ fn kernel_log_since(from: usize) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .take(8)
         .collect()
-}
-
-/// Runs `f` with stderr (descriptor 2) sent to `/dev/null`, then restores
-/// it; if that cannot be arranged, `f` runs with stderr as it is.
-fn quiet_stderr<T>(f: impl FnOnce() -> T) -> T {
-    let Ok(null) = std::fs::File::options().write(true).open("/dev/null") else {
-        return f();
-    };
-    // SAFETY: F_DUPFD_CLOEXEC on descriptor 2 only makes a new descriptor.
-    let saved = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3) };
-    if saved < 0 {
-        return f();
-    }
-    // SAFETY: `null` is open for as long as this call; dup2 swaps what
-    // descriptor 2 refers to, atomically.
-    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 2) };
-    let out = f();
-    // SAFETY: `saved` is the original stderr, put back and then closed.
-    unsafe {
-        libc::dup2(saved, 2);
-        libc::close(saved);
-    }
-    out
 }
 
 /// Sets the read-ahead of disk `id`'s queue, in KiB.

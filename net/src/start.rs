@@ -128,7 +128,7 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         lkl::boot(&opts)
     } else {
         // Quiet, but a failed boot shows what the kernel said.
-        let (booted, log) = host::capture_stderr(|| lkl::boot(&opts));
+        let (booted, log) = lkl::console::capture(|| lkl::boot(&opts));
         if booted.is_err() {
             use std::io::Write;
             let _ = std::io::stderr().write_all(&log);

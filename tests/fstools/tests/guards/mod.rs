@@ -652,7 +652,7 @@ pub fn fuzz_command_lines(env: &Env) -> Outcome {
     while start.elapsed() < Duration::from_secs(secs) {
         let (prog, base) = &seeds[runs % seeds.len()];
         let mut args = base.clone();
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             // Entirely random.
             args = (0..rng.next() % 7)
                 .map(|_| pool[(rng.next() as usize) % pool.len()].clone())
