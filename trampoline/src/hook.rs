@@ -176,6 +176,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     let (r, target) = backend.call(nr, args);
     if nr == NR_FORK && r == 0 {
         crate::FORKED.store(1, Ordering::Relaxed);
+        crate::stack::forked();
         crate::sud::reenable_in_child();
     }
     if (nr == NR_MMAP || nr == NR_MPROTECT)

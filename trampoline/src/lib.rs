@@ -21,6 +21,7 @@ pub mod guard;
 mod hook;
 pub mod names;
 pub mod sled;
+pub mod stack;
 pub mod sud;
 pub mod trace;
 
@@ -229,6 +230,8 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         return Err(Error::AlreadyInstalled);
     }
     entry_x86_64::init_xsave_size()?;
+    // Before the sled is built: it picks the entry stub (see `stack`).
+    stack::init();
     // The hook decodes code mapped later; the decoder's tables must exist before then,
     // since building them allocates (see `rewriter::warm_up`).
     rewriter::warm_up();
