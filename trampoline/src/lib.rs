@@ -54,6 +54,9 @@ pub enum Error {
     /// Installing the SIGSYS handler failed.
     #[error("rt_sigaction(SIGSYS) failed with errno {0}")]
     Sigaction(i32),
+    /// No address below 2 GiB was free for the sled's jump pad.
+    #[error("cannot map the sled's jump pad below 2 GiB: every candidate address is taken")]
+    Pad,
     /// `install` was called twice.
     #[error("the trampoline is already installed")]
     AlreadyInstalled,
@@ -239,6 +242,7 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         guard::enable()?;
     } else {
         map_page0()?;
+        guard::own_segv()?;
     }
     EXEC_ONLY.store(options.null_guard || pkeys_available(), Ordering::Relaxed);
 
@@ -257,9 +261,11 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
             && (options.rewrite_new_code || options.reexec.is_some()))
             || (matches!(nr, 89 | 267) && options.program.is_some())
             || nr == 57
+            // rt_sigaction(SIGSEGV): SIGSEGV is ours (see `guard::own_segv`).
+            || nr == 13
             // mmap/mprotect/munmap/mremap must not touch the sled page.
             || (!options.null_guard && matches!(nr, 9 | 10 | 11 | 25))
-            || (options.null_guard && matches!(nr, 13 | 14 | 130 | 270 | 271 | 281 | 441));
+            || (options.null_guard && matches!(nr, 13 | 14 | 130 | 131 | 270 | 271 | 281 | 441));
         let route = if every && (nr <= sled::MAX_NR) {
             1
         } else if special {
@@ -306,8 +312,8 @@ fn map_page0() -> Result<(), Error> {
     if r != 0 {
         return Err(Error::MapZero(if r < 0 { -r as i32 } else { 0 }));
     }
-    let sled = sled::build(entry_address());
-    write_page0(&sled);
+    let sled = map_pad()?;
+    write_page0(&sled.page);
     // With protection keys the kernel turns a PROT_EXEC-only mapping into an
     // execute-only one; without them x86 makes it readable too.
     // SAFETY: reprotecting our own page 0.
@@ -318,9 +324,49 @@ fn map_page0() -> Result<(), Error> {
     Ok(())
 }
 
+/// Maps the sled's jump pad at the first free candidate address (see [`sled`]) and
+/// returns the sled that jumps there.
+fn map_pad() -> Result<sled::Sled, Error> {
+    const MAP_PRIVATE: u64 = 0x02;
+    const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+    const MAP_ANONYMOUS: u64 = 0x20;
+    for c in sled::candidates() {
+        let Some(s) = sled::build(c) else { continue };
+        let (a, b) = s.pad_range();
+        // SAFETY: a fresh anonymous mapping that cannot replace anything (NOREPLACE).
+        let r = unsafe {
+            syscall6(
+                9,
+                [
+                    a,
+                    b - a,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                    u64::MAX,
+                    0,
+                ],
+            )
+        };
+        if r != a as i64 {
+            if r >= 0 {
+                // SAFETY: an old kernel put it elsewhere: ours to unmap.
+                unsafe { syscall6(11, [r as u64, b - a, 0, 0, 0, 0]) };
+            }
+            continue;
+        }
+        let pad = s.pad(entry_address());
+        // SAFETY: [a, b) is our fresh read-write mapping, `pad` is b - a bytes.
+        unsafe { core::ptr::copy_nonoverlapping(pad.as_ptr(), a as *mut u8, pad.len()) };
+        // SAFETY: reprotecting our own pad.
+        unsafe { syscall6(10, [a, b - a, PROT_READ | PROT_EXEC, 0, 0, 0]) };
+        return Ok(s);
+    }
+    Err(Error::Pad)
+}
+
 /// Routes the calls the NULL guard must see through the hook (signal masks).
 pub(crate) fn route_guard_calls() {
-    for nr in [13usize, 14, 130, 270, 271, 281, 441] {
+    for nr in [13usize, 14, 130, 131, 270, 271, 281, 441] {
         entry_x86_64::ROUTE[nr].store(1, Ordering::Relaxed);
     }
 }

@@ -31,6 +31,8 @@ use crate::syscall6;
 
 /// Size of each interposer stack.
 pub const STACK_SIZE: u64 = 256 << 10;
+/// Size of each thread's signal stack for the NULL guard's SIGSEGV entries.
+pub const ALT_SIZE: u64 = 64 << 10;
 const PAGE: u64 = 4096;
 /// Most blocks at once (threads that took the hook path and may still live).
 const MAX_BLOCKS: usize = 16384;
@@ -53,6 +55,10 @@ pub(crate) struct Block {
     pub(crate) pid: AtomicU64,
     /// The owner thread; 0: unknown (a fork child's copy), never reclaimed.
     pub(crate) tid: AtomicU64,
+    /// Lowest address of the block's signal stack ([`ALT_SIZE`] bytes).
+    pub(crate) alt: AtomicU64,
+    /// 1 once the NULL guard made sure this thread has a signal stack.
+    pub(crate) alt_checked: AtomicU64,
 }
 
 /// Offsets of [`Block`]'s fields, for the stub.
@@ -125,6 +131,29 @@ fn gs_base() -> u64 {
     v
 }
 
+/// Sets the `%fs` base (FSGSBASE only; see [`enabled`]).
+pub(crate) fn set_fs_base(v: u64) {
+    // SAFETY: wrfsbase changes only this thread's FS base; the caller puts it back.
+    unsafe { core::arch::asm!("wrfsbase {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+/// In a fault handler: when the thread wears one of our libc's thread blocks (a backend
+/// lent it one for a call, see `crate::alloc::in_our_world`), (its block owner's `%fs`
+/// base, the current one).
+pub(crate) fn owner_fs_if_lent() -> Option<(u64, u64)> {
+    if !enabled() {
+        return None;
+    }
+    let g = gs_base();
+    if g == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero %gs base is a block header (only we set it).
+    let nowner = unsafe { block(g) }.nowner.load(Ordering::Relaxed);
+    let (fs, prog) = (fs_base(), nowner.wrapping_neg());
+    (nowner != 1 && fs != prog && crate::alloc::in_our_world()).then_some((prog, fs))
+}
+
 fn set_gs_base(v: u64) {
     // SAFETY: wrgsbase changes only this thread's GS base, which nothing but the stub
     // reads (see the module doc).
@@ -188,6 +217,7 @@ fn reclaim(n: usize) -> Option<u64> {
         if tid != 0 && unsafe { syscall6(234, [pid, tid, 0, 0, 0, 0]) } == -3 {
             CURSOR.store(i + 1, Ordering::Relaxed);
             b.saved.store(0, Ordering::Relaxed);
+            b.alt_checked.store(0, Ordering::Relaxed);
             return Some(a);
         }
     }
@@ -195,7 +225,8 @@ fn reclaim(n: usize) -> Option<u64> {
     None
 }
 
-/// Maps a new block: a guard page, the stack, the header at its top.
+/// Maps a new block: a guard page, the signal stack, a guard page, the stack, the
+/// header at its top.
 fn map_block() -> Option<u64> {
     let n = NBLOCKS.load(Ordering::Relaxed);
     if n >= MAX_BLOCKS {
@@ -204,7 +235,7 @@ fn map_block() -> Option<u64> {
     const MAP_PRIVATE: u64 = 0x02;
     const MAP_ANONYMOUS: u64 = 0x20;
     const MAP_NORESERVE: u64 = 0x4000;
-    let len = STACK_SIZE + 2 * PAGE;
+    let len = ALT_SIZE + STACK_SIZE + 3 * PAGE;
     // SAFETY: a fresh anonymous mapping.
     let base = unsafe {
         syscall6(
@@ -223,13 +254,18 @@ fn map_block() -> Option<u64> {
         return None;
     }
     let base = base as u64;
-    // SAFETY: the guard page at the bottom of our own fresh mapping.
-    unsafe { syscall6(10, [base, PAGE, 0, 0, 0, 0]) };
+    // SAFETY: the guard pages below the signal stack and the stack, in our own fresh
+    // mapping.
+    unsafe {
+        syscall6(10, [base, PAGE, 0, 0, 0, 0]);
+        syscall6(10, [base + PAGE + ALT_SIZE, PAGE, 0, 0, 0, 0]);
+    }
     let header = base + len - PAGE;
     // SAFETY: the header page of our own fresh mapping, zero-filled.
     let b = unsafe { block(header) };
     b.top.store(header, Ordering::Relaxed);
-    b.lo.store(base + PAGE, Ordering::Relaxed);
+    b.lo.store(base + 2 * PAGE + ALT_SIZE, Ordering::Relaxed);
+    b.alt.store(base + PAGE, Ordering::Relaxed);
     BLOCKS[n].store(header, Ordering::Relaxed);
     NBLOCKS.store(n + 1, Ordering::Relaxed);
     MAPPED.fetch_add(1, Ordering::Relaxed);
@@ -248,4 +284,145 @@ pub(crate) fn forked() {
         // SAFETY: a non-zero %gs base is a block header (only we set it).
         unsafe { block(g) }.tid.store(0, Ordering::Relaxed);
     }
+}
+
+/// This thread's block, if it has one (`%gs` base set and owned by this `%fs` base).
+fn current() -> Option<&'static Block> {
+    if !enabled() {
+        return None;
+    }
+    let g = gs_base();
+    if g == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero %gs base is a block header (only we set it).
+    let b = unsafe { block(g) };
+    (b.nowner.load(Ordering::Relaxed).wrapping_add(fs_base()) == 0).then_some(b)
+}
+
+/// `stack_t` of `sigaltstack`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SigStack {
+    sp: u64,
+    flags: i32,
+    size: u64,
+}
+const SS_ONSTACK: i32 = 1;
+const SS_DISABLE: i32 = 2;
+
+fn sigaltstack(new: Option<&SigStack>, old: Option<&mut SigStack>) -> i64 {
+    let n = new.map_or(0, |s| s as *const SigStack as u64);
+    let o = old.map_or(0, |s| s as *mut SigStack as u64);
+    // SAFETY: sigaltstack with our own stack_t buffers.
+    unsafe { syscall6(131, [n, o, 0, 0, 0, 0]) }
+}
+
+/// NULL guard: every syscall enters through a SIGSEGV, whose frame (kilobytes, with
+/// the vector state) the kernel writes on the thread's signal stack if it has one, else
+/// below the program's rsp. So the SIGSEGV handler gives each thread without one the
+/// signal stack of its block, once (attaching a block first if needed). The program's
+/// own `sigaltstack` calls are served by [`program_sigaltstack`].
+///
+/// # Safety
+/// `uc` must be the `ucontext_t` of the running SIGSEGV handler: its `uc_stack` is what
+/// `rt_sigreturn` puts back, so ours goes there too.
+pub(crate) unsafe fn ensure_signal_stack(uc: *mut u8) {
+    if !enabled() || current().is_some_and(|b| b.alt_checked.load(Ordering::Relaxed) != 0) {
+        return;
+    }
+    let all = !0u64;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own words.
+    unsafe {
+        syscall6(
+            14,
+            [
+                0,
+                &all as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    while ATTACH_LOCK.swap(1, Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    let attached = current().is_some() || attach() == 0;
+    ATTACH_LOCK.store(0, Ordering::Release);
+    if let Some(b) = current().filter(|_| attached) {
+        let mut cur = SigStack::default();
+        sigaltstack(None, Some(&mut cur));
+        if cur.flags & SS_DISABLE != 0 {
+            let ours = SigStack {
+                sp: b.alt.load(Ordering::Relaxed),
+                flags: 0,
+                size: ALT_SIZE,
+            };
+            if sigaltstack(Some(&ours), None) == 0 {
+                // SAFETY: uc_stack is at offset 16 of the handler's ucontext_t.
+                unsafe { core::ptr::write_unaligned(uc.add(16) as *mut SigStack, ours) };
+            }
+        }
+        b.alt_checked.store(1, Ordering::Relaxed);
+    }
+    // SAFETY: rt_sigprocmask(SIG_SETMASK, &old, NULL, 8).
+    unsafe { syscall6(14, [2, &old as *const u64 as u64, 0, 8, 0, 0]) };
+}
+
+/// `sigaltstack(ss, old_ss)` by the program under the NULL guard: our signal stack
+/// (see [`ensure_signal_stack`]) is reported as none, a program's stack replaces it,
+/// and disabling the program's puts ours back.
+pub(crate) fn program_sigaltstack(ss: u64, old: u64) -> i64 {
+    let Some(b) = current() else {
+        // SAFETY: the program's own call.
+        return unsafe { syscall6(131, [ss, old, 0, 0, 0, 0]) };
+    };
+    let ours = SigStack {
+        sp: b.alt.load(Ordering::Relaxed),
+        flags: 0,
+        size: ALT_SIZE,
+    };
+    let mut cur = SigStack::default();
+    let r = sigaltstack(None, Some(&mut cur));
+    if r < 0 {
+        return r;
+    }
+    let cur_ours = cur.flags & SS_DISABLE == 0 && cur.sp == ours.sp;
+    if ss != 0 {
+        // SAFETY: the program passed a stack_t.
+        let new = unsafe { core::ptr::read_unaligned(ss as *const SigStack) };
+        let r = if new.flags & SS_DISABLE != 0 {
+            if cur.flags & SS_ONSTACK != 0 {
+                return -1; // EPERM: on that stack now, as the kernel answers
+            }
+            if cur_ours {
+                0
+            } else {
+                sigaltstack(Some(&ours), None)
+            }
+        } else {
+            // SAFETY: the program's own stack_t.
+            unsafe { syscall6(131, [ss, 0, 0, 0, 0, 0]) }
+        };
+        if r < 0 {
+            return r;
+        }
+    }
+    if old != 0 {
+        let report = if cur_ours {
+            SigStack {
+                sp: 0,
+                flags: SS_DISABLE | (cur.flags & SS_ONSTACK),
+                size: 0,
+            }
+        } else {
+            cur
+        };
+        // SAFETY: the program passed a stack_t to fill.
+        unsafe { core::ptr::write_unaligned(old as *mut SigStack, report) };
+    }
+    0
 }

@@ -67,7 +67,11 @@ fn goroutines_growing_stacks_then_exec() {
 
 #[test]
 fn goroutines_under_trace() {
-    repeat(&["--trace=/dev/null"], &go_build("goroutines"), "goroutines ok 8");
+    repeat(
+        &["--trace=/dev/null"],
+        &go_build("goroutines"),
+        "goroutines ok 8",
+    );
 }
 
 #[test]
@@ -77,7 +81,11 @@ fn goroutines_under_count() {
 
 #[test]
 fn goroutines_under_null_guard() {
-    repeat(&["--null-guard"], &go_build("goroutines"), "goroutines ok 8");
+    repeat(
+        &["--null-guard"],
+        &go_build("goroutines"),
+        "goroutines ok 8",
+    );
 }
 
 #[test]

@@ -73,7 +73,12 @@ fn signal_handlers_nest_inside_the_hook() {
 
 #[test]
 fn mmap_with_1k_of_stack_left() {
-    for opts in [&[][..], &["--trace=/dev/null"], &["--count"], &["--null-guard"]] {
+    for opts in [
+        &[][..],
+        &["--trace=/dev/null"],
+        &["--count"],
+        &["--null-guard"],
+    ] {
         used(opts, "lowstack");
     }
 }

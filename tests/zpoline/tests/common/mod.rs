@@ -53,7 +53,9 @@ pub fn gcc(name: &str, flags: &[&str]) -> PathBuf {
     if out.exists() {
         return out;
     }
-    let tmp = out.with_extension("tmp");
+    // Per thread: tests running in parallel may build the same program.
+    let tmp = out
+        .with_extension(format!("tmp-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
     let st = Command::new("gcc")
         .arg("-O2")
         .arg("-o")
