@@ -19,6 +19,8 @@ PACKAGES=(
 	fuse3 libfuse3-dev pkg-config attr e2tools fuse2fs
 	# the networking and zpoline tests: real peers and programs
 	iputils-ping iperf3 dnsmasq-base socat netcat-openbsd
+	# the zpoline tests' Go programs (goroutine stacks, go build, net/http over LKL)
+	golang-go
 )
 
 need=()
