@@ -8,7 +8,8 @@
 //! - After that, a rewritten site (`call *%rax`) enters the stub, which either does the
 //!   syscall itself (fast pass-through, no vector state touched) or calls the Rust hook.
 //! - The hook never allocates, never calls libc and never touches Rust thread-local
-//!   storage: it runs on the program's threads with the program's `%fs`.
+//!   storage: it runs on the program's threads with the program's `%fs`, on a
+//!   per-thread interposer stack of ours ([`stack`]), never on the program's stack.
 //! - The [`Backend`] decides what a syscall does and which numbers it must see
 //!   ([`Backend::route`]). [`Host`] passes everything to the host kernel; the LKL backend
 //!   (crate `zpoline-lkl`) sends sockets and their fds to LKL.

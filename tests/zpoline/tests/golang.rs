@@ -122,3 +122,26 @@ fn go_build_of_a_module() {
         assert_ok(&native(out.to_str().unwrap(), &[]), "goroutines ok 8");
     }
 }
+
+#[test]
+fn goroutines_under_the_lkl_backend() {
+    // lkl-run's default backend: LKL boots (loopback only) at the first socket call;
+    // os/exec's pipes and every other call pass by it.
+    setup();
+    let bin = go_build("goroutines");
+    for i in 0..RUNS {
+        let z = Command::new(lkl_run())
+            .args(["--zpoline", "--count"])
+            .arg(&bin)
+            .env_remove("LKL_HIJACK_CONFIG_FILE")
+            .current_dir(scratch())
+            .output()
+            .expect("running lkl-run");
+        let so = String::from_utf8_lossy(&z.stdout);
+        assert!(
+            z.status.success() && so.contains("goroutines ok 8"),
+            "run {i}: {:?} {so:?}",
+            z.status
+        );
+    }
+}
