@@ -6,7 +6,9 @@
  * How we get here: a rewritten site executed `call *%rax` (FF D0) with rax = syscall
  * number, landed in the sled at address rax, and the sled jumped to zpoline_entry (or
  * to zpoline_entry_in_place where the CPU lacks FSGSBASE); or the NULL guard's SIGSEGV
- * handler pointed rip at it.
+ * handler, or the Syscall User Dispatch SIGSYS handler (which pushes R itself), pointed
+ * rip at it. Numbers past the sled (fallen off page 0, or past it) are sent by the
+ * SIGSEGV handler to zp_raw_syscall, with the same contract.
  *
  * Contract on entry:
  *   (%rsp)          = R, the return address pushed by `call *%rax`. Its slot is the
@@ -27,7 +29,8 @@
  *   - Fast path: no stack beyond R.
  *   - Hook path: on the thread's own interposer stack (a block of stack.rs, found
  *     through the %gs base; its owner check is the thread's %fs base). The program's
- *     stack gets nothing beyond R. A nested entry (a signal handler that interrupted
+ *     stack gets nothing beyond R. The hook path is the fast dispatch plus eleven
+ *     instructions (owner test, claim, switch) and two on the way back. A nested entry (a signal handler that interrupted
  *     the hook) continues below the interrupted frame on the same interposer stack, or
  *     on the handler's own signal stack. The first entry of a thread (no block yet, or
  *     an inherited %gs base) attaches one: about 200 bytes of the program's stack

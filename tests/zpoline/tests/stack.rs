@@ -69,6 +69,13 @@ fn signal_handlers_nest_inside_the_hook() {
     for opts in [&[][..], &["--trace=/dev/null"], &["--count"]] {
         assert_eq!(used(opts, "nested"), 8, "{opts:?}");
     }
+    // Handlers on a sigaltstack interrupting a read blocked in the hook: their hooked
+    // getppid runs on that signal stack.
+    let bin = gcc("signals", &[]);
+    for opts in [&["--trace=/dev/null"][..], &["--count"]] {
+        let z = interposed(opts, bin.to_str().unwrap(), &[]);
+        assert_ok(&z, "signals ok many");
+    }
 }
 
 #[test]
