@@ -15,6 +15,13 @@
 //! a fault the kernel turns into death. So the hook owns SIGSEGV: `rt_sigaction(SIGSEGV)`
 //! is virtualised, SIGSEGV is removed from every mask the program asks to block
 //! (`rt_sigprocmask`, `sa_mask`), and our handler runs with `SA_NODEFER`.
+//!
+//! The handler is installed in every mode, not only this one ([`own_segv`]): a syscall
+//! number no sled entry serves (fallen off page 0, or past it: x32's `0x40000000|nr`)
+//! also makes a rewritten `call *%rax` fault, and the handler sends it to the stub's
+//! plain `syscall`, so the kernel answers `-ENOSYS`. Under the guard, the handler also
+//! gives each thread the signal stack of its interposer block (`crate::stack`), so the
+//! kernel's frames stay off the program's stack.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

@@ -139,7 +139,7 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
             }
         }
         NR_RT_SIGACTION if args[0] == SIGSEGV && crate::guard::owns_segv() => {
-            // SIGSEGV belongs to the NULL guard: record the program's action.
+            // SIGSEGV is ours (`guard::own_segv`): record the program's action.
             let r = crate::guard::sigaction(args[1], args[2]);
             trace::count(counts, nr, r);
             if let Some(fd) = opts.trace_fd {
