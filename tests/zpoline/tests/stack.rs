@@ -96,3 +96,22 @@ fn null_guard_entry_stays_off_the_program_stack() {
         used(&["--null-guard"], mode);
     }
 }
+
+#[test]
+fn a_raw_clone_the_interposer_did_not_see_gets_its_own_stack() {
+    // With --sud=never the JIT buffer's clone reaches the kernel unseen: the child
+    // inherits its creator's %gs base, and its own %fs (CLONE_SETTLS) makes the stub
+    // attach a block of its own. Under lazy SUD the clone enters the stub via SIGSYS.
+    let bin = gcc("rawclone", &["-fno-stack-protector"]);
+    for opts in [
+        &["--sud=never"][..],
+        &[],
+        &["--sud=never", "--count"],
+        &["--null-guard", "--sud=never"],
+    ] {
+        for _ in 0..3 {
+            let z = interposed(opts, bin.to_str().unwrap(), &[]);
+            assert_ok(&z, "rawclone ok");
+        }
+    }
+}
