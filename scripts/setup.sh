@@ -21,6 +21,8 @@ PACKAGES=(
 	iputils-ping iperf3 dnsmasq-base socat netcat-openbsd
 	# lkl-hijack.sh's file-capability check and its test (getcap, setcap; setpriv)
 	libcap2-bin util-linux
+	# the zpoline tests' Go programs (goroutine stacks, go build, net/http over LKL)
+	golang-go
 )
 
 need=()

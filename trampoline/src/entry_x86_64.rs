@@ -6,12 +6,13 @@ use core::sync::atomic::{AtomicU64, AtomicU8};
 /// Routing of each syscall number (see the `.S` file): 0 fast, 1 hook, 2 special, 3 hook
 /// when the fd in the first argument is marked in [`crate::FD_MARK`].
 pub(crate) static ROUTE: [AtomicU8; ROUTES] = [const { AtomicU8::new(0) }; ROUTES];
-/// Number of entries in [`ROUTE`]; the sled never yields a number past 512.
-pub(crate) const ROUTES: usize = 1024;
+/// Number of entries in [`ROUTE`]: the stub sees numbers below 4096 (page 0).
+pub(crate) const ROUTES: usize = 4096;
 /// Bytes the hook path reserves for XSAVE (CPUID.(EAX=0DH,ECX=0):EBX plus slack).
 pub(crate) static XSAVE_SIZE: AtomicU64 = AtomicU64::new(4096);
-/// The vfork slot table: 64 pairs of (rsp key, return address).
-pub(crate) static VFORK_SLOTS: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
+/// The vfork slot table: 64 entries of (rsp key, return address, the interposer
+/// block's saved word, a spill word).
+pub(crate) static VFORK_SLOTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
 /// Register frame built by the hook path. Field order is the push order reversed.
 #[repr(C)]
@@ -43,6 +44,17 @@ core::arch::global_asm!(
     hook = sym hook_trampoline,
     xsave_size = sym XSAVE_SIZE,
     slots = sym VFORK_SLOTS,
+    stacks_on = sym crate::stack::STACKS_ON,
+    attach = sym crate::stack::attach,
+    attach_lock = sym crate::stack::ATTACH_LOCK,
+    all_signals = sym crate::stack::ALL_SIGNALS,
+    boot_stack = sym crate::stack::BOOT_STACK,
+    boot_size = const crate::stack::BOOT_SIZE,
+    zb_saved = const crate::stack::ZB_SAVED,
+    zb_nowner = const crate::stack::ZB_NOWNER,
+    zb_top = const crate::stack::ZB_TOP,
+    zb_lo = const crate::stack::ZB_LO,
+    zb_tid = const crate::stack::ZB_TID,
     fd_mark = sym crate::FD_MARK,
     forked = sym crate::FORKED,
     sud_on = sym crate::sud::ENABLED,
@@ -55,13 +67,28 @@ core::arch::global_asm!(
 extern "C" {
     /// The entry stub. Not callable from Rust: only the sled jumps here.
     pub(crate) fn zpoline_entry();
+    /// The entry stub that keeps the hook on the caller's stack (no FSGSBASE).
+    pub(crate) fn zpoline_entry_in_place();
+    /// `syscall`, then return to the address at rsp (numbers past page 0).
+    pub(crate) fn zp_raw_syscall();
     /// `rt_sigreturn` restorer for our own signal handlers.
     pub(crate) fn zp_restore_rt();
 }
 
-/// Address of the entry stub.
+/// Address of the entry stub: the one that switches to the per-thread interposer
+/// stack when the CPU allows it (see [`crate::stack`]), else the one that stays on the
+/// caller's stack.
 pub fn entry_address() -> u64 {
-    zpoline_entry as *const () as usize as u64
+    if crate::stack::enabled() {
+        zpoline_entry as *const () as usize as u64
+    } else {
+        zpoline_entry_in_place as *const () as usize as u64
+    }
+}
+
+/// Address of the stub's plain `syscall; return` for numbers past page 0.
+pub(crate) fn raw_syscall_address() -> u64 {
+    zp_raw_syscall as *const () as usize as u64
 }
 
 /// Address of our signal restorer.

@@ -15,6 +15,13 @@
 //! a fault the kernel turns into death. So the hook owns SIGSEGV: `rt_sigaction(SIGSEGV)`
 //! is virtualised, SIGSEGV is removed from every mask the program asks to block
 //! (`rt_sigprocmask`, `sa_mask`), and our handler runs with `SA_NODEFER`.
+//!
+//! The handler is installed in every mode, not only this one ([`own_segv`]): a syscall
+//! number no sled entry serves (fallen off page 0, or past it: x32's `0x40000000|nr`)
+//! also makes a rewritten `call *%rax` fault, and the handler sends it to the stub's
+//! plain `syscall`, so the kernel answers `-ENOSYS`. Under the guard, the handler also
+//! gives each thread the signal stack of its interposer block (`crate::stack`), so the
+//! kernel's frames stay off the program's stack.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -28,10 +35,13 @@ const SA_ONSTACK: u64 = 0x0800_0000;
 const SA_RESTORER: u64 = 0x0400_0000;
 const SA_NODEFER: u64 = 0x4000_0000;
 const GREGS: usize = 40;
+const REG_RAX: usize = 13;
 const REG_RSP: usize = 15;
 const REG_RIP: usize = 16;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Our SIGSEGV handler is installed (in every mode, see [`own_segv`]).
+static OWNS: AtomicBool = AtomicBool::new(false);
 /// The program's SIGSEGV action: handler, flags, restorer, mask.
 static PROGRAM_ACTION: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 
@@ -53,27 +63,16 @@ fn install_ours() -> i64 {
     unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) }
 }
 
-/// Turns guard mode on: installs our SIGSEGV handler. Page 0 must stay unmapped.
+/// Takes SIGSEGV over: records the program's current action (to forward every other
+/// fault to) and installs ours. Done at install in every mode: a syscall number past
+/// page 0 (x32's `0x40000000|nr`) makes `call *%rax` fault, and our handler has the
+/// kernel answer it.
 ///
 /// # Errors
 /// [`Error::Sigaction`] when the handler cannot be installed.
-pub(crate) fn enable() -> Result<(), Error> {
-    let r = install_ours();
-    if r < 0 {
-        return Err(Error::Sigaction(-r as i32));
-    }
-    ENABLED.store(true, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Switches a running process from the readable sled page to guard mode: takes over
-/// SIGSEGV (keeping the program's current action as the one to forward to), routes the
-/// signal-mask calls through the hook, then unmaps page 0. A thread inside the sled at
-/// that moment faults on its next instruction fetch, which the handler recognises like
-/// any other entry. Used when a JVM is loaded on a CPU without protection keys.
-pub(crate) fn switch_on() {
-    if enabled() {
-        return;
+pub(crate) fn own_segv() -> Result<(), Error> {
+    if OWNS.swap(true, Ordering::SeqCst) {
+        return Ok(());
     }
     let mut old = KernelSigaction {
         handler: 0,
@@ -89,7 +88,36 @@ pub(crate) fn switch_on() {
     {
         slot.store(v, Ordering::Relaxed);
     }
-    if install_ours() < 0 {
+    let r = install_ours();
+    if r < 0 {
+        OWNS.store(false, Ordering::SeqCst);
+        return Err(Error::Sigaction(-r as i32));
+    }
+    Ok(())
+}
+
+/// True once our SIGSEGV handler is installed (the hook then keeps SIGSEGV to itself).
+pub(crate) fn owns_segv() -> bool {
+    OWNS.load(Ordering::Relaxed)
+}
+
+/// Turns guard mode on: installs our SIGSEGV handler. Page 0 must stay unmapped.
+///
+/// # Errors
+/// [`Error::Sigaction`] when the handler cannot be installed.
+pub(crate) fn enable() -> Result<(), Error> {
+    own_segv()?;
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Switches a running process from the readable sled page to guard mode: takes over
+/// SIGSEGV (keeping the program's current action as the one to forward to), routes the
+/// signal-mask calls through the hook, then unmaps page 0. A thread inside the sled at
+/// that moment faults on its next instruction fetch, which the handler recognises like
+/// any other entry. Used when a JVM is loaded on a CPU without protection keys.
+pub(crate) fn switch_on() {
+    if enabled() || own_segv().is_err() {
         return;
     }
     ENABLED.store(true, Ordering::SeqCst);
@@ -99,21 +127,37 @@ pub(crate) fn switch_on() {
     crate::EXEC_ONLY.store(true, Ordering::Relaxed);
 }
 
-/// True when the fault is a rewritten site entering page 0.
+/// Where a fault that is a rewritten site's `call *%rax` must continue: the entry stub
+/// (guard mode: page 0 unmapped, `rip == si_addr == rax`), or the stub's plain
+/// `syscall` for numbers no sled entry serves (past page 0, `rip == si_addr == rax`;
+/// or fallen off the end of the sled page). `None` for every other fault.
 ///
 /// # Safety
 /// `rsp` must be the faulting thread's stack pointer.
-unsafe fn is_zpoline_entry(rip: u64, addr: u64, rsp: u64) -> bool {
-    if rip != addr || rip > crate::sled::MAX_NR as u64 {
-        return false;
-    }
+unsafe fn zpoline_entry(rip: u64, addr: u64, rax: u64, rsp: u64) -> Option<u64> {
+    const PAGE: u64 = crate::sled::PAGE as u64;
+    let to = if rip == addr && rip == rax {
+        if rax < PAGE {
+            if !enabled() {
+                return None;
+            }
+            crate::entry_address()
+        } else {
+            crate::entry_x86_64::raw_syscall_address()
+        }
+    } else if rax < PAGE && (PAGE..PAGE + 128).contains(&addr) && rip < PAGE + 128 {
+        crate::entry_x86_64::raw_syscall_address()
+    } else {
+        return None;
+    };
     // SAFETY: `call` just pushed the return address at rsp (the caller guarantees rsp).
     let ret = unsafe { *(rsp as *const u64) };
-    if ret < 2 {
-        return false;
+    if ret < 4098 {
+        return None;
     }
     // SAFETY: the return address points just past the 2-byte call in mapped code.
-    unsafe { *((ret - 2) as *const u8) == 0xFF && *((ret - 1) as *const u8) == 0xD0 }
+    let site = unsafe { *((ret - 2) as *const u8) == 0xFF && *((ret - 1) as *const u8) == 0xD0 };
+    site.then_some(to)
 }
 
 extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
@@ -122,8 +166,12 @@ extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
     unsafe {
         let addr = *(info.add(16) as *const u64);
         let g = uc.add(GREGS) as *mut u64;
-        if is_zpoline_entry(*g.add(REG_RIP), addr, *g.add(REG_RSP)) {
-            *g.add(REG_RIP) = crate::entry_address();
+        if let Some(to) = zpoline_entry(*g.add(REG_RIP), addr, *g.add(REG_RAX), *g.add(REG_RSP)) {
+            *g.add(REG_RIP) = to;
+            if enabled() {
+                // The next entries' frames go to our signal stack, not the program's.
+                crate::stack::ensure_signal_stack(uc);
+            }
             return;
         }
     }
@@ -142,6 +190,13 @@ extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
         unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) };
         return;
     }
+    // A fault inside a backend's world (an LKL call wears a thread block of ours): the
+    // program's handler runs with the program's %fs, as the thread had at its last
+    // hook entry.
+    let lent = crate::stack::owner_fs_if_lent();
+    if let Some((prog, _)) = lent {
+        crate::stack::set_fs_base(prog);
+    }
     if flags & SA_SIGINFO != 0 {
         // SAFETY: the program installed this SA_SIGINFO handler for SIGSEGV.
         let f: extern "C" fn(i32, *mut u8, *mut u8) =
@@ -151,6 +206,9 @@ extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
         // SAFETY: the program installed this plain handler for SIGSEGV.
         let f: extern "C" fn(i32) = unsafe { core::mem::transmute(handler as usize) };
         f(sig);
+    }
+    if let Some((_, ours)) = lent {
+        crate::stack::set_fs_base(ours);
     }
 }
 

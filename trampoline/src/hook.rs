@@ -16,6 +16,7 @@ const NR_MREMAP: u64 = 25;
 const NR_FORK: u64 = 57;
 const NR_EXIT_GROUP: u64 = 231;
 const NR_READLINK: u64 = 89;
+const NR_SIGALTSTACK: u64 = 131;
 const NR_READLINKAT: u64 = 267;
 const NR_EXECVEAT: u64 = 322;
 const PROT_READ: u64 = 1;
@@ -44,7 +45,7 @@ pub(crate) fn on_syscall(frame: &mut Frame) -> u64 {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    match handle(frame.rax, &args, true) {
+    match handle(frame.rax, &args) {
         Outcome::Done(r) => {
             frame.rax = r as u64;
             0
@@ -53,8 +54,8 @@ pub(crate) fn on_syscall(frame: &mut Frame) -> u64 {
     }
 }
 
-/// The hook proper, shared by the stub and the SIGSYS handler (`from_stub == false`).
-pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
+/// The hook proper (the stub's; the SIGSYS and SIGSEGV handlers enter through the stub).
+fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
     let Some(opts) = OPTIONS.get() else {
         // SAFETY: not set up yet: behave like the real instruction.
         return Outcome::Done(unsafe { syscall6(nr, *args) });
@@ -65,11 +66,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
         if let Some(fd) = opts.trace_fd {
             trace::trace(fd, nr, args, None);
         }
-        return if from_stub {
-            Outcome::Special
-        } else {
-            Outcome::Done(-38)
-        };
+        return Outcome::Special;
     }
     match nr {
         NR_EXECVE | NR_EXECVEAT if opts.reexec.is_some() => {
@@ -141,9 +138,17 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
                 return Outcome::Done(r);
             }
         }
-        NR_RT_SIGACTION if args[0] == SIGSEGV && crate::guard::enabled() => {
-            // SIGSEGV belongs to the NULL guard: record the program's action.
+        NR_RT_SIGACTION if args[0] == SIGSEGV && crate::guard::owns_segv() => {
+            // SIGSEGV is ours (`guard::own_segv`): record the program's action.
             let r = crate::guard::sigaction(args[1], args[2]);
+            trace::count(counts, nr, r);
+            if let Some(fd) = opts.trace_fd {
+                trace::trace(fd, nr, args, Some(r));
+            }
+            return Outcome::Done(r);
+        }
+        NR_SIGALTSTACK if crate::guard::enabled() => {
+            let r = crate::stack::program_sigaltstack(args[0], args[1]);
             trace::count(counts, nr, r);
             if let Some(fd) = opts.trace_fd {
                 trace::trace(fd, nr, args, Some(r));
@@ -176,6 +181,7 @@ pub(crate) fn handle(nr: u64, args: &[u64; 6], from_stub: bool) -> Outcome {
     let (r, target) = backend.call(nr, args);
     if nr == NR_FORK && r == 0 {
         crate::FORKED.store(1, Ordering::Relaxed);
+        crate::stack::forked();
         crate::sud::reenable_in_child();
     }
     if (nr == NR_MMAP || nr == NR_MPROTECT)

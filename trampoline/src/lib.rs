@@ -8,7 +8,8 @@
 //! - After that, a rewritten site (`call *%rax`) enters the stub, which either does the
 //!   syscall itself (fast pass-through, no vector state touched) or calls the Rust hook.
 //! - The hook never allocates, never calls libc and never touches Rust thread-local
-//!   storage: it runs on the program's threads with the program's `%fs`.
+//!   storage: it runs on the program's threads with the program's `%fs`, on a
+//!   per-thread interposer stack of ours ([`stack`]), never on the program's stack.
 //! - The [`Backend`] decides what a syscall does and which numbers it must see
 //!   ([`Backend::route`]). [`Host`] passes everything to the host kernel; the LKL backend
 //!   (crate `zpoline-lkl`) sends sockets and their fds to LKL.
@@ -21,6 +22,7 @@ pub mod guard;
 mod hook;
 pub mod names;
 pub mod sled;
+pub mod stack;
 pub mod sud;
 pub mod trace;
 
@@ -53,6 +55,9 @@ pub enum Error {
     /// Installing the SIGSYS handler failed.
     #[error("rt_sigaction(SIGSYS) failed with errno {0}")]
     Sigaction(i32),
+    /// No address below 2 GiB was free for the sled's jump pad.
+    #[error("cannot map the sled's jump pad below 2 GiB: every candidate address is taken")]
+    Pad,
     /// `install` was called twice.
     #[error("the trampoline is already installed")]
     AlreadyInstalled,
@@ -230,6 +235,8 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         return Err(Error::AlreadyInstalled);
     }
     entry_x86_64::init_xsave_size()?;
+    // Before the sled is built: it picks the entry stub (see `stack`).
+    stack::init();
     // The hook decodes code mapped later; the decoder's tables must exist before then,
     // since building them allocates (see `rewriter::warm_up`).
     rewriter::warm_up();
@@ -237,6 +244,7 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
         guard::enable()?;
     } else {
         map_page0()?;
+        guard::own_segv()?;
     }
     EXEC_ONLY.store(options.null_guard || pkeys_available(), Ordering::Relaxed);
 
@@ -255,9 +263,11 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
             && (options.rewrite_new_code || options.reexec.is_some()))
             || (matches!(nr, 89 | 267) && options.program.is_some())
             || nr == 57
+            // rt_sigaction(SIGSEGV): SIGSEGV is ours (see `guard::own_segv`).
+            || nr == 13
             // mmap/mprotect/munmap/mremap must not touch the sled page.
             || (!options.null_guard && matches!(nr, 9 | 10 | 11 | 25))
-            || (options.null_guard && matches!(nr, 13 | 14 | 130 | 270 | 271 | 281 | 441));
+            || (options.null_guard && matches!(nr, 13 | 14 | 130 | 131 | 270 | 271 | 281 | 441));
         let route = if every && (nr <= sled::MAX_NR) {
             1
         } else if special {
@@ -304,8 +314,8 @@ fn map_page0() -> Result<(), Error> {
     if r != 0 {
         return Err(Error::MapZero(if r < 0 { -r as i32 } else { 0 }));
     }
-    let sled = sled::build(entry_address());
-    write_page0(&sled);
+    let sled = map_pad()?;
+    write_page0(&sled.page);
     // With protection keys the kernel turns a PROT_EXEC-only mapping into an
     // execute-only one; without them x86 makes it readable too.
     // SAFETY: reprotecting our own page 0.
@@ -316,9 +326,49 @@ fn map_page0() -> Result<(), Error> {
     Ok(())
 }
 
+/// Maps the sled's jump pad at the first free candidate address (see [`sled`]) and
+/// returns the sled that jumps there.
+fn map_pad() -> Result<sled::Sled, Error> {
+    const MAP_PRIVATE: u64 = 0x02;
+    const MAP_FIXED_NOREPLACE: u64 = 0x100000;
+    const MAP_ANONYMOUS: u64 = 0x20;
+    for c in sled::candidates() {
+        let Some(s) = sled::build(c) else { continue };
+        let (a, b) = s.pad_range();
+        // SAFETY: a fresh anonymous mapping that cannot replace anything (NOREPLACE).
+        let r = unsafe {
+            syscall6(
+                9,
+                [
+                    a,
+                    b - a,
+                    PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                    u64::MAX,
+                    0,
+                ],
+            )
+        };
+        if r != a as i64 {
+            if r >= 0 {
+                // SAFETY: an old kernel put it elsewhere: ours to unmap.
+                unsafe { syscall6(11, [r as u64, b - a, 0, 0, 0, 0]) };
+            }
+            continue;
+        }
+        let pad = s.pad(entry_address());
+        // SAFETY: [a, b) is our fresh read-write mapping, `pad` is b - a bytes.
+        unsafe { core::ptr::copy_nonoverlapping(pad.as_ptr(), a as *mut u8, pad.len()) };
+        // SAFETY: reprotecting our own pad.
+        unsafe { syscall6(10, [a, b - a, PROT_READ | PROT_EXEC, 0, 0, 0]) };
+        return Ok(s);
+    }
+    Err(Error::Pad)
+}
+
 /// Routes the calls the NULL guard must see through the hook (signal masks).
 pub(crate) fn route_guard_calls() {
-    for nr in [13usize, 14, 130, 270, 271, 281, 441] {
+    for nr in [13usize, 14, 130, 131, 270, 271, 281, 441] {
         entry_x86_64::ROUTE[nr].store(1, Ordering::Relaxed);
     }
 }

@@ -1,6 +1,6 @@
 //! Syscall User Dispatch fallback: a `syscall` the rewriter never saw (JIT code, a site
 //! the sweep missed, the vDSO's fallback) raises SIGSYS instead of reaching the kernel,
-//! and our handler routes it through the same hook as rewritten sites.
+//! and our handler sends it into the entry stub as if a rewritten site had called it.
 //!
 //! The kernel lets through every syscall issued from one allowed address range: we give
 //! it the executable mapping that holds our own code (the stub and the raw syscalls of
@@ -16,7 +16,6 @@
 //! it was written (W^X JITs) is rewritten by the hook and needs no SUD.
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use crate::hook::{handle, Outcome};
 use crate::{syscall6, Error};
 
 const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
@@ -65,13 +64,9 @@ pub(crate) struct KernelSigaction {
 
 /// Offsets into `ucontext_t.uc_mcontext.gregs` (x86-64 `REG_*`).
 const GREGS: usize = 40;
-const REG_R8: usize = 0;
-const REG_R9: usize = 1;
-const REG_R10: usize = 2;
-const REG_RDI: usize = 8;
-const REG_RSI: usize = 9;
-const REG_RDX: usize = 12;
 const REG_RAX: usize = 13;
+const REG_RSP: usize = 15;
+const REG_RIP: usize = 16;
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut u8, uc: *mut u8) {
     // SAFETY: the kernel passes a valid siginfo_t and ucontext_t; si_code is at offset
@@ -86,21 +81,21 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut u8, uc: *mut u8) {
         if code != SYS_USER_DISPATCH {
             return;
         }
-        let nr = *(info.add(24) as *const i32) as u64;
+        // The call goes through the entry stub as if a rewritten site had made it:
+        // push the return address (the 8 bytes below rsp, as `call *%rax` does), point
+        // rip at the stub. The hook then runs on the thread's interposer stack, and the
+        // special paths (clone, vfork, rt_sigreturn) work as for rewritten sites.
+        let nr = *(info.add(24) as *const i32) as u32 as u64;
         let g = uc.add(GREGS) as *mut u64;
-        let args = [
-            *g.add(REG_RDI),
-            *g.add(REG_RSI),
-            *g.add(REG_RDX),
-            *g.add(REG_R10),
-            *g.add(REG_R8),
-            *g.add(REG_R9),
-        ];
-        let r = match handle(nr, &args, false) {
-            Outcome::Done(r) => r,
-            Outcome::Special => -38,
+        let rsp = *g.add(REG_RSP) - 8;
+        *(rsp as *mut u64) = *g.add(REG_RIP);
+        *g.add(REG_RSP) = rsp;
+        *g.add(REG_RAX) = nr;
+        *g.add(REG_RIP) = if nr < crate::sled::PAGE as u64 {
+            crate::entry_address()
+        } else {
+            crate::entry_x86_64::raw_syscall_address()
         };
-        *g.add(REG_RAX) = r as u64;
     }
 }
 

@@ -1,5 +1,5 @@
 //! `zpoline-bench`: ns per raw `getppid` natively, under `lkl-run --zpoline --backend
-//! host` (and with `--null-guard`), under `LD_PRELOAD=libzpoline.so`, through Syscall User Dispatch (SIGSYS) and
+//! host` (and with `--count`, the hook path, and `--null-guard`), under `LD_PRELOAD=libzpoline.so`, through Syscall User Dispatch (SIGSYS) and
 //! under ptrace (`strace -f`), side by side; plus the start-up cost of rewriting
 //! (`python3 -c pass`).
 //!
@@ -180,6 +180,13 @@ fn main() -> Result<()> {
         .arg(&me)
         .args(["loop", &n]);
     rows.push(("lkl-run --zpoline --backend host", measure(c)));
+    // --count sends every syscall through the Rust hook (on the interposer stack).
+    let mut c = looped(&[&lkl_run]);
+    c.args(["--zpoline", "--backend", "host", "--count"])
+        .arg(&me)
+        .args(["loop", &(cli.iters / 10).max(1000).to_string()])
+        .stderr(std::process::Stdio::null());
+    rows.push(("lkl-run --zpoline --backend host --count", measure(c)));
     let mut c = looped(&[&lkl_run]);
     c.args(["--zpoline", "--null-guard"])
         .arg(&me)

@@ -124,6 +124,25 @@ fn gcc(src: &str, out: &Path, flags: &[&str]) -> Outcome {
     .map(|_| ())
 }
 
+/// Builds the static (CGO_ENABLED=0) Go program in `go/NAME` into `out`, offline, with
+/// a build cache under `tmp`.
+fn go_build(name: &str, out: &Path, tmp: &Path) -> Outcome {
+    support::run(
+        Command::new("go")
+            .args(["build", "-o"])
+            .arg(out)
+            .arg(".")
+            .current_dir(workspace().join("tests/zpoline-lkl/go").join(name))
+            .env("GOCACHE", tmp.join("gocache"))
+            .env("GOPATH", tmp.join("gopath"))
+            .env("GOTOOLCHAIN", "local")
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "")
+            .env("CGO_ENABLED", "0"),
+    )
+    .map(|_| ())
+}
+
 fn main() -> ExitCode {
     let mut r = Report::default();
     let setup = (|| -> Result<_, String> {
@@ -137,6 +156,7 @@ fn main() -> ExitCode {
             ("ping", "iputils-ping"),
             ("busybox", "busybox-static"),
             ("ss", "iproute2"),
+            ("go", "golang-go"),
         ] {
             support::require_tool(tool, pkg)?;
         }
@@ -192,9 +212,20 @@ fn main() -> ExitCode {
         gcc("mixpoll.c", &mixpoll, &["-O2", "-pthread"])?;
         let notls = tmp.path().join("notls");
         gcc("notls.c", &notls, &["-O1", "-static", "-nostdlib"])?;
-        Ok((ns, resolv, tmp, conf, dns, http, mixpoll, notls))
+        let stackuse = tmp.path().join("stackuse");
+        support::run(
+            Command::new("gcc")
+                .args(["-O2", "-pthread", "-o"])
+                .arg(&stackuse)
+                .arg(workspace().join("tests/zpoline/c/stackuse.c")),
+        )?;
+        let httppair = tmp.path().join("httppair");
+        go_build("httppair", &httppair, tmp.path())?;
+        Ok((
+            ns, resolv, tmp, conf, dns, http, mixpoll, notls, stackuse, httppair,
+        ))
     })();
-    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll, notls) = match setup {
+    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll, notls, stackuse, httppair) = match setup {
         Ok(s) => s,
         Err(e) => {
             r.case("setup", Err(e));
@@ -603,6 +634,41 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
             let t = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
             if !t.contains("lkl getdents(") || !t.contains("ENOSYS (not implemented by LKL)") {
                 return Err(format!("getdents not named in the trace:\n{t}"));
+            }
+            Ok(())
+        })(),
+    );
+    for opts in [&[][..], &["--trace=/dev/null"]] {
+        r.case(
+            &format!("LKL socket calls use at most 512 bytes of the program's stack {opts:?}"),
+            (|| {
+                let mut args = opts.to_vec();
+                args.push(stackuse.to_str().unwrap_or_default());
+                args.push("socket");
+                let o = zp(&ns, &conf, &args)?;
+                let so = String::from_utf8_lossy(&o.stdout);
+                let used: u64 = so
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|w| w.parse().ok())
+                    .ok_or_else(|| format!("no figure; {}", text(&o)))?;
+                if !o.status.success() || !so.contains(" ok") || used > 512 {
+                    return Err(format!("{used} bytes used; {}", text(&o)));
+                }
+                Ok(())
+            })(),
+        );
+    }
+    r.case(
+        "static Go net/http server and client over LKL's loopback, ten runs",
+        (|| {
+            for i in 0..10 {
+                expect(
+                    zp(&ns, &conf, &[httppair.to_str().unwrap_or_default()]),
+                    true,
+                    &["http ok 40"],
+                )
+                .map_err(|e| format!("run {i}: {e}"))?;
             }
             Ok(())
         })(),

@@ -252,3 +252,27 @@ fn loading_a_jvm_switches_to_the_null_guard() {
         );
     }
 }
+
+#[test]
+fn syscall_numbers_past_the_sled_get_the_kernels_answer() {
+    // 513..4095 go through the sled's terminal run or fall off page 0, 4096 and up
+    // (x32's 0x40000000|nr) fault at rip == rax: every one gets -ENOSYS, never SIGSEGV.
+    let bin = gcc("bignr", &[]);
+    let bin = bin.to_str().unwrap();
+    let n = native(bin, &[]);
+    assert_ok(&n, "bignr done 1");
+    let so = String::from_utf8_lossy(&n.stdout);
+    for nr in ["0x258", "0x3e8", "0xfff", "0x1388", "0x40000027"] {
+        assert!(so.contains(&format!("{nr}=-38")), "native {nr}: {so}");
+    }
+    for opts in [
+        &[][..],
+        &["--null-guard"],
+        &["--count"],
+        &["--trace=/dev/null"],
+    ] {
+        let z = interposed(opts, bin, &[]);
+        assert_ok(&z, "bignr done 1");
+        assert_eq!(z.stdout, n.stdout, "{opts:?}");
+    }
+}

@@ -57,3 +57,23 @@ fn preload_runs_programs_and_counts() {
         .unwrap();
     assert_ok(&out, "1000");
 }
+
+#[test]
+fn preload_stack_and_syscall_numbers_past_the_sled() {
+    setup();
+    let lib = libzpoline();
+    let bin = gcc("bignr", &[]);
+    let out = Command::new(&bin).env("LD_PRELOAD", &lib).output().unwrap();
+    assert_ok(&out, "bignr done 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0x40000027=-38"));
+    let bin = gcc("stackuse", &["-pthread"]);
+    for mode in ["mmap", "getppid"] {
+        let out = Command::new(&bin)
+            .arg(mode)
+            .env("LD_PRELOAD", &lib)
+            .env("ZPOLINE_COUNT", "1")
+            .output()
+            .unwrap();
+        assert_ok(&out, &format!("{mode} used 8 ok"));
+    }
+}

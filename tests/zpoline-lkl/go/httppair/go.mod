@@ -1,0 +1,3 @@
+module zpoline.test/httppair
+
+go 1.19

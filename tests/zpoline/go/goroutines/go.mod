@@ -1,0 +1,3 @@
+module zpoline.test/goroutines
+
+go 1.19
