@@ -20,13 +20,13 @@ use crate::world;
 
 /// Slice of the wait.
 const SLICE_MS: i64 = 20;
-const O_NONBLOCK: i64 = 0o4000;
+const O_NONBLOCK: i64 = libc::O_NONBLOCK as i64;
 
 /// True when the call cannot block for long: `MSG_DONTWAIT` in its flags.
 pub(crate) fn dontwait(nr: u64, a: &[u64; 6]) -> bool {
-    let flags = match nr {
-        45 => a[3],
-        47 => a[2],
+    let flags = match nr as libc::c_long {
+        libc::SYS_recvfrom => a[3],
+        libc::SYS_recvmsg => a[2],
         _ => 0,
     };
     flags & libc::MSG_DONTWAIT as u64 != 0

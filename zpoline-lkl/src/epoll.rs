@@ -81,7 +81,7 @@ pub(crate) fn wait(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     if max <= 0 || events == 0 {
         return (-i64::from(libc::EINVAL), Target::Interposer);
     }
-    let timeout = if nr == 441 {
+    let timeout = if nr == libc::SYS_epoll_pwait2 as u64 {
         if a[3] == 0 {
             None
         } else {
@@ -95,7 +95,7 @@ pub(crate) fn wait(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     } else {
         (a[3] as i32 >= 0).then(|| Duration::from_millis(a[3] as i32 as u64))
     };
-    let mask = (nr != 232 && a[4] != 0).then(|| {
+    let mask = (nr != libc::SYS_epoll_wait as u64 && a[4] != 0).then(|| {
         // SAFETY: an all-zero sigset_t is valid; the program's mask is 8 bytes.
         let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
         // SAFETY: copying the program's 8-byte kernel sigset into ours.

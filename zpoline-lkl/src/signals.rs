@@ -14,7 +14,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use trampoline::syscall6;
+use crate::helpers::sys;
 
 /// The program's handler for each signal (0: none of ours installed).
 static HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
@@ -92,7 +92,7 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     let (sig, act, oact) = (args[0] as usize, args[1], args[2]);
     if sig == 0 || sig >= HANDLERS.len() {
         // SAFETY: the program's own call, which the kernel validates.
-        return unsafe { syscall6(13, *args) };
+        return unsafe { sys(libc::SYS_rt_sigaction, *args) };
     }
     let mut copy = [0u64; 4];
     let mut a = *args;
@@ -112,7 +112,7 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
         a[1] = copy.as_ptr() as u64;
     }
     // SAFETY: our copy of the program's action, the program's oact buffer.
-    let r = unsafe { syscall6(13, a) };
+    let r = unsafe { sys(libc::SYS_rt_sigaction, a) };
     if r < 0 {
         if let Some(p) = prev {
             HANDLERS[sig].store(p, Ordering::Release);

@@ -113,7 +113,7 @@ pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
     }
     match world::enter() {
         Ok(guard) => {
-            if !crate::ensure_running() {
+            if !crate::boot::ensure_running() {
                 return (-100, Target::Interposer);
             }
             let r = f();
