@@ -5,7 +5,7 @@
 //! host on one by mistake fails cleanly with `EBADF`. The entry stub sends calls on a
 //! marked fd (`trampoline::mark_fd`) through the hook, where the table decides.
 
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::helpers::sys;
 
@@ -14,6 +14,16 @@ pub(crate) const MAX_FDS: usize = 65536;
 
 /// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd.
 static LKL_OF: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
+
+/// How many program fds are LKL's (placeholders in [`LKL_OF`]).
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// True when some program fd is LKL's: calls that must look at a set of fds (`poll`,
+/// `select`) skip reading it when none is.
+#[inline(always)]
+pub(crate) fn any() -> bool {
+    COUNT.load(Ordering::Acquire) != 0
+}
 
 /// The LKL fd behind program fd `fd`, if it is LKL's.
 #[inline(always)]
@@ -33,7 +43,16 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
     if host < 0 || host as usize >= MAX_FDS {
         return;
     }
-    LKL_OF[host as usize].store(lkl.map_or(0, |l| l as i32 + 1), Ordering::Release);
+    let before = LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel);
+    match (before != 0, lkl.is_some()) {
+        (false, true) => {
+            COUNT.fetch_add(1, Ordering::AcqRel);
+        }
+        (true, false) => {
+            COUNT.fetch_sub(1, Ordering::AcqRel);
+        }
+        _ => {}
+    }
     trampoline::mark_fd(host as i32, lkl.is_some());
 }
 

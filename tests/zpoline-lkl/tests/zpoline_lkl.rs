@@ -192,9 +192,11 @@ fn main() -> ExitCode {
         gcc("mixpoll.c", &mixpoll, &["-O2", "-pthread"])?;
         let notls = tmp.path().join("notls");
         gcc("notls.c", &notls, &["-O1", "-static", "-nostdlib"])?;
-        Ok((ns, resolv, tmp, conf, dns, http, mixpoll, notls))
+        let badptr = tmp.path().join("badptr");
+        gcc("badptr.c", &badptr, &["-O2"])?;
+        Ok((ns, resolv, tmp, conf, dns, http, mixpoll, notls, badptr))
     })();
-    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll, notls) = match setup {
+    let (ns, _resolv, tmp, conf, _dns, _http, mixpoll, notls, badptr) = match setup {
         Ok(s) => s,
         Err(e) => {
             r.case("setup", Err(e));
@@ -381,6 +383,14 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
             );
             expect(py(&ns, &conf, &script), true, &["sent 300000 same True"])
         })(),
+    );
+    r.case(
+        "bad pointers to the calls the backend reads itself: EFAULT, and the program goes on",
+        expect(
+            zp(&ns, &conf, &[badptr.to_str().unwrap_or_default()]),
+            true,
+            &["efault ok"],
+        ),
     );
     r.case(
         "a program without a thread block (-nostdlib, %fs 0) calls LKL",
