@@ -188,6 +188,20 @@ impl UserAddr {
         )
     }
 
+    /// Reads the kernel's signal mask (8 bytes, one bit per signal) at this address as
+    /// a `sigset_t` (the rest of it empty).
+    ///
+    /// # Errors
+    /// [`Fault`] when the 8 bytes are not readable.
+    pub fn read_sigmask(self) -> Result<libc::sigset_t, Fault> {
+        let bits = self.read::<u64>()?;
+        // SAFETY: an all-zero sigset_t is valid.
+        let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
+        // SAFETY: the first 8 bytes of our sigset_t (128 bytes) hold the kernel's mask.
+        unsafe { core::ptr::write_unaligned((&mut m as *mut libc::sigset_t).cast::<u64>(), bits) };
+        Ok(m)
+    }
+
     /// Reads the NUL-terminated string at this address into `buf`; returns it without
     /// its NUL. Reads a page at a time, so a string that ends just before an unmapped
     /// page is read whole.
@@ -400,5 +414,13 @@ mod tests {
             Err(Fault)
         );
         assert_eq!(Fault.neg_errno(), -14);
+        // A signal mask: the kernel's 8 bytes.
+        let bits = 1u64 << (libc::SIGUSR1 - 1);
+        let m = UserAddr::new(&bits as *const u64 as u64)
+            .read_sigmask()
+            .unwrap();
+        // SAFETY: sigismember on our own set.
+        assert_eq!(unsafe { libc::sigismember(&m, libc::SIGUSR1) }, 1);
+        assert!(UserAddr::new(8).read_sigmask().is_err());
     }
 }

@@ -480,7 +480,7 @@ impl Lkl {
             false
         };
         let run = |fd: i64, path: i64| {
-            let mut buf = [0u8; 256];
+            let mut buf = [0u8; core::mem::size_of::<lkl_sys::lkl_statx>()];
             let r = lkl_call(
                 nr!(__lkl__NR_statx),
                 [
@@ -679,6 +679,10 @@ impl Lkl {
         )
     }
 }
+
+// LKL's `struct statx` (generic) is x86-64's: copied out as it is.
+const _: () =
+    assert!(core::mem::size_of::<lkl_sys::lkl_statx>() == core::mem::size_of::<libc::statx>());
 
 /// LKL's `sendfile` between LKL fds, with the program's offset (if any) copied in and
 /// out.

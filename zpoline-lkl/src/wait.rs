@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use usermem::UserAddr;
 
+use crate::helpers::KERNEL_SIGSET_SIZE;
 use crate::{fds, world, Target};
 
 /// Slice of an LKL-only wait.
@@ -55,7 +56,7 @@ fn isset(set: u64, fd: usize) -> Result<bool, i64> {
     if set == 0 {
         return Ok(false);
     }
-    let word = UserAddr::new(set + (fd / 64 * 8) as u64)
+    let word = UserAddr::new(set + (fd / 64 * core::mem::size_of::<u64>()) as u64)
         .read::<u64>()
         .map_err(|f| f.neg_errno())?;
     Ok(word & (1 << (fd % 64)) != 0)
@@ -105,7 +106,11 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
                 Err(e) => return (e, Target::Interposer),
             }
         };
-        let mask = if nr == PPOLL { (a[3], a[4]) } else { (0, 8) };
+        let mask = if nr == PPOLL {
+            (a[3], a[4])
+        } else {
+            (0, KERNEL_SIGSET_SIZE)
+        };
         return in_world(|| {
             let mut set = vec![
                 PollFd {
@@ -151,7 +156,7 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
         Err(e) => return (e, Target::Interposer),
     };
     let mask = if nr == SELECT || a[5] == 0 {
-        (0, 8)
+        (0, KERNEL_SIGSET_SIZE)
     } else {
         // pselect6's sixth argument is a {const sigset_t *, size_t} pair.
         match UserAddr::new(a[5]).read::<[u64; 2]>() {
@@ -189,7 +194,7 @@ fn lkl_ppoll(set: &mut [PollFd], ms: i64) -> i64 {
         set.len() as i64,
         ts.as_ptr() as i64,
         0,
-        8,
+        KERNEL_SIGSET_SIZE as i64,
         0,
     ];
     // SAFETY: our pollfd array and timespec; LKL's pollfd layout is the same.
@@ -290,12 +295,10 @@ pub(crate) fn sigmask_of(p: u64) -> Result<Option<libc::sigset_t>, i64> {
     if p == 0 {
         return Ok(None);
     }
-    // SAFETY: an all-zero sigset_t is valid.
-    let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
-    let bits = UserAddr::new(p).read::<u64>().map_err(|f| f.neg_errno())?;
-    // SAFETY: the first 8 bytes of our sigset_t (128 bytes) hold the kernel's mask.
-    unsafe { core::ptr::write_unaligned((&mut m as *mut libc::sigset_t).cast::<u64>(), bits) };
-    Ok(Some(m))
+    UserAddr::new(p)
+        .read_sigmask()
+        .map(Some)
+        .map_err(|f| f.neg_errno())
 }
 
 /// Runs a wait `f(timeout)` that a host signal does not end (LKL's side of it):

@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::helpers::{sys, ARCH_SET_FS};
+use crate::helpers::{sys, ARCH_SET_FS, KERNEL_SIGSET_SIZE};
 use trampoline::alloc::{fs_base, has_fsgsbase};
 
 const SLOTS: usize = 4096;
@@ -131,7 +131,7 @@ fn block_all() -> u64 {
                 libc::SIG_BLOCK as u64,
                 &all as *const u64 as u64,
                 &mut old as *mut u64 as u64,
-                8,
+                KERNEL_SIGSET_SIZE,
                 0,
                 0,
             ],
@@ -149,7 +149,7 @@ fn set_mask(mask: u64) {
                 libc::SIG_SETMASK as u64,
                 &mask as *const u64 as u64,
                 0,
-                8,
+                KERNEL_SIGSET_SIZE,
                 0,
                 0,
             ],
