@@ -32,6 +32,11 @@ pub const LOW_LIMIT: u64 = 4096;
 
 const PAGE: u64 = 4096;
 
+/// The size of the kernel's signal mask, 64 signals: what [`UserAddr::read_sigmask`]
+/// reads, and the `sigsetsize` argument of `rt_sigprocmask`, `ppoll`, `pselect6` and
+/// `epoll_pwait`.
+pub const KERNEL_SIGSET_SIZE: usize = 8;
+
 /// A bad address: the call fails with `EFAULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault;
@@ -194,7 +199,8 @@ impl UserAddr {
     /// # Errors
     /// [`Fault`] when the 8 bytes are not readable.
     pub fn read_sigmask(self) -> Result<libc::sigset_t, Fault> {
-        let bits = self.read::<u64>()?;
+        let bits = self.read::<[u8; KERNEL_SIGSET_SIZE]>()?;
+        let bits = u64::from_ne_bytes(bits);
         // SAFETY: an all-zero sigset_t is valid.
         let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
         // SAFETY: the first 8 bytes of our sigset_t (128 bytes) hold the kernel's mask.

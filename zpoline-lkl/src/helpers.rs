@@ -8,9 +8,8 @@ use crate::dispatch::lkl_call;
 /// The longest path the kernel takes, its NUL included.
 pub(crate) const PATH_MAX: usize = libc::PATH_MAX as usize;
 
-/// The size of the kernel's signal mask (`sigsetsize` of `rt_sigprocmask`, `ppoll`,
-/// `pselect6`, `epoll_pwait`): 64 signals.
-pub(crate) const KERNEL_SIGSET_SIZE: u64 = 8;
+/// The size of the kernel's signal mask (`sigsetsize` of `rt_sigprocmask`, `ppoll`).
+pub(crate) const KERNEL_SIGSET_SIZE: u64 = usermem::KERNEL_SIGSET_SIZE as u64;
 
 /// `arch_prctl`'s code to set `%fs` (`<asm/prctl.h>`; the libc crate has no `ARCH_*`).
 pub(crate) const ARCH_SET_FS: u64 = 0x1002;

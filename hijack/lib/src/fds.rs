@@ -94,10 +94,6 @@ pub(crate) fn pm<T>(ptr: *mut T) -> c_long {
     ptr as c_long
 }
 
-/// The size of the kernel's signal mask (`sigsetsize` of `ppoll`, `pselect6`,
-/// `epoll_pwait`): 64 signals.
-pub(crate) const KERNEL_SIGSET_SIZE: usize = 8;
-
 /// Sets errno to `EFAULT` (a bad pointer the library read or wrote itself)
 /// and returns -1.
 pub(crate) fn efault() -> c_int {

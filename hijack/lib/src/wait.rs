@@ -14,11 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lkl_fdmux::{Epoll, Fd, PollFd};
-use usermem::UserAddr;
+use usermem::{UserAddr, KERNEL_SIGSET_SIZE};
 
-use crate::fds::{
-    c_result, efault, host, mux_fd, set_errno, FORKED, KERNEL_SIGSET_SIZE, LKL_FDS, LKL_FD_OFFSET,
-};
+use crate::fds::{c_result, efault, host, mux_fd, set_errno, FORKED, LKL_FDS, LKL_FD_OFFSET};
 
 /// `pollfd`s read at a time while looking for LKL fds.
 const SCAN_CHUNK: usize = 32;
