@@ -16,17 +16,18 @@
 
 use std::time::{Duration, Instant};
 
+use crate::helpers::KERNEL_SIGSET_SIZE;
 use crate::world;
 
 /// Slice of the wait.
 const SLICE_MS: i64 = 20;
-const O_NONBLOCK: i64 = 0o4000;
+const O_NONBLOCK: i64 = libc::O_NONBLOCK as i64;
 
 /// True when the call cannot block for long: `MSG_DONTWAIT` in its flags.
 pub(crate) fn dontwait(nr: u64, a: &[u64; 6]) -> bool {
-    let flags = match nr {
-        45 => a[3],
-        47 => a[2],
+    let flags = match nr as libc::c_long {
+        libc::SYS_recvfrom => a[3],
+        libc::SYS_recvmsg => a[2],
         _ => 0,
     };
     flags & libc::MSG_DONTWAIT as u64 != 0
@@ -48,7 +49,7 @@ pub(crate) fn wait_readable(l: i64) -> i64 {
             return 0;
         }
         let mut tv = [0i64; 2];
-        let mut len = 16i32;
+        let mut len = core::mem::size_of_val(&tv) as i32;
         let r = call(
             lkl_sys::__lkl__NR_getsockopt,
             [
@@ -93,7 +94,14 @@ fn wait_for(l: i64, events: i16, limit: Option<Duration>) -> i64 {
         let ts = [ms / 1000, (ms % 1000) * 1_000_000];
         let n = call(
             lkl_sys::__lkl__NR_ppoll,
-            [pfd.as_mut_ptr() as i64, 1, ts.as_ptr() as i64, 0, 8, 0],
+            [
+                pfd.as_mut_ptr() as i64,
+                1,
+                ts.as_ptr() as i64,
+                0,
+                KERNEL_SIGSET_SIZE as i64,
+                0,
+            ],
         );
         if n != 0 {
             return 0;
@@ -142,7 +150,7 @@ pub(crate) fn connect(l: i64, addr: u64, len: u64, again: bool) -> i64 {
             r = wait_for(l, libc::POLLOUT, None);
             if r == 0 {
                 let mut err = 0i32;
-                let mut n = 4i32;
+                let mut n = core::mem::size_of_val(&err) as i32;
                 call(
                     lkl_sys::__lkl__NR_getsockopt,
                     [

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lkl_fdmux::{Epoll, Fd};
+use usermem::UserAddr;
 
 use crate::wait::in_world;
 use crate::{fds, Target};
@@ -66,9 +67,16 @@ pub(crate) fn ctl(a: &[u64; 6]) -> (i64, Target) {
             Some(l) => Fd::Lkl(l as i32),
             None => Fd::Host(fd as i32),
         };
-        // SAFETY: the program's epoll_event (packed, 12 bytes, as libc's on x86-64).
-        let event = (ev != 0).then(|| unsafe { &*(ev as *const libc::epoll_event) });
-        match ep.ctl(op, side, event) {
+        // The program's epoll_event (packed, 12 bytes, as libc's on x86-64).
+        let event = if ev != 0 {
+            match UserAddr::new(ev).read::<libc::epoll_event>() {
+                Ok(e) => Some(e),
+                Err(f) => return f.neg_errno(),
+            }
+        } else {
+            None
+        };
+        match ep.ctl(op, side, event.as_ref()) {
             Ok(()) => 0,
             Err(e) => -i64::from(e.0),
         }
@@ -81,44 +89,45 @@ pub(crate) fn wait(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     if max <= 0 || events == 0 {
         return (-i64::from(libc::EINVAL), Target::Interposer);
     }
-    let timeout = if nr == 441 {
+    let timeout = if nr == libc::SYS_epoll_pwait2 as u64 {
         if a[3] == 0 {
             None
         } else {
-            // SAFETY: the program's timespec.
-            let [s, ns] = unsafe { core::ptr::read_unaligned(a[3] as *const [i64; 2]) };
-            Some(Duration::new(
-                s.max(0) as u64,
-                ns.clamp(0, 999_999_999) as u32,
-            ))
+            match UserAddr::new(a[3]).read::<[i64; 2]>() {
+                Ok([s, ns]) => Some(Duration::new(
+                    s.max(0) as u64,
+                    ns.clamp(0, 999_999_999) as u32,
+                )),
+                Err(f) => return (f.neg_errno(), Target::Interposer),
+            }
         }
     } else {
         (a[3] as i32 >= 0).then(|| Duration::from_millis(a[3] as i32 as u64))
     };
-    let mask = (nr != 232 && a[4] != 0).then(|| {
-        // SAFETY: an all-zero sigset_t is valid; the program's mask is 8 bytes.
-        let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
-        // SAFETY: copying the program's 8-byte kernel sigset into ours.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                a[4] as *const u8,
-                (&mut m as *mut libc::sigset_t).cast(),
-                8,
-            )
-        };
-        m
-    });
+    let mask = if nr == libc::SYS_epoll_wait as u64 {
+        None
+    } else {
+        match crate::wait::sigmask_of(a[4]) {
+            Ok(m) => m,
+            Err(e) => return (e, Target::Interposer),
+        }
+    };
     in_world(|| {
         let Some(ep) = get(epfd) else {
             return -i64::from(libc::EBADF);
         };
-        // SAFETY: the program's buffer of `max` epoll_events.
-        let buf = unsafe {
-            core::slice::from_raw_parts_mut(events as *mut libc::epoll_event, max as usize)
-        };
-        crate::wait::sliced(timeout, |t| {
-            ep.wait(buf, t, mask.as_ref()).map_err(|e| -i64::from(e.0))
-        })
+        // Our buffer, copied out: as many events as came.
+        let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; (max as usize).min(1 << 16)];
+        let n = crate::wait::sliced(timeout, |t| {
+            ep.wait(&mut buf, t, mask.as_ref())
+                .map_err(|e| -i64::from(e.0))
+        });
+        if n > 0 {
+            if let Err(f) = UserAddr::new(events).write_slice(&buf[..n as usize]) {
+                return f.neg_errno();
+            }
+        }
+        n
     })
 }
 

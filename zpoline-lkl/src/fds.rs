@@ -5,9 +5,9 @@
 //! host on one by mistake fails cleanly with `EBADF`. The entry stub sends calls on a
 //! marked fd (`trampoline::mark_fd`) through the hook, where the table decides.
 
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
-use trampoline::syscall6;
+use crate::helpers::sys;
 
 /// Placeholders are below this number (a placeholder above it is refused with `EMFILE`).
 pub(crate) const MAX_FDS: usize = 65536;
@@ -15,9 +15,15 @@ pub(crate) const MAX_FDS: usize = 65536;
 /// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd.
 static LKL_OF: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 
-const O_PATH: u64 = 0o10000000;
-const O_CLOEXEC: u64 = 0o2000000;
-const EMFILE: i64 = 24;
+/// How many program fds are LKL's (placeholders in [`LKL_OF`]).
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// True when some program fd is LKL's: calls that must look at a set of fds (`poll`,
+/// `select`) skip reading it when none is.
+#[inline(always)]
+pub(crate) fn any() -> bool {
+    COUNT.load(Ordering::Acquire) != 0
+}
 
 /// The LKL fd behind program fd `fd`, if it is LKL's.
 #[inline(always)]
@@ -37,7 +43,16 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
     if host < 0 || host as usize >= MAX_FDS {
         return;
     }
-    LKL_OF[host as usize].store(lkl.map_or(0, |l| l as i32 + 1), Ordering::Release);
+    let before = LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel);
+    match (before != 0, lkl.is_some()) {
+        (false, true) => {
+            COUNT.fetch_add(1, Ordering::AcqRel);
+        }
+        (true, false) => {
+            COUNT.fetch_sub(1, Ordering::AcqRel);
+        }
+        _ => {}
+    }
     trampoline::mark_fd(host as i32, lkl.is_some());
 }
 
@@ -46,12 +61,12 @@ pub(crate) fn placeholder(min: i64) -> i64 {
     let fd = if min <= 0 {
         // SAFETY: openat of a constant path.
         unsafe {
-            syscall6(
-                257,
+            sys(
+                libc::SYS_openat,
                 [
-                    -100i64 as u64,
+                    libc::AT_FDCWD as u64,
                     c"/dev/null".as_ptr() as u64,
-                    O_PATH | O_CLOEXEC,
+                    (libc::O_PATH | libc::O_CLOEXEC) as u64,
                     0,
                     0,
                     0,
@@ -65,15 +80,25 @@ pub(crate) fn placeholder(min: i64) -> i64 {
         }
         // SAFETY: F_DUPFD_CLOEXEC of our own placeholder, then closing it.
         unsafe {
-            let r = syscall6(72, [tmp as u64, 1030, min as u64, 0, 0, 0]);
-            syscall6(3, [tmp as u64, 0, 0, 0, 0, 0]);
+            let r = sys(
+                libc::SYS_fcntl,
+                [
+                    tmp as u64,
+                    libc::F_DUPFD_CLOEXEC as u64,
+                    min as u64,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+            sys(libc::SYS_close, [tmp as u64, 0, 0, 0, 0, 0]);
             r
         }
     };
     if fd >= MAX_FDS as i64 {
         // SAFETY: closing the placeholder we just made.
-        unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
-        return -EMFILE;
+        unsafe { sys(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
+        return -i64::from(libc::EMFILE);
     }
     fd
 }

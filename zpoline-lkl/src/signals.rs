@@ -14,7 +14,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use trampoline::syscall6;
+use usermem::UserAddr;
+
+use crate::helpers::sys;
 
 /// The program's handler for each signal (0: none of ours installed).
 static HANDLERS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
@@ -92,14 +94,17 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
     let (sig, act, oact) = (args[0] as usize, args[1], args[2]);
     if sig == 0 || sig >= HANDLERS.len() {
         // SAFETY: the program's own call, which the kernel validates.
-        return unsafe { syscall6(13, *args) };
+        return unsafe { sys(libc::SYS_rt_sigaction, *args) };
     }
     let mut copy = [0u64; 4];
     let mut a = *args;
     let mut prev = None;
     if act != 0 {
-        // SAFETY: the program passed a kernel sigaction {handler, flags, restorer, mask}.
-        copy.copy_from_slice(&unsafe { core::ptr::read_unaligned(act as *const [u64; 4]) });
+        // The program's kernel sigaction {handler, flags, restorer, mask}.
+        copy = match UserAddr::new(act).read::<[u64; 4]>() {
+            Ok(c) => c,
+            Err(f) => return f.neg_errno(),
+        };
         let before = HANDLERS[sig].swap(copy[0], Ordering::AcqRel);
         if !is_fault(sig as i32) {
             count_handlers(before, copy[0]);
@@ -112,7 +117,7 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
         a[1] = copy.as_ptr() as u64;
     }
     // SAFETY: our copy of the program's action, the program's oact buffer.
-    let r = unsafe { syscall6(13, a) };
+    let r = unsafe { sys(libc::SYS_rt_sigaction, a) };
     if r < 0 {
         if let Some(p) = prev {
             HANDLERS[sig].store(p, Ordering::Release);
@@ -123,12 +128,13 @@ pub(crate) fn sigaction(args: &[u64; 6]) -> i64 {
         return r;
     }
     if oact != 0 {
-        // SAFETY: the kernel just wrote a sigaction there.
-        let old = unsafe { core::ptr::read_unaligned(oact as *const u64) };
-        if old == wrapper as *const () as usize as u64 {
+        // The kernel just wrote a sigaction there.
+        let at = UserAddr::new(oact);
+        if at.read::<u64>() == Ok(wrapper as *const () as usize as u64) {
             let mine = prev.unwrap_or_else(|| HANDLERS[sig].load(Ordering::Acquire));
-            // SAFETY: as above.
-            unsafe { core::ptr::write_unaligned(oact as *mut u64, mine) };
+            if let Err(f) = at.write(&mine) {
+                return f.neg_errno();
+            }
         }
     }
     r

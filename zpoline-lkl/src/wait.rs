@@ -6,48 +6,44 @@
 //! - Both: `lkl_fdmux::poll`, a real wait on both sides at once (a helper thread polls
 //!   the host side and wakes the LKL side through an LKL eventfd).
 //!
-//! The work runs in our world (`crate::world`), where it may allocate.
+//! The work runs in our world (`crate::world`), where it may allocate. The program's
+//! `pollfd` array, `fd_set`s, timeouts and signal masks are read and written through
+//! `usermem` (`EFAULT` for a bad pointer); a program with no LKL fd at all never has them
+//! read, its calls go straight to the host.
 
 use std::time::{Duration, Instant};
 
+use usermem::UserAddr;
+
+use crate::helpers::KERNEL_SIGSET_SIZE;
 use crate::{fds, world, Target};
-use trampoline::syscall6;
 
 /// Slice of an LKL-only wait.
 const SLICE_MS: i64 = 20;
 
-const POLL: u64 = 7;
-const SELECT: u64 = 23;
-const PPOLL: u64 = 271;
-const EINTR: i64 = 4;
-const EINVAL: i64 = 22;
-const POLLIN: i16 = 1;
-const POLLPRI: i16 = 2;
-const POLLOUT: i16 = 4;
-const POLLERR: i16 = 8;
-const POLLHUP: i16 = 16;
-const POLLNVAL: i16 = 32;
+const POLL: u64 = libc::SYS_poll as u64;
+const SELECT: u64 = libc::SYS_select as u64;
+const PPOLL: u64 = libc::SYS_ppoll as u64;
+const EINTR: i64 = libc::EINTR as i64;
+const EINVAL: i64 = libc::EINVAL as i64;
+use libc::{POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI};
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct PollFd {
-    fd: i32,
-    events: i16,
-    revents: i16,
-}
+type PollFd = libc::pollfd;
 
-fn host(nr: u64, a: &[u64; 6]) -> (i64, Target) {
-    // SAFETY: the program's own call, passed through unchanged.
-    (unsafe { syscall6(nr, *a) }, Target::Host)
-}
+use crate::dispatch::host;
+
+/// `pollfd`s read from the program at a time while looking for LKL fds (on the
+/// program's stack, in the hook).
+const SCAN_CHUNK: usize = 32;
 
 /// Reads a `{sec, nsec}` timespec (or `{sec, usec}` timeval) as a timeout.
 fn timeout_of(p: u64, usec: bool) -> Result<Option<Duration>, i64> {
     if p == 0 {
         return Ok(None);
     }
-    // SAFETY: the program passed a 16-byte timespec/timeval.
-    let [s, f] = unsafe { core::ptr::read_unaligned(p as *const [i64; 2]) };
+    let [s, f] = UserAddr::new(p)
+        .read::<[i64; 2]>()
+        .map_err(|f| f.neg_errno())?;
     if s < 0 || f < 0 || f >= if usec { 1_000_000 } else { 1_000_000_000 } {
         return Err(-EINVAL);
     }
@@ -55,22 +51,52 @@ fn timeout_of(p: u64, usec: bool) -> Result<Option<Duration>, i64> {
     Ok(Some(Duration::new(s as u64, nanos as u32)))
 }
 
-/// True when bit `fd` is set in the `fd_set` at `set`.
-fn isset(set: u64, fd: usize) -> bool {
-    // SAFETY: the program's fd_set covers `nfds` bits.
-    set != 0 && unsafe { *((set + (fd / 64 * 8) as u64) as *const u64) } & (1 << (fd % 64)) != 0
+/// True when bit `fd` is set in the program's `fd_set` at `set`.
+fn isset(set: u64, fd: usize) -> Result<bool, i64> {
+    if set == 0 {
+        return Ok(false);
+    }
+    let word = UserAddr::new(set + (fd / 64 * core::mem::size_of::<u64>()) as u64)
+        .read::<u64>()
+        .map_err(|f| f.neg_errno())?;
+    Ok(word & (1 << (fd % 64)) != 0)
+}
+
+/// Whether the program's `n` pollfds at `ptr` name an LKL fd, read a chunk at a time.
+fn poll_has_lkl(ptr: u64, n: usize) -> Result<bool, i64> {
+    let mut chunk = [PollFd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    }; SCAN_CHUNK];
+    let size = core::mem::size_of::<PollFd>() as u64;
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(SCAN_CHUNK);
+        UserAddr::new(ptr + done as u64 * size)
+            .read_slice(&mut chunk[..k])
+            .map_err(|f| f.neg_errno())?;
+        if chunk[..k]
+            .iter()
+            .any(|p| fds::lkl_of(p.fd as u64).is_some())
+        {
+            return Ok(true);
+        }
+        done += k;
+    }
+    Ok(false)
 }
 
 pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
     if nr == POLL || nr == PPOLL {
         let (ptr, n) = (a[0], a[1] as usize);
-        if ptr == 0 || n == 0 || n > 1 << 20 {
+        if ptr == 0 || n == 0 || n > 1 << 20 || forked || !fds::any() {
             return host(nr, a);
         }
-        // SAFETY: the program's array of n pollfds.
-        let set = unsafe { core::slice::from_raw_parts_mut(ptr as *mut PollFd, n) };
-        if forked || !set.iter().any(|p| fds::lkl_of(p.fd as u64).is_some()) {
-            return host(nr, a);
+        match poll_has_lkl(ptr, n) {
+            Ok(true) => {}
+            Ok(false) => return host(nr, a),
+            Err(e) => return (e, Target::Interposer),
         }
         let timeout = if nr == POLL {
             (a[2] as i32 >= 0).then(|| Duration::from_millis(a[2] as i32 as u64))
@@ -80,15 +106,49 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
                 Err(e) => return (e, Target::Interposer),
             }
         };
-        let mask = if nr == PPOLL { (a[3], a[4]) } else { (0, 8) };
-        return in_world(|| poll(set, timeout, mask));
+        let mask = if nr == PPOLL {
+            (a[3], a[4])
+        } else {
+            (0, KERNEL_SIGSET_SIZE)
+        };
+        return in_world(|| {
+            let mut set = vec![
+                PollFd {
+                    fd: 0,
+                    events: 0,
+                    revents: 0
+                };
+                n
+            ];
+            let at = UserAddr::new(ptr);
+            if let Err(f) = at.read_slice(&mut set) {
+                return f.neg_errno();
+            }
+            let r = poll(&mut set, timeout, mask);
+            if r >= 0 {
+                if let Err(f) = at.write_slice(&set) {
+                    return f.neg_errno();
+                }
+            }
+            r
+        });
     }
     // select(nfds, r, w, e, tv) / pselect6(nfds, r, w, e, ts, &{mask, size})
-    let nfds = (a[0] as i32).clamp(0, 65536) as usize;
-    let any = (0..nfds).any(|fd| {
-        fds::lkl_of(fd as u64).is_some() && (isset(a[1], fd) || isset(a[2], fd) || isset(a[3], fd))
-    });
-    if forked || !any {
+    let nfds = (a[0] as i32).clamp(0, fds::MAX_FDS as i32) as usize;
+    if forked || !fds::any() {
+        return host(nr, a);
+    }
+    let mut any = false;
+    for fd in (0..nfds).filter(|&fd| fds::lkl_of(fd as u64).is_some()) {
+        for &set in &a[1..4] {
+            match isset(set, fd) {
+                Ok(true) => any = true,
+                Ok(false) => {}
+                Err(e) => return (e, Target::Interposer),
+            }
+        }
+    }
+    if !any {
         return host(nr, a);
     }
     let timeout = match timeout_of(a[4], nr == SELECT) {
@@ -96,11 +156,13 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
         Err(e) => return (e, Target::Interposer),
     };
     let mask = if nr == SELECT || a[5] == 0 {
-        (0, 8)
+        (0, KERNEL_SIGSET_SIZE)
     } else {
-        // SAFETY: pselect6's sixth argument is a {const sigset_t *, size_t} pair.
-        let [m, s] = unsafe { core::ptr::read_unaligned(a[5] as *const [u64; 2]) };
-        (m, s)
+        // pselect6's sixth argument is a {const sigset_t *, size_t} pair.
+        match UserAddr::new(a[5]).read::<[u64; 2]>() {
+            Ok([m, s]) => (m, s),
+            Err(f) => return (f.neg_errno(), Target::Interposer),
+        }
     };
     in_world(|| select(nfds, [a[1], a[2], a[3]], timeout, mask))
 }
@@ -113,15 +175,15 @@ pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
     }
     match world::enter() {
         Ok(guard) => {
-            if !crate::ensure_running() {
-                return (-100, Target::Interposer);
+            if !crate::boot::ensure_running() {
+                return (-i64::from(libc::ENETDOWN), Target::Interposer);
             }
             let r = f();
             drop(guard);
             (r, Target::Lkl)
         }
         Err(world::EnterError::Nested) => (-EINTR, Target::Interposer),
-        Err(world::EnterError::NoShadow) => (-11, Target::Interposer),
+        Err(world::EnterError::NoShadow) => (-i64::from(libc::EAGAIN), Target::Interposer),
     }
 }
 
@@ -132,7 +194,7 @@ fn lkl_ppoll(set: &mut [PollFd], ms: i64) -> i64 {
         set.len() as i64,
         ts.as_ptr() as i64,
         0,
-        8,
+        KERNEL_SIGSET_SIZE as i64,
         0,
     ];
     // SAFETY: our pollfd array and timespec; LKL's pollfd layout is the same.
@@ -209,19 +271,10 @@ fn mixed(
                 .map(|&i| lkl_fdmux::PollFd::new(lkl_fdmux::Fd::Host(set[i].fd), set[i].events)),
         )
         .collect();
-    let sigmask = (mask.0 != 0).then(|| {
-        // SAFETY: an all-zero sigset_t is valid; the program's kernel mask is 8 bytes.
-        let mut m: libc::sigset_t = unsafe { core::mem::zeroed() };
-        // SAFETY: copying the program's 8-byte mask into ours.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                mask.0 as *const u8,
-                (&mut m as *mut libc::sigset_t).cast(),
-                8,
-            )
-        };
-        m
-    });
+    let sigmask = match sigmask_of(mask.0) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
     let r = sliced(timeout, |t| {
         lkl_fdmux::poll(&mut mux, t, sigmask.as_ref()).map_err(|e| -i64::from(e.0))
     });
@@ -235,6 +288,17 @@ fn mixed(
         set[i].revents = p.revents;
     }
     set.iter().filter(|p| p.revents != 0).count() as i64
+}
+
+/// The program's kernel signal mask (8 bytes) at `p` as a `sigset_t` (`None` for NULL).
+pub(crate) fn sigmask_of(p: u64) -> Result<Option<libc::sigset_t>, i64> {
+    if p == 0 {
+        return Ok(None);
+    }
+    UserAddr::new(p)
+        .read_sigmask()
+        .map(Some)
+        .map_err(|f| f.neg_errno())
 }
 
 /// Runs a wait `f(timeout)` that a host signal does not end (LKL's side of it):
@@ -272,16 +336,28 @@ pub(crate) fn sliced(
 
 /// `select` as a [`poll`] over the fds set in the three sets.
 fn select(nfds: usize, sets: [u64; 3], timeout: Option<Duration>, mask: (u64, u64)) -> i64 {
+    let words = nfds.div_ceil(64);
+    // The program's three sets, copied in (an empty Vec for a NULL set).
+    let mut inp: [Vec<u64>; 3] = Default::default();
+    for (set, v) in sets.iter().zip(inp.iter_mut()) {
+        if *set != 0 {
+            v.resize(words, 0);
+            if let Err(f) = UserAddr::new(*set).read_slice(v) {
+                return f.neg_errno();
+            }
+        }
+    }
+    let bit = |v: &Vec<u64>, fd: usize| !v.is_empty() && v[fd / 64] & (1 << (fd % 64)) != 0;
     let mut pfds = Vec::new();
     for fd in 0..nfds {
         let mut events = 0;
-        if isset(sets[0], fd) {
+        if bit(&inp[0], fd) {
             events |= POLLIN;
         }
-        if isset(sets[1], fd) {
+        if bit(&inp[1], fd) {
             events |= POLLOUT;
         }
-        if isset(sets[2], fd) {
+        if bit(&inp[2], fd) {
             events |= POLLPRI;
         }
         if events != 0 {
@@ -297,35 +373,38 @@ fn select(nfds: usize, sets: [u64; 3], timeout: Option<Duration>, mask: (u64, u6
         return r;
     }
     if pfds.iter().any(|p| p.revents & POLLNVAL != 0) {
-        return -9;
+        return -i64::from(libc::EBADF);
     }
-    let words = nfds.div_ceil(64);
-    for &set in &sets {
-        if set != 0 {
-            // SAFETY: the program's fd_set holds at least `words` words for nfds bits.
-            unsafe { core::ptr::write_bytes(set as *mut u64, 0, words) };
-        }
+    let mut out: [Vec<u64>; 3] = Default::default();
+    for (o, i) in out.iter_mut().zip(&inp) {
+        o.resize(i.len(), 0);
     }
     let mut count = 0;
-    let mut mark = |set: u64, fd: i32| {
-        if set == 0 {
+    let mut mark = |o: &mut Vec<u64>, fd: i32| {
+        if o.is_empty() {
             return;
         }
         let fd = fd as usize;
-        // SAFETY: as above, fd < nfds.
-        unsafe { *((set + (fd / 64 * 8) as u64) as *mut u64) |= 1 << (fd % 64) };
+        o[fd / 64] |= 1 << (fd % 64);
         count += 1;
     };
     for p in &pfds {
         let rv = p.revents;
         if p.events & POLLIN != 0 && rv & (POLLIN | POLLHUP | POLLERR) != 0 {
-            mark(sets[0], p.fd);
+            mark(&mut out[0], p.fd);
         }
         if p.events & POLLOUT != 0 && rv & (POLLOUT | POLLERR) != 0 {
-            mark(sets[1], p.fd);
+            mark(&mut out[1], p.fd);
         }
         if p.events & POLLPRI != 0 && rv & POLLPRI != 0 {
-            mark(sets[2], p.fd);
+            mark(&mut out[2], p.fd);
+        }
+    }
+    for (set, o) in sets.iter().zip(&out) {
+        if !o.is_empty() {
+            if let Err(f) = UserAddr::new(*set).write_slice(o) {
+                return f.neg_errno();
+            }
         }
     }
     count

@@ -18,8 +18,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
+use crate::helpers::{sys, ARCH_SET_FS, KERNEL_SIGSET_SIZE};
 use trampoline::alloc::{fs_base, has_fsgsbase};
-use trampoline::syscall6;
 
 const SLOTS: usize = 4096;
 
@@ -69,7 +69,7 @@ fn set_fs(v: u64) {
         unsafe { core::arch::asm!("wrfsbase {}", in(reg) v, options(nostack, preserves_flags)) };
     } else {
         // SAFETY: arch_prctl(ARCH_SET_FS, v) as above.
-        unsafe { syscall6(158, [0x1002, v, 0, 0, 0, 0]) };
+        unsafe { sys(libc::SYS_arch_prctl, [ARCH_SET_FS, v, 0, 0, 0, 0]) };
     }
 }
 
@@ -103,7 +103,19 @@ fn park_forever() {
     loop {
         // SAFETY: FUTEX_WAIT_PRIVATE on a word that stays 0: sleeps until a spurious
         // wakeup, then sleeps again. No libc, no errno, no thread-locals.
-        unsafe { syscall6(202, [NEVER.as_ptr() as u64, 128, 0, 0, 0, 0]) };
+        unsafe {
+            sys(
+                libc::SYS_futex,
+                [
+                    NEVER.as_ptr() as u64,
+                    (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
     }
 }
 
@@ -113,13 +125,13 @@ fn block_all() -> u64 {
     let mut old = 0u64;
     // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own buffers.
     unsafe {
-        syscall6(
-            14,
+        sys(
+            libc::SYS_rt_sigprocmask,
             [
-                0,
+                libc::SIG_BLOCK as u64,
                 &all as *const u64 as u64,
                 &mut old as *mut u64 as u64,
-                8,
+                KERNEL_SIGSET_SIZE,
                 0,
                 0,
             ],
@@ -130,7 +142,19 @@ fn block_all() -> u64 {
 
 fn set_mask(mask: u64) {
     // SAFETY: rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8).
-    unsafe { syscall6(14, [2, &mask as *const u64 as u64, 0, 8, 0, 0]) };
+    unsafe {
+        sys(
+            libc::SYS_rt_sigprocmask,
+            [
+                libc::SIG_SETMASK as u64,
+                &mask as *const u64 as u64,
+                0,
+                KERNEL_SIGSET_SIZE,
+                0,
+                0,
+            ],
+        )
+    };
 }
 
 /// Starts a shadow thread from our world; returns its thread block, 0 on failure.
@@ -149,7 +173,7 @@ fn spawn_shadow() -> u64 {
             return fs;
         }
         // SAFETY: sched_yield has no arguments.
-        unsafe { syscall6(24, [0; 6]) };
+        unsafe { sys(libc::SYS_sched_yield, [0; 6]) };
     }
 }
 
@@ -242,12 +266,12 @@ impl Drop for Borrowed {
 fn raise_pending(shadow: &Shadow) {
     let mut bits = shadow.pending.swap(0, Ordering::AcqRel);
     // SAFETY: getpid and gettid have no arguments.
-    let (pid, tid) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+    let (pid, tid) = unsafe { (sys(libc::SYS_getpid, [0; 6]), sys(libc::SYS_gettid, [0; 6])) };
     while bits != 0 {
         let sig = u64::from(bits.trailing_zeros()) + 1;
         bits &= bits - 1;
         // SAFETY: tgkill of our own thread with a signal the program handles.
-        unsafe { syscall6(234, [pid as u64, tid as u64, sig, 0, 0, 0]) };
+        unsafe { sys(libc::SYS_tgkill, [pid as u64, tid as u64, sig, 0, 0, 0]) };
     }
 }
 

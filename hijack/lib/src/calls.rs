@@ -5,9 +5,10 @@ use std::ffi::{c_int, c_long, c_ulong, c_void};
 use std::sync::atomic::Ordering;
 
 use lkl_sys as sys;
+use usermem::UserAddr;
 
 use crate::fds::{
-    host, lkl_call, lkl_call_fd, lkl_fd, p, pm, set_errno, ACTIVE, FORKED, LKL_FD_OFFSET,
+    efault, host, lkl_call, lkl_call_fd, lkl_fd, p, pm, set_errno, ACTIVE, FORKED, LKL_FD_OFFSET,
 };
 
 /// `socket(2)`.
@@ -353,8 +354,11 @@ pub unsafe extern "C" fn recvmmsg(
 /// write and reports what was sent, and moves `*offset` (or the source's
 /// file offset when `offset` is null).
 ///
+/// `*offset` is read first and written back last, as the kernel does: a
+/// bad `offset` gets `EFAULT`.
+///
 /// # Safety
-/// `offset` is null or a valid `off_t`.
+/// None beyond the kernel's: `offset` is null or read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn sendfile(
     out_fd: c_int,
@@ -365,16 +369,35 @@ pub unsafe extern "C" fn sendfile(
     if lkl_fd(out_fd).is_none() && lkl_fd(in_fd).is_none() {
         return host!(libc::SYS_sendfile, out_fd, in_fd, offset, count) as isize;
     }
+    let at = UserAddr::new(offset as u64);
+    let mut off = match (!offset.is_null()).then(|| at.read::<libc::off_t>()) {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(_)) => return efault() as isize,
+    };
+    let r = copy_chunks(out_fd, in_fd, off.as_mut(), count);
+    match off {
+        Some(o) if r >= 0 && at.write(&o).is_err() => efault() as isize,
+        _ => r,
+    }
+}
+
+/// [`sendfile`]'s copy, with `offset` in our memory.
+fn copy_chunks(
+    out_fd: c_int,
+    in_fd: c_int,
+    mut offset: Option<&mut libc::off_t>,
+    count: usize,
+) -> isize {
     let mut buf = vec![0u8; count.clamp(1, 64 << 10)];
     let mut done = 0usize;
     while done < count {
         let want = (count - done).min(buf.len());
-        let got = if offset.is_null() {
+        let got = match offset.as_deref() {
             // SAFETY: `buf` has room for `want` bytes.
-            unsafe { read(in_fd, buf.as_mut_ptr().cast(), want) }
-        } else {
-            // SAFETY: a valid off_t (the caller's contract) and room in `buf`.
-            unsafe { pread64(in_fd, buf.as_mut_ptr().cast(), want, *offset) }
+            None => unsafe { read(in_fd, buf.as_mut_ptr().cast(), want) },
+            // SAFETY: room for `want` bytes in `buf`.
+            Some(&o) => unsafe { pread64(in_fd, buf.as_mut_ptr().cast(), want, o) },
         };
         if got < 0 {
             return if done > 0 { done as isize } else { -1 };
@@ -386,15 +409,14 @@ pub unsafe extern "C" fn sendfile(
         let put = unsafe { write(out_fd, buf.as_ptr().cast(), got as usize) };
         if put < 0 {
             // What was read but not sent goes back to the source.
-            if offset.is_null() {
+            if offset.is_none() {
                 // SAFETY: integer arguments only.
                 unsafe { lseek_back(in_fd, got) };
             }
             return if done > 0 { done as isize } else { -1 };
         }
-        if !offset.is_null() {
-            // SAFETY: a valid off_t (the caller's contract).
-            unsafe { *offset += put as libc::off_t };
+        if let Some(o) = offset.as_deref_mut() {
+            *o += put as libc::off_t;
         } else if put < got {
             // SAFETY: integer arguments only.
             unsafe { lseek_back(in_fd, got - put) };
@@ -413,10 +435,11 @@ pub unsafe extern "C" fn sendfile(
 /// (at `*off_in` if given, which moves), written to the destination (at
 /// `*off_out` if given). `SPLICE_F_NONBLOCK` is passed on as `MSG_DONTWAIT`
 /// when the source is an LKL socket. If the write fails, the bytes read are
-/// lost (a pipe or socket cannot take them back): the call returns -1.
+/// lost (a pipe or socket cannot take them back): the call returns -1. The
+/// offsets are read first and written back last: a bad one gets `EFAULT`.
 ///
 /// # Safety
-/// `off_in` and `off_out` are null or valid `loff_t`s.
+/// None beyond the kernel's: the offsets are null or read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn splice(
     fd_in: c_int,
@@ -429,11 +452,17 @@ pub unsafe extern "C" fn splice(
     if lkl_fd(fd_in).is_none() && lkl_fd(fd_out).is_none() {
         return host!(libc::SYS_splice, fd_in, off_in, fd_out, off_out, len, flags) as isize;
     }
+    let (at_in, at_out) = (UserAddr::new(off_in as u64), UserAddr::new(off_out as u64));
+    let read_off = |at: UserAddr| (!at.is_null()).then(|| at.read::<libc::loff_t>());
+    let (o_in, o_out) = match (read_off(at_in), read_off(at_out)) {
+        (Some(Err(_)), _) | (_, Some(Err(_))) => return efault() as isize,
+        (i, o) => (i.and_then(Result::ok), o.and_then(Result::ok)),
+    };
     let mut buf = vec![0u8; len.clamp(1, 64 << 10)];
     let want = len.min(buf.len());
-    let got = if !off_in.is_null() {
-        // SAFETY: a valid loff_t (the caller's contract) and room in `buf`.
-        unsafe { pread64(fd_in, buf.as_mut_ptr().cast(), want, *off_in) }
+    let got = if let Some(o) = o_in {
+        // SAFETY: room for `want` bytes in `buf`.
+        unsafe { pread64(fd_in, buf.as_mut_ptr().cast(), want, o) }
     } else if lkl_fd(fd_in).is_some() && flags & libc::SPLICE_F_NONBLOCK != 0 {
         // SAFETY: room for `want` bytes in `buf`.
         unsafe { recv(fd_in, buf.as_mut_ptr().cast(), want, libc::MSG_DONTWAIT) }
@@ -444,21 +473,18 @@ pub unsafe extern "C" fn splice(
     if got <= 0 {
         return got;
     }
-    let put = if off_out.is_null() {
+    let put = match o_out {
         // SAFETY: `got` bytes of `buf` are filled.
-        unsafe { write(fd_out, buf.as_ptr().cast(), got as usize) }
-    } else {
-        // SAFETY: a valid loff_t and `got` filled bytes.
-        unsafe { pwrite64(fd_out, buf.as_ptr().cast(), got as usize, *off_out) }
+        None => unsafe { write(fd_out, buf.as_ptr().cast(), got as usize) },
+        // SAFETY: `got` filled bytes.
+        Some(o) => unsafe { pwrite64(fd_out, buf.as_ptr().cast(), got as usize, o) },
     };
     if put > 0 {
-        // SAFETY: valid loff_ts (the caller's contract).
-        unsafe {
-            if !off_in.is_null() {
-                *off_in += put as libc::loff_t;
-            }
-            if !off_out.is_null() {
-                *off_out += put as libc::loff_t;
+        for (at, o) in [(at_in, o_in), (at_out, o_out)] {
+            if let Some(o) = o {
+                if at.write(&(o + put as libc::loff_t)).is_err() {
+                    return efault() as isize;
+                }
             }
         }
     }

@@ -12,6 +12,10 @@ pub const LKL_FD_OFFSET: c_int = 512;
 /// after halt) `socket` stays on the host.
 pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 
+/// Set once LKL has given the program an fd: until then no `poll` array is
+/// read here (it goes to the host as it is).
+pub(crate) static LKL_FDS: AtomicBool = AtomicBool::new(false);
+
 /// Set in the child of a `fork`: LKL's threads were not copied, so LKL
 /// cannot be called (see the crate doc).
 pub(crate) static FORKED: AtomicBool = AtomicBool::new(false);
@@ -77,6 +81,7 @@ pub(crate) unsafe fn lkl_call_fd(no: u32, args: [c_long; 6]) -> c_int {
     if r < 0 {
         -1
     } else {
+        LKL_FDS.store(true, Ordering::Relaxed);
         r as c_int + LKL_FD_OFFSET
     }
 }
@@ -87,6 +92,13 @@ pub(crate) fn p<T>(ptr: *const T) -> c_long {
 
 pub(crate) fn pm<T>(ptr: *mut T) -> c_long {
     ptr as c_long
+}
+
+/// Sets errno to `EFAULT` (a bad pointer the library read or wrote itself)
+/// and returns -1.
+pub(crate) fn efault() -> c_int {
+    set_errno(libc::EFAULT);
+    -1
 }
 
 /// The host kernel's system call `no` (errno set by libc on failure).

@@ -24,11 +24,14 @@ struct ExitPlan {
     err: Option<std::fs::File>,
 }
 
-/// A close-on-exec copy of `fd`, numbered high (from 400) to stay out of
-/// the program's way.
+/// The lowest number of the library's own copies of the program's fds:
+/// high, to stay out of the program's way, and below [`crate::LKL_FD_OFFSET`].
+const SAVED_FD_MIN: i32 = 400;
+
+/// A close-on-exec copy of `fd`, numbered from [`SAVED_FD_MIN`].
 fn save_fd(fd: i32) -> Option<std::fs::File> {
     use std::os::fd::FromRawFd;
-    let copy = host!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 400) as i32;
+    let copy = host!(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, SAVED_FD_MIN) as i32;
     // SAFETY: `copy` is a new descriptor that nothing else owns.
     (copy >= 0).then(|| unsafe { std::fs::File::from_raw_fd(copy) })
 }
@@ -58,7 +61,9 @@ fn start() -> Result<(), String> {
     if config.debug.has(Debug::WAIT_ENTER) {
         eprintln!("lkl-hijack: debug 0x200: press Enter to continue");
         let mut b = [0u8; 1];
-        while host!(libc::SYS_read, 0, b.as_mut_ptr(), 1usize) == 1 && b[0] != b'\n' {}
+        while host!(libc::SYS_read, libc::STDIN_FILENO, b.as_mut_ptr(), 1usize) == 1
+            && b[0] != b'\n'
+        {}
     }
     if config.single_cpu == SingleCpu::KernelAndPollThreads {
         lkl_fdmux::set_waiter_affinity(first_cpu());
@@ -74,8 +79,8 @@ fn start() -> Result<(), String> {
     *AT_EXIT.lock().unwrap_or_else(|p| p.into_inner()) = Some(ExitPlan {
         debug: config.debug,
         dump: config.dump.clone(),
-        out: save_fd(1),
-        err: save_fd(2),
+        out: save_fd(libc::STDOUT_FILENO),
+        err: save_fd(libc::STDERR_FILENO),
     });
     // SAFETY: `at_exit` is an `extern "C" fn()` that lives as long as the
     // process (this library is never unloaded while the program runs).

@@ -1,5 +1,11 @@
 //! `poll`, `ppoll`, `select`, `pselect` and `epoll` over the program's fds,
 //! mixed host and LKL sets included, through `lkl-fdmux`.
+//!
+//! What the library reads or writes of the program's memory itself (the
+//! `pollfd` array, `fd_set`s, timeouts, signal masks, `epoll_event`s) goes
+//! through `usermem`: a bad pointer gets `EFAULT`, as from the kernel. Sets
+//! that go to the host as they are are read by the host kernel only, and a
+//! `poll` array is not read here at all until LKL has given out an fd.
 
 use std::collections::HashMap;
 use std::ffi::c_int;
@@ -8,8 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lkl_fdmux::{Epoll, Fd, PollFd};
+use usermem::{UserAddr, KERNEL_SIGSET_SIZE};
 
-use crate::fds::{c_result, host, mux_fd, set_errno, FORKED, LKL_FD_OFFSET};
+use crate::fds::{c_result, efault, host, mux_fd, set_errno, FORKED, LKL_FDS, LKL_FD_OFFSET};
+
+/// `pollfd`s read at a time while looking for LKL fds.
+const SCAN_CHUNK: usize = 32;
 
 /// A `poll` timeout in ms as the mux takes it (negative: forever).
 fn ms(timeout_ms: c_int) -> Option<Duration> {
@@ -17,24 +27,79 @@ fn ms(timeout_ms: c_int) -> Option<Duration> {
 }
 
 /// A `timespec` timeout (null: forever).
-///
-/// # Safety
-/// `ts` is null or points to a valid `timespec`.
-unsafe fn ts(ts: *const libc::timespec) -> Result<Option<Duration>, c_int> {
+fn ts(ts: *const libc::timespec) -> Result<Option<Duration>, c_int> {
     if ts.is_null() {
         return Ok(None);
     }
-    // SAFETY: the caller's contract.
-    let t = unsafe { *ts };
+    let t = UserAddr::new(ts as u64)
+        .read::<libc::timespec>()
+        .map_err(|_| libc::EFAULT)?;
     if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
         return Err(libc::EINVAL);
     }
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
-/// Whether any entry of `fds` is LKL's.
-fn any_lkl(fds: &[libc::pollfd]) -> bool {
-    fds.iter().any(|f| f.fd >= LKL_FD_OFFSET)
+/// The program's signal mask at `mask` (null: none).
+fn sigmask(mask: *const libc::sigset_t) -> Result<Option<libc::sigset_t>, c_int> {
+    if mask.is_null() {
+        return Ok(None);
+    }
+    UserAddr::new(mask as u64)
+        .read_sigmask()
+        .map(Some)
+        .map_err(|_| libc::EFAULT)
+}
+
+/// Whether the program's `n` pollfds at `fds` name an LKL fd (never, until
+/// LKL has given out one), read a chunk at a time.
+fn any_lkl(fds: *const libc::pollfd, n: usize) -> Result<bool, c_int> {
+    if !LKL_FDS.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    let mut chunk = [libc::pollfd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    }; SCAN_CHUNK];
+    let mut done = 0;
+    while done < n {
+        let k = (n - done).min(SCAN_CHUNK);
+        let at = UserAddr::new(fds as u64 + (done * std::mem::size_of::<libc::pollfd>()) as u64);
+        at.read_slice(&mut chunk[..k]).map_err(|_| libc::EFAULT)?;
+        if chunk[..k].iter().any(|f| f.fd >= LKL_FD_OFFSET) {
+            return Ok(true);
+        }
+        done += k;
+    }
+    Ok(false)
+}
+
+/// The mux's poll over the program's `n` pollfds at `fds`, copied in and
+/// (with their `revents`) out.
+fn mux_poll_user(
+    fds: *mut libc::pollfd,
+    n: usize,
+    timeout: Option<Duration>,
+    mask: Option<&libc::sigset_t>,
+) -> c_int {
+    let at = UserAddr::new(fds as u64);
+    let mut all = vec![
+        libc::pollfd {
+            fd: 0,
+            events: 0,
+            revents: 0
+        };
+        n
+    ];
+    if at.read_slice(&mut all).is_err() {
+        return efault();
+    }
+    let r = mux_poll(&mut all, timeout, mask);
+    if r >= 0 && at.write_slice(&all).is_err() {
+        return efault();
+    }
+    r
 }
 
 /// The mux's poll over the program's `pollfd`s.
@@ -65,18 +130,17 @@ fn mux_poll(
 /// mux (a real wait on both kernels).
 ///
 /// # Safety
-/// `fds` points to `n` pollfds.
+/// None beyond the kernel's: `fds` is read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout_ms: c_int) -> c_int {
     if n == 0 || fds.is_null() {
         return host!(libc::SYS_poll, fds, n, timeout_ms) as c_int;
     }
-    // SAFETY: the caller's `n` pollfds.
-    let all = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
-    if !any_lkl(all) {
-        return host!(libc::SYS_poll, fds, n, timeout_ms) as c_int;
+    match any_lkl(fds, n as usize) {
+        Ok(true) => mux_poll_user(fds, n as usize, ms(timeout_ms), None),
+        Ok(false) => host!(libc::SYS_poll, fds, n, timeout_ms) as c_int,
+        Err(_) => efault(),
     }
-    mux_poll(all, ms(timeout_ms), None)
 }
 
 /// glibc's fortified `poll`.
@@ -101,7 +165,7 @@ pub unsafe extern "C" fn __poll_chk(
 /// `ppoll(2)`.
 ///
 /// # Safety
-/// `fds` points to `n` pollfds; `tmo` and `mask` are null or valid.
+/// None beyond the kernel's: the pointers are read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn ppoll(
     fds: *mut libc::pollfd,
@@ -109,26 +173,24 @@ pub unsafe extern "C" fn ppoll(
     tmo: *const libc::timespec,
     mask: *const libc::sigset_t,
 ) -> c_int {
-    // SAFETY: the caller's pointers; the kernel reads 8 bytes of the mask.
-    let host_ppoll = || host!(libc::SYS_ppoll, fds, n, tmo, mask, 8usize) as c_int;
+    // The kernel reads KERNEL_SIGSET_SIZE bytes of the mask.
+    let host_ppoll = || host!(libc::SYS_ppoll, fds, n, tmo, mask, KERNEL_SIGSET_SIZE) as c_int;
     if n == 0 || fds.is_null() {
         return host_ppoll();
     }
-    // SAFETY: the caller's `n` pollfds.
-    let all = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
-    if !any_lkl(all) {
-        return host_ppoll();
+    match any_lkl(fds, n as usize) {
+        Ok(true) => {}
+        Ok(false) => return host_ppoll(),
+        Err(_) => return efault(),
     }
-    // SAFETY: the caller's timespec.
-    let timeout = match unsafe { ts(tmo) } {
-        Ok(t) => t,
-        Err(e) => {
+    let (timeout, mask) = match (ts(tmo), sigmask(mask)) {
+        (Ok(t), Ok(m)) => (t, m),
+        (Err(e), _) | (_, Err(e)) => {
             set_errno(e);
             return -1;
         }
     };
-    // SAFETY: null or the caller's valid sigset.
-    mux_poll(all, timeout, unsafe { mask.as_ref() })
+    mux_poll_user(fds, n as usize, timeout, mask.as_ref())
 }
 
 /// glibc's fortified `ppoll`.
@@ -151,25 +213,62 @@ pub unsafe extern "C" fn __ppoll_chk(
     unsafe { ppoll(fds, n, tmo, mask) }
 }
 
-/// The shared part of `select` and `pselect` once a set holds LKL fds.
-///
-/// # Safety
-/// Each set is null or a valid `fd_set`; `mask` null or valid.
-unsafe fn mux_select(
+/// The `u64` words of an `fd_set`.
+const SET_WORDS: usize = libc::FD_SETSIZE / 64;
+
+/// The shared part of `select` and `pselect` once a set holds LKL fds: the
+/// sets' first `nfds` bits copied in, and the result out.
+fn mux_select(
     nfds: c_int,
-    r: *mut libc::fd_set,
-    w: *mut libc::fd_set,
-    e: *mut libc::fd_set,
+    sets: [*mut libc::fd_set; 3],
     timeout: Option<Duration>,
-    mask: *const libc::sigset_t,
+    mask: Option<&libc::sigset_t>,
 ) -> c_int {
     if FORKED.load(Ordering::Relaxed) {
         set_errno(libc::EBADF);
         return -1;
     }
-    // SAFETY: null or the caller's valid sets and mask.
-    let (r, w, e, mask) = unsafe { (r.as_mut(), w.as_mut(), e.as_mut(), mask.as_ref()) };
-    c_result(lkl_fdmux::select(nfds, r, w, e, timeout, mask, &mux_fd))
+    let words = (nfds.max(0) as usize).div_ceil(64).min(SET_WORDS);
+    let mut copies = [[0u64; SET_WORDS]; 3];
+    for (set, copy) in sets.iter().zip(copies.iter_mut()) {
+        if !set.is_null()
+            && UserAddr::new(*set as u64)
+                .read_slice(&mut copy[..words])
+                .is_err()
+        {
+            return efault();
+        }
+    }
+    let mut fd_sets = copies.map(|c| {
+        // SAFETY: an fd_set is FD_SETSIZE bits, as these SET_WORDS words.
+        unsafe { std::mem::transmute::<[u64; SET_WORDS], libc::fd_set>(c) }
+    });
+    let [r, w, e] = &mut fd_sets;
+    let pick = |p: *mut libc::fd_set, s| (!p.is_null()).then_some(s);
+    let n = c_result(lkl_fdmux::select(
+        nfds,
+        pick(sets[0], r),
+        pick(sets[1], w),
+        pick(sets[2], e),
+        timeout,
+        mask,
+        &mux_fd,
+    ));
+    if n < 0 {
+        return n;
+    }
+    for (set, s) in sets.iter().zip(fd_sets) {
+        // SAFETY: as above, the other way.
+        let words_out = unsafe { std::mem::transmute::<libc::fd_set, [u64; SET_WORDS]>(s) };
+        if !set.is_null()
+            && UserAddr::new(*set as u64)
+                .write_slice(&words_out[..words])
+                .is_err()
+        {
+            return efault();
+        }
+    }
+    n
 }
 
 /// `select(2)`: sets holding no LKL fd (`nfds <= 512`) go to the host;
@@ -177,7 +276,7 @@ unsafe fn mux_select(
 /// time left.
 ///
 /// # Safety
-/// Each set is null or a valid `fd_set`; `tv` is null or a valid timeval.
+/// None beyond the kernel's: the pointers are read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn select(
     nfds: c_int,
@@ -189,11 +288,13 @@ pub unsafe extern "C" fn select(
     if nfds <= LKL_FD_OFFSET {
         return host!(libc::SYS_select, nfds, r, w, e, tv) as c_int;
     }
+    let tv_at = UserAddr::new(tv as u64);
     let timeout = if tv.is_null() {
         None
     } else {
-        // SAFETY: a valid timeval (the caller's contract).
-        let t = unsafe { *tv };
+        let Ok(t) = tv_at.read::<libc::timeval>() else {
+            return efault();
+        };
         if t.tv_sec < 0 || !(0..1_000_000).contains(&t.tv_usec) {
             set_errno(libc::EINVAL);
             return -1;
@@ -201,14 +302,15 @@ pub unsafe extern "C" fn select(
         Some(Duration::new(t.tv_sec as u64, (t.tv_usec * 1000) as u32))
     };
     let start = std::time::Instant::now();
-    // SAFETY: the caller's contract; no mask.
-    let n = unsafe { mux_select(nfds, r, w, e, timeout, std::ptr::null()) };
+    let n = mux_select(nfds, [r, w, e], timeout, None);
     if let (Some(t), false) = (timeout, tv.is_null()) {
         let left = t.saturating_sub(start.elapsed());
-        // SAFETY: a valid timeval (the caller's contract).
-        unsafe {
-            (*tv).tv_sec = left.as_secs() as _;
-            (*tv).tv_usec = left.subsec_micros() as _;
+        let left = libc::timeval {
+            tv_sec: left.as_secs() as _,
+            tv_usec: left.subsec_micros() as _,
+        };
+        if tv_at.write(&left).is_err() {
+            return efault();
         }
     }
     n
@@ -217,7 +319,7 @@ pub unsafe extern "C" fn select(
 /// `pselect(2)`.
 ///
 /// # Safety
-/// Each set is null or a valid `fd_set`; `tmo` and `mask` null or valid.
+/// None beyond the kernel's: the pointers are read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn pselect(
     nfds: c_int,
@@ -229,7 +331,7 @@ pub unsafe extern "C" fn pselect(
 ) -> c_int {
     if nfds <= LKL_FD_OFFSET {
         // The kernel's pselect6 takes the mask as {pointer, size}.
-        let m: [usize; 2] = [mask as usize, 8];
+        let m: [usize; 2] = [mask as usize, KERNEL_SIGSET_SIZE];
         let mp = if mask.is_null() {
             std::ptr::null()
         } else {
@@ -239,24 +341,24 @@ pub unsafe extern "C" fn pselect(
         let mut copy = if tmo.is_null() {
             None
         } else {
-            // SAFETY: a valid timespec (the caller's contract).
-            Some(unsafe { *tmo })
+            match UserAddr::new(tmo as u64).read::<libc::timespec>() {
+                Ok(t) => Some(t),
+                Err(_) => return efault(),
+            }
         };
         let tp = copy
             .as_mut()
             .map_or(std::ptr::null_mut(), |t| t as *mut libc::timespec);
         return host!(libc::SYS_pselect6, nfds, r, w, e, tp, mp) as c_int;
     }
-    // SAFETY: the caller's timespec.
-    let timeout = match unsafe { ts(tmo) } {
-        Ok(t) => t,
-        Err(err) => {
+    let (timeout, mask) = match (ts(tmo), sigmask(mask)) {
+        (Ok(t), Ok(m)) => (t, m),
+        (Err(err), _) | (_, Err(err)) => {
             set_errno(err);
             return -1;
         }
     };
-    // SAFETY: the caller's contract.
-    unsafe { mux_select(nfds, r, w, e, timeout, mask) }
+    mux_select(nfds, [r, w, e], timeout, mask.as_ref())
 }
 
 // ---------------------------------------------------------------------
@@ -332,7 +434,7 @@ pub extern "C" fn epoll_create1(flags: c_int) -> c_int {
 /// mixed instance.
 ///
 /// # Safety
-/// `ev` is null or a valid `epoll_event`.
+/// None beyond the kernel's: `ev` is read through `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_ctl(
     epfd: c_int,
@@ -371,9 +473,15 @@ pub unsafe extern "C" fn epoll_ctl(
             ep
         }
     };
-    // SAFETY: null or the caller's valid event.
-    let ev = unsafe { ev.as_ref() };
-    match ep.ctl(op, target, ev) {
+    let ev = if ev.is_null() {
+        None
+    } else {
+        match UserAddr::new(ev as u64).read::<libc::epoll_event>() {
+            Ok(e) => Some(e),
+            Err(_) => return efault(),
+        }
+    };
+    match ep.ctl(op, target, ev.as_ref()) {
         Ok(()) => 0,
         Err(e) => {
             set_errno(e.0);
@@ -385,7 +493,8 @@ pub unsafe extern "C" fn epoll_ctl(
 /// `epoll_pwait(2)`.
 ///
 /// # Safety
-/// `events` points to `max` writable events; `mask` null or valid.
+/// None beyond the kernel's: the pointers are read and written through
+/// `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait(
     epfd: c_int,
@@ -395,7 +504,6 @@ pub unsafe extern "C" fn epoll_pwait(
     mask: *const libc::sigset_t,
 ) -> c_int {
     let Some(ep) = lookup(epfd) else {
-        // SAFETY: the caller's pointers; the kernel reads 8 bytes of mask.
         return host!(
             libc::SYS_epoll_pwait,
             epfd,
@@ -403,17 +511,41 @@ pub unsafe extern "C" fn epoll_pwait(
             max,
             timeout_ms,
             mask,
-            8usize
+            KERNEL_SIGSET_SIZE
         ) as c_int;
     };
     if max <= 0 || events.is_null() {
         set_errno(libc::EINVAL);
         return -1;
     }
-    // SAFETY: the caller's `max` events.
-    let buf = unsafe { std::slice::from_raw_parts_mut(events, max as usize) };
-    // SAFETY: null or the caller's valid mask.
-    c_result(ep.wait(buf, ms(timeout_ms), unsafe { mask.as_ref() }))
+    match sigmask(mask) {
+        Ok(m) => wait_user(&ep, events, max, ms(timeout_ms), m.as_ref()),
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// Waits on `ep` into our buffer, then copies the events that came to the
+/// program's `events` (room for `max`).
+fn wait_user(
+    ep: &Epoll,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: Option<Duration>,
+    mask: Option<&libc::sigset_t>,
+) -> c_int {
+    let mut buf = vec![libc::epoll_event { events: 0, u64: 0 }; (max as usize).min(1 << 16)];
+    let n = c_result(ep.wait(&mut buf, timeout, mask));
+    if n > 0
+        && UserAddr::new(events as u64)
+            .write_slice(&buf[..n as usize])
+            .is_err()
+    {
+        return efault();
+    }
+    n
 }
 
 /// `epoll_wait(2)`.
@@ -434,8 +566,8 @@ pub unsafe extern "C" fn epoll_wait(
 /// `epoll_pwait2(2)`: a `timespec` timeout.
 ///
 /// # Safety
-/// `events` points to `max` writable events; `tmo` and `mask` null or
-/// valid.
+/// None beyond the kernel's: the pointers are read and written through
+/// `usermem`.
 #[no_mangle]
 pub unsafe extern "C" fn epoll_pwait2(
     epfd: c_int,
@@ -445,23 +577,25 @@ pub unsafe extern "C" fn epoll_pwait2(
     mask: *const libc::sigset_t,
 ) -> c_int {
     let Some(ep) = lookup(epfd) else {
-        // SAFETY: the caller's pointers; the kernel reads 8 bytes of mask.
-        return host!(libc::SYS_epoll_pwait2, epfd, events, max, tmo, mask, 8usize) as c_int;
+        return host!(
+            libc::SYS_epoll_pwait2,
+            epfd,
+            events,
+            max,
+            tmo,
+            mask,
+            KERNEL_SIGSET_SIZE
+        ) as c_int;
     };
     if max <= 0 || events.is_null() {
         set_errno(libc::EINVAL);
         return -1;
     }
-    // SAFETY: the caller's timespec.
-    let timeout = match unsafe { ts(tmo) } {
-        Ok(t) => t,
-        Err(e) => {
+    match (ts(tmo), sigmask(mask)) {
+        (Ok(t), Ok(m)) => wait_user(&ep, events, max, t, m.as_ref()),
+        (Err(e), _) | (_, Err(e)) => {
             set_errno(e);
-            return -1;
+            -1
         }
-    };
-    // SAFETY: the caller's `max` events.
-    let buf = unsafe { std::slice::from_raw_parts_mut(events, max as usize) };
-    // SAFETY: null or the caller's valid mask.
-    c_result(ep.wait(buf, timeout, unsafe { mask.as_ref() }))
+    }
 }

@@ -114,6 +114,10 @@ fn main() -> ExitCode {
             "fork: the child is refused LKL, exits cleanly; the parent goes on",
             fork_child,
         ),
+        (
+            "bad pointers to what the library reads itself: EFAULT, the program goes on",
+            bad_pointers,
+        ),
         ("liblkl-hijack.so is there", contract_name),
         (
             "pipe backend: two hijacked processes ping each other",
@@ -1033,6 +1037,41 @@ fn fork_child(env: &Env) -> Outcome {
     let out = env.run("basic.json", &[PYTHON, "fork.py"])?.ok()?;
     has_line(&out, &["child [9, 9, 97]"], "fork.py")?;
     has_line(&out, &["parent 0 True b'after'"], "fork.py")
+}
+
+/// Bad pointers (NULL + 1, a `PROT_NONE` page) to the arguments the library
+/// reads or writes itself get `EFAULT`, through libc's symbols (the
+/// library's), and the program goes on.
+const BAD_POINTERS_PY: &str = r#"
+import ctypes, errno, mmap, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+PROT_NONE = 0
+none = libc.mmap(None, mmap.PAGESIZE, PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(("127.0.0.1", 0))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.connect(a.getsockname())
+f = os.open("/proc/self/exe", os.O_RDONLY)
+ep = libc.epoll_create1(0)
+fails = []
+for name, bad in (("NULL+1", 1), ("PROT_NONE", none)):
+    p = ctypes.c_void_p(bad)
+    for call, f_ in (("poll", lambda: libc.poll(p, 1, 0)),
+                     ("select", lambda: libc.select(a.fileno() + 1, p, None, None, None)),
+                     ("epoll_ctl", lambda: libc.epoll_ctl(ep, 1, a.fileno(), p)),  # EPOLL_CTL_ADD
+                     ("sendfile", lambda: libc.sendfile(b.fileno(), f, p, 1))):
+        ctypes.set_errno(0)
+        r = f_()
+        if r != -1 or ctypes.get_errno() != errno.EFAULT:
+            fails.append((call, name, r, ctypes.get_errno()))
+b.send(b"x")
+print("fails", fails, "then", a.recv(1))
+"#;
+
+fn bad_pointers(env: &Env) -> Outcome {
+    env.write("badptr.py", BAD_POINTERS_PY)?;
+    let out = env.run("basic.json", &[PYTHON, "badptr.py"])?.ok()?;
+    has_line(&out, &["fails [] then b'x'"], "badptr.py")
 }
 
 fn contract_name(env: &Env) -> Outcome {
