@@ -4,7 +4,7 @@
 //! [`start`] loads the hijack configuration (checking it with a trial boot in a forked
 //! child before the program runs) and returns the [`Lkl`] backend, which
 //! `lkl-run --zpoline` installs in the trampoline; each process boots LKL
-//! (`lkl_net::start`) at its first call that goes to LKL. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
+//! (`lkl_boot::start`) at its first call that goes to LKL. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
 //! `AF_NETLINK`, `AF_PACKET`) and every fd they lead to go to LKL; files, memory,
 //! threads, signals, processes stay on the host, except the views of LKL's files the
 //! configuration asks for (`/etc/resolv.conf` from `nameserver`, and `/proc/net`,
@@ -130,7 +130,7 @@ fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
     // boots LKL, writes the outcome and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let msg = match lkl_net::start(config) {
+        let msg = match lkl_boot::start(config) {
             Ok(started) => {
                 for w in &started.warnings {
                     eprintln!("lkl-run: warning: {w}");
@@ -209,7 +209,7 @@ pub(crate) fn ensure_running() -> bool {
     }
     let _g = BOOT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     if STATE.load(Ordering::Acquire) == 0 {
-        let r = CONFIG.get().map(lkl_net::start);
+        let r = CONFIG.get().map(lkl_boot::start);
         match r {
             Some(Ok(started)) => {
                 let _ = KERNEL.set(started.kernel);
