@@ -4,43 +4,18 @@
 //! `lo` (the only interface without virtio devices) and read back. Prints
 //! `N passed, N failed`.
 
-use std::net::IpAddr;
 use std::process::ExitCode;
 
 use lkl::sys;
 use lkl_boot::{StartError, Started};
 use lkl_hijack_config::Config;
-use lkl_net::{Rtnl, AF_INET, AF_INET6};
+use lkl_net::{AF_INET, AF_INET6};
+use lkl_test_support::Report;
 
-type Outcome = Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn ip(t: &str) -> IpAddr {
-    t.parse().unwrap()
-}
-
-/// The error of a call that must fail.
-fn refused<T: std::fmt::Debug, E>(r: Result<T, E>, what: &str) -> Result<E, String> {
-    match r {
-        Ok(v) => Err(format!("{what} succeeded ({v:?}), expected an error")),
-        Err(e) => Ok(e),
-    }
-}
-
-fn nl() -> Result<Rtnl, String> {
-    Rtnl::open().map_err(s)
-}
+#[macro_use]
+#[path = "../../net/tests/common/mod.rs"]
+mod common;
+use common::{ip, nl, refused, s, Outcome};
 
 /// A `mem=` no host has is refused by name, before anything is made.
 fn memory_refused() -> Outcome {
@@ -170,32 +145,16 @@ fn apply_config() -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report = |name: &str, r: Outcome| match r {
-        Ok(()) => {
-            passed += 1;
-            println!("test boot::{name} ... ok");
-        }
-        Err(e) => {
-            failed += 1;
-            println!("test boot::{name} ... FAILED: {e}");
-        }
-    };
-    report("memory_refused", memory_refused());
+    let mut report = Report::default();
+    report.case("memory_refused", memory_refused());
     let cfg = Config::from_json("{}").expect("the empty configuration parses");
     match lkl_boot::start(&cfg) {
         Ok(booted) => {
-            report("start", started(&booted));
-            report("apply_config", apply_config());
-            report("halt", booted.kernel.halt().map_err(s));
+            report.case("start", started(&booted));
+            report.case("apply_config", apply_config());
+            report.case("halt", booted.kernel.halt().map_err(s));
         }
-        Err(e) => report("start", Err(e.to_string())),
+        Err(e) => report.case("start", Err(e.to_string())),
     }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    report.finish()
 }

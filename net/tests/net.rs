@@ -3,44 +3,14 @@
 //! devices), reads back what each helper did, and prints
 //! `N passed, N failed`.
 
-use std::net::IpAddr;
 use std::process::ExitCode;
 
 use lkl_net::{Rtnl, AF_INET, AF_INET6};
 use lkl_sys as sys;
 
-type Outcome = Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn ip(t: &str) -> IpAddr {
-    t.parse().unwrap()
-}
-
-/// The error of a call that must fail.
-fn refused<T: std::fmt::Debug>(
-    r: Result<T, lkl_net::Error>,
-    what: &str,
-) -> Result<lkl_net::Error, String> {
-    match r {
-        Ok(v) => Err(format!("{what} succeeded ({v:?}), expected an error")),
-        Err(e) => Ok(e),
-    }
-}
-
-fn nl() -> Result<Rtnl, String> {
-    Rtnl::open().map_err(s)
-}
+#[macro_use]
+mod common;
+use common::{ip, nl, refused, s, Outcome};
 
 /// `lo` is interface 1, found by name; an unknown name is a clear error.
 fn lookup() -> Outcome {
