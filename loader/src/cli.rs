@@ -382,6 +382,29 @@ fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
     Ok((f, img))
 }
 
+/// The LKL backend, started from the configuration (`--config` or the hijack
+/// variables).
+#[cfg(feature = "lkl")]
+fn lkl_backend(cli: &Cli) -> Result<&'static dyn trampoline::Backend, Error> {
+    if let Some(c) = &cli.config {
+        let abs = std::fs::canonicalize(c)
+            .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
+        // Re-executed children read the same file through the environment.
+        std::env::set_var("LKL_HIJACK_CONFIG_FILE", abs);
+    }
+    let started = zpoline_lkl::start(!cli.child).map_err(|e| Error::Lkl(e.to_string()))?;
+    for w in &started.warnings {
+        eprintln!("lkl-run: warning: {w}");
+    }
+    Ok(started.backend)
+}
+
+/// This build has no LKL backend (cargo feature `lkl` off).
+#[cfg(not(feature = "lkl"))]
+fn lkl_backend(_: &Cli) -> Result<&'static dyn trampoline::Backend, Error> {
+    Err(Error::NoLklBackend)
+}
+
 /// Loads and runs the program; returns only on error.
 pub fn run(cli: Cli) -> Error {
     match try_run(cli) {
@@ -412,19 +435,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     static HOST: trampoline::Host = trampoline::Host;
     let backend: &'static dyn trampoline::Backend = match cli.backend {
         BackendKind::Host => &HOST,
-        BackendKind::Lkl => {
-            if let Some(c) = &cli.config {
-                let abs = std::fs::canonicalize(c)
-                    .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
-                // Re-executed children read the same file through the environment.
-                std::env::set_var("LKL_HIJACK_CONFIG_FILE", abs);
-            }
-            let started = zpoline_lkl::start(!cli.child).map_err(|e| Error::Lkl(e.to_string()))?;
-            for w in &started.warnings {
-                eprintln!("lkl-run: warning: {w}");
-            }
-            started.backend
-        }
+        BackendKind::Lkl => lkl_backend(&cli)?,
     };
 
     // Interposition options.

@@ -74,6 +74,13 @@ pub enum Error {
     /// LKL could not be started from its configuration.
     #[error("{0}")]
     Lkl(String),
+    /// `--backend lkl` (the default) in a build without the LKL backend.
+    #[error(
+        "this lkl-run was built without the LKL backend (cargo feature `lkl`): \
+         run it with --backend host, or build it with the default features \
+         (cargo build --release -p loader)"
+    )]
+    NoLklBackend,
     /// Setting up the trampoline failed.
     #[error(transparent)]
     Trampoline(#[from] trampoline::Error),

@@ -66,38 +66,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// `apply` was given a different number of ifindexes than interfaces.
-    #[error("apply: the config has {interfaces} interfaces but {ifindexes} ifindexes were given")]
-    IfindexCount {
-        /// `config.interfaces.len()`.
-        interfaces: usize,
-        /// `ifindexes.len()`.
-        ifindexes: usize,
-    },
-    /// A step of `apply`, named by the config key it comes from.
-    #[error("{key}: {source}")]
-    Apply {
-        /// The key (`interfaces[0].ip`, `sysctl`, ...).
-        key: String,
-        /// What went wrong.
-        source: Box<Error>,
-    },
 }
 
 impl Error {
-    /// Wraps `self` with the config key it comes from.
-    pub fn in_key(self, key: impl Into<String>) -> Error {
-        Error::Apply {
-            key: key.into(),
-            source: Box::new(self),
-        }
-    }
-
-    /// The kernel's error number, if this is (or wraps) one.
+    /// The kernel's error number, if this is one.
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Syscall { errno, .. } | Error::Netlink { errno, .. } => Some(*errno),
-            Error::Apply { source, .. } => source.errno(),
             _ => None,
         }
     }

@@ -14,11 +14,9 @@
 //!   [`Rtnl::qdiscs`], [`Rtnl::links`]).
 //! - [`sysctl_write`]/[`sysctl_read`] (mounting proc at `/proc` when
 //!   needed), [`write_resolv_conf`], [`mount_fs`] (upstream's `mount` key).
-//! - [`apply`]: the network part of a parsed hijack configuration
-//!   ([`lkl_hijack_config::Config`]), once the devices exist.
-//! - [`start`]: everything a configuration says, from nothing: the
-//!   devices of all four backend types, `singlecpu`, the boot with
-//!   `boot_cmdline` (quiet unless `debug`), then [`apply`].
+//!
+//! The crate knows nothing of the hijack configuration: `lkl-boot` boots
+//! LKL from one and applies its network keys with these functions.
 //!
 //! Messages are built and parsed by our own small encoder ([`nl`]): safe
 //! code, every length checked, family headers encoded field by field and
@@ -30,26 +28,20 @@
 //! Every function needs a booted kernel (`lkl::boot`); before it they fail
 //! with `ENOSYS`. Errors are [`Error`]: the request, the kernel's errno and
 //! its extended-ack message.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-mod apply;
 mod error;
 mod fs;
-mod host;
-pub mod memory;
 pub mod nl;
 mod ops;
 mod rtnl;
-mod start;
 
-pub use apply::{apply, apply_interface, DAD_TIMEOUT};
 pub use error::Error;
 pub use fs::{
     ensure_proc, mount_fs, read_file, sysctl_path, sysctl_read, sysctl_write, write_resolv_conf,
 };
 pub use ops::{network, table_v4, table_v6, Addr, Link, Neighbor, QdiscInfo, Route, Rule};
 pub use rtnl::Rtnl;
-pub use start::{check_memory, net_backend, start, StartError, Started};
 
 /// `AF_INET` as the `family` argument of the dumps.
 pub const AF_INET: u8 = lkl_sys::LKL_AF_INET as u8;

@@ -3,45 +3,14 @@
 //! devices), reads back what each helper did, and prints
 //! `N passed, N failed`.
 
-use std::net::IpAddr;
 use std::process::ExitCode;
 
-use lkl_hijack_config::Config;
 use lkl_net::{Rtnl, AF_INET, AF_INET6};
 use lkl_sys as sys;
 
-type Outcome = Result<(), String>;
-
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)+) => {
-        if !$cond {
-            return Err(format!($($fmt)+));
-        }
-    };
-}
-
-fn s<E: std::fmt::Display>(e: E) -> String {
-    e.to_string()
-}
-
-fn ip(t: &str) -> IpAddr {
-    t.parse().unwrap()
-}
-
-/// The error of a call that must fail.
-fn refused<T: std::fmt::Debug>(
-    r: Result<T, lkl_net::Error>,
-    what: &str,
-) -> Result<lkl_net::Error, String> {
-    match r {
-        Ok(v) => Err(format!("{what} succeeded ({v:?}), expected an error")),
-        Err(e) => Ok(e),
-    }
-}
-
-fn nl() -> Result<Rtnl, String> {
-    Rtnl::open().map_err(s)
-}
+#[macro_use]
+mod common;
+use common::{ip, nl, refused, s, Outcome};
 
 /// `lo` is interface 1, found by name; an unknown name is a clear error.
 fn lookup() -> Outcome {
@@ -335,104 +304,6 @@ fn resolv_conf() -> Outcome {
     Ok(())
 }
 
-/// A hijack config applied to lo: interface keys (mtu, ip, ifgateway's
-/// table 2, ipv6 with DAD, neigh; not ifgateway6, see
-/// interface_table_v6_on_lo) and the global ones (mount,
-/// sysctl, nameserver, gateway: the default route in the main table), all
-/// read back.
-fn apply_config() -> Outcome {
-    let cfg = Config::from_json(
-        r#"{
-            "mount": "sysfs",
-            "sysctl": "net.core.somaxconn=1000;net.ipv4.tcp_wmem=4096 16384 4194304",
-            "nameserver": "9.9.9.9",
-            "gateway": "10.20.0.254",
-            "interfaces": [{
-                "type": "tap", "param": "tap0", "mtu": "9000",
-                "ip": "10.20.0.1", "masklen": "16", "ifgateway": "10.20.0.254",
-                "ipv6": "fd00:20::1", "masklen6": "64",
-                "neigh": "10.20.0.9|12:34:56:78:9a:bd;fd00:20::9|12:34:56:78:9a:be"
-            }]
-        }"#,
-    )
-    .map_err(s)?;
-    lkl_net::apply(&cfg, &[1]).map_err(s)?;
-    let mut nl = nl()?;
-    ensure!(nl.link(1).map_err(s)?.mtu == Some(9000), "mtu not 9000");
-    let rules = nl.rules(AF_INET).map_err(s)?;
-    ensure!(
-        rules
-            .iter()
-            .any(|r| r.table == 2 && r.src == Some((ip("10.20.0.1"), 32))),
-        "no rule from 10.20.0.1 lookup 2: {rules:?}"
-    );
-    let routes = nl.routes(AF_INET).map_err(s)?;
-    ensure!(
-        routes.iter().any(|r| r.table == 2
-            && r.dst == Some((ip("10.20.0.0"), 16))
-            && r.oif == Some(1)
-            && r.scope == sys::LKL_RT_SCOPE_LINK as u8),
-        "no subnet route in table 2: {routes:?}"
-    );
-    ensure!(
-        routes
-            .iter()
-            .any(|r| r.table == 2 && r.dst.is_none() && r.gateway == Some(ip("10.20.0.254"))),
-        "no default route in table 2: {routes:?}"
-    );
-    ensure!(
-        routes.iter().any(|r| r.table == sys::LKL_RT_TABLE_MAIN
-            && r.dst.is_none()
-            && r.gateway == Some(ip("10.20.0.254"))),
-        "gateway not in main: {routes:?}"
-    );
-    let addrs = nl.addresses(AF_INET6).map_err(s)?;
-    ensure!(
-        addrs.iter().any(|a| a.addr == ip("fd00:20::1")
-            && a.prefix_len == 64
-            && a.flags & sys::LKL_IFA_F_TENTATIVE == 0),
-        "fd00:20::1/64 not ready: {addrs:?}"
-    );
-    let n = nl.neighbors(0).map_err(s)?;
-    // (the IPv4 one keyed 0.0.0.0 on lo, see neighbour())
-    for want in [
-        [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbd],
-        [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbe],
-    ] {
-        ensure!(
-            n.iter().any(|e| e.mac == Some(want)),
-            "neighbour {want:x?} not in {n:?}"
-        );
-    }
-    ensure!(
-        n.iter().any(|e| e.ip == ip("fd00:20::9")),
-        "fd00:20::9 not in {n:?}"
-    );
-    ensure!(
-        lkl::stat("/sysfs/class/net/lo").is_ok(),
-        "sysfs not mounted at /sysfs"
-    );
-    ensure!(
-        lkl_net::sysctl_read("net.core.somaxconn").map_err(s)? == "1000",
-        "somaxconn not set"
-    );
-    ensure!(
-        lkl_net::read_file("/etc/resolv.conf").map_err(s)? == b"nameserver 9.9.9.9\n",
-        "resolv.conf not written"
-    );
-    // Applying it again: the first step that fails is named by its key.
-    let e = refused(lkl_net::apply(&cfg, &[1]), "lkl_net::apply(&cfg, &[1])")?.to_string();
-    ensure!(
-        e.starts_with(
-            "interfaces[0].ip: add address 10.20.0.1/16 to interface 1: the kernel refused: EEXIST"
-        ),
-        "{e}"
-    );
-    let e = refused(lkl_net::apply(&cfg, &[]), "lkl_net::apply(&cfg, &[])")?.to_string();
-    ensure!(e.contains("1 interfaces but 0 ifindexes"), "{e}");
-    Ok(())
-}
-
 type Case = (&'static str, fn() -> Outcome);
 
 const CASES: &[Case] = &[
@@ -448,7 +319,6 @@ const CASES: &[Case] = &[
     ("qdisc_fq", qdisc_fq),
     ("sysctl", sysctl),
     ("resolv_conf", resolv_conf),
-    ("apply_config", apply_config),
 ];
 
 fn main() -> ExitCode {

@@ -82,7 +82,7 @@ fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
     // boots LKL, writes the outcome and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let msg = match lkl_net::start(config) {
+        let msg = match lkl_boot::start(config) {
             Ok(started) => {
                 for w in &started.warnings {
                     eprintln!("lkl-run: warning: {w}");
@@ -153,7 +153,7 @@ pub(crate) fn ensure_running() -> bool {
     }
     let _g = BOOT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     if STATE.load(Ordering::Acquire) == 0 {
-        let r = CONFIG.get().map(lkl_net::start);
+        let r = CONFIG.get().map(lkl_boot::start);
         match r {
             Some(Ok(started)) => {
                 let _ = KERNEL.set(started.kernel);

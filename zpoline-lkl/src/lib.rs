@@ -4,7 +4,7 @@
 //! [`start`] loads the hijack configuration (checking it with a trial boot in a forked
 //! child before the program runs) and returns the [`Lkl`] backend, which
 //! `lkl-run --zpoline` installs in the trampoline; each process boots LKL
-//! (`lkl_net::start`) at its first call that goes to LKL. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
+//! (`lkl_boot::start`) at its first call that goes to LKL. Sockets of the families LKL serves (`AF_INET`, `AF_INET6`,
 //! `AF_NETLINK`, `AF_PACKET`) and every fd they lead to go to LKL; files, memory,
 //! threads, signals, processes stay on the host, except the views of LKL's files the
 //! configuration asks for (`/etc/resolv.conf` from `nameserver`, and `/proc/net`,

@@ -8,7 +8,7 @@
 //! A constructor (`.init_array`) loads the configuration with
 //! `lkl-hijack-config` (`LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json`, the
 //! `LKL_HIJACK_*` variables; unknown keys are warnings naming the key),
-//! waits for Enter with `debug` 0x200, boots LKL with [`lkl_net::start`]
+//! waits for Enter with `debug` 0x200, boots LKL with [`lkl_boot::start`]
 //! (every interface, `singlecpu`, `boot_cmdline`, addresses, routes,
 //! tables, `sysctl`, ...; the kernel's boot log only with `debug`), then
 //! sleeps `delay_main`. A configuration or boot error is printed to

@@ -48,7 +48,7 @@ extern "C" fn init() {
 }
 
 /// Loads the configuration (unknown keys are warnings, as upstream's
-/// README promises), boots LKL with [`lkl_net::start`], and sleeps
+/// README promises), boots LKL with [`lkl_boot::start`], and sleeps
 /// `delay_main`.
 fn start() -> Result<(), String> {
     let loaded = lkl_hijack_config::load().map_err(|e| e.to_string())?;
@@ -68,7 +68,7 @@ fn start() -> Result<(), String> {
     if config.single_cpu == SingleCpu::KernelAndPollThreads {
         lkl_fdmux::set_waiter_affinity(first_cpu());
     }
-    let started = lkl_net::start(&config).map_err(|e| e.to_string())?;
+    let started = lkl_boot::start(&config).map_err(|e| e.to_string())?;
     for w in &started.warnings {
         eprintln!("lkl-hijack: warning: {w}");
     }

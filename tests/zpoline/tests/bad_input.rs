@@ -36,6 +36,26 @@ fn mmap_min_addr_not_zero_says_what_to_run() {
     assert!(err.contains("sysctl -w vm.mmap_min_addr=0"), "{err}");
 }
 
+/// Without the `lkl` feature, the LKL backend (the default) is refused by name.
+#[cfg(not(feature = "lkl"))]
+#[test]
+fn lkl_backend_missing_from_the_build_is_named() {
+    for args in [
+        &["--zpoline", "/bin/true"][..],
+        &["--zpoline", "--backend", "lkl", "/bin/true"],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(
+            err.trim_end(),
+            "lkl-run: this lkl-run was built without the LKL backend (cargo feature `lkl`): \
+             run it with --backend host, or build it with the default features \
+             (cargo build --release -p loader)"
+        );
+    }
+}
+
 /// Runs lkl-run on `prog`; checks the exit status and that stderr is exactly `want`.
 fn refused(prog: &str, status: i32, want: &str) {
     let out = run(&["--zpoline", "--backend", "host", prog]);

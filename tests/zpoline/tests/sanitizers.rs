@@ -30,6 +30,7 @@ fn thread_sanitizer_program_runs() {
     );
 }
 
+#[cfg(feature = "lkl")]
 #[test]
 fn thread_sanitizer_program_runs_with_the_lkl_backend() {
     // The default backend: LKL boots (only `lo`, no configuration) while the program

@@ -7,14 +7,59 @@ use std::time::Duration;
 use lkl_hijack_config::{Config, Interface};
 
 use lkl::Errno;
-
-use crate::error::Error;
-use crate::fs;
-use crate::rtnl::Rtnl;
-use crate::{AF_INET, AF_INET6};
+use lkl_net::{Error, Rtnl, AF_INET, AF_INET6};
 
 /// The main routing table (`RT_TABLE_MAIN`).
 const MAIN_TABLE: u32 = lkl::sys::LKL_RT_TABLE_MAIN;
+
+/// Why [`apply`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A step failed, named by the config key it comes from
+    /// (`interfaces[0].ip`, `sysctl`, ...).
+    #[error("{key}: {source}")]
+    Key {
+        /// The key.
+        key: String,
+        /// What went wrong.
+        source: Error,
+    },
+    /// A step no key names failed (the netlink socket, `lo`).
+    #[error(transparent)]
+    Net(#[from] Error),
+    /// A different number of ifindexes than interfaces was given.
+    #[error("apply: the config has {interfaces} interfaces but {ifindexes} ifindexes were given")]
+    IfindexCount {
+        /// `config.interfaces.len()`.
+        interfaces: usize,
+        /// `ifindexes.len()`.
+        ifindexes: usize,
+    },
+}
+
+impl ApplyError {
+    /// The kernel's error number, if the failing step got one.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            ApplyError::Key { source, .. } | ApplyError::Net(source) => source.errno(),
+            ApplyError::IfindexCount { .. } => None,
+        }
+    }
+}
+
+/// Names an `lkl-net` error by the config key of its step.
+trait InKey {
+    fn in_key(self, key: impl Into<String>) -> ApplyError;
+}
+
+impl InKey for Error {
+    fn in_key(self, key: impl Into<String>) -> ApplyError {
+        ApplyError::Key {
+            key: key.into(),
+            source: self,
+        }
+    }
+}
 
 /// How long [`apply`] waits for IPv6 duplicate address detection.
 pub const DAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,17 +83,17 @@ pub const DAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// route is kept and a warning saying so is returned.
 ///
 /// # Errors
-/// The first failing step, as [`Error::Apply`] naming its config key
+/// The first failing step, as [`ApplyError::Key`] naming its config key
 /// (`interfaces[0].ip: add address ...: the kernel refused: EEXIST`).
-pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<Vec<String>, Error> {
+pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<Vec<String>, ApplyError> {
     if config.interfaces.len() != ifindexes.len() {
-        return Err(Error::IfindexCount {
+        return Err(ApplyError::IfindexCount {
             interfaces: config.interfaces.len(),
             ifindexes: ifindexes.len(),
         });
     }
     for t in &config.mount {
-        fs::mount_fs(t).map_err(|e| e.in_key("mount"))?;
+        lkl_net::mount_fs(t).map_err(|e| e.in_key("mount"))?;
     }
     let mut nl = Rtnl::open()?;
     let lo = nl.link_by_name("lo")?;
@@ -66,10 +111,10 @@ pub fn apply(config: &Config, ifindexes: &[i32]) -> Result<Vec<String>, Error> {
         default_gateway(&mut nl, g.into(), "gateway6", &mut warnings)?;
     }
     for s in &config.sysctl {
-        fs::sysctl_write(&s.key, &s.value).map_err(|e| e.in_key("sysctl"))?;
+        lkl_net::sysctl_write(&s.key, &s.value).map_err(|e| e.in_key("sysctl"))?;
     }
     if let Some(ns) = config.nameserver {
-        fs::write_resolv_conf(&[ns]).map_err(|e| e.in_key("nameserver"))?;
+        lkl_net::write_resolv_conf(&[ns]).map_err(|e| e.in_key("nameserver"))?;
     }
     Ok(warnings)
 }
@@ -81,7 +126,7 @@ fn default_gateway(
     gw: IpAddr,
     key: &str,
     warnings: &mut Vec<String>,
-) -> Result<(), Error> {
+) -> Result<(), ApplyError> {
     match nl.add_default_gateway(gw) {
         Err(e) if e.errno() == Some(Errno::EEXIST) => {
             let family = if gw.is_ipv4() { AF_INET } else { AF_INET6 };
@@ -113,13 +158,13 @@ fn default_gateway(
 /// `qdisc`. `key` prefixes error keys (`interfaces[0]`).
 ///
 /// # Errors
-/// The first failing step, as [`Error::Apply`].
+/// The first failing step, as [`ApplyError::Key`].
 pub fn apply_interface(
     nl: &mut Rtnl,
     iface: &Interface,
     index: i32,
     key: &str,
-) -> Result<(), Error> {
+) -> Result<(), ApplyError> {
     let k = |name: &str| format!("{key}.{name}");
     if let Some(mac) = iface.mac {
         let link = nl.link(index).map_err(|e| e.in_key(k("mac")))?;

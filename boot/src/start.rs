@@ -1,12 +1,11 @@
 //! Booting LKL from a whole hijack configuration: the devices, the kernel,
-//! then [`apply`](crate::apply). Shared by `liblkl-hijack.so` and the
-//! zpoline backend, so both read a config file the same way.
+//! then [`apply`](crate::apply).
 
 use std::io;
 
 use lkl_hijack_config::{Backend, Config, SingleCpu};
 
-use crate::error::Error;
+use crate::apply::ApplyError;
 use crate::host;
 use crate::memory::{self, HostMemory, Size};
 
@@ -66,7 +65,7 @@ pub enum StartError {
     Pin(#[source] io::Error),
     /// A step of [`apply`](crate::apply) failed; the kernel was halted.
     #[error(transparent)]
-    Apply(#[from] Error),
+    Apply(#[from] ApplyError),
 }
 
 /// Boots LKL as a hijack configuration says, as upstream's hijack start-up
