@@ -18,21 +18,21 @@
 //!   copy of queue 0 the device takes at DRIVER_OK
 //!   ([`VirtioDevice::activate_queues`]) and keeps under a lock of its own
 //!   ([`Shared`]); the thread raises the interrupt itself
-//!   ([`MmioTransport::signal_used`](crate::virtio::MmioTransport::signal_used)).
+//!   ([`MmioTransport::signal_used`](crate::MmioTransport::signal_used)).
 //!   A notify of queue 0 only wakes that thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::backend::{iov, Backend, Wake};
 use super::offload::{self, HDR_LEN};
 use super::rx_queue::RxQueue;
-use crate::virtio::memory::{read_bytes, GuestMemory};
-use crate::virtio::mmio::VirtioDevice;
-use crate::virtio::queue::{DescriptorChain, Queue};
-use crate::virtio::QueueError;
+use crate::memory::{read_bytes, GuestMemory};
+use crate::mmio::VirtioDevice;
+use crate::queue::{DescriptorChain, Queue};
+use crate::QueueError;
 
 /// Bytes moved between two transmit notifies above which traffic is bulk
 /// ([`Net::bulk`]): a download's acknowledgement comes after about 100 KB
@@ -155,6 +155,12 @@ impl TxState {
 }
 
 impl Shared {
+    /// Whether the device has a transmit thread ([`super::tx::run`] is to
+    /// be started for it).
+    pub fn transmit_thread(&self) -> bool {
+        self.tx.enabled
+    }
+
     /// The receive queue, locked.
     pub fn rx(&self) -> MutexGuard<'_, RxQueue> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner())
@@ -256,7 +262,7 @@ impl Net {
     /// A device with address `mac` over `backend`, reaching the driver's
     /// buffers through `mem`, offering the `offload` bits the backend can
     /// honour (`opts.offload`), joining received TCP segments when
-    /// `opts.coalesce` (see [`coalesce`]), with a transmit thread when
+    /// `opts.coalesce` (see [`super::coalesce`]), with a transmit thread when
     /// `opts.transmit_thread` and `opts.busy_poll` is not zero (see
     /// [`super::tx`]). `opts.mac` is not used: `mac` is.
     ///
@@ -384,7 +390,7 @@ impl Net {
     ///
     /// # Errors
     /// A malformed queue.
-    pub(super) fn flush_transmit(
+    pub fn flush_transmit(
         &mut self,
         queue: &mut Queue,
         mem: &dyn GuestMemory,
@@ -445,13 +451,13 @@ fn gather(
 
 impl VirtioDevice for Net {
     fn device_id(&self) -> u32 {
-        sys::LKL_VIRTIO_ID_NET
+        spec::VIRTIO_ID_NET
     }
 
     fn features(&self) -> u64 {
-        1u64 << sys::LKL_VIRTIO_F_VERSION_1
-            | 1 << sys::LKL_VIRTIO_NET_F_MAC
-            | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX
+        1u64 << spec::VIRTIO_F_VERSION_1
+            | 1 << spec::VIRTIO_NET_F_MAC
+            | 1 << spec::VIRTIO_RING_F_EVENT_IDX
             | self.offloads
     }
 
@@ -484,7 +490,7 @@ impl VirtioDevice for Net {
             return;
         }
         if let Err(e) = self.shared.backend.negotiated(features) {
-            crate::host::print::write_stderr(
+            crate::diag::write_stderr(
                 format!("lkl: virtio-net: the backend refused offloads {features:#x}: {e}\n")
                     .as_bytes(),
             );

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::backend::poll_readable;
 use super::device::{Net, Shared, QUEUE_SIZE, TX_QUEUE};
-use crate::virtio::mmio::MmioTransport;
-use crate::virtio::queue::DescriptorChain;
+use crate::mmio::MmioTransport;
+use crate::queue::DescriptorChain;
 
 /// How long the sleeping thread waits before it looks at `stopped` again.
 const RETRY_MS: i32 = 1000;

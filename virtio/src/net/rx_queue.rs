@@ -9,11 +9,12 @@ use super::backend::Backend;
 use super::coalesce;
 use super::device::{count, Counters};
 use super::offload::{self, HDR_LEN};
-use crate::virtio::memory::{read_bytes, write_bytes, GuestMemory};
-use crate::virtio::queue::{Descriptor, DescriptorChain, Queue};
-use crate::virtio::QueueError;
+use crate::memory::{read_bytes, write_bytes, GuestMemory};
+use crate::queue::{Descriptor, DescriptorChain, Queue};
+use crate::QueueError;
 
-/// The receive queue as the device serves it, under [`Shared::rx`].
+/// The receive queue as the device serves it, under
+/// [`Shared::rx`](super::device::Shared::rx).
 #[derive(Debug, Default)]
 pub struct RxQueue {
     /// The driver's queue 0, from DRIVER_OK until a reset or stop.
@@ -60,7 +61,7 @@ enum Read {
     Done(Direct),
 }
 
-/// What became of a direct read ([`RxQueue::receive_direct`]).
+/// What became of a direct read (`RxQueue::receive_direct`).
 #[derive(Debug)]
 pub enum Direct {
     /// A frame is in the used ring.
@@ -437,7 +438,7 @@ impl RxQueue {
         if std::mem::replace(warned, true) {
             return;
         }
-        crate::host::print::write_stderr(
+        crate::diag::write_stderr(
             format!(
                 "lkl: virtio-net: dropped a {frame}-byte frame: the driver's receive buffer \
                  holds {} bytes; for an MTU above 1500 add mergeable receive buffers \

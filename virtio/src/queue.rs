@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::memory::{read_le, write_le, GuestMemory};
 use super::QueueError;
@@ -22,11 +22,11 @@ use super::QueueError;
 /// Bytes per descriptor.
 const DESC_SIZE: u64 = 16;
 /// `VRING_DESC_F_NEXT`.
-const F_NEXT: u16 = sys::LKL_VRING_DESC_F_NEXT as u16;
+const F_NEXT: u16 = spec::VRING_DESC_F_NEXT as u16;
 /// `VRING_DESC_F_WRITE`.
-const F_WRITE: u16 = sys::LKL_VRING_DESC_F_WRITE as u16;
+const F_WRITE: u16 = spec::VRING_DESC_F_WRITE as u16;
 /// `VRING_DESC_F_INDIRECT`.
-const F_INDIRECT: u16 = sys::LKL_VRING_DESC_F_INDIRECT as u16;
+const F_INDIRECT: u16 = spec::VRING_DESC_F_INDIRECT as u16;
 
 /// One buffer of a chain, checked against the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +313,7 @@ impl Queue {
         fence(Ordering::SeqCst);
         if !self.event_idx {
             let flags: u16 = read_le(mem, self.avail_ring)?;
-            return Ok(flags & sys::LKL_VRING_AVAIL_F_NO_INTERRUPT as u16 == 0);
+            return Ok(flags & spec::VRING_AVAIL_F_NO_INTERRUPT as u16 == 0);
         }
         let used_event: u16 = read_le(mem, self.avail_ring + 4 + 2 * u64::from(self.size))?;
         let new = self.next_used;
