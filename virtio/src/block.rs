@@ -260,6 +260,9 @@ pub struct Block {
     serial: [u8; ID_BYTES],
     config: Vec<u8>,
     stats: BlockStats,
+    /// The request being served: its buffer is reused, so requests are
+    /// popped without allocating.
+    chain: DescriptorChain,
 }
 
 impl Block {
@@ -300,6 +303,7 @@ impl Block {
             serial: id,
             config,
             stats: BlockStats::default(),
+            chain: DescriptorChain::default(),
         })
     }
 
@@ -335,8 +339,8 @@ impl Block {
 
     /// Handles one request; returns the bytes written to its buffers.
     fn handle<M: GuestMemory + ?Sized>(&mut self, chain: &DescriptorChain, mem: &M) -> u32 {
-        let readable: Vec<Descriptor> = chain.readable().copied().collect();
-        let writable: Vec<Descriptor> = chain.writable().copied().collect();
+        let readable = chain.readable().as_slice();
+        let writable = chain.writable().as_slice();
         let in_len: u64 = writable.iter().map(|d| u64::from(d.len)).sum();
         if in_len == 0 {
             // Nowhere to put a status: nothing can be answered.
@@ -344,8 +348,8 @@ impl Block {
             return 0;
         }
         // The status byte is the last writable byte.
-        let status_at = Cursor::new(&writable).locate(in_len - 1);
-        let (status, written) = match self.request(&readable, &writable, in_len - 1, mem) {
+        let status_at = Cursor::new(writable).locate(in_len - 1);
+        let (status, written) = match self.request(readable, writable, in_len - 1, mem) {
             Ok(written) => (spec::VIRTIO_BLK_S_OK, written),
             Err(status) => {
                 self.stats.errors += 1;
@@ -551,9 +555,25 @@ impl VirtioDevice for Block {
         queue: &mut Queue,
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
+        let mut chain = std::mem::take(&mut self.chain);
+        let result = self.serve(queue, mem, &mut chain);
+        self.chain = chain;
+        result
+    }
+}
+
+impl Block {
+    /// Handles every request the driver made available, each popped into
+    /// `chain`.
+    fn serve(
+        &mut self,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+        chain: &mut DescriptorChain,
+    ) -> Result<bool, QueueError> {
         let mut used = false;
-        while let Some(chain) = queue.pop(mem)? {
-            let len = self.handle(&chain, mem);
+        while queue.pop_into(mem, chain)? {
+            let len = self.handle(chain, mem);
             queue.add_used(mem, chain.head, len)?;
             used = true;
         }

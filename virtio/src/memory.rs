@@ -138,20 +138,25 @@ pub(crate) mod tests {
     /// backed by a host buffer. Anything outside is refused.
     pub struct VecMemory {
         base: u64,
-        buf: Box<[UnsafeCell<u64>]>,
+        buf: Words,
         size: u64,
     }
 
-    // SAFETY: the tests use it from one thread at a time; the cells only
-    // let the device write through a shared reference, like real memory.
-    unsafe impl Sync for VecMemory {}
-    // SAFETY: a plain buffer.
-    unsafe impl Send for VecMemory {}
+    /// The buffer: cells, so the device writes through a shared
+    /// reference, as into real memory.
+    struct Words(Box<[UnsafeCell<u64>]>);
+
+    // SAFETY: the words are only ever reached through the raw pointers
+    // `translate` hands out, never through references to the cells, as the
+    // kernel's memory is; threads that share them (a device thread and
+    // the test playing the driver) touch a location one at a time, ordered
+    // by the ring protocol's fences, as a driver and a device do.
+    unsafe impl Sync for Words {}
 
     impl VecMemory {
         pub fn new(base: u64, size: u64) -> Self {
             let words = size.div_ceil(8) as usize;
-            let buf = (0..words).map(|_| UnsafeCell::new(0)).collect();
+            let buf = Words((0..words).map(|_| UnsafeCell::new(0)).collect());
             VecMemory { base, buf, size }
         }
     }
@@ -162,7 +167,7 @@ pub(crate) mod tests {
             if addr < self.base || end > self.base + self.size {
                 return None;
             }
-            let host = self.buf.as_ptr() as *mut u8;
+            let host = self.buf.0.as_ptr() as *mut u8;
             // SAFETY: in bounds, checked above.
             Some(unsafe { host.add((addr - self.base) as usize) })
         }

@@ -231,6 +231,9 @@ pub struct Net {
     /// [`State::Active`].
     state: State,
     tx_iovs: IoScratch,
+    /// The chain being sent: its buffer is reused, so the transmit queue
+    /// is popped without allocating.
+    tx_chain: DescriptorChain,
     /// Bytes received and sent at the last transmit notify, and when: the
     /// notify path hands transmission to the thread while traffic is bulk.
     tx_mark: (u64, Option<std::time::Instant>),
@@ -247,15 +250,35 @@ enum State {
     Stopped,
 }
 
-/// Scratch space for the iovecs of one transmitted frame: filled and
-/// emptied within one [`Shared::send`] call, so it holds no pointer
-/// between calls.
+/// Scratch space for the iovecs of one transmitted frame. Its vector is
+/// reached only through [`IoScratch::with`], which empties it when the
+/// frame is sent, so between frames it holds no pointer (only capacity).
 struct IoScratch(Vec<libc::iovec>);
 
-// SAFETY: the vector is empty between calls (Shared::send clears it before
-// returning), so moving it to another thread moves no pointer into memory
-// that thread could not reach; the iovecs are only ever built and used on
-// the thread running the send.
+impl IoScratch {
+    fn new() -> Self {
+        IoScratch(Vec::with_capacity(usize::from(QUEUE_SIZE) + 1))
+    }
+
+    /// Lends the (empty) vector to `f`, and empties it again after, also
+    /// when `f` panics.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Vec<libc::iovec>) -> R) -> R {
+        /// Empties the vector when dropped.
+        struct Clear<'a>(&'a mut Vec<libc::iovec>);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.clear();
+            }
+        }
+        let lent = Clear(&mut self.0);
+        f(&mut *lent.0)
+    }
+}
+
+// SAFETY: the iovecs point into the driver's buffers only during one
+// `IoScratch::with` call, on the thread making it, and the vector is empty
+// again when it returns or unwinds. So moving an `IoScratch` to another
+// thread moves no pointer, only an empty buffer's capacity.
 unsafe impl Send for IoScratch {}
 
 impl Net {
@@ -298,7 +321,8 @@ impl Net {
             }),
             offloads,
             state: State::Inactive,
-            tx_iovs: IoScratch(Vec::with_capacity(usize::from(QUEUE_SIZE) + 1)),
+            tx_iovs: IoScratch::new(),
+            tx_chain: DescriptorChain::default(),
             tx_mark: (0, None),
         })
     }
@@ -356,10 +380,12 @@ impl Net {
 
     /// Sends every chain the driver made available on the transmit queue.
     fn transmit(&mut self, queue: &mut Queue, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
+        let features = self.negotiated();
+        let chain = &mut self.tx_chain;
         let mut used = false;
-        while let Some(chain) = queue.pop(mem)? {
-            self.shared
-                .send(self.negotiated(), &chain, &mut self.tx_iovs.0);
+        while queue.pop_into(mem, chain)? {
+            let shared = &self.shared;
+            self.tx_iovs.with(|iovs| shared.send(features, chain, iovs));
             queue.add_used(mem, chain.head, 0)?;
             used = true;
         }
