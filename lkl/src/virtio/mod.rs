@@ -273,54 +273,24 @@ mod spec_matches_kernel {
             size_of::<sys::lkl_virtio_blk_discard_write_zeroes>()
         );
         assert_eq!(blk_config::SIZE, size_of::<Config>());
-        for (name, ours, kernel) in [
-            (
-                "capacity",
-                blk_config::CAPACITY,
-                offset_of!(Config, capacity),
-            ),
-            (
-                "size_max",
-                blk_config::SIZE_MAX,
-                offset_of!(Config, size_max),
-            ),
-            ("seg_max", blk_config::SEG_MAX, offset_of!(Config, seg_max)),
-            (
-                "num_queues",
-                blk_config::NUM_QUEUES,
-                offset_of!(Config, num_queues),
-            ),
-            (
-                "max_discard_sectors",
-                blk_config::MAX_DISCARD_SECTORS,
-                offset_of!(Config, max_discard_sectors),
-            ),
-            (
-                "max_discard_seg",
-                blk_config::MAX_DISCARD_SEG,
-                offset_of!(Config, max_discard_seg),
-            ),
-            (
-                "discard_sector_alignment",
-                blk_config::DISCARD_SECTOR_ALIGNMENT,
-                offset_of!(Config, discard_sector_alignment),
-            ),
-            (
-                "max_write_zeroes_sectors",
-                blk_config::MAX_WRITE_ZEROES_SECTORS,
-                offset_of!(Config, max_write_zeroes_sectors),
-            ),
-            (
-                "max_write_zeroes_seg",
-                blk_config::MAX_WRITE_ZEROES_SEG,
-                offset_of!(Config, max_write_zeroes_seg),
-            ),
-            (
-                "write_zeroes_may_unmap",
-                blk_config::WRITE_ZEROES_MAY_UNMAP,
-                offset_of!(Config, write_zeroes_may_unmap),
-            ),
-        ] {
+        /// (field, our offset, the kernel's) for each `field = OURS`.
+        macro_rules! offsets {
+            ($($field:ident = $ours:ident),* $(,)?) => {
+                [$((stringify!($field), blk_config::$ours, offset_of!(Config, $field))),*]
+            };
+        }
+        for (name, ours, kernel) in offsets! {
+            capacity = CAPACITY,
+            size_max = SIZE_MAX,
+            seg_max = SEG_MAX,
+            num_queues = NUM_QUEUES,
+            max_discard_sectors = MAX_DISCARD_SECTORS,
+            max_discard_seg = MAX_DISCARD_SEG,
+            discard_sector_alignment = DISCARD_SECTOR_ALIGNMENT,
+            max_write_zeroes_sectors = MAX_WRITE_ZEROES_SECTORS,
+            max_write_zeroes_seg = MAX_WRITE_ZEROES_SEG,
+            write_zeroes_may_unmap = WRITE_ZEROES_MAY_UNMAP,
+        } {
             assert_eq!(ours, kernel, "virtio_blk_config.{name}");
         }
     }
