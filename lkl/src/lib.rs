@@ -19,6 +19,9 @@
 //! - Devices: [`MmioRegistry`] gives a device ([`MmioDevice`]) an MMIO
 //!   window the kernel reaches through `ioremap`/`iomem_access`;
 //!   [`get_free_irq`], [`trigger_irq`] and [`virtio_mmio_add`] wire it up.
+//!   The virtio device models are the `lkl-virtio` crate's (built and
+//!   tested without the kernel); [`virtio`] gives them to the kernel and
+//!   re-exports them.
 //! - Disks ([`virtio`]): [`Disk::open`] an image (or
 //!   [`Disk::open_overlay`]: copy-on-write, the file never written),
 //!   [`add_disk`] it (before

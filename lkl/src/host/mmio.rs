@@ -25,17 +25,7 @@ pub const MMIO_RANGE: u64 = 0x1000_0000;
 /// Window granularity.
 pub const MMIO_PAGE: u64 = 0x1000;
 
-/// A device's register file, as the kernel reads and writes it.
-///
-/// Accesses are 1, 2, 4 or 8 bytes at `offset` from the window start, in
-/// little-endian order, from any host thread (usually one holding the
-/// kernel's CPU).
-pub trait MmioDevice: Send + Sync {
-    /// Fills `data` with the register contents at `offset`.
-    fn read(&self, offset: u64, data: &mut [u8]);
-    /// Writes `data` to the registers at `offset`.
-    fn write(&self, offset: u64, data: &[u8]);
-}
+pub use lkl_virtio::MmioDevice;
 
 /// A device's window in the fake physical range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,28 +8,10 @@
 
 use std::ffi::{c_char, c_int};
 
-/// Writes all of `bytes` to stderr, retrying short writes and `EINTR`.
-/// Other errors are dropped: there is nowhere left to report them.
-pub(crate) fn write_stderr(bytes: &[u8]) {
-    write_fd(libc::STDERR_FILENO, bytes);
-}
-
-/// Writes all of `bytes` to `fd`, retrying short writes and `EINTR`;
-/// other errors are dropped.
-pub(crate) fn write_fd(fd: std::os::fd::RawFd, bytes: &[u8]) {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        // SAFETY: `rest` is a live slice; write(2) only reads `rest.len()` bytes from it.
-        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return;
-        }
-        rest = &rest[n as usize..];
-    }
-}
+/// The host library's own diagnostics and the console's default output
+/// share the devices' writer: `write(2)` to a file descriptor, retrying
+/// short writes and `EINTR`, without a `std` lock.
+pub(crate) use lkl_virtio::diag::{write_fd, write_stderr};
 
 /// `print`: writes `len` bytes of kernel log text to stderr.
 ///

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use lkl_sys as sys;
 
 use super::block::{Block, BlockStats};
-use super::memory::KernelMemory;
-use super::mmio::{IrqLine, MmioTransport, WINDOW_SIZE};
+use super::kernel::{IrqLine, KernelMemory};
+use super::mmio::{MmioTransport, WINDOW_SIZE};
 use super::sysfs;
 use super::DiskError;
 use crate::{Errno, MmioRegistry, MmioWindow};

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::backend::{iov_mut, readv, writev_all, Backend};
 use super::offload::{self, HDR_LEN};
-use super::NetError;
+use super::BackendError;
 
 /// The largest packet a pipe keeps whole (`PIPE_BUF`).
 const PACKET: usize = 4096;
@@ -49,13 +49,13 @@ impl Pipe {
     /// (`mkfifo PATH`).
     ///
     /// # Errors
-    /// [`NetError::NoSuchPipe`] for a missing path, [`NetError::Pipe`] if
+    /// [`BackendError::NoSuchPipe`] for a missing path, [`BackendError::Pipe`] if
     /// one cannot be opened or `tx` cannot be put in packet mode (not a
     /// FIFO).
-    pub fn open(rx: &Path, tx: &Path) -> Result<Pipe, NetError> {
+    pub fn open(rx: &Path, tx: &Path) -> Result<Pipe, BackendError> {
         let rx_file = open(rx)?;
         let tx_file = open(tx)?;
-        let err = |source| NetError::Pipe {
+        let err = |source| BackendError::Pipe {
             path: tx.to_owned(),
             source,
         };
@@ -81,14 +81,14 @@ impl Pipe {
     }
 }
 
-fn open(path: &Path) -> Result<File, NetError> {
-    let err = |source| NetError::Pipe {
+fn open(path: &Path) -> Result<File, BackendError> {
+    let err = |source| BackendError::Pipe {
         path: path.to_owned(),
         source,
     };
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            NetError::NoSuchPipe {
+            BackendError::NoSuchPipe {
                 path: path.to_owned(),
             }
         } else {
@@ -159,7 +159,7 @@ impl Backend for Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::virtio::net::backend::iov;
+    use crate::net::backend::iov;
 
     fn fifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::backend::poll_readable;
 use super::device::{Net, Shared, QUEUE_SIZE, TX_QUEUE};
-use crate::virtio::mmio::MmioTransport;
-use crate::virtio::queue::DescriptorChain;
+use crate::mmio::MmioTransport;
+use crate::queue::DescriptorChain;
 
 /// How long the sleeping thread waits before it looks at `stopped` again.
 const RETRY_MS: i32 = 1000;
@@ -64,7 +64,9 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, linger: Dura
 }
 
 /// Takes the chains the driver made available, sends them, returns them;
-/// whether there were any.
+/// whether there were any. `chains` is the thread's pool: its chains are
+/// popped into in place and kept for the next batch, so nothing is
+/// allocated once it holds as many as a batch needs.
 fn send_batch(
     transport: &MmioTransport<Net>,
     shared: &Shared,
@@ -72,31 +74,41 @@ fn send_batch(
     iovs: &mut Vec<libc::iovec>,
 ) -> bool {
     let tx = &shared.tx;
-    let (mut features, mut generation) = (0, 0);
-    let taken = transport.run_queue(TX_QUEUE, |dev, q, mem| {
+    let (mut features, mut generation, mut taken) = (0, 0, 0);
+    transport.run_queue(TX_QUEUE, |dev, q, mem| {
         if dev.stopped() || !tx.active.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        while let Some(c) = q.pop(mem)? {
-            chains.push(c);
+        let mut n = 0;
+        loop {
+            if n == chains.len() {
+                chains.push(DescriptorChain::default());
+            }
+            if !q.pop_into(mem, &mut chains[n])? {
+                break;
+            }
+            n += 1;
         }
-        if !chains.is_empty() {
+        // A malformed queue returned above: nothing is sent, and the
+        // transport asks the driver for a reset.
+        if n > 0 {
             // Counted under the lock: a stop or reset after this waits
             // for the sends below.
             tx.inflight.fetch_add(1, Ordering::SeqCst);
             features = dev.negotiated();
             generation = dev.generation();
+            taken = n;
         }
         Ok(false)
     });
-    if taken.is_none() || chains.is_empty() {
-        chains.clear();
+    if taken == 0 {
         return false;
     }
-    for c in chains.iter() {
+    let chains = &chains[..taken];
+    for c in chains {
         shared.send(features, c, iovs);
     }
-    super::device::count(&shared.stats.tx_threaded, chains.len() as u64);
+    super::device::count(&shared.stats.tx_threaded, taken as u64);
     tx.inflight.fetch_sub(1, Ordering::SeqCst);
     // Counted as signalling: the transport may raise the interrupt on
     // this thread, and halt must not start while it does.
@@ -107,13 +119,12 @@ fn send_batch(
             if dev.stopped() || dev.generation() != generation {
                 return Ok(false);
             }
-            for c in chains.iter() {
+            for c in chains {
                 q.add_used(mem, c.head, 0)?;
             }
             Ok(true)
         });
     });
-    chains.clear();
     true
 }
 

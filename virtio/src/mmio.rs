@@ -16,12 +16,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::memory::GuestMemory;
 use super::queue::Queue;
 use super::QueueError;
-use crate::MmioDevice;
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -29,6 +28,19 @@ const MAGIC: u32 = 0x7472_6976;
 const VENDOR: u32 = 0x004c_4b4c;
 /// The register window the transport needs (registers, then config space).
 pub const WINDOW_SIZE: u64 = 0x200;
+
+/// A device's register file, as the kernel reads and writes it.
+///
+/// Accesses are 1, 2, 4 or 8 bytes at `offset` from the window start, in
+/// little-endian order, from any host thread (usually one holding the
+/// kernel's CPU). `lkl` gives each device a window and dispatches the
+/// kernel's `iomem_access` calls to it.
+pub trait MmioDevice: Send + Sync {
+    /// Fills `data` with the register contents at `offset`.
+    fn read(&self, offset: u64, data: &mut [u8]);
+    /// Writes `data` to the registers at `offset`.
+    fn write(&self, offset: u64, data: &[u8]);
+}
 
 /// A virtio device behind the transport.
 pub trait VirtioDevice: Send {
@@ -70,21 +82,13 @@ pub trait VirtioDevice: Send {
     ) -> Result<bool, QueueError>;
 }
 
-/// How the transport raises its interrupt.
+/// How the transport raises its interrupt: `lkl` implements it with
+/// `lkl_trigger_irq` on the line it reserved for the device.
 pub trait Interrupt: Send + Sync {
-    /// Raises the device's line.
+    /// Raises the device's line. Callable from any thread, with no lock of
+    /// the transport held; the kernel's handler may run on this thread
+    /// before it returns.
     fn trigger(&self);
-}
-
-/// An LKL interrupt line, raised with [`crate::trigger_irq`].
-#[derive(Debug, Clone, Copy)]
-pub struct IrqLine(pub u32);
-
-impl Interrupt for IrqLine {
-    fn trigger(&self) {
-        // Fails only once the kernel is halted, when nobody listens.
-        let _ = crate::trigger_irq(self.0);
-    }
 }
 
 struct State<D> {
@@ -152,30 +156,30 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     fn read_register(&self, offset: u32) -> u32 {
-        if offset == sys::LKL_VIRTIO_MMIO_INTERRUPT_STATUS {
+        if offset == spec::VIRTIO_MMIO_INTERRUPT_STATUS {
             return self.isr.load(Ordering::Acquire);
         }
         let s = self.lock();
         let queue = s.queues.get(s.queue_sel as usize);
         match offset {
-            sys::LKL_VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
-            sys::LKL_VIRTIO_MMIO_VERSION => 2,
-            sys::LKL_VIRTIO_MMIO_DEVICE_ID => s.device.device_id(),
-            sys::LKL_VIRTIO_MMIO_VENDOR_ID => VENDOR,
-            sys::LKL_VIRTIO_MMIO_DEVICE_FEATURES => match s.device_features_sel {
+            spec::VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            spec::VIRTIO_MMIO_VERSION => 2,
+            spec::VIRTIO_MMIO_DEVICE_ID => s.device.device_id(),
+            spec::VIRTIO_MMIO_VENDOR_ID => VENDOR,
+            spec::VIRTIO_MMIO_DEVICE_FEATURES => match s.device_features_sel {
                 0 => s.device.features() as u32,
                 1 => (s.device.features() >> 32) as u32,
                 _ => 0,
             },
-            sys::LKL_VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| q.max_size().into()),
-            sys::LKL_VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| q.ready().into()),
-            sys::LKL_VIRTIO_MMIO_STATUS => s.status,
-            sys::LKL_VIRTIO_MMIO_CONFIG_GENERATION => 0,
+            spec::VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| q.max_size().into()),
+            spec::VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| q.ready().into()),
+            spec::VIRTIO_MMIO_STATUS => s.status,
+            spec::VIRTIO_MMIO_CONFIG_GENERATION => 0,
             // No shared memory regions: a length of all ones says so.
-            sys::LKL_VIRTIO_MMIO_SHM_LEN_LOW
-            | sys::LKL_VIRTIO_MMIO_SHM_LEN_HIGH
-            | sys::LKL_VIRTIO_MMIO_SHM_BASE_LOW
-            | sys::LKL_VIRTIO_MMIO_SHM_BASE_HIGH => u32::MAX,
+            spec::VIRTIO_MMIO_SHM_LEN_LOW
+            | spec::VIRTIO_MMIO_SHM_LEN_HIGH
+            | spec::VIRTIO_MMIO_SHM_BASE_LOW
+            | spec::VIRTIO_MMIO_SHM_BASE_HIGH => u32::MAX,
             _ => 0,
         }
     }
@@ -188,11 +192,11 @@ impl<D: VirtioDevice> MmioTransport<D> {
         // Queue registers take effect on a selected queue that is not live.
         let queue = s.queues.get_mut(sel).filter(|q| !q.ready());
         match offset {
-            sys::LKL_VIRTIO_MMIO_DEVICE_FEATURES_SEL => s.device_features_sel = value,
-            sys::LKL_VIRTIO_MMIO_DRIVER_FEATURES_SEL => s.driver_features_sel = value,
+            spec::VIRTIO_MMIO_DEVICE_FEATURES_SEL => s.device_features_sel = value,
+            spec::VIRTIO_MMIO_DRIVER_FEATURES_SEL => s.driver_features_sel = value,
             // Features are fixed once FEATURES_OK is set.
-            sys::LKL_VIRTIO_MMIO_DRIVER_FEATURES
-                if s.status & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK == 0 =>
+            spec::VIRTIO_MMIO_DRIVER_FEATURES
+                if s.status & spec::VIRTIO_CONFIG_S_FEATURES_OK == 0 =>
             {
                 let f = &mut s.driver_features;
                 match s.driver_features_sel {
@@ -201,48 +205,44 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     _ => {}
                 }
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_SEL => s.queue_sel = value,
-            sys::LKL_VIRTIO_MMIO_QUEUE_NUM => {
+            spec::VIRTIO_MMIO_QUEUE_SEL => s.queue_sel = value,
+            spec::VIRTIO_MMIO_QUEUE_NUM => {
                 if let Some(q) = queue {
                     // A bad size is left unapplied; the driver sees it fail
                     // when it makes the queue ready with the old one.
                     let _ = q.set_size(value.try_into().unwrap_or(0));
                 }
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_READY => {
-                let event_idx = s.driver_features & 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX != 0;
+            spec::VIRTIO_MMIO_QUEUE_READY => {
+                let event_idx = s.driver_features & 1 << spec::VIRTIO_RING_F_EVENT_IDX != 0;
                 if let Some(q) = s.queues.get_mut(sel) {
                     q.set_event_idx(event_idx);
                     if let Err(e) = q.set_ready(value == 1, &*self.mem) {
-                        crate::host::print::write_stderr(
+                        crate::diag::write_stderr(
                             format!("lkl: virtio-mmio: queue {sel} refused: {e}\n").as_bytes(),
                         );
                     }
                 }
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_DESC_LOW => {
+            spec::VIRTIO_MMIO_QUEUE_DESC_LOW => {
                 queue.map_or((), |q| q.set_desc_table(value, false))
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_DESC_HIGH => {
+            spec::VIRTIO_MMIO_QUEUE_DESC_HIGH => {
                 queue.map_or((), |q| q.set_desc_table(value, true))
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_AVAIL_LOW => {
+            spec::VIRTIO_MMIO_QUEUE_AVAIL_LOW => {
                 queue.map_or((), |q| q.set_avail_ring(value, false))
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_AVAIL_HIGH => {
+            spec::VIRTIO_MMIO_QUEUE_AVAIL_HIGH => {
                 queue.map_or((), |q| q.set_avail_ring(value, true))
             }
-            sys::LKL_VIRTIO_MMIO_QUEUE_USED_LOW => {
-                queue.map_or((), |q| q.set_used_ring(value, false))
-            }
-            sys::LKL_VIRTIO_MMIO_QUEUE_USED_HIGH => {
-                queue.map_or((), |q| q.set_used_ring(value, true))
-            }
-            sys::LKL_VIRTIO_MMIO_INTERRUPT_ACK => {
+            spec::VIRTIO_MMIO_QUEUE_USED_LOW => queue.map_or((), |q| q.set_used_ring(value, false)),
+            spec::VIRTIO_MMIO_QUEUE_USED_HIGH => queue.map_or((), |q| q.set_used_ring(value, true)),
+            spec::VIRTIO_MMIO_INTERRUPT_ACK => {
                 self.isr.fetch_and(!value, Ordering::AcqRel);
             }
-            sys::LKL_VIRTIO_MMIO_STATUS => return self.set_status(s, value),
-            sys::LKL_VIRTIO_MMIO_QUEUE_NOTIFY => return self.notify(s, value as usize),
+            spec::VIRTIO_MMIO_STATUS => return self.set_status(s, value),
+            spec::VIRTIO_MMIO_QUEUE_NOTIFY => return self.notify(s, value as usize),
             _ => {}
         }
         false
@@ -262,16 +262,16 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         let new = value & !s.status;
         let mut value = value;
-        if new & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+        if new & spec::VIRTIO_CONFIG_S_FEATURES_OK != 0 {
             let offered = s.device.features();
-            let version_1 = 1u64 << sys::LKL_VIRTIO_F_VERSION_1;
+            let version_1 = 1u64 << spec::VIRTIO_F_VERSION_1;
             if s.driver_features & !offered != 0 || s.driver_features & version_1 == 0 {
                 // Not accepted: the driver reads the bit back and gives up.
-                value &= !sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK;
+                value &= !spec::VIRTIO_CONFIG_S_FEATURES_OK;
             }
         }
-        if new & sys::LKL_VIRTIO_CONFIG_S_DRIVER_OK != 0
-            && value & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK != 0
+        if new & spec::VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && value & spec::VIRTIO_CONFIG_S_FEATURES_OK != 0
         {
             s.device.activate_queues(s.driver_features, &s.queues);
         }
@@ -316,7 +316,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// and raises the interrupt, without taking the lock.
     pub fn signal_used(&self) {
         self.isr
-            .fetch_or(sys::LKL_VIRTIO_MMIO_INT_VRING, Ordering::AcqRel);
+            .fetch_or(spec::VIRTIO_MMIO_INT_VRING, Ordering::AcqRel);
         self.irq.trigger();
     }
 
@@ -333,8 +333,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// Whether queue `index` may be used: DRIVER_OK, no reset pending, and
     /// the queue ready.
     fn live(s: &State<D>, index: usize) -> bool {
-        s.status & sys::LKL_VIRTIO_CONFIG_S_DRIVER_OK != 0
-            && s.status & sys::LKL_VIRTIO_CONFIG_S_NEEDS_RESET == 0
+        s.status & spec::VIRTIO_CONFIG_S_DRIVER_OK != 0
+            && s.status & spec::VIRTIO_CONFIG_S_NEEDS_RESET == 0
             && s.queues.get(index).is_some_and(Queue::ready)
     }
 
@@ -358,17 +358,17 @@ impl<D: VirtioDevice> MmioTransport<D> {
             Ok(false) => false,
             Ok(true) => {
                 self.isr
-                    .fetch_or(sys::LKL_VIRTIO_MMIO_INT_VRING, Ordering::AcqRel);
+                    .fetch_or(spec::VIRTIO_MMIO_INT_VRING, Ordering::AcqRel);
                 true
             }
             Err(e) => {
-                crate::host::print::write_stderr(
+                crate::diag::write_stderr(
                     format!("lkl: virtio-mmio: queue {index}: {e}; the device needs a reset\n")
                         .as_bytes(),
                 );
-                s.status |= sys::LKL_VIRTIO_CONFIG_S_NEEDS_RESET;
+                s.status |= spec::VIRTIO_CONFIG_S_NEEDS_RESET;
                 self.isr
-                    .fetch_or(sys::LKL_VIRTIO_MMIO_INT_CONFIG, Ordering::AcqRel);
+                    .fetch_or(spec::VIRTIO_MMIO_INT_CONFIG, Ordering::AcqRel);
                 true
             }
         }
@@ -377,8 +377,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
 impl<D: VirtioDevice> MmioDevice for MmioTransport<D> {
     fn read(&self, offset: u64, data: &mut [u8]) {
-        if offset >= u64::from(sys::LKL_VIRTIO_MMIO_CONFIG) {
-            let off = offset - u64::from(sys::LKL_VIRTIO_MMIO_CONFIG);
+        if offset >= u64::from(spec::VIRTIO_MMIO_CONFIG) {
+            let off = offset - u64::from(spec::VIRTIO_MMIO_CONFIG);
             self.lock().device.read_config(off, data);
             return;
         }
@@ -390,8 +390,8 @@ impl<D: VirtioDevice> MmioDevice for MmioTransport<D> {
     }
 
     fn write(&self, offset: u64, data: &[u8]) {
-        if offset >= u64::from(sys::LKL_VIRTIO_MMIO_CONFIG) {
-            let off = offset - u64::from(sys::LKL_VIRTIO_MMIO_CONFIG);
+        if offset >= u64::from(spec::VIRTIO_MMIO_CONFIG) {
+            let off = offset - u64::from(spec::VIRTIO_MMIO_CONFIG);
             self.lock().device.write_config(off, data);
             return;
         }
@@ -426,7 +426,7 @@ mod tests {
             42
         }
         fn features(&self) -> u64 {
-            1 << sys::LKL_VIRTIO_F_VERSION_1 | 1 << 3
+            1 << spec::VIRTIO_F_VERSION_1 | 1 << 3
         }
         fn queue_max_sizes(&self) -> Vec<u16> {
             vec![8]
@@ -482,36 +482,32 @@ mod tests {
 
     /// Negotiates like Linux's virtio_mmio and sets queue 0 up on `d`'s rings.
     fn bring_up(t: &MmioTransport<Echo>, d: &MockDriver, features: u64) -> u32 {
-        use sys::*;
-        wr(t, LKL_VIRTIO_MMIO_STATUS, 0);
-        wr(t, LKL_VIRTIO_MMIO_STATUS, LKL_VIRTIO_CONFIG_S_ACKNOWLEDGE);
-        wr(t, LKL_VIRTIO_MMIO_STATUS, 3);
-        wr(t, LKL_VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-        wr(t, LKL_VIRTIO_MMIO_DRIVER_FEATURES, features as u32);
-        wr(t, LKL_VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-        wr(t, LKL_VIRTIO_MMIO_DRIVER_FEATURES, (features >> 32) as u32);
-        wr(
-            t,
-            LKL_VIRTIO_MMIO_STATUS,
-            3 | LKL_VIRTIO_CONFIG_S_FEATURES_OK,
-        );
-        if rd(t, LKL_VIRTIO_MMIO_STATUS) & LKL_VIRTIO_CONFIG_S_FEATURES_OK == 0 {
-            return rd(t, LKL_VIRTIO_MMIO_STATUS);
+        use crate::spec::*;
+        wr(t, VIRTIO_MMIO_STATUS, 0);
+        wr(t, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+        wr(t, VIRTIO_MMIO_STATUS, 3);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES, features as u32);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES, (features >> 32) as u32);
+        wr(t, VIRTIO_MMIO_STATUS, 3 | VIRTIO_CONFIG_S_FEATURES_OK);
+        if rd(t, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+            return rd(t, VIRTIO_MMIO_STATUS);
         }
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_SEL, 0);
-        assert_eq!(rd(t, LKL_VIRTIO_MMIO_QUEUE_READY), 0);
-        assert_eq!(rd(t, LKL_VIRTIO_MMIO_QUEUE_NUM_MAX), 8);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_NUM, 8);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_DESC_LOW, d.desc as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_DESC_HIGH, (d.desc >> 32) as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_AVAIL_LOW, d.avail as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (d.avail >> 32) as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_USED_LOW, d.used as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_USED_HIGH, (d.used >> 32) as u32);
-        wr(t, LKL_VIRTIO_MMIO_QUEUE_READY, 1);
-        assert_eq!(rd(t, LKL_VIRTIO_MMIO_QUEUE_READY), 1);
-        wr(t, LKL_VIRTIO_MMIO_STATUS, 0xf);
-        rd(t, LKL_VIRTIO_MMIO_STATUS)
+        wr(t, VIRTIO_MMIO_QUEUE_SEL, 0);
+        assert_eq!(rd(t, VIRTIO_MMIO_QUEUE_READY), 0);
+        assert_eq!(rd(t, VIRTIO_MMIO_QUEUE_NUM_MAX), 8);
+        wr(t, VIRTIO_MMIO_QUEUE_NUM, 8);
+        wr(t, VIRTIO_MMIO_QUEUE_DESC_LOW, d.desc as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_DESC_HIGH, (d.desc >> 32) as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, d.avail as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, (d.avail >> 32) as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_USED_LOW, d.used as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_USED_HIGH, (d.used >> 32) as u32);
+        wr(t, VIRTIO_MMIO_QUEUE_READY, 1);
+        assert_eq!(rd(t, VIRTIO_MMIO_QUEUE_READY), 1);
+        wr(t, VIRTIO_MMIO_STATUS, 0xf);
+        rd(t, VIRTIO_MMIO_STATUS)
     }
 
     fn transport() -> (MmioTransport<Echo>, MockDriver, Arc<Count>) {
@@ -527,19 +523,19 @@ mod tests {
 
     #[test]
     fn identity_registers() {
-        use sys::*;
+        use crate::spec::*;
         let (t, _, _) = transport();
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_MAGIC_VALUE), MAGIC);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_VERSION), 2);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_DEVICE_ID), 42);
-        wr(&t, LKL_VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_DEVICE_FEATURES), 1);
-        wr(&t, LKL_VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_DEVICE_FEATURES), 8);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_SHM_LEN_LOW), u32::MAX);
+        assert_eq!(rd(&t, VIRTIO_MMIO_MAGIC_VALUE), MAGIC);
+        assert_eq!(rd(&t, VIRTIO_MMIO_VERSION), 2);
+        assert_eq!(rd(&t, VIRTIO_MMIO_DEVICE_ID), 42);
+        wr(&t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+        assert_eq!(rd(&t, VIRTIO_MMIO_DEVICE_FEATURES), 1);
+        wr(&t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+        assert_eq!(rd(&t, VIRTIO_MMIO_DEVICE_FEATURES), 8);
+        assert_eq!(rd(&t, VIRTIO_MMIO_SHM_LEN_LOW), u32::MAX);
         // A queue that does not exist.
-        wr(&t, LKL_VIRTIO_MMIO_QUEUE_SEL, 5);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
+        wr(&t, VIRTIO_MMIO_QUEUE_SEL, 5);
+        assert_eq!(rd(&t, VIRTIO_MMIO_QUEUE_NUM_MAX), 0);
         // Narrow register reads are zero; config space takes any width.
         let mut b = [0xffu8; 2];
         t.read(0, &mut b);
@@ -554,9 +550,9 @@ mod tests {
     fn features_outside_the_offer_or_without_version_1_are_refused() {
         let (t, d, _) = transport();
         let s = bring_up(&t, &d, 1 << 5 | 1 << 32);
-        assert_eq!(s & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(s & spec::VIRTIO_CONFIG_S_FEATURES_OK, 0);
         let s = bring_up(&t, &d, 1 << 3);
-        assert_eq!(s & sys::LKL_VIRTIO_CONFIG_S_FEATURES_OK, 0);
+        assert_eq!(s & spec::VIRTIO_CONFIG_S_FEATURES_OK, 0);
         t.with_device(|e| assert_eq!(e.activated, None));
         let s = bring_up(&t, &d, 1 << 3 | 1 << 32);
         assert_eq!(s, 0xf);
@@ -565,44 +561,35 @@ mod tests {
 
     #[test]
     fn notify_processes_and_interrupts_then_reset_clears() {
-        use sys::*;
+        use crate::spec::*;
         let (t, mut dm, count) = transport();
         assert_eq!(bring_up(&t, &dm, 1 << 32), 0xf);
         // Queue registers are frozen while the queue is live: this is
         // ignored, or the chain below would be read from the wrong place.
-        wr(&t, LKL_VIRTIO_MMIO_QUEUE_DESC_LOW, 0x40);
+        wr(&t, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x40);
         let a = dm.alloc(24);
         let head = dm.add_chain(&[(a, 24, false)]);
-        wr(&t, LKL_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        wr(&t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            rd(&t, LKL_VIRTIO_MMIO_INTERRUPT_STATUS),
-            LKL_VIRTIO_MMIO_INT_VRING
-        );
+        assert_eq!(rd(&t, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
         assert_eq!(dm.used_idx(), 1);
         assert_eq!(dm.used_elem(0), (u32::from(head), 24));
-        wr(&t, LKL_VIRTIO_MMIO_INTERRUPT_ACK, LKL_VIRTIO_MMIO_INT_VRING);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+        wr(&t, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+        assert_eq!(rd(&t, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
         // Nothing new: no interrupt.
-        wr(&t, LKL_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        wr(&t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         // A broken chain: NEEDS_RESET and a config interrupt.
         dm.write_desc(3, a, 24, 1, 3);
         dm.publish(3);
-        wr(&t, LKL_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-        assert_ne!(
-            rd(&t, LKL_VIRTIO_MMIO_STATUS) & LKL_VIRTIO_CONFIG_S_NEEDS_RESET,
-            0
-        );
-        assert_eq!(
-            rd(&t, LKL_VIRTIO_MMIO_INTERRUPT_STATUS),
-            LKL_VIRTIO_MMIO_INT_CONFIG
-        );
+        wr(&t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_ne!(rd(&t, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET, 0);
+        assert_eq!(rd(&t, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
-        wr(&t, LKL_VIRTIO_MMIO_STATUS, 0);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_STATUS), 0);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_QUEUE_READY), 0);
-        assert_eq!(rd(&t, LKL_VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+        wr(&t, VIRTIO_MMIO_STATUS, 0);
+        assert_eq!(rd(&t, VIRTIO_MMIO_STATUS), 0);
+        assert_eq!(rd(&t, VIRTIO_MMIO_QUEUE_READY), 0);
+        assert_eq!(rd(&t, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
         t.with_device(|e| assert!(e.resets >= 1));
     }
 
@@ -626,8 +613,8 @@ mod tests {
         assert_eq!(dm.used_elem(0), (u32::from(head), 5));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(
-            rd(&t, sys::LKL_VIRTIO_MMIO_INTERRUPT_STATUS),
-            sys::LKL_VIRTIO_MMIO_INT_VRING
+            rd(&t, spec::VIRTIO_MMIO_INTERRUPT_STATUS),
+            spec::VIRTIO_MMIO_INT_VRING
         );
         // Nothing available: no interrupt.
         assert_eq!(t.run_queue(0, fill), Some(false));

@@ -18,21 +18,21 @@
 //!   copy of queue 0 the device takes at DRIVER_OK
 //!   ([`VirtioDevice::activate_queues`]) and keeps under a lock of its own
 //!   ([`Shared`]); the thread raises the interrupt itself
-//!   ([`MmioTransport::signal_used`](crate::virtio::MmioTransport::signal_used)).
+//!   ([`MmioTransport::signal_used`](crate::MmioTransport::signal_used)).
 //!   A notify of queue 0 only wakes that thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::backend::{iov, Backend, Wake};
 use super::offload::{self, HDR_LEN};
 use super::rx_queue::RxQueue;
-use crate::virtio::memory::{read_bytes, GuestMemory};
-use crate::virtio::mmio::VirtioDevice;
-use crate::virtio::queue::{DescriptorChain, Queue};
-use crate::virtio::QueueError;
+use crate::memory::{read_bytes, GuestMemory};
+use crate::mmio::VirtioDevice;
+use crate::queue::{DescriptorChain, Queue};
+use crate::QueueError;
 
 /// Bytes moved between two transmit notifies above which traffic is bulk
 /// ([`Net::bulk`]): a download's acknowledgement comes after about 100 KB
@@ -155,6 +155,12 @@ impl TxState {
 }
 
 impl Shared {
+    /// Whether the device has a transmit thread ([`super::tx::run`] is to
+    /// be started for it).
+    pub fn transmit_thread(&self) -> bool {
+        self.tx.enabled
+    }
+
     /// The receive queue, locked.
     pub fn rx(&self) -> MutexGuard<'_, RxQueue> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner())
@@ -225,6 +231,9 @@ pub struct Net {
     /// [`State::Active`].
     state: State,
     tx_iovs: IoScratch,
+    /// The chain being sent: its buffer is reused, so the transmit queue
+    /// is popped without allocating.
+    tx_chain: DescriptorChain,
     /// Bytes received and sent at the last transmit notify, and when: the
     /// notify path hands transmission to the thread while traffic is bulk.
     tx_mark: (u64, Option<std::time::Instant>),
@@ -241,22 +250,42 @@ enum State {
     Stopped,
 }
 
-/// Scratch space for the iovecs of one transmitted frame: filled and
-/// emptied within one [`Shared::send`] call, so it holds no pointer
-/// between calls.
+/// Scratch space for the iovecs of one transmitted frame. Its vector is
+/// reached only through [`IoScratch::with`], which empties it when the
+/// frame is sent, so between frames it holds no pointer (only capacity).
 struct IoScratch(Vec<libc::iovec>);
 
-// SAFETY: the vector is empty between calls (Shared::send clears it before
-// returning), so moving it to another thread moves no pointer into memory
-// that thread could not reach; the iovecs are only ever built and used on
-// the thread running the send.
+impl IoScratch {
+    fn new() -> Self {
+        IoScratch(Vec::with_capacity(usize::from(QUEUE_SIZE) + 1))
+    }
+
+    /// Lends the (empty) vector to `f`, and empties it again after, also
+    /// when `f` panics.
+    fn with<R>(&mut self, f: impl FnOnce(&mut Vec<libc::iovec>) -> R) -> R {
+        /// Empties the vector when dropped.
+        struct Clear<'a>(&'a mut Vec<libc::iovec>);
+        impl Drop for Clear<'_> {
+            fn drop(&mut self) {
+                self.0.clear();
+            }
+        }
+        let lent = Clear(&mut self.0);
+        f(&mut *lent.0)
+    }
+}
+
+// SAFETY: the iovecs point into the driver's buffers only during one
+// `IoScratch::with` call, on the thread making it, and the vector is empty
+// again when it returns or unwinds. So moving an `IoScratch` to another
+// thread moves no pointer, only an empty buffer's capacity.
 unsafe impl Send for IoScratch {}
 
 impl Net {
     /// A device with address `mac` over `backend`, reaching the driver's
     /// buffers through `mem`, offering the `offload` bits the backend can
     /// honour (`opts.offload`), joining received TCP segments when
-    /// `opts.coalesce` (see [`coalesce`]), with a transmit thread when
+    /// `opts.coalesce` (see [`super::coalesce`]), with a transmit thread when
     /// `opts.transmit_thread` and `opts.busy_poll` is not zero (see
     /// [`super::tx`]). `opts.mac` is not used: `mac` is.
     ///
@@ -292,7 +321,8 @@ impl Net {
             }),
             offloads,
             state: State::Inactive,
-            tx_iovs: IoScratch(Vec::with_capacity(usize::from(QUEUE_SIZE) + 1)),
+            tx_iovs: IoScratch::new(),
+            tx_chain: DescriptorChain::default(),
             tx_mark: (0, None),
         })
     }
@@ -350,10 +380,12 @@ impl Net {
 
     /// Sends every chain the driver made available on the transmit queue.
     fn transmit(&mut self, queue: &mut Queue, mem: &dyn GuestMemory) -> Result<bool, QueueError> {
+        let features = self.negotiated();
+        let chain = &mut self.tx_chain;
         let mut used = false;
-        while let Some(chain) = queue.pop(mem)? {
-            self.shared
-                .send(self.negotiated(), &chain, &mut self.tx_iovs.0);
+        while queue.pop_into(mem, chain)? {
+            let shared = &self.shared;
+            self.tx_iovs.with(|iovs| shared.send(features, chain, iovs));
             queue.add_used(mem, chain.head, 0)?;
             used = true;
         }
@@ -384,7 +416,7 @@ impl Net {
     ///
     /// # Errors
     /// A malformed queue.
-    pub(super) fn flush_transmit(
+    pub fn flush_transmit(
         &mut self,
         queue: &mut Queue,
         mem: &dyn GuestMemory,
@@ -445,13 +477,13 @@ fn gather(
 
 impl VirtioDevice for Net {
     fn device_id(&self) -> u32 {
-        sys::LKL_VIRTIO_ID_NET
+        spec::VIRTIO_ID_NET
     }
 
     fn features(&self) -> u64 {
-        1u64 << sys::LKL_VIRTIO_F_VERSION_1
-            | 1 << sys::LKL_VIRTIO_NET_F_MAC
-            | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX
+        1u64 << spec::VIRTIO_F_VERSION_1
+            | 1 << spec::VIRTIO_NET_F_MAC
+            | 1 << spec::VIRTIO_RING_F_EVENT_IDX
             | self.offloads
     }
 
@@ -484,7 +516,7 @@ impl VirtioDevice for Net {
             return;
         }
         if let Err(e) = self.shared.backend.negotiated(features) {
-            crate::host::print::write_stderr(
+            crate::diag::write_stderr(
                 format!("lkl: virtio-net: the backend refused offloads {features:#x}: {e}\n")
                     .as_bytes(),
             );

@@ -1,11 +1,11 @@
 //! The device against a mock driver and a recording backend.
 
 use super::*;
-use crate::virtio::memory::{read_bytes, write_bytes};
-use crate::virtio::net::backend::poll_readable;
-use crate::virtio::net::coalesce;
-use crate::virtio::net::rx_queue::{Delivery, Direct};
-use crate::virtio::queue::tests::MockDriver;
+use crate::memory::{read_bytes, write_bytes};
+use crate::net::backend::poll_readable;
+use crate::net::coalesce;
+use crate::net::rx_queue::{Delivery, Direct};
+use crate::queue::tests::MockDriver;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -46,12 +46,12 @@ impl Backend for Sink {
 }
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
-const BASE_FEATURES: u64 = 1 << sys::LKL_VIRTIO_F_VERSION_1
-    | 1 << sys::LKL_VIRTIO_NET_F_MAC
-    | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX;
+const BASE_FEATURES: u64 = 1 << spec::VIRTIO_F_VERSION_1
+    | 1 << spec::VIRTIO_NET_F_MAC
+    | 1 << spec::VIRTIO_RING_F_EVENT_IDX;
 
-fn opts(offload: u64) -> crate::NetOptions {
-    crate::NetOptions {
+fn opts(offload: u64) -> crate::net::NetOptions {
+    crate::net::NetOptions {
         offload,
         ..Default::default()
     }
@@ -61,7 +61,7 @@ fn net(d: &MockDriver, offload: u64) -> (Net, Arc<Sink>) {
     net_with(d, &opts(offload))
 }
 
-fn net_with(d: &MockDriver, o: &crate::NetOptions) -> (Net, Arc<Sink>) {
+fn net_with(d: &MockDriver, o: &crate::net::NetOptions) -> (Net, Arc<Sink>) {
     let sink = Arc::new(Sink {
         sent: Mutex::new(Vec::new()),
         vnet_hdr: o.offload != 0,
@@ -285,7 +285,7 @@ fn single_segments_and_devices_without_coalescing_are_not_joined() {
             host_hdr: HDR_LEN,
             max: 600,
         });
-        let o = crate::NetOptions {
+        let o = crate::net::NetOptions {
             coalesce,
             ..opts(offloads)
         };
@@ -513,7 +513,7 @@ fn requests_and_pings_are_never_handed_over() {
     }
     assert!(!n.shared.tx.active.load(Ordering::SeqCst));
     // Without busy polling there is no transmit thread at all.
-    let o = crate::NetOptions {
+    let o = crate::net::NetOptions {
         busy_poll: std::time::Duration::ZERO,
         ..opts(0)
     };

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use super::backend::{iov_mut, readv, writev_all, Backend};
 use super::offload::{self, HDR_LEN};
-use super::NetError;
+use super::BackendError;
 
 /// `TUNSETIFF`: `_IOW('T', 202, int)`.
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -59,12 +59,12 @@ impl Tap {
     /// carry the virtio-net header (offloads).
     ///
     /// # Errors
-    /// [`NetError::NoSuchTap`] if there is no interface `ifname` in this
-    /// network namespace, [`NetError::TunDevice`] if `/dev/net/tun` cannot
-    /// be opened, [`NetError::Tap`] if the tap cannot be attached (not a
+    /// [`BackendError::NoSuchTap`] if there is no interface `ifname` in this
+    /// network namespace, [`BackendError::TunDevice`] if `/dev/net/tun` cannot
+    /// be opened, [`BackendError::Tap`] if the tap cannot be attached (not a
     /// tap, in use, no permission).
-    pub fn open(ifname: &str, vnet_hdr: bool) -> Result<Tap, NetError> {
-        let tap_err = |source| NetError::Tap {
+    pub fn open(ifname: &str, vnet_hdr: bool) -> Result<Tap, BackendError> {
+        let tap_err = |source| BackendError::Tap {
             ifname: ifname.to_owned(),
             source,
         };
@@ -74,14 +74,15 @@ impl Tap {
         let c = CString::new(ifname).map_err(|_| tap_err(io::ErrorKind::InvalidInput.into()))?;
         // SAFETY: reads the NUL-terminated name, which lives across the call.
         if unsafe { libc::if_nametoindex(c.as_ptr()) } == 0 {
-            return Err(NetError::NoSuchTap {
+            return Err(BackendError::NoSuchTap {
                 ifname: ifname.to_owned(),
             });
         }
-        let file = open_rw(Path::new("/dev/net/tun")).map_err(|source| NetError::TunDevice {
-            ifname: ifname.to_owned(),
-            source,
-        })?;
+        let file =
+            open_rw(Path::new("/dev/net/tun")).map_err(|source| BackendError::TunDevice {
+                ifname: ifname.to_owned(),
+                source,
+            })?;
         let tap = Tap {
             file,
             name: ifname.to_owned(),
@@ -97,16 +98,16 @@ impl Tap {
     /// virtio-net header (offloads).
     ///
     /// # Errors
-    /// [`NetError::NoSuchMacvtap`] if `path` does not exist,
-    /// [`NetError::Macvtap`] if it cannot be opened or set up.
-    pub fn open_macvtap(path: &Path, vnet_hdr: bool) -> Result<Tap, NetError> {
-        let err = |source| NetError::Macvtap {
+    /// [`BackendError::NoSuchMacvtap`] if `path` does not exist,
+    /// [`BackendError::Macvtap`] if it cannot be opened or set up.
+    pub fn open_macvtap(path: &Path, vnet_hdr: bool) -> Result<Tap, BackendError> {
+        let err = |source| BackendError::Macvtap {
             path: path.to_owned(),
             source,
         };
         let file = open_rw(path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                NetError::NoSuchMacvtap {
+                BackendError::NoSuchMacvtap {
                     path: path.to_owned(),
                 }
             } else {
@@ -242,12 +243,12 @@ mod tests {
              `ip tuntap add dev lklnosuch0 mode tap`"
         );
         let e = Tap::open("a-name-far-too-long-for-linux", false).unwrap_err();
-        assert!(matches!(e, NetError::Tap { .. }), "{e}");
+        assert!(matches!(e, BackendError::Tap { .. }), "{e}");
     }
 
     #[test]
     fn a_closed_tun_device_is_named_with_the_fix() {
-        let e = NetError::TunDevice {
+        let e = BackendError::TunDevice {
             ifname: "tap0".into(),
             source: io::Error::from_raw_os_error(libc::EACCES),
         };
@@ -257,7 +258,7 @@ mod tests {
              (the device is not open to this user: `chmod 0666 /dev/net/tun`, the usual mode, \
              or run as root)"
         );
-        let e = NetError::Tap {
+        let e = BackendError::Tap {
             ifname: "tap0".into(),
             source: io::Error::from_raw_os_error(libc::EPERM),
         };

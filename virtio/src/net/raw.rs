@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::backend::{iov_mut, writev_all, Backend};
 use super::offload::{self, HDR_LEN};
-use super::NetError;
+use super::BackendError;
 
 /// `SOL_PACKET`.
 const SOL_PACKET: libc::c_int = 263;
@@ -43,10 +43,10 @@ impl Raw {
     /// be up), in promiscuous mode.
     ///
     /// # Errors
-    /// [`NetError::NoSuchInterface`], or [`NetError::Raw`] (without
+    /// [`BackendError::NoSuchInterface`], or [`BackendError::Raw`] (without
     /// `CAP_NET_RAW` the message says so).
-    pub fn open(ifname: &str) -> Result<Raw, NetError> {
-        let err = |source| NetError::Raw {
+    pub fn open(ifname: &str) -> Result<Raw, BackendError> {
+        let err = |source| BackendError::Raw {
             ifname: ifname.to_owned(),
             source,
         };
@@ -54,7 +54,7 @@ impl Raw {
         // SAFETY: reads the NUL-terminated name, which lives across the call.
         let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
         if ifname.is_empty() || index == 0 {
-            return Err(NetError::NoSuchInterface {
+            return Err(BackendError::NoSuchInterface {
                 ifname: ifname.to_owned(),
             });
         }

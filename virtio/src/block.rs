@@ -27,10 +27,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Seek};
-use std::mem::{offset_of, size_of};
 use std::os::fd::AsRawFd;
 
-use lkl_sys as sys;
+use crate::spec::{self, blk_config};
 
 use super::memory::{read_bytes, write_bytes, GuestMemory};
 use super::mmio::VirtioDevice;
@@ -46,12 +45,12 @@ pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 /// Bytes per segment (`size_max`).
 pub const SIZE_MAX: u32 = 1 << 20;
 /// The length of a `GET_ID` answer.
-const ID_BYTES: usize = sys::LKL_VIRTIO_BLK_ID_BYTES as usize;
+const ID_BYTES: usize = spec::VIRTIO_BLK_ID_BYTES as usize;
 /// The request header: type, ioprio, sector.
-const HEADER: usize = size_of::<sys::lkl_virtio_blk_outhdr>();
+const HEADER: usize = spec::VIRTIO_BLK_OUTHDR_SIZE;
 /// One range of a `DISCARD`/`WRITE_ZEROES` request: sector (le64),
 /// sectors (le32), flags (le32) (virtio 1.2, 5.2.6).
-const RANGE: usize = size_of::<sys::lkl_virtio_blk_discard_write_zeroes>();
+const RANGE: usize = spec::VIRTIO_BLK_DISCARD_WRITE_ZEROES_SIZE;
 /// The most sectors one discard or write-zeroes range may cover (2 GiB).
 const MAX_RANGE_SECTORS: u32 = 1 << 22;
 /// Discards are done in 4 KiB units (the image's usual block size).
@@ -261,6 +260,9 @@ pub struct Block {
     serial: [u8; ID_BYTES],
     config: Vec<u8>,
     stats: BlockStats,
+    /// The request being served: its buffer is reused, so requests are
+    /// popped without allocating.
+    chain: DescriptorChain,
 }
 
 impl Block {
@@ -277,52 +279,22 @@ impl Block {
         let mut id = [0u8; ID_BYTES];
         let n = serial.len().min(ID_BYTES);
         id[..n].copy_from_slice(&serial.as_bytes()[..n]);
-        let mut config = vec![0u8; size_of::<sys::lkl_virtio_blk_config>()];
+        let mut config = vec![0u8; blk_config::SIZE];
         let mut put = |at: usize, bytes: &[u8]| config[at..at + bytes.len()].copy_from_slice(bytes);
-        put(
-            offset_of!(sys::lkl_virtio_blk_config, capacity),
-            &sectors.to_le_bytes(),
-        );
-        put(
-            offset_of!(sys::lkl_virtio_blk_config, size_max),
-            &SIZE_MAX.to_le_bytes(),
-        );
-        put(
-            offset_of!(sys::lkl_virtio_blk_config, seg_max),
-            &SEG_MAX.to_le_bytes(),
-        );
-        put(
-            offset_of!(sys::lkl_virtio_blk_config, num_queues),
-            &1u16.to_le_bytes(),
-        );
+        put(blk_config::CAPACITY, &sectors.to_le_bytes());
+        put(blk_config::SIZE_MAX, &SIZE_MAX.to_le_bytes());
+        put(blk_config::SEG_MAX, &SEG_MAX.to_le_bytes());
+        put(blk_config::NUM_QUEUES, &1u16.to_le_bytes());
         for (at, v) in [
-            (
-                offset_of!(sys::lkl_virtio_blk_config, max_discard_sectors),
-                MAX_RANGE_SECTORS,
-            ),
-            (
-                offset_of!(sys::lkl_virtio_blk_config, max_discard_seg),
-                SEG_MAX,
-            ),
-            (
-                offset_of!(sys::lkl_virtio_blk_config, discard_sector_alignment),
-                DISCARD_ALIGN_SECTORS,
-            ),
-            (
-                offset_of!(sys::lkl_virtio_blk_config, max_write_zeroes_sectors),
-                MAX_RANGE_SECTORS,
-            ),
-            (
-                offset_of!(sys::lkl_virtio_blk_config, max_write_zeroes_seg),
-                SEG_MAX,
-            ),
+            (blk_config::MAX_DISCARD_SECTORS, MAX_RANGE_SECTORS),
+            (blk_config::MAX_DISCARD_SEG, SEG_MAX),
+            (blk_config::DISCARD_SECTOR_ALIGNMENT, DISCARD_ALIGN_SECTORS),
+            (blk_config::MAX_WRITE_ZEROES_SECTORS, MAX_RANGE_SECTORS),
+            (blk_config::MAX_WRITE_ZEROES_SEG, SEG_MAX),
         ] {
             put(at, &v.to_le_bytes());
         }
-        put(
-            offset_of!(sys::lkl_virtio_blk_config, write_zeroes_may_unmap),
-            &[1],
-        );
+        put(blk_config::WRITE_ZEROES_MAY_UNMAP, &[1]);
         Ok(Block {
             file,
             read_only,
@@ -331,6 +303,7 @@ impl Block {
             serial: id,
             config,
             stats: BlockStats::default(),
+            chain: DescriptorChain::default(),
         })
     }
 
@@ -366,8 +339,8 @@ impl Block {
 
     /// Handles one request; returns the bytes written to its buffers.
     fn handle<M: GuestMemory + ?Sized>(&mut self, chain: &DescriptorChain, mem: &M) -> u32 {
-        let readable: Vec<Descriptor> = chain.readable().copied().collect();
-        let writable: Vec<Descriptor> = chain.writable().copied().collect();
+        let readable = chain.readable().as_slice();
+        let writable = chain.writable().as_slice();
         let in_len: u64 = writable.iter().map(|d| u64::from(d.len)).sum();
         if in_len == 0 {
             // Nowhere to put a status: nothing can be answered.
@@ -375,9 +348,9 @@ impl Block {
             return 0;
         }
         // The status byte is the last writable byte.
-        let status_at = Cursor::new(&writable).locate(in_len - 1);
-        let (status, written) = match self.request(&readable, &writable, in_len - 1, mem) {
-            Ok(written) => (sys::LKL_VIRTIO_BLK_S_OK, written),
+        let status_at = Cursor::new(writable).locate(in_len - 1);
+        let (status, written) = match self.request(readable, writable, in_len - 1, mem) {
+            Ok(written) => (spec::VIRTIO_BLK_S_OK, written),
             Err(status) => {
                 self.stats.errors += 1;
                 (status, 0)
@@ -401,7 +374,7 @@ impl Block {
         data_in: u64,
         mem: &M,
     ) -> Result<u64, u32> {
-        const IOERR: u32 = sys::LKL_VIRTIO_BLK_S_IOERR;
+        const IOERR: u32 = spec::VIRTIO_BLK_S_IOERR;
         let mut header = [0u8; HEADER];
         Cursor::new(readable)
             .read(mem, 0, &mut header)
@@ -410,7 +383,7 @@ impl Block {
         let sector = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let out_len: u64 = readable.iter().map(|d| u64::from(d.len)).sum::<u64>() - HEADER as u64;
         match ty {
-            sys::LKL_VIRTIO_BLK_T_IN => {
+            spec::VIRTIO_BLK_T_IN => {
                 self.check_range(sector, data_in)?;
                 let at = sector * SECTOR_SIZE;
                 match &self.overlay {
@@ -431,7 +404,7 @@ impl Block {
                 self.stats.bytes_read += data_in;
                 Ok(data_in)
             }
-            sys::LKL_VIRTIO_BLK_T_OUT => {
+            spec::VIRTIO_BLK_T_OUT => {
                 if self.read_only {
                     return Err(IOERR);
                 }
@@ -456,7 +429,7 @@ impl Block {
                 self.stats.bytes_written += out_len;
                 Ok(0)
             }
-            sys::LKL_VIRTIO_BLK_T_FLUSH => {
+            spec::VIRTIO_BLK_T_FLUSH => {
                 // A copy-on-write device keeps nothing in the file.
                 if !self.read_only && self.overlay.is_none() {
                     self.file.sync_data().map_err(|_| IOERR)?;
@@ -464,9 +437,9 @@ impl Block {
                 self.stats.flushes += 1;
                 Ok(0)
             }
-            sys::LKL_VIRTIO_BLK_T_DISCARD | sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES => {
+            spec::VIRTIO_BLK_T_DISCARD | spec::VIRTIO_BLK_T_WRITE_ZEROES => {
                 if self.read_only {
-                    return Err(sys::LKL_VIRTIO_BLK_S_UNSUPP);
+                    return Err(spec::VIRTIO_BLK_S_UNSUPP);
                 }
                 // Whole 16-byte ranges (RANGE is a power of two).
                 if out_len == 0 || out_len & (RANGE as u64 - 1) != 0 || out_len > 1 << 20 {
@@ -476,16 +449,15 @@ impl Block {
                 Cursor::new(readable)
                     .read(mem, HEADER as u64, &mut ranges)
                     .map_err(|_| IOERR)?;
-                let zeroes = ty == sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES;
+                let zeroes = ty == spec::VIRTIO_BLK_T_WRITE_ZEROES;
                 for r in ranges.chunks_exact(RANGE) {
                     let sector = u64::from_le_bytes(r[0..8].try_into().expect("8 bytes"));
                     let count = u32::from_le_bytes(r[8..12].try_into().expect("4 bytes"));
                     let flags = u32::from_le_bytes(r[12..16].try_into().expect("4 bytes"));
-                    let unmap = flags & sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
-                    if flags & !sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0
-                        || (unmap && !zeroes)
+                    let unmap = flags & spec::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
+                    if flags & !spec::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0 || (unmap && !zeroes)
                     {
-                        return Err(sys::LKL_VIRTIO_BLK_S_UNSUPP);
+                        return Err(spec::VIRTIO_BLK_S_UNSUPP);
                     }
                     if count > MAX_RANGE_SECTORS {
                         return Err(IOERR);
@@ -510,14 +482,14 @@ impl Block {
                 }
                 Ok(0)
             }
-            sys::LKL_VIRTIO_BLK_T_GET_ID => {
+            spec::VIRTIO_BLK_T_GET_ID => {
                 let n = data_in.min(ID_BYTES as u64);
                 Cursor::new(writable)
                     .write(mem, 0, &self.serial[..n as usize])
                     .map_err(|_| IOERR)?;
                 Ok(n)
             }
-            _ => Err(sys::LKL_VIRTIO_BLK_S_UNSUPP),
+            _ => Err(spec::VIRTIO_BLK_S_UNSUPP),
         }
     }
 
@@ -530,30 +502,30 @@ impl Block {
         if ok {
             Ok(())
         } else {
-            Err(sys::LKL_VIRTIO_BLK_S_IOERR)
+            Err(spec::VIRTIO_BLK_S_IOERR)
         }
     }
 }
 
 impl VirtioDevice for Block {
     fn device_id(&self) -> u32 {
-        sys::LKL_VIRTIO_ID_BLOCK
+        spec::VIRTIO_ID_BLOCK
     }
 
     fn features(&self) -> u64 {
         let writable = if self.read_only {
             0
         } else {
-            1u64 << sys::LKL_VIRTIO_BLK_F_DISCARD | 1 << sys::LKL_VIRTIO_BLK_F_WRITE_ZEROES
+            1u64 << spec::VIRTIO_BLK_F_DISCARD | 1 << spec::VIRTIO_BLK_F_WRITE_ZEROES
         };
         let mut f = writable
-            | 1u64 << sys::LKL_VIRTIO_F_VERSION_1
-            | 1 << sys::LKL_VIRTIO_BLK_F_FLUSH
-            | 1 << sys::LKL_VIRTIO_BLK_F_SEG_MAX
-            | 1 << sys::LKL_VIRTIO_BLK_F_SIZE_MAX
-            | 1 << sys::LKL_VIRTIO_RING_F_EVENT_IDX;
+            | 1u64 << spec::VIRTIO_F_VERSION_1
+            | 1 << spec::VIRTIO_BLK_F_FLUSH
+            | 1 << spec::VIRTIO_BLK_F_SEG_MAX
+            | 1 << spec::VIRTIO_BLK_F_SIZE_MAX
+            | 1 << spec::VIRTIO_RING_F_EVENT_IDX;
         if self.read_only {
-            f |= 1 << sys::LKL_VIRTIO_BLK_F_RO;
+            f |= 1 << spec::VIRTIO_BLK_F_RO;
         }
         f
     }
@@ -583,9 +555,25 @@ impl VirtioDevice for Block {
         queue: &mut Queue,
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
+        let mut chain = std::mem::take(&mut self.chain);
+        let result = self.serve(queue, mem, &mut chain);
+        self.chain = chain;
+        result
+    }
+}
+
+impl Block {
+    /// Handles every request the driver made available, each popped into
+    /// `chain`.
+    fn serve(
+        &mut self,
+        queue: &mut Queue,
+        mem: &dyn GuestMemory,
+        chain: &mut DescriptorChain,
+    ) -> Result<bool, QueueError> {
         let mut used = false;
-        while let Some(chain) = queue.pop(mem)? {
-            let len = self.handle(&chain, mem);
+        while queue.pop_into(mem, chain)? {
+            let len = self.handle(chain, mem);
             queue.add_used(mem, chain.head, len)?;
             used = true;
         }
@@ -820,8 +808,8 @@ mod tests {
     use super::*;
     use std::io::{Read, Seek, Write};
 
-    const T_IN: u32 = sys::LKL_VIRTIO_BLK_T_IN;
-    const T_OUT: u32 = sys::LKL_VIRTIO_BLK_T_OUT;
+    const T_IN: u32 = spec::VIRTIO_BLK_T_IN;
+    const T_OUT: u32 = spec::VIRTIO_BLK_T_OUT;
 
     fn image(sectors: u64) -> File {
         let mut f = tempfile();
@@ -886,7 +874,7 @@ mod tests {
 
     /// Submits a FLUSH; returns the status.
     fn flush(dev: &mut Block, d: &mut MockDriver, q: &mut Queue) -> u8 {
-        submit(dev, d, q, sys::LKL_VIRTIO_BLK_T_FLUSH, 0, &[], true).1
+        submit(dev, d, q, spec::VIRTIO_BLK_T_FLUSH, 0, &[], true).1
     }
 
     /// The whole file.
@@ -938,12 +926,12 @@ mod tests {
         let mut seg = [0u8; 4];
         dev.read_config(12, &mut seg);
         assert_eq!(u32::from_le_bytes(seg), SEG_MAX);
-        assert_ne!(dev.features() & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
+        assert_ne!(dev.features() & 1 << spec::VIRTIO_BLK_F_RO, 0);
         let mut past = [1u8; 4];
         dev.read_config(0x1000, &mut past);
         assert_eq!(past, [0; 4]);
         let rw = Block::new(image(1), false, "").unwrap();
-        assert_eq!(rw.features() & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
+        assert_eq!(rw.features() & 1 << spec::VIRTIO_BLK_F_RO, 0);
     }
 
     #[test]
@@ -975,7 +963,7 @@ mod tests {
             &mut dev,
             &mut d,
             &mut q,
-            sys::LKL_VIRTIO_BLK_T_FLUSH,
+            spec::VIRTIO_BLK_T_FLUSH,
             0,
             &[],
             true,
@@ -986,7 +974,7 @@ mod tests {
             &mut dev,
             &mut d,
             &mut q,
-            sys::LKL_VIRTIO_BLK_T_GET_ID,
+            spec::VIRTIO_BLK_T_GET_ID,
             0,
             &[20],
             true,
@@ -1004,7 +992,7 @@ mod tests {
         let mut dev = Block::new(file.try_clone().unwrap(), false, "x").unwrap();
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
-        let ioerr = sys::LKL_VIRTIO_BLK_S_IOERR as u8;
+        let ioerr = spec::VIRTIO_BLK_S_IOERR as u8;
         // Past the end, straddling the end, not whole sectors.
         assert_eq!(
             submit(&mut dev, &mut d, &mut q, T_IN, 8, &[512], true).1,
@@ -1025,7 +1013,7 @@ mod tests {
         // Unknown type.
         assert_eq!(
             submit(&mut dev, &mut d, &mut q, 99, 0, &[], true).1,
-            sys::LKL_VIRTIO_BLK_S_UNSUPP as u8
+            spec::VIRTIO_BLK_S_UNSUPP as u8
         );
         // A header shorter than 16 bytes.
         let hdr = d.alloc(8);
@@ -1080,13 +1068,13 @@ mod tests {
         let mut file = image(64);
         let mut dev = Block::new(file.try_clone().unwrap(), false, "z").unwrap();
         let f = dev.features();
-        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
-        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_WRITE_ZEROES, 0);
+        assert_ne!(f & 1 << spec::VIRTIO_BLK_F_DISCARD, 0);
+        assert_ne!(f & 1 << spec::VIRTIO_BLK_F_WRITE_ZEROES, 0);
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
-        let t_discard = sys::LKL_VIRTIO_BLK_T_DISCARD;
-        let t_zeroes = sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES;
-        let unmap = sys::LKL_VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+        let t_discard = spec::VIRTIO_BLK_T_DISCARD;
+        let t_zeroes = spec::VIRTIO_BLK_T_WRITE_ZEROES;
+        let unmap = spec::VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
         assert_eq!(
             submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(8, 8, 0)]),
             0
@@ -1110,8 +1098,8 @@ mod tests {
             assert!(sector(n).iter().any(|&b| b != 0), "sector {n} kept");
         }
         // Past the end, a flag discard does not know, a broken payload.
-        let ioerr = sys::LKL_VIRTIO_BLK_S_IOERR as u8;
-        let unsupp = sys::LKL_VIRTIO_BLK_S_UNSUPP as u8;
+        let ioerr = spec::VIRTIO_BLK_S_IOERR as u8;
+        let unsupp = spec::VIRTIO_BLK_S_UNSUPP as u8;
         assert_eq!(
             submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(60, 8, 0)]),
             ioerr
@@ -1128,7 +1116,7 @@ mod tests {
         assert_eq!((s.discards, s.write_zeroes, s.errors), (1, 1, 3));
         // A read-only disk offers neither and refuses both.
         let mut ro = Block::new(image(8), true, "ro").unwrap();
-        assert_eq!(ro.features() & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
+        assert_eq!(ro.features() & 1 << spec::VIRTIO_BLK_F_DISCARD, 0);
         assert_eq!(
             submit_ranges(&mut ro, &mut d, &mut q, t_discard, &[(0, 1, 0)]),
             unsupp
@@ -1143,7 +1131,7 @@ mod tests {
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 0, &[512], false);
-        assert_eq!(st, sys::LKL_VIRTIO_BLK_S_IOERR as u8);
+        assert_eq!(st, spec::VIRTIO_BLK_S_IOERR as u8);
         assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
         let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_IN, 0, &[4096], true);
         assert_eq!(st, 0);
@@ -1228,8 +1216,8 @@ mod tests {
         let before = contents(&mut file);
         let mut dev = Block::with_overlay(file.try_clone().unwrap(), "cow").unwrap();
         let f = dev.features();
-        assert_eq!(f & 1 << sys::LKL_VIRTIO_BLK_F_RO, 0);
-        assert_ne!(f & 1 << sys::LKL_VIRTIO_BLK_F_DISCARD, 0);
+        assert_eq!(f & 1 << spec::VIRTIO_BLK_F_RO, 0);
+        assert_ne!(f & 1 << spec::VIRTIO_BLK_F_DISCARD, 0);
         let mut d = MockDriver::new(16);
         let mut q = d.queue();
         // Write sectors 3..5 (inside the first 4 KiB chunk) with 0xa5.
@@ -1243,7 +1231,7 @@ mod tests {
                 &mut dev,
                 &mut d,
                 &mut q,
-                sys::LKL_VIRTIO_BLK_T_DISCARD,
+                spec::VIRTIO_BLK_T_DISCARD,
                 &[(16, 8, 0)]
             ),
             0
@@ -1253,7 +1241,7 @@ mod tests {
                 &mut dev,
                 &mut d,
                 &mut q,
-                sys::LKL_VIRTIO_BLK_T_WRITE_ZEROES,
+                spec::VIRTIO_BLK_T_WRITE_ZEROES,
                 &[(40, 1, 0)]
             ),
             0

@@ -23,8 +23,8 @@ use super::device::{count, Net, Shared, QUEUE_SIZE, RX_QUEUE};
 use super::offload::HDR_LEN;
 use super::rx_queue::{Delivery, Direct};
 use super::BUSY_POLL_GAP;
-use crate::virtio::mmio::MmioTransport;
-use crate::virtio::QueueError;
+use crate::mmio::MmioTransport;
+use crate::QueueError;
 
 /// How long to wait for buffers before trying again anyway.
 const RETRY_MS: i32 = 1000;
@@ -258,7 +258,7 @@ fn report(reported: &mut bool, what: &str) {
     if std::mem::replace(reported, true) {
         return;
     }
-    crate::host::print::write_stderr(
+    crate::diag::write_stderr(
         format!("lkl: virtio-net receive: {what} (further errors are counted, not shown)\n")
             .as_bytes(),
     );

@@ -9,11 +9,12 @@ use super::backend::Backend;
 use super::coalesce;
 use super::device::{count, Counters};
 use super::offload::{self, HDR_LEN};
-use crate::virtio::memory::{read_bytes, write_bytes, GuestMemory};
-use crate::virtio::queue::{Descriptor, DescriptorChain, Queue};
-use crate::virtio::QueueError;
+use crate::memory::{read_bytes, write_bytes, GuestMemory};
+use crate::queue::{Descriptor, DescriptorChain, Queue};
+use crate::QueueError;
 
-/// The receive queue as the device serves it, under [`Shared::rx`].
+/// The receive queue as the device serves it, under
+/// [`Shared::rx`](super::device::Shared::rx).
 #[derive(Debug, Default)]
 pub struct RxQueue {
     /// The driver's queue 0, from DRIVER_OK until a reset or stop.
@@ -23,6 +24,9 @@ pub struct RxQueue {
     /// Chains taken from the ring for a frame (mergeable buffers) that
     /// did not fit yet: used first next time.
     held: VecDeque<DescriptorChain>,
+    /// Chains returned to the driver, kept so that their buffers are
+    /// popped into again ([`Queue::pop_into`]): no allocation per chain.
+    spare: Vec<DescriptorChain>,
     /// Whether a frame too big for the buffers was reported.
     warned: bool,
     /// Whether frames are joined ([`coalesce`]).
@@ -60,7 +64,7 @@ enum Read {
     Done(Direct),
 }
 
-/// What became of a direct read ([`RxQueue::receive_direct`]).
+/// What became of a direct read (`RxQueue::receive_direct`).
 #[derive(Debug)]
 pub enum Direct {
     /// A frame is in the used ring.
@@ -114,11 +118,8 @@ impl RxQueue {
         // Take chains until the frame fits (one without mergeable buffers).
         let mut room: u64 = self.held.iter().map(writable_len).sum();
         while self.held.is_empty() || (mrg && room < total as u64) {
-            match queue.pop(mem)? {
-                Some(c) => {
-                    room += writable_len(&c);
-                    self.held.push_back(c);
-                }
+            match hold(queue, mem, &mut self.held, &mut self.spare)? {
+                Some(c) => room += writable_len(c),
                 None => return Ok(Delivery::NoBuffer),
             }
         }
@@ -130,6 +131,7 @@ impl RxQueue {
             // Too big (or refused): the first chain goes back empty.
             let chain = self.held.pop_front().expect("a chain was taken");
             queue.add_used(mem, chain.head, 0)?;
+            self.spare.push(chain);
             count(&stats.rx_dropped, 1);
             return Ok(Delivery::Dropped);
         }
@@ -153,6 +155,7 @@ impl RxQueue {
             };
             written?;
             queue.add_used(mem, chain.head, n as u32)?;
+            self.spare.push(chain);
             at += n;
         }
         self.lens = lens;
@@ -224,6 +227,7 @@ impl RxQueue {
             count(&stats.rx_dropped, 1);
             let chain = self.held.pop_front().expect("a chain was taken");
             self.queue_mut().add_used(mem, chain.head, 0)?;
+            self.spare.push(chain);
             return Ok(Direct::Dropped);
         }
         run.head[..HDR_LEN].copy_from_slice(&hdr);
@@ -245,6 +249,7 @@ impl RxQueue {
         for &n in &run.lens {
             let chain = self.held.pop_front().expect("counted by fill");
             self.queue_mut().add_used(mem, chain.head, n)?;
+            self.spare.push(chain);
         }
         count(&stats.rx_frames, 1);
         count(&stats.rx_bytes, frame_len as u64);
@@ -328,11 +333,8 @@ impl RxQueue {
         let want = (HDR_LEN + backend.max_frame()) as u64;
         let mut room: u64 = self.held.iter().skip(from).map(writable_len).sum();
         while self.held.len() <= from || (mrg && room < want) {
-            match queue.pop(mem)? {
-                Some(c) => {
-                    room += writable_len(&c);
-                    self.held.push_back(c);
-                }
+            match hold(queue, mem, &mut self.held, &mut self.spare)? {
+                Some(c) => room += writable_len(c),
                 None => return Ok(Read::Done(Direct::Short)),
             }
         }
@@ -390,6 +392,7 @@ impl RxQueue {
             count(&stats.rx_dropped, 1);
             let chain = self.held.remove(from).expect("a chain was taken");
             self.queue_mut().add_used(mem, chain.head, 0)?;
+            self.spare.push(chain);
             return Ok(Read::Done(Direct::Dropped));
         }
         Ok(Read::Frame(total))
@@ -437,7 +440,7 @@ impl RxQueue {
         if std::mem::replace(warned, true) {
             return;
         }
-        crate::host::print::write_stderr(
+        crate::diag::write_stderr(
             format!(
                 "lkl: virtio-net: dropped a {frame}-byte frame: the driver's receive buffer \
                  holds {} bytes; for an MTU above 1500 add mergeable receive buffers \
@@ -476,9 +479,26 @@ impl RxQueue {
     /// delivered until the next DRIVER_OK.
     pub(super) fn clear(&mut self) {
         self.queue = None;
-        self.held.clear();
+        self.spare.extend(self.held.drain(..));
         self.ready = None;
     }
+}
+
+/// Pops the driver's next chain into a spare one (its buffer reused) and
+/// holds it; returns it, or `None` when the driver has none.
+fn hold<'a>(
+    queue: &mut Queue,
+    mem: &dyn GuestMemory,
+    held: &'a mut VecDeque<DescriptorChain>,
+    spare: &mut Vec<DescriptorChain>,
+) -> Result<Option<&'a DescriptorChain>, QueueError> {
+    let mut chain = spare.pop().unwrap_or_default();
+    if !queue.pop_into(mem, &mut chain)? {
+        spare.push(chain);
+        return Ok(None);
+    }
+    held.push_back(chain);
+    Ok(held.back())
 }
 
 /// Appends to `lens` what `total` bytes fill of each of `chains` from
@@ -497,12 +517,7 @@ fn fill(chains: &VecDeque<DescriptorChain>, from: usize, total: usize, lens: &mu
 
 /// The device-writable buffers of `c` (they come last in a chain).
 fn writable(c: &DescriptorChain) -> &[Descriptor] {
-    let first = c
-        .descs
-        .iter()
-        .position(|d| d.writable)
-        .unwrap_or(c.descs.len());
-    &c.descs[first..]
+    c.writable().as_slice()
 }
 
 fn writable_len(c: &DescriptorChain) -> u64 {

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::memory::{read_le, write_le, GuestMemory};
 use super::QueueError;
@@ -22,11 +22,11 @@ use super::QueueError;
 /// Bytes per descriptor.
 const DESC_SIZE: u64 = 16;
 /// `VRING_DESC_F_NEXT`.
-const F_NEXT: u16 = sys::LKL_VRING_DESC_F_NEXT as u16;
+const F_NEXT: u16 = spec::VRING_DESC_F_NEXT as u16;
 /// `VRING_DESC_F_WRITE`.
-const F_WRITE: u16 = sys::LKL_VRING_DESC_F_WRITE as u16;
+const F_WRITE: u16 = spec::VRING_DESC_F_WRITE as u16;
 /// `VRING_DESC_F_INDIRECT`.
-const F_INDIRECT: u16 = sys::LKL_VRING_DESC_F_INDIRECT as u16;
+const F_INDIRECT: u16 = spec::VRING_DESC_F_INDIRECT as u16;
 
 /// One buffer of a chain, checked against the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,23 +41,34 @@ pub struct Descriptor {
 
 /// A validated descriptor chain: the device-readable buffers come first,
 /// then the device-writable ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// [`Queue::pop_into`] refills a chain in place, reusing its buffer, so a
+/// device that keeps its chains pops without allocating; [`Queue::pop`]
+/// makes a new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DescriptorChain {
     /// The head index, returned in the used ring.
     pub head: u16,
     /// The buffers in chain order.
-    pub descs: Vec<Descriptor>,
+    descs: Vec<Descriptor>,
+    /// How many of `descs` are device-readable (they come first).
+    readable: usize,
 }
 
 impl DescriptorChain {
-    /// The device-readable buffers.
-    pub fn readable(&self) -> impl Iterator<Item = &Descriptor> {
-        self.descs.iter().filter(|d| !d.writable)
+    /// The buffers in chain order.
+    pub fn descs(&self) -> &[Descriptor] {
+        &self.descs
     }
 
-    /// The device-writable buffers.
-    pub fn writable(&self) -> impl Iterator<Item = &Descriptor> {
-        self.descs.iter().filter(|d| d.writable)
+    /// The device-readable buffers (`.as_slice()` gives them as a slice).
+    pub fn readable(&self) -> std::slice::Iter<'_, Descriptor> {
+        self.descs[..self.readable].iter()
+    }
+
+    /// The device-writable buffers (`.as_slice()` gives them as a slice).
+    pub fn writable(&self) -> std::slice::Iter<'_, Descriptor> {
+        self.descs[self.readable..].iter()
     }
 }
 
@@ -193,11 +204,27 @@ impl Queue {
     }
 
     /// Takes the next chain the driver made available, validated, or
-    /// `None` if there is none.
+    /// `None` if there is none. Allocates the chain: a device that pops
+    /// often keeps one and uses [`Queue::pop_into`].
     pub fn pop<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
     ) -> Result<Option<DescriptorChain>, QueueError> {
+        let mut chain = DescriptorChain::default();
+        Ok(self.pop_into(mem, &mut chain)?.then_some(chain))
+    }
+
+    /// Takes the next chain the driver made available, validated, into
+    /// `chain` (its buffer reused: no allocation once it has held a chain
+    /// as long); returns whether there was one. `chain` is left empty when
+    /// there was none or the chain was malformed.
+    pub fn pop_into<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        chain: &mut DescriptorChain,
+    ) -> Result<bool, QueueError> {
+        chain.descs.clear();
+        chain.readable = 0;
         if !self.ready {
             return Err(QueueError::NotReady);
         }
@@ -214,7 +241,7 @@ impl Queue {
         fence(Ordering::Acquire);
         let pending = avail_idx.wrapping_sub(self.next_avail);
         if pending == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         if pending > self.size {
             return Err(QueueError::AvailOverrun {
@@ -225,16 +252,23 @@ impl Queue {
         let slot = u64::from(self.next_avail % self.size);
         let head: u16 = read_le(mem, self.avail_ring + 4 + 2 * slot)?;
         self.next_avail = self.next_avail.wrapping_add(1);
-        self.read_chain(mem, head).map(Some)
+        let read = self.read_chain(mem, head, chain);
+        if read.is_err() {
+            chain.descs.clear();
+            chain.readable = 0;
+        }
+        read.map(|()| true)
     }
 
-    /// Walks and checks the chain starting at `head`.
+    /// Walks and checks the chain starting at `head`, into `chain` (empty).
     fn read_chain<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
         head: u16,
-    ) -> Result<DescriptorChain, QueueError> {
-        let mut descs = Vec::new();
+        chain: &mut DescriptorChain,
+    ) -> Result<(), QueueError> {
+        chain.head = head;
+        let descs = &mut chain.descs;
         let mut index = head;
         loop {
             if index >= self.size {
@@ -272,8 +306,11 @@ impl Queue {
                 len,
                 writable,
             });
+            if !writable {
+                chain.readable += 1;
+            }
             if flags & F_NEXT == 0 {
-                return Ok(DescriptorChain { head, descs });
+                return Ok(());
             }
             index = next;
         }
@@ -313,7 +350,7 @@ impl Queue {
         fence(Ordering::SeqCst);
         if !self.event_idx {
             let flags: u16 = read_le(mem, self.avail_ring)?;
-            return Ok(flags & sys::LKL_VRING_AVAIL_F_NO_INTERRUPT as u16 == 0);
+            return Ok(flags & spec::VRING_AVAIL_F_NO_INTERRUPT as u16 == 0);
         }
         let used_event: u16 = read_le(mem, self.avail_ring + 4 + 2 * u64::from(self.size))?;
         let new = self.next_used;
@@ -500,6 +537,44 @@ pub(crate) mod tests {
             q.add_used(&d.mem, h, 1).unwrap();
         }
         assert_eq!(d.used_idx(), 41);
+    }
+
+    #[test]
+    fn pop_into_reuses_the_chain() {
+        let mut d = MockDriver::new(8);
+        let mut q = d.queue();
+        let (a, b, c) = (d.alloc(16), d.alloc(512), d.alloc(1));
+        let mut chain = DescriptorChain::default();
+        assert!(!q.pop_into(&d.mem, &mut chain).unwrap());
+        let head = d.add_chain(&[(a, 16, false), (b, 512, true), (c, 1, true)]);
+        assert!(q.pop_into(&d.mem, &mut chain).unwrap());
+        assert_eq!(chain.head, head);
+        assert_eq!(chain.readable().as_slice().len(), 1);
+        assert_eq!(
+            chain.writable().map(|d| d.len).collect::<Vec<_>>(),
+            [512, 1]
+        );
+        q.add_used(&d.mem, head, 0).unwrap();
+        // The next chain lands in the same buffer: no allocation.
+        let at = chain.descs().as_ptr();
+        let head = d.add_chain(&[(c, 1, false), (a, 16, false), (b, 512, false)]);
+        assert!(q.pop_into(&d.mem, &mut chain).unwrap());
+        assert_eq!(chain.descs().as_ptr(), at);
+        assert_eq!(chain.head, head);
+        assert_eq!(chain.readable().as_slice().len(), 3);
+        assert_eq!(chain.writable().count(), 0);
+        // Nothing left: the chain is emptied, as after a malformed one.
+        assert!(!q.pop_into(&d.mem, &mut chain).unwrap());
+        assert!(chain.descs().is_empty());
+        d.write_desc(0, a, 16, F_WRITE | F_NEXT, 1);
+        d.write_desc(1, a, 16, 0, 0);
+        d.publish(0);
+        assert_eq!(
+            q.pop_into(&d.mem, &mut chain),
+            Err(QueueError::Order { head: 0 })
+        );
+        assert!(chain.descs().is_empty());
+        assert_eq!(chain.readable().count() + chain.writable().count(), 0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! what the device does when the driver did not take an offload the host
 //! side used anyway (a partial checksum is completed in software).
 
-use lkl_sys as sys;
+use crate::spec;
 
 /// The header before every frame once `VIRTIO_F_VERSION_1` is negotiated:
 /// `flags`, `gso_type`, `hdr_len`, `gso_size`, `csum_start`,
@@ -15,28 +15,28 @@ const fn bit(n: u32) -> u64 {
 }
 
 /// Driver to device: the device completes the checksum.
-pub const CSUM: u64 = bit(sys::LKL_VIRTIO_NET_F_CSUM);
+pub const CSUM: u64 = bit(spec::VIRTIO_NET_F_CSUM);
 /// Device to driver: the driver accepts partial checksums.
-pub const GUEST_CSUM: u64 = bit(sys::LKL_VIRTIO_NET_F_GUEST_CSUM);
+pub const GUEST_CSUM: u64 = bit(spec::VIRTIO_NET_F_GUEST_CSUM);
 /// The driver accepts TCP/IPv4 segments larger than the MTU.
-pub const GUEST_TSO4: u64 = bit(sys::LKL_VIRTIO_NET_F_GUEST_TSO4);
+pub const GUEST_TSO4: u64 = bit(spec::VIRTIO_NET_F_GUEST_TSO4);
 /// The driver accepts TCP/IPv6 segments larger than the MTU.
-pub const GUEST_TSO6: u64 = bit(sys::LKL_VIRTIO_NET_F_GUEST_TSO6);
+pub const GUEST_TSO6: u64 = bit(spec::VIRTIO_NET_F_GUEST_TSO6);
 /// The driver accepts large segments with ECN.
-pub const GUEST_ECN: u64 = bit(sys::LKL_VIRTIO_NET_F_GUEST_ECN);
+pub const GUEST_ECN: u64 = bit(spec::VIRTIO_NET_F_GUEST_ECN);
 /// The driver accepts large UDP datagrams.
-pub const GUEST_UFO: u64 = bit(sys::LKL_VIRTIO_NET_F_GUEST_UFO);
+pub const GUEST_UFO: u64 = bit(spec::VIRTIO_NET_F_GUEST_UFO);
 /// The device segments large TCP/IPv4 packets.
-pub const HOST_TSO4: u64 = bit(sys::LKL_VIRTIO_NET_F_HOST_TSO4);
+pub const HOST_TSO4: u64 = bit(spec::VIRTIO_NET_F_HOST_TSO4);
 /// The device segments large TCP/IPv6 packets.
-pub const HOST_TSO6: u64 = bit(sys::LKL_VIRTIO_NET_F_HOST_TSO6);
+pub const HOST_TSO6: u64 = bit(spec::VIRTIO_NET_F_HOST_TSO6);
 /// The device segments large packets with ECN.
-pub const HOST_ECN: u64 = bit(sys::LKL_VIRTIO_NET_F_HOST_ECN);
+pub const HOST_ECN: u64 = bit(spec::VIRTIO_NET_F_HOST_ECN);
 /// The device fragments large UDP datagrams.
-pub const HOST_UFO: u64 = bit(sys::LKL_VIRTIO_NET_F_HOST_UFO);
+pub const HOST_UFO: u64 = bit(spec::VIRTIO_NET_F_HOST_UFO);
 /// The driver's receive buffers may be merged: a frame spans several
 /// chains, counted in `num_buffers`.
-pub const MRG_RXBUF: u64 = bit(sys::LKL_VIRTIO_NET_F_MRG_RXBUF);
+pub const MRG_RXBUF: u64 = bit(spec::VIRTIO_NET_F_MRG_RXBUF);
 
 /// Every bit an `offload` mask may hold.
 pub const ALL: u64 = CSUM
@@ -111,9 +111,9 @@ pub fn tun_flags(features: u64) -> u32 {
     f
 }
 
-const F_NEEDS_CSUM: u8 = sys::LKL_VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
-const GSO_NONE: u8 = sys::LKL_VIRTIO_NET_HDR_GSO_NONE as u8;
-const GSO_ECN: u8 = sys::LKL_VIRTIO_NET_HDR_GSO_ECN as u8;
+const F_NEEDS_CSUM: u8 = spec::VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
+const GSO_NONE: u8 = spec::VIRTIO_NET_HDR_GSO_NONE as u8;
+const GSO_ECN: u8 = spec::VIRTIO_NET_HDR_GSO_ECN as u8;
 
 /// Why a received frame cannot go to the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,9 +137,9 @@ pub fn fit_received(
     let gso = hdr[1];
     if gso != GSO_NONE {
         let allowed = match gso & !GSO_ECN {
-            t if u32::from(t) == sys::LKL_VIRTIO_NET_HDR_GSO_TCPV4 => has(features, GUEST_TSO4),
-            t if u32::from(t) == sys::LKL_VIRTIO_NET_HDR_GSO_TCPV6 => has(features, GUEST_TSO6),
-            t if u32::from(t) == sys::LKL_VIRTIO_NET_HDR_GSO_UDP => has(features, GUEST_UFO),
+            t if u32::from(t) == spec::VIRTIO_NET_HDR_GSO_TCPV4 => has(features, GUEST_TSO4),
+            t if u32::from(t) == spec::VIRTIO_NET_HDR_GSO_TCPV6 => has(features, GUEST_TSO6),
+            t if u32::from(t) == spec::VIRTIO_NET_HDR_GSO_UDP => has(features, GUEST_UFO),
             _ => false,
         } && (gso & GSO_ECN == 0 || has(features, GUEST_ECN));
         if !allowed {
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn large_segments_need_their_feature() {
         let mut hdr = [0u8; HDR_LEN];
-        hdr[1] = sys::LKL_VIRTIO_NET_HDR_GSO_TCPV4 as u8;
+        hdr[1] = spec::VIRTIO_NET_HDR_GSO_TCPV4 as u8;
         let mut f = [0u8; 64];
         assert_eq!(
             fit_received(GUEST_CSUM, &mut hdr, &mut f),

@@ -30,7 +30,7 @@
 //! option), and only when the driver took mergeable buffers, TSO4 and
 //! checksum offload.
 
-use lkl_sys as sys;
+use crate::spec;
 
 use super::offload::{fold, ones_sum, HDR_LEN};
 
@@ -50,10 +50,10 @@ const TH: usize = HDR_LEN + ETH + IP;
 /// Where the IPv4 header starts.
 const IH: usize = HDR_LEN + ETH;
 
-const NEEDS_CSUM: u8 = sys::LKL_VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
-const DATA_VALID: u8 = sys::LKL_VIRTIO_NET_HDR_F_DATA_VALID as u8;
-const GSO_NONE: u8 = sys::LKL_VIRTIO_NET_HDR_GSO_NONE as u8;
-const GSO_TCPV4: u8 = sys::LKL_VIRTIO_NET_HDR_GSO_TCPV4 as u8;
+const NEEDS_CSUM: u8 = spec::VIRTIO_NET_HDR_F_NEEDS_CSUM as u8;
+const DATA_VALID: u8 = spec::VIRTIO_NET_HDR_F_DATA_VALID as u8;
+const GSO_NONE: u8 = spec::VIRTIO_NET_HDR_GSO_NONE as u8;
+const GSO_TCPV4: u8 = spec::VIRTIO_NET_HDR_GSO_TCPV4 as u8;
 
 const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
