@@ -1,5 +1,9 @@
 //! Mapping a load plan into our address space and jumping to it: the only unsafe part
 //! of the loader.
+//!
+//! Raw `mmap` rather than `memmap2`: segments go at fixed addresses inside one
+//! reservation (`MAP_FIXED` over it, `MAP_FIXED_NOREPLACE` for the reservation) and are
+//! never unmapped by us, which `memmap2`'s owned, drop-unmapped maps do not express.
 
 use std::os::fd::AsRawFd;
 

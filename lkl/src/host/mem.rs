@@ -1,5 +1,9 @@
 //! Memory: `mem_alloc`/`mem_free` over the C allocator, and
 //! `page_alloc`/`page_free` over anonymous `mmap`.
+//!
+//! Raw `mmap` rather than `memmap2`: the kernel owns these pages through a C
+//! pointer and frees them with `page_free` (a bare `munmap`), at a placement
+//! hint of ours; a Rust-owned map object would have no owner to live in.
 
 use std::ffi::{c_ulong, c_void};
 use std::ptr;
