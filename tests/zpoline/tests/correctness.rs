@@ -13,6 +13,29 @@ fn run_c(name: &str, flags: &[&str], args: &[&str], want: &str) {
     assert_eq!(z.stdout, n.stdout);
 }
 
+/// Runs C program `name` (built with `flags`) under `lkl-run` with `opts` and
+/// `args`, checks its output has each of `want`, and checks that `--count` (which
+/// `opts` must hold) saw exactly `getppid` calls of `getppid`.
+fn check_getppid_count(
+    name: &str,
+    flags: &[&str],
+    opts: &[&str],
+    args: &[&str],
+    want: &[&str],
+    getppid: u64,
+) {
+    let bin = gcc(name, flags);
+    let z = interposed(opts, bin.to_str().unwrap(), args);
+    for want in want {
+        assert_ok(&z, want);
+    }
+    let counts = parse_count(&z.stderr);
+    assert!(
+        counts.contains(&("getppid".to_string(), getppid)),
+        "{counts:?}"
+    );
+}
+
 #[test]
 fn pthread_create_8_threads() {
     run_c("threads", &["-pthread"], &[], "threads 8000");
@@ -104,37 +127,35 @@ fn dlopen_library_with_syscalls() {
     );
     // The library's own syscall site was rewritten (counted through the fast path is
     // invisible, so use --count): 10 getppid from the library + 10 from libc.
-    let bin = gcc("dlopen_main", &["-ldl"]);
-    let z = interposed(
+    check_getppid_count(
+        "dlopen_main",
+        &["-ldl"],
         &["--count", "--no-sud"],
-        bin.to_str().unwrap(),
         &[lib.to_str().unwrap()],
+        &["dlopen 10"],
+        20,
     );
-    assert_ok(&z, "dlopen 10");
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 20)), "{counts:?}");
 }
 
 #[test]
 fn jit_buffer_with_syscall() {
     run_c("jit", &[], &[], "jit 5");
     // The JIT's syscalls reach the hook through Syscall User Dispatch.
-    let bin = gcc("jit", &[]);
-    let z = interposed(&["--count"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "jit 5");
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 10)), "{counts:?}");
+    check_getppid_count("jit", &[], &["--count"], &[], &["jit 5"], 10);
 }
 
 #[test]
 fn syscall_straddling_a_page_boundary() {
     run_c("straddle", &[], &[], "straddle ok");
-    let bin = gcc("straddle", &[]);
-    let z = interposed(&["--count", "--no-sud"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "straddle ok");
-    let counts = parse_count(&z.stderr);
     // one call through the straddling site, two from main through libc
-    assert!(counts.contains(&("getppid".to_string(), 3)), "{counts:?}");
+    check_getppid_count(
+        "straddle",
+        &[],
+        &["--count", "--no-sud"],
+        &[],
+        &["straddle ok"],
+        3,
+    );
 }
 
 #[test]
@@ -193,25 +214,29 @@ fn null_guard_mode_runs_threads_processes_and_signals() {
 
 #[test]
 fn jit_in_new_thread_and_fork_child() {
-    let bin = gcc("jitthread", &["-pthread"]);
-    let z = interposed(&["--count"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "thread 5");
-    assert_ok(&z, "child 5");
-    assert_ok(&z, "early 5");
     // 5 JIT + 5 libc getppid in each of: the new thread, the child, the early thread.
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 30)), "{counts:?}");
+    check_getppid_count(
+        "jitthread",
+        &["-pthread"],
+        &["--count"],
+        &[],
+        &["thread 5", "child 5", "early 5"],
+        30,
+    );
 }
 
 #[test]
 fn exec_mapping_longer_than_its_file() {
     run_c("mmapeof", &[], &[], "mmapeof ok");
-    let bin = gcc("mmapeof", &[]);
-    let z = interposed(&["--count", "--sud=never"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "mmapeof ok");
     // one getppid through the mapped file's own (rewritten) site, one through libc
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 2)), "{counts:?}");
+    check_getppid_count(
+        "mmapeof",
+        &[],
+        &["--count", "--sud=never"],
+        &[],
+        &["mmapeof ok"],
+        2,
+    );
 }
 
 #[test]
