@@ -36,49 +36,31 @@ fn check_getppid_count(
     );
 }
 
-#[test]
-fn pthread_create_8_threads() {
-    run_c("threads", &["-pthread"], &[], "threads 8000");
+/// One test per row: the C program, its gcc flags, its arguments and the output
+/// it must print, natively and under `lkl-run` alike (see [`run_c`]).
+macro_rules! c_cases {
+    ($($test:ident: $name:expr, $flags:expr, $args:expr, $want:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_c($name, $flags, $args, $want);
+            }
+        )*
+    };
 }
 
-#[test]
-fn fork() {
-    run_c("procs", &[], &["fork"], "fork ok");
-}
-
-#[test]
-fn vfork() {
-    run_c("procs", &[], &["vfork"], "vfork ok");
-}
-
-#[test]
-fn posix_spawn() {
-    run_c("procs", &[], &["posix_spawn"], "posix_spawn ok");
-}
-
-#[test]
-fn clone3() {
-    run_c("procs", &[], &["clone3"], "clone3 ok");
-}
-
-#[test]
-fn signals_sa_restart_sigaltstack() {
-    run_c("signals", &[], &[], "signals ok many");
-}
-
-#[test]
-fn red_zone_kept_across_syscall() {
-    run_c("regs", &[], &["redzone"], "redzone ok");
-}
-
-#[test]
-fn xmm_ymm_kept_across_syscall() {
-    run_c("regs", &[], &["vector"], "vector ok");
-}
-
-#[test]
-fn gprs_kept_across_syscall() {
-    run_c("regs", &[], &["gprs"], "gprs ok");
+c_cases! {
+    pthread_create_8_threads: "threads", &["-pthread"], &[], "threads 8000";
+    fork: "procs", &[], &["fork"], "fork ok";
+    vfork: "procs", &[], &["vfork"], "vfork ok";
+    posix_spawn: "procs", &[], &["posix_spawn"], "posix_spawn ok";
+    clone3: "procs", &[], &["clone3"], "clone3 ok";
+    signals_sa_restart_sigaltstack: "signals", &[], &[], "signals ok many";
+    red_zone_kept_across_syscall: "regs", &[], &["redzone"], "redzone ok";
+    xmm_ymm_kept_across_syscall: "regs", &[], &["vector"], "vector ok";
+    gprs_kept_across_syscall: "regs", &[], &["gprs"], "gprs ok";
+    constant_data_in_an_executable_segment_is_not_rewritten:
+        "rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact";
 }
 
 #[test]
@@ -237,11 +219,6 @@ fn exec_mapping_longer_than_its_file() {
         &["mmapeof ok"],
         2,
     );
-}
-
-#[test]
-fn constant_data_in_an_executable_segment_is_not_rewritten() {
-    run_c("rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact");
 }
 
 #[test]
