@@ -93,14 +93,7 @@ fn execve_chain() {
 
 #[test]
 fn dlopen_library_with_syscalls() {
-    let lib = scratch().join("libdl_sys.so");
-    let st = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(c_dir().join("dlopen_lib.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let lib = gcc_shared("libdl_sys.so", "dlopen_lib");
     run_c(
         "dlopen_main",
         &["-ldl"],
@@ -233,14 +226,7 @@ fn loading_a_jvm_switches_to_the_null_guard() {
     // A JVM relies on NULL reads faulting (implicit null checks). Mapping libjvm.so on a
     // CPU without protection keys switches to the NULL guard; a stand-in library with
     // that name triggers it.
-    let lib = scratch().join("libjvm.so");
-    let st = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(c_dir().join("dlopen_lib.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let lib = gcc_shared("libjvm.so", "dlopen_lib");
     let bin = gcc("segvhandler", &["-ldl"]);
     let (bin, lib) = (bin.to_str().unwrap(), lib.to_str().unwrap());
     let z = interposed(&[], bin, &["8", lib]);
