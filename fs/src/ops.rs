@@ -18,28 +18,31 @@ use crate::FsError;
 
 /// `AT_FDCWD`.
 pub const AT_FDCWD: i32 = sys::LKL_AT_FDCWD;
-/// `AT_SYMLINK_NOFOLLOW`.
-pub const AT_SYMLINK_NOFOLLOW: i32 = sys::LKL_AT_SYMLINK_NOFOLLOW as i32;
-/// `O_RDONLY`.
-pub const O_RDONLY: i32 = sys::LKL_O_RDONLY as i32;
-/// `O_WRONLY`.
-pub const O_WRONLY: i32 = sys::LKL_O_WRONLY as i32;
-/// `O_RDWR`.
-pub const O_RDWR: i32 = sys::LKL_O_RDWR as i32;
-/// `O_CREAT`.
-pub const O_CREAT: i32 = sys::LKL_O_CREAT as i32;
-/// `O_EXCL`.
-pub const O_EXCL: i32 = sys::LKL_O_EXCL as i32;
-/// `O_TRUNC`.
-pub const O_TRUNC: i32 = sys::LKL_O_TRUNC as i32;
-/// `O_DIRECTORY`.
-pub const O_DIRECTORY: i32 = sys::LKL_O_DIRECTORY as i32;
-/// `O_NOFOLLOW`.
-pub const O_NOFOLLOW: i32 = sys::LKL_O_NOFOLLOW as i32;
-/// `O_NOATIME`.
-pub const O_NOATIME: i32 = sys::LKL_O_NOATIME as i32;
-/// `O_CLOEXEC`.
-pub const O_CLOEXEC: i32 = sys::LKL_O_CLOEXEC as i32;
+
+/// LKL's values of the flags callers pass, under their usual names.
+macro_rules! lkl_flags {
+    ($($name:ident = $lkl:ident;)*) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "`.")]
+            pub const $name: i32 = sys::$lkl as i32;
+        )*
+    };
+}
+
+lkl_flags! {
+    AT_SYMLINK_NOFOLLOW = LKL_AT_SYMLINK_NOFOLLOW;
+    O_RDONLY = LKL_O_RDONLY;
+    O_WRONLY = LKL_O_WRONLY;
+    O_RDWR = LKL_O_RDWR;
+    O_CREAT = LKL_O_CREAT;
+    O_EXCL = LKL_O_EXCL;
+    O_TRUNC = LKL_O_TRUNC;
+    O_DIRECTORY = LKL_O_DIRECTORY;
+    O_NOFOLLOW = LKL_O_NOFOLLOW;
+    O_NOATIME = LKL_O_NOATIME;
+    O_CLOEXEC = LKL_O_CLOEXEC;
+}
+
 /// `O_LARGEFILE` (no-op on 64-bit, kept for callers that pass it).
 pub const O_LARGEFILE: i32 = sys::LKL_O_LARGEFILE as i32;
 /// `XATTR_CREATE`: fail if the attribute exists.
@@ -213,6 +216,22 @@ unsafe fn call(no: u32, args: &[c_long]) -> Result<c_long, Errno> {
     unsafe { lkl::syscall(no as c_long, all) }
 }
 
+/// Calls `read(rest, done)` on the unfilled rest of `buf` (`done` bytes are
+/// filled) until `buf` is full or a read returns 0; returns the bytes read.
+fn read_until_full(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], usize) -> Result<usize, FsError>,
+) -> Result<usize, FsError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read(&mut buf[done..], done)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 /// `newfstatat(dirfd, path, flags)`.
 fn fstatat(dirfd: i32, path: &Path, flags: i32, op: &'static str) -> Result<Stat, FsError> {
     let c = cstr(op, path)?;
@@ -357,14 +376,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn read_full(&self, buf: &mut [u8]) -> Result<usize, FsError> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read(&mut buf[done..])? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        Ok(done)
+        read_until_full(buf, |rest, _| self.read(rest))
     }
 
     /// One `pread64` at `offset`.
@@ -393,14 +405,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn pread_full(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.pread(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        Ok(done)
+        read_until_full(buf, |rest, done| self.pread(rest, offset + done as u64))
     }
 
     /// Writes all of `data` (at the file position).
