@@ -216,6 +216,38 @@ unsafe fn call(no: u32, args: &[c_long]) -> Result<c_long, Errno> {
     unsafe { lkl::syscall(no as c_long, all) }
 }
 
+/// `no(AT_FDCWD, path, args...)` for a call that answers 0 on success; an
+/// error names `op` and `path`. `args` are numbers, never pointers.
+fn at_path(op: &'static str, no: u32, path: &Path, args: &[c_long]) -> Result<(), FsError> {
+    let c = cstr(op, path)?;
+    let mut all = [AT_FDCWD as c_long, c.as_ptr() as c_long, 0, 0, 0, 0];
+    all[2..2 + args.len()].copy_from_slice(args);
+    // SAFETY: a NUL-terminated path, live across the call; the rest are numbers.
+    unsafe { call(no, &all) }.map(drop).map_err(err(op, path))
+}
+
+/// `no(AT_FDCWD, a, AT_FDCWD, b, flags)`, the shape of `linkat` and
+/// `renameat2`; an error names `op` and `named`.
+fn at_two_paths(
+    op: &'static str,
+    no: u32,
+    (a, b): (&Path, &Path),
+    flags: c_long,
+    named: &Path,
+) -> Result<(), FsError> {
+    let ca = cstr(op, a)?;
+    let cb = cstr(op, b)?;
+    let (fd, a, b) = (
+        AT_FDCWD as c_long,
+        ca.as_ptr() as c_long,
+        cb.as_ptr() as c_long,
+    );
+    // SAFETY: two NUL-terminated paths, live across the call.
+    unsafe { call(no, &[fd, a, fd, b, flags]) }
+        .map(drop)
+        .map_err(err(op, named))
+}
+
 /// Calls `read(rest, done)` on the unfilled rest of `buf` (`done` bytes are
 /// filled) until `buf` is full or a read returns 0; returns the bytes read.
 fn read_until_full(
@@ -716,16 +748,7 @@ pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> Result<(), Fs
 /// # Errors
 /// [`FsError::Sys`].
 pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
-    let c = cstr("chmod", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_fchmodat,
-            &[AT_FDCWD as c_long, c.as_ptr() as c_long, mode as c_long],
-        )
-    }
-    .map(drop)
-    .map_err(err("chmod", path))
+    at_path("chmod", sys::__lkl__NR_fchmodat, path, &[mode as c_long])
 }
 
 /// `fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)` (`lchown`).
@@ -733,22 +756,8 @@ pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
-    let c = cstr("lchown", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_fchownat,
-            &[
-                AT_FDCWD as c_long,
-                c.as_ptr() as c_long,
-                uid as c_long,
-                gid as c_long,
-                AT_SYMLINK_NOFOLLOW as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("lchown", path))
+    let args = [uid as c_long, gid as c_long, AT_SYMLINK_NOFOLLOW as c_long];
+    at_path("lchown", sys::__lkl__NR_fchownat, path, &args)
 }
 
 /// `mkdir(path, mode)`.
@@ -765,21 +774,12 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn mknod(path: &Path, mode: u32, rdev: u64) -> Result<(), FsError> {
-    let c = cstr("mknod", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_mknodat,
-            &[
-                AT_FDCWD as c_long,
-                c.as_ptr() as c_long,
-                mode as c_long,
-                rdev as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("mknod", path))
+    at_path(
+        "mknod",
+        sys::__lkl__NR_mknodat,
+        path,
+        &[mode as c_long, rdev as c_long],
+    )
 }
 
 /// `symlink(target, path)`.
@@ -809,23 +809,7 @@ pub fn symlink(target: &OsStr, path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `new`.
 pub fn link(existing: &Path, new: &Path) -> Result<(), FsError> {
-    let a = cstr("link", existing)?;
-    let b = cstr("link", new)?;
-    // SAFETY: two NUL-terminated paths, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_linkat,
-            &[
-                AT_FDCWD as c_long,
-                a.as_ptr() as c_long,
-                AT_FDCWD as c_long,
-                b.as_ptr() as c_long,
-                0,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("link", new))
+    at_two_paths("link", sys::__lkl__NR_linkat, (existing, new), 0, new)
 }
 
 /// `readlink(path)`: a symlink's target.
@@ -878,23 +862,8 @@ pub fn rmdir(path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `from`.
 pub fn rename(from: &Path, to: &Path, flags: u32) -> Result<(), FsError> {
-    let a = cstr("rename", from)?;
-    let b = cstr("rename", to)?;
-    // SAFETY: two NUL-terminated paths, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_renameat2,
-            &[
-                AT_FDCWD as c_long,
-                a.as_ptr() as c_long,
-                AT_FDCWD as c_long,
-                b.as_ptr() as c_long,
-                flags as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("rename", from))
+    let no = sys::__lkl__NR_renameat2;
+    at_two_paths("rename", no, (from, to), flags as c_long, from)
 }
 
 enum XattrTarget<'a> {

@@ -47,40 +47,45 @@ core::arch::global_asm!(
     fd_mark = sym crate::FD_MARK,
     hook = sym hook_trampoline,
     xsave_size = sym XSAVE_SIZE,
+    // In place: is the thread on a signal stack (sigaltstack's SS_ONSTACK)?
     nr_sigaltstack = const sys::NR_SIGALTSTACK,
     ss_onstack = const sys::SS_ONSTACK,
-    // The interposer block and the attach path.
+    // The interposer block: the switch, then the offsets of its fields.
     stacks_on = sym crate::stack::STACKS_ON,
     zb_saved = const crate::stack::ZB_SAVED,
     zb_nowner = const crate::stack::ZB_NOWNER,
     zb_top = const crate::stack::ZB_TOP,
     zb_lo = const crate::stack::ZB_LO,
     zb_tid = const crate::stack::ZB_TID,
+    // The attach path: its spin lock and bootstrap stack.
     attach = sym crate::stack::attach,
     attach_lock = sym crate::stack::ATTACH_LOCK,
     boot_stack = sym crate::stack::BOOT_STACK,
     boot_size = const crate::stack::BOOT_SIZE,
+    // rt_sigprocmask(SIG_BLOCK, all) around it, and SIG_SETMASK back.
     all_signals = sym crate::stack::ALL_SIGNALS,
     nr_rt_sigprocmask = const sys::NR_RT_SIGPROCMASK,
     sig_block = const sys::SIG_BLOCK,
     sig_setmask = const sys::SIG_SETMASK,
     kernel_sigset = const sys::KERNEL_SIGSET,
-    // The special paths.
+    // The numbers the special paths tell apart.
     nr_rt_sigreturn = const sys::NR_RT_SIGRETURN,
     nr_clone = const sys::NR_CLONE,
     nr_vfork = const sys::NR_VFORK,
     nr_clone3 = const sys::NR_CLONE3,
+    // Fork-like or vfork-like children.
     clone_vfork = const sys::CLONE_VFORK,
     slots = sym VFORK_SLOTS,
     forked = sym crate::FORKED,
-    // Syscall User Dispatch re-armed in a new child.
+    // Syscall User Dispatch re-armed in a new child, when it is on:
+    // prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, len, selector).
     sud_on = sym crate::sud::ENABLED,
-    sud_start = sym crate::sud::ALLOW_START,
-    sud_len = sym crate::sud::ALLOW_LEN,
-    sud_selector = sym crate::sud::SELECTOR,
     nr_prctl = const sys::NR_PRCTL,
     pr_set_syscall_user_dispatch = const sys::PR_SET_SYSCALL_USER_DISPATCH,
     pr_sys_dispatch_on = const sys::PR_SYS_DISPATCH_ON,
+    sud_start = sym crate::sud::ALLOW_START,
+    sud_len = sym crate::sud::ALLOW_LEN,
+    sud_selector = sym crate::sud::SELECTOR,
     options(att_syntax)
 );
 
