@@ -239,6 +239,9 @@ fn main() -> ExitCode {
     // A case that must succeed and print each of its needles.
     let zp_ok = |args: &[&str], needles: &[&str]| expect(zp(&ns, &conf, args), true, needles);
     let py_ok = |script: &str, needles: &[&str]| expect(py(&ns, &conf, script), true, needles);
+    // The mixed-wait test program in one of its modes.
+    let mixpoll_ok =
+        |mode: &str, want: &str| zp_ok(&[mixpoll.to_str().unwrap_or_default(), mode], &[want]);
 
     r.case(
         "lkl-run --zpoline --config conf.json ping -c 3 testhost.lkl",
@@ -343,17 +346,11 @@ fn main() -> ExitCode {
     );
     r.case(
         "one poll loop over a host file, a pipe and an LKL socket",
-        zp_ok(
-            &[mixpoll.to_str().unwrap_or_default(), "poll"],
-            &["all three readable"],
-        ),
+        mixpoll_ok("poll", "all three readable"),
     );
     r.case(
         "one epoll set over a pipe and an LKL socket",
-        zp_ok(
-            &[mixpoll.to_str().unwrap_or_default(), "epoll"],
-            &["epoll ok"],
-        ),
+        mixpoll_ok("epoll", "epoll ok"),
     );
     r.case(
         "python: sendfile of a host file to an LKL socket, received by a thread",
@@ -499,17 +496,11 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
     );
     r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
-        zp_ok(
-            &[mixpoll.to_str().unwrap_or_default(), "fork"],
-            &["fork ok"],
-        ),
+        mixpoll_ok("fork", "fork ok"),
     );
     r.case(
         "threads: four at once, each with its own LKL socket",
-        zp_ok(
-            &[mixpoll.to_str().unwrap_or_default(), "threads"],
-            &["threads ok"],
-        ),
+        mixpoll_ok("threads", "threads ok"),
     );
     r.case(
         "execve: the new image boots LKL again (sh -c 'exec getent ...')",
