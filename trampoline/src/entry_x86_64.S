@@ -172,14 +172,14 @@ zp_nested:
 1:  push %rax
     push %rdi
     push %rsi
-    sub $24, %rsp
+    sub $24, %rsp  /* room for a stack_t (24 bytes) */
     /* sigaltstack(NULL, &ss): ss_flags (offset 8) has SS_ONSTACK on a signal stack. */
     mov ${nr_sigaltstack}, %eax
     xor %edi, %edi
     mov %rsp, %rsi
     syscall
     mov 8(%rsp), %ecx
-    add $24, %rsp
+    add $24, %rsp  /* the stack_t dropped */
     pop %rsi
     pop %rdi
     pop %rax
@@ -280,7 +280,7 @@ zp_attach:
     push %r8
     push %r9
     push %rbx
-    sub $16, %rsp
+    sub $16, %rsp  /* 0: the old signal mask, 8: attach's answer */
     /* rt_sigprocmask(SIG_BLOCK, &all, 0(%rsp) = old mask, 8) */
     mov ${nr_rt_sigprocmask}, %eax
     mov ${sig_block}, %edi
@@ -288,7 +288,7 @@ zp_attach:
     mov %rsp, %rdx
     mov ${kernel_sigset}, %r10d
     syscall
-1:  mov $1, %ecx
+1:  mov $1, %ecx  /* the lock's taken value */
     xchg %ecx, {attach_lock}(%rip)
     test %ecx, %ecx
     jz 2f
@@ -311,7 +311,7 @@ zp_attach:
     mov ${kernel_sigset}, %r10d
     syscall
     mov 8(%rsp), %rcx
-    add $16, %rsp
+    add $16, %rsp  /* both words dropped */
     pop %rbx
     pop %r9
     pop %r8
@@ -386,8 +386,8 @@ zp_vfork_like:
 1:  xor %eax, %eax
     lock cmpxchg %rsp, (%rcx)
     je 2f
-    add $32, %rcx
-    lea {slots}+2048(%rip), %rax
+    add $32, %rcx  /* next slot: four words each */
+    lea {slots}+2048(%rip), %rax  /* the end of VFORK_SLOTS: 64 slots of 32 bytes */
     cmp %rax, %rcx
     jb 1b
     lea {slots}(%rip), %rcx
@@ -410,7 +410,7 @@ zp_vfork_like:
 3:  lea {slots}(%rip), %rcx
 4:  cmp %rsp, (%rcx)
     je 5f
-    add $32, %rcx
+    add $32, %rcx  /* next slot: four words each */
     jmp 4b
     /* The parent: put the saved word back if the block is this thread's. */
 5:  cmpb $0, {stacks_on}(%rip)
@@ -437,19 +437,19 @@ zp_vfork_like:
  * 64..88 get -ENOSYS (glibc then falls back to clone).
  */
 zp_clone3:
-    cmp $88, %rsi
+    cmp $88, %rsi  /* CLONE_ARGS_SIZE_VER2 */
     ja 9f
-    cmp $64, %rsi
+    cmp $64, %rsi  /* CLONE_ARGS_SIZE_VER0 */
     jb 9f
     cmpq $0, 40(%rdi)
     je 8f
     lea -120(%rsp), %rsp
-    sub $96, %rsp
+    sub $96, %rsp  /* the copy: up to 88 bytes, kept 16-aligned */
     push %rdi
     xor %ecx, %ecx
 1:  mov (%rdi,%rcx,1), %r11
     mov %r11, 8(%rsp,%rcx,1)
-    add $8, %rcx
+    add $8, %rcx  /* next word */
     cmp %rsi, %rcx
     jb 1b
     mov 48(%rdi), %rcx
@@ -457,7 +457,7 @@ zp_clone3:
     mov 224(%rsp), %r11
     mov %r11, -8(%rcx)
     mov %rdi, -16(%rcx)
-    subq $16, 56(%rsp)
+    subq $16, 56(%rsp)  /* the copy's stack_size (offset 48, after the pushed rdi) */
     lea 8(%rsp), %rdi
     mov ${nr_clone3}, %eax
     syscall
@@ -484,7 +484,7 @@ zp_fork_like:
     test %rax, %rax
     jnz 1f
     /* The child of a fork: its own memory from here on; tell the backend. */
-    movb $1, {forked}(%rip)
+    movb $1, {forked}(%rip)  /* FORKED = true */
     lea -128(%rsp), %rsp
     call zp_forked_block
     call zp_child_sud
