@@ -179,7 +179,7 @@ zp_nested:
     mov %rsp, %rsi
     syscall
     mov 8(%rsp), %ecx
-    add $24, %rsp  /* the stack_t dropped */
+    add $24, %rsp
     pop %rsi
     pop %rdi
     pop %rax
@@ -311,7 +311,7 @@ zp_attach:
     mov ${kernel_sigset}, %r10d
     syscall
     mov 8(%rsp), %rcx
-    add $16, %rsp  /* both words dropped */
+    add $16, %rsp
     pop %rbx
     pop %r9
     pop %r8
