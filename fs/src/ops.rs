@@ -18,28 +18,31 @@ use crate::FsError;
 
 /// `AT_FDCWD`.
 pub const AT_FDCWD: i32 = sys::LKL_AT_FDCWD;
-/// `AT_SYMLINK_NOFOLLOW`.
-pub const AT_SYMLINK_NOFOLLOW: i32 = sys::LKL_AT_SYMLINK_NOFOLLOW as i32;
-/// `O_RDONLY`.
-pub const O_RDONLY: i32 = sys::LKL_O_RDONLY as i32;
-/// `O_WRONLY`.
-pub const O_WRONLY: i32 = sys::LKL_O_WRONLY as i32;
-/// `O_RDWR`.
-pub const O_RDWR: i32 = sys::LKL_O_RDWR as i32;
-/// `O_CREAT`.
-pub const O_CREAT: i32 = sys::LKL_O_CREAT as i32;
-/// `O_EXCL`.
-pub const O_EXCL: i32 = sys::LKL_O_EXCL as i32;
-/// `O_TRUNC`.
-pub const O_TRUNC: i32 = sys::LKL_O_TRUNC as i32;
-/// `O_DIRECTORY`.
-pub const O_DIRECTORY: i32 = sys::LKL_O_DIRECTORY as i32;
-/// `O_NOFOLLOW`.
-pub const O_NOFOLLOW: i32 = sys::LKL_O_NOFOLLOW as i32;
-/// `O_NOATIME`.
-pub const O_NOATIME: i32 = sys::LKL_O_NOATIME as i32;
-/// `O_CLOEXEC`.
-pub const O_CLOEXEC: i32 = sys::LKL_O_CLOEXEC as i32;
+
+/// LKL's values of the flags callers pass, under their usual names.
+macro_rules! lkl_flags {
+    ($($name:ident = $lkl:ident;)*) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "`.")]
+            pub const $name: i32 = sys::$lkl as i32;
+        )*
+    };
+}
+
+lkl_flags! {
+    AT_SYMLINK_NOFOLLOW = LKL_AT_SYMLINK_NOFOLLOW;
+    O_RDONLY = LKL_O_RDONLY;
+    O_WRONLY = LKL_O_WRONLY;
+    O_RDWR = LKL_O_RDWR;
+    O_CREAT = LKL_O_CREAT;
+    O_EXCL = LKL_O_EXCL;
+    O_TRUNC = LKL_O_TRUNC;
+    O_DIRECTORY = LKL_O_DIRECTORY;
+    O_NOFOLLOW = LKL_O_NOFOLLOW;
+    O_NOATIME = LKL_O_NOATIME;
+    O_CLOEXEC = LKL_O_CLOEXEC;
+}
+
 /// `O_LARGEFILE` (no-op on 64-bit, kept for callers that pass it).
 pub const O_LARGEFILE: i32 = sys::LKL_O_LARGEFILE as i32;
 /// `XATTR_CREATE`: fail if the attribute exists.
@@ -213,6 +216,54 @@ unsafe fn call(no: u32, args: &[c_long]) -> Result<c_long, Errno> {
     unsafe { lkl::syscall(no as c_long, all) }
 }
 
+/// `no(AT_FDCWD, path, args...)` for a call that answers 0 on success; an
+/// error names `op` and `path`. `args` are numbers, never pointers.
+fn at_path(op: &'static str, no: u32, path: &Path, args: &[c_long]) -> Result<(), FsError> {
+    let c = cstr(op, path)?;
+    let mut all = [AT_FDCWD as c_long, c.as_ptr() as c_long, 0, 0, 0, 0];
+    all[2..2 + args.len()].copy_from_slice(args);
+    // SAFETY: a NUL-terminated path, live across the call; the rest are numbers.
+    unsafe { call(no, &all) }.map(drop).map_err(err(op, path))
+}
+
+/// `no(AT_FDCWD, a, AT_FDCWD, b, flags)`, the shape of `linkat` and
+/// `renameat2`; an error names `op` and `named`.
+fn at_two_paths(
+    op: &'static str,
+    no: u32,
+    (a, b): (&Path, &Path),
+    flags: c_long,
+    named: &Path,
+) -> Result<(), FsError> {
+    let ca = cstr(op, a)?;
+    let cb = cstr(op, b)?;
+    let (fd, a, b) = (
+        AT_FDCWD as c_long,
+        ca.as_ptr() as c_long,
+        cb.as_ptr() as c_long,
+    );
+    // SAFETY: two NUL-terminated paths, live across the call.
+    unsafe { call(no, &[fd, a, fd, b, flags]) }
+        .map(drop)
+        .map_err(err(op, named))
+}
+
+/// Calls `read(rest, done)` on the unfilled rest of `buf` (`done` bytes are
+/// filled) until `buf` is full or a read returns 0; returns the bytes read.
+fn read_until_full(
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], usize) -> Result<usize, FsError>,
+) -> Result<usize, FsError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match read(&mut buf[done..], done)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
+}
+
 /// `newfstatat(dirfd, path, flags)`.
 fn fstatat(dirfd: i32, path: &Path, flags: i32, op: &'static str) -> Result<Stat, FsError> {
     let c = cstr(op, path)?;
@@ -357,14 +408,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn read_full(&self, buf: &mut [u8]) -> Result<usize, FsError> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.read(&mut buf[done..])? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        Ok(done)
+        read_until_full(buf, |rest, _| self.read(rest))
     }
 
     /// One `pread64` at `offset`.
@@ -393,14 +437,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn pread_full(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.pread(&mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
-        Ok(done)
+        read_until_full(buf, |rest, done| self.pread(rest, offset + done as u64))
     }
 
     /// Writes all of `data` (at the file position).
@@ -711,16 +748,7 @@ pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> Result<(), Fs
 /// # Errors
 /// [`FsError::Sys`].
 pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
-    let c = cstr("chmod", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_fchmodat,
-            &[AT_FDCWD as c_long, c.as_ptr() as c_long, mode as c_long],
-        )
-    }
-    .map(drop)
-    .map_err(err("chmod", path))
+    at_path("chmod", sys::__lkl__NR_fchmodat, path, &[mode as c_long])
 }
 
 /// `fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)` (`lchown`).
@@ -728,22 +756,8 @@ pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
-    let c = cstr("lchown", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_fchownat,
-            &[
-                AT_FDCWD as c_long,
-                c.as_ptr() as c_long,
-                uid as c_long,
-                gid as c_long,
-                AT_SYMLINK_NOFOLLOW as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("lchown", path))
+    let args = [uid as c_long, gid as c_long, AT_SYMLINK_NOFOLLOW as c_long];
+    at_path("lchown", sys::__lkl__NR_fchownat, path, &args)
 }
 
 /// `mkdir(path, mode)`.
@@ -760,21 +774,12 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn mknod(path: &Path, mode: u32, rdev: u64) -> Result<(), FsError> {
-    let c = cstr("mknod", path)?;
-    // SAFETY: a NUL-terminated path, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_mknodat,
-            &[
-                AT_FDCWD as c_long,
-                c.as_ptr() as c_long,
-                mode as c_long,
-                rdev as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("mknod", path))
+    at_path(
+        "mknod",
+        sys::__lkl__NR_mknodat,
+        path,
+        &[mode as c_long, rdev as c_long],
+    )
 }
 
 /// `symlink(target, path)`.
@@ -804,23 +809,7 @@ pub fn symlink(target: &OsStr, path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `new`.
 pub fn link(existing: &Path, new: &Path) -> Result<(), FsError> {
-    let a = cstr("link", existing)?;
-    let b = cstr("link", new)?;
-    // SAFETY: two NUL-terminated paths, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_linkat,
-            &[
-                AT_FDCWD as c_long,
-                a.as_ptr() as c_long,
-                AT_FDCWD as c_long,
-                b.as_ptr() as c_long,
-                0,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("link", new))
+    at_two_paths("link", sys::__lkl__NR_linkat, (existing, new), 0, new)
 }
 
 /// `readlink(path)`: a symlink's target.
@@ -873,23 +862,8 @@ pub fn rmdir(path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `from`.
 pub fn rename(from: &Path, to: &Path, flags: u32) -> Result<(), FsError> {
-    let a = cstr("rename", from)?;
-    let b = cstr("rename", to)?;
-    // SAFETY: two NUL-terminated paths, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_renameat2,
-            &[
-                AT_FDCWD as c_long,
-                a.as_ptr() as c_long,
-                AT_FDCWD as c_long,
-                b.as_ptr() as c_long,
-                flags as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("rename", from))
+    let no = sys::__lkl__NR_renameat2;
+    at_two_paths("rename", no, (from, to), flags as c_long, from)
 }
 
 enum XattrTarget<'a> {

@@ -188,6 +188,11 @@ pub unsafe fn enter(entry: u64, sp: u64) -> ! {
     }
 }
 
+/// `RSEQ_FLAG_UNREGISTER` of `<linux/rseq.h>`.
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+/// The signature glibc registers its rseq areas with (`RSEQ_SIG` of its x86 `rseq.h`).
+const RSEQ_SIG: u64 = 0x5305_3053;
+
 extern "C" {
     static __rseq_offset: isize;
     static __rseq_size: u32;
@@ -206,7 +211,7 @@ pub fn unregister_rseq() {
     let area = (tp + off) as u64;
     for len in [u64::from(size), 32] {
         // SAFETY: unregistering the area our libc registered for this thread.
-        let r = unsafe { libc::syscall(334, area, len, 1u64, 0x5305_3053u64) };
+        let r = unsafe { libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) };
         if r == 0 {
             return;
         }
@@ -218,15 +223,13 @@ pub fn unregister_rseq() {
 /// program itself see its command line instead of lkl-run's. Needs CAP_SYS_RESOURCE;
 /// without it the kernel's view stays lkl-run's (harmless).
 pub fn set_mm_views(args: (u64, u64), env: (u64, u64), auxv: (u64, u64), auxv_ptr: u64) {
-    const PR_SET_MM: i32 = 35;
-    const ARG_START: u64 = 8;
-    const ARG_END: u64 = 9;
-    const ENV_START: u64 = 10;
-    const ENV_END: u64 = 11;
-    const AUXV: u64 = 12;
-    let set = |what: u64, v: u64, len: u64| {
+    use libc::{
+        PR_SET_MM, PR_SET_MM_ARG_END as ARG_END, PR_SET_MM_ARG_START as ARG_START,
+        PR_SET_MM_AUXV as AUXV, PR_SET_MM_ENV_END as ENV_END, PR_SET_MM_ENV_START as ENV_START,
+    };
+    let set = |what: libc::c_int, v: u64, len: u64| {
         // SAFETY: PR_SET_MM only changes what /proc reports for this process.
-        unsafe { libc::prctl(PR_SET_MM, what, v, len, 0u64) }
+        unsafe { libc::prctl(PR_SET_MM, what as u64, v, len, 0u64) }
     };
     // The kernel checks start <= end at every step: move the end first when the new
     // range lies above the old one, the start first otherwise; trying both orders

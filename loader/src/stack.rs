@@ -7,30 +7,45 @@
 /// Auxiliary vector keys we set ourselves (Linux `AT_*`).
 pub mod at {
     /// End of vector.
-    pub const NULL: u64 = 0;
+    pub const NULL: u64 = libc::AT_NULL;
     /// Program headers of the program.
-    pub const PHDR: u64 = 3;
+    pub const PHDR: u64 = libc::AT_PHDR;
     /// Size of one program header.
-    pub const PHENT: u64 = 4;
+    pub const PHENT: u64 = libc::AT_PHENT;
     /// Number of program headers.
-    pub const PHNUM: u64 = 5;
+    pub const PHNUM: u64 = libc::AT_PHNUM;
     /// System page size.
-    pub const PAGESZ: u64 = 6;
+    pub const PAGESZ: u64 = libc::AT_PAGESZ;
     /// Base address of the interpreter.
-    pub const BASE: u64 = 7;
+    pub const BASE: u64 = libc::AT_BASE;
     /// Flags.
-    pub const FLAGS: u64 = 8;
+    pub const FLAGS: u64 = libc::AT_FLAGS;
     /// Program entry point.
-    pub const ENTRY: u64 = 9;
+    pub const ENTRY: u64 = libc::AT_ENTRY;
     /// Platform string.
-    pub const PLATFORM: u64 = 15;
+    pub const PLATFORM: u64 = libc::AT_PLATFORM;
     /// 16 random bytes.
-    pub const RANDOM: u64 = 25;
+    pub const RANDOM: u64 = libc::AT_RANDOM;
     /// File name of the program.
-    pub const EXECFN: u64 = 31;
+    pub const EXECFN: u64 = libc::AT_EXECFN;
+    /// The program's file descriptor.
+    pub const EXECFD: u64 = libc::AT_EXECFD;
+    /// Base platform string.
+    pub const BASE_PLATFORM: u64 = libc::AT_BASE_PLATFORM;
     /// Keys the loader always sets itself; others are copied from our own auxv.
     pub const OWN: [u64; 12] = [
-        NULL, 2, PHDR, PHENT, PHNUM, BASE, FLAGS, ENTRY, PLATFORM, 24, RANDOM, EXECFN,
+        NULL,
+        EXECFD,
+        PHDR,
+        PHENT,
+        PHNUM,
+        BASE,
+        FLAGS,
+        ENTRY,
+        PLATFORM,
+        BASE_PLATFORM,
+        RANDOM,
+        EXECFN,
     ];
 }
 

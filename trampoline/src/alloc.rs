@@ -21,7 +21,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::alloc::System;
 
-use crate::syscall6;
+use crate::{sys, syscall6};
 
 static SEALED: AtomicBool = AtomicBool::new(false);
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -69,7 +69,12 @@ pub fn fs_base() -> u64 {
     } else {
         let mut v = 0u64;
         // SAFETY: arch_prctl(ARCH_GET_FS, &v) writes one u64.
-        unsafe { syscall6(158, [0x1003, &mut v as *mut u64 as u64, 0, 0, 0, 0]) };
+        unsafe {
+            syscall6(
+                sys::NR_ARCH_PRCTL,
+                [sys::ARCH_GET_FS, &mut v as *mut u64 as u64, 0, 0, 0, 0],
+            )
+        };
         v
     }
 }
@@ -128,7 +133,19 @@ fn bump(layout: Layout) -> *mut u8 {
         // A fresh chunk (big requests get their own, rounded up).
         let len = (layout.size() + align).max(CHUNK).next_multiple_of(4096);
         // SAFETY: an anonymous private mapping (PROT_READ|PROT_WRITE).
-        let p = unsafe { syscall6(9, [0, len as u64, 3, 0x22, u64::MAX, 0]) };
+        let p = unsafe {
+            syscall6(
+                sys::NR_MMAP,
+                [
+                    0,
+                    len as u64,
+                    sys::PROT_READ | sys::PROT_WRITE,
+                    sys::MAP_PRIVATE | sys::MAP_ANONYMOUS,
+                    u64::MAX,
+                    0,
+                ],
+            )
+        };
         if p < 0 {
             return core::ptr::null_mut();
         }
@@ -145,7 +162,7 @@ fn bump(layout: Layout) -> *mut u8 {
             END.store(p + len, Ordering::Release);
         } else {
             // SAFETY: unmapping the chunk we just mapped and did not publish.
-            unsafe { syscall6(11, [p as u64, len as u64, 0, 0, 0, 0]) };
+            unsafe { syscall6(sys::NR_MUNMAP, [p as u64, len as u64, 0, 0, 0, 0]) };
         }
     }
 }

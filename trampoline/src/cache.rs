@@ -16,18 +16,13 @@ use std::sync::OnceLock;
 
 use rewriter::{Site, SiteKind};
 
-use crate::syscall6;
+use crate::sys::{AT_FDCWD, O_CLOEXEC, O_CREAT, O_EXCL, O_RDONLY, O_WRONLY};
+use crate::{sys, syscall6};
 
 /// Bump when what counts as a site changes, so old caches are ignored.
 const MAGIC: u64 = u64::from_le_bytes(*b"ZPSITE02");
 const KEY_WORDS: usize = 9;
 const HEADER: usize = (KEY_WORDS + 1) * 8;
-const AT_FDCWD: u64 = -100i64 as u64;
-const O_RDONLY: u64 = 0;
-const O_WRONLY: u64 = 1;
-const O_CREAT: u64 = 0o100;
-const O_EXCL: u64 = 0o200;
-const O_CLOEXEC: u64 = 0o2000000;
 
 /// The cache directory's path. No descriptor is kept open: the program would see it
 /// (in /proc/self/fd, or a test of the fds it passes to children).
@@ -52,7 +47,7 @@ pub fn use_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let dir = std::fs::canonicalize(dir)?;
     let meta = std::fs::metadata(&dir)?;
     // SAFETY: geteuid has no arguments.
-    let euid = unsafe { syscall6(107, [0; 6]) } as u32;
+    let euid = unsafe { syscall6(sys::NR_GETEUID, [0; 6]) } as u32;
     if meta.uid() != euid || meta.mode() & 0o077 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
@@ -95,7 +90,13 @@ impl Key {
         DIR.get()?;
         let mut st = [0u64; 18];
         // SAFETY: fstat into our 144-byte buffer.
-        if unsafe { syscall6(5, [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0]) } < 0 {
+        if unsafe {
+            syscall6(
+                sys::NR_FSTAT,
+                [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0],
+            )
+        } < 0
+        {
             return None;
         }
         // st_dev, st_ino, st_size, st_mtime, st_mtime_nsec, st_ctime
@@ -136,22 +137,37 @@ pub(crate) fn patch_cached(
     let mut buf = [0u8; PATH_BUF];
     let path = path_of(&key.name(), &mut buf)?;
     // SAFETY: opening a NUL-terminated path in our cache directory.
-    let fd = unsafe { syscall6(257, [AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0, 0, 0]) };
+    let fd = unsafe {
+        syscall6(
+            sys::NR_OPENAT,
+            [AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0, 0, 0],
+        )
+    };
     if fd < 0 {
         return None;
     }
     let mut st = [0u64; 18];
     // SAFETY: fstat into our buffer.
-    let ok = unsafe { syscall6(5, [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0]) } == 0;
+    let ok = unsafe {
+        syscall6(
+            sys::NR_FSTAT,
+            [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0],
+        )
+    } == 0;
     let size = st[6];
     let map = if ok && size >= HEADER as u64 && (size - HEADER as u64) & 7 == 0 {
         // SAFETY: a private read-only mapping of our cache file.
-        unsafe { syscall6(9, [0, size, 1, 2, fd as u64, 0]) }
+        unsafe {
+            syscall6(
+                sys::NR_MMAP,
+                [0, size, sys::PROT_READ, sys::MAP_PRIVATE, fd as u64, 0],
+            )
+        }
     } else {
         -1
     };
     // SAFETY: closing our descriptor; the mapping stays valid.
-    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+    unsafe { syscall6(sys::NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]) };
     if map < 0 {
         return None;
     }
@@ -181,7 +197,7 @@ pub(crate) fn patch_cached(
         None
     };
     // SAFETY: unmapping our own mapping.
-    unsafe { syscall6(11, [map as u64, size, 0, 0, 0, 0]) };
+    unsafe { syscall6(sys::NR_MUNMAP, [map as u64, size, 0, 0, 0, 0]) };
     result
 }
 
@@ -203,7 +219,12 @@ impl Writer {
         let name = key.name();
         let mut l = crate::trace::Line::new();
         // SAFETY: getpid/gettid have no arguments.
-        let (pid, tid) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+        let (pid, tid) = unsafe {
+            (
+                syscall6(sys::NR_GETPID, [0; 6]),
+                syscall6(sys::NR_GETTID, [0; 6]),
+            )
+        };
         let _ = write!(l, ".tmp-{pid}-{tid}-");
         let mut tmp = [0u8; 64];
         let head = l.bytes();
@@ -215,7 +236,7 @@ impl Writer {
         let tp = path_of(&tmp, &mut tmp_path)?;
         path_of(&name, &mut final_path)?;
         // SAFETY: creating a NUL-terminated path in our cache directory.
-        let fd = unsafe { syscall6(257, [AT_FDCWD, tp, flags, 0o600, 0, 0]) };
+        let fd = unsafe { syscall6(sys::NR_OPENAT, [AT_FDCWD, tp, flags, 0o600, 0, 0]) };
         if fd < 0 {
             return None;
         }
@@ -239,7 +260,7 @@ impl Writer {
         // SAFETY: writing our own buffer to our temporary file.
         let r = unsafe {
             syscall6(
-                1,
+                sys::NR_WRITE,
                 [self.fd as u64, words.as_ptr() as u64, bytes as u64, 0, 0, 0],
             )
         };
@@ -269,7 +290,7 @@ impl Writer {
         // SAFETY: pwrite of the count into the header of our temporary file.
         let r = unsafe {
             syscall6(
-                18,
+                sys::NR_PWRITE64,
                 [
                     self.fd as u64,
                     &count as *const u64 as u64,
@@ -282,12 +303,12 @@ impl Writer {
         };
         self.ok &= r == 8;
         // SAFETY: closing our temporary file.
-        unsafe { syscall6(3, [self.fd as u64, 0, 0, 0, 0, 0]) };
+        unsafe { syscall6(sys::NR_CLOSE, [self.fd as u64, 0, 0, 0, 0, 0]) };
         // SAFETY: rename or unlink of NUL-terminated names in our cache directory.
         unsafe {
             if success && self.ok {
                 syscall6(
-                    264,
+                    sys::NR_RENAMEAT,
                     [
                         dir,
                         self.tmp.as_ptr() as u64,
@@ -298,7 +319,10 @@ impl Writer {
                     ],
                 );
             } else {
-                syscall6(263, [dir, self.tmp.as_ptr() as u64, 0, 0, 0, 0]);
+                syscall6(
+                    sys::NR_UNLINKAT,
+                    [dir, self.tmp.as_ptr() as u64, 0, 0, 0, 0],
+                );
             }
         }
     }

@@ -7,28 +7,12 @@
 //! comes from a file with section headers, only its executable sections are swept.
 //! Raw `pread` into stack buffers: this also runs in the hook.
 
-use crate::syscall6;
+use crate::sys;
 
+/// `SHF_EXECINSTR` and `SHT_NOBITS` of `<elf.h>`.
 const SHF_EXECINSTR: u64 = 0x4;
 const SHT_NOBITS: u32 = 8;
 const BATCH: usize = 32;
-
-fn pread(fd: i32, buf: &mut [u8], off: u64) -> i64 {
-    // SAFETY: pread64 into our own buffer of that length.
-    unsafe {
-        syscall6(
-            17,
-            [
-                fd as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                off,
-                0,
-                0,
-            ],
-        )
-    }
-}
 
 fn u16_at(b: &[u8], o: usize) -> u64 {
     u64::from(u16::from_le_bytes([b[o], b[o + 1]]))
@@ -49,7 +33,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 /// headers (the caller then sweeps the whole mapping).
 pub fn for_each_exec_section(fd: i32, mut f: impl FnMut(u64, u64)) -> bool {
     let mut eh = [0u8; 64];
-    if pread(fd, &mut eh, 0) != 64 || eh[..4] != *b"\x7fELF" || eh[4] != 2 {
+    if sys::pread(fd, &mut eh, 0) != 64 || eh[..4] != *b"\x7fELF" || eh[4] != 2 {
         return false;
     }
     let shoff = u64_at(&eh, 0x28);
@@ -63,7 +47,7 @@ pub fn for_each_exec_section(fd: i32, mut f: impl FnMut(u64, u64)) -> bool {
     while i < shnum {
         let n = (shnum - i).min(BATCH as u64) as usize;
         let want = &mut buf[..n * 64];
-        if pread(fd, want, shoff + i * 64) != (n * 64) as i64 {
+        if sys::pread(fd, want, shoff + i * 64) != (n * 64) as i64 {
             return false;
         }
         for k in 0..n {

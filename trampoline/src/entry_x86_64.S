@@ -53,6 +53,36 @@
     .text
 
 /*
+ * Every enabled vector component saved below rsp: rsp drops by the XSAVE area's size
+ * and is aligned to 64 (XSAVE needs it). XRSTOR faults unless header bytes 8..63 are
+ * zero, and XSAVE writes only bytes 0..7, so the header is cleared first. Clobbers
+ * rax and rdx.
+ */
+.macro ZP_XSAVE
+    sub {xsave_size}(%rip), %rsp
+    and $-64, %rsp
+    xor %eax, %eax
+    mov %rax, 512(%rsp)
+    mov %rax, 520(%rsp)
+    mov %rax, 528(%rsp)
+    mov %rax, 536(%rsp)
+    mov %rax, 544(%rsp)
+    mov %rax, 552(%rsp)
+    mov %rax, 560(%rsp)
+    mov %rax, 568(%rsp)
+    mov $-1, %eax
+    mov $-1, %edx
+    xsave (%rsp)
+.endm
+
+/* The state ZP_XSAVE saved at rsp, restored (every component). Clobbers rax, rdx. */
+.macro ZP_XRSTOR
+    mov $-1, %eax
+    mov $-1, %edx
+    xrstor (%rsp)
+.endm
+
+/*
  * Dispatch without writing flags: jrcxz and lea only. One copy per hook path: the
  * interposer stack (FSGSBASE) or the caller's stack (without FSGSBASE).
  */
@@ -142,9 +172,9 @@ zp_nested:
 1:  push %rax
     push %rdi
     push %rsi
-    sub $24, %rsp
-    /* sigaltstack(NULL, &ss): ss_flags (offset 8) has SS_ONSTACK (1) on a signal stack. */
-    mov $131, %eax
+    sub $24, %rsp  /* room for a stack_t (24 bytes) */
+    /* sigaltstack(NULL, &ss): ss_flags (offset 8) has SS_ONSTACK on a signal stack. */
+    mov ${nr_sigaltstack}, %eax
     xor %edi, %edi
     mov %rsp, %rsi
     syscall
@@ -153,7 +183,7 @@ zp_nested:
     pop %rsi
     pop %rdi
     pop %rax
-    test $1, %ecx
+    test ${ss_onstack}, %ecx
     jnz 2b
     popfq
     lea 120(%rsp), %rsp
@@ -213,27 +243,11 @@ zp_hook_body:
     push %rdi
     mov %rsp, %rbx
     cld
-    sub {xsave_size}(%rip), %rsp
-    and $-64, %rsp
-    /* XRSTOR faults unless header bytes 8..63 are zero; XSAVE writes only bytes 0..7. */
-    xor %eax, %eax
-    mov %rax, 512(%rsp)
-    mov %rax, 520(%rsp)
-    mov %rax, 528(%rsp)
-    mov %rax, 536(%rsp)
-    mov %rax, 544(%rsp)
-    mov %rax, 552(%rsp)
-    mov %rax, 560(%rsp)
-    mov %rax, 568(%rsp)
-    mov $-1, %eax
-    mov $-1, %edx
-    xsave (%rsp)
+    ZP_XSAVE
     mov %rbx, %rdi
     call {hook}
     mov %rax, %rcx
-    mov $-1, %eax
-    mov $-1, %edx
-    xrstor (%rsp)
+    ZP_XRSTOR
     mov %rbx, %rsp
     pop %rdi
     pop %rsi
@@ -266,15 +280,15 @@ zp_attach:
     push %r8
     push %r9
     push %rbx
-    sub $16, %rsp
+    sub $16, %rsp  /* 0: the old signal mask, 8: attach's answer */
     /* rt_sigprocmask(SIG_BLOCK, &all, 0(%rsp) = old mask, 8) */
-    mov $14, %eax
-    xor %edi, %edi
+    mov ${nr_rt_sigprocmask}, %eax
+    mov ${sig_block}, %edi
     lea {all_signals}(%rip), %rsi
     mov %rsp, %rdx
-    mov $8, %r10d
+    mov ${kernel_sigset}, %r10d
     syscall
-1:  mov $1, %ecx
+1:  mov $1, %ecx  /* the lock's taken value */
     xchg %ecx, {attach_lock}(%rip)
     test %ecx, %ecx
     jz 2f
@@ -283,33 +297,18 @@ zp_attach:
 2:  mov %rsp, %rbx
     lea {boot_stack}+{boot_size}(%rip), %rsp
     cld
-    sub {xsave_size}(%rip), %rsp
-    and $-64, %rsp
-    xor %eax, %eax
-    mov %rax, 512(%rsp)
-    mov %rax, 520(%rsp)
-    mov %rax, 528(%rsp)
-    mov %rax, 536(%rsp)
-    mov %rax, 544(%rsp)
-    mov %rax, 552(%rsp)
-    mov %rax, 560(%rsp)
-    mov %rax, 568(%rsp)
-    mov $-1, %eax
-    mov $-1, %edx
-    xsave (%rsp)
+    ZP_XSAVE
     call {attach}
     mov %rax, 8(%rbx)
-    mov $-1, %eax
-    mov $-1, %edx
-    xrstor (%rsp)
+    ZP_XRSTOR
     mov %rbx, %rsp
     movl $0, {attach_lock}(%rip)
     /* rt_sigprocmask(SIG_SETMASK, 0(%rsp), NULL, 8) */
-    mov $14, %eax
-    mov $2, %edi
+    mov ${nr_rt_sigprocmask}, %eax
+    mov ${sig_setmask}, %edi
     mov %rsp, %rsi
     xor %edx, %edx
-    mov $8, %r10d
+    mov ${kernel_sigset}, %r10d
     syscall
     mov 8(%rsp), %rcx
     add $16, %rsp
@@ -329,13 +328,13 @@ zp_attach:
 
 /* Special paths: raw syscalls whose return does not come back through our frame. */
 zp_special:
-    cmp $15, %rax
+    cmp ${nr_rt_sigreturn}, %rax
     je zp_rt_sigreturn
-    cmp $56, %rax
+    cmp ${nr_clone}, %rax
     je zp_clone
-    cmp $58, %rax
+    cmp ${nr_vfork}, %rax
     je zp_vfork_like
-    cmp $435, %rax
+    cmp ${nr_clone3}, %rax
     je zp_clone3
     syscall
     ret
@@ -367,7 +366,7 @@ zp_clone:
 1:  call zp_new_thread
     pop %rsi
     ret
-3:  test $0x100, %edi
+3:  test ${clone_vfork}, %edi
     jnz zp_vfork_like
     jmp zp_fork_like
 
@@ -387,8 +386,8 @@ zp_vfork_like:
 1:  xor %eax, %eax
     lock cmpxchg %rsp, (%rcx)
     je 2f
-    add $32, %rcx
-    lea {slots}+2048(%rip), %rax
+    add $32, %rcx  /* next slot: four words each */
+    lea {slots}+2048(%rip), %rax  /* the end of VFORK_SLOTS: 64 slots of 32 bytes */
     cmp %rax, %rcx
     jb 1b
     lea {slots}(%rip), %rcx
@@ -411,7 +410,7 @@ zp_vfork_like:
 3:  lea {slots}(%rip), %rcx
 4:  cmp %rsp, (%rcx)
     je 5f
-    add $32, %rcx
+    add $32, %rcx  /* next slot: four words each */
     jmp 4b
     /* The parent: put the saved word back if the block is this thread's. */
 5:  cmpb $0, {stacks_on}(%rip)
@@ -438,19 +437,19 @@ zp_vfork_like:
  * 64..88 get -ENOSYS (glibc then falls back to clone).
  */
 zp_clone3:
-    cmp $88, %rsi
+    cmp $88, %rsi  /* CLONE_ARGS_SIZE_VER2 */
     ja 9f
-    cmp $64, %rsi
+    cmp $64, %rsi  /* CLONE_ARGS_SIZE_VER0 */
     jb 9f
     cmpq $0, 40(%rdi)
     je 8f
     lea -120(%rsp), %rsp
-    sub $96, %rsp
+    sub $96, %rsp  /* the copy: up to 88 bytes, kept 16-aligned */
     push %rdi
     xor %ecx, %ecx
 1:  mov (%rdi,%rcx,1), %r11
     mov %r11, 8(%rsp,%rcx,1)
-    add $8, %rcx
+    add $8, %rcx  /* next word */
     cmp %rsi, %rcx
     jb 1b
     mov 48(%rdi), %rcx
@@ -458,9 +457,9 @@ zp_clone3:
     mov 224(%rsp), %r11
     mov %r11, -8(%rcx)
     mov %rdi, -16(%rcx)
-    subq $16, 56(%rsp)
+    subq $16, 56(%rsp)  /* the copy's stack_size (offset 48, after the pushed rdi) */
     lea 8(%rsp), %rdi
-    mov $435, %eax
+    mov ${nr_clone3}, %eax
     syscall
     test %rax, %rax
     jz 2f
@@ -470,7 +469,7 @@ zp_clone3:
 2:  call zp_new_thread
     pop %rdi
     ret
-8:  testq $0x100, (%rdi)
+8:  testq ${clone_vfork}, (%rdi)
     jnz zp_vfork_like
     jmp zp_fork_like
 9:  mov $-38, %rax
@@ -485,7 +484,7 @@ zp_fork_like:
     test %rax, %rax
     jnz 1f
     /* The child of a fork: its own memory from here on; tell the backend. */
-    movb $1, {forked}(%rip)
+    movb $1, {forked}(%rip)  /* FORKED = true */
     lea -128(%rsp), %rsp
     call zp_forked_block
     call zp_child_sud
@@ -529,9 +528,9 @@ zp_child_sud:
     push %rdx
     push %r10
     push %r8
-    mov $157, %eax
-    mov $59, %edi
-    mov $1, %esi
+    mov ${nr_prctl}, %eax
+    mov ${pr_set_syscall_user_dispatch}, %edi
+    mov ${pr_sys_dispatch_on}, %esi
     mov {sud_start}(%rip), %rdx
     mov {sud_len}(%rip), %r10
     lea {sud_selector}(%rip), %r8
@@ -549,6 +548,6 @@ zp_child_sud:
     .hidden zp_restore_rt
     .p2align 4
 zp_restore_rt:
-    mov $15, %eax
+    mov ${nr_rt_sigreturn}, %eax
     syscall
     ud2

@@ -3,6 +3,8 @@
 
 use core::sync::atomic::{AtomicU64, AtomicU8};
 
+use crate::sys;
+
 /// Routing of each syscall number (see the `.S` file): 0 fast, 1 hook, 2 special, 3 hook
 /// when the fd in the first argument is marked in [`crate::FD_MARK`].
 pub(crate) static ROUTE: [AtomicU8; ROUTES] = [const { AtomicU8::new(0) }; ROUTES];
@@ -40,24 +42,47 @@ extern "C" fn hook_trampoline(frame: &mut Frame) -> u64 {
 
 core::arch::global_asm!(
     include_str!("entry_x86_64.S"),
+    // Dispatch and the hook path.
     route = sym ROUTE,
+    fd_mark = sym crate::FD_MARK,
     hook = sym hook_trampoline,
     xsave_size = sym XSAVE_SIZE,
-    slots = sym VFORK_SLOTS,
+    // In place: is the thread on a signal stack (sigaltstack's SS_ONSTACK)?
+    nr_sigaltstack = const sys::NR_SIGALTSTACK,
+    ss_onstack = const sys::SS_ONSTACK,
+    // The interposer block: the switch, then the offsets of its fields.
     stacks_on = sym crate::stack::STACKS_ON,
-    attach = sym crate::stack::attach,
-    attach_lock = sym crate::stack::ATTACH_LOCK,
-    all_signals = sym crate::stack::ALL_SIGNALS,
-    boot_stack = sym crate::stack::BOOT_STACK,
-    boot_size = const crate::stack::BOOT_SIZE,
     zb_saved = const crate::stack::ZB_SAVED,
     zb_nowner = const crate::stack::ZB_NOWNER,
     zb_top = const crate::stack::ZB_TOP,
     zb_lo = const crate::stack::ZB_LO,
     zb_tid = const crate::stack::ZB_TID,
-    fd_mark = sym crate::FD_MARK,
+    // The attach path: its spin lock and bootstrap stack.
+    attach = sym crate::stack::attach,
+    attach_lock = sym crate::stack::ATTACH_LOCK,
+    boot_stack = sym crate::stack::BOOT_STACK,
+    boot_size = const crate::stack::BOOT_SIZE,
+    // rt_sigprocmask(SIG_BLOCK, all) around it, and SIG_SETMASK back.
+    all_signals = sym crate::stack::ALL_SIGNALS,
+    nr_rt_sigprocmask = const sys::NR_RT_SIGPROCMASK,
+    sig_block = const sys::SIG_BLOCK,
+    sig_setmask = const sys::SIG_SETMASK,
+    kernel_sigset = const sys::KERNEL_SIGSET,
+    // The numbers the special paths tell apart.
+    nr_rt_sigreturn = const sys::NR_RT_SIGRETURN,
+    nr_clone = const sys::NR_CLONE,
+    nr_vfork = const sys::NR_VFORK,
+    nr_clone3 = const sys::NR_CLONE3,
+    // Fork-like or vfork-like children.
+    clone_vfork = const sys::CLONE_VFORK,
+    slots = sym VFORK_SLOTS,
     forked = sym crate::FORKED,
+    // Syscall User Dispatch re-armed in a new child, when it is on:
+    // prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, start, len, selector).
     sud_on = sym crate::sud::ENABLED,
+    nr_prctl = const sys::NR_PRCTL,
+    pr_set_syscall_user_dispatch = const sys::PR_SET_SYSCALL_USER_DISPATCH,
+    pr_sys_dispatch_on = const sys::PR_SYS_DISPATCH_ON,
     sud_start = sym crate::sud::ALLOW_START,
     sud_len = sym crate::sud::ALLOW_LEN,
     sud_selector = sym crate::sud::SELECTOR,

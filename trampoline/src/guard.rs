@@ -25,19 +25,13 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::{syscall6, Error};
+use crate::sys::{
+    GREGS, REG_RAX, REG_RIP, REG_RSP, SA_NODEFER, SA_ONSTACK, SA_RESTORER, SA_SIGINFO, SIGSEGV,
+};
+use crate::{sys, syscall6, Error};
 
-const SIGSEGV: u64 = 11;
 /// SIGSEGV's bit in a kernel `sigset_t`.
 pub(crate) const SEGV_BIT: u64 = 1 << (SIGSEGV - 1);
-const SA_SIGINFO: u64 = 4;
-const SA_ONSTACK: u64 = 0x0800_0000;
-const SA_RESTORER: u64 = 0x0400_0000;
-const SA_NODEFER: u64 = 0x4000_0000;
-const GREGS: usize = 40;
-const REG_RAX: usize = 13;
-const REG_RSP: usize = 15;
-const REG_RIP: usize = 16;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Our SIGSEGV handler is installed (in every mode, see [`own_segv`]).
@@ -50,7 +44,7 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-use crate::sud::KernelSigaction;
+use crate::sud::{rt_sigaction, KernelSigaction};
 
 fn install_ours() -> i64 {
     let act = KernelSigaction {
@@ -60,7 +54,7 @@ fn install_ours() -> i64 {
         mask: 0,
     };
     // SAFETY: a valid kernel sigaction with our own handler and restorer.
-    unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) }
+    unsafe { rt_sigaction(SIGSEGV, Some(&act), None) }
 }
 
 /// Takes SIGSEGV over: records the program's current action (to forward every other
@@ -81,7 +75,7 @@ pub(crate) fn own_segv() -> Result<(), Error> {
         mask: 0,
     };
     // SAFETY: reading the current SIGSEGV action into our buffer.
-    unsafe { syscall6(13, [SIGSEGV, 0, &mut old as *mut _ as u64, 8, 0, 0]) };
+    unsafe { rt_sigaction(SIGSEGV, None, Some(&mut old)) };
     for (slot, v) in PROGRAM_ACTION
         .iter()
         .zip([old.handler, old.flags, old.restorer, old.mask])
@@ -123,7 +117,7 @@ pub(crate) fn switch_on() {
     ENABLED.store(true, Ordering::SeqCst);
     crate::route_guard_calls();
     // SAFETY: unmapping our own sled page; entries now arrive through SIGSEGV.
-    unsafe { syscall6(11, [0, 4096, 0, 0, 0, 0]) };
+    unsafe { syscall6(sys::NR_MUNMAP, [0, crate::sled::PAGE as u64, 0, 0, 0, 0]) };
     crate::EXEC_ONLY.store(true, Ordering::Relaxed);
 }
 
@@ -187,7 +181,7 @@ extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
             mask: 0,
         };
         // SAFETY: resetting SIGSEGV to its default action.
-        unsafe { syscall6(13, [SIGSEGV, &act as *const _ as u64, 0, 8, 0, 0]) };
+        unsafe { rt_sigaction(SIGSEGV, Some(&act), None) };
         return;
     }
     // A fault inside a backend's world (an LKL call wears a thread block of ours): the

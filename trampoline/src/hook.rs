@@ -5,32 +5,17 @@ use core::sync::atomic::Ordering;
 
 use crate::entry_x86_64::Frame;
 use crate::trace;
-use crate::{syscall6, ReExec, BACKEND, COUNTS, OPTIONS, PATCHED, ROOT_PID};
+use crate::{sys, syscall6, ReExec, BACKEND, COUNTS, OPTIONS, PATCHED, ROOT_PID};
 
-const NR_MMAP: u64 = 9;
-const NR_MPROTECT: u64 = 10;
-const NR_RT_SIGACTION: u64 = 13;
-const NR_EXECVE: u64 = 59;
-const NR_MUNMAP: u64 = 11;
-const NR_MREMAP: u64 = 25;
-const NR_FORK: u64 = 57;
-const NR_EXIT_GROUP: u64 = 231;
-const NR_READLINK: u64 = 89;
-const NR_SIGALTSTACK: u64 = 131;
-const NR_READLINKAT: u64 = 267;
-const NR_EXECVEAT: u64 = 322;
-const PROT_READ: u64 = 1;
-const PROT_EXEC: u64 = 4;
-const PROT_WRITE: u64 = 2;
-const MAP_TYPE: u64 = 0x0f;
-const MAP_PRIVATE: u64 = 0x02;
-const AT_FDCWD: u64 = -100i64 as u64;
-const AT_EMPTY_PATH: u64 = 0x1000;
-const ENOEXEC: i64 = 8;
-const EACCES: i64 = 13;
-const E2BIG: i64 = 7;
-const SIGSYS: u64 = 31;
-const SIGSEGV: u64 = 11;
+use crate::sys::{
+    AT_EMPTY_PATH, AT_FDCWD, MAP_PRIVATE, MAP_TYPE, NR_EXECVE, NR_EXECVEAT, NR_EXIT_GROUP, NR_FORK,
+    NR_MMAP, NR_MPROTECT, NR_MREMAP, NR_MUNMAP, NR_READLINK, NR_READLINKAT, NR_RT_SIGACTION,
+    NR_SIGALTSTACK, PROT_EXEC, PROT_READ, PROT_WRITE, SIGSEGV, SIGSYS,
+};
+
+const ENOEXEC: i64 = libc::ENOEXEC as i64;
+const EACCES: i64 = libc::EACCES as i64;
+const E2BIG: i64 = libc::E2BIG as i64;
 
 /// What the stub should do after the hook.
 pub(crate) enum Outcome {
@@ -90,7 +75,7 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
                 trace::warn_allocations(fd);
             }
             // SAFETY: getpid has no arguments.
-            let pid = unsafe { syscall6(39, [0; 6]) } as i32;
+            let pid = unsafe { syscall6(sys::NR_GETPID, [0; 6]) } as i32;
             match opts.summary_fd {
                 Some(fd) if ROOT_PID.load(Ordering::Relaxed) == pid => trace::summary(fd, counts),
                 _ => {}
@@ -195,7 +180,7 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
     if opts.rewrite_new_code && !(-4095..0).contains(&r) {
         if nr == NR_MMAP && args[2] & PROT_EXEC != 0 && args[3] & MAP_TYPE == MAP_PRIVATE {
             let len = mapped_file_len(args);
-            let file = (args[3] & 0x20 == 0).then_some((args[4] as i32, args[5]));
+            let file = (args[3] & sys::MAP_ANONYMOUS == 0).then_some((args[4] as i32, args[5]));
             if let Some((fd, _)) = file {
                 if opts.auto_guard_jvm
                     && !crate::page0_execute_only()
@@ -225,10 +210,8 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
 /// without MAP_FIXED/MAP_FIXED_NOREPLACE is only a hint: the kernel keeps it out of
 /// page 0 by itself.
 fn touches_page0(nr: u64, a: &[u64; 6]) -> bool {
-    const MAP_FIXED: u64 = 0x10;
-    const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
-    const MREMAP_FIXED: u64 = 2;
-    let overlaps = |addr: u64, len: u64| addr < 4096 && len > 0;
+    use crate::sys::{MAP_FIXED, MAP_FIXED_NOREPLACE, MREMAP_FIXED};
+    let overlaps = |addr: u64, len: u64| addr < crate::sled::PAGE as u64 && len > 0;
     match nr {
         NR_MMAP => a[3] & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 && overlaps(a[0], a[1]),
         NR_MPROTECT | NR_MUNMAP => overlaps(a[0], a[1]),
@@ -278,7 +261,7 @@ fn fd_path(fd: i32, buf: &mut [u8; 512]) -> usize {
     // SAFETY: readlink of a NUL-terminated path into our buffer.
     let n = unsafe {
         syscall6(
-            89,
+            sys::NR_READLINK,
             [
                 link.bytes().as_ptr() as u64,
                 buf.as_mut_ptr() as u64,
@@ -315,14 +298,13 @@ fn is_libtsan(fd: i32) -> bool {
 /// The part of an `mmap` that is backed by the file: pages past its end fault with
 /// SIGBUS when read. Anonymous mappings are returned whole.
 fn mapped_file_len(args: &[u64; 6]) -> u64 {
-    const MAP_ANONYMOUS: u64 = 0x20;
     let len = args[1];
-    if args[3] & MAP_ANONYMOUS != 0 {
+    if args[3] & sys::MAP_ANONYMOUS != 0 {
         return len;
     }
     let mut st = [0u64; 18];
     // SAFETY: fstat into our 144-byte buffer (struct stat is 144 bytes on x86-64).
-    let r = unsafe { syscall6(5, [args[4], st.as_mut_ptr() as u64, 0, 0, 0, 0]) };
+    let r = unsafe { syscall6(sys::NR_FSTAT, [args[4], st.as_mut_ptr() as u64, 0, 0, 0, 0]) };
     if r < 0 {
         return 0;
     }
@@ -360,7 +342,7 @@ pub(crate) unsafe fn rewrite(
     let readable = prot & PROT_READ != 0;
     if !readable {
         // SAFETY: adding read access to the program's own executable region.
-        unsafe { syscall6(10, [start, len, prot | PROT_READ, 0, 0, 0]) };
+        unsafe { syscall6(sys::NR_MPROTECT, [start, len, prot | PROT_READ, 0, 0, 0]) };
     }
     let rprot = (prot | PROT_READ) as i32;
     let mut result = Ok(0usize);
@@ -385,7 +367,7 @@ pub(crate) unsafe fn rewrite(
     }
     if !readable {
         // SAFETY: restoring the protection the program asked for.
-        unsafe { syscall6(10, [start, len, prot, 0, 0, 0]) };
+        unsafe { syscall6(sys::NR_MPROTECT, [start, len, prot, 0, 0, 0]) };
     }
     if let Ok(n) = result {
         PATCHED.fetch_add(n as u64, Ordering::Relaxed);
@@ -461,7 +443,7 @@ unsafe fn is_proc_self_exe(p: *const u8) -> bool {
         return false;
     };
     // SAFETY: getpid has no arguments.
-    let pid = unsafe { syscall6(39, [0; 6]) } as u64;
+    let pid = unsafe { syscall6(sys::NR_GETPID, [0; 6]) } as u64;
     let mut want = trace::Line::new();
     use core::fmt::Write;
     let _ = write!(want, "{pid}");
@@ -483,7 +465,7 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     // AT_EMPTY_PATH forms.
     let mut pbuf = [0u8; 4200];
     let path = if path == 0 {
-        return -14;
+        return -(libc::EFAULT as i64);
     } else if dirfd == AT_FDCWD || {
         // SAFETY: path is the program's NUL-terminated string.
         unsafe { *(path as *const u8) == b'/' }
@@ -498,7 +480,7 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
         let _ = write!(l, "/proc/self/fd/{}", dirfd as i32);
         let head = l.bytes();
         if head.len() + 1 + rel.len() + 1 > pbuf.len() {
-            return -36;
+            return -(libc::ENAMETOOLONG as i64);
         }
         pbuf[..head.len()].copy_from_slice(head);
         let mut n = head.len();
@@ -516,24 +498,26 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
         _ => path,
     };
     // SAFETY: faccessat with the program's path string.
-    let r = unsafe { syscall6(269, [AT_FDCWD, path, 1, 0, 0, 0]) };
+    let r = unsafe { syscall6(sys::NR_FACCESSAT, [AT_FDCWD, path, sys::X_OK, 0, 0, 0]) };
     if r < 0 {
         return r;
     }
     // SAFETY: openat with the program's path string, read-only.
-    let fd = unsafe { syscall6(257, [AT_FDCWD, path, 0x80000, 0, 0, 0]) };
+    let fd = unsafe {
+        syscall6(
+            sys::NR_OPENAT,
+            [AT_FDCWD, path, sys::O_RDONLY | sys::O_CLOEXEC, 0, 0, 0],
+        )
+    };
     if fd < 0 {
         // Executable but not readable: we cannot load it ourselves; run it natively.
         // SAFETY: the program's own arguments.
         return unsafe { syscall6(NR_EXECVE, [path, argv, envp, 0, 0, 0]) };
     }
     let mut magic = [0u8; 4];
-    // SAFETY: reading 4 bytes into our buffer, then closing our fd.
-    let n = unsafe {
-        let n = syscall6(0, [fd as u64, magic.as_mut_ptr() as u64, 4, 0, 0, 0]);
-        syscall6(3, [fd as u64, 0, 0, 0, 0, 0]);
-        n
-    };
+    let n = sys::read(fd as i32, &mut magic);
+    // SAFETY: closing our own fd.
+    unsafe { syscall6(sys::NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]) };
     if n < 0 {
         return -EACCES;
     }
@@ -558,7 +542,8 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
         c"".as_ptr() as u64
     };
     // SAFETY: getpid has no arguments.
-    let is_root = ROOT_PID.load(Ordering::Relaxed) == unsafe { syscall6(39, [0; 6]) } as i32;
+    let is_root =
+        ROOT_PID.load(Ordering::Relaxed) == unsafe { syscall6(sys::NR_GETPID, [0; 6]) } as i32;
     let root_arg = re.root_arg.as_ref().filter(|_| is_root);
     let fixed = 1 + re.args.len() + usize::from(root_arg.is_some()) + 4;
     let total = fixed + argc.saturating_sub(1) + 1;

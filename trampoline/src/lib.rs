@@ -24,6 +24,7 @@ pub mod names;
 pub mod sled;
 pub mod stack;
 pub mod sud;
+mod sys;
 pub mod trace;
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, Ordering};
@@ -196,18 +197,16 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 pub(crate) static TAG_TRACE: AtomicBool = AtomicBool::new(false);
 pub(crate) static EXEC_ONLY: AtomicBool = AtomicBool::new(false);
 
-const PROT_READ: u64 = 1;
-const PROT_WRITE: u64 = 2;
-const PROT_EXEC: u64 = 4;
+use sys::{PROT_EXEC, PROT_READ, PROT_WRITE};
 
 /// Protection keys: true when `pkey_alloc` works (the kernel then makes `PROT_EXEC`
 /// mappings execute-only).
 pub fn pkeys_available() -> bool {
     // SAFETY: pkey_alloc(0, 0) has no memory arguments.
-    let k = unsafe { syscall6(330, [0, 0, 0, 0, 0, 0]) };
+    let k = unsafe { syscall6(sys::NR_PKEY_ALLOC, [0, 0, 0, 0, 0, 0]) };
     if k >= 0 {
         // SAFETY: freeing the key we just got.
-        unsafe { syscall6(331, [k as u64, 0, 0, 0, 0, 0]) };
+        unsafe { syscall6(sys::NR_PKEY_FREE, [k as u64, 0, 0, 0, 0, 0]) };
         true
     } else {
         false
@@ -253,7 +252,10 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
     }
     if options.summary_fd.is_some() {
         // SAFETY: getpid has no arguments.
-        ROOT_PID.store(unsafe { syscall6(39, [0; 6]) } as i32, Ordering::Relaxed);
+        ROOT_PID.store(
+            unsafe { syscall6(sys::NR_GETPID, [0; 6]) } as i32,
+            Ordering::Relaxed,
+        );
     }
     let every = options.trace_fd.is_some() || options.count_area.is_some();
     for (nr, slot) in entry_x86_64::ROUTE.iter().enumerate() {
@@ -291,24 +293,8 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
 
 /// Maps the sled page at address 0, execute-only where protection keys allow.
 fn map_page0() -> Result<(), Error> {
-    const MAP_PRIVATE: u64 = 0x02;
-    const MAP_FIXED_NOREPLACE: u64 = 0x100000;
-    const MAP_ANONYMOUS: u64 = 0x20;
-    // SAFETY: a fresh anonymous mapping at 0 that cannot replace anything (NOREPLACE).
-    let r = unsafe {
-        syscall6(
-            9,
-            [
-                0,
-                4096,
-                PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                u64::MAX,
-                0,
-            ],
-        )
-    };
-    if r == -17 {
+    let r = map_fresh(0, sled::PAGE as u64);
+    if r == -(libc::EEXIST as i64) {
         return Err(Error::ZeroInUse);
     }
     if r != 0 {
@@ -319,40 +305,43 @@ fn map_page0() -> Result<(), Error> {
     // With protection keys the kernel turns a PROT_EXEC-only mapping into an
     // execute-only one; without them x86 makes it readable too.
     // SAFETY: reprotecting our own page 0.
-    let r = unsafe { syscall6(10, [0, 4096, PROT_EXEC, 0, 0, 0]) };
+    let r = unsafe { syscall6(sys::NR_MPROTECT, [0, sled::PAGE as u64, PROT_EXEC, 0, 0, 0]) };
     if r < 0 {
         return Err(Error::Protect(-r as i32));
     }
     Ok(())
 }
 
+/// Maps `len` bytes of fresh anonymous read-write memory at `addr` without
+/// replacing anything there (`MAP_FIXED_NOREPLACE`): the raw `mmap` result.
+fn map_fresh(addr: u64, len: u64) -> i64 {
+    // SAFETY: a fresh anonymous mapping that cannot replace anything (NOREPLACE).
+    unsafe {
+        syscall6(
+            sys::NR_MMAP,
+            [
+                addr,
+                len,
+                PROT_READ | PROT_WRITE,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_FIXED_NOREPLACE,
+                u64::MAX,
+                0,
+            ],
+        )
+    }
+}
+
 /// Maps the sled's jump pad at the first free candidate address (see [`sled`]) and
 /// returns the sled that jumps there.
 fn map_pad() -> Result<sled::Sled, Error> {
-    const MAP_PRIVATE: u64 = 0x02;
-    const MAP_FIXED_NOREPLACE: u64 = 0x100000;
-    const MAP_ANONYMOUS: u64 = 0x20;
     for c in sled::candidates() {
         let Some(s) = sled::build(c) else { continue };
         let (a, b) = s.pad_range();
-        // SAFETY: a fresh anonymous mapping that cannot replace anything (NOREPLACE).
-        let r = unsafe {
-            syscall6(
-                9,
-                [
-                    a,
-                    b - a,
-                    PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                    u64::MAX,
-                    0,
-                ],
-            )
-        };
+        let r = map_fresh(a, b - a);
         if r != a as i64 {
             if r >= 0 {
                 // SAFETY: an old kernel put it elsewhere: ours to unmap.
-                unsafe { syscall6(11, [r as u64, b - a, 0, 0, 0, 0]) };
+                unsafe { syscall6(sys::NR_MUNMAP, [r as u64, b - a, 0, 0, 0, 0]) };
             }
             continue;
         }
@@ -360,7 +349,7 @@ fn map_pad() -> Result<sled::Sled, Error> {
         // SAFETY: [a, b) is our fresh read-write mapping, `pad` is b - a bytes.
         unsafe { core::ptr::copy_nonoverlapping(pad.as_ptr(), a as *mut u8, pad.len()) };
         // SAFETY: reprotecting our own pad.
-        unsafe { syscall6(10, [a, b - a, PROT_READ | PROT_EXEC, 0, 0, 0]) };
+        unsafe { syscall6(sys::NR_MPROTECT, [a, b - a, PROT_READ | PROT_EXEC, 0, 0, 0]) };
         return Ok(s);
     }
     Err(Error::Pad)

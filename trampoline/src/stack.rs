@@ -27,7 +27,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::syscall6;
+use crate::{sys, syscall6};
 
 /// Size of each interposer stack.
 pub const STACK_SIZE: u64 = 256 << 10;
@@ -172,7 +172,12 @@ unsafe fn block<'a>(addr: u64) -> &'a Block {
 /// block can be had.
 pub(crate) extern "C" fn attach() -> u64 {
     // SAFETY: getpid and gettid have no arguments.
-    let (pid, tid) = unsafe { (syscall6(39, [0; 6]) as u64, syscall6(186, [0; 6]) as u64) };
+    let (pid, tid) = unsafe {
+        (
+            syscall6(sys::NR_GETPID, [0; 6]) as u64,
+            syscall6(sys::NR_GETTID, [0; 6]) as u64,
+        )
+    };
     let fs = fs_base();
     let n = NBLOCKS.load(Ordering::Relaxed);
     let mut found = None;
@@ -214,7 +219,8 @@ fn reclaim(n: usize) -> Option<u64> {
         let b = unsafe { block(a) };
         let (pid, tid) = (b.pid.load(Ordering::Relaxed), b.tid.load(Ordering::Relaxed));
         // SAFETY: tgkill with signal 0 only checks that the thread exists.
-        if tid != 0 && unsafe { syscall6(234, [pid, tid, 0, 0, 0, 0]) } == -3 {
+        if tid != 0 && unsafe { syscall6(sys::NR_TGKILL, [pid, tid, 0, 0, 0, 0]) } == sys::NEG_ESRCH
+        {
             CURSOR.store(i + 1, Ordering::Relaxed);
             b.saved.store(0, Ordering::Relaxed);
             b.alt_checked.store(0, Ordering::Relaxed);
@@ -232,19 +238,16 @@ fn map_block() -> Option<u64> {
     if n >= MAX_BLOCKS {
         return None;
     }
-    const MAP_PRIVATE: u64 = 0x02;
-    const MAP_ANONYMOUS: u64 = 0x20;
-    const MAP_NORESERVE: u64 = 0x4000;
     let len = ALT_SIZE + STACK_SIZE + 3 * PAGE;
     // SAFETY: a fresh anonymous mapping.
     let base = unsafe {
         syscall6(
-            9,
+            sys::NR_MMAP,
             [
                 0,
                 len,
-                3,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                sys::PROT_READ | sys::PROT_WRITE,
+                sys::MAP_PRIVATE | sys::MAP_ANONYMOUS | sys::MAP_NORESERVE,
                 u64::MAX,
                 0,
             ],
@@ -257,8 +260,11 @@ fn map_block() -> Option<u64> {
     // SAFETY: the guard pages below the signal stack and the stack, in our own fresh
     // mapping.
     unsafe {
-        syscall6(10, [base, PAGE, 0, 0, 0, 0]);
-        syscall6(10, [base + PAGE + ALT_SIZE, PAGE, 0, 0, 0, 0]);
+        syscall6(sys::NR_MPROTECT, [base, PAGE, sys::PROT_NONE, 0, 0, 0]);
+        syscall6(
+            sys::NR_MPROTECT,
+            [base + PAGE + ALT_SIZE, PAGE, sys::PROT_NONE, 0, 0, 0],
+        );
     }
     let header = base + len - PAGE;
     // SAFETY: the header page of our own fresh mapping, zero-filled.
@@ -308,14 +314,14 @@ struct SigStack {
     flags: i32,
     size: u64,
 }
-const SS_ONSTACK: i32 = 1;
-const SS_DISABLE: i32 = 2;
+const SS_ONSTACK: i32 = libc::SS_ONSTACK;
+const SS_DISABLE: i32 = libc::SS_DISABLE;
 
 fn sigaltstack(new: Option<&SigStack>, old: Option<&mut SigStack>) -> i64 {
     let n = new.map_or(0, |s| s as *const SigStack as u64);
     let o = old.map_or(0, |s| s as *mut SigStack as u64);
     // SAFETY: sigaltstack with our own stack_t buffers.
-    unsafe { syscall6(131, [n, o, 0, 0, 0, 0]) }
+    unsafe { syscall6(sys::NR_SIGALTSTACK, [n, o, 0, 0, 0, 0]) }
 }
 
 /// NULL guard: every syscall enters through a SIGSEGV, whose frame (kilobytes, with
@@ -331,22 +337,7 @@ pub(crate) unsafe fn ensure_signal_stack(uc: *mut u8) {
     if !enabled() || current().is_some_and(|b| b.alt_checked.load(Ordering::Relaxed) != 0) {
         return;
     }
-    let all = !0u64;
-    let mut old = 0u64;
-    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own words.
-    unsafe {
-        syscall6(
-            14,
-            [
-                0,
-                &all as *const u64 as u64,
-                &mut old as *mut u64 as u64,
-                8,
-                0,
-                0,
-            ],
-        )
-    };
+    let old = block_all_signals();
     while ATTACH_LOCK.swap(1, Ordering::Acquire) != 0 {
         core::hint::spin_loop();
     }
@@ -368,8 +359,48 @@ pub(crate) unsafe fn ensure_signal_stack(uc: *mut u8) {
         }
         b.alt_checked.store(1, Ordering::Relaxed);
     }
-    // SAFETY: rt_sigprocmask(SIG_SETMASK, &old, NULL, 8).
-    unsafe { syscall6(14, [2, &old as *const u64 as u64, 0, 8, 0, 0]) };
+    set_signal_mask(old);
+}
+
+/// Blocks every signal on the calling thread; returns the old mask. A raw
+/// `rt_sigprocmask`, so it is safe in the hook.
+pub fn block_all_signals() -> u64 {
+    let all = !0u64;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own words.
+    unsafe {
+        syscall6(
+            sys::NR_RT_SIGPROCMASK,
+            [
+                sys::SIG_BLOCK,
+                &all as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                sys::KERNEL_SIGSET,
+                0,
+                0,
+            ],
+        )
+    };
+    old
+}
+
+/// Sets the calling thread's signal mask to `mask` (one returned by
+/// [`block_all_signals`]).
+pub fn set_signal_mask(mask: u64) {
+    // SAFETY: rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8) on our own word.
+    unsafe {
+        syscall6(
+            sys::NR_RT_SIGPROCMASK,
+            [
+                sys::SIG_SETMASK,
+                &mask as *const u64 as u64,
+                0,
+                sys::KERNEL_SIGSET,
+                0,
+                0,
+            ],
+        )
+    };
 }
 
 /// `sigaltstack(ss, old_ss)` by the program under the NULL guard: our signal stack
@@ -378,7 +409,7 @@ pub(crate) unsafe fn ensure_signal_stack(uc: *mut u8) {
 pub(crate) fn program_sigaltstack(ss: u64, old: u64) -> i64 {
     let Some(b) = current() else {
         // SAFETY: the program's own call.
-        return unsafe { syscall6(131, [ss, old, 0, 0, 0, 0]) };
+        return unsafe { syscall6(sys::NR_SIGALTSTACK, [ss, old, 0, 0, 0, 0]) };
     };
     let ours = SigStack {
         sp: b.alt.load(Ordering::Relaxed),
@@ -396,7 +427,7 @@ pub(crate) fn program_sigaltstack(ss: u64, old: u64) -> i64 {
         let new = unsafe { core::ptr::read_unaligned(ss as *const SigStack) };
         let r = if new.flags & SS_DISABLE != 0 {
             if cur.flags & SS_ONSTACK != 0 {
-                return -1; // EPERM: on that stack now, as the kernel answers
+                return -(libc::EPERM as i64); // on that stack now, as the kernel answers
             }
             if cur_ours {
                 0
@@ -405,7 +436,7 @@ pub(crate) fn program_sigaltstack(ss: u64, old: u64) -> i64 {
             }
         } else {
             // SAFETY: the program's own stack_t.
-            unsafe { syscall6(131, [ss, 0, 0, 0, 0, 0]) }
+            unsafe { syscall6(sys::NR_SIGALTSTACK, [ss, 0, 0, 0, 0, 0]) }
         };
         if r < 0 {
             return r;

@@ -16,17 +16,15 @@
 //! it was written (W^X JITs) is rewritten by the hook and needs no SUD.
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-use crate::{syscall6, Error};
+use crate::sys::{
+    GREGS, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, REG_RAX, REG_RIP, REG_RSP, SA_RESTART,
+    SA_RESTORER, SA_SIGINFO, SIGSYS, SYSCALL_DISPATCH_FILTER_BLOCK,
+};
+use crate::{sys, syscall6, Error};
 
-const PR_SET_SYSCALL_USER_DISPATCH: u64 = 59;
-const PR_SYS_DISPATCH_ON: u64 = 1;
-const SYSCALL_DISPATCH_FILTER_BLOCK: u8 = 1;
-const SIGSYS: u64 = 31;
+/// `si_code` of a Syscall User Dispatch `SIGSYS` (`<asm-generic/siginfo.h>`).
 const SYS_USER_DISPATCH: i32 = 2;
-const SI_TKILL: i32 = -6;
-const SA_SIGINFO: u64 = 4;
-const SA_RESTORER: u64 = 0x0400_0000;
-const SA_RESTART: u64 = 0x1000_0000;
+const SI_TKILL: i32 = libc::SI_TKILL;
 
 /// The selector byte the kernel reads on every syscall outside the allowed range.
 pub(crate) static SELECTOR: AtomicU8 = AtomicU8::new(0);
@@ -62,11 +60,22 @@ pub(crate) struct KernelSigaction {
     pub(crate) mask: u64,
 }
 
-/// Offsets into `ucontext_t.uc_mcontext.gregs` (x86-64 `REG_*`).
-const GREGS: usize = 40;
-const REG_RAX: usize = 13;
-const REG_RSP: usize = 15;
-const REG_RIP: usize = 16;
+/// `rt_sigaction(sig, new, old)` with the kernel's structure: the raw result.
+///
+/// # Safety
+/// `new`'s handler and restorer (when set) must be code that may run as `sig`'s
+/// handler: ours, or one the program installed itself.
+pub(crate) unsafe fn rt_sigaction(
+    sig: u64,
+    new: Option<&KernelSigaction>,
+    old: Option<&mut KernelSigaction>,
+) -> i64 {
+    let n = new.map_or(0, |a| a as *const KernelSigaction as u64);
+    let o = old.map_or(0, |a| a as *mut KernelSigaction as u64);
+    // SAFETY: both pointers are null or our caller's sigaction structures; what
+    // the new action runs is the caller's promise.
+    unsafe { syscall6(sys::NR_RT_SIGACTION, [sig, n, o, sys::KERNEL_SIGSET, 0, 0]) }
+}
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut u8, uc: *mut u8) {
     // SAFETY: the kernel passes a valid siginfo_t and ucontext_t; si_code is at offset
@@ -126,7 +135,7 @@ pub fn enable(allow_start: u64, allow_len: u64, mode: Mode) -> Result<(), Error>
         mask: 0,
     };
     // SAFETY: `act` is a valid kernel sigaction; the handler and restorer are ours.
-    let r = unsafe { syscall6(13, [SIGSYS, &act as *const _ as u64, 0, 8, 0, 0]) };
+    let r = unsafe { rt_sigaction(SIGSYS, Some(&act), None) };
     if r < 0 {
         return Err(Error::Sigaction(-r as i32));
     }
@@ -154,7 +163,7 @@ pub fn suspend() -> bool {
         return false;
     }
     // SAFETY: prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_OFF) has no pointers.
-    unsafe { syscall6(157, [PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0]) };
+    unsafe { syscall6(sys::NR_PRCTL, [PR_SET_SYSCALL_USER_DISPATCH, 0, 0, 0, 0, 0]) };
     true
 }
 
@@ -168,7 +177,7 @@ fn arm_current() -> i64 {
     // SAFETY: SELECTOR is a static byte that lives as long as the process.
     unsafe {
         syscall6(
-            157,
+            sys::NR_PRCTL,
             [
                 PR_SET_SYSCALL_USER_DISPATCH,
                 PR_SYS_DISPATCH_ON,
@@ -190,15 +199,20 @@ pub(crate) fn arm_all() {
     }
     arm_current();
     // SAFETY: getpid/gettid have no arguments.
-    let (pid, me) = unsafe { (syscall6(39, [0; 6]), syscall6(186, [0; 6])) };
+    let (pid, me) = unsafe {
+        (
+            syscall6(sys::NR_GETPID, [0; 6]),
+            syscall6(sys::NR_GETTID, [0; 6]),
+        )
+    };
     // SAFETY: opening a constant path read-only as a directory.
     let fd = unsafe {
         syscall6(
-            257,
+            sys::NR_OPENAT,
             [
-                -100i64 as u64,
+                sys::AT_FDCWD,
                 c"/proc/self/task".as_ptr() as u64,
-                0x10000 | 0x80000,
+                sys::O_DIRECTORY | sys::O_CLOEXEC,
                 0,
                 0,
                 0,
@@ -210,20 +224,7 @@ pub(crate) fn arm_all() {
     }
     let mut buf = [0u8; 2048];
     loop {
-        // SAFETY: getdents64 into our stack buffer.
-        let n = unsafe {
-            syscall6(
-                217,
-                [
-                    fd as u64,
-                    buf.as_mut_ptr() as u64,
-                    buf.len() as u64,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        };
+        let n = sys::getdents64(fd as i32, &mut buf);
         if n <= 0 {
             break;
         }
@@ -237,7 +238,7 @@ pub(crate) fn arm_all() {
                 .fold(0i64, |a, c| a * 10 + i64::from(c - b'0'));
             if tid > 0 && tid != me {
                 // SAFETY: tgkill of a thread of our own process with our handled signal.
-                unsafe { syscall6(234, [pid as u64, tid as u64, SIGSYS, 0, 0, 0]) };
+                unsafe { syscall6(sys::NR_TGKILL, [pid as u64, tid as u64, SIGSYS, 0, 0, 0]) };
             }
             if reclen == 0 {
                 break;
@@ -246,7 +247,7 @@ pub(crate) fn arm_all() {
         }
     }
     // SAFETY: closing our directory descriptor.
-    unsafe { syscall6(3, [fd as u64, 0, 0, 0, 0, 0]) };
+    unsafe { syscall6(sys::NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]) };
 }
 
 /// Turns Syscall User Dispatch on in a new task (a fork child) if it was on in the

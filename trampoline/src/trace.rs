@@ -5,7 +5,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::names;
-use crate::syscall6;
+use crate::{sys, syscall6};
 
 /// Size of the shared counter area in `u64`s: calls at `[nr]`, errors at `[SLOTS + nr]`.
 pub const COUNTER_WORDS: usize = 2 * SLOTS;
@@ -44,21 +44,8 @@ impl Write for Line {
 /// Writes all of `bytes` to `fd` with raw `write` calls.
 pub(crate) fn write_all(fd: i32, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: `bytes` is a valid buffer of the given length.
-        let r = unsafe {
-            syscall6(
-                1,
-                [
-                    fd as u64,
-                    bytes.as_ptr() as u64,
-                    bytes.len() as u64,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        };
-        if r == -4 {
+        let r = sys::write(fd, bytes);
+        if r == -(libc::EINTR as i64) {
             continue;
         }
         if r <= 0 {
@@ -98,7 +85,7 @@ pub(crate) fn trace_to(
 ) {
     let mut l = Line::new();
     // SAFETY: getpid has no arguments.
-    let pid = unsafe { syscall6(39, [0; 6]) };
+    let pid = unsafe { syscall6(sys::NR_GETPID, [0; 6]) };
     let _ = write!(l, "[{pid}] ");
     if crate::TAG_TRACE.load(core::sync::atomic::Ordering::Relaxed) {
         let _ = write!(
@@ -140,34 +127,55 @@ pub(crate) fn trace_to(
             None => writeln!(l, ") = -1 (errno {})", -r),
         },
         // Addresses in hex, like strace: mmap, brk, mremap.
-        Some(r) if matches!(nr, 9 | 12 | 25) => writeln!(l, ") = {r:#x}"),
+        Some(r) if matches!(nr, sys::NR_MMAP | sys::NR_BRK | sys::NR_MREMAP) => {
+            writeln!(l, ") = {r:#x}")
+        }
         Some(r) => writeln!(l, ") = {r}"),
         None => writeln!(l, ") = ?"),
     };
     write_all(fd, l.bytes());
 }
 
-const AT_FDCWD: u64 = -100i64 as u64;
+use sys::AT_FDCWD;
 
 /// Bit i set: argument i is a path string.
+// The libc crate's `SYS_*` names are lower case after the `SYS_`.
+#[allow(non_upper_case_globals)]
 fn string_args(nr: u64) -> u8 {
+    use libc::*;
+    let Ok(nr) = c_long::try_from(nr) else {
+        return 0;
+    };
     match nr {
-        2 | 4 | 6 | 21 | 59 | 76 | 80 | 83 | 84 | 87 | 89 | 90 | 92 | 94 | 133 | 137 | 161
-        | 163 | 165 | 166 => 0b1,
-        82 | 86 | 88 => 0b11,
-        257 | 258 | 259 | 260 | 262 | 263 | 267 | 268 | 269 | 280 | 322 | 332 | 437 | 439 => 0b10,
-        264 | 265 | 316 => 0b1010,
-        266 => 0b101,
+        SYS_open | SYS_stat | SYS_lstat | SYS_access | SYS_execve | SYS_truncate | SYS_chdir
+        | SYS_mkdir | SYS_rmdir | SYS_unlink | SYS_readlink | SYS_chmod | SYS_chown
+        | SYS_lchown | SYS_mknod | SYS_statfs | SYS_chroot | SYS_acct | SYS_mount | SYS_umount2 => {
+            0b1
+        }
+        SYS_rename | SYS_link | SYS_symlink => 0b11,
+        SYS_openat | SYS_mkdirat | SYS_mknodat | SYS_fchownat | SYS_newfstatat | SYS_unlinkat
+        | SYS_readlinkat | SYS_fchmodat | SYS_faccessat | SYS_utimensat | SYS_execveat
+        | SYS_statx | SYS_openat2 | SYS_faccessat2 => 0b10,
+        SYS_renameat | SYS_linkat | SYS_renameat2 => 0b1010,
+        SYS_symlinkat => 0b101,
         _ => 0,
     }
 }
 
 /// Bit i set: argument i is a directory file descriptor.
+// The libc crate's `SYS_*` names are lower case after the `SYS_`.
+#[allow(non_upper_case_globals)]
 fn dirfd_args(nr: u64) -> u8 {
+    use libc::*;
+    let Ok(nr) = c_long::try_from(nr) else {
+        return 0;
+    };
     match nr {
-        257..=263 | 267..=269 | 280 | 322 | 332 | 437 | 439 => 0b1,
-        264 | 265 | 316 => 0b101,
-        266 => 0b10,
+        SYS_openat | SYS_mkdirat | SYS_mknodat | SYS_fchownat | SYS_futimesat | SYS_newfstatat
+        | SYS_unlinkat | SYS_readlinkat | SYS_fchmodat | SYS_faccessat | SYS_utimensat
+        | SYS_execveat | SYS_statx | SYS_openat2 | SYS_faccessat2 => 0b1,
+        SYS_renameat | SYS_linkat | SYS_renameat2 => 0b101,
+        SYS_symlinkat => 0b10,
         _ => 0,
     }
 }
@@ -181,9 +189,9 @@ fn quote(l: &mut Line, addr: u64) {
     // SAFETY: getpid has no arguments; process_vm_readv copies into our buffer and
     // reports faults on the remote side as errors.
     let n = unsafe {
-        let pid = syscall6(39, [0; 6]);
+        let pid = syscall6(sys::NR_GETPID, [0; 6]);
         syscall6(
-            310,
+            sys::NR_PROCESS_VM_READV,
             [
                 pid as u64,
                 local.as_ptr() as u64,

@@ -18,8 +18,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::helpers::{sys, ARCH_SET_FS, KERNEL_SIGSET_SIZE};
+use crate::helpers::{sys, ARCH_SET_FS};
 use trampoline::alloc::{fs_base, has_fsgsbase};
+use trampoline::stack::{block_all_signals, set_signal_mask};
 
 const SLOTS: usize = 4096;
 
@@ -119,44 +120,6 @@ fn park_forever() {
     }
 }
 
-/// Blocks every signal on the calling thread; returns the old mask.
-fn block_all() -> u64 {
-    let all = !0u64;
-    let mut old = 0u64;
-    // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) on our own buffers.
-    unsafe {
-        sys(
-            libc::SYS_rt_sigprocmask,
-            [
-                libc::SIG_BLOCK as u64,
-                &all as *const u64 as u64,
-                &mut old as *mut u64 as u64,
-                KERNEL_SIGSET_SIZE,
-                0,
-                0,
-            ],
-        )
-    };
-    old
-}
-
-fn set_mask(mask: u64) {
-    // SAFETY: rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8).
-    unsafe {
-        sys(
-            libc::SYS_rt_sigprocmask,
-            [
-                libc::SIG_SETMASK as u64,
-                &mask as *const u64 as u64,
-                0,
-                KERNEL_SIGSET_SIZE,
-                0,
-                0,
-            ],
-        )
-    };
-}
-
 /// Starts a shadow thread from our world; returns its thread block, 0 on failure.
 fn spawn_shadow() -> u64 {
     NEW_FS.store(0, Ordering::Release);
@@ -179,9 +142,9 @@ fn spawn_shadow() -> u64 {
 
 /// Makes the bootstrap shadow. Call once, from our world, before the program runs.
 pub(crate) fn init() -> bool {
-    let old = block_all();
+    let old = block_all_signals();
     let fs = spawn_shadow();
-    set_mask(old);
+    set_signal_mask(old);
     BOOT_FS.store(fs, Ordering::Release);
     fs != 0
 }
@@ -192,7 +155,7 @@ pub(crate) fn init() -> bool {
 fn create(prog: u64) -> Option<&'static Shadow> {
     // Signals stay blocked from before the lock (a handler calling LKL must not spin on
     // a lock its own thread holds) until the program's thread block is back.
-    let old = block_all();
+    let old = block_all_signals();
     while LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -233,7 +196,7 @@ fn create(prog: u64) -> Option<&'static Shadow> {
         None
     });
     LOCK.store(false, Ordering::Release);
-    set_mask(old);
+    set_signal_mask(old);
     found
 }
 
@@ -339,7 +302,7 @@ pub(crate) fn release_current() {
     if find(prog).is_none() {
         return;
     }
-    let old = block_all();
+    let old = block_all_signals();
     while LOCK
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -359,7 +322,7 @@ pub(crate) fn release_current() {
         }
     }
     LOCK.store(false, Ordering::Release);
-    set_mask(old);
+    set_signal_mask(old);
 }
 
 /// For the signal wrapper: if `%fs` is a lent shadow's, the program thread block it

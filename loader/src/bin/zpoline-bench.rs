@@ -62,7 +62,7 @@ fn time_calls(n: u64, f: impl Fn() -> i64) -> f64 {
 
 fn sud_loop(n: u64) -> Result<f64> {
     // A tiny JIT buffer: mov $110,%eax; syscall; ret. Code outside our text traps.
-    let code: [u8; 8] = [0xb8, 110, 0, 0, 0, 0x0f, 0x05, 0xc3];
+    let code: [u8; 8] = [0xb8, libc::SYS_getppid as u8, 0, 0, 0, 0x0f, 0x05, 0xc3];
     // SAFETY: a fresh anonymous RWX mapping.
     let p = unsafe {
         libc::mmap(

@@ -236,15 +236,17 @@ fn main() -> ExitCode {
             }
         };
 
+    // A case that must succeed and print each of its needles.
+    let zp_ok = |args: &[&str], needles: &[&str]| expect(zp(&ns, &conf, args), true, needles);
+    let py_ok = |script: &str, needles: &[&str]| expect(py(&ns, &conf, script), true, needles);
+    // The mixed-wait test program in one of its modes.
+    let mixpoll_ok =
+        |mode: &str, want: &str| zp_ok(&[mixpoll.to_str().unwrap_or_default(), mode], &[want]);
+
     r.case(
         "lkl-run --zpoline --config conf.json ping -c 3 testhost.lkl",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &["ping", "-c", "3", "-i", "0.2", "testhost.lkl"],
-            ),
-            true,
+        zp_ok(
+            &["ping", "-c", "3", "-i", "0.2", "testhost.lkl"],
             &["PING testhost.lkl (198.18.0.1)", "3 received"],
         ),
     );
@@ -282,72 +284,44 @@ fn main() -> ExitCode {
     );
     r.case(
         "getent hosts testhost.lkl",
-        expect(
-            zp(&ns, &conf, &["getent", "hosts", "testhost.lkl"]),
-            true,
-            &["198.18.0.1"],
-        ),
+        zp_ok(&["getent", "hosts", "testhost.lkl"], &["198.18.0.1"]),
     );
     r.case(
         "getent hosts testhost.lkl with Syscall User Dispatch armed (--sud=always)",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &["--sud=always", "getent", "hosts", "testhost.lkl"],
-            ),
-            true,
+        zp_ok(
+            &["--sud=always", "getent", "hosts", "testhost.lkl"],
             &["198.18.0.1"],
         ),
     );
     r.case(
         "curl http://testhost.lkl:8080/",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &["curl", "-sS", "http://testhost.lkl:8080/index.html"],
-            ),
-            true,
+        zp_ok(
+            &["curl", "-sS", "http://testhost.lkl:8080/index.html"],
             &["hello through LKL"],
         ),
     );
     r.case(
         "python3 socket.getaddrinfo",
-        expect(
-            py(
-                &ns,
-                &conf,
-                "import socket; print(socket.getaddrinfo('testhost.lkl', 8080, socket.AF_INET, socket.SOCK_STREAM))",
-            ),
-            true,
-            &["('198.18.0.1', 8080)"],
-        ),
+        py_ok("import socket; print(socket.getaddrinfo('testhost.lkl', 8080, socket.AF_INET, socket.SOCK_STREAM))", &["('198.18.0.1', 8080)"]),
     );
     r.case(
         "busybox-static wget",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &[
-                    "busybox",
-                    "wget",
-                    "-q",
-                    "-O",
-                    "-",
-                    "http://testhost.lkl:8080/index.html",
-                ],
-            ),
-            true,
+        zp_ok(
+            &[
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "http://testhost.lkl:8080/index.html",
+            ],
             &["hello through LKL"],
         ),
     );
     r.case(
         "busybox-static ping -c 3 testhost.lkl",
-        expect(
-            zp(&ns, &conf, &["busybox", "ping", "-c", "3", "testhost.lkl"]),
-            true,
+        zp_ok(
+            &["busybox", "ping", "-c", "3", "testhost.lkl"],
             &["3 packets received"],
         ),
     );
@@ -368,23 +342,15 @@ fn main() -> ExitCode {
     );
     r.case(
         "cat /proc/net/dev: LKL's (mount proc)",
-        expect(zp(&ns, &conf, &["cat", "/proc/net/dev"]), true, &["eth0:"]),
+        zp_ok(&["cat", "/proc/net/dev"], &["eth0:"]),
     );
     r.case(
         "one poll loop over a host file, a pipe and an LKL socket",
-        expect(
-            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "poll"]),
-            true,
-            &["all three readable"],
-        ),
+        mixpoll_ok("poll", "all three readable"),
     );
     r.case(
         "one epoll set over a pipe and an LKL socket",
-        expect(
-            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "epoll"]),
-            true,
-            &["epoll ok"],
-        ),
+        mixpoll_ok("epoll", "epoll ok"),
     );
     r.case(
         "python: sendfile of a host file to an LKL socket, received by a thread",
@@ -413,33 +379,22 @@ print("sent", n, "same", got[0] == open("{}", "rb").read())
                 data.display(),
                 data.display()
             );
-            expect(py(&ns, &conf, &script), true, &["sent 300000 same True"])
+            py_ok(&script, &["sent 300000 same True"])
         })(),
     );
     r.case(
         "bad pointers to the calls the backend reads itself: EFAULT, and the program goes on",
-        expect(
-            zp(&ns, &conf, &[badptr.to_str().unwrap_or_default()]),
-            true,
-            &["efault ok"],
-        ),
+        zp_ok(&[badptr.to_str().unwrap_or_default()], &["efault ok"]),
     );
     r.case(
         "a program without a thread block (-nostdlib, %fs 0) calls LKL",
-        expect(
-            zp(&ns, &conf, &[notls.to_str().unwrap_or_default()]),
-            true,
-            &["ok"],
-        ),
+        zp_ok(&[notls.to_str().unwrap_or_default()], &["ok"]),
     );
     r.case(
         "a signal ends a blocking LKL recv (EINTR); SO_RCVTIMEO still applies",
-        expect(
-            py(
-                &ns,
-                &conf,
-                &format!(
-                    r#"{ALARM}
+        py_ok(
+            &format!(
+                r#"{ALARM}
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
 signal.alarm(1)
 try: s.recv(10)
@@ -448,9 +403,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 300000)
 try: s.recv(10)
 except OSError as e: print("rcvtimeo errno", e.errno)
 "#
-                ),
             ),
-            true,
             &["interrupted by alarm", "rcvtimeo errno 11"],
         ),
     );
@@ -472,15 +425,7 @@ print("received", n)
 "#,
             ]).stdout(Stdio::piped()))?;
             wait_port(&ns, "t", 9000)?;
-            expect(
-                py(
-                    &ns,
-                    &conf,
-                    "import socket, os\ns = socket.create_connection(('198.18.0.1', 9000))\ns.sendall(b'x' * 3000000)\nos._exit(0)",
-                ),
-                true,
-                &[],
-            )?;
+            py_ok("import socket, os\ns = socket.create_connection(('198.18.0.1', 9000))\ns.sendall(b'x' * 3000000)\nos._exit(0)", &[])?;
             let out = server.finish(DEADLINE)?;
             let text = String::from_utf8_lossy(&out.stdout);
             if !text.contains("received 3000000") {
@@ -491,19 +436,14 @@ print("received", n)
     );
     r.case(
         "a signal ends a blocking LKL connect (alarm before an unanswered SYN)",
-        expect(
-            py(
-                &ns,
-                &conf,
-                &format!(
-                    r#"{ALARM}
+        py_ok(
+            &format!(
+                r#"{ALARM}
 t = time.time(); s = socket.socket(); signal.alarm(1)
 try: s.connect(("198.18.0.77", 80))
 except TimeoutError as e: print("connect interrupted by", e, "after", round(time.time() - t))
 "#
-                ),
             ),
-            true,
             &["connect interrupted by alarm after 1"],
         ),
     );
@@ -544,66 +484,39 @@ print("shadows", names.count("lkl-shadow"))
     );
     r.case(
         "a vfork child (subprocess, close_fds) leaves the parent's LKL socket alone",
-        expect(
-            py(
-                &ns,
-                &conf,
-                r#"
+        py_ok(
+            r#"
 import socket, subprocess
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
 subprocess.run(["/bin/true"], close_fds=True)
 s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
 "#,
-            ),
-            true,
             &["after subprocess: b'x'"],
         ),
     );
     r.case(
         "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
-        expect(
-            zp(&ns, &conf, &[mixpoll.to_str().unwrap_or_default(), "fork"]),
-            true,
-            &["fork ok"],
-        ),
+        mixpoll_ok("fork", "fork ok"),
     );
     r.case(
         "threads: four at once, each with its own LKL socket",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &[mixpoll.to_str().unwrap_or_default(), "threads"],
-            ),
-            true,
-            &["threads ok"],
-        ),
+        mixpoll_ok("threads", "threads ok"),
     );
     r.case(
         "execve: the new image boots LKL again (sh -c 'exec getent ...')",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &["/bin/sh", "-c", "exec getent hosts testhost.lkl"],
-            ),
-            true,
+        zp_ok(
+            &["/bin/sh", "-c", "exec getent hosts testhost.lkl"],
             &["198.18.0.1"],
         ),
     );
     r.case(
         "a shell's forked child boots LKL (sh -c 'getent ...; echo')",
-        expect(
-            zp(
-                &ns,
-                &conf,
-                &[
-                    "/bin/sh",
-                    "-c",
-                    "getent hosts testhost.lkl; echo shell done",
-                ],
-            ),
-            true,
+        zp_ok(
+            &[
+                "/bin/sh",
+                "-c",
+                "getent hosts testhost.lkl; echo shell done",
+            ],
             &["198.18.0.1", "shell done"],
         ),
     );
@@ -612,11 +525,7 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
         (|| {
             let trace = tmp.path().join("trace");
             let tr = format!("--trace={}", trace.display());
-            expect(
-                zp(&ns, &conf, &[&tr, "getent", "hosts", "testhost.lkl"]),
-                true,
-                &["198.18.0.1"],
-            )?;
+            zp_ok(&[&tr, "getent", "hosts", "testhost.lkl"], &["198.18.0.1"])?;
             let t = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
             for n in [
                 "lkl socket(0x2",
@@ -636,13 +545,8 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
         (|| {
             let trace = tmp.path().join("trace-enosys");
             let tr = format!("--trace={}", trace.display());
-            expect(
-                zp(
-                    &ns,
-                    &conf,
-                    &[&tr, mixpoll.to_str().unwrap_or_default(), "enosys"],
-                ),
-                true,
+            zp_ok(
+                &[&tr, mixpoll.to_str().unwrap_or_default(), "enosys"],
                 &["ENOSYS"],
             )?;
             let t = std::fs::read_to_string(&trace).map_err(|e| e.to_string())?;
@@ -677,12 +581,8 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
         "static Go net/http server and client over LKL's loopback, ten runs",
         (|| {
             for i in 0..10 {
-                expect(
-                    zp(&ns, &conf, &[httppair.to_str().unwrap_or_default()]),
-                    true,
-                    &["http ok 40"],
-                )
-                .map_err(|e| format!("run {i}: {e}"))?;
+                zp_ok(&[httppair.to_str().unwrap_or_default()], &["http ok 40"])
+                    .map_err(|e| format!("run {i}: {e}"))?;
             }
             Ok(())
         })(),

@@ -64,6 +64,13 @@ fn refused(prog: &str, status: i32, want: &str) {
     assert_eq!(err.trim_end(), want);
 }
 
+/// `lkl-run --zpoline prog` (the default backend) exits 126 with exactly `want`.
+fn refused_126(prog: &str, want: &str) {
+    let out = run(&["--zpoline", prog]);
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), want);
+}
+
 fn executable(name: &str, bytes: &[u8]) -> String {
     use std::os::unix::fs::PermissionsExt;
     let f = scratch().join(name);
@@ -89,27 +96,19 @@ fn missing_program_is_127() {
 
 #[test]
 fn a_path_too_long_is_named() {
-    let long = format!("/tmp/{}", "a".repeat(5000));
-    refused(
-        &long,
-        126,
-        &format!(
-            "lkl-run: {}... (5005 bytes): file name too long (a path is at most 4095 bytes, \
-             a component 255); give a shorter path",
-            &long[..160]
-        ),
-    );
-    // A command name too long for any PATH directory.
-    let name = "b".repeat(300);
-    refused(
-        &name,
-        126,
-        &format!(
-            "lkl-run: {}... (300 bytes): file name too long (a path is at most 4095 bytes, \
-             a component 255); give a shorter path",
-            &name[..160]
-        ),
-    );
+    // A path too long, and a command name too long for any PATH directory.
+    for path in [format!("/tmp/{}", "a".repeat(5000)), "b".repeat(300)] {
+        refused(
+            &path,
+            126,
+            &format!(
+                "lkl-run: {}... ({} bytes): file name too long (a path is at most 4095 \
+                 bytes, a component 255); give a shorter path",
+                &path[..160],
+                path.len()
+            ),
+        );
+    }
 }
 
 #[test]
@@ -175,19 +174,13 @@ fn a_32_bit_program_and_an_object_file_are_126() {
 
 #[test]
 fn non_elf_is_126() {
-    let f = scratch().join("not-elf");
-    std::fs::write(&f, "just text\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run(&["--zpoline", f.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(126));
-    let p = f.to_string_lossy();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
-        format!(
+    let p = executable("not-elf", b"just text\n");
+    refused_126(
+        &p,
+        &format!(
             "lkl-run: {p}: not an ELF executable nor a #! script; lkl-run runs x86-64 ELF \
              programs and scripts"
-        )
+        ),
     );
 }
 
@@ -196,19 +189,13 @@ fn non_x86_64_elf_is_126() {
     let mut exe = std::fs::read("/bin/true").unwrap();
     exe[18] = 0xB7; // EM_AARCH64
     exe[19] = 0;
-    let f = scratch().join("aarch64-true");
-    std::fs::write(&f, exe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run(&["--zpoline", f.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(126));
-    let p = f.to_string_lossy();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
-        format!(
+    let p = executable("aarch64-true", &exe);
+    refused_126(
+        &p,
+        &format!(
             "lkl-run: {p}: an ELF program for AARCH64, not an x86-64 program: zpoline runs \
              x86-64 programs only; run it natively"
-        )
+        ),
     );
 }
 

@@ -13,49 +13,54 @@ fn run_c(name: &str, flags: &[&str], args: &[&str], want: &str) {
     assert_eq!(z.stdout, n.stdout);
 }
 
-#[test]
-fn pthread_create_8_threads() {
-    run_c("threads", &["-pthread"], &[], "threads 8000");
+/// Runs C program `name` (built with `flags`) under `lkl-run` with `opts` and
+/// `args`, checks its output has each of `want`, and checks that `--count` (which
+/// `opts` must hold) saw exactly `getppid` calls of `getppid`.
+fn check_getppid_count(
+    name: &str,
+    flags: &[&str],
+    opts: &[&str],
+    args: &[&str],
+    want: &[&str],
+    getppid: u64,
+) {
+    let bin = gcc(name, flags);
+    let z = interposed(opts, bin.to_str().unwrap(), args);
+    for want in want {
+        assert_ok(&z, want);
+    }
+    let counts = parse_count(&z.stderr);
+    assert!(
+        counts.contains(&("getppid".to_string(), getppid)),
+        "{counts:?}"
+    );
 }
 
-#[test]
-fn fork() {
-    run_c("procs", &[], &["fork"], "fork ok");
+/// One test per row: the C program, its gcc flags, its arguments and the output
+/// it must print, natively and under `lkl-run` alike (see [`run_c`]).
+macro_rules! c_cases {
+    ($($test:ident: $name:expr, $flags:expr, $args:expr, $want:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                run_c($name, $flags, $args, $want);
+            }
+        )*
+    };
 }
 
-#[test]
-fn vfork() {
-    run_c("procs", &[], &["vfork"], "vfork ok");
-}
-
-#[test]
-fn posix_spawn() {
-    run_c("procs", &[], &["posix_spawn"], "posix_spawn ok");
-}
-
-#[test]
-fn clone3() {
-    run_c("procs", &[], &["clone3"], "clone3 ok");
-}
-
-#[test]
-fn signals_sa_restart_sigaltstack() {
-    run_c("signals", &[], &[], "signals ok many");
-}
-
-#[test]
-fn red_zone_kept_across_syscall() {
-    run_c("regs", &[], &["redzone"], "redzone ok");
-}
-
-#[test]
-fn xmm_ymm_kept_across_syscall() {
-    run_c("regs", &[], &["vector"], "vector ok");
-}
-
-#[test]
-fn gprs_kept_across_syscall() {
-    run_c("regs", &[], &["gprs"], "gprs ok");
+c_cases! {
+    pthread_create_8_threads: "threads", &["-pthread"], &[], "threads 8000";
+    fork: "procs", &[], &["fork"], "fork ok";
+    vfork: "procs", &[], &["vfork"], "vfork ok";
+    posix_spawn: "procs", &[], &["posix_spawn"], "posix_spawn ok";
+    clone3: "procs", &[], &["clone3"], "clone3 ok";
+    signals_sa_restart_sigaltstack: "signals", &[], &[], "signals ok many";
+    red_zone_kept_across_syscall: "regs", &[], &["redzone"], "redzone ok";
+    xmm_ymm_kept_across_syscall: "regs", &[], &["vector"], "vector ok";
+    gprs_kept_across_syscall: "regs", &[], &["gprs"], "gprs ok";
+    constant_data_in_an_executable_segment_is_not_rewritten:
+        "rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact";
 }
 
 #[test]
@@ -88,14 +93,7 @@ fn execve_chain() {
 
 #[test]
 fn dlopen_library_with_syscalls() {
-    let lib = scratch().join("libdl_sys.so");
-    let st = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(c_dir().join("dlopen_lib.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let lib = gcc_shared("libdl_sys.so", "dlopen_lib");
     run_c(
         "dlopen_main",
         &["-ldl"],
@@ -104,37 +102,35 @@ fn dlopen_library_with_syscalls() {
     );
     // The library's own syscall site was rewritten (counted through the fast path is
     // invisible, so use --count): 10 getppid from the library + 10 from libc.
-    let bin = gcc("dlopen_main", &["-ldl"]);
-    let z = interposed(
+    check_getppid_count(
+        "dlopen_main",
+        &["-ldl"],
         &["--count", "--no-sud"],
-        bin.to_str().unwrap(),
         &[lib.to_str().unwrap()],
+        &["dlopen 10"],
+        20,
     );
-    assert_ok(&z, "dlopen 10");
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 20)), "{counts:?}");
 }
 
 #[test]
 fn jit_buffer_with_syscall() {
     run_c("jit", &[], &[], "jit 5");
     // The JIT's syscalls reach the hook through Syscall User Dispatch.
-    let bin = gcc("jit", &[]);
-    let z = interposed(&["--count"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "jit 5");
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 10)), "{counts:?}");
+    check_getppid_count("jit", &[], &["--count"], &[], &["jit 5"], 10);
 }
 
 #[test]
 fn syscall_straddling_a_page_boundary() {
     run_c("straddle", &[], &[], "straddle ok");
-    let bin = gcc("straddle", &[]);
-    let z = interposed(&["--count", "--no-sud"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "straddle ok");
-    let counts = parse_count(&z.stderr);
     // one call through the straddling site, two from main through libc
-    assert!(counts.contains(&("getppid".to_string(), 3)), "{counts:?}");
+    check_getppid_count(
+        "straddle",
+        &[],
+        &["--count", "--no-sud"],
+        &[],
+        &["straddle ok"],
+        3,
+    );
 }
 
 #[test]
@@ -193,30 +189,29 @@ fn null_guard_mode_runs_threads_processes_and_signals() {
 
 #[test]
 fn jit_in_new_thread_and_fork_child() {
-    let bin = gcc("jitthread", &["-pthread"]);
-    let z = interposed(&["--count"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "thread 5");
-    assert_ok(&z, "child 5");
-    assert_ok(&z, "early 5");
     // 5 JIT + 5 libc getppid in each of: the new thread, the child, the early thread.
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 30)), "{counts:?}");
+    check_getppid_count(
+        "jitthread",
+        &["-pthread"],
+        &["--count"],
+        &[],
+        &["thread 5", "child 5", "early 5"],
+        30,
+    );
 }
 
 #[test]
 fn exec_mapping_longer_than_its_file() {
     run_c("mmapeof", &[], &[], "mmapeof ok");
-    let bin = gcc("mmapeof", &[]);
-    let z = interposed(&["--count", "--sud=never"], bin.to_str().unwrap(), &[]);
-    assert_ok(&z, "mmapeof ok");
     // one getppid through the mapped file's own (rewritten) site, one through libc
-    let counts = parse_count(&z.stderr);
-    assert!(counts.contains(&("getppid".to_string(), 2)), "{counts:?}");
-}
-
-#[test]
-fn constant_data_in_an_executable_segment_is_not_rewritten() {
-    run_c("rodata", &["-Wl,-z,noseparate-code"], &[], "rodata intact");
+    check_getppid_count(
+        "mmapeof",
+        &[],
+        &["--count", "--sud=never"],
+        &[],
+        &["mmapeof ok"],
+        2,
+    );
 }
 
 #[test]
@@ -231,14 +226,7 @@ fn loading_a_jvm_switches_to_the_null_guard() {
     // A JVM relies on NULL reads faulting (implicit null checks). Mapping libjvm.so on a
     // CPU without protection keys switches to the NULL guard; a stand-in library with
     // that name triggers it.
-    let lib = scratch().join("libjvm.so");
-    let st = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&lib)
-        .arg(c_dir().join("dlopen_lib.c"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let lib = gcc_shared("libjvm.so", "dlopen_lib");
     let bin = gcc("segvhandler", &["-ldl"]);
     let (bin, lib) = (bin.to_str().unwrap(), lib.to_str().unwrap());
     let z = interposed(&[], bin, &["8", lib]);

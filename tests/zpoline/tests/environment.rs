@@ -91,12 +91,18 @@ fn preload_lib() -> String {
         .into_owned()
 }
 
-#[test]
-fn ld_preload_reaches_the_program_only() {
+/// `echo hi` with the test library in `var`, natively and under `lkl-run`.
+fn echo_with_the_library_in(var: &str) -> (Output, Output) {
     let lib = preload_lib();
-    let vars = [("LD_PRELOAD", lib.as_str())];
+    let vars = [(var, lib.as_str())];
     let n = run_env(&vars, false, "/bin/echo", &["hi"]);
     let z = run_env(&vars, true, "/bin/echo", &["hi"]);
+    (n, z)
+}
+
+#[test]
+fn ld_preload_reaches_the_program_only() {
+    let (n, z) = echo_with_the_library_in("LD_PRELOAD");
     assert_eq!(ctor_lines(&n.stderr), ["preload-ctor in echo"]);
     assert_eq!(ctor_lines(&z.stderr), ["preload-ctor in echo"], "{z:?}");
     assert_eq!(z.stdout, b"hi\n");
@@ -104,10 +110,7 @@ fn ld_preload_reaches_the_program_only() {
 
 #[test]
 fn ld_audit_reaches_the_program_only() {
-    let lib = preload_lib();
-    let vars = [("LD_AUDIT", lib.as_str())];
-    let n = run_env(&vars, false, "/bin/echo", &["hi"]);
-    let z = run_env(&vars, true, "/bin/echo", &["hi"]);
+    let (n, z) = echo_with_the_library_in("LD_AUDIT");
     let audit = |err: &[u8]| {
         String::from_utf8_lossy(err)
             .lines()

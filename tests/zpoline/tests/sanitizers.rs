@@ -48,11 +48,8 @@ fn thread_sanitizer_program_runs_with_the_lkl_backend() {
 
 #[test]
 fn thread_sanitizer_still_reports_a_race() {
-    let z = interposed(&[], &tsan(), &["race"]);
-    let err = String::from_utf8_lossy(&z.stderr);
-    assert!(err.contains("WARNING: ThreadSanitizer: data race"), "{z:?}");
-    // ThreadSanitizer's exit status for a program with reports.
-    assert_eq!(z.status.code(), Some(66), "{err}");
+    // 66: ThreadSanitizer's exit status for a program with reports.
+    still_reports(&tsan(), "race", "WARNING: ThreadSanitizer: data race", 66);
 }
 
 #[test]
@@ -72,11 +69,19 @@ fn address_sanitizer_program_runs() {
 
 #[test]
 fn address_sanitizer_still_reports_an_overflow() {
-    let z = interposed(&[], &asan(), &["overflow"]);
-    let err = String::from_utf8_lossy(&z.stderr);
-    assert!(
-        err.contains("ERROR: AddressSanitizer: heap-buffer-overflow"),
-        "{z:?}"
+    still_reports(
+        &asan(),
+        "overflow",
+        "ERROR: AddressSanitizer: heap-buffer-overflow",
+        1,
     );
-    assert_eq!(z.status.code(), Some(1), "{err}");
+}
+
+/// The sanitized program `prog arg` under `lkl-run` prints the sanitizer's
+/// `report` and exits with `status`.
+fn still_reports(prog: &str, arg: &str, report: &str, status: i32) {
+    let z = interposed(&[], prog, &[arg]);
+    let err = String::from_utf8_lossy(&z.stderr);
+    assert!(err.contains(report), "{z:?}");
+    assert_eq!(z.status.code(), Some(status), "{err}");
 }

@@ -50,17 +50,20 @@ fn p<T>(ptr: *const T) -> c_long {
     ptr as c_long
 }
 
+/// `nr(dirfd, name, args...)`, the shape of the `*at` calls that take one
+/// name and numbers after it.
+fn at_name(nr: u32, dirfd: i32, name: &OsStr, args: &[c_long]) -> Result<c_long, Errno> {
+    let name = cstr(name)?;
+    let mut all = [dirfd as c_long, p(name.as_ptr()), 0, 0, 0, 0];
+    all[2..2 + args.len()].copy_from_slice(args);
+    // SAFETY: the name lives across the call; the rest are numbers.
+    unsafe { call(nr, &all) }
+}
+
 /// `openat(dirfd, name, flags, mode)`.
 pub fn openat(dirfd: i32, name: &OsStr, flags: i32, mode: u32) -> Result<i32, Errno> {
-    let name = cstr(name)?;
-    let args = [
-        dirfd as c_long,
-        p(name.as_ptr()),
-        flags as c_long,
-        mode as c_long,
-    ];
-    // SAFETY: the name lives across the call.
-    unsafe { call(sys::__lkl__NR_openat, &args) }.map(|fd| fd as i32)
+    let args = [flags as c_long, mode as c_long];
+    at_name(sys::__lkl__NR_openat, dirfd, name, &args).map(|fd| fd as i32)
 }
 
 /// `close(fd)`.
@@ -134,23 +137,13 @@ pub fn getdents64(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// `mkdirat(dirfd, name, mode)`.
 pub fn mkdirat(dirfd: i32, name: &OsStr, mode: u32) -> Result<(), Errno> {
-    let name = cstr(name)?;
-    let args = [dirfd as c_long, p(name.as_ptr()), mode as c_long];
-    // SAFETY: the name lives across the call.
-    unsafe { call(sys::__lkl__NR_mkdirat, &args) }.map(drop)
+    at_name(sys::__lkl__NR_mkdirat, dirfd, name, &[mode as c_long]).map(drop)
 }
 
 /// `mknodat(dirfd, name, mode, dev)`.
 pub fn mknodat(dirfd: i32, name: &OsStr, mode: u32, dev: u32) -> Result<(), Errno> {
-    let name = cstr(name)?;
-    let args = [
-        dirfd as c_long,
-        p(name.as_ptr()),
-        mode as c_long,
-        dev as c_long,
-    ];
-    // SAFETY: the name lives across the call.
-    unsafe { call(sys::__lkl__NR_mknodat, &args) }.map(drop)
+    let args = [mode as c_long, dev as c_long];
+    at_name(sys::__lkl__NR_mknodat, dirfd, name, &args).map(drop)
 }
 
 /// `symlinkat(target, dirfd, name)`.
@@ -179,10 +172,7 @@ pub fn readlink(fd: i32) -> Result<Vec<u8>, Errno> {
 
 /// `unlinkat(dirfd, name, flags)`.
 pub fn unlinkat(dirfd: i32, name: &OsStr, flags: i32) -> Result<(), Errno> {
-    let name = cstr(name)?;
-    let args = [dirfd as c_long, p(name.as_ptr()), flags as c_long];
-    // SAFETY: the name lives across the call.
-    unsafe { call(sys::__lkl__NR_unlinkat, &args) }.map(drop)
+    at_name(sys::__lkl__NR_unlinkat, dirfd, name, &[flags as c_long]).map(drop)
 }
 
 /// `renameat2(olddir, old, newdir, new, flags)`.

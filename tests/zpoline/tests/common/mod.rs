@@ -71,6 +71,20 @@ pub fn gcc(name: &str, flags: &[&str]) -> PathBuf {
     out
 }
 
+/// Compiles `c/<src>.c` into the shared library `<lib>` in the scratch directory;
+/// returns its path.
+pub fn gcc_shared(lib: &str, src: &str) -> PathBuf {
+    let out = scratch().join(lib);
+    let st = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(c_dir().join(format!("{src}.c")))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    out
+}
+
 /// Runs `prog args` under `lkl-run --zpoline --backend host` with extra lkl-run options.
 pub fn interposed(opts: &[&str], prog: &str, args: &[&str]) -> Output {
     setup();
