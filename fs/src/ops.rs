@@ -6,13 +6,12 @@
 //! [`crate::Mounted::path`]). Descriptors are owned by [`File`], which
 //! closes them on drop.
 
-use std::ffi::{c_long, CString, OsStr, OsString};
-use std::mem::MaybeUninit;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use lkl::sys;
-use lkl::Errno;
+use lkl::{Errno, XattrOn};
 
 use crate::FsError;
 
@@ -196,58 +195,6 @@ fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> FsError + 
     }
 }
 
-fn cstr(op: &'static str, path: &Path) -> Result<CString, FsError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| err(op, path)(Errno::EINVAL))
-}
-
-fn cname(op: &'static str, path: &Path, name: &str) -> Result<CString, FsError> {
-    CString::new(name).map_err(|_| err(op, path)(Errno::EINVAL))
-}
-
-/// A system call of numbers and pointers the caller keeps valid.
-///
-/// # Safety
-/// Every pointer among `args` must be valid for what system call `no`
-/// does with it, for the duration of the call.
-unsafe fn call(no: u32, args: &[c_long]) -> Result<c_long, Errno> {
-    let mut all = [0; 6];
-    all[..args.len()].copy_from_slice(args);
-    // SAFETY: the caller's contract.
-    unsafe { lkl::syscall(no as c_long, all) }
-}
-
-/// `no(AT_FDCWD, path, args...)` for a call that answers 0 on success; an
-/// error names `op` and `path`. `args` are numbers, never pointers.
-fn at_path(op: &'static str, no: u32, path: &Path, args: &[c_long]) -> Result<(), FsError> {
-    let c = cstr(op, path)?;
-    let mut all = [AT_FDCWD as c_long, c.as_ptr() as c_long, 0, 0, 0, 0];
-    all[2..2 + args.len()].copy_from_slice(args);
-    // SAFETY: a NUL-terminated path, live across the call; the rest are numbers.
-    unsafe { call(no, &all) }.map(drop).map_err(err(op, path))
-}
-
-/// `no(AT_FDCWD, a, AT_FDCWD, b, flags)`, the shape of `linkat` and
-/// `renameat2`; an error names `op` and `named`.
-fn at_two_paths(
-    op: &'static str,
-    no: u32,
-    (a, b): (&Path, &Path),
-    flags: c_long,
-    named: &Path,
-) -> Result<(), FsError> {
-    let ca = cstr(op, a)?;
-    let cb = cstr(op, b)?;
-    let (fd, a, b) = (
-        AT_FDCWD as c_long,
-        ca.as_ptr() as c_long,
-        cb.as_ptr() as c_long,
-    );
-    // SAFETY: two NUL-terminated paths, live across the call.
-    unsafe { call(no, &[fd, a, fd, b, flags]) }
-        .map(drop)
-        .map_err(err(op, named))
-}
-
 /// Calls `read(rest, done)` on the unfilled rest of `buf` (`done` bytes are
 /// filled) until `buf` is full or a read returns 0; returns the bytes read.
 fn read_until_full(
@@ -266,24 +213,8 @@ fn read_until_full(
 
 /// `newfstatat(dirfd, path, flags)`.
 fn fstatat(dirfd: i32, path: &Path, flags: i32, op: &'static str) -> Result<Stat, FsError> {
-    let c = cstr(op, path)?;
-    let mut st = MaybeUninit::<sys::lkl_stat>::zeroed();
-    // SAFETY: a NUL-terminated path and a stat buffer, both live across
-    // the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_newfstatat,
-            &[
-                dirfd as c_long,
-                c.as_ptr() as c_long,
-                st.as_mut_ptr() as c_long,
-                flags as c_long,
-            ],
-        )
-    }
-    .map_err(err(op, path))?;
-    // SAFETY: zero-initialised plain integers, filled by the kernel.
-    Ok(Stat::from_raw(unsafe { &st.assume_init() }))
+    let st = lkl::newfstatat(dirfd, path, flags).map_err(err(op, path))?;
+    Ok(Stat::from_raw(&st))
 }
 
 /// `lstat(path)`: does not follow a final symlink.
@@ -416,20 +347,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn pread(&self, buf: &mut [u8], offset: u64) -> Result<usize, FsError> {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        unsafe {
-            call(
-                sys::__lkl__NR_pread64,
-                &[
-                    self.fd as c_long,
-                    buf.as_mut_ptr() as c_long,
-                    buf.len() as c_long,
-                    offset as c_long,
-                ],
-            )
-        }
-        .map(|n| n as usize)
-        .map_err(err("pread", &self.path))
+        lkl::pread64(self.fd, buf, offset).map_err(err("pread", &self.path))
     }
 
     /// `pread64` until `buf` is full or the end of the file.
@@ -462,22 +380,10 @@ impl File {
     /// [`FsError::Sys`].
     pub fn pwrite_all(&self, mut data: &[u8], mut offset: u64) -> Result<(), FsError> {
         while !data.is_empty() {
-            // SAFETY: the kernel reads at most `data.len()` bytes of `data`.
-            let r = unsafe {
-                call(
-                    sys::__lkl__NR_pwrite64,
-                    &[
-                        self.fd as c_long,
-                        data.as_ptr() as c_long,
-                        data.len() as c_long,
-                        offset as c_long,
-                    ],
-                )
-            };
-            match r {
+            match lkl::pwrite64(self.fd, data, offset) {
                 Ok(0) => return Err(err("pwrite", &self.path)(Errno::EIO)),
                 Ok(n) => {
-                    data = &data[n as usize..];
+                    data = &data[n..];
                     offset += n as u64;
                 }
                 Err(Errno::EINTR) => {}
@@ -553,15 +459,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn set_len(&self, len: u64) -> Result<(), FsError> {
-        // SAFETY: numbers only.
-        unsafe {
-            call(
-                sys::__lkl__NR_ftruncate,
-                &[self.fd as c_long, len as c_long],
-            )
-        }
-        .map(drop)
-        .map_err(err("ftruncate", &self.path))
+        lkl::ftruncate(self.fd, len).map_err(err("ftruncate", &self.path))
     }
 
     /// `fchmod`.
@@ -569,10 +467,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn chmod(&self, mode: u32) -> Result<(), FsError> {
-        // SAFETY: numbers only.
-        unsafe { call(sys::__lkl__NR_fchmod, &[self.fd as c_long, mode as c_long]) }
-            .map(drop)
-            .map_err(err("fchmod", &self.path))
+        lkl::fchmod(self.fd, mode).map_err(err("fchmod", &self.path))
     }
 
     /// `fchown`.
@@ -580,15 +475,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn chown(&self, uid: u32, gid: u32) -> Result<(), FsError> {
-        // SAFETY: numbers only.
-        unsafe {
-            call(
-                sys::__lkl__NR_fchown,
-                &[self.fd as c_long, uid as c_long, gid as c_long],
-            )
-        }
-        .map(drop)
-        .map_err(err("fchown", &self.path))
+        lkl::fchown(self.fd, uid, gid).map_err(err("fchown", &self.path))
     }
 
     /// `futimens`: sets access and modification times.
@@ -596,7 +483,8 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn set_times(&self, atime: Timespec, mtime: Timespec) -> Result<(), FsError> {
-        utimens(self.fd, None, atime, mtime, 0).map_err(err("futimens", &self.path))
+        lkl::utimensat(self.fd, "", utime(atime), utime(mtime), lkl::AT_EMPTY_PATH)
+            .map_err(err("futimens", &self.path))
     }
 
     /// `fsync`.
@@ -604,10 +492,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn sync(&self) -> Result<(), FsError> {
-        // SAFETY: numbers only.
-        unsafe { call(sys::__lkl__NR_fsync, &[self.fd as c_long]) }
-            .map(drop)
-            .map_err(err("fsync", &self.path))
+        lkl::fsync(self.fd).map_err(err("fsync", &self.path))
     }
 
     /// `syncfs`: writes back the whole file system holding this file.
@@ -615,10 +500,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn sync_fs(&self) -> Result<(), FsError> {
-        // SAFETY: numbers only.
-        unsafe { call(sys::__lkl__NR_syncfs, &[self.fd as c_long]) }
-            .map(drop)
-            .map_err(err("syncfs", &self.path))
+        lkl::syncfs(self.fd).map_err(err("syncfs", &self.path))
     }
 
     /// `flistxattr`.
@@ -626,8 +508,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`].
     pub fn list_xattrs(&self) -> Result<Vec<OsString>, FsError> {
-        list_xattrs_raw(sys::__lkl__NR_flistxattr, XattrTarget::Fd(self.fd))
-            .map_err(err("flistxattr", &self.path))
+        list_xattrs_raw(XattrOn::Fd(self.fd)).map_err(err("flistxattr", &self.path))
     }
 
     /// `fgetxattr`.
@@ -635,10 +516,7 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`] (`ENODATA` when it is not there).
     pub fn get_xattr(&self, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        let n = CString::new(name.as_bytes())
-            .map_err(|_| err("fgetxattr", &self.path)(Errno::EINVAL))?;
-        get_xattr_raw(sys::__lkl__NR_fgetxattr, XattrTarget::Fd(self.fd), &n)
-            .map_err(err("fgetxattr", &self.path))
+        get_xattr_raw(XattrOn::Fd(self.fd), name).map_err(err("fgetxattr", &self.path))
     }
 
     /// `fsetxattr` (flags: 0 or [`XATTR_CREATE`]).
@@ -646,24 +524,8 @@ impl File {
     /// # Errors
     /// [`FsError::Sys`] (`EOPNOTSUPP` where the file system has none).
     pub fn set_xattr(&self, name: &OsStr, value: &[u8], flags: i32) -> Result<(), FsError> {
-        let n = CString::new(name.as_bytes())
-            .map_err(|_| err("fsetxattr", &self.path)(Errno::EINVAL))?;
-        // SAFETY: a NUL-terminated name and a value buffer of the length
-        // given, both live across the call.
-        unsafe {
-            call(
-                sys::__lkl__NR_fsetxattr,
-                &[
-                    self.fd as c_long,
-                    n.as_ptr() as c_long,
-                    value.as_ptr() as c_long,
-                    value.len() as c_long,
-                    flags as c_long,
-                ],
-            )
-        }
-        .map(drop)
-        .map_err(err("fsetxattr", &self.path))
+        lkl::setxattr(XattrOn::Fd(self.fd), name, value, flags)
+            .map_err(err("fsetxattr", &self.path))
     }
 }
 
@@ -698,39 +560,9 @@ pub fn extents_by_seeking<E>(
     Ok(out)
 }
 
-/// `utimensat(dirfd, path, {atime, mtime}, flags)`; `path` `None` means the
-/// descriptor itself.
-fn utimens(
-    dirfd: i32,
-    path: Option<&CString>,
-    atime: Timespec,
-    mtime: Timespec,
-    flags: i32,
-) -> Result<(), Errno> {
-    let ts = [
-        sys::__lkl__kernel_timespec {
-            tv_sec: atime.sec as _,
-            tv_nsec: atime.nsec as _,
-        },
-        sys::__lkl__kernel_timespec {
-            tv_sec: mtime.sec as _,
-            tv_nsec: mtime.nsec as _,
-        },
-    ];
-    // SAFETY: an optional NUL-terminated path and two timespecs, all live
-    // across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_utimensat,
-            &[
-                dirfd as c_long,
-                path.map_or(0, |p| p.as_ptr() as c_long),
-                ts.as_ptr() as c_long,
-                flags as c_long,
-            ],
-        )
-    }
-    .map(drop)
+/// A time as [`lkl::utimensat`] takes it.
+fn utime(t: Timespec) -> lkl::Utime {
+    lkl::Utime::At(t.sec, t.nsec)
 }
 
 /// `utimensat(AT_FDCWD, path, ..., AT_SYMLINK_NOFOLLOW)`: sets the times of
@@ -739,8 +571,14 @@ fn utimens(
 /// # Errors
 /// [`FsError::Sys`].
 pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> Result<(), FsError> {
-    let c = cstr("utimensat", path)?;
-    utimens(AT_FDCWD, Some(&c), atime, mtime, AT_SYMLINK_NOFOLLOW).map_err(err("utimensat", path))
+    lkl::utimensat(
+        AT_FDCWD,
+        path,
+        utime(atime),
+        utime(mtime),
+        AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(err("utimensat", path))
 }
 
 /// `fchmodat(AT_FDCWD, path, mode)` (follows symlinks, as Linux does).
@@ -748,7 +586,7 @@ pub fn set_times(path: &Path, atime: Timespec, mtime: Timespec) -> Result<(), Fs
 /// # Errors
 /// [`FsError::Sys`].
 pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
-    at_path("chmod", sys::__lkl__NR_fchmodat, path, &[mode as c_long])
+    lkl::fchmodat2(AT_FDCWD, path, mode, 0).map_err(err("chmod", path))
 }
 
 /// `fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW)` (`lchown`).
@@ -756,8 +594,7 @@ pub fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn lchown(path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
-    let args = [uid as c_long, gid as c_long, AT_SYMLINK_NOFOLLOW as c_long];
-    at_path("lchown", sys::__lkl__NR_fchownat, path, &args)
+    lkl::fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW).map_err(err("lchown", path))
 }
 
 /// `mkdir(path, mode)`.
@@ -774,12 +611,7 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn mknod(path: &Path, mode: u32, rdev: u64) -> Result<(), FsError> {
-    at_path(
-        "mknod",
-        sys::__lkl__NR_mknodat,
-        path,
-        &[mode as c_long, rdev as c_long],
-    )
+    lkl::mknodat(AT_FDCWD, path, mode, rdev as u32).map_err(err("mknod", path))
 }
 
 /// `symlink(target, path)`.
@@ -787,21 +619,7 @@ pub fn mknod(path: &Path, mode: u32, rdev: u64) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn symlink(target: &OsStr, path: &Path) -> Result<(), FsError> {
-    let c = cstr("symlink", path)?;
-    let t = cstr("symlink", Path::new(target))?;
-    // SAFETY: two NUL-terminated strings, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_symlinkat,
-            &[
-                t.as_ptr() as c_long,
-                AT_FDCWD as c_long,
-                c.as_ptr() as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("symlink", path))
+    lkl::symlinkat(target, AT_FDCWD, path).map_err(err("symlink", path))
 }
 
 /// `link(existing, new)`: a hard link.
@@ -809,7 +627,7 @@ pub fn symlink(target: &OsStr, path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `new`.
 pub fn link(existing: &Path, new: &Path) -> Result<(), FsError> {
-    at_two_paths("link", sys::__lkl__NR_linkat, (existing, new), 0, new)
+    lkl::linkat(AT_FDCWD, existing, AT_FDCWD, new, 0).map_err(err("link", new))
 }
 
 /// `readlink(path)`: a symlink's target.
@@ -817,28 +635,9 @@ pub fn link(existing: &Path, new: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn readlink(path: &Path) -> Result<OsString, FsError> {
-    let c = cstr("readlink", path)?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe {
-            call(
-                sys::__lkl__NR_readlinkat,
-                &[
-                    AT_FDCWD as c_long,
-                    c.as_ptr() as c_long,
-                    buf.as_mut_ptr() as c_long,
-                    buf.len() as c_long,
-                ],
-            )
-        }
-        .map_err(err("readlink", path))? as usize;
-        if n < buf.len() {
-            buf.truncate(n);
-            return Ok(OsString::from_vec(buf));
-        }
-        buf.resize(buf.len() * 2, 0);
-    }
+    lkl::readlinkat(AT_FDCWD, path)
+        .map(OsString::from_vec)
+        .map_err(err("readlink", path))
 }
 
 /// `unlink(path)`.
@@ -862,40 +661,16 @@ pub fn rmdir(path: &Path) -> Result<(), FsError> {
 /// # Errors
 /// [`FsError::Sys`] naming `from`.
 pub fn rename(from: &Path, to: &Path, flags: u32) -> Result<(), FsError> {
-    let no = sys::__lkl__NR_renameat2;
-    at_two_paths("rename", no, (from, to), flags as c_long, from)
+    lkl::renameat2(AT_FDCWD, from, AT_FDCWD, to, flags).map_err(err("rename", from))
 }
 
-enum XattrTarget<'a> {
-    Path(&'a CString),
-    Fd(i32),
-}
-
-impl XattrTarget<'_> {
-    fn arg(&self) -> c_long {
-        match self {
-            XattrTarget::Path(c) => c.as_ptr() as c_long,
-            XattrTarget::Fd(fd) => *fd as c_long,
-        }
-    }
-}
-
-fn list_xattrs_raw(no: u32, target: XattrTarget) -> Result<Vec<OsString>, Errno> {
+/// The names of the extended attributes of `on`, growing the buffer while
+/// the kernel says `ERANGE`.
+fn list_xattrs_raw(on: XattrOn) -> Result<Vec<OsString>, Errno> {
     let mut buf = vec![0u8; 1024];
     let n = loop {
-        // SAFETY: the target is a live NUL-terminated path or a number; the
-        // kernel writes at most `buf.len()` bytes into `buf`.
-        match unsafe {
-            call(
-                no,
-                &[
-                    target.arg(),
-                    buf.as_mut_ptr() as c_long,
-                    buf.len() as c_long,
-                ],
-            )
-        } {
-            Ok(n) => break n as usize,
+        match lkl::listxattr(on, &mut buf) {
+            Ok(n) => break n,
             Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
             Err(e) => return Err(e),
         }
@@ -907,24 +682,14 @@ fn list_xattrs_raw(no: u32, target: XattrTarget) -> Result<Vec<OsString>, Errno>
         .collect())
 }
 
-fn get_xattr_raw(no: u32, target: XattrTarget, name: &CString) -> Result<Vec<u8>, Errno> {
+/// The value of extended attribute `name` of `on`, growing the buffer
+/// while the kernel says `ERANGE`.
+fn get_xattr_raw(on: XattrOn, name: &OsStr) -> Result<Vec<u8>, Errno> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: the target and name are live NUL-terminated strings or a
-        // number; the kernel writes at most `buf.len()` bytes into `buf`.
-        match unsafe {
-            call(
-                no,
-                &[
-                    target.arg(),
-                    name.as_ptr() as c_long,
-                    buf.as_mut_ptr() as c_long,
-                    buf.len() as c_long,
-                ],
-            )
-        } {
+        match lkl::getxattr(on, name, &mut buf) {
             Ok(n) => {
-                buf.truncate(n as usize);
+                buf.truncate(n);
                 return Ok(buf);
             }
             Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
@@ -939,9 +704,7 @@ fn get_xattr_raw(no: u32, target: XattrTarget, name: &CString) -> Result<Vec<u8>
 /// # Errors
 /// [`FsError::Sys`] (`EOPNOTSUPP` where the file system has none).
 pub fn list_xattrs(path: &Path) -> Result<Vec<OsString>, FsError> {
-    let c = cstr("llistxattr", path)?;
-    list_xattrs_raw(sys::__lkl__NR_llistxattr, XattrTarget::Path(&c))
-        .map_err(err("llistxattr", path))
+    list_xattrs_raw(XattrOn::Link(path)).map_err(err("llistxattr", path))
 }
 
 /// `lgetxattr(path, name)`.
@@ -949,10 +712,7 @@ pub fn list_xattrs(path: &Path) -> Result<Vec<OsString>, FsError> {
 /// # Errors
 /// [`FsError::Sys`] (`ENODATA` when it is not there).
 pub fn get_xattr(path: &Path, name: &OsStr) -> Result<Vec<u8>, FsError> {
-    let c = cstr("lgetxattr", path)?;
-    let n = CString::new(name.as_bytes()).map_err(|_| err("lgetxattr", path)(Errno::EINVAL))?;
-    get_xattr_raw(sys::__lkl__NR_lgetxattr, XattrTarget::Path(&c), &n)
-        .map_err(err("lgetxattr", path))
+    get_xattr_raw(XattrOn::Link(path), name).map_err(err("lgetxattr", path))
 }
 
 /// `lsetxattr(path, name, value, flags)`.
@@ -960,24 +720,7 @@ pub fn get_xattr(path: &Path, name: &OsStr) -> Result<Vec<u8>, FsError> {
 /// # Errors
 /// [`FsError::Sys`].
 pub fn set_xattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> Result<(), FsError> {
-    let c = cstr("lsetxattr", path)?;
-    let n = CString::new(name.as_bytes()).map_err(|_| err("lsetxattr", path)(Errno::EINVAL))?;
-    // SAFETY: NUL-terminated path and name and a value buffer of the
-    // length given, all live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_lsetxattr,
-            &[
-                c.as_ptr() as c_long,
-                n.as_ptr() as c_long,
-                value.as_ptr() as c_long,
-                value.len() as c_long,
-                flags as c_long,
-            ],
-        )
-    }
-    .map(drop)
-    .map_err(err("lsetxattr", path))
+    lkl::setxattr(XattrOn::Link(path), name, value, flags).map_err(err("lsetxattr", path))
 }
 
 /// `lremovexattr(path, name)`.
@@ -985,17 +728,7 @@ pub fn set_xattr(path: &Path, name: &OsStr, value: &[u8], flags: i32) -> Result<
 /// # Errors
 /// [`FsError::Sys`].
 pub fn remove_xattr(path: &Path, name: &str) -> Result<(), FsError> {
-    let c = cstr("lremovexattr", path)?;
-    let n = cname("lremovexattr", path, name)?;
-    // SAFETY: two NUL-terminated strings, live across the call.
-    unsafe {
-        call(
-            sys::__lkl__NR_lremovexattr,
-            &[c.as_ptr() as c_long, n.as_ptr() as c_long],
-        )
-    }
-    .map(drop)
-    .map_err(err("lremovexattr", path))
+    lkl::removexattr(XattrOn::Link(path), OsStr::new(name)).map_err(err("lremovexattr", path))
 }
 
 /// `syncfs` of the file system holding `path`.
@@ -1054,18 +787,8 @@ impl ReadDir {
     }
 
     fn fill(&mut self) -> Result<bool, FsError> {
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
-        let n = unsafe {
-            call(
-                sys::__lkl__NR_getdents64,
-                &[
-                    self.dir.fd as c_long,
-                    self.buf.as_mut_ptr() as c_long,
-                    self.buf.len() as c_long,
-                ],
-            )
-        }
-        .map_err(err("getdents64", &self.dir.path))? as usize;
+        let n = lkl::getdents64_into(self.dir.fd, &mut self.buf)
+            .map_err(err("getdents64", &self.dir.path))?;
         self.at = 0;
         self.len = n.min(self.buf.len());
         Ok(n > 0)

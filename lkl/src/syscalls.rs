@@ -255,6 +255,403 @@ pub fn getdents64(fd: i32) -> Result<Vec<DirEntry>, Errno> {
     }
 }
 
+/// `getdents64(fd, buf)`: fills `buf` with `struct linux_dirent64`
+/// records from the directory's current position; returns the bytes used
+/// (0 at the end).
+pub fn getdents64_into(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let args = [
+        fd as c_long,
+        buf.as_mut_ptr() as c_long,
+        buf.len() as c_long,
+    ];
+    call(nr!(__lkl__NR_getdents64), &args).map(|n| n as usize)
+}
+
+// ---------------------------------------------------------------------------
+// Files: positional I/O, names, ownership, times, space, extended attributes
+
+/// `AT_EMPTY_PATH`: an `*at` call with an empty path works on `dirfd` itself.
+pub const AT_EMPTY_PATH: i32 = sys::LKL_AT_EMPTY_PATH as i32;
+/// `AT_SYMLINK_NOFOLLOW`: do not follow a final symlink.
+pub const AT_SYMLINK_NOFOLLOW: i32 = sys::LKL_AT_SYMLINK_NOFOLLOW as i32;
+/// `AT_REMOVEDIR`: [`unlinkat`] removes a directory.
+pub const AT_REMOVEDIR: i32 = sys::LKL_AT_REMOVEDIR as i32;
+
+/// `pread64(fd, buf, offset)`; returns the bytes read (0 at end of file).
+pub fn pread64(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let args = [
+        fd as c_long,
+        buf.as_mut_ptr() as c_long,
+        buf.len() as c_long,
+        offset as c_long,
+    ];
+    call(nr!(__lkl__NR_pread64), &args).map(|n| n as usize)
+}
+
+/// `pwrite64(fd, buf, offset)`; returns the bytes written.
+pub fn pwrite64(fd: i32, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+    let args = [
+        fd as c_long,
+        ptr_arg(buf.as_ptr()),
+        buf.len() as c_long,
+        offset as c_long,
+    ];
+    call(nr!(__lkl__NR_pwrite64), &args).map(|n| n as usize)
+}
+
+/// `mknodat(dirfd, path, mode, dev)` (`dev` in the kernel's encoding).
+pub fn mknodat(dirfd: i32, path: impl AsRef<Path>, mode: u32, dev: u32) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    let args = [
+        dirfd as c_long,
+        ptr_arg(path.as_ptr()),
+        mode as c_long,
+        dev as c_long,
+    ];
+    call(nr!(__lkl__NR_mknodat), &args).map(drop)
+}
+
+/// `symlinkat(target, dirfd, path)`: `path` becomes a link to `target`.
+pub fn symlinkat(
+    target: impl AsRef<Path>,
+    dirfd: i32,
+    path: impl AsRef<Path>,
+) -> Result<(), Errno> {
+    let target = c_path(target.as_ref())?;
+    let path = c_path(path.as_ref())?;
+    let args = [
+        ptr_arg(target.as_ptr()),
+        dirfd as c_long,
+        ptr_arg(path.as_ptr()),
+    ];
+    call(nr!(__lkl__NR_symlinkat), &args).map(drop)
+}
+
+/// `readlinkat(dirfd, path)`: the link's target, whole (an empty `path`
+/// reads the link `dirfd` itself refers to, opened `O_PATH|O_NOFOLLOW`).
+pub fn readlinkat(dirfd: i32, path: impl AsRef<Path>) -> Result<Vec<u8>, Errno> {
+    let path = c_path(path.as_ref())?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let args = [
+            dirfd as c_long,
+            ptr_arg(path.as_ptr()),
+            buf.as_mut_ptr() as c_long,
+            buf.len() as c_long,
+        ];
+        let n = call(nr!(__lkl__NR_readlinkat), &args)? as usize;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        // The target may have been cut short: ask again with more room.
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+/// `renameat2(olddir, old, newdir, new, flags)` (`RENAME_NOREPLACE`, ...).
+pub fn renameat2(
+    olddir: i32,
+    old: impl AsRef<Path>,
+    newdir: i32,
+    new: impl AsRef<Path>,
+    flags: u32,
+) -> Result<(), Errno> {
+    let old = c_path(old.as_ref())?;
+    let new = c_path(new.as_ref())?;
+    let args = [
+        olddir as c_long,
+        ptr_arg(old.as_ptr()),
+        newdir as c_long,
+        ptr_arg(new.as_ptr()),
+        flags as c_long,
+    ];
+    call(nr!(__lkl__NR_renameat2), &args).map(drop)
+}
+
+/// `linkat(olddir, old, newdir, new, flags)` (with [`AT_EMPTY_PATH`] and
+/// an empty `old`, a new name for the inode `olddir` refers to).
+pub fn linkat(
+    olddir: i32,
+    old: impl AsRef<Path>,
+    newdir: i32,
+    new: impl AsRef<Path>,
+    flags: i32,
+) -> Result<(), Errno> {
+    let old = c_path(old.as_ref())?;
+    let new = c_path(new.as_ref())?;
+    let args = [
+        olddir as c_long,
+        ptr_arg(old.as_ptr()),
+        newdir as c_long,
+        ptr_arg(new.as_ptr()),
+        flags as c_long,
+    ];
+    call(nr!(__lkl__NR_linkat), &args).map(drop)
+}
+
+/// `fchownat(dirfd, path, uid, gid, flags)`; `u32::MAX` leaves an id as it is.
+pub fn fchownat(
+    dirfd: i32,
+    path: impl AsRef<Path>,
+    uid: u32,
+    gid: u32,
+    flags: i32,
+) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    let args = [
+        dirfd as c_long,
+        ptr_arg(path.as_ptr()),
+        uid as i32 as c_long,
+        gid as i32 as c_long,
+        flags as c_long,
+    ];
+    call(nr!(__lkl__NR_fchownat), &args).map(drop)
+}
+
+/// `fchown(fd, uid, gid)`; `u32::MAX` leaves an id as it is.
+pub fn fchown(fd: i32, uid: u32, gid: u32) -> Result<(), Errno> {
+    let args = [fd as c_long, uid as i32 as c_long, gid as i32 as c_long];
+    call(nr!(__lkl__NR_fchown), &args).map(drop)
+}
+
+/// `fchmodat2(dirfd, path, mode, flags)` (unlike `fchmodat`, it takes
+/// [`AT_EMPTY_PATH`] and [`AT_SYMLINK_NOFOLLOW`]).
+pub fn fchmodat2(dirfd: i32, path: impl AsRef<Path>, mode: u32, flags: i32) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    let args = [
+        dirfd as c_long,
+        ptr_arg(path.as_ptr()),
+        mode as c_long,
+        flags as c_long,
+    ];
+    call(nr!(__lkl__NR_fchmodat2), &args).map(drop)
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(fd: i32, mode: u32) -> Result<(), Errno> {
+    call(nr!(__lkl__NR_fchmod), &[fd as c_long, mode as c_long]).map(drop)
+}
+
+/// A time for [`utimensat`]: a value, the current time, or left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Utime {
+    /// Seconds and nanoseconds since the epoch.
+    At(i64, u32),
+    /// `UTIME_NOW`.
+    Now,
+    /// `UTIME_OMIT`.
+    Omit,
+}
+
+impl Utime {
+    fn raw(self) -> sys::__lkl__kernel_timespec {
+        // UTIME_NOW and UTIME_OMIT (linux/stat.h), not in the generated bindings.
+        const UTIME_NOW: i64 = (1 << 30) - 1;
+        const UTIME_OMIT: i64 = (1 << 30) - 2;
+        let (sec, nsec) = match self {
+            Utime::At(s, n) => (s, i64::from(n)),
+            Utime::Now => (0, UTIME_NOW),
+            Utime::Omit => (0, UTIME_OMIT),
+        };
+        sys::__lkl__kernel_timespec {
+            tv_sec: sec as _,
+            tv_nsec: nsec as _,
+        }
+    }
+}
+
+/// `utimensat(dirfd, path, [atime, mtime], flags)`.
+pub fn utimensat(
+    dirfd: i32,
+    path: impl AsRef<Path>,
+    atime: Utime,
+    mtime: Utime,
+    flags: i32,
+) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    let ts = [atime.raw(), mtime.raw()];
+    let args = [
+        dirfd as c_long,
+        ptr_arg(path.as_ptr()),
+        ptr_arg(ts.as_ptr()),
+        flags as c_long,
+    ];
+    call(nr!(__lkl__NR_utimensat), &args).map(drop)
+}
+
+/// `ftruncate(fd, len)`.
+pub fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
+    call(nr!(__lkl__NR_ftruncate), &[fd as c_long, len as c_long]).map(drop)
+}
+
+/// `truncate(path, len)`.
+pub fn truncate(path: impl AsRef<Path>, len: u64) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    call(
+        nr!(__lkl__NR_truncate),
+        &[ptr_arg(path.as_ptr()), len as c_long],
+    )
+    .map(drop)
+}
+
+/// `fsync(fd)`.
+pub fn fsync(fd: i32) -> Result<(), Errno> {
+    call(nr!(__lkl__NR_fsync), &[fd as c_long]).map(drop)
+}
+
+/// `fdatasync(fd)`.
+pub fn fdatasync(fd: i32) -> Result<(), Errno> {
+    call(nr!(__lkl__NR_fdatasync), &[fd as c_long]).map(drop)
+}
+
+/// `syncfs(fd)`: writes back the file system `fd` is on.
+pub fn syncfs(fd: i32) -> Result<(), Errno> {
+    call(nr!(__lkl__NR_syncfs), &[fd as c_long]).map(drop)
+}
+
+/// `fadvise64(fd, offset, len, advice)` (`POSIX_FADV_*`, same numbers as the host's).
+pub fn fadvise64(fd: i32, offset: u64, len: u64, advice: i32) -> Result<(), Errno> {
+    let args = [
+        fd as c_long,
+        offset as c_long,
+        len as c_long,
+        advice as c_long,
+    ];
+    call(nr!(__lkl__NR_fadvise64), &args).map(drop)
+}
+
+/// `fallocate(fd, mode, offset, len)`.
+pub fn fallocate(fd: i32, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    let args = [
+        fd as c_long,
+        mode as c_long,
+        offset as c_long,
+        len as c_long,
+    ];
+    call(nr!(__lkl__NR_fallocate), &args).map(drop)
+}
+
+/// `fstatfs(fd)`; works on `O_PATH` descriptors.
+pub fn fstatfs(fd: i32) -> Result<sys::lkl_statfs, Errno> {
+    let mut st = sys::lkl_statfs::default();
+    call(nr!(__lkl__NR_fstatfs), &[fd as c_long, out_arg(&mut st)])?;
+    Ok(st)
+}
+
+/// `faccessat(dirfd, path, mode)`.
+pub fn faccessat(dirfd: i32, path: impl AsRef<Path>, mode: i32) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    let args = [dirfd as c_long, ptr_arg(path.as_ptr()), mode as c_long];
+    call(nr!(__lkl__NR_faccessat), &args).map(drop)
+}
+
+/// `prlimit64(0, resource, new, NULL)`: sets the calling task's soft and
+/// hard limit of `resource` (`RLIMIT_*`, as the host numbers them) to `n`.
+pub fn set_rlimit(resource: u32, n: u64) -> Result<(), Errno> {
+    let new = [n, n];
+    let args = [0, resource as c_long, ptr_arg(new.as_ptr()), 0];
+    call(nr!(__lkl__NR_prlimit64), &args).map(drop)
+}
+
+/// Where an extended-attribute call looks: a path (following a final
+/// symlink, as `getxattr`), a path not following it (`lgetxattr`), or an
+/// open descriptor (`fgetxattr`).
+#[derive(Debug, Clone, Copy)]
+pub enum XattrOn<'a> {
+    /// `*xattr(path, ...)`.
+    Path(&'a Path),
+    /// `l*xattr(path, ...)`.
+    Link(&'a Path),
+    /// `f*xattr(fd, ...)`.
+    Fd(i32),
+}
+
+impl XattrOn<'_> {
+    /// The call for this target among the three forms, and its first
+    /// argument (the path kept alive in `keep`).
+    fn target(self, nrs: [u32; 3], keep: &mut Option<CString>) -> Result<(c_long, c_long), Errno> {
+        Ok(match self {
+            XattrOn::Path(p) => (nrs[0] as c_long, ptr_arg(keep.insert(c_path(p)?).as_ptr())),
+            XattrOn::Link(p) => (nrs[1] as c_long, ptr_arg(keep.insert(c_path(p)?).as_ptr())),
+            XattrOn::Fd(fd) => (nrs[2] as c_long, fd as c_long),
+        })
+    }
+}
+
+/// `getxattr` (or `lgetxattr`, `fgetxattr`) of `name` into `buf`; with an
+/// empty `buf`, the value's size.
+pub fn getxattr(on: XattrOn, name: &std::ffi::OsStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut keep = None;
+    let nrs = [
+        sys::__lkl__NR_getxattr,
+        sys::__lkl__NR_lgetxattr,
+        sys::__lkl__NR_fgetxattr,
+    ];
+    let (no, target) = on.target(nrs, &mut keep)?;
+    let name = c_path(Path::new(name))?;
+    let args = [
+        target,
+        ptr_arg(name.as_ptr()),
+        buf.as_mut_ptr() as c_long,
+        buf.len() as c_long,
+    ];
+    call(no, &args).map(|n| n as usize)
+}
+
+/// `setxattr` (or `lsetxattr`, `fsetxattr`) of `name` to `value`
+/// (`XATTR_CREATE`, `XATTR_REPLACE` or 0 in `flags`).
+pub fn setxattr(
+    on: XattrOn,
+    name: &std::ffi::OsStr,
+    value: &[u8],
+    flags: i32,
+) -> Result<(), Errno> {
+    let mut keep = None;
+    let nrs = [
+        sys::__lkl__NR_setxattr,
+        sys::__lkl__NR_lsetxattr,
+        sys::__lkl__NR_fsetxattr,
+    ];
+    let (no, target) = on.target(nrs, &mut keep)?;
+    let name = c_path(Path::new(name))?;
+    let args = [
+        target,
+        ptr_arg(name.as_ptr()),
+        ptr_arg(value.as_ptr()),
+        value.len() as c_long,
+        flags as c_long,
+    ];
+    call(no, &args).map(drop)
+}
+
+/// `listxattr` (or `llistxattr`, `flistxattr`) into `buf` (NUL-separated
+/// names); with an empty `buf`, the list's size.
+pub fn listxattr(on: XattrOn, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut keep = None;
+    let nrs = [
+        sys::__lkl__NR_listxattr,
+        sys::__lkl__NR_llistxattr,
+        sys::__lkl__NR_flistxattr,
+    ];
+    let (no, target) = on.target(nrs, &mut keep)?;
+    let args = [target, buf.as_mut_ptr() as c_long, buf.len() as c_long];
+    call(no, &args).map(|n| n as usize)
+}
+
+/// `removexattr` (or `lremovexattr`, `fremovexattr`) of `name`.
+pub fn removexattr(on: XattrOn, name: &std::ffi::OsStr) -> Result<(), Errno> {
+    let mut keep = None;
+    let nrs = [
+        sys::__lkl__NR_removexattr,
+        sys::__lkl__NR_lremovexattr,
+        sys::__lkl__NR_fremovexattr,
+    ];
+    let (no, target) = on.target(nrs, &mut keep)?;
+    let name = c_path(Path::new(name))?;
+    call(no, &[target, ptr_arg(name.as_ptr())]).map(drop)
+}
+
 // ---------------------------------------------------------------------------
 // Events and time
 
