@@ -349,6 +349,26 @@ pub fn readlinkat(dirfd: i32, path: impl AsRef<Path>) -> Result<Vec<u8>, Errno> 
     }
 }
 
+/// `no(olddir, old, newdir, new, flags)`: the shape of `renameat2` and
+/// `linkat`.
+fn two_paths(
+    no: c_long,
+    (olddir, old): (i32, &Path),
+    (newdir, new): (i32, &Path),
+    flags: c_long,
+) -> Result<(), Errno> {
+    let old = c_path(old)?;
+    let new = c_path(new)?;
+    let args = [
+        olddir as c_long,
+        ptr_arg(old.as_ptr()),
+        newdir as c_long,
+        ptr_arg(new.as_ptr()),
+        flags,
+    ];
+    call(no, &args).map(drop)
+}
+
 /// `renameat2(olddir, old, newdir, new, flags)` (`RENAME_NOREPLACE`, ...).
 pub fn renameat2(
     olddir: i32,
@@ -357,16 +377,8 @@ pub fn renameat2(
     new: impl AsRef<Path>,
     flags: u32,
 ) -> Result<(), Errno> {
-    let old = c_path(old.as_ref())?;
-    let new = c_path(new.as_ref())?;
-    let args = [
-        olddir as c_long,
-        ptr_arg(old.as_ptr()),
-        newdir as c_long,
-        ptr_arg(new.as_ptr()),
-        flags as c_long,
-    ];
-    call(nr!(__lkl__NR_renameat2), &args).map(drop)
+    let (old, new) = ((olddir, old.as_ref()), (newdir, new.as_ref()));
+    two_paths(nr!(__lkl__NR_renameat2), old, new, flags as c_long)
 }
 
 /// `linkat(olddir, old, newdir, new, flags)` (with [`AT_EMPTY_PATH`] and
@@ -378,16 +390,8 @@ pub fn linkat(
     new: impl AsRef<Path>,
     flags: i32,
 ) -> Result<(), Errno> {
-    let old = c_path(old.as_ref())?;
-    let new = c_path(new.as_ref())?;
-    let args = [
-        olddir as c_long,
-        ptr_arg(old.as_ptr()),
-        newdir as c_long,
-        ptr_arg(new.as_ptr()),
-        flags as c_long,
-    ];
-    call(nr!(__lkl__NR_linkat), &args).map(drop)
+    let (old, new) = ((olddir, old.as_ref()), (newdir, new.as_ref()));
+    two_paths(nr!(__lkl__NR_linkat), old, new, flags as c_long)
 }
 
 /// `fchownat(dirfd, path, uid, gid, flags)`; `u32::MAX` leaves an id as it is.
