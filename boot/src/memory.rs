@@ -149,13 +149,7 @@ pub fn mem_param(cmdline: &str) -> Option<(&str, u64)> {
         .split_ascii_whitespace()
         .rfind(|w| w.starts_with("mem="))?;
     let v = &word[4..];
-    let (digits, radix) = if let Some(h) = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        (h, 16)
-    } else if v.len() > 1 && v.starts_with('0') {
-        (&v[1..], 8)
-    } else {
-        (v, 10)
-    };
+    let (digits, radix) = lkl_hijack_config::c_radix(v);
     let end = digits
         .find(|c: char| !c.is_digit(radix))
         .unwrap_or(digits.len());

@@ -44,7 +44,7 @@ mod parse;
 mod raw;
 
 pub use error::Error;
-pub use parse::MacAddr;
+pub use parse::{c_radix, MacAddr};
 pub use raw::{UnknownKeys, INTERFACE_KEYS, INTERFACE_VARS, NET_TAP_VAR, TOP_KEYS, TOP_VARS};
 
 use raw::{Keys, Raw, Text};

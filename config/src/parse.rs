@@ -64,18 +64,24 @@ pub fn device_mac(s: &str) -> Result<MacAddr, String> {
     Ok(mac)
 }
 
+/// The digits of `s` and their radix, as C's `strtoul(s, NULL, 0)` and the
+/// kernel's `memparse` tell them: `0x`/`0X` hex, a leading `0` octal, else
+/// decimal.
+pub fn c_radix(s: &str) -> (&str, u32) {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    }
+}
+
 /// A number the way C's `strtoul(s, NULL, 0)` reads it (upstream's
 /// `debug` and `offload`): `0x` hex, a leading `0` octal, else decimal;
 /// unlike strtoul, trailing garbage and signs are refused.
 pub fn c_number(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, radix) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        (h, 16)
-    } else if t.len() > 1 && t.starts_with('0') {
-        (&t[1..], 8)
-    } else {
-        (t, 10)
-    };
+    let (digits, radix) = c_radix(s.trim());
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return Err(
             "is not a number: write decimal (\"256\"), hex (\"0x100\") or octal (\"0400\")".into(),
