@@ -86,7 +86,7 @@ fn state_name(state: u8) -> &'static str {
 
 /// Whether the kernel is booted and not (being) halted.
 pub fn is_running() -> bool {
-    STATE.load(Ordering::Acquire) == STATE_RUNNING
+    STATE.load(Ordering::Acquire) == STATE_RUNNING || !REMOTE.load(Ordering::Acquire).is_null()
 }
 
 /// `Ok` while the kernel can take system calls, [`Errno::ENOSYS`] otherwise.
@@ -300,6 +300,21 @@ impl Kernel {
     }
 }
 
+/// A system call made in a kernel that runs in another process (see [`set_remote`]):
+/// LKL's number and arguments in, the result or a negative errno out.
+pub type RemoteCall = fn(c_long, [c_long; 6]) -> c_long;
+
+static REMOTE: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Sends every [`syscall`] (and so every typed wrapper of this crate) to `f` from now
+/// on, for a process whose kernel runs in another process (the shared kernel of
+/// `lkl-run`'s process tree). Pointer arguments stay this process's: the other
+/// process's kernel reads and writes them through its user-memory host operations.
+pub fn set_remote(f: RemoteCall) {
+    REMOTE.store(f as *mut (), Ordering::Release);
+}
+
 /// Makes system call `no` inside the kernel with six raw arguments.
 ///
 /// # Safety
@@ -310,6 +325,12 @@ impl Kernel {
 /// # Errors
 /// The call's errno; [`Errno::ENOSYS`] if the kernel is not running.
 pub unsafe fn syscall(no: c_long, mut args: [c_long; 6]) -> Result<c_long, Errno> {
+    let remote = REMOTE.load(Ordering::Acquire);
+    if !remote.is_null() {
+        // SAFETY: REMOTE only ever holds a `RemoteCall` (see `set_remote`).
+        let f: RemoteCall = unsafe { core::mem::transmute::<*mut (), RemoteCall>(remote) };
+        return Errno::result(f(no, args));
+    }
     check_running()?;
     // SAFETY: `args` is six longs as lkl_syscall requires; the rest is the
     // caller's contract.

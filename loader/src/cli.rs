@@ -78,6 +78,14 @@ pub struct Cli {
     /// Same as `--sud=never`.
     #[arg(long)]
     pub no_sud: bool,
+    /// Give each process its own LKL, booted at its first LKL call, instead of one
+    /// kernel shared by every process the program starts (upstream's behaviour: a
+    /// forked child cannot use its parent's LKL sockets; a little faster per call).
+    #[arg(long)]
+    pub private_kernel: bool,
+    /// The tree's kernel process (used when re-executing).
+    #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
+    pub shared_kernel: Option<String>,
     /// Take PROGRAM as a path, without searching PATH (used when re-executing).
     #[arg(long, hide = true)]
     pub no_path_search: bool,
@@ -385,23 +393,28 @@ fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
 /// The LKL backend, started from the configuration (`--config` or the hijack
 /// variables).
 #[cfg(feature = "lkl")]
-fn lkl_backend(cli: &Cli) -> Result<&'static dyn trampoline::Backend, Error> {
+fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     if let Some(c) = &cli.config {
         let abs = std::fs::canonicalize(c)
             .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
         // Re-executed children read the same file through the environment.
         std::env::set_var("LKL_HIJACK_CONFIG_FILE", abs);
     }
-    let started = zpoline_lkl::start(!cli.child).map_err(|e| Error::Lkl(e.to_string()))?;
+    let mode = match (&cli.shared_kernel, cli.child, cli.private_kernel) {
+        (Some(spec), _, _) => zpoline_lkl::Mode::SharedChild(spec),
+        (None, false, false) => zpoline_lkl::Mode::SharedFirst,
+        (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
+    };
+    let started = zpoline_lkl::start(mode).map_err(|e| Error::Lkl(e.to_string()))?;
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
-    Ok(started.backend)
+    Ok((started.backend, started.shared))
 }
 
 /// This build has no LKL backend (cargo feature `lkl` off).
 #[cfg(not(feature = "lkl"))]
-fn lkl_backend(_: &Cli) -> Result<&'static dyn trampoline::Backend, Error> {
+fn lkl_backend(_: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     Err(Error::NoLklBackend)
 }
 
@@ -433,8 +446,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         None => None,
     };
     static HOST: trampoline::Host = trampoline::Host;
-    let backend: &'static dyn trampoline::Backend = match cli.backend {
-        BackendKind::Host => &HOST,
+    let (backend, shared): (&'static dyn trampoline::Backend, _) = match cli.backend {
+        BackendKind::Host => (&HOST, None),
         BackendKind::Lkl => lkl_backend(&cli)?,
     };
 
@@ -460,6 +473,9 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     }
     if cli.no_auto_guard {
         args.push(cstr(b"--no-auto-guard"));
+    }
+    if let Some(spec) = &shared {
+        args.push(cstr(format!("--shared-kernel={spec}").as_bytes()));
     }
     match cache_dir(&cli) {
         Some(dir) => match trampoline::cache::use_dir(&dir) {

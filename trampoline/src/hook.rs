@@ -39,6 +39,13 @@ pub(crate) fn on_syscall(frame: &mut Frame) -> u64 {
     }
 }
 
+/// In the child of a fork made in the hook: what the stub does for the ones it makes.
+fn forked_child() {
+    crate::FORKED.store(1, Ordering::Relaxed);
+    crate::stack::forked();
+    crate::sud::reenable_in_child();
+}
+
 /// The hook proper (the stub's; the SIGSYS and SIGSEGV handlers enter through the stub).
 fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
     let Some(opts) = OPTIONS.get() else {
@@ -46,6 +53,18 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
         return Outcome::Done(unsafe { syscall6(nr, *args) });
     };
     let counts = COUNTS.load(Ordering::Relaxed);
+    let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
+    if matches!(nr, 56 | 435) && backend.forks() && crate::fork_like(nr, args) {
+        if let Some(fd) = opts.trace_fd {
+            trace::trace(fd, nr, args, None);
+        }
+        let r = backend.fork(nr, args);
+        if r == 0 {
+            forked_child();
+        }
+        trace::count(counts, nr, r);
+        return Outcome::Done(r);
+    }
     if matches!(nr, 15 | 56 | 58 | 435) {
         trace::count(counts, nr, 0);
         if let Some(fd) = opts.trace_fd {
@@ -151,7 +170,6 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
         }
         _ => {}
     }
-    let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
     // NULL guard: SIGSEGV must never be blocked, see `crate::guard`.
     let mut set = 0u64;
     let mut act = [0u64; 4];
@@ -163,11 +181,13 @@ fn handle(nr: u64, args: &[u64; 6]) -> Outcome {
     } else {
         args
     };
-    let (r, target) = backend.call(nr, args);
+    let (r, target) = if nr == NR_FORK && backend.forks() {
+        (backend.fork(nr, args), crate::Target::Host)
+    } else {
+        backend.call(nr, args)
+    };
     if nr == NR_FORK && r == 0 {
-        crate::FORKED.store(1, Ordering::Relaxed);
-        crate::stack::forked();
-        crate::sud::reenable_in_child();
+        forked_child();
     }
     if (nr == NR_MMAP || nr == NR_MPROTECT)
         && !(-4095..0).contains(&r)
@@ -574,8 +594,10 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
         i += 1;
     }
     out[i] = 0;
+    let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
+    backend.before_exec();
     // SAFETY: a NULL-terminated argv of valid strings, the program's envp.
-    unsafe {
+    let r = unsafe {
         syscall6(
             NR_EXECVE,
             [
@@ -587,5 +609,7 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
                 0,
             ],
         )
-    }
+    };
+    backend.exec_failed();
+    r
 }

@@ -108,6 +108,51 @@ pub trait Backend: Sync + Send {
     fn mixed(&self) -> bool {
         false
     }
+
+    /// True when the backend runs fork-like calls itself ([`Backend::fork`]): `fork`,
+    /// and `clone`/`clone3` without `CLONE_VM` and without a new stack then reach it,
+    /// so that it can prepare before the call and act in both processes after it.
+    fn forks(&self) -> bool {
+        false
+    }
+
+    /// An `execve` is about to replace the process (through the loader, every check
+    /// passed): the backend may hand its state on to the new image.
+    fn before_exec(&self) {}
+
+    /// The `execve` announced by [`Backend::before_exec`] failed; the process goes on.
+    fn exec_failed(&self) {}
+
+    /// Runs fork-like call `nr` (see [`Backend::forks`]) and returns its result in both
+    /// processes (0 in the child). The default makes the call.
+    fn fork(&self, nr: u64, args: &[u64; 6]) -> i64 {
+        // SAFETY: the program's own call, unchanged.
+        unsafe { syscall6(nr, *args) }
+    }
+}
+
+/// True when `clone`/`clone3` (`nr`) with `args` makes a fork-like child: its own
+/// memory (no `CLONE_VM`) and no new stack, so the child returns where the parent does.
+pub(crate) fn fork_like(nr: u64, args: &[u64; 6]) -> bool {
+    const CLONE_VM: u64 = libc::CLONE_VM as u64;
+    match nr {
+        56 => args[0] & CLONE_VM == 0 && args[1] == 0,
+        435 => {
+            // struct clone_args { flags; pidfd; child_tid; parent_tid; exit_signal;
+            // stack; stack_size; ... }: at least 64 bytes (the stub checks the size).
+            if args[1] < 64 || args[0] == 0 {
+                return false;
+            }
+            // SAFETY: the program passed a clone_args of args[1] >= 64 bytes; a bad
+            // pointer faults here as it would in the kernel's copy (the program's bug).
+            let (flags, stack) = unsafe {
+                let p = args[0] as *const u64;
+                (p.read_unaligned(), p.add(5).read_unaligned())
+            };
+            flags & CLONE_VM == 0 && stack == 0
+        }
+        _ => false,
+    }
 }
 
 /// One byte per fd (modulo 65536): non-zero sends calls of route [`Route::FdArg`] on
@@ -271,6 +316,9 @@ pub fn install(options: Options, backend: &'static dyn Backend) -> Result<(), Er
             || (!options.null_guard && matches!(nr, 9 | 10 | 11 | 25))
             || (options.null_guard && matches!(nr, 13 | 14 | 130 | 131 | 270 | 271 | 281 | 441));
         let route = if every && (nr <= sled::MAX_NR) {
+            1
+        } else if special && matches!(nr, 56 | 435) && backend.forks() {
+            // The hook hands fork-like ones to the backend, the rest to the special path.
             1
         } else if special {
             2

@@ -69,10 +69,8 @@ pub(crate) fn wait_readable(l: i64) -> i64 {
 }
 
 /// LKL system call `nr` on integer and pointer arguments, in our world.
-fn call(nr: u32, mut args: [i64; 6]) -> i64 {
-    // SAFETY: the callers pass the program's or our own valid buffers (we are in our
-    // world).
-    unsafe { lkl_sys::lkl_syscall(i64::from(nr), args.as_mut_ptr()) }
+fn call(nr: u32, args: [i64; 6]) -> i64 {
+    crate::kernel::call(i64::from(nr), args)
 }
 
 /// Waits up to [`SLICE_MS`] at a time for `events` on LKL fd `l` until ready (or an

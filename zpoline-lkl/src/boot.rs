@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{dispatch, table, world, Error, Lkl};
+use crate::{dispatch, kernel, table, world, Error, Lkl};
 
 static BACKEND: OnceLock<Lkl> = OnceLock::new();
 /// The configuration, for a boot at the first LKL call.
@@ -30,29 +30,83 @@ pub struct Started {
     pub warnings: Vec<String>,
     /// The configuration file used, if any.
     pub file: Option<std::path::PathBuf>,
+    /// The shared kernel's address, for `--shared-kernel` of exec'd images (`None`: a
+    /// private kernel).
+    pub shared: Option<String>,
+}
+
+/// How [`start`] reaches LKL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode<'a> {
+    /// The first process of the tree: start the tree's kernel process.
+    SharedFirst,
+    /// An exec'd process of the tree: the kernel process's address (`PID:FD:ADDR`).
+    SharedChild(&'a str),
+    /// A private LKL in each process, booted at its first LKL call; `first` checks the
+    /// configuration with a trial boot before the program runs.
+    Private {
+        /// The first process (the one the user started).
+        first: bool,
+    },
 }
 
 /// Loads the hijack configuration (`LKL_HIJACK_CONFIG_FILE`, `./lkl-hijack.json` or the
-/// `LKL_HIJACK_*` variables) and prepares the backend. LKL itself boots at the first
-/// call that goes to LKL: most processes of a shell never open a socket, and a parent
-/// that held the tap would keep its children from booting on it. With `check_boot`
-/// (the first process), a trial boot in a forked child reports a bad configuration or
-/// a failed boot here, before the program runs. Call once, from `lkl-run`'s own world,
-/// before the program runs, while it has one thread.
+/// `LKL_HIJACK_*` variables) and prepares the backend.
+///
+/// With the shared kernel ([`Mode::SharedFirst`]), the kernel process boots LKL now and
+/// serves every process of the tree; a bad configuration or a failed boot is reported
+/// here, before the program runs. An exec'd process ([`Mode::SharedChild`]) maps the
+/// kernel process's window and takes back its LKL fds.
+///
+/// With a private kernel, LKL itself boots at the first call that goes to LKL: most
+/// processes of a shell never open a socket, and a parent that held the tap would keep
+/// its children from booting on it; the first process checks the configuration with a
+/// trial boot in a forked child.
+///
+/// Call once, from `lkl-run`'s own world, before the program runs, while it has one
+/// thread.
 ///
 /// # Errors
-/// [`Error`]: a bad configuration, a missing device, a failed boot.
-pub fn start(check_boot: bool) -> Result<Started, Error> {
+/// [`Error`]: a bad configuration, a missing device, a failed boot, a kernel process
+/// that is gone.
+pub fn start(mode: Mode<'_>) -> Result<Started, Error> {
     let loaded = lkl_hijack_config::load()?;
     let config = loaded.config;
-    if check_boot {
-        trial_boot(&config)?;
+    let mut warnings = loaded.warnings;
+    let mut shared = None;
+    match mode {
+        Mode::Private { first: true } => trial_boot(&config)?,
+        Mode::Private { first: false } => {}
+        Mode::SharedFirst => {
+            let started = lkl_shared_kernel::server::spawn(&config)?;
+            warnings.extend(started.warnings);
+            shared = Some(started.spec.to_string());
+        }
+        Mode::SharedChild(spec) => {
+            let spec: lkl_shared_kernel::Spec = spec.parse()?;
+            let window = lkl_shared_kernel::window::Window::attach(&spec)?;
+            lkl_shared_kernel::client::init(window, spec.pid);
+            shared = Some(spec.to_string());
+        }
     }
     table::map_lkl_numbers();
     if !world::init() {
         return Err(Error::Shadow);
     }
     dispatch::set_owner_pid();
+    if shared.is_some() {
+        kernel::set_shared();
+        STATE.store(1, Ordering::Release);
+        if matches!(mode, Mode::SharedChild(_)) {
+            let r = kernel::exec_done();
+            if r < 0 {
+                return Err(Error::Kernel(lkl_shared_kernel::Error::Boot(format!(
+                    "the kernel process refused this image (error {})",
+                    -r
+                ))));
+            }
+        }
+    }
     let has = |m: &str| config.mount.iter().any(|x| x == m);
     let backend = BACKEND.get_or_init(|| Lkl {
         resolv: config.nameserver.is_some(),
@@ -62,8 +116,9 @@ pub fn start(check_boot: bool) -> Result<Started, Error> {
     let _ = CONFIG.set(config);
     Ok(Started {
         backend,
-        warnings: loaded.warnings,
+        warnings,
         file: loaded.file,
+        shared,
     })
 }
 

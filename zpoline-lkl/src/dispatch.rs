@@ -14,7 +14,7 @@ use usermem::UserAddr;
 use crate::helpers::{lkl_stat, sys, PATH_MAX};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, signals, wait, world, Lkl};
+use crate::{blocking, boot, epoll, fds, kernel, signals, wait, world, Lkl};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -30,8 +30,9 @@ pub(crate) use nr;
 
 /// Runs LKL system call `nr` (LKL's number) on a borrowed thread block.
 pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
-    if trampoline::forked_child() {
-        // LKL runs in the parent only (the dispatch answers a fork child before this).
+    if kernel::forked_without_lkl() {
+        // A private LKL runs in the parent only (the dispatch answers a fork child
+        // before this).
         return -i64::from(EBADF);
     }
     match world::enter() {
@@ -39,12 +40,11 @@ pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
             if !boot::ensure_running() {
                 return -i64::from(ENETDOWN);
             }
-            let mut a = args;
-            // SAFETY: the program's own arguments for this call, with its fds
-            // translated and the arguments we read ourselves copied into our memory;
-            // LKL runs in this address space and reads the program's memory as the
-            // host kernel would (a bad data pointer faults: see the module doc).
-            let r = unsafe { lkl_sys::lkl_syscall(nr, a.as_mut_ptr()) };
+            // The program's own arguments for this call, with its fds translated and
+            // the arguments we read ourselves copied into our memory; LKL reads the
+            // program's memory as the host kernel would (a bad data pointer faults in
+            // a private kernel: see the module doc).
+            let r = kernel::call(nr, args);
             drop(guard);
             r
         }
@@ -57,14 +57,16 @@ pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
 /// a vfork child's, which shares our memory).
 static OWNER_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Records the pid of this process image (at start).
+/// Records the pid of this process image (at start, and in a fork child).
 pub(crate) fn set_owner_pid() {
-    OWNER_PID.store(std::process::id() as i32, Ordering::Relaxed);
+    // SAFETY: getpid has no arguments.
+    let pid = unsafe { sys(libc::SYS_getpid, [0; 6]) } as i32;
+    OWNER_PID.store(pid, Ordering::Relaxed);
 }
 
 /// True in a vfork (or `CLONE_VM` without `CLONE_THREAD`) child: our memory, another
 /// process.
-fn vfork_child() -> bool {
+pub(crate) fn vfork_child() -> bool {
     // SAFETY: getpid has no arguments.
     let pid = unsafe { sys(libc::SYS_getpid, [0; 6]) } as i32;
     pid != OWNER_PID.load(Ordering::Relaxed)
@@ -205,9 +207,10 @@ fn sendfile_to_lkl(out: i64, input: u64, offset: u64, count: usize) -> i64 {
             if got <= 0 {
                 return if done > 0 { done as i64 } else { got };
             }
-            let mut args = [out, buf.as_ptr() as i64, got, 0, 0, 0];
-            // SAFETY: writing our buffer to the LKL fd (we are already in our world).
-            let w = unsafe { lkl_sys::lkl_syscall(nr!(__lkl__NR_write), args.as_mut_ptr()) };
+            let w = kernel::call(
+                nr!(__lkl__NR_write),
+                [out, buf.as_ptr() as i64, got, 0, 0, 0],
+            );
             if w < 0 {
                 if off.is_none() {
                     // SAFETY: lseek back over what was read but not sent.
@@ -281,7 +284,7 @@ impl Lkl {
             return host(nr, a);
         };
         let i = |k: usize| a[k] as i64;
-        let forked = trampoline::forked_child();
+        let forked = kernel::forked_without_lkl();
         match entry.handler {
             Handler::Host => host(nr, a),
             // A vfork child (posix_spawn, subprocess) shares our memory, fd table and
@@ -317,8 +320,15 @@ impl Lkl {
                 host(nr, a)
             }
             Handler::ExitGroup => {
-                if !forked && boot::running() {
+                if !forked && boot::running() && !vfork_child() {
                     drain_at_exit();
+                    if kernel::shared() {
+                        // The last process of the tree waits here until the kernel
+                        // is halted and its devices are free.
+                        let _ = wait::in_world(|| {
+                            kernel::op(lkl_shared_kernel::window::op::EXIT, 0, [0; 6])
+                        });
+                    }
                 }
                 host(nr, a)
             }

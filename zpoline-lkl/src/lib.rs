@@ -26,13 +26,15 @@ mod dispatch;
 mod epoll;
 mod fds;
 mod helpers;
+mod kernel;
 mod linger;
+mod marshal;
 mod signals;
 mod table;
 mod wait;
 mod world;
 
-pub use boot::{start, Started};
+pub use boot::{start, Mode, Started};
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].
@@ -44,6 +46,9 @@ pub enum Error {
     /// The trial boot (see [`start`]) failed; the message names the key.
     #[error("{0}")]
     Trial(String),
+    /// The tree's kernel process could not start or be reached.
+    #[error("{0}")]
+    Kernel(#[from] lkl_shared_kernel::Error),
     /// The bootstrap shadow thread could not be made.
     #[error("cannot create the thread that lends its thread block to LKL calls")]
     Shadow,
@@ -75,6 +80,22 @@ impl trampoline::Backend for Lkl {
 
     fn mixed(&self) -> bool {
         true
+    }
+
+    fn forks(&self) -> bool {
+        kernel::shared()
+    }
+
+    fn fork(&self, nr: u64, args: &[u64; 6]) -> i64 {
+        kernel::fork(nr, args)
+    }
+
+    fn before_exec(&self) {
+        kernel::before_exec();
+    }
+
+    fn exec_failed(&self) {
+        kernel::exec_failed();
     }
 }
 

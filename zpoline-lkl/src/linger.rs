@@ -23,10 +23,7 @@ pub(crate) fn drain_at_exit() {
         return;
     }
     let _ = wait::in_world(|| {
-        let call = |nr: i64, mut args: [i64; 6]| {
-            // SAFETY: LKL calls on our own buffers (we are in our world).
-            unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
-        };
+        let call = crate::kernel::call;
         let start = std::time::Instant::now();
         while start.elapsed() < DRAIN_LIMIT {
             let queued = open.iter().any(|&l| outq(l) > 0);
@@ -54,7 +51,7 @@ static LINGERING: Mutex<Vec<i64>> = Mutex::new(Vec::new());
 fn outq(l: i64) -> i64 {
     let mut addr = [0u8; 128];
     let mut alen = addr.len() as i32;
-    let mut args = [
+    let args = [
         l,
         addr.as_mut_ptr() as i64,
         &mut alen as *mut i32 as i64,
@@ -62,17 +59,15 @@ fn outq(l: i64) -> i64 {
         0,
         0,
     ];
-    // SAFETY: getpeername into our buffers (we are in our world).
-    if unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_getpeername as i64, args.as_mut_ptr()) }
-        != 0
-    {
+    // getpeername into our buffers (we are in our world).
+    if crate::kernel::call(lkl_sys::__lkl__NR_getpeername as i64, args) != 0 {
         return 0;
     }
     let mut n = 0i32;
-    let mut args = [l, libc::TIOCOUTQ as i64, &mut n as *mut i32 as i64, 0, 0, 0];
+    let args = [l, libc::TIOCOUTQ as i64, &mut n as *mut i32 as i64, 0, 0, 0];
     // SIOCOUTQ is TIOCOUTQ.
-    // SAFETY: an ioctl writing one int into our buffer (we are in our world).
-    let r = unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_ioctl as i64, args.as_mut_ptr()) };
+    // An ioctl writing one int into our buffer (we are in our world).
+    let r = crate::kernel::call(lkl_sys::__lkl__NR_ioctl as i64, args);
     if r == 0 {
         i64::from(n)
     } else {
@@ -83,10 +78,7 @@ fn outq(l: i64) -> i64 {
 /// `close` of LKL fd `l`, lingering when data is still queued (see [`LINGERING`]).
 pub(crate) fn close_lingering(l: i64) -> i64 {
     wait::in_world(|| {
-        let call = |nr: i64, mut args: [i64; 6]| {
-            // SAFETY: LKL calls on integers (we are in our world).
-            unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
-        };
+        let call = crate::kernel::call;
         let mut lingering = LINGERING.lock().unwrap_or_else(|p| p.into_inner());
         lingering.retain(|&d| {
             let busy = outq(d) > 0;

@@ -169,8 +169,8 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6], forked: bool) -> (i64, Target) {
 
 /// Runs `f` in our world (a borrowed thread block, LKL booted); its result is LKL's.
 pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
-    if trampoline::forked_child() {
-        // LKL (and our world's locks) belong to the parent.
+    if crate::kernel::forked_without_lkl() {
+        // A private LKL (and our world's locks) belong to the parent.
         return (-i64::from(libc::EBADF), Target::Interposer);
     }
     match world::enter() {
@@ -189,7 +189,7 @@ pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
 
 fn lkl_ppoll(set: &mut [PollFd], ms: i64) -> i64 {
     let ts = [ms / 1000, (ms % 1000) * 1_000_000];
-    let mut args = [
+    let args = [
         set.as_mut_ptr() as i64,
         set.len() as i64,
         ts.as_ptr() as i64,
@@ -198,7 +198,7 @@ fn lkl_ppoll(set: &mut [PollFd], ms: i64) -> i64 {
         0,
     ];
     // SAFETY: our pollfd array and timespec; LKL's pollfd layout is the same.
-    unsafe { lkl_sys::lkl_syscall(lkl_sys::__lkl__NR_ppoll as i64, args.as_mut_ptr()) }
+    crate::kernel::call(lkl_sys::__lkl__NR_ppoll as i64, args)
 }
 
 /// The poll proper, on the program's pollfd array (program fds).

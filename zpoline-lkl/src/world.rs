@@ -238,6 +238,12 @@ fn raise_pending(shadow: &Shadow) {
     }
 }
 
+/// In the child of a fork (its only thread): a lock another thread of the parent held
+/// at the fork stays held in this copy; let it go.
+pub(crate) fn after_fork() {
+    LOCK.store(false, Ordering::Release);
+}
+
 /// Why [`enter`] failed.
 pub(crate) enum EnterError {
     /// No shadow could be made (`EAGAIN`).

@@ -1,0 +1,635 @@
+//! The kernel process: boots LKL, then serves the tree until its last process ends.
+//!
+//! Threads: the *doorbell* thread (the process's first) attaches a serving thread to
+//! each newly claimed slot; each *slot thread* joins the LKL process of its caller's
+//! pid and answers its requests; the *reaper* waits on a pidfd per process of the tree
+//! and ends the LKL process of each that dies. When no process is left (or the last
+//! one says it ends, [`op::EXIT`]), the kernel halts, its devices are released, and the
+//! kernel process exits.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use core::sync::atomic::Ordering;
+
+use crate::window::{self, op, state, Window};
+use crate::{futex, kapi, Error, Spec};
+
+/// How long a slot thread spins for the next request before it sleeps.
+const SPIN_NS: u64 = 50_000;
+/// How long an LKL process made for a fork waits for its child once the parent died
+/// before it could say the child's pid.
+const ORPHAN_TICKET: Duration = Duration::from_secs(5);
+
+/// What [`spawn`] started.
+#[derive(Debug)]
+pub struct Started {
+    /// Where the tree's processes find it.
+    pub spec: Spec,
+    /// The window, mapped in the caller too.
+    pub window: Window,
+    /// Warnings of the boot, for the caller to print.
+    pub warnings: Vec<String>,
+}
+
+/// Starts the kernel process for the tree whose first process is the caller: it boots
+/// LKL from `config` and serves the tree; this returns once the kernel runs, with the
+/// boot's error if it failed. The kernel process is not the caller's child (it is
+/// detached in a session of its own), so the program never waits for it. Call while
+/// the caller has one thread.
+///
+/// # Errors
+/// The boot's error (naming the key at fault), or a host failure.
+pub fn spawn(config: &lkl_hijack_config::Config) -> Result<Started, Error> {
+    let (win, memfd) = Window::create()?;
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 into our array.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::os("pipe for the kernel process"));
+    }
+    // SAFETY: getpid has no arguments.
+    let first = unsafe { libc::getpid() };
+    // SAFETY: the caller has one thread; the child only forks again and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; the grandchild becomes the kernel process.
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: closing the read end in the kernel process.
+                unsafe { libc::close(p[0]) };
+                serve(config, win, memfd, p[1], first)
+            }
+            // SAFETY: leaving without running the caller's exit handlers.
+            _ => unsafe { libc::_exit(0) },
+        }
+    }
+    // SAFETY: closing our write end; reaping the intermediate child.
+    unsafe {
+        libc::close(p[1]);
+        if pid > 0 {
+            libc::waitpid(pid, core::ptr::null_mut(), 0);
+        }
+    }
+    if pid < 0 {
+        return Err(Error::os("fork of the kernel process"));
+    }
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::read(p[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        msg.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: closing our fds (the kernel process keeps the window's file).
+    unsafe {
+        libc::close(p[0]);
+        libc::close(memfd);
+    }
+    let text = String::from_utf8_lossy(&msg).into_owned();
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(l) if l.starts_with("OK ") => {
+            let server: i32 = l[3..].trim().parse().unwrap_or(0);
+            let warnings = lines
+                .filter_map(|w| w.strip_prefix("W "))
+                .map(String::from)
+                .collect();
+            crate::client::init(win, server);
+            Ok(Started {
+                spec: Spec {
+                    pid: server,
+                    fd: memfd,
+                    addr: win.base(),
+                },
+                window: win,
+                warnings,
+            })
+        }
+        Some(l) if l.starts_with("ERR ") => Err(Error::Boot(text[4..].trim_end().to_owned())),
+        _ => Err(Error::Boot(
+            "the kernel process ended before LKL booted (the kernel's log, if any, is above): \
+             check boot_cmdline (mem=, options the kernel refuses) and the interfaces, or run \
+             with \"debug\": \"1\" to see the whole boot"
+                .into(),
+        )),
+    }
+}
+
+/// A process of the tree.
+struct Proc {
+    /// Its LKL process.
+    lkl: i64,
+    pidfd: i32,
+    /// It said it ends ([`op::EXIT`]).
+    exiting: bool,
+    /// Its fd table across an exec ([`op::EXEC`]).
+    exec_table: Option<Vec<[i32; 2]>>,
+}
+
+/// An LKL process made for a fork, until its child's pid is known.
+struct Ticket {
+    lkl: i64,
+    parent: i32,
+    /// Set once the parent died without saying its child.
+    deadline: Option<Instant>,
+}
+
+struct State {
+    procs: HashMap<i32, Proc>,
+    tickets: HashMap<u64, Ticket>,
+    next_ticket: u64,
+    epoll: i32,
+    kernel: Option<lkl::Kernel>,
+}
+
+static STATE: OnceLock<Mutex<State>> = OnceLock::new();
+static WINDOW: OnceLock<Window> = OnceLock::new();
+
+fn state() -> MutexGuard<'static, State> {
+    STATE
+        .get()
+        .expect("kernel process state")
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+fn win() -> Window {
+    *WINDOW.get().expect("kernel process window")
+}
+
+/// The kernel process's body: never returns.
+fn serve(
+    config: &lkl_hijack_config::Config,
+    win: Window,
+    memfd: i32,
+    report: i32,
+    first: i32,
+) -> ! {
+    detach(&[memfd, report]);
+    let mut out = std::fs::File::from(std::os::fd::OwnedFd::from(
+        // SAFETY: `report` is our pipe's write end, owned from here on.
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report) },
+    ));
+    // TEMPORARY lkl::set_shared_window(win.base(), window::WINDOW_SIZE);
+    let started = match lkl_boot::start(config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = write!(out, "ERR {e}");
+            // SAFETY: leaving at once; nothing of ours needs cleaning.
+            unsafe { libc::_exit(1) };
+        }
+    };
+    // SAFETY: epoll_create1 with a flag.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    let _ = WINDOW.set(win);
+    let _ = STATE.set(Mutex::new(State {
+        procs: HashMap::new(),
+        tickets: HashMap::new(),
+        next_ticket: 1,
+        epoll,
+        kernel: Some(started.kernel),
+    }));
+    let p1 = kapi::proc_create(0);
+    if p1 < 0 || !bind(&mut state(), first, p1) {
+        let _ = write!(
+            out,
+            "ERR cannot make the program's process in LKL (error {})",
+            -p1
+        );
+        // SAFETY: as above.
+        unsafe { libc::_exit(1) };
+    }
+    if let Some(d) = config.delay_main {
+        std::thread::sleep(d);
+    }
+    // SAFETY: getpid has no arguments.
+    let me = unsafe { libc::getpid() };
+    let mut msg = format!("OK {me}\n");
+    for w in &started.warnings {
+        msg.push_str(&format!("W {w}\n"));
+    }
+    let _ = out.write_all(msg.as_bytes());
+    drop(out);
+    let _ = std::thread::Builder::new()
+        .name("reaper".into())
+        .spawn(reaper);
+    doorbell()
+}
+
+/// Leaves the caller's session and terminal, stdin and stdout on /dev/null, every fd
+/// but stderr and `keep` closed, terminal signals ignored.
+fn detach(keep: &[i32]) {
+    // SAFETY: setsid, open, dup2, close and signal on our own process.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        for sig in [
+            libc::SIGPIPE,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGTSTP,
+        ] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd inherited from the program's loader.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Binds host process `pid` to LKL process `lkl` and watches it. False (and `lkl`
+/// ended) when `pid` is already gone.
+fn bind(st: &mut State, pid: i32, lkl: i64) -> bool {
+    // SAFETY: pidfd_open of a pid.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd < 0 {
+        kapi::proc_kill(lkl);
+        return false;
+    }
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: pid as u64,
+    };
+    // SAFETY: adding our pidfd to our epoll.
+    unsafe { libc::epoll_ctl(st.epoll, libc::EPOLL_CTL_ADD, pidfd, &mut ev) };
+    if let Some(old) = st.procs.insert(
+        pid,
+        Proc {
+            lkl,
+            pidfd,
+            exiting: false,
+            exec_table: None,
+        },
+    ) {
+        forget(st, old);
+    }
+    true
+}
+
+/// Stops watching `p` and ends its LKL process.
+fn forget(st: &State, p: Proc) {
+    // SAFETY: removing and closing our pidfd.
+    unsafe {
+        libc::epoll_ctl(
+            st.epoll,
+            libc::EPOLL_CTL_DEL,
+            p.pidfd,
+            core::ptr::null_mut(),
+        );
+        libc::close(p.pidfd);
+    }
+    kapi::proc_kill(p.lkl);
+}
+
+/// Makes the threads serving `pid`'s slots leave (all but `except`).
+fn retire_slots(pid: i32, except: usize) {
+    let w = win();
+    for i in 0..window::SLOTS {
+        let c = w.ctl(i);
+        if i != except
+            && c.state.load(Ordering::Acquire) == state::SERVED
+            && c.pid.load(Ordering::Relaxed) == pid
+        {
+            c.retire.store(1, Ordering::SeqCst);
+            futex::wake(&c.seq);
+        }
+    }
+}
+
+/// Halts the kernel: its devices are released (the tap free for the next run).
+fn halt_kernel(st: &mut State) {
+    win().header().halted.store(1, Ordering::SeqCst);
+    if let Some(k) = st.kernel.take() {
+        let _ = k.halt();
+    }
+}
+
+/// Ends the kernel and the kernel process.
+fn halt(st: &mut State) -> ! {
+    halt_kernel(st);
+    // SAFETY: leaving: the kernel is halted, its devices released.
+    unsafe { libc::_exit(0) }
+}
+
+/// True when no process of the tree may still call LKL.
+fn none_left(st: &State) -> bool {
+    st.tickets.is_empty()
+        && st.procs.values().all(|p| {
+            p.exiting || {
+                let mut pfd = libc::pollfd {
+                    fd: p.pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: polling our pidfd without waiting.
+                unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+            }
+        })
+}
+
+/// The reaper thread: ends the LKL process of each process of the tree that dies.
+fn reaper() {
+    let epoll = state().epoll;
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+    loop {
+        let timeout = {
+            let st = state();
+            st.tickets
+                .values()
+                .filter_map(|t| t.deadline)
+                .min()
+                .map_or(-1, |d| {
+                    d.saturating_duration_since(Instant::now()).as_millis() as i32 + 1
+                })
+        };
+        // SAFETY: waiting on our epoll into our array.
+        let n = unsafe { libc::epoll_wait(epoll, evs.as_mut_ptr(), evs.len() as i32, timeout) };
+        let mut st = state();
+        for ev in evs.iter().take(n.max(0) as usize) {
+            let pid = ev.u64 as i32;
+            if let Some(p) = st.procs.remove(&pid) {
+                retire_slots(pid, usize::MAX);
+                forget(&st, p);
+            }
+            let now = Instant::now();
+            for t in st.tickets.values_mut().filter(|t| t.parent == pid) {
+                t.deadline.get_or_insert(now + ORPHAN_TICKET);
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<u64> = st
+            .tickets
+            .iter()
+            .filter(|(_, t)| t.deadline.is_some_and(|d| d <= now))
+            .map(|(&k, _)| k)
+            .collect();
+        for k in expired {
+            if let Some(t) = st.tickets.remove(&k) {
+                kapi::proc_kill(t.lkl);
+            }
+        }
+        if st.procs.is_empty() && st.tickets.is_empty() {
+            halt(&mut st);
+        }
+    }
+}
+
+/// The doorbell thread: a serving thread for each newly claimed slot.
+fn doorbell() -> ! {
+    let w = win();
+    let h = w.header();
+    loop {
+        let seen = h.doorbell.load(Ordering::SeqCst);
+        for i in 0..window::SLOTS {
+            let c = w.ctl(i);
+            if c.state.load(Ordering::Acquire) == state::CLAIMED
+                && c.state
+                    .compare_exchange(
+                        state::CLAIMED,
+                        state::SERVED,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("slot{i}"))
+                    .stack_size(256 << 10)
+                    .spawn(move || slot_thread(i));
+                if spawned.is_err() {
+                    // No thread: the caller gets ENOMEM for what it posted.
+                    answer_all(i, -i64::from(libc::ENOMEM));
+                }
+            }
+        }
+        futex::wait(&h.doorbell, seen, 1000);
+    }
+}
+
+/// Answers slot `i`'s pending request with `ret` and frees the slot.
+fn answer_all(i: usize, ret: i64) {
+    let c = win().ctl(i);
+    let s = c.seq.load(Ordering::Acquire);
+    c.ret.store(ret, Ordering::Relaxed);
+    c.done.store(s, Ordering::Release);
+    futex::wake(&c.done);
+    c.state.store(state::FREE, Ordering::Release);
+}
+
+/// The LKL process of host process `pid` (first contact of one of its threads).
+fn proc_for(pid: i32, ticket: u64, ppid: i32) -> Result<i64, i64> {
+    let mut st = state();
+    if let Some(p) = st.procs.get(&pid) {
+        return Ok(p.lkl);
+    }
+    let lkl = if let Some(t) = (ticket != 0).then(|| st.tickets.remove(&ticket)).flatten() {
+        t.lkl
+    } else {
+        // Unknown: a fork we were not told of (a fork with a new stack): a copy of the
+        // parent's process as it is now, or a fresh one.
+        let parent = st.procs.get(&ppid).map_or(0, |p| p.lkl);
+        let l = kapi::proc_create(parent);
+        if l < 0 {
+            return Err(l);
+        }
+        l
+    };
+    if bind(&mut st, pid, lkl) {
+        Ok(lkl)
+    } else {
+        Err(-i64::from(libc::ESRCH))
+    }
+}
+
+/// Serves slot `i` until retired.
+fn slot_thread(i: usize) {
+    let w = win();
+    let c = w.ctl(i);
+    let pid = c.pid.load(Ordering::Relaxed);
+    let joined = proc_for(
+        pid,
+        c.ticket.load(Ordering::Relaxed),
+        c.ppid.load(Ordering::Relaxed),
+    )
+    .and_then(|lkl| {
+        let t = kapi::thread_join(lkl, pid);
+        if t < 0 {
+            Err(t)
+        } else {
+            Ok(lkl)
+        }
+    });
+    let mut last = c.done.load(Ordering::Acquire);
+    loop {
+        let Some(s) = next_request(c, last) else {
+            break;
+        };
+        let opn = c.op.load(Ordering::Relaxed);
+        let nr = c.nr.load(Ordering::Relaxed);
+        let mut args = [0i64; 6];
+        for (d, a) in args.iter_mut().zip(&c.args) {
+            *d = a.load(Ordering::Relaxed);
+        }
+        let ret = match joined {
+            Ok(lkl) => handle(i, pid, lkl, opn, nr, args),
+            Err(e) => e,
+        };
+        c.ret.store(ret, Ordering::Relaxed);
+        c.done.store(s, Ordering::Release);
+        last = s;
+        if c.cli_wait.load(Ordering::SeqCst) != 0 {
+            futex::wake(&c.done);
+        }
+        if opn == op::EXIT && ret == 1 {
+            // The last process ends; the kernel was halted before the answer.
+            // SAFETY: leaving: nothing of the kernel is left.
+            unsafe { libc::_exit(0) };
+        }
+        if opn == op::EXEC_DONE {
+            // That slot was the new image's loader's; the program claims its own.
+            break;
+        }
+    }
+    if joined.is_ok() {
+        kapi::thread_leave();
+    }
+    c.state.store(state::FREE, Ordering::Release);
+}
+
+/// Waits for the next request on `c` after `last`; `None` when retired.
+fn next_request(c: &window::Ctl, last: u32) -> Option<u32> {
+    let posted = || c.seq.load(Ordering::Acquire) != last || c.retire.load(Ordering::Acquire) != 0;
+    loop {
+        if futex::spin(SPIN_NS, posted) {
+            break;
+        }
+        c.srv_wait.store(1, Ordering::SeqCst);
+        if c.seq.load(Ordering::SeqCst) == last && c.retire.load(Ordering::SeqCst) == 0 {
+            futex::wait(&c.seq, last, 0);
+        }
+        c.srv_wait.store(0, Ordering::Relaxed);
+    }
+    let s = c.seq.load(Ordering::Acquire);
+    (s != last).then_some(s)
+}
+
+/// One request of process `pid` (LKL process `lkl`) on slot `i`.
+fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
+    match opn {
+        op::CALL => kapi::syscall(nr, a),
+        op::FORK => {
+            let child = kapi::proc_create(lkl);
+            if child < 0 {
+                return child;
+            }
+            let mut st = state();
+            let t = st.next_ticket;
+            st.next_ticket += 1;
+            st.tickets.insert(
+                t,
+                Ticket {
+                    lkl: child,
+                    parent: pid,
+                    deadline: None,
+                },
+            );
+            t as i64
+        }
+        op::BIND => {
+            let mut st = state();
+            if let Some(t) = st.tickets.remove(&(a[0] as u64)) {
+                if a[1] > 0 {
+                    bind(&mut st, a[1] as i32, t.lkl);
+                } else {
+                    kapi::proc_kill(t.lkl);
+                }
+            }
+            0
+        }
+        op::SPAWN => {
+            let child = kapi::proc_create(lkl);
+            if child < 0 {
+                return child;
+            }
+            if bind(&mut state(), a[0] as i32, child) {
+                0
+            } else {
+                -i64::from(libc::ESRCH)
+            }
+        }
+        op::EXEC => {
+            let n = (a[1].max(0) as usize).min(window::DATA_SIZE / 8);
+            let data = win().data(i) as *const [i32; 2];
+            // SAFETY: the caller wrote `n` pairs in its slot's data area.
+            let table = unsafe { core::slice::from_raw_parts(data, n) }.to_vec();
+            if let Some(p) = state().procs.get_mut(&(a[0] as i32)) {
+                p.exec_table = Some(table);
+            }
+            0
+        }
+        op::EXEC_FAILED => {
+            if let Some(p) = state().procs.get_mut(&(a[0] as i32)) {
+                p.exec_table = None;
+            }
+            0
+        }
+        op::EXEC_DONE => {
+            let r = kapi::proc_exec();
+            if r < 0 {
+                return r;
+            }
+            retire_slots(pid, i);
+            let table = state()
+                .procs
+                .get_mut(&pid)
+                .and_then(|p| p.exec_table.take())
+                .unwrap_or_default();
+            let getfd = lkl_sys::__lkl__NR3264_fcntl as i64;
+            let kept: Vec<[i32; 2]> = table
+                .into_iter()
+                .filter(|&[_, l]| {
+                    kapi::syscall(getfd, [i64::from(l), i64::from(libc::F_GETFD), 0, 0, 0, 0]) >= 0
+                })
+                .collect();
+            let data = win().data(i) as *mut [i32; 2];
+            // SAFETY: the slot's data area holds DATA_SIZE / 8 pairs; the caller waits.
+            unsafe { core::ptr::copy_nonoverlapping(kept.as_ptr(), data, kept.len()) };
+            kept.len() as i64
+        }
+        op::EXIT => {
+            let mut st = state();
+            if let Some(p) = st.procs.get_mut(&pid) {
+                p.exiting = true;
+            }
+            if none_left(&st) {
+                halt_kernel(&mut st);
+                1
+            } else {
+                0
+            }
+        }
+        _ => -i64::from(libc::ENOSYS),
+    }
+}

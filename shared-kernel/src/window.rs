@@ -1,0 +1,238 @@
+//! The window: the memory shared by the kernel process and every process of the tree,
+//! mapped at the same address in each, so that a pointer into it means the same bytes
+//! on both sides (LKL copies from and to it with `memcpy`).
+//!
+//! Layout: a [`Header`] page, then [`SLOTS`] slots of [`SLOT_SIZE`] bytes, each a
+//! [`Ctl`] block (the call channel of one program thread) followed by a data area that
+//! the caller may use for arguments LKL reads or writes. The memory file is sparse:
+//! only touched pages cost memory.
+
+use core::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use crate::Error;
+
+/// Number of slots: the most program threads that may call LKL at once in the tree.
+pub const SLOTS: usize = 1024;
+/// Bytes per slot, its [`Ctl`] included.
+pub const SLOT_SIZE: usize = 128 << 10;
+/// Bytes before the first slot.
+pub const HEADER_SIZE: usize = 4096;
+/// Offset of a slot's data area within the slot.
+pub const DATA_OFFSET: usize = 512;
+/// Bytes of a slot's data area.
+pub const DATA_SIZE: usize = SLOT_SIZE - DATA_OFFSET;
+/// The window's size.
+pub const WINDOW_SIZE: usize = HEADER_SIZE + SLOTS * SLOT_SIZE;
+/// Where the first process asks for the window (away from where Linux puts programs,
+/// their heaps and mappings), so that exec'd images find it free.
+pub const PREFERRED_ADDR: usize = 0x2000_0000_0000;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"LKLTREE1");
+
+/// The window's first page.
+#[repr(C)]
+pub struct Header {
+    magic: AtomicU64,
+    /// Set when the kernel is halted: calls fail at once.
+    pub halted: AtomicU32,
+    /// Bumped by each slot claim; the kernel process's slot thread sleeps on it.
+    pub doorbell: AtomicU32,
+}
+
+/// A slot's state ([`Ctl::state`]).
+pub mod state {
+    /// Free for a claim.
+    pub const FREE: u32 = 0;
+    /// Claimed by a thread; the kernel process has not attached a thread to it yet.
+    pub const CLAIMED: u32 = 1;
+    /// A kernel-process thread serves it.
+    pub const SERVED: u32 = 2;
+}
+
+/// What a posted request asks for ([`Ctl::op`]); the kernel process's answers are in
+/// `crate::server`.
+pub mod op {
+    /// LKL system call `nr` with `args`.
+    pub const CALL: u32 = 0;
+    /// Before a fork: a new LKL process, a copy of the caller's; returns a ticket.
+    pub const FORK: u32 = 1;
+    /// After a fork: ticket `args[0]` is process `args[1]` (the child's pid), or the
+    /// fork failed (`args[1]` = 0).
+    pub const BIND: u32 = 2;
+    /// Before an exec in a vfork child (pid `args[0]`): its own LKL process from now
+    /// on, a copy of the caller's.
+    pub const SPAWN: u32 = 3;
+    /// Before an exec of process `args[0]`: keep its fd table, `args[1]` pairs of
+    /// `i32` (program fd, LKL fd) in the data area, until the new image asks.
+    pub const EXEC: u32 = 4;
+    /// The exec of process `args[0]` failed: forget what [`EXEC`] kept.
+    pub const EXEC_FAILED: u32 = 5;
+    /// A new image starts: close the close-on-exec fds, retire the old image's
+    /// threads, and give back the fd table (pairs in the data area; returns how many).
+    pub const EXEC_DONE: u32 = 6;
+    /// The process ends (`exit_group`): returns 1 when it was the last one and the
+    /// kernel has been halted (its devices released).
+    pub const EXIT: u32 = 7;
+}
+
+/// One slot's channel. Words written by the caller and by the server are on separate
+/// cache lines.
+#[repr(C, align(64))]
+pub struct Ctl {
+    /// [`state`].
+    pub state: AtomicU32,
+    /// The claiming process's pid.
+    pub pid: AtomicI32,
+    /// A fork ticket to bind the claiming process with, or 0.
+    pub ticket: AtomicU64,
+    /// The claiming process's parent, for a process the kernel process does not know.
+    pub ppid: AtomicI32,
+    /// Set by the kernel process to make the serving thread leave.
+    pub retire: AtomicU32,
+    _pad0: [u8; 40],
+    /// Bumped by the caller to post a request.
+    pub seq: AtomicU32,
+    /// 1 while the serving thread sleeps on `seq`.
+    pub srv_wait: AtomicU32,
+    /// [`op`].
+    pub op: AtomicU32,
+    _pad1: u32,
+    /// System call number (LKL's) or the operation's first word.
+    pub nr: AtomicI64,
+    /// Arguments.
+    pub args: [AtomicI64; 6],
+    /// Set to the answered `seq` by the server.
+    pub done: AtomicU32,
+    /// 1 while the caller sleeps on `done`.
+    pub cli_wait: AtomicU32,
+    /// The answer.
+    pub ret: AtomicI64,
+}
+
+const _: () = assert!(core::mem::size_of::<Ctl>() <= DATA_OFFSET);
+const _: () = assert!(core::mem::size_of::<Header>() <= HEADER_SIZE);
+
+/// A mapped window.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    base: usize,
+}
+
+impl Window {
+    /// Creates the memory file and maps it, at [`PREFERRED_ADDR`] if free. Returns the
+    /// window and the file's fd (close-on-exec).
+    pub fn create() -> Result<(Window, i32), Error> {
+        // SAFETY: memfd_create of a constant name.
+        let fd = unsafe { libc::memfd_create(c"lkl-tree-window".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::os("memfd_create for the window"));
+        }
+        // SAFETY: sizing our own memory file.
+        if unsafe { libc::ftruncate(fd, WINDOW_SIZE as libc::off_t) } != 0 {
+            return Err(Error::os("sizing the window"));
+        }
+        let base = match map(fd, PREFERRED_ADDR, true) {
+            Ok(b) => b,
+            Err(_) => map(fd, 0, false)?,
+        };
+        let w = Window { base };
+        w.header().magic.store(MAGIC, Ordering::Release);
+        Ok((w, fd))
+    }
+
+    /// Maps the kernel process's window (`/proc/PID/fd/FD`) at its address.
+    pub fn attach(spec: &crate::Spec) -> Result<Window, Error> {
+        let path = format!("/proc/{}/fd/{}\0", spec.pid, spec.fd);
+        // SAFETY: open of a NUL-terminated path.
+        let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(if err.raw_os_error() == Some(libc::ENOENT) {
+                Error::Gone(spec.pid)
+            } else {
+                Error::Os {
+                    what: "opening the kernel process's window",
+                    err,
+                }
+            });
+        }
+        let r = map(fd, spec.addr, true);
+        // SAFETY: closing our own fd (the mapping stays).
+        unsafe { libc::close(fd) };
+        let w = Window { base: r? };
+        if w.header().magic.load(Ordering::Acquire) != MAGIC {
+            return Err(Error::Spec(spec.to_string()));
+        }
+        Ok(w)
+    }
+
+    /// A window already mapped at `base` (by [`Window::create`] or [`Window::attach`]).
+    ///
+    /// # Safety
+    /// `base` must be the address of a mapped window.
+    pub const unsafe fn at(base: usize) -> Window {
+        Window { base }
+    }
+
+    /// The window's address.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The header.
+    pub fn header(&self) -> &'static Header {
+        // SAFETY: the window stays mapped for the process's life; Header is atomics.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Slot `i`'s channel.
+    pub fn ctl(&self, i: usize) -> &'static Ctl {
+        assert!(i < SLOTS);
+        // SAFETY: in the window, aligned (slots are 128 KiB apart after a page); Ctl
+        // is atomics.
+        unsafe { &*((self.base + HEADER_SIZE + i * SLOT_SIZE) as *const Ctl) }
+    }
+
+    /// Address of slot `i`'s data area ([`DATA_SIZE`] bytes).
+    pub fn data(&self, i: usize) -> usize {
+        assert!(i < SLOTS);
+        self.base + HEADER_SIZE + i * SLOT_SIZE + DATA_OFFSET
+    }
+
+    /// True when `[addr, addr + len)` lies inside the window.
+    pub fn contains(&self, addr: usize, len: usize) -> bool {
+        addr >= self.base
+            && addr
+                .checked_add(len)
+                .is_some_and(|e| e <= self.base + WINDOW_SIZE)
+    }
+}
+
+/// Maps `fd`'s window at `addr` (exactly, when `fixed`; where the kernel likes else).
+fn map(fd: i32, addr: usize, fixed: bool) -> Result<usize, Error> {
+    let flags = libc::MAP_SHARED | if fixed { libc::MAP_FIXED_NOREPLACE } else { 0 };
+    // SAFETY: a new shared mapping of our file; MAP_FIXED_NOREPLACE never replaces one.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            WINDOW_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::os("mapping the window"));
+    }
+    if fixed && p as usize != addr {
+        // An old kernel that ignores MAP_FIXED_NOREPLACE: not where we need it.
+        // SAFETY: unmapping what we just mapped.
+        unsafe { libc::munmap(p, WINDOW_SIZE) };
+        return Err(Error::Os {
+            what: "mapping the window at its address",
+            err: std::io::Error::from_raw_os_error(libc::EEXIST),
+        });
+    }
+    Ok(p as usize)
+}

@@ -1,0 +1,220 @@
+//! Which kernel serves this process: the tree's shared one in the kernel process
+//! (`lkl-shared-kernel`, the default of `lkl-run`), or a private LKL booted in this
+//! process at its first call (`--private-kernel`).
+//!
+//! With the shared kernel, each thread of ours (each shadow's thread block, see
+//! `world.rs`) claims a slot of the window at its first call and keeps it; a fork child
+//! forgets its parent's slots (the generation below changes) and claims its own.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use lkl_shared_kernel::client;
+use lkl_shared_kernel::window::op;
+
+static SHARED: AtomicBool = AtomicBool::new(false);
+/// Bumped in each fork child: slots claimed before belong to the parent.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The fork ticket of this process's LKL process (0: none), for its first claim.
+static TICKET: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread block's slot and the generation it was claimed in.
+    static SLOT: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// True when the tree's shared kernel serves this process.
+#[inline(always)]
+pub(crate) fn shared() -> bool {
+    SHARED.load(Ordering::Relaxed)
+}
+
+/// From now on the shared kernel serves this process.
+pub(crate) fn set_shared() {
+    SHARED.store(true, Ordering::Release);
+    // The lkl crate's calls (lkl-fdmux's waits use them) go there too.
+    lkl::set_remote(|nr, args| op(op::CALL, nr, args));
+}
+
+/// True in a fork child that cannot reach LKL (a private kernel stays the parent's).
+#[inline(always)]
+pub(crate) fn forked_without_lkl() -> bool {
+    !shared() && trampoline::forked_child()
+}
+
+/// In our world: this thread's slot, claimed at its first call.
+fn slot() -> Result<usize, i64> {
+    let g = GENERATION.load(Ordering::Acquire);
+    SLOT.with(|c| {
+        let (cg, s) = c.get();
+        if cg == g {
+            return Ok(s);
+        }
+        let s = client::claim(TICKET.load(Ordering::Acquire))?;
+        c.set((g, s));
+        Ok(s)
+    })
+}
+
+/// In our world: forgets this thread's slot (the kernel process retired it).
+pub(crate) fn drop_slot() {
+    SLOT.with(|c| c.set((0, 0)));
+}
+
+/// In our world: the shared kernel's operation `o` on this thread's slot.
+pub(crate) fn op(o: u32, nr: i64, args: [i64; 6]) -> i64 {
+    match slot() {
+        Ok(s) => client::call(s, o, nr, args),
+        Err(e) => e,
+    }
+}
+
+/// In our world: LKL system call `nr` (LKL's number) on `args`, from whichever kernel
+/// serves this process.
+#[inline(always)]
+pub(crate) fn call(nr: i64, mut args: [i64; 6]) -> i64 {
+    if shared() {
+        let slot = match slot() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        // SAFETY: the slot is this thread's, no request in flight.
+        let data = unsafe { client::data(slot) };
+        crate::marshal::call(nr, args, Some(data), |nr, a| {
+            client::call(slot, op::CALL, nr, a)
+        })
+    } else {
+        // SAFETY: the callers pass the program's or our own valid buffers (we are in
+        // our world); LKL runs in this address space.
+        unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
+    }
+}
+
+/// In our world: this thread's slot's data area, with its address (for arguments the
+/// kernel process reads from the window).
+pub(crate) fn data() -> Result<&'static mut [u8], i64> {
+    let s = slot()?;
+    // SAFETY: the slot is this thread's and no request is in flight (we are between
+    // calls).
+    Ok(unsafe { client::data(s) })
+}
+
+/// In a fork child (program world, one thread): the parent's slots and locks are not
+/// ours; the LKL process made for this child is `ticket`'s.
+pub(crate) fn after_fork(ticket: u64) {
+    TICKET.store(ticket, Ordering::Release);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::world::after_fork();
+    crate::dispatch::set_owner_pid();
+}
+
+/// A fork-like call in a process of the shared kernel's tree: the child's LKL process,
+/// a copy of ours, is made first (so it copies the fd table as it is at the fork),
+/// then bound to the child's pid once known.
+pub(crate) fn fork(nr: u64, args: &[u64; 6]) -> i64 {
+    let (ticket, _) = crate::wait::in_world(|| op(op::FORK, 0, [0; 6]));
+    // SAFETY: the program's own fork-like call; both processes return here.
+    let r = unsafe { trampoline::syscall6(nr, *args) };
+    if r == 0 {
+        after_fork(ticket.max(0) as u64);
+        return 0;
+    }
+    if ticket > 0 {
+        let child = r.max(0);
+        let _ = crate::wait::in_world(|| op(op::BIND, 0, [ticket, child, 0, 0, 0, 0]));
+    }
+    r
+}
+
+/// This process's pid.
+fn getpid() -> i64 {
+    // SAFETY: getpid has no arguments.
+    unsafe { crate::helpers::sys(libc::SYS_getpid, [0; 6]) }
+}
+
+/// Before an exec: a vfork child gets its own LKL process (a copy of its parent's),
+/// then the LKL fds that survive the exec (not close-on-exec in LKL) are handed to the
+/// kernel process for the new image, their placeholders made to survive it too.
+pub(crate) fn before_exec() {
+    if !shared() {
+        return;
+    }
+    let pid = getpid();
+    let vfork = crate::dispatch::vfork_child();
+    let _ = crate::wait::in_world(|| {
+        if vfork && op(op::SPAWN, 0, [pid, 0, 0, 0, 0, 0]) < 0 {
+            return 0;
+        }
+        let Ok(d) = data() else {
+            return 0;
+        };
+        let pairs = d.len() / 8;
+        let mut n = 0usize;
+        for (h, l) in crate::fds::in_range(0, u64::MAX) {
+            let fl = call(
+                lkl_sys::__lkl__NR3264_fcntl as i64,
+                [l, i64::from(libc::F_GETFD), 0, 0, 0, 0],
+            );
+            if fl < 0 {
+                continue;
+            }
+            let keep = fl & i64::from(libc::FD_CLOEXEC) == 0;
+            // SAFETY: setting the close-on-exec flag of our placeholder.
+            unsafe {
+                crate::helpers::sys(
+                    libc::SYS_fcntl,
+                    [
+                        h as u64,
+                        libc::F_SETFD as u64,
+                        if keep { 0 } else { libc::FD_CLOEXEC as u64 },
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            };
+            if keep && n < pairs {
+                d[n * 8..n * 8 + 4].copy_from_slice(&(h as i32).to_ne_bytes());
+                d[n * 8 + 4..n * 8 + 8].copy_from_slice(&(l as i32).to_ne_bytes());
+                n += 1;
+            }
+        }
+        op(op::EXEC, 0, [pid, n as i64, 0, 0, 0, 0])
+    });
+}
+
+/// The exec announced by [`before_exec`] failed.
+pub(crate) fn exec_failed() {
+    if !shared() {
+        return;
+    }
+    let pid = getpid();
+    let _ = crate::wait::in_world(|| op(op::EXEC_FAILED, 0, [pid, 0, 0, 0, 0, 0]));
+}
+
+/// At the start of an exec'd image (lkl-run's own thread, before the program): the
+/// kernel process closes the close-on-exec LKL fds and gives back the table of the
+/// others, which become this image's LKL fds again. The slot used for it is retired.
+pub(crate) fn exec_done() -> i64 {
+    let n = op(op::EXEC_DONE, 0, [0; 6]);
+    if n > 0 {
+        if let Ok(d) = data() {
+            for k in 0..(n as usize).min(d.len() / 8) {
+                let h = i32::from_ne_bytes(d[k * 8..k * 8 + 4].try_into().unwrap_or_default());
+                let l = i32::from_ne_bytes(d[k * 8 + 4..k * 8 + 8].try_into().unwrap_or_default());
+                // SAFETY: F_GETFD of a number: is the placeholder still open?
+                let open = unsafe {
+                    crate::helpers::sys(
+                        libc::SYS_fcntl,
+                        [h as u64, libc::F_GETFD as u64, 0, 0, 0, 0],
+                    )
+                } >= 0;
+                if open {
+                    crate::fds::set(i64::from(h), Some(i64::from(l)));
+                }
+            }
+        }
+    }
+    drop_slot();
+    n
+}
