@@ -117,6 +117,11 @@ pub(crate) fn fork(nr: u64, args: &[u64; 6]) -> i64 {
     let r = unsafe { trampoline::syscall6(nr, *args) };
     if r == 0 {
         after_fork(ticket.max(0) as u64);
+        // This thread's mixed-wait helper thread stayed in the parent.
+        let _ = crate::wait::in_world(|| {
+            lkl_fdmux::forget_waiter_after_fork();
+            0
+        });
         return 0;
     }
     if ticket > 0 {

@@ -239,9 +239,19 @@ fn raise_pending(shadow: &Shadow) {
 }
 
 /// In the child of a fork (its only thread): a lock another thread of the parent held
-/// at the fork stays held in this copy; let it go.
+/// at the fork stays held in this copy; let it go. The shadows of the parent's other
+/// threads are dropped (a thread of the child may get the same thread block address,
+/// and their thread-locals describe the parent), and so are the free ones.
 pub(crate) fn after_fork() {
     LOCK.store(false, Ordering::Release);
+    let key = fs_base() | KEY_TAG;
+    for s in &TABLE {
+        let p = s.prog.load(Ordering::Relaxed);
+        if p != 0 && p != key && p != key | 1 {
+            s.prog.store(TOMB, Ordering::Relaxed);
+        }
+    }
+    NFREE.store(0, Ordering::Release);
 }
 
 /// Why [`enter`] failed.
