@@ -197,12 +197,12 @@ fn kill_wakes_a_blocked_call(w: &mut World) -> Outcome {
     let (fd, p2) = (w.fd, w.p2);
     let (tx, rx) = mpsc::channel();
     let server = thread::spawn(
-        move || -> Result<(Result<(usize, Option<SocketAddr>), Errno>, Duration), String> {
+        move || -> Result<(Result<usize, Errno>, Duration), String> {
             process::thread_join(p2, UserMemory::Local).map_err(e("thread_join"))?;
             tx.send(()).unwrap();
             let start = Instant::now();
             let mut buf = [0u8; 16];
-            let got = lkl::recvfrom(fd, &mut buf, 0);
+            let got = lkl::recvfrom(fd, &mut buf, 0).map(|r| r.0);
             let took = start.elapsed();
             process::thread_leave().map_err(e("thread_leave"))?;
             Ok((got, took))
