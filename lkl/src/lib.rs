@@ -31,6 +31,12 @@
 //!   virtio-net device over a tap, macvtap, raw socket or FIFO pair
 //!   ([`NetBackend`], [`NetOptions`]), then [`net_ifname`] finds its
 //!   interface inside the kernel.
+//! - Processes ([`process`]): a kernel server gives each client process an
+//!   LKL process of its own ([`process::create`], [`process::fork`]) and
+//!   serves each client thread on a host thread that
+//!   [`process::thread_join`]s it; the client's user memory is reached
+//!   through `process_vm_readv`/`process_vm_writev` or the shared window
+//!   ([`set_shared_window`]).
 //!
 //! System call numbers, constants and structures come from `lkl-sys`, which
 //! generates them from the kernel's own uapi headers (`__lkl__NR_*`,
@@ -47,12 +53,14 @@ pub mod console;
 mod error;
 pub mod host;
 mod irq;
+pub mod process;
 mod syscalls;
 pub mod virtio;
 
 pub use error::{Errno, Error};
 pub use host::{MmioDevice, MmioRegistry, MmioWindow};
 pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
+pub use process::set_shared_window;
 pub use syscalls::*;
 pub use virtio::{
     add_disk, add_net, add_net_with, check_image_type, disk_name, disk_stats, mount_disk,

@@ -5,8 +5,8 @@
 //!
 //! One file per concern: [`print`](mod@print), [`sem`] (futex semaphores), [`mutex`],
 //! [`thread`] (including the longjmp-based `thread_exit`), [`tls`], [`mem`],
-//! [`time`], [`timer`], [`mmio`] and the x86-64 jump buffer in
-//! [`jmp_x86_64`].
+//! [`time`], [`timer`], [`mmio`], the user memory of other host processes
+//! in [`usermem`] and the x86-64 jump buffer in [`jmp_x86_64`].
 
 use std::ffi::{c_int, c_ulong, c_void};
 use std::ptr;
@@ -24,6 +24,7 @@ pub mod thread;
 pub mod time;
 pub mod timer;
 pub mod tls;
+pub mod usermem;
 
 pub use mmio::{MmioDevice, MmioRegistry, MmioWindow};
 pub use thread::live_threads;
@@ -98,6 +99,8 @@ pub fn host_ops() -> lkl_host_operations {
         memcpy: Some(memcpy),
         memset: Some(memset),
         memmove: Some(memmove),
+        user_read: Some(usermem::user_read),
+        user_write: Some(usermem::user_write),
     }
 }
 

@@ -5,14 +5,16 @@
  * lkl_syscall() takes the CPU, finds the calling host thread's kernel task
  * through a host TLS key (creating it on the thread's first call), makes
  * it current, runs the handler from the table and gives the CPU back.  A
- * host thread's task is a thread of the init process ("hostN"); the TLS
- * key's destructor makes it exit when the host thread ends.
+ * host thread's task is a thread of the init process ("hostN") unless the
+ * thread joined a process of its own (lkl_thread_join(), process.c); the
+ * TLS key's destructor makes it exit when the host thread ends.
  *
  * While the CPU is free, "current" is a host task: the idle host task
  * stands in when no application thread is in the kernel, so the idle task
  * never has to be switched away from on a foreign thread.
  */
 #include <linux/kernel.h>
+#include <linux/errno.h>
 #include <linux/sched.h>
 #include <linux/sched/task.h>
 #include <linux/sched/signal.h>
@@ -37,7 +39,7 @@ static void *syscall_table[__NR_syscalls] = {
 #define HOST_TASK_CLONE_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | \
 			       CLONE_THREAD | CLONE_SIGHAND | SIGCHLD)
 
-static struct task_struct *host0;
+struct task_struct *host0;
 static struct task_struct *idle_host_task;
 static struct lkl_tls_key *task_key;
 static atomic_t host_task_seq = ATOMIC_INIT(0);
@@ -67,16 +69,27 @@ static int new_host_task(struct task_struct **task)
 	return 0;
 }
 
-static void exit_host_task(void)
+void exit_host_task(void)
 {
 	do_exit(0);
+}
+
+/* The calling host thread's task, NULL if it has none (yet). */
+struct task_struct *host_task_get(void)
+{
+	return task_key ? lkl_ops->tls_get(task_key) : NULL;
+}
+
+void host_task_set(struct task_struct *task)
+{
+	lkl_ops->tls_set(task_key, task);
 }
 
 /*
  * Take the CPU for host task @task of the calling thread and make it
  * current.  Returns 0, or a negative value when the kernel is halting.
  */
-static int enter_host_task(struct task_struct *task)
+int enter_host_task(struct task_struct *task)
 {
 	struct thread_info *ti = task_thread_info(task);
 	int ret = lkl_cpu_enter(ti);
@@ -102,7 +115,7 @@ static void del_host_task(void *arg)
 		return;
 
 	/* do_exit() schedules away for good: return here, CPU handed over */
-	set_ti_thread_flag(ti, TIF_SCHED_JB);
+	set_ti_thread_flag(ti, TIF_EXIT_JB);
 	lkl_ops->jmp_buf_set(&ti->sched_jb, exit_host_task);
 }
 
@@ -144,6 +157,8 @@ static void run_syscall(void)
 	long *p = frame->params;
 
 	frame->ret = fn(p[0], p[1], p[2], p[3], p[4], p[5]);
+	/* lkl_thread_interrupt() interrupts one call, not the next one */
+	clear_notify_signal();
 	task_work_run();
 }
 
@@ -219,6 +234,14 @@ long lkl_syscall(long no, long *params)
 		return frame.ret;
 	ti->syscall = NULL;
 	ret = frame.ret;
+
+	/*
+	 * A call a signal interrupted: there is no handler to run and
+	 * restart it after, so it fails as one without SA_RESTART does.
+	 */
+	if (ret == -ERESTARTSYS || ret == -ERESTARTNOINTR ||
+	    ret == -ERESTARTNOHAND || ret == -ERESTART_RESTARTBLOCK)
+		ret = -EINTR;
 
 	if (no == __NR_reboot) {
 		/* halting: leave the CPU to the idle loop, which ends it */

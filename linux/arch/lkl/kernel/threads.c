@@ -12,7 +12,10 @@
  * When such a task is switched away from, its host thread must not wait
  * (it has to return to the application), so schedule() is entered through
  * lkl_sched_detach(), which saves a return point; __switch_to() jumps back
- * to it instead of waiting.
+ * to it instead of waiting.  A host task that exits on the host thread
+ * of a caller (lkl_thread_leave(), lkl_proc_kill()) returns the same way,
+ * but only from its final switch (TIF_EXIT_JB): exit may sleep on the way,
+ * and the host thread then waits like in any blocking call.
  */
 #include <linux/sched.h>
 #include <linux/sched/task.h>
@@ -77,7 +80,9 @@ void setup_thread_stack(struct task_struct *p, struct task_struct *org)
 	struct thread_info *ti = task_thread_info(p);
 	struct thread_info *org_ti = task_thread_info(org);
 
-	ti->flags = org_ti->flags & ~(1UL << TIF_SCHED_JB);
+	ti->flags = org_ti->flags & ~(1UL << TIF_SCHED_JB |
+				      1UL << TIF_EXIT_JB |
+				      1UL << TIF_PROC_LEADER);
 	ti->preempt_count = org_ti->preempt_count;
 }
 
@@ -105,7 +110,9 @@ struct task_struct *__switch_to(struct task_struct *prev,
 {
 	struct thread_info *prev_ti = task_thread_info(prev);
 	struct thread_info *next_ti = task_thread_info(next);
-	bool detach = test_ti_thread_flag(prev_ti, TIF_SCHED_JB);
+	bool detach = test_ti_thread_flag(prev_ti, TIF_SCHED_JB) ||
+		      (test_ti_thread_flag(prev_ti, TIF_EXIT_JB) &&
+		       READ_ONCE(prev->__state) == TASK_DEAD);
 	struct lkl_jmp_buf jb;
 
 	lkl_current_ti = next_ti;
@@ -134,6 +141,7 @@ struct task_struct *__switch_to(struct task_struct *prev,
 	 */
 	if (detach) {
 		clear_ti_thread_flag(prev_ti, TIF_SCHED_JB);
+		clear_ti_thread_flag(prev_ti, TIF_EXIT_JB);
 		jb = prev_ti->sched_jb;
 	}
 

@@ -53,6 +53,11 @@ struct lkl_syscall_frame {
 };
 void lkl_syscall_abort(struct thread_info *ti) __noreturn;
 void syscalls_abort_blocked(void);
+extern struct task_struct *host0;
+struct task_struct *host_task_get(void);
+void host_task_set(struct task_struct *task);
+int enter_host_task(struct task_struct *task);
+void exit_host_task(void);
 int syscalls_init(void);
 void syscalls_cleanup(void);
 bool wakeup_idle_host_task(void);

@@ -41,6 +41,12 @@ struct thread_info {
 	struct thread_info *entry_next;
 	struct thread_info *entry_wake_next;
 	int entry_state;
+	/*
+	 * Whose memory the task's user pointers refer to: 0 for the host
+	 * process LKL runs in, otherwise a cookie for the host's user_read
+	 * and user_write operations (see asm/uaccess.h).
+	 */
+	unsigned long user;
 	unsigned long stackend;
 };
 
@@ -81,6 +87,10 @@ void setup_thread_stack(struct task_struct *p, struct task_struct *org);
 /* the task stands for a host (application) thread */
 #define TIF_HOST_THREAD		8
 #define TIF_NOTIFY_SIGNAL	9
+/* the leader of a process made by lkl_proc_create() */
+#define TIF_PROC_LEADER		10
+/* when the task dies, its host thread returns through sched_jb */
+#define TIF_EXIT_JB		11
 
 #define _TIF_SIGPENDING		(1 << TIF_SIGPENDING)
 #define _TIF_NEED_RESCHED	(1 << TIF_NEED_RESCHED)

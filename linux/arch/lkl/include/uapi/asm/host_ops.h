@@ -77,6 +77,14 @@ struct lkl_jmp_buf {
  * @jmp_buf_longjmp: return to the point saved in @jmpb
  *
  * @memcpy, @memset, @memmove: fast host versions (optional)
+ *
+ * @user_read: copy @n bytes at address @from of the user memory named by
+ *	the cookie @user (see lkl_thread_join()) to the kernel buffer @to;
+ *	returns the number of bytes not copied, 0 on success (optional:
+ *	without it and @user_write, threads cannot join with a cookie)
+ * @user_write: copy @n bytes of the kernel buffer @from to address @to of
+ *	the user memory named by @user; returns the number of bytes not
+ *	copied, 0 on success (optional, see @user_read)
  */
 struct lkl_host_operations {
 	const char *virtio_devices;
@@ -130,6 +138,11 @@ struct lkl_host_operations {
 	void *(*memcpy)(void *dest, const void *src, unsigned long count);
 	void *(*memset)(void *s, int c, unsigned long count);
 	void *(*memmove)(void *dest, const void *src, unsigned long count);
+
+	unsigned long (*user_read)(unsigned long user, void *to,
+				   const void *from, unsigned long n);
+	unsigned long (*user_write)(unsigned long user, void *to,
+				    const void *from, unsigned long n);
 };
 
 /**
@@ -189,5 +202,83 @@ void lkl_put_irq(int irq, const char *user);
  * Returns the platform device id, or a negative errno.
  */
 long lkl_virtio_mmio_add(unsigned long base, unsigned long size, int irq);
+
+/*
+ * Processes.  A kernel server runs LKL for a tree of client processes: each
+ * client process is an LKL process of its own, each client thread is served
+ * by a host thread that joins that process and makes its system calls.
+ * These calls may be made from any host thread (joined or not) unless said
+ * otherwise, and return a negative errno on failure.
+ *
+ * A process's leader never makes system calls itself: it holds what the
+ * process owns (file table, cwd, root, umask, credentials, limits, signal
+ * handlers) while threads come and go.  The kernel reaps processes and
+ * threads itself: no zombie is left.  Ending a process: lkl_proc_kill(),
+ * then lkl_thread_leave() on each host thread joined to it (in any order;
+ * its files are closed once both are done).  The system calls exit and
+ * exit_group must not be made on a joined thread.
+ */
+
+/**
+ * lkl_proc_create - make a process
+ * @parent: 0 for a fresh process (no open files, cwd and root "/", umask
+ *	022, init's credentials, RLIMIT_NOFILE 65536); otherwise the pid of a
+ *	process to fork: the new one gets a copy of its file table (FD_CLOEXEC
+ *	kept), cwd, root, umask, credentials (the leader's) and limits
+ *
+ * Returns the new process's pid (> 0), -ESRCH if @parent is no live process.
+ */
+long lkl_proc_create(long parent);
+
+/**
+ * lkl_thread_join - make the calling host thread a thread of process @pid
+ * @pid: a process made by lkl_proc_create()
+ * @user: whose memory the thread's user pointers refer to: 0 for this host
+ *	process's, otherwise a cookie passed to the user_read and user_write
+ *	host operations (-EOPNOTSUPP if the host has none)
+ *
+ * From then on, lkl_syscall() on this host thread runs as the new thread.
+ * Returns its tid (> 0), -EBUSY if the calling thread already has a task
+ * (it must lkl_thread_leave() first), -ESRCH if @pid is no live process.
+ */
+long lkl_thread_join(long pid, unsigned long user);
+
+/**
+ * lkl_thread_leave - the calling host thread's task exits
+ *
+ * A thread exit: the process lives on (its leader holds its files) until
+ * lkl_proc_kill().  The host thread may join again or exit afterwards.
+ * Returns 0, -ESRCH if the thread has no task.
+ */
+long lkl_thread_leave(void);
+
+/**
+ * lkl_proc_exec - what execve() does to the calling thread's process
+ *
+ * The file table is unshared from any other process sharing it, the
+ * FD_CLOEXEC descriptors are closed and the signal handlers are reset.
+ * Returns 0, -ESRCH if the thread has no task.
+ */
+long lkl_proc_exec(void);
+
+/**
+ * lkl_proc_kill - end process @pid, as SIGKILL does
+ *
+ * Every thread of it blocked in a system call wakes and its call returns
+ * (-EINTR, or the call's own error); later calls of its threads may fail
+ * the same way.  Each of its threads must then lkl_thread_leave().  The
+ * calling thread's own task, if any, is not disturbed (unless it belongs to
+ * @pid).  Returns 0, -ESRCH if @pid is no live process.
+ */
+long lkl_proc_kill(long pid);
+
+/**
+ * lkl_thread_interrupt - interrupt the blocked system call of thread @tid
+ *
+ * The call returns -EINTR as if a signal had interrupted it; nothing
+ * happens if the thread is not waiting interruptibly inside a call.
+ * Returns 0, -ESRCH if there is no such thread.
+ */
+long lkl_thread_interrupt(long tid);
 
 #endif /* _ASM_UAPI_LKL_HOST_OPS_H */
