@@ -53,9 +53,10 @@ fn raw(nr: libc::c_long, a: [i64; 3]) -> i64 {
     }
 }
 
-/// Claims a free slot for the calling thread of this process, with fork ticket
+/// Claims a free slot for the calling thread of process `pid` (the process whose
+/// memory the thread runs in: a vfork child calls for its parent), with fork ticket
 /// `ticket` (0: none). Returns its index, or `-EAGAIN` when every slot is taken.
-pub fn claim(ticket: u64) -> Result<usize, i64> {
+pub fn claim(pid: i32, ticket: u64) -> Result<usize, i64> {
     let Some(w) = window() else {
         return Err(-i64::from(libc::ENETDOWN));
     };
@@ -90,13 +91,21 @@ pub fn claim(ticket: u64) -> Result<usize, i64> {
     Err(-i64::from(libc::EAGAIN))
 }
 
+/// [`call`]'s answer when the slot was retired (its process exec'd) before it took
+/// the request: claim another and post again.
+pub const STALE: i64 = i64::MIN;
+
 /// Posts operation `opn` (`nr`, `args`) in slot `slot` and waits for the answer.
-/// `-ENETDOWN` when the kernel is gone.
+/// `-ENETDOWN` when the kernel is gone, [`STALE`] when the slot is no longer served.
 pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
     let Some(w) = window() else {
         return -i64::from(libc::ENETDOWN);
     };
     let c = w.ctl(slot);
+    let live = || matches!(c.state.load(Ordering::Acquire), state::CLAIMED | state::SERVED);
+    if !live() || c.retire.load(Ordering::Acquire) != 0 {
+        return STALE;
+    }
     c.op.store(opn, Ordering::Relaxed);
     c.nr.store(nr, Ordering::Relaxed);
     for (d, s) in c.args.iter().zip(args) {
@@ -119,6 +128,9 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
         c.cli_wait.store(0, Ordering::Relaxed);
         if c.done.load(Ordering::Acquire) == s {
             return c.ret.load(Ordering::Relaxed);
+        }
+        if !live() {
+            return STALE;
         }
         if gone(&w) {
             return -i64::from(libc::ENETDOWN);

@@ -120,6 +120,15 @@ pub fn spawn(config: &lkl_hijack_config::Config) -> Result<Started, Error> {
     }
 }
 
+/// Prints what the kernel process does, with `LKL_TREE_DEBUG` set.
+macro_rules! debug {
+    ($($t:tt)*) => {
+        if std::env::var_os("LKL_TREE_DEBUG").is_some() {
+            eprintln!("lkl-tree: {}", format_args!($($t)*));
+        }
+    };
+}
+
 /// A process of the tree.
 struct Proc {
     /// Its LKL process.
@@ -175,7 +184,7 @@ fn serve(
         // SAFETY: `report` is our pipe's write end, owned from here on.
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report) },
     ));
-    // TEMPORARY lkl::set_shared_window(win.base(), window::WINDOW_SIZE);
+    lkl::set_shared_window(win.base(), window::WINDOW_SIZE);
     let started = match lkl_boot::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -351,6 +360,11 @@ fn none_left(st: &State) -> bool {
 
 /// The reaper thread: ends the LKL process of each process of the tree that dies.
 fn reaper() {
+    // Its kills are made as a thread of an LKL process of the kernel process's own.
+    let own = kapi::proc_create(0);
+    if own > 0 {
+        kapi::thread_join_local(own);
+    }
     let epoll = state().epoll;
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
     loop {
@@ -369,6 +383,7 @@ fn reaper() {
         let mut st = state();
         for ev in evs.iter().take(n.max(0) as usize) {
             let pid = ev.u64 as i32;
+            debug!("process {pid} is gone");
             if let Some(p) = st.procs.remove(&pid) {
                 retire_slots(pid, usize::MAX);
                 forget(&st, p);
@@ -468,6 +483,11 @@ fn slot_thread(i: usize) {
     let w = win();
     let c = w.ctl(i);
     let pid = c.pid.load(Ordering::Relaxed);
+    debug!(
+        "slot {i}: pid {pid} ticket {} ppid {}",
+        c.ticket.load(Ordering::Relaxed),
+        c.ppid.load(Ordering::Relaxed)
+    );
     let joined = proc_for(
         pid,
         c.ticket.load(Ordering::Relaxed),
@@ -496,6 +516,9 @@ fn slot_thread(i: usize) {
             Ok(lkl) => handle(i, pid, lkl, opn, nr, args),
             Err(e) => e,
         };
+        if opn != op::CALL {
+            debug!("slot {i}: pid {pid} {} {args:?} = {ret}", crate::client::op_name(opn));
+        }
         c.ret.store(ret, Ordering::Relaxed);
         c.done.store(s, Ordering::Release);
         last = s;
@@ -512,6 +535,7 @@ fn slot_thread(i: usize) {
             break;
         }
     }
+    debug!("slot {i}: pid {pid} leaves");
     if joined.is_ok() {
         kapi::thread_leave();
     }

@@ -64,6 +64,11 @@ pub(crate) fn set_owner_pid() {
     OWNER_PID.store(pid, Ordering::Relaxed);
 }
 
+/// The pid of this process image (the parent's, in a vfork child).
+pub(crate) fn owner_pid() -> i32 {
+    OWNER_PID.load(Ordering::Relaxed)
+}
+
 /// True in a vfork (or `CLONE_VM` without `CLONE_THREAD`) child: our memory, another
 /// process.
 pub(crate) fn vfork_child() -> bool {

@@ -42,7 +42,8 @@ pub(crate) fn forked_without_lkl() -> bool {
     !shared() && trampoline::forked_child()
 }
 
-/// In our world: this thread's slot, claimed at its first call.
+/// In our world: this thread's slot, claimed at its first call (for the process
+/// whose memory this is: a vfork child calls as its parent until it execs).
 fn slot() -> Result<usize, i64> {
     let g = GENERATION.load(Ordering::Acquire);
     SLOT.with(|c| {
@@ -50,7 +51,7 @@ fn slot() -> Result<usize, i64> {
         if cg == g {
             return Ok(s);
         }
-        let s = client::claim(TICKET.load(Ordering::Acquire))?;
+        let s = client::claim(crate::dispatch::owner_pid(), TICKET.load(Ordering::Acquire))?;
         c.set((g, s));
         Ok(s)
     })
@@ -61,12 +62,26 @@ pub(crate) fn drop_slot() {
     SLOT.with(|c| c.set((0, 0)));
 }
 
+/// In our world: `post` on this thread's slot, on a new one if the kernel process
+/// retired it meanwhile.
+fn on_slot(mut post: impl FnMut(usize) -> i64) -> i64 {
+    for _ in 0..2 {
+        let s = match slot() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let r = post(s);
+        if r != client::STALE {
+            return r;
+        }
+        drop_slot();
+    }
+    -i64::from(libc::ENETDOWN)
+}
+
 /// In our world: the shared kernel's operation `o` on this thread's slot.
 pub(crate) fn op(o: u32, nr: i64, args: [i64; 6]) -> i64 {
-    match slot() {
-        Ok(s) => client::call(s, o, nr, args),
-        Err(e) => e,
-    }
+    on_slot(|s| client::call(s, o, nr, args))
 }
 
 /// In our world: LKL system call `nr` (LKL's number) on `args`, from whichever kernel
@@ -74,14 +89,12 @@ pub(crate) fn op(o: u32, nr: i64, args: [i64; 6]) -> i64 {
 #[inline(always)]
 pub(crate) fn call(nr: i64, mut args: [i64; 6]) -> i64 {
     if shared() {
-        let slot = match slot() {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        // SAFETY: the slot is this thread's, no request in flight.
-        let data = unsafe { client::data(slot) };
-        crate::marshal::call(nr, args, Some(data), |nr, a| {
-            client::call(slot, op::CALL, nr, a)
+        on_slot(|slot| {
+            // SAFETY: the slot is this thread's, no request in flight.
+            let data = unsafe { client::data(slot) };
+            crate::marshal::call(nr, args, Some(data), |nr, a| {
+                client::call(slot, op::CALL, nr, a)
+            })
         })
     } else {
         // SAFETY: the callers pass the program's or our own valid buffers (we are in
