@@ -102,7 +102,12 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
         return -i64::from(libc::ENETDOWN);
     };
     let c = w.ctl(slot);
-    let live = || matches!(c.state.load(Ordering::Acquire), state::CLAIMED | state::SERVED);
+    let live = || {
+        matches!(
+            c.state.load(Ordering::Acquire),
+            state::CLAIMED | state::SERVED
+        )
+    };
     if !live() || c.retire.load(Ordering::Acquire) != 0 {
         return STALE;
     }
@@ -174,6 +179,7 @@ pub fn op_name(o: u32) -> &'static str {
         op::EXEC_FAILED => "exec-failed",
         op::EXEC_DONE => "exec-done",
         op::EXIT => "exit",
+        op::LEAVE => "leave",
         _ => "?",
     }
 }

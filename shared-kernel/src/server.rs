@@ -517,7 +517,10 @@ fn slot_thread(i: usize) {
             Err(e) => e,
         };
         if opn != op::CALL {
-            debug!("slot {i}: pid {pid} {} {args:?} = {ret}", crate::client::op_name(opn));
+            debug!(
+                "slot {i}: pid {pid} {} {args:?} = {ret}",
+                crate::client::op_name(opn)
+            );
         }
         c.ret.store(ret, Ordering::Relaxed);
         c.done.store(s, Ordering::Release);
@@ -530,8 +533,7 @@ fn slot_thread(i: usize) {
             // SAFETY: leaving: nothing of the kernel is left.
             unsafe { libc::_exit(0) };
         }
-        if opn == op::EXEC_DONE {
-            // That slot was the new image's loader's; the program claims its own.
+        if opn == op::LEAVE {
             break;
         }
     }
@@ -631,12 +633,24 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
                 .and_then(|p| p.exec_table.take())
                 .unwrap_or_default();
             let getfd = lkl_sys::__lkl__NR3264_fcntl as i64;
-            let kept: Vec<[i32; 2]> = table
+            let mut kept: Vec<[i32; 2]> = table
                 .into_iter()
                 .filter(|&[_, l]| {
                     kapi::syscall(getfd, [i64::from(l), i64::from(libc::F_GETFD), 0, 0, 0, 0]) >= 0
                 })
                 .collect();
+            // The LKL fds the old image had but handed no placeholder on for (a vfork
+            // child closed it) are closed too, as the host closed theirs.
+            kept.sort_by_key(|&[_, l]| l);
+            let close_range = lkl_sys::__lkl__NR_close_range as i64;
+            let mut from = 0i64;
+            for &[_, l] in &kept {
+                if i64::from(l) > from {
+                    kapi::syscall(close_range, [from, i64::from(l) - 1, 0, 0, 0, 0]);
+                }
+                from = i64::from(l) + 1;
+            }
+            kapi::syscall(close_range, [from, i64::from(u32::MAX), 0, 0, 0, 0]);
             let data = win().data(i) as *mut [i32; 2];
             // SAFETY: the slot's data area holds DATA_SIZE / 8 pairs; the caller waits.
             unsafe { core::ptr::copy_nonoverlapping(kept.as_ptr(), data, kept.len()) };

@@ -67,12 +67,15 @@ pub mod op {
     pub const EXEC: u32 = 4;
     /// The exec of process `args[0]` failed: forget what [`EXEC`] kept.
     pub const EXEC_FAILED: u32 = 5;
-    /// A new image starts: close the close-on-exec fds, retire the old image's
-    /// threads, and give back the fd table (pairs in the data area; returns how many).
+    /// A new image starts: close the close-on-exec fds and those not in the table,
+    /// retire the old image's threads, and give back the fd table (pairs in the data
+    /// area; returns how many).
     pub const EXEC_DONE: u32 = 6;
     /// The process ends (`exit_group`): returns 1 when it was the last one and the
     /// kernel has been halted (its devices released).
     pub const EXIT: u32 = 7;
+    /// The caller is done with this slot: its thread leaves after answering.
+    pub const LEAVE: u32 = 8;
 }
 
 /// One slot's channel. Words written by the caller and by the server are on separate

@@ -103,6 +103,32 @@ pub(crate) fn placeholder(min: i64) -> i64 {
     fd
 }
 
+/// True when host fd `fd` is one of our placeholders (an `O_PATH` descriptor of
+/// `/dev/null`): after an exec, or in a vfork child that closed or replaced fds of its
+/// own, the number may since stand for something else.
+pub(crate) fn is_placeholder(fd: i64) -> bool {
+    // SAFETY: F_GETFL of a number.
+    let fl = unsafe {
+        sys(
+            libc::SYS_fcntl,
+            [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0],
+        )
+    };
+    if fl < 0 || fl & i64::from(libc::O_PATH) == 0 {
+        return false;
+    }
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat into our struct.
+    let r = unsafe {
+        sys(
+            libc::SYS_fstat,
+            [fd as u64, &mut st as *mut libc::stat as u64, 0, 0, 0, 0],
+        )
+    };
+    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+}
+
 /// Offers LKL fd `lkl` to the program: a placeholder at or above `min`, recorded.
 /// Closes `lkl` (in LKL, through `close_lkl`) if no placeholder can be had.
 pub(crate) fn adopt(lkl: i64, min: i64, close_lkl: impl FnOnce(i64)) -> i64 {

@@ -169,6 +169,10 @@ pub(crate) fn before_exec() {
         let pairs = d.len() / 8;
         let mut n = 0usize;
         for (h, l) in crate::fds::in_range(0, u64::MAX) {
+            if vfork && !crate::fds::is_placeholder(h) {
+                // A vfork child closed or replaced it (our table is its parent's).
+                continue;
+            }
             let fl = call(
                 lkl_sys::__lkl__NR3264_fcntl as i64,
                 [l, i64::from(libc::F_GETFD), 0, 0, 0, 0],
@@ -212,7 +216,8 @@ pub(crate) fn exec_failed() {
 
 /// At the start of an exec'd image (lkl-run's own thread, before the program): the
 /// kernel process closes the close-on-exec LKL fds and gives back the table of the
-/// others, which become this image's LKL fds again. The slot used for it is retired.
+/// others, which become this image's LKL fds again (an LKL fd whose placeholder is
+/// gone is closed). The slot used for it is given back.
 pub(crate) fn exec_done() -> i64 {
     let n = op(op::EXEC_DONE, 0, [0; 6]);
     if n > 0 {
@@ -220,19 +225,19 @@ pub(crate) fn exec_done() -> i64 {
             for k in 0..(n as usize).min(d.len() / 8) {
                 let h = i32::from_ne_bytes(d[k * 8..k * 8 + 4].try_into().unwrap_or_default());
                 let l = i32::from_ne_bytes(d[k * 8 + 4..k * 8 + 8].try_into().unwrap_or_default());
-                // SAFETY: F_GETFD of a number: is the placeholder still open?
-                let open = unsafe {
-                    crate::helpers::sys(
-                        libc::SYS_fcntl,
-                        [h as u64, libc::F_GETFD as u64, 0, 0, 0, 0],
-                    )
-                } >= 0;
-                if open {
+                if crate::fds::is_placeholder(i64::from(h)) {
                     crate::fds::set(i64::from(h), Some(i64::from(l)));
+                } else {
+                    call(
+                        lkl_sys::__lkl__NR_close as i64,
+                        [i64::from(l), 0, 0, 0, 0, 0],
+                    );
                 }
             }
         }
     }
+    // This thread (lkl-run's own) makes no more calls: its slot goes.
+    op(op::LEAVE, 0, [0; 6]);
     drop_slot();
     n
 }
