@@ -57,7 +57,9 @@ pub fn create() -> Result<i32, Errno> {
 }
 
 /// Makes a fork of process `parent` as it is now: a copy of its file table
-/// (`FD_CLOEXEC` kept), cwd, root, umask, credentials and limits. Returns
+/// (`FD_CLOEXEC` kept), cwd, root, umask, limits and credentials (those of
+/// the calling host thread's task if it is joined to `parent`, as a fork
+/// copies the forking thread's; else those of `parent`'s leader). Returns
 /// the new process's pid.
 ///
 /// # Errors

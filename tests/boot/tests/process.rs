@@ -267,6 +267,52 @@ fn cwd_is_inherited_by_a_fork(w: &mut World) -> Outcome {
     Ok(())
 }
 
+fn fork_copies_the_forking_threads_credentials(w: &mut World) -> Outcome {
+    let p3 = process::fork(w.p1).map_err(e("fork"))?;
+    let (from_thread, gid) = in_process(p3, UserMemory::Local, move || {
+        raw(sys::__lkl__NR_setresgid, &[1234, 1234, 1234]).map_err(e("setresgid"))?;
+        let child = process::fork(p3).map_err(e("fork from a thread of P3"))?;
+        let gid = raw(sys::__lkl__NR_getgid, &[]).map_err(e("getgid"))?;
+        Ok((child, gid))
+    })?;
+    ensure!(gid == 1234, "setresgid did not take: gid {gid}");
+    let from_leader = process::fork(p3).map_err(e("fork from outside"))?;
+    let gid_of = |pid| {
+        in_process(pid, UserMemory::Local, || {
+            raw(sys::__lkl__NR_getgid, &[]).map_err(e("getgid"))
+        })
+    };
+    let (a, b) = (gid_of(from_thread)?, gid_of(from_leader)?);
+    for pid in [p3, from_thread, from_leader] {
+        process::kill(pid).map_err(e("kill"))?;
+    }
+    ensure!(
+        a == 1234,
+        "a fork made by a thread of P3 has gid {a}, not the thread's"
+    );
+    ensure!(
+        b == 0,
+        "a fork made from outside has gid {b}, not the leader's"
+    );
+    Ok(())
+}
+
+fn killed_from_inside_still_ends(_w: &mut World) -> Outcome {
+    let pid = process::create().map_err(e("create"))?;
+    // a client's own kill(getpid(), SIGKILL), made as a system call
+    let ret = in_process(pid, UserMemory::Local, move || {
+        Ok(raw(
+            sys::__lkl__NR_kill,
+            &[pid.into(), libc::SIGKILL.into()],
+        ))
+    })?;
+    ensure!(ret == Ok(0), "kill(self, SIGKILL) gave {ret:?}");
+    ensure!(proc_exists(pid), "the leader went before lkl_proc_kill");
+    process::kill(pid).map_err(e("lkl_proc_kill after the signal"))?;
+    ensure!(eventually(|| !proc_exists(pid)), "/proc/{pid} still there");
+    Ok(())
+}
+
 fn interrupt_ends_one_blocked_call(w: &mut World) -> Outcome {
     let p1 = w.p1;
     let (tx, rx) = mpsc::channel();
@@ -531,12 +577,20 @@ fn main() -> ExitCode {
     report("mount_proc", proc_mounted);
 
     type Case = (&'static str, fn(&mut World) -> Outcome);
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         ("fresh_process_is_empty", fresh_process_is_empty),
         ("fork_copies_the_file_table", fork_copies_the_file_table),
         ("exec_closes_cloexec_fds", exec_closes_cloexec_fds),
         ("kill_wakes_a_blocked_call", kill_wakes_a_blocked_call),
         ("cwd_is_inherited_by_a_fork", cwd_is_inherited_by_a_fork),
+        (
+            "fork_copies_the_forking_threads_credentials",
+            fork_copies_the_forking_threads_credentials,
+        ),
+        (
+            "killed_from_inside_still_ends",
+            killed_from_inside_still_ends,
+        ),
         (
             "interrupt_ends_one_blocked_call",
             interrupt_ends_one_blocked_call,
@@ -563,7 +617,30 @@ fn main() -> ExitCode {
     if world.p1 > 0 {
         report("kill_p1", process::kill(world.p1).map_err(e("kill P1")));
     }
+
+    // a live process with a thread blocked in a call when the kernel halts
+    let blocked = process::create().map_err(e("create")).map(|pid| {
+        let (tx, rx) = mpsc::channel();
+        let server = thread::spawn(move || -> Result<Result<usize, Errno>, String> {
+            process::thread_join(pid, UserMemory::Local).map_err(e("thread_join"))?;
+            let fd = udp_socket(0)?;
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 8];
+            Ok(lkl::recvfrom(fd, &mut buf, 0).map(|r| r.0))
+        });
+        let _ = rx.recv();
+        thread::sleep(Duration::from_millis(50));
+        server
+    });
     report("halt", kernel.halt().map_err(|err| format!("{err}")));
+    let outcome = blocked.and_then(|server| match server.join() {
+        Ok(Ok(Err(err))) if err == Errno::ESHUTDOWN => Ok(()),
+        Ok(other) => Err(format!(
+            "blocked recvfrom at halt gave {other:?}, expected ESHUTDOWN"
+        )),
+        Err(_) => Err("server thread panicked".into()),
+    });
+    report("halt_ends_a_joined_threads_call", outcome);
     println!("{passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS

@@ -52,8 +52,20 @@ static int proc_enter(void)
 	return lkl_cpu_get() < 0 ? -ENOSYS : 0;
 }
 
-/* The live leader of process @pid, with a reference, or NULL. */
-static struct task_struct *get_leader(long pid)
+/* Whether @task's process is on its way out. */
+static bool proc_dying(struct task_struct *task)
+{
+	return (task->flags & PF_EXITING) ||
+	       (task->signal->flags & SIGNAL_GROUP_EXIT);
+}
+
+/*
+ * The leader of process @pid, with a reference, or NULL.  Unless @dying,
+ * NULL too if the process is on its way out.  A process a fatal signal
+ * reached (kill() from inside the kernel) is dying, but its parked leader
+ * still has to be ended by lkl_proc_kill().
+ */
+static struct task_struct *get_leader(long pid, bool dying)
 {
 	struct task_struct *task;
 
@@ -63,7 +75,7 @@ static struct task_struct *get_leader(long pid)
 	task = find_task_by_vpid(pid);
 	if (task && (!test_tsk_thread_flag(task, TIF_PROC_LEADER) ||
 		     (task->flags & PF_EXITING) ||
-		     (task->signal->flags & SIGNAL_GROUP_EXIT)))
+		     (!dying && proc_dying(task))))
 		task = NULL;
 	if (task)
 		get_task_struct(task);
@@ -71,12 +83,31 @@ static struct task_struct *get_leader(long pid)
 	return task;
 }
 
-/* Borrow @leader on this host thread; false if it exited meanwhile. */
-static bool run_leader(struct task_struct *leader)
+/*
+ * Run as @task (a leader, borrowed, or the caller's own task) on this host
+ * thread; false if its process is exiting meanwhile.
+ */
+static bool run_as(struct task_struct *task)
 {
-	switch_to_host_task(leader);
-	return !(leader->flags & PF_EXITING) &&
-	       !(leader->signal->flags & SIGNAL_GROUP_EXIT);
+	switch_to_host_task(task);
+	return !proc_dying(task);
+}
+
+/*
+ * The task a fork of process @parent is cloned from: the calling host
+ * thread's own task if it is a thread of @parent (a fork copies the
+ * forking thread's credentials), else @parent's leader.  With a
+ * reference, or NULL if there is no such live process.
+ */
+static struct task_struct *get_fork_source(long parent)
+{
+	struct task_struct *self = host_task_get();
+
+	if (self && task_tgid_vnr(self) == parent && !proc_dying(self)) {
+		get_task_struct(self);
+		return self;
+	}
+	return get_leader(parent, false);
 }
 
 /* A new task cloned from current with @flags, or an ERR_PTR. */
@@ -137,7 +168,7 @@ long lkl_proc_create(long parent)
 		return ret;
 
 	if (parent) {
-		from = get_leader(parent);
+		from = get_fork_source(parent);
 		if (!from) {
 			ret = -ESRCH;
 			goto out;
@@ -145,7 +176,7 @@ long lkl_proc_create(long parent)
 		/* a sibling: a child of init, reaped by the kernel */
 		flags |= CLONE_PARENT;
 	}
-	if (!run_leader(from)) {
+	if (!run_as(from)) {
 		ret = -ESRCH;
 		goto out_put;
 	}
@@ -192,12 +223,12 @@ long lkl_thread_join(long pid, unsigned long user)
 	if (lkl_cpu_get() < 0)
 		return -ENOSYS;
 
-	leader = get_leader(pid);
+	leader = get_leader(pid, false);
 	if (!leader) {
 		ret = -ESRCH;
 		goto out;
 	}
-	if (!run_leader(leader)) {
+	if (!run_as(leader)) {
 		ret = -ESRCH;
 		goto out_put;
 	}
@@ -326,12 +357,13 @@ long lkl_proc_kill(long pid)
 	ret = proc_enter();
 	if (ret)
 		return ret;
-	leader = get_leader(pid);
+	leader = get_leader(pid, true);
 	if (!leader) {
 		lkl_cpu_put();
 		return -ESRCH;
 	}
-	if (!run_leader(leader)) {
+	switch_to_host_task(leader);
+	if (leader->flags & PF_EXITING) {
 		put_task_struct(leader);
 		lkl_cpu_put();
 		return -ESRCH;

@@ -224,7 +224,8 @@ long lkl_virtio_mmio_add(unsigned long base, unsigned long size, int irq);
  * @parent: 0 for a fresh process (no open files, cwd and root "/", umask
  *	022, init's credentials, RLIMIT_NOFILE 65536); otherwise the pid of a
  *	process to fork: the new one gets a copy of its file table (FD_CLOEXEC
- *	kept), cwd, root, umask, credentials (the leader's) and limits
+ *	kept), cwd, root, umask, limits and credentials (those of the calling
+ *	thread if it is joined to @parent, else those of @parent's leader)
  *
  * Returns the new process's pid (> 0), -ESRCH if @parent is no live process.
  */
@@ -268,7 +269,10 @@ long lkl_proc_exec(void);
  * (-EINTR, or the call's own error); later calls of its threads may fail
  * the same way.  Each of its threads must then lkl_thread_leave().  The
  * calling thread's own task, if any, is not disturbed (unless it belongs to
- * @pid).  Returns 0, -ESRCH if @pid is no live process.
+ * @pid).  A process that a fatal signal reached from inside the kernel (a
+ * kill system call) has its calls interrupted the same way but lives on
+ * until lkl_proc_kill(), which also ends it.  Returns 0, -ESRCH if @pid is
+ * no process (or one lkl_proc_kill() already ended).
  */
 long lkl_proc_kill(long pid);
 
