@@ -31,6 +31,9 @@ const FILES: [(&str, usize); 4] = [
     ("5m.bin", 5 << 20),
 ];
 
+/// A case of this file.
+type Case = fn(&Env) -> Outcome;
+
 /// What every case needs.
 struct Env {
     ns: Netns,
@@ -699,7 +702,7 @@ fn main() -> ExitCode {
         }
     };
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, fn(&Env) -> Outcome); 8] = [
+    let cases: [(&str, Case); 8] = [
         (
             "state set by one process is seen by the next (sh -c 'ip link set eth0 mtu 1400 && ip link show eth0')",
             case_mtu,
