@@ -31,6 +31,49 @@ const FILES: [(&str, usize); 4] = [
     ("5m.bin", 5 << 20),
 ];
 
+/// Where a case's programs run.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Natively in the namespace, on the tap's host side.
+    Native,
+    /// Under `lkl-run --zpoline --backend host`: the interposer and its re-exec of
+    /// every exec'd program, with the host kernel behind them, on the tap's host side.
+    HostBackend,
+    /// Under `lkl-run --zpoline --config CONF`: LKL, on its `eth0`.
+    Lkl,
+}
+
+impl Mode {
+    /// The harness's checks first (without LKL), then the case itself.
+    const ALL: [Mode; 3] = [Mode::Native, Mode::HostBackend, Mode::Lkl];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Native => "natively",
+            Mode::HostBackend => "under lkl-run --backend host",
+            Mode::Lkl => "under lkl-run with LKL",
+        }
+    }
+
+    /// The address the servers bind: the tap's host side, or LKL's `eth0`.
+    fn addr(self) -> &'static str {
+        if self == Mode::Lkl {
+            LKL
+        } else {
+            HOST
+        }
+    }
+
+    /// A failure in a mode without LKL is the harness's: say so.
+    fn blame(self, e: String) -> String {
+        if self == Mode::Lkl {
+            e
+        } else {
+            format!("the harness fails {} (without LKL): {e}", self.name())
+        }
+    }
+}
+
 /// A case of this file.
 type Case = fn(&Env) -> Outcome;
 
@@ -55,15 +98,34 @@ impl Env {
         support::output_within(&mut c, DEADLINE)
     }
 
-    /// `sh -c SCRIPT` under lkl-run with the test's configuration.
-    fn sh_lkl(&self, script: &str, env: &[(&str, &str)]) -> Result<Output, String> {
-        self.zp(&self.conf, &["/bin/sh", "-c", script], env)
+    /// A command that runs `prog` in the namespace in `mode`.
+    fn command(&self, mode: Mode, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        match mode {
+            Mode::Native => self.ns.command(prog),
+            Mode::HostBackend => {
+                let mut c = self.ns.command(LKL_RUN);
+                c.args(["--zpoline", "--backend", "host"]).arg(prog);
+                c
+            }
+            Mode::Lkl => {
+                let mut c = self.ns.command(LKL_RUN);
+                c.args(["--zpoline", "--config"]).arg(&self.conf).arg(prog);
+                c
+            }
+        }
     }
 
-    /// `sh -c SCRIPT` natively in the namespace.
-    fn sh_native(&self, script: &str, env: &[(&str, &str)]) -> Result<Output, String> {
-        let mut c = self.ns.command("/bin/sh");
-        c.args(["-c", script]).envs(env.iter().copied());
+    /// `sh -c SCRIPT` in `mode`, with the `tree.py` environment of that mode (see
+    /// [`Env::script_env`]: the tap and its host-side address, or LKL's `eth0` and
+    /// address).
+    fn sh(&self, mode: Mode, script: &str) -> Result<Output, String> {
+        let (dev, addr) = if mode == Mode::Lkl {
+            ("eth0", LKL)
+        } else {
+            (self.tap.as_str(), HOST)
+        };
+        let mut c = self.command(mode, "/bin/sh");
+        c.args(["-c", script]).envs(self.script_env(dev, addr));
         support::output_within(&mut c, DEADLINE)
     }
 
@@ -160,22 +222,29 @@ fn ok_with(o: Result<Output, String>, needles: &[&str]) -> Outcome {
     support::expect_output(o, true, needles)
 }
 
-/// Runs `script` natively first (with `DEV` the tap and `ADDR` its host-side
-/// address): a failure there is the harness's. `undo` runs natively afterwards,
-/// either way, to put the namespace back.
-fn natively_first(env: &Env, script: &str, needles: &[&str], undo: &str) -> Outcome {
-    let r = ok_with(
-        env.sh_native(script, &env.script_env(&env.tap, HOST)),
-        needles,
-    );
-    let u = env.sh_native(undo, &env.script_env(&env.tap, HOST));
-    r.map_err(|e| format!("the harness fails natively, without LKL: {e}"))?;
-    let u = u?;
-    if !u.status.success() {
-        return Err(format!(
-            "undoing the native run: {}",
-            support::output_text(&u)
-        ));
+/// Runs `script` in every [`Mode`], checking `check` on its output; `undo` runs
+/// natively after each mode without LKL, to put the namespace back.
+fn in_every_mode(
+    env: &Env,
+    script: &str,
+    check: impl Fn(Result<Output, String>) -> Outcome,
+    undo: &str,
+) -> Outcome {
+    for mode in Mode::ALL {
+        let r = check(env.sh(mode, script)).map_err(|e| mode.blame(e));
+        if mode != Mode::Lkl {
+            let u = env.sh(Mode::Native, undo)?;
+            r?;
+            if !u.status.success() {
+                return Err(format!(
+                    "undoing the run {}: {}",
+                    mode.name(),
+                    support::output_text(&u)
+                ));
+            }
+        } else {
+            r?;
+        }
     }
     Ok(())
 }
@@ -198,13 +267,7 @@ fn mtu_seen(o: Result<Output, String>) -> Outcome {
 }
 
 fn case_mtu(env: &Env) -> Outcome {
-    natively_first(
-        env,
-        MTU_SCRIPT,
-        &["mtu 1400"],
-        r#"ip link set "$DEV" mtu 1500"#,
-    )?;
-    mtu_seen(env.sh_lkl(MTU_SCRIPT, &env.script_env("eth0", LKL)))
+    in_every_mode(env, MTU_SCRIPT, mtu_seen, r#"ip link set "$DEV" mtu 1500"#)
 }
 
 fn case_mtu_hijack_script(env: &Env) -> Outcome {
@@ -235,29 +298,19 @@ fn case_pair(env: &Env) -> Outcome {
         "server sent 1048576 to 10.77.0.1",
         "client got 1048576 bytes, same True",
     ];
-    natively_first(
+    in_every_mode(
         env,
         PAIR_SCRIPT,
-        &needles,
+        |o| ok_with(o, &needles),
         "ip addr del 10.77.0.1/32 dev lo",
-    )?;
-    ok_with(
-        env.sh_lkl(PAIR_SCRIPT, &env.script_env("eth0", LKL)),
-        &needles,
     )
 }
 
 /// Case 3a: a forking Python HTTP server (each request served by a forked child).
 fn case_forking_httpd(env: &Env) -> Outcome {
-    let serve = |lkl: bool, addr: &str, port: &str| -> Outcome {
-        let mut c = if lkl {
-            let mut c = env.ns.command(LKL_RUN);
-            c.arg("--zpoline").arg("--config").arg(&env.conf);
-            c.arg("/usr/bin/python3");
-            c
-        } else {
-            env.ns.command("/usr/bin/python3")
-        };
+    let serve = |mode: Mode, port: &str| -> Outcome {
+        let addr = mode.addr();
+        let mut c = env.command(mode, "/usr/bin/python3");
         c.arg(&env.tree_py)
             .args(["httpd", addr, port])
             .arg(&env.www)
@@ -265,11 +318,8 @@ fn case_forking_httpd(env: &Env) -> Outcome {
             .stderr(Stdio::piped());
         let mut server = env.ns.spawn(&mut c)?;
         let base = format!("http://{addr}:{port}");
-        let what = if lkl {
-            "the forking server under lkl-run"
-        } else {
-            "the forking server"
-        };
+        let what = format!("the forking server {}", mode.name());
+        let what = what.as_str();
         let r = env
             .wait_http(&base, &mut server, what)
             .and_then(|()| env.fetch_all(&base, 2));
@@ -291,8 +341,10 @@ fn case_forking_httpd(env: &Env) -> Outcome {
         }
         r
     };
-    serve(false, HOST, "8180").map_err(|e| format!("the harness fails natively: {e}"))?;
-    serve(true, LKL, "8180")
+    for (mode, port) in Mode::ALL.into_iter().zip(["8180", "8280", "8380"]) {
+        serve(mode, port).map_err(|e| mode.blame(e))?;
+    }
+    Ok(())
 }
 
 /// nginx's configuration: master and 2 workers, everything it writes under `dir`.
@@ -338,51 +390,48 @@ fn unsafe_geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// nginx's workers: the children of `master` named `nginx: worker process`,
-/// waited for until there are `n` and none of `gone`, up to 20 s.
-fn nginx_workers(master: i32, n: usize, gone: &[i32]) -> Result<Vec<i32>, String> {
+/// nginx's workers: the live children of `master` that its error log says it started
+/// (`start worker process PID`; under lkl-run `/proc/PID/cmdline` shows lkl-run's
+/// command line, not nginx's process titles), waited for until there are `n` and none
+/// of `gone`, up to 20 s.
+fn nginx_workers(master: i32, log: &Path, n: usize, gone: &[i32]) -> Result<Vec<i32>, String> {
     let start = Instant::now();
     let mut seen = Vec::new();
     while start.elapsed() < Duration::from_secs(20) {
+        let started: Vec<i32> = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("start worker process ")?.1.trim().parse().ok())
+            .collect();
         seen = support::children_of(master)
             .into_iter()
-            .map(|p| (p, support::cmdline_of(p)))
-            .collect::<Vec<_>>();
+            .filter(|&p| !support::ended(p))
+            .collect();
         let workers: Vec<i32> = seen
             .iter()
-            .filter(|(p, c)| c.contains("worker process") && !gone.contains(p))
-            .map(|(p, _)| *p)
+            .copied()
+            .filter(|p| started.contains(p) && !gone.contains(p))
             .collect();
-        let stale = seen.iter().any(|(p, _)| gone.contains(p));
+        let stale = seen.iter().any(|p| gone.contains(p));
         if workers.len() == n && !stale {
             return Ok(workers);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!(
-        "nginx master {master}: not {n} workers (other than {gone:?}) after 20 s; its children: {seen:?}"
+        "nginx master {master}: not {n} workers (other than {gone:?}) after 20 s; its live children: {seen:?}"
     ))
 }
 
 /// Case 3b: nginx, master and 2 workers, serves; a worker killed with SIGKILL is
 /// replaced, and the replacement serves; then the other original worker too.
 fn case_nginx(env: &Env) -> Outcome {
-    let run = |lkl: bool, addr: &str| -> Outcome {
-        let dir = env
-            .tmp
-            .path()
-            .join(if lkl { "nginx-lkl" } else { "nginx-native" });
-        let port = "8181";
+    let run = |mode: Mode, port: &str| -> Outcome {
+        let addr = mode.addr();
+        let dir = env.tmp.path().join(format!("nginx-{port}"));
         let conf = nginx_conf(&dir, &env.www, &format!("{addr}:{port}"))?;
         let log = dir.join("error.log");
-        let mut c = if lkl {
-            let mut c = env.ns.command(LKL_RUN);
-            c.arg("--zpoline").arg("--config").arg(&env.conf);
-            c.arg("/usr/sbin/nginx");
-            c
-        } else {
-            env.ns.command("/usr/sbin/nginx")
-        };
+        let mut c = env.command(mode, "/usr/sbin/nginx");
         c.arg("-p")
             .arg(&dir)
             .arg("-e")
@@ -402,15 +451,15 @@ fn case_nginx(env: &Env) -> Outcome {
         };
         let mut steps = || -> Outcome {
             env.wait_http(&base, &mut nginx, "nginx")?;
-            let first = nginx_workers(master, 2, &[])?;
+            let first = nginx_workers(master, &log, 2, &[])?;
             env.fetch_all(&base, 2)?;
             support::signal(first[0], libc::SIGKILL)?;
-            let second = nginx_workers(master, 2, &[first[0]])
+            let second = nginx_workers(master, &log, 2, &[first[0]])
                 .map_err(|e| format!("after kill -9 of worker {}: {e}", first[0]))?;
             env.fetch_all(&base, 2)
                 .map_err(|e| format!("after kill -9 of worker {}: {e}", first[0]))?;
             support::signal(first[1], libc::SIGKILL)?;
-            nginx_workers(master, 2, &[first[0], first[1]])
+            nginx_workers(master, &log, 2, &[first[0], first[1]])
                 .map_err(|e| format!("after kill -9 of worker {}: {e}", first[1]))?;
             // Only replacements are left: they serve.
             env.fetch_all(&base, 2).map_err(|e| {
@@ -425,14 +474,16 @@ fn case_nginx(env: &Env) -> Outcome {
         let _ = support::signal(master, libc::SIGQUIT);
         let _ = nginx.finish(Duration::from_secs(10));
         for w in workers {
-            if support::parent_of(w).is_some() && support::cmdline_of(w).contains("nginx") {
+            if !support::ended(w) {
                 let _ = support::signal(w, libc::SIGKILL);
             }
         }
         r.map_err(|e| format!("{e}\nnginx's error.log ends:\n{}", log_tail()))
     };
-    run(false, HOST).map_err(|e| format!("the harness fails natively: {e}"))?;
-    run(true, LKL)
+    for (mode, port) in Mode::ALL.into_iter().zip(["8181", "8281", "8381"]) {
+        run(mode, port).map_err(|e| mode.blame(e))?;
+    }
+    Ok(())
 }
 
 /// Case 4: twenty short-lived processes in a row resolve a name through LKL's
@@ -441,7 +492,7 @@ fn case_dns(env: &Env) -> Outcome {
     let script = format!(
         "for i in $(seq 20); do getent hosts {DNS_NAME} || exit 1; done; cat /proc/net/snmp"
     );
-    let o = env.sh_lkl(&script, &[])?;
+    let o = env.sh(Mode::Lkl, &script)?;
     let out = String::from_utf8_lossy(&o.stdout);
     let answers = out
         .lines()
@@ -508,17 +559,19 @@ fn case_kill_blocked(env: &Env) -> Outcome {
         "rebound",
         "tree done",
     ];
-    natively_first(env, KILL_SCRIPT, &needles, r#"ip link set "$DEV" mtu 1500"#)?;
-    let o = env.sh_lkl(KILL_SCRIPT, &env.script_env("eth0", LKL))?;
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let text = support::output_text(&o);
-    ok_with(Ok(o), &needles)?;
-    if out.matches("echo ok").count() != 2 {
-        return Err(format!(
-            "the sibling's echo did not answer both before and after the kill; {text}"
-        ));
-    }
-    Ok(())
+    let check = |o: Result<Output, String>| -> Outcome {
+        let o = o?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let text = support::output_text(&o);
+        ok_with(Ok(o), &needles)?;
+        if out.matches("echo ok").count() != 2 {
+            return Err(format!(
+                "the sibling's echo did not answer both before and after the kill; {text}"
+            ));
+        }
+        Ok(())
+    };
+    in_every_mode(env, KILL_SCRIPT, check, r#"ip link set "$DEV" mtu 1500"#)
 }
 
 /// Case 6: when a run ends, nothing of it is left: no process, no open tap; a
