@@ -6,8 +6,9 @@
 //! 198.18.99.99, where nothing answers.
 //!
 //! Where the harness can be checked without LKL, a case first runs the same script or
-//! server natively in the namespace (on the tap's host side) and only then under
-//! lkl-run, so a failure under lkl-run is LKL's, not the script's. The programs the
+//! server natively in the namespace and under `lkl-run --backend host` (both on the
+//! tap's host side) and only then under lkl-run with LKL, so a failure there is
+//! LKL's, not the script's. The programs the
 //! cases run are `py/tree.py` (servers and clients), `sh`, `ip`, `getent`, `curl`
 //! (always on the host side) and nginx.
 
@@ -324,20 +325,13 @@ fn case_forking_httpd(env: &Env) -> Outcome {
             .wait_http(&base, &mut server, what)
             .and_then(|()| env.fetch_all(&base, 2));
         if r.is_err() {
-            // Its stderr (a traceback) says why.
-            let out = server
-                .finish(Duration::from_secs(1))
-                .unwrap_or_else(|e| Output {
-                    status: std::os::unix::process::ExitStatusExt::from_raw(0),
-                    stdout: Vec::new(),
-                    stderr: e.into_bytes(),
-                });
-            return r.map_err(|e| {
-                format!(
-                    "{e}\n{what} printed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            });
+            // Its stderr (a traceback) says why; a server still running is killed,
+            // and the message holds its output.
+            let said = match server.finish(Duration::from_secs(1)) {
+                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => e,
+            };
+            return r.map_err(|e| format!("{e}\n{what} printed:\n{said}"));
         }
         r
     };
@@ -350,9 +344,9 @@ fn case_forking_httpd(env: &Env) -> Outcome {
 /// nginx's configuration: master and 2 workers, everything it writes under `dir`.
 fn nginx_conf(dir: &Path, www: &Path, listen: &str) -> Result<PathBuf, String> {
     let d = dir.display();
-    let user = if unsafe_geteuid() == 0 { "root" } else { "" };
     let conf = format!(
-        "{user_line}worker_processes 2;
+        "user root;
+worker_processes 2;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 64; }}
@@ -372,22 +366,12 @@ http {{
     }}
 }}
 ",
-        user_line = if user.is_empty() {
-            String::new()
-        } else {
-            format!("user {user};\n")
-        },
         www = www.display(),
     );
     std::fs::create_dir_all(dir).map_err(|e| format!("{d}: {e}"))?;
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
-}
-
-fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
 }
 
 /// nginx's workers: the live children of `master` that its error log says it started
