@@ -26,9 +26,10 @@ host side 198.18.0.1) and an LKL configuration naming it, then measures:
                                another process)
   getsockname, gVisor          under `runsc --rootless --network=none do`
                                (--platform=ptrace unless RUNSC_PLATFORM is
-                               set), if runsc is installed (Debian: apt-get
-                               install runsc); else "not installed" and the
-                               figure recorded in docs/benchmarks.md
+                               set; RUNSC names another runsc), if runsc is
+                               installed (Debian: apt-get install runsc);
+                               else "not installed" and the figure recorded
+                               in docs/benchmarks.md
   start-up                     N runs of `lkl-run --zpoline --config CONF
                                /bin/true` (boots LKL, attaches the tap)
                                against N runs of native /bin/true: minimum
@@ -124,10 +125,11 @@ lkl() { in_ns "$LKL_RUN" --zpoline --config "$CONF" "$@"; }
 NATIVE=$(figure gsn in_ns "$TB" gsn "$CALLS")
 FIRST=$(figure gsn lkl "$TB" gsn "$CALLS")
 CHILD=$(figure gsn-fork lkl "$TB" gsn-fork "$CALLS")
-if command -v runsc >/dev/null; then
+RUNSC=${RUNSC:-runsc}
+if command -v "$RUNSC" >/dev/null; then
     # gVisor costs microseconds per call: fewer calls. Its output is read from a
     # file (runsc's own terminal handling garbles a pipe's).
-    runsc --rootless --network=none --platform="${RUNSC_PLATFORM:-ptrace}" do \
+    "$RUNSC" --rootless --network=none --platform="${RUNSC_PLATFORM:-ptrace}" do \
         "$TB" gsn $((CALLS / 20 > 0 ? CALLS / 20 : 1)) >"$TMP/gvisor.out" 2>"$TMP/gvisor.err" || true
     GVISOR=$(figure gsn cat "$TMP/gvisor.out")
     case "$GVISOR" in error:*) GVISOR="error: $(tail -1 "$TMP/gvisor.err")" ;; esac
@@ -140,7 +142,7 @@ START_LKL=$(figure spawn in_ns "$TB" spawn "$RUNS" "$LKL_RUN" --zpoline --config
 # ratio A B: A/B to two places, or "-" when either is not a number.
 ratio() {
     if [[ "$1" =~ ^[0-9.]+$ && "$2" =~ ^[0-9.]+$ ]]; then
-        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3g", a / b; else print "-" }'
     else
         echo "-"
     fi
