@@ -23,6 +23,8 @@ PACKAGES=(
 	libcap2-bin util-linux
 	# the zpoline tests' Go programs (goroutine stacks, go build, net/http over LKL)
 	golang-go
+	# the process-tree tests: a master and workers sharing LKL sockets
+	nginx-light
 )
 
 need=()

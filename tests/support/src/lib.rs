@@ -104,6 +104,10 @@ pub fn ip(args: &[&str]) -> Result<String, String> {
 /// Waits for `child` to end, killing it after `deadline`; its output
 /// (stdout and stderr must be piped or null).
 ///
+/// A process the child left behind (a background job of a shell) may
+/// still hold the pipes: their output is collected for at most the rest of
+/// the deadline (2 s after a kill), then cut, so that cannot hang the test.
+///
 /// # Errors
 /// The deadline passed (the child is killed), or waiting failed.
 pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result<Output, String> {
@@ -117,8 +121,8 @@ pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result
             Ok(None) if start.elapsed() > deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let tail = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
-                    let v = h.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                let tail = |r: Option<Reader>| {
+                    let v = collect(r, Duration::from_secs(2));
                     let s = String::from_utf8_lossy(&v).into_owned();
                     let cut = s.len().saturating_sub(2000);
                     s[s.ceil_char_boundary_compat(cut)..].to_owned()
@@ -133,14 +137,37 @@ pub fn wait_deadline(mut child: Child, deadline: Duration, what: &str) -> Result
             Err(e) => return Err(format!("waiting for {what}: {e}")),
         }
     };
-    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
-        h.map(|h| h.join().unwrap_or_default()).unwrap_or_default()
-    };
+    let rest = deadline
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_secs(2));
     Ok(Output {
         status,
-        stdout: join(stdout),
-        stderr: join(stderr),
+        stdout: collect(stdout, rest),
+        stderr: collect(stderr, rest),
     })
+}
+
+/// A pipe being read to its end by a thread of its own.
+type Reader = std::sync::mpsc::Receiver<Vec<u8>>;
+
+/// What `r` read, waiting for its end up to `limit`; what it had read by then if
+/// the pipe is still open (a note marks the cut).
+fn collect(r: Option<Reader>, limit: Duration) -> Vec<u8> {
+    let Some(r) = r else { return Vec::new() };
+    let mut all = Vec::new();
+    let end = Instant::now() + limit;
+    loop {
+        match r.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(chunk) => all.extend_from_slice(&chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return all,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                all.extend_from_slice(
+                    b"\n[output cut: a process left behind still holds the pipe]\n",
+                );
+                return all;
+            }
+        }
+    }
 }
 
 /// `str::ceil_char_boundary`, which is not stable yet.
@@ -157,12 +184,83 @@ impl CeilBoundary for str {
     }
 }
 
-fn reader<R: std::io::Read + Send + 'static>(mut r: R) -> std::thread::JoinHandle<Vec<u8>> {
+fn reader<R: std::io::Read + Send + 'static>(mut r: R) -> Reader {
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// An [`Output`] for messages: its status, stdout and stderr.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` (stdin null, stdout and stderr captured) to its end, killing it
+/// after `deadline`; its output, whatever its status.
+///
+/// # Errors
+/// It could not start, or outran the deadline.
+pub fn output_within(cmd: &mut Command, deadline: Duration) -> Result<Output, String> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", describe(cmd)))?;
+    wait_deadline(child, deadline, &describe(cmd))
+}
+
+/// Checks a command's output: it succeeded (`ok`) or failed (`!ok`), and its
+/// stdout and stderr together contain each of `needles`.
+///
+/// # Errors
+/// What differs, with the whole output.
+pub fn expect_output(o: Result<Output, String>, ok: bool, needles: &[&str]) -> Outcome {
+    let o = o?;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if o.status.success() != ok {
+        return Err(format!("expected success={ok}; {}", output_text(&o)));
+    }
+    for n in needles {
+        if !all.contains(n) {
+            return Err(format!("{n:?} missing; {}", output_text(&o)));
+        }
+    }
+    Ok(())
+}
+
+/// `/etc/netns/NAME/` (what `ip netns exec` binds over `/etc`), removed on
+/// drop. See [`Netns::resolv_conf`].
+#[derive(Debug)]
+pub struct NetnsEtc(PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A network namespace, deleted on drop (processes still in it are
@@ -279,6 +377,68 @@ impl Netns {
         wait_deadline(child, deadline, "the child in the namespace").map(|o| o.status)
     }
 
+    /// Gives the programs run inside (through [`Netns::command`]) their own
+    /// `/etc/resolv.conf` with `text`; removed when the result is dropped.
+    ///
+    /// # Errors
+    /// The file could not be written.
+    pub fn resolv_conf(&self, text: &str) -> Result<NetnsEtc, String> {
+        let etc = PathBuf::from("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
+        let guard = NetnsEtc(etc.clone());
+        std::fs::write(etc.join("resolv.conf"), text)
+            .map_err(|e| format!("{}/resolv.conf: {e}", etc.display()))?;
+        Ok(guard)
+    }
+
+    /// Starts dnsmasq inside, on `listen` only, answering `name` with `addr`
+    /// and nothing else (no upstream, no hosts file); its pid file goes into
+    /// `dir`. Returns once it listens on UDP port 53.
+    ///
+    /// # Errors
+    /// It could not start or did not listen within 10 s.
+    pub fn spawn_dnsmasq(
+        &self,
+        listen: &str,
+        name: &str,
+        addr: &str,
+        dir: &Path,
+    ) -> Result<Process, String> {
+        let pid = dir.join("dnsmasq.pid");
+        let dns = self.spawn(self.command("/usr/sbin/dnsmasq").args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            &format!("--address=/{name}/{addr}"),
+            &format!("--listen-address={listen}"),
+            "--bind-interfaces",
+            &format!("--pid-file={}", pid.display()),
+        ]))?;
+        self.wait_listening("u", 53)?;
+        Ok(dns)
+    }
+
+    /// Waits until something listens on `proto` (`t` or `u`, as `ss -t`/`-u`)
+    /// port `port` inside, up to 10 s.
+    ///
+    /// # Errors
+    /// Nothing listens by then, or `ss` is missing.
+    pub fn wait_listening(&self, proto: &str, port: u16) -> Outcome {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let out = self
+                .command("ss")
+                .args([&format!("-Hln{proto}"), &format!("sport = :{port}")])
+                .output()
+                .map_err(|e| format!("ss: {e} (install iproute2)"))?;
+            if !out.stdout.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("nothing listens on {proto} port {port} after 10 s"))
+    }
+
     /// The pids of the processes inside.
     fn pids(&self) -> Vec<i32> {
         ip(&["netns", "pids", &self.name])
@@ -346,6 +506,118 @@ impl Drop for Process {
             let _ = c.wait();
         }
     }
+}
+
+/// The pids of every process of the machine (`/proc`).
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `pid`'s parent, from `/proc/PID/stat` (`None` once it is gone).
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields after the
+    // last `)` are `state ppid ...`.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` has ended: gone, or a zombie (its files are closed by then).
+pub fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .is_none_or(|state| state == "Z" || state == "X")
+}
+
+/// `pid`'s command line with spaces for the NULs (empty once it is gone).
+pub fn cmdline_of(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .replace('\0', " ")
+        .trim()
+        .to_owned()
+}
+
+/// The processes whose parent is `pid`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect()
+}
+
+/// The processes (other than this one) whose command line or environment
+/// contains `marker`, with their command lines.
+pub fn processes_marked(marker: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let marker = marker.as_bytes();
+    let has = |hay: &[u8]| hay.windows(marker.len()).any(|w| w == marker);
+    all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|&p| {
+            ["cmdline", "environ"]
+                .iter()
+                .any(|f| std::fs::read(format!("/proc/{p}/{f}")).is_ok_and(|raw| has(&raw)))
+        })
+        .map(|p| (p, cmdline_of(p)))
+        .collect()
+}
+
+/// The processes that hold tap (or tun) device `dev` open: an fd on
+/// `/dev/net/tun` whose `fdinfo` names it (`iff:\tDEV`).
+pub fn processes_holding_tap(dev: &str) -> Vec<(i32, String)> {
+    let want = format!("iff:\t{dev}\n");
+    all_pids()
+        .into_iter()
+        .filter(|&p| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{p}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| t == Path::new("/dev/net/tun"))
+                    && std::fs::read_to_string(format!(
+                        "/proc/{p}/fdinfo/{}",
+                        fd.file_name().to_string_lossy()
+                    ))
+                    .is_ok_and(|i| i.contains(&want))
+            })
+        })
+        .map(|p| (p, cmdline_of(p)))
+        .collect()
+}
+
+/// Sends `sig` to `pid`.
+///
+/// # Errors
+/// `kill` failed (typically: no such process).
+pub fn signal(pid: i32, sig: i32) -> Outcome {
+    // SAFETY: kill has no memory preconditions; callers pass processes they
+    // started (or found among their own children).
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!(
+            "kill({pid}, {sig}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// A directory under the system's temporary directory, removed on drop.

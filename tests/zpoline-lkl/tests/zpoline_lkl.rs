@@ -5,11 +5,11 @@
 //! pointing at 198.18.99.99, where nothing answers. Only LKL's `nameserver` can
 //! resolve the name, so every case that resolves it went through LKL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lkl_test_support::{self as support, Netns, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, workspace, Netns, Outcome, Report, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -19,37 +19,12 @@ const ALARM: &str = "import socket, signal, struct, time
 def h(*a): raise TimeoutError('alarm')
 signal.signal(signal.SIGALRM, h)";
 
-/// `/etc/netns/NAME/resolv.conf`, removed on drop.
-struct NetnsResolv(PathBuf);
-
-impl Drop for NetnsResolv {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    support::output_text(o)
 }
 
-fn run_in(ns: &Netns, cmd: &mut Command) -> Result<Output, String> {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", support::describe(cmd)))?;
-    let _ = ns;
-    support::wait_deadline(child, DEADLINE, &support::describe(cmd))
+fn run_in(_ns: &Netns, cmd: &mut Command) -> Result<Output, String> {
+    support::output_within(cmd, DEADLINE)
 }
 
 /// `lkl-run --zpoline --config CONF ARGS...` in the namespace.
@@ -66,38 +41,12 @@ fn py(ns: &Netns, conf: &Path, script: &str) -> Result<Output, String> {
 }
 
 fn expect(o: Result<Output, String>, ok: bool, needles: &[&str]) -> Outcome {
-    let o = o?;
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    if o.status.success() != ok {
-        return Err(format!("expected success={ok}; {}", text(&o)));
-    }
-    for n in needles {
-        if !all.contains(n) {
-            return Err(format!("{n:?} missing; {}", text(&o)));
-        }
-    }
-    Ok(())
+    support::expect_output(o, ok, needles)
 }
 
 /// Waits until something listens on `proto` port `port` in the namespace.
 fn wait_port(ns: &Netns, proto: &str, port: u16) -> Outcome {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let out = ns
-            .command("ss")
-            .args([&format!("-Hln{proto}"), &format!("sport = :{port}")])
-            .output()
-            .map_err(|e| format!("ss: {e} (install iproute2)"))?;
-        if !out.stdout.is_empty() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!("nothing listens on {proto} port {port} after 10 s"))
+    ns.wait_listening(proto, port)
 }
 
 /// A configuration that must stop lkl-run with an error naming `needle`, before the
@@ -163,11 +112,7 @@ fn main() -> ExitCode {
         support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
         let ns = Netns::new("zpl")?;
         ns.add_tap(TAP, &["198.18.0.1/24"])?;
-        let etc = PathBuf::from("/etc/netns").join(ns.name());
-        std::fs::create_dir_all(&etc).map_err(|e| format!("{}: {e}", etc.display()))?;
-        let resolv = NetnsResolv(etc.clone());
-        std::fs::write(etc.join("resolv.conf"), "nameserver 198.18.99.99\n")
-            .map_err(|e| format!("resolv.conf: {e}"))?;
+        let resolv = ns.resolv_conf("nameserver 198.18.99.99\n")?;
         let tmp = TempDir::new("zpl")?;
         let www = tmp.path().join("www");
         std::fs::create_dir_all(&www).map_err(|e| e.to_string())?;
@@ -182,16 +127,7 @@ fn main() -> ExitCode {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let pid = tmp.path().join("dnsmasq.pid");
-        let dns = ns.spawn(ns.command("/usr/sbin/dnsmasq").args([
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/testhost.lkl/198.18.0.1",
-            "--listen-address=198.18.0.1",
-            "--bind-interfaces",
-            &format!("--pid-file={}", pid.display()),
-        ]))?;
+        let dns = ns.spawn_dnsmasq("198.18.0.1", "testhost.lkl", "198.18.0.1", tmp.path())?;
         let http = ns.spawn(
             ns.command("/usr/bin/python3")
                 .args([
@@ -206,7 +142,6 @@ fn main() -> ExitCode {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
-        wait_port(&ns, "u", 53)?;
         wait_port(&ns, "t", 8080)?;
         let mixpoll = tmp.path().join("mixpoll");
         gcc("mixpoll.c", &mixpoll, &["-O2", "-pthread"])?;
