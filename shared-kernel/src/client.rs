@@ -68,7 +68,7 @@ pub fn claim(pid: i32, ticket: u64) -> Result<usize, i64> {
             || c.state
                 .compare_exchange(
                     state::FREE,
-                    state::CLAIMED,
+                    state::FILLING,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -77,12 +77,12 @@ pub fn claim(pid: i32, ticket: u64) -> Result<usize, i64> {
             continue;
         }
         HINT.store(i + 1, Ordering::Relaxed);
-        c.pid
-            .store(raw(libc::SYS_getpid, [0; 3]) as i32, Ordering::Relaxed);
+        c.pid.store(pid, Ordering::Relaxed);
         c.ppid
             .store(raw(libc::SYS_getppid, [0; 3]) as i32, Ordering::Relaxed);
         c.ticket.store(ticket, Ordering::Relaxed);
         c.retire.store(0, Ordering::Relaxed);
+        c.state.store(state::CLAIMED, Ordering::Release);
         let h = w.header();
         h.doorbell.fetch_add(1, Ordering::SeqCst);
         futex::wake(&h.doorbell);

@@ -47,6 +47,8 @@ pub mod state {
     pub const CLAIMED: u32 = 1;
     /// A kernel-process thread serves it.
     pub const SERVED: u32 = 2;
+    /// Being claimed: the claiming thread fills in who it is.
+    pub const FILLING: u32 = 3;
 }
 
 /// What a posted request asks for ([`Ctl::op`]); the kernel process's answers are in
