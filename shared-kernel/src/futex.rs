@@ -67,7 +67,7 @@ pub fn spin(budget_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
         }
         core::hint::spin_loop();
         k = k.wrapping_add(1);
-        if k % 64 == 0 {
+        if k.is_multiple_of(64) {
             let t = now_ns();
             if start == 0 {
                 start = t;

@@ -180,10 +180,10 @@ fn serve(
     first: i32,
 ) -> ! {
     detach(&[memfd, report]);
-    let mut out = std::fs::File::from(std::os::fd::OwnedFd::from(
-        // SAFETY: `report` is our pipe's write end, owned from here on.
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report) },
-    ));
+    // SAFETY: `report` is our pipe's write end, owned from here on.
+    let mut out = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report)
+    });
     lkl::set_shared_window(win.base(), window::WINDOW_SIZE);
     let started = match lkl_boot::start(config) {
         Ok(s) => s,
@@ -502,10 +502,7 @@ fn slot_thread(i: usize) {
         }
     });
     let mut last = c.done.load(Ordering::Acquire);
-    loop {
-        let Some(s) = next_request(c, last) else {
-            break;
-        };
+    while let Some(s) = next_request(c, last) {
         let opn = c.op.load(Ordering::Relaxed);
         let nr = c.nr.load(Ordering::Relaxed);
         let mut args = [0i64; 6];

@@ -120,6 +120,30 @@ int main(int argc, char **argv) {
         puts("fork ok");
         return 0;
     }
+    if (!strcmp(mode, "fork-shared")) {
+        /* One kernel for the tree: the child's inherited socket is the parent's. */
+        struct sockaddr_in a;
+        int s = udp_self(&a);
+        if (s < 0) return die("udp_self");
+        pid_t pid = fork();
+        if (pid == 0) {
+            int bad = 0;
+            if (sendto(s, "c", 1, 0, (struct sockaddr *)&a, sizeof a) != 1) bad |= 1;
+            int t = socket(AF_INET, SOCK_DGRAM, 0);
+            if (t < 0) bad |= 2;
+            else close(t);
+            if (close(s) != 0) bad |= 4;
+            _exit(bad);
+        }
+        int st;
+        char c = 0;
+        if (waitpid(pid, &st, 0) != pid) return die("waitpid");
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
+        if (recv(s, &c, 1, 0) != 1 || c != 'c') return die("the child's datagram");
+        if (echo_self(s, &a, 'p')) return die("parent echo after fork");
+        puts("fork-shared ok");
+        return 0;
+    }
     if (!strcmp(mode, "epoll")) {
         struct sockaddr_in a;
         int s = udp_self(&a), p[2], ep = epoll_create1(EPOLL_CLOEXEC);

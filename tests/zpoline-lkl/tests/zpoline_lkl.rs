@@ -430,22 +430,33 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
         ),
     );
     r.case(
-        "fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
-        mixpoll_ok("fork", "fork ok"),
+        "--private-kernel fork: the child's LKL fds fail with EBADF, new sockets with EAFNOSUPPORT",
+        zp_ok(
+            &[
+                "--private-kernel",
+                mixpoll.to_str().unwrap_or_default(),
+                "fork",
+            ],
+            &["fork ok"],
+        ),
+    );
+    r.case(
+        "fork: the child uses the inherited LKL socket and makes its own; its close leaves the parent's",
+        mixpoll_ok("fork-shared", "fork-shared ok"),
     );
     r.case(
         "threads: four at once, each with its own LKL socket",
         mixpoll_ok("threads", "threads ok"),
     );
     r.case(
-        "execve: the new image boots LKL again (sh -c 'exec getent ...')",
+        "execve: the new image reaches LKL (sh -c 'exec getent ...')",
         zp_ok(
             &["/bin/sh", "-c", "exec getent hosts testhost.lkl"],
             &["198.18.0.1"],
         ),
     );
     r.case(
-        "a shell's forked child boots LKL (sh -c 'getent ...; echo')",
+        "a shell's forked child reaches LKL (sh -c 'getent ...; echo')",
         zp_ok(
             &[
                 "/bin/sh",
