@@ -143,6 +143,29 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
     }
 }
 
+/// Waits (at most two seconds) until the kernel process has exited, so that its
+/// devices are free: the tree's last process calls this before it exits.
+pub fn wait_server_gone() {
+    let pid = server_pid();
+    if pid <= 0 {
+        return;
+    }
+    let fd = raw(libc::SYS_pidfd_open, [i64::from(pid), 0, 0]);
+    if fd < 0 {
+        return;
+    }
+    let mut pfd = libc::pollfd {
+        fd: fd as i32,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polling our pidfd, then closing it.
+    unsafe {
+        libc::poll(&mut pfd, 1, 2000);
+        libc::close(fd as i32);
+    }
+}
+
 /// True when the kernel is halted or its process is gone (said once on stderr).
 fn gone(w: &Window) -> bool {
     let pid = server_pid();

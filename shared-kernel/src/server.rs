@@ -4,8 +4,8 @@
 //! each newly claimed slot; each *slot thread* joins the LKL process of its caller's
 //! pid and answers its requests; the *reaper* waits on a pidfd per process of the tree
 //! and ends the LKL process of each that dies. When no process is left (or the last
-//! one says it ends, [`op::EXIT`]), the kernel halts, its devices are released, and the
-//! kernel process exits.
+//! one says it ends, [`op::EXIT`]), the kernel process exits, which releases the devices
+//! with the kernel.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -153,7 +153,8 @@ struct State {
     tickets: HashMap<u64, Ticket>,
     next_ticket: u64,
     epoll: i32,
-    kernel: Option<lkl::Kernel>,
+    /// The kernel, never halted: it ends with the kernel process (see [`end`]).
+    _kernel: lkl::Kernel,
 }
 
 static STATE: OnceLock<Mutex<State>> = OnceLock::new();
@@ -185,6 +186,7 @@ fn serve(
         <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report)
     });
     lkl::set_shared_window(win.base(), window::WINDOW_SIZE);
+    let t0 = Instant::now();
     let started = match lkl_boot::start(config) {
         Ok(s) => s,
         Err(e) => {
@@ -201,7 +203,7 @@ fn serve(
         tickets: HashMap::new(),
         next_ticket: 1,
         epoll,
-        kernel: Some(started.kernel),
+        _kernel: started.kernel,
     }));
     let p1 = kapi::proc_create(0);
     if p1 < 0 || !bind(&mut state(), first, p1) {
@@ -213,6 +215,7 @@ fn serve(
         // SAFETY: as above.
         unsafe { libc::_exit(1) };
     }
+    debug!("booted in {:?}", t0.elapsed());
     if let Some(d) = config.delay_main {
         std::thread::sleep(d);
     }
@@ -327,18 +330,13 @@ fn retire_slots(pid: i32, except: usize) {
     }
 }
 
-/// Halts the kernel: its devices are released (the tap free for the next run).
-fn halt_kernel(st: &mut State) {
+/// Ends the kernel process, and with it the kernel: its devices (the tap) are
+/// released as the process's fds close. No orderly halt: the kernel serves only
+/// networking, whose state goes with it, and the tree's last process waits only for
+/// this exit (see [`op::EXIT`]).
+fn end() -> ! {
     win().header().halted.store(1, Ordering::SeqCst);
-    if let Some(k) = st.kernel.take() {
-        let _ = k.halt();
-    }
-}
-
-/// Ends the kernel and the kernel process.
-fn halt(st: &mut State) -> ! {
-    halt_kernel(st);
-    // SAFETY: leaving: the kernel is halted, its devices released.
+    // SAFETY: leaving at once: nothing of the kernel needs to outlive it.
     unsafe { libc::_exit(0) }
 }
 
@@ -406,7 +404,7 @@ fn reaper() {
             }
         }
         if st.procs.is_empty() && st.tickets.is_empty() {
-            halt(&mut st);
+            end();
         }
     }
 }
@@ -526,9 +524,8 @@ fn slot_thread(i: usize) {
             futex::wake(&c.done);
         }
         if opn == op::EXIT && ret == 1 {
-            // The last process ends; the kernel was halted before the answer.
-            // SAFETY: leaving: nothing of the kernel is left.
-            unsafe { libc::_exit(0) };
+            // The last process ends: it waits for this process to be gone.
+            end();
         }
         if opn == op::LEAVE {
             break;
@@ -658,12 +655,7 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
             if let Some(p) = st.procs.get_mut(&pid) {
                 p.exiting = true;
             }
-            if none_left(&st) {
-                halt_kernel(&mut st);
-                1
-            } else {
-                0
-            }
+            i64::from(none_left(&st))
         }
         _ => -i64::from(libc::ENOSYS),
     }

@@ -73,8 +73,9 @@ pub mod op {
     /// retire the old image's threads, and give back the fd table (pairs in the data
     /// area; returns how many).
     pub const EXEC_DONE: u32 = 6;
-    /// The process ends (`exit_group`): returns 1 when it was the last one and the
-    /// kernel has been halted (its devices released).
+    /// The process ends (`exit_group`): returns 1 when it was the last one; the
+    /// kernel process then exits, and the caller waits for that (its devices are
+    /// released by then) with [`crate::client::wait_server_gone`].
     pub const EXIT: u32 = 7;
     /// The caller is done with this slot: its thread leaves after answering.
     pub const LEAVE: u32 = 8;

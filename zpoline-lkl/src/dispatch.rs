@@ -330,9 +330,12 @@ impl Lkl {
                     if kernel::shared() {
                         // The last process of the tree waits here until the kernel
                         // is halted and its devices are free.
-                        let _ = wait::in_world(|| {
+                        let (last, _) = wait::in_world(|| {
                             kernel::op(lkl_shared_kernel::window::op::EXIT, 0, [0; 6])
                         });
+                        if last == 1 {
+                            lkl_shared_kernel::client::wait_server_gone();
+                        }
                     }
                 }
                 host(nr, a)
