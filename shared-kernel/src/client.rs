@@ -97,7 +97,9 @@ pub const STALE: i64 = i64::MIN;
 
 /// Posts operation `opn` (`nr`, `args`) in slot `slot` and waits for the answer.
 /// `-ENETDOWN` when the kernel is gone, [`STALE`] when the slot is no longer served.
-pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
+/// When `signalled` says a signal came while it waits, the kernel process is asked to
+/// interrupt the call (a blocked call then returns `-EINTR`).
+pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn() -> bool) -> i64 {
     let Some(w) = window() else {
         return -i64::from(libc::ENETDOWN);
     };
@@ -122,9 +124,17 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6]) -> i64 {
     if c.srv_wait.load(Ordering::SeqCst) != 0 {
         futex::wake(&c.seq);
     }
+    let mut asked = false;
     loop {
         if futex::spin(SPIN_NS, || c.done.load(Ordering::Acquire) == s) {
             return c.ret.load(Ordering::Relaxed);
+        }
+        if !asked && signalled() {
+            asked = true;
+            c.interrupt.store(s, Ordering::Release);
+            let h = w.header();
+            h.doorbell.fetch_add(1, Ordering::SeqCst);
+            futex::wake(&h.doorbell);
         }
         c.cli_wait.store(1, Ordering::SeqCst);
         if c.done.load(Ordering::SeqCst) != s {
@@ -159,10 +169,11 @@ pub fn wait_server_gone() {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: polling our pidfd, then closing it.
+    // SAFETY: polling our pidfd, then closing it. Raw system calls: this runs with the
+    // program's thread block, where libc's cancellation points would fault.
     unsafe {
-        libc::poll(&mut pfd, 1, 2000);
-        libc::close(fd as i32);
+        libc::syscall(libc::SYS_poll, &mut pfd as *mut libc::pollfd, 1, 2000);
+        libc::syscall(libc::SYS_close, fd);
     }
 }
 
@@ -176,7 +187,7 @@ fn gone(w: &Window) -> bool {
             "lkl-run: the kernel process (pid {pid}) is gone: calls to LKL fail with ENETDOWN\n"
         );
         // SAFETY: writing our message to stderr.
-        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
     }
     dead
 }

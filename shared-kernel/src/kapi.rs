@@ -29,6 +29,11 @@ pub(crate) fn thread_join_local(pid: i64) -> i64 {
     process::thread_join(pid as i32, UserMemory::Local).map_or_else(neg, i64::from)
 }
 
+/// Makes the blocked call of LKL thread `tid` return `EINTR`.
+pub(crate) fn thread_interrupt(tid: i32) -> i64 {
+    process::thread_interrupt(tid).map_or_else(neg, |()| 0)
+}
+
 /// The calling host thread's task ends.
 pub(crate) fn thread_leave() -> i64 {
     process::thread_leave().map_or_else(neg, |()| 0)

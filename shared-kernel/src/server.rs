@@ -413,10 +413,17 @@ fn reaper() {
 fn doorbell() -> ! {
     let w = win();
     let h = w.header();
+    let own = kapi::proc_create(0);
+    if own > 0 {
+        // Its interrupts are made as a thread of the kernel process's own process.
+        kapi::thread_join_local(own);
+    }
     loop {
         let seen = h.doorbell.load(Ordering::SeqCst);
+        let mut interrupting = false;
         for i in 0..window::SLOTS {
             let c = w.ctl(i);
+            interrupting |= interrupt(c);
             if c.state.load(Ordering::Acquire) == state::CLAIMED
                 && c.state
                     .compare_exchange(
@@ -437,8 +444,31 @@ fn doorbell() -> ! {
                 }
             }
         }
-        futex::wait(&h.doorbell, seen, 1000);
+        // An interrupt may come before its call blocks: try again soon.
+        futex::wait(&h.doorbell, seen, if interrupting { 5 } else { 1000 });
     }
+}
+
+/// Interrupts the call slot `c`'s caller asked to be interrupted, if it still runs;
+/// true while it does (a call that has not blocked yet is not interrupted: try again).
+fn interrupt(c: &window::Ctl) -> bool {
+    let want = c.interrupt.load(Ordering::Acquire);
+    if want == 0 {
+        return false;
+    }
+    let tid = c.tid.load(Ordering::Acquire);
+    if c.state.load(Ordering::Acquire) != state::SERVED
+        || c.done.load(Ordering::Acquire) == want
+        || c.seq.load(Ordering::Acquire) != want
+        || tid <= 0
+    {
+        let _ = c
+            .interrupt
+            .compare_exchange(want, 0, Ordering::AcqRel, Ordering::Relaxed);
+        return false;
+    }
+    kapi::thread_interrupt(tid);
+    true
 }
 
 /// Answers slot `i`'s pending request with `ret` and frees the slot.
@@ -496,6 +526,7 @@ fn slot_thread(i: usize) {
         if t < 0 {
             Err(t)
         } else {
+            c.tid.store(t as i32, Ordering::Release);
             Ok(lkl)
         }
     });

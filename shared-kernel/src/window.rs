@@ -23,9 +23,12 @@ pub const DATA_OFFSET: usize = 512;
 pub const DATA_SIZE: usize = SLOT_SIZE - DATA_OFFSET;
 /// The window's size.
 pub const WINDOW_SIZE: usize = HEADER_SIZE + SLOTS * SLOT_SIZE;
-/// Where the first process asks for the window (away from where Linux puts programs,
-/// their heaps and mappings), so that exec'd images find it free.
-pub const PREFERRED_ADDR: usize = 0x2000_0000_0000;
+/// Where the first process asks for the window, so that exec'd images find it free:
+/// below where Linux puts PIE programs (from `0x555555554000` up) and their heaps, far
+/// from its mmap area, and inside the application memory of the sanitizers' layouts
+/// (AddressSanitizer's high memory, ThreadSanitizer's PIE range
+/// `0x550000000000..0x568000000000`), which refuse mappings elsewhere.
+pub const PREFERRED_ADDR: usize = 0x5500_0000_0000;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"LKLTREE1");
 
@@ -95,7 +98,12 @@ pub struct Ctl {
     pub ppid: AtomicI32,
     /// Set by the kernel process to make the serving thread leave.
     pub retire: AtomicU32,
-    _pad0: [u8; 40],
+    /// The serving thread's LKL thread id (set once it has joined).
+    pub tid: AtomicI32,
+    /// The request (`seq`) the caller wants interrupted: a signal came while it
+    /// waited ([`crate::client::call`]); 0 when none.
+    pub interrupt: AtomicU32,
+    _pad0: [u8; 32],
     /// Bumped by the caller to post a request.
     pub seq: AtomicU32,
     /// 1 while the serving thread sleeps on `seq`.

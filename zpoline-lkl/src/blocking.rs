@@ -101,7 +101,7 @@ fn wait_for(l: i64, events: i16, limit: Option<Duration>) -> i64 {
                 0,
             ],
         );
-        if n != 0 {
+        if n != 0 && n != -i64::from(libc::EINTR) {
             return 0;
         }
         match world::take_signals() {

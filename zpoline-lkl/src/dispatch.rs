@@ -35,22 +35,60 @@ pub(crate) fn lkl_call(nr: i64, args: [i64; 6]) -> i64 {
         // before this).
         return -i64::from(EBADF);
     }
-    match world::enter() {
-        Ok(guard) => {
-            if !boot::ensure_running() {
-                return -i64::from(ENETDOWN);
+    kernel::stop_if_ending();
+    loop {
+        match world::enter() {
+            Ok(guard) => {
+                if !boot::ensure_running() {
+                    return -i64::from(ENETDOWN);
+                }
+                // The program's own arguments for this call, with its fds translated
+                // and the arguments we read ourselves copied into our memory; LKL
+                // reads the program's memory as the host kernel would (a bad data
+                // pointer faults in a private kernel: see the module doc).
+                let r = kernel::call(nr, args);
+                // A call of the shared kernel that a signal interrupted.
+                let sigs = if r == -i64::from(EINTR) && kernel::shared() {
+                    world::take_signals()
+                } else {
+                    0
+                };
+                // The deferred handlers run here.
+                drop(guard);
+                if sigs != 0 && sigs & 2 == 0 && restartable(nr) {
+                    // Every handler had SA_RESTART: the call starts again, as the
+                    // kernel restarts it.
+                    continue;
+                }
+                return r;
             }
-            // The program's own arguments for this call, with its fds translated and
-            // the arguments we read ourselves copied into our memory; LKL reads the
-            // program's memory as the host kernel would (a bad data pointer faults in
-            // a private kernel: see the module doc).
-            let r = kernel::call(nr, args);
-            drop(guard);
-            r
+            Err(world::EnterError::Nested) => return -i64::from(EINTR),
+            Err(world::EnterError::NoShadow) => return -i64::from(EAGAIN),
         }
-        Err(world::EnterError::Nested) => -i64::from(EINTR),
-        Err(world::EnterError::NoShadow) => -i64::from(EAGAIN),
     }
+}
+
+/// True for LKL call `nr` that the kernel restarts after a handler with `SA_RESTART`
+/// (signal(7): reads, writes, `ioctl`, and the socket calls without a timeout); `poll`,
+/// `select` and `epoll_wait` fail with `EINTR` whatever the handler.
+fn restartable(nr: i64) -> bool {
+    use lkl_sys as s;
+    matches!(
+        nr as u32,
+        s::__lkl__NR_read
+            | s::__lkl__NR_readv
+            | s::__lkl__NR_write
+            | s::__lkl__NR_writev
+            | s::__lkl__NR_ioctl
+            | s::__lkl__NR_recvfrom
+            | s::__lkl__NR_recvmsg
+            | s::__lkl__NR_recvmmsg
+            | s::__lkl__NR_sendto
+            | s::__lkl__NR_sendmsg
+            | s::__lkl__NR_sendmmsg
+            | s::__lkl__NR_accept
+            | s::__lkl__NR_accept4
+    )
 }
 
 /// The pid of this process image (set at start; a `fork` child's differs, and so does
@@ -326,10 +364,14 @@ impl Lkl {
             }
             Handler::ExitGroup => {
                 if !forked && boot::running() && !vfork_child() {
-                    drain_at_exit();
-                    if kernel::shared() {
+                    if !kernel::shared() {
+                        drain_at_exit();
+                    } else if kernel::exiting() {
+                        // Only this thread calls LKL from here on (a second
+                        // `exit_group` skips all this).
+                        drain_at_exit();
                         // The last process of the tree waits here until the kernel
-                        // is halted and its devices are free.
+                        // process, and with it its devices, are gone.
                         let (last, _) = wait::in_world(|| {
                             kernel::op(lkl_shared_kernel::window::op::EXIT, 0, [0; 6])
                         });

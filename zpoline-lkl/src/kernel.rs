@@ -7,7 +7,7 @@
 //! forgets its parent's slots (the generation below changes) and claims its own.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use lkl_shared_kernel::client;
 use lkl_shared_kernel::window::op;
@@ -62,6 +62,47 @@ pub(crate) fn drop_slot() {
     SLOT.with(|c| c.set((0, 0)));
 }
 
+/// Set when a thread of this process called `exit_group`: the tree's last process
+/// ends the kernel process then, and its other threads, which `exit_group` is about to
+/// end, must not find the kernel gone.
+/// The thread id of that thread (0: the process is not ending).
+static EXITING: AtomicI32 = AtomicI32::new(0);
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments.
+    unsafe { crate::helpers::sys(libc::SYS_gettid, [0; 6]) as i32 }
+}
+
+/// The process is ending (`exit_group` on this thread): from now on only this thread
+/// reaches the kernel process; other threads that call LKL wait to be ended with the
+/// process. False when another thread began the ending already.
+pub(crate) fn exiting() -> bool {
+    EXITING
+        .compare_exchange(0, gettid(), Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// At the entry of a call that may reach LKL, before any lock of ours is taken: a
+/// thread of a process that another thread is ending sleeps until `exit_group` ends
+/// it, so that it neither finds the kernel process gone nor holds what the ending
+/// thread needs.
+#[inline(always)]
+pub(crate) fn stop_if_ending() {
+    let e = EXITING.load(Ordering::Acquire);
+    if e != 0 && e != gettid() {
+        park_until_exit();
+    }
+}
+
+/// A thread of an ending process that calls LKL: it sleeps until `exit_group` ends it.
+#[cold]
+fn park_until_exit() -> ! {
+    let word = core::sync::atomic::AtomicU32::new(0);
+    loop {
+        lkl_shared_kernel::futex::wait(&word, 0, 0);
+    }
+}
+
 /// In our world: `post` on this thread's slot, on a new one if the kernel process
 /// retired it meanwhile.
 fn on_slot(mut post: impl FnMut(usize) -> i64) -> i64 {
@@ -79,9 +120,14 @@ fn on_slot(mut post: impl FnMut(usize) -> i64) -> i64 {
     -i64::from(libc::ENETDOWN)
 }
 
+/// In our world: whether a signal was handled (deferred) since the call began.
+fn signalled() -> bool {
+    crate::world::peek_signals() != 0
+}
+
 /// In our world: the shared kernel's operation `o` on this thread's slot.
 pub(crate) fn op(o: u32, nr: i64, args: [i64; 6]) -> i64 {
-    on_slot(|s| client::call(s, o, nr, args))
+    on_slot(|s| client::call(s, o, nr, args, &signalled))
 }
 
 /// In our world: LKL system call `nr` (LKL's number) on `args`, from whichever kernel
@@ -93,7 +139,7 @@ pub(crate) fn call(nr: i64, mut args: [i64; 6]) -> i64 {
             // SAFETY: the slot is this thread's, no request in flight.
             let data = unsafe { client::data(slot) };
             crate::marshal::call(nr, args, Some(data), |nr, a| {
-                client::call(slot, op::CALL, nr, a)
+                client::call(slot, op::CALL, nr, a, &signalled)
             })
         })
     } else {

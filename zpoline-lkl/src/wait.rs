@@ -173,6 +173,7 @@ pub(crate) fn in_world(f: impl FnOnce() -> i64) -> (i64, Target) {
         // A private LKL (and our world's locks) belong to the parent.
         return (-i64::from(libc::EBADF), Target::Interposer);
     }
+    crate::kernel::stop_if_ending();
     match world::enter() {
         Ok(guard) => {
             if !crate::boot::ensure_running() {

@@ -373,6 +373,11 @@ pub(crate) fn take_signal() -> bool {
     take_signals() != 0
 }
 
+/// Like [`take_signals`], without clearing them.
+pub(crate) fn peek_signals() -> u8 {
+    current_lent().map_or(0, |s| s.sig.load(Ordering::Acquire))
+}
+
 /// Like [`take_signal`], as bits: 1 any signal, 2 one whose handler lacks
 /// `SA_RESTART` (it ends a restartable call with `EINTR`).
 pub(crate) fn take_signals() -> u8 {

@@ -6,9 +6,13 @@
  *                     must fail with ENOSYS.
  *   mixpoll getsockname N : N getsockname calls on an LKL socket, then N on a host
  *                     (AF_UNIX) socket; prints "lkl NS host NS" in ns per call.
- *   mixpoll fork    : a forked child sees its inherited LKL socket fail with EBADF
- *                     and a new AF_INET socket with EAFNOSUPPORT; the parent's socket
- *                     still works after.
+ *   mixpoll fork    : (--private-kernel) a forked child sees its inherited LKL socket
+ *                     fail with EBADF and a new AF_INET socket with EAFNOSUPPORT; the
+ *                     parent's socket still works after.
+ *   mixpoll fork-shared : a forked child sends on its inherited LKL socket, makes a
+ *                     socket of its own and closes both; the parent's still works.
+ *   mixpoll interrupted : SIGALRM ends poll and recvmmsg blocked in LKL with EINTR;
+ *                     with SA_RESTART, recvmmsg goes on until a datagram comes.
  *   mixpoll epoll   : one epoll set over a pipe and an LKL UDP socket; both seen.
  *   mixpoll threads : 4 threads, each with its own LKL socket, echo datagrams to
  *                     themselves at once.
@@ -22,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/epoll.h>
@@ -66,6 +72,54 @@ static void *thread_main(void *arg) {
         if (echo_self(s, &a, (char)(i + (long)arg))) return (void *)1;
     close(s);
     return NULL;
+}
+
+static volatile sig_atomic_t alarms;
+static void on_alarm(int sig) { (void)sig; alarms++; }
+
+/* SIGALRM in 200 ms, its handler with or without SA_RESTART. */
+static void alarm_soon(int restart) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 0}, {0, 200000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/*
+ * Calls blocked in LKL that no slicing covers (poll, recvmmsg), ended by a signal as
+ * on Linux: EINTR without SA_RESTART (always for poll), restarted with it.
+ */
+static int interrupted_calls(void) {
+    struct sockaddr_in a;
+    int s = udp_self(&a);
+    if (s < 0) return die("udp_self");
+    struct pollfd p = {s, POLLIN, 0};
+    alarm_soon(1);
+    int r = poll(&p, 1, 5000);
+    if (r != -1 || errno != EINTR || alarms != 1) { fprintf(stderr, "poll: %d %d\n", r, alarms); return 1; }
+    char b[8];
+    struct iovec v = {b, sizeof b};
+    struct mmsghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_hdr.msg_iov = &v;
+    m.msg_hdr.msg_iovlen = 1;
+    alarm_soon(0);
+    r = recvmmsg(s, &m, 1, 0, NULL);
+    if (r != -1 || errno != EINTR || alarms != 2) { fprintf(stderr, "recvmmsg: %d %d\n", r, alarms); return 1; }
+    alarm_soon(1);
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(600000);
+        _exit(sendto(s, "r", 1, 0, (struct sockaddr *)&a, sizeof a) != 1);
+    }
+    r = recvmmsg(s, &m, 1, 0, NULL);
+    if (r != 1 || b[0] != 'r' || alarms != 3) { fprintf(stderr, "restarted recvmmsg: %d %d\n", r, alarms); return 1; }
+    waitpid(pid, NULL, 0);
+    puts("interrupted ok");
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -120,6 +174,7 @@ int main(int argc, char **argv) {
         puts("fork ok");
         return 0;
     }
+    if (!strcmp(mode, "interrupted")) return interrupted_calls();
     if (!strcmp(mode, "fork-shared")) {
         /* One kernel for the tree: the child's inherited socket is the parent's. */
         struct sockaddr_in a;

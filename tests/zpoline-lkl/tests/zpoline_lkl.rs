@@ -445,6 +445,10 @@ s.sendto(b"x", s.getsockname()); print("after subprocess:", s.recv(1))
         mixpoll_ok("fork-shared", "fork-shared ok"),
     );
     r.case(
+        "a signal ends poll and recvmmsg blocked in LKL (EINTR), SA_RESTART restarts recvmmsg",
+        mixpoll_ok("interrupted", "interrupted ok"),
+    );
+    r.case(
         "threads: four at once, each with its own LKL socket",
         mixpoll_ok("threads", "threads ok"),
     );
