@@ -45,17 +45,6 @@ pub fn wake(word: &AtomicU32) {
     }
 }
 
-/// The monotonic clock, in nanoseconds.
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime into our struct.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Spins until `ready` says yes or `budget_ns` passes; true when ready.
 #[inline(always)]
 pub fn spin(budget_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
@@ -68,7 +57,7 @@ pub fn spin(budget_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
         core::hint::spin_loop();
         k = k.wrapping_add(1);
         if k.is_multiple_of(64) {
-            let t = now_ns();
+            let t = lkl::host::time::monotonic_ns();
             if start == 0 {
                 start = t;
             } else if t - start > budget_ns {

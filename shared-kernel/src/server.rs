@@ -76,20 +76,14 @@ pub fn spawn(config: &lkl_hijack_config::Config) -> Result<Started, Error> {
         return Err(Error::os("fork of the kernel process"));
     }
     let mut msg = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(p[0], buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        msg.extend_from_slice(&buf[..n as usize]);
-    }
-    // SAFETY: closing our fds (the kernel process keeps the window's file).
-    unsafe {
-        libc::close(p[0]);
-        libc::close(memfd);
-    }
+    // SAFETY: the pipe's read end is ours from here on (closed with the File).
+    let mut from = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p[0])
+    });
+    let _ = std::io::Read::read_to_end(&mut from, &mut msg);
+    drop(from);
+    // SAFETY: closing our fd of the window's file (the kernel process keeps its own).
+    unsafe { libc::close(memfd) };
     let text = String::from_utf8_lossy(&msg).into_owned();
     let mut lines = text.lines();
     match lines.next() {
