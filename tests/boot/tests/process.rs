@@ -454,19 +454,69 @@ fn user_memory_of_another_process(w: &mut World) -> Outcome {
     Ok(())
 }
 
+/// Offsets in the shared window of the test below.
+const WIN_PATH: usize = 1024;
+const WIN_HOW: usize = 1100;
+const WIN_WRITE_IOV: usize = 1200;
+const WIN_DATA: usize = 1300;
+const WIN_READ_IOV: usize = 1400;
+const WIN_READ: usize = 1500;
+const WIN_OPTLEN: usize = 1600;
+const WIN_OPTVAL: usize = 1604;
+
+fn put_u64s(buf: &mut [u8], at: usize, words: &[u64]) {
+    for (i, w) in words.iter().enumerate() {
+        buf[at + 8 * i..at + 8 * i + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+}
+
+/// Every kind of access, through the window: strings (the path),
+/// copy_struct_from_user (openat2's open_how), iov_iter both ways
+/// (writev, readv, with the iovecs there too), get_user/put_user
+/// (getsockopt's length) and plain copies (uname).
 fn user_memory_in_the_shared_window(w: &mut World) -> Outcome {
     let mut window = vec![0u8; PAGE];
     let mut outside = vec![0u8; 512];
     let (win, out) = (window.as_mut_ptr() as usize, outside.as_mut_ptr() as usize);
+    window[WIN_PATH..WIN_PATH + 10].copy_from_slice(b"/win-file\0");
+    let how = (sys::LKL_O_CREAT | sys::LKL_O_RDWR) as u64;
+    put_u64s(&mut window, WIN_HOW, &[how, 0o644, 0]);
+    window[WIN_DATA..WIN_DATA + 11].copy_from_slice(b"hello world");
+    let (data, read) = ((win + WIN_DATA) as u64, (win + WIN_READ) as u64);
+    put_u64s(&mut window, WIN_WRITE_IOV, &[data, 6, data + 6, 5]);
+    put_u64s(&mut window, WIN_READ_IOV, &[read, 11]);
+    window[WIN_OPTLEN..WIN_OPTLEN + 4].copy_from_slice(&4u32.to_ne_bytes());
     lkl::set_shared_window(win, PAGE);
     // a pid no process has: only the window path can reach memory
     let outcome = in_process(w.p1, UserMemory::Process(0x3fff_fff0), move || {
-        let inside = raw(sys::__lkl__NR_uname, &[win as c_long]);
+        let at = |off: usize| (win + off) as c_long;
+        let inside = raw(sys::__lkl__NR_uname, &[at(0)]);
         let outside = raw(sys::__lkl__NR_uname, &[out as c_long]);
-        Ok((inside, outside))
+        let fd = raw(
+            sys::__lkl__NR_openat2,
+            &[sys::LKL_AT_FDCWD as c_long, at(WIN_PATH), at(WIN_HOW), 24],
+        )
+        .map_err(e("openat2"))?;
+        let wrote = raw(sys::__lkl__NR_writev, &[fd, at(WIN_WRITE_IOV), 2]);
+        raw(sys::__lkl__NR_lseek, &[fd, 0, sys::LKL_SEEK_SET.into()]).map_err(e("lseek"))?;
+        let read = raw(sys::__lkl__NR_readv, &[fd, at(WIN_READ_IOV), 1]);
+        lkl::close(fd as i32).map_err(e("close"))?;
+        let sock = udp_socket(0)?;
+        let opt = raw(
+            sys::__lkl__NR_getsockopt,
+            &[
+                sock.into(),
+                sys::LKL_SOL_SOCKET.into(),
+                sys::LKL_SO_TYPE.into(),
+                at(WIN_OPTVAL),
+                at(WIN_OPTLEN),
+            ],
+        );
+        lkl::close(sock).map_err(e("close"))?;
+        Ok((inside, outside, wrote, read, opt))
     });
     lkl::set_shared_window(0, 0);
-    let (inside, outside_ret) = outcome?;
+    let (inside, outside_ret, wrote, read, opt) = outcome?;
     ensure!(inside == Ok(0), "uname into the window gave {inside:?}");
     ensure!(&window[..6] == b"Linux\0", "uname did not write the window");
     ensure!(
@@ -476,6 +526,18 @@ fn user_memory_in_the_shared_window(w: &mut World) -> Outcome {
     ensure!(
         outside.iter().all(|&b| b == 0),
         "uname wrote outside the window"
+    );
+    ensure!(wrote == Ok(11), "writev from the window gave {wrote:?}");
+    ensure!(read == Ok(11), "readv into the window gave {read:?}");
+    ensure!(
+        &window[WIN_READ..WIN_READ + 11] == b"hello world",
+        "readv read {:?}",
+        String::from_utf8_lossy(&window[WIN_READ..WIN_READ + 11])
+    );
+    let optval = u32::from_ne_bytes(window[WIN_OPTVAL..WIN_OPTVAL + 4].try_into().unwrap());
+    ensure!(
+        opt == Ok(0) && optval == sys::LKL_SOCK_DGRAM,
+        "getsockopt(SO_TYPE) into the window gave {opt:?}, value {optval}"
     );
     Ok(())
 }
