@@ -693,6 +693,10 @@ fn setup() -> Result<(Env, support::NetnsEtc, Process), String> {
     ] {
         support::require_tool(tool, pkg)?;
     }
+    // The real interpreter, not a version manager's shim script.
+    if !Path::new("/usr/bin/python3").is_file() {
+        return Err("this test runs /usr/bin/python3: install it with `apt-get install python3` (scripts/setup.sh does)".into());
+    }
     support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
     let ns = Netns::new("lkltree")?;
     let tap = support::unique_name("tt");
