@@ -177,7 +177,7 @@ pub fn wait_server_gone() {
     }
 }
 
-/// True when the kernel is halted or its process is gone (said once on stderr).
+/// True when the kernel process has ended or is gone (said once on stderr).
 fn gone(w: &Window) -> bool {
     let pid = server_pid();
     let dead = w.header().halted.load(Ordering::Acquire) != 0

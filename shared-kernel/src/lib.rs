@@ -3,7 +3,7 @@
 //! `lkl-run --zpoline` with an LKL configuration starts a *kernel process* ([`server`])
 //! before the program: it boots LKL from the configuration and serves every process of
 //! the tree (forked, vforked and exec'd at any depth) until the last one ends, then
-//! halts the kernel and releases its devices. Each host process of the tree is its own
+//! exits, which releases the kernel's devices. Each host process of the tree is its own
 //! process inside LKL (own file table, cwd, credentials), each of its threads a thread
 //! of it; the kernel process runs one host thread per program thread that calls LKL.
 //!

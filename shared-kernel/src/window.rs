@@ -36,7 +36,7 @@ const MAGIC: u64 = u64::from_le_bytes(*b"LKLTREE1");
 #[repr(C)]
 pub struct Header {
     magic: AtomicU64,
-    /// Set when the kernel is halted: calls fail at once.
+    /// Set when the kernel process ends: calls fail at once.
     pub halted: AtomicU32,
     /// Bumped by each slot claim; the kernel process's slot thread sleeps on it.
     pub doorbell: AtomicU32,
