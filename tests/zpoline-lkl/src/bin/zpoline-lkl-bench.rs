@@ -146,7 +146,9 @@ fn main() {
                 "usage: zpoline-lkl-bench [N]\n\nzpoline backed by LKL against its baselines, in a \
                  network namespace it makes (root): LKL-routed getsockname vs the host kernel's, \
                  pass-through getppid vs native, UDP echo and TCP 1-byte request/response under \
-                 lkl-run --zpoline vs the LD_PRELOAD hijack library."
+                 lkl-run --zpoline vs the LD_PRELOAD hijack library, TCP request/response from a \
+                 forked worker of the tree's one kernel vs its first process, and vs the host \
+                 kernel's own (the client in the namespace, the server on its address)."
             );
             return;
         }
@@ -179,6 +181,26 @@ fn main() {
         Some("echo-server") => return echo_server(),
         Some("udp") => return println!("{:.2}", udp_client(num(2, 2000))),
         Some("tcp") => return println!("{:.2}", tcp_client(num(2, 2000))),
+        Some("tcp-forked") => {
+            // The same client in a forked child (a worker of a forking server).
+            // SAFETY: fork from this single-threaded process; the child only runs the
+            // client and exits.
+            match unsafe { libc::fork() } {
+                0 => {
+                    println!("{:.2}", tcp_client(num(2, 2000)));
+                    std::process::exit(0);
+                }
+                pid if pid > 0 => {
+                    let mut st = 0;
+                    // SAFETY: waiting for our child.
+                    unsafe { libc::waitpid(pid, &mut st, 0) };
+                    std::process::exit(i32::from(
+                        !(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0),
+                    ));
+                }
+                _ => std::process::exit(1),
+            }
+        }
         _ => {}
     }
     if let Err(e) = run(num(1, 200_000)) {
@@ -269,6 +291,18 @@ fn run(n: u64) -> Result<(), String> {
         "TCP 1-byte request/response: lkl-run vs hijack",
         &zp("tcp", &rt),
         &preload("tcp", &rt, &hijack),
+        "us",
+    );
+    row(
+        "TCP request/response, forked worker vs first",
+        &zp("tcp-forked", &rt),
+        &zp("tcp", &rt),
+        "us",
+    );
+    row(
+        "TCP request/response: lkl-run vs host (local)",
+        &zp("tcp", &rt),
+        &native("tcp", &rt),
         "us",
     );
     Ok(())
