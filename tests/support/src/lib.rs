@@ -671,8 +671,10 @@ pub fn target_dir() -> Result<PathBuf, String> {
         });
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // TARGET/release/deps/TEST for a test, TARGET/release/BIN for a binary.
+    let in_deps = exe.parent().and_then(Path::file_name) == Some("deps".as_ref());
     exe.ancestors()
-        .nth(3)
+        .nth(if in_deps { 3 } else { 2 })
         .map(Path::to_path_buf)
         .ok_or_else(|| format!("cannot find the target directory above {}", exe.display()))
 }
