@@ -671,10 +671,16 @@ pub fn target_dir() -> Result<PathBuf, String> {
         });
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // TARGET/release/deps/TEST for a test, TARGET/release/BIN for a binary.
-    let in_deps = exe.parent().and_then(Path::file_name) == Some("deps".as_ref());
+    // TARGET/release/deps/TEST for a test, TARGET/release/examples/EXAMPLE, and
+    // TARGET/release/BIN for a binary.
+    let nested = matches!(
+        exe.parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str()),
+        Some("deps" | "examples")
+    );
     exe.ancestors()
-        .nth(if in_deps { 3 } else { 2 })
+        .nth(if nested { 3 } else { 2 })
         .map(Path::to_path_buf)
         .ok_or_else(|| format!("cannot find the target directory above {}", exe.display()))
 }
