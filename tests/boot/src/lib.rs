@@ -22,6 +22,44 @@ pub const TEST_MEMORY: u64 = 48 << 20;
 /// A case's verdict: `Err` carries what went wrong.
 pub type Outcome = Result<(), String>;
 
+/// Counts cases and prints a line for each as it ends, in cargo's format:
+/// `test SUITE::NAME ... ok` or `... FAILED: why`.
+#[derive(Debug)]
+pub struct Report {
+    suite: &'static str,
+    /// Cases that passed so far.
+    pub passed: usize,
+    /// Cases that failed so far.
+    pub failed: usize,
+}
+
+impl Report {
+    /// An empty report for the cases of `suite`.
+    pub fn new(suite: &'static str) -> Self {
+        Report {
+            suite,
+            passed: 0,
+            failed: 0,
+        }
+    }
+
+    /// Records case `name` and prints its line.
+    pub fn case(&mut self, name: &str, outcome: Outcome) {
+        let suite = self.suite;
+        match outcome {
+            Ok(()) => {
+                self.passed += 1;
+                println!("test {suite}::{name} ... ok");
+            }
+            Err(why) => {
+                self.failed += 1;
+                println!("test {suite}::{name} ... FAILED: {why}");
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
 /// One named check.
 pub struct Case {
     pub name: &'static str,
@@ -558,23 +596,9 @@ fn threads_64_reaped() -> Outcome {
 /// Boots, runs every case, halts, and prints one line per case. Returns
 /// the numbers of cases passed and failed.
 pub fn run_all() -> (usize, usize) {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report = |name: &str, outcome: Outcome| {
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test boot::{name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test boot::{name} ... FAILED: {why}");
-            }
-        }
-        let _ = std::io::stdout().flush();
-    };
+    let mut r = Report::new("boot");
 
-    report("syscall_before_boot_fails", syscall_before_boot_fails());
+    r.case("syscall_before_boot_fails", syscall_before_boot_fails());
 
     let start = Instant::now();
     let opts = lkl::BootOptions {
@@ -584,15 +608,15 @@ pub fn run_all() -> (usize, usize) {
     let kernel = match lkl::boot(&opts) {
         Ok(k) => k,
         Err(err) => {
-            report("boot", Err(format!("{err}")));
-            return (passed, failed);
+            r.case("boot", Err(format!("{err}")));
+            return (r.passed, r.failed);
         }
     };
-    report("boot", Ok(()));
+    r.case("boot", Ok(()));
     println!("    booted in {:?}", start.elapsed());
 
     for case in cases() {
-        report(case.name, (case.run)());
+        r.case(case.name, (case.run)());
     }
 
     // a thread still blocked inside the kernel when it halts
@@ -606,16 +630,16 @@ pub fn run_all() -> (usize, usize) {
             Some(reader)
         }
         Err(err) => {
-            report("halt_ends_blocked_calls", Err(format!("pipe2: {err}")));
+            r.case("halt_ends_blocked_calls", Err(format!("pipe2: {err}")));
             None
         }
     };
 
     let start = Instant::now();
     let halted = kernel.halt().map_err(|err| format!("{err}"));
-    report("halt_joins_every_thread", halted);
+    r.case("halt_joins_every_thread", halted);
     println!("    halted in {:?}", start.elapsed());
-    report("syscall_after_halt_fails", syscall_after_halt_fails());
+    r.case("syscall_after_halt_fails", syscall_after_halt_fails());
     if let Some(reader) = blocked_reader {
         let outcome = match reader.join() {
             Ok(Err(err)) if err == Errno::ESHUTDOWN => Ok(()),
@@ -624,9 +648,9 @@ pub fn run_all() -> (usize, usize) {
             )),
             Err(_) => Err("reader panicked".to_string()),
         };
-        report("halt_ends_blocked_calls", outcome);
+        r.case("halt_ends_blocked_calls", outcome);
     }
-    (passed, failed)
+    (r.passed, r.failed)
 }
 
 fn syscall_before_boot_fails() -> Outcome {

@@ -3,7 +3,6 @@
 //! joining an LKL process (lkl::process). One kernel per process, so the
 //! cases run in order against one boot.
 use std::ffi::c_long;
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +14,7 @@ use lkl::process::{self, UserMemory};
 use lkl::Errno;
 use lkl_sys as sys;
 
-type Outcome = Result<(), String>;
+use lkl_boot_test::{Outcome, Report};
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
@@ -603,21 +602,7 @@ fn cycles_200_leave_nothing(_w: &mut World) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut passed = 0;
-    let mut failed = 0;
-    let mut report = |name: &str, outcome: Outcome| {
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test process::{name} ... ok");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("test process::{name} ... FAILED: {why}");
-            }
-        }
-        let _ = std::io::stdout().flush();
-    };
+    let mut r = Report::new("process");
 
     let kernel = match lkl::boot(&lkl::BootOptions {
         memory: 64 << 20,
@@ -625,7 +610,7 @@ fn main() -> ExitCode {
     }) {
         Ok(k) => k,
         Err(err) => {
-            report("boot", Err(format!("{err}")));
+            r.case("boot", Err(format!("{err}")));
             return ExitCode::FAILURE;
         }
     };
@@ -636,7 +621,7 @@ fn main() -> ExitCode {
     })
     .join()
     .unwrap_or_else(|_| Err("mount thread panicked".into()));
-    report("mount_proc", proc_mounted);
+    r.case("mount_proc", proc_mounted);
 
     type Case = (&'static str, fn(&mut World) -> Outcome);
     let cases: [Case; 11] = [
@@ -674,10 +659,10 @@ fn main() -> ExitCode {
         fd: -1,
     };
     for (name, run) in cases {
-        report(name, run(&mut world));
+        r.case(name, run(&mut world));
     }
     if world.p1 > 0 {
-        report("kill_p1", process::kill(world.p1).map_err(e("kill P1")));
+        r.case("kill_p1", process::kill(world.p1).map_err(e("kill P1")));
     }
 
     // a live process with a thread blocked in a call when the kernel halts
@@ -694,7 +679,7 @@ fn main() -> ExitCode {
         thread::sleep(Duration::from_millis(50));
         server
     });
-    report("halt", kernel.halt().map_err(|err| format!("{err}")));
+    r.case("halt", kernel.halt().map_err(|err| format!("{err}")));
     let outcome = blocked.and_then(|server| match server.join() {
         Ok(Ok(Err(err))) if err == Errno::ESHUTDOWN => Ok(()),
         Ok(other) => Err(format!(
@@ -702,9 +687,9 @@ fn main() -> ExitCode {
         )),
         Err(_) => Err("server thread panicked".into()),
     });
-    report("halt_ends_a_joined_threads_call", outcome);
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
+    r.case("halt_ends_a_joined_threads_call", outcome);
+    println!("{} passed, {} failed", r.passed, r.failed);
+    if r.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
