@@ -74,6 +74,14 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
+/* Waits for child pid: 0 when it exited with 0, else says how it ended and returns 1. */
+static int child_ok(pid_t pid) {
+    int st;
+    if (waitpid(pid, &st, 0) != pid) return die("waitpid");
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
+    return 0;
+}
+
 static volatile sig_atomic_t alarms;
 static void on_alarm(int sig) { (void)sig; alarms++; }
 
@@ -117,7 +125,7 @@ static int interrupted_calls(void) {
     }
     r = recvmmsg(s, &m, 1, 0, NULL);
     if (r != 1 || b[0] != 'r' || alarms != 3) { fprintf(stderr, "restarted recvmmsg: %d %d\n", r, alarms); return 1; }
-    waitpid(pid, NULL, 0);
+    if (child_ok(pid)) return 1;
     puts("interrupted ok");
     return 0;
 }
@@ -167,9 +175,7 @@ int main(int argc, char **argv) {
             if (socket(AF_UNIX, SOCK_DGRAM, 0) < 0) bad |= 8;
             _exit(bad);
         }
-        int st;
-        if (waitpid(pid, &st, 0) != pid) return die("waitpid");
-        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
+        if (child_ok(pid)) return 1;
         if (echo_self(s, &a, 'p')) return die("parent echo after fork");
         puts("fork ok");
         return 0;
@@ -190,10 +196,8 @@ int main(int argc, char **argv) {
             if (close(s) != 0) bad |= 4;
             _exit(bad);
         }
-        int st;
         char c = 0;
-        if (waitpid(pid, &st, 0) != pid) return die("waitpid");
-        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %#x\n", st); return 1; }
+        if (child_ok(pid)) return 1;
         if (recv(s, &c, 1, 0) != 1 || c != 'c') return die("the child's datagram");
         if (echo_self(s, &a, 'p')) return die("parent echo after fork");
         puts("fork-shared ok");
