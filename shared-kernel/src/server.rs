@@ -625,10 +625,9 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
             }
         }
         op::EXEC => {
-            let n = (a[1].max(0) as usize).min(window::DATA_SIZE / 8);
-            let data = win().data(i) as *const [i32; 2];
-            // SAFETY: the caller wrote `n` pairs in its slot's data area.
-            let table = unsafe { core::slice::from_raw_parts(data, n) }.to_vec();
+            // SAFETY: the caller wrote its pairs there and waits for the answer.
+            let pairs = unsafe { win().fd_pairs(i) };
+            let table = pairs[..(a[1].max(0) as usize).min(pairs.len())].to_vec();
             if let Some(p) = state().procs.get_mut(&(a[0] as i32)) {
                 p.exec_table = Some(table);
             }
@@ -670,9 +669,10 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
                 from = i64::from(l) + 1;
             }
             kapi::syscall(close_range, [from, i64::from(u32::MAX), 0, 0, 0, 0]);
-            let data = win().data(i) as *mut [i32; 2];
-            // SAFETY: the slot's data area holds DATA_SIZE / 8 pairs; the caller waits.
-            unsafe { core::ptr::copy_nonoverlapping(kept.as_ptr(), data, kept.len()) };
+            // SAFETY: the caller waits for the answer; the table came from its slot,
+            // so it fits.
+            let pairs = unsafe { win().fd_pairs(i) };
+            pairs[..kept.len()].copy_from_slice(&kept);
             kept.len() as i64
         }
         op::EXIT => {

@@ -213,12 +213,16 @@ impl Window {
         self.base + HEADER_SIZE + i * SLOT_SIZE + DATA_OFFSET
     }
 
-    /// True when `[addr, addr + len)` lies inside the window.
-    pub fn contains(&self, addr: usize, len: usize) -> bool {
-        addr >= self.base
-            && addr
-                .checked_add(len)
-                .is_some_and(|e| e <= self.base + WINDOW_SIZE)
+    /// Slot `i`'s data area as the fd table an exec hands on: pairs of (program fd,
+    /// LKL fd) ([`op::EXEC`], [`op::EXEC_DONE`]).
+    ///
+    /// # Safety
+    /// Only the side whose turn it is may use it: the caller between its requests,
+    /// the kernel process while it answers one.
+    pub unsafe fn fd_pairs(&self, i: usize) -> &'static mut [[i32; 2]] {
+        // SAFETY: the data area is DATA_SIZE bytes, 4-aligned, in the window, and
+        // used by one side at a time (the caller's contract).
+        unsafe { core::slice::from_raw_parts_mut(self.data(i) as *mut [i32; 2], DATA_SIZE / 8) }
     }
 }
 

@@ -149,13 +149,13 @@ pub(crate) fn call(nr: i64, mut args: [i64; 6]) -> i64 {
     }
 }
 
-/// In our world: this thread's slot's data area, with its address (for arguments the
-/// kernel process reads from the window).
-pub(crate) fn data() -> Result<&'static mut [u8], i64> {
+/// In our world: this thread's slot's data area as the fd table an exec hands on.
+fn fd_pairs() -> Result<&'static mut [[i32; 2]], i64> {
     let s = slot()?;
+    let w = client::window().ok_or(-i64::from(libc::ENETDOWN))?;
     // SAFETY: the slot is this thread's and no request is in flight (we are between
     // calls).
-    Ok(unsafe { client::data(s) })
+    Ok(unsafe { w.fd_pairs(s) })
 }
 
 /// In a fork child (program world, one thread): the parent's slots and locks are not
@@ -209,10 +209,9 @@ pub(crate) fn before_exec() {
         if vfork && op(op::SPAWN, 0, [pid, 0, 0, 0, 0, 0]) < 0 {
             return 0;
         }
-        let Ok(d) = data() else {
+        let Ok(pairs) = fd_pairs() else {
             return 0;
         };
-        let pairs = d.len() / 8;
         let mut n = 0usize;
         for (h, l) in crate::fds::in_range(0, u64::MAX) {
             if vfork && !crate::fds::is_placeholder(h) {
@@ -241,9 +240,8 @@ pub(crate) fn before_exec() {
                     ],
                 )
             };
-            if keep && n < pairs {
-                d[n * 8..n * 8 + 4].copy_from_slice(&(h as i32).to_ne_bytes());
-                d[n * 8 + 4..n * 8 + 8].copy_from_slice(&(l as i32).to_ne_bytes());
+            if keep && n < pairs.len() {
+                pairs[n] = [h as i32, l as i32];
                 n += 1;
             }
         }
@@ -267,10 +265,8 @@ pub(crate) fn exec_failed() {
 pub(crate) fn exec_done() -> i64 {
     let n = op(op::EXEC_DONE, 0, [0; 6]);
     if n > 0 {
-        if let Ok(d) = data() {
-            for k in 0..(n as usize).min(d.len() / 8) {
-                let h = i32::from_ne_bytes(d[k * 8..k * 8 + 4].try_into().unwrap_or_default());
-                let l = i32::from_ne_bytes(d[k * 8 + 4..k * 8 + 8].try_into().unwrap_or_default());
+        if let Ok(pairs) = fd_pairs() {
+            for &[h, l] in &pairs[..(n as usize).min(pairs.len())] {
                 if crate::fds::is_placeholder(i64::from(h)) {
                     crate::fds::set(i64::from(h), Some(i64::from(l)));
                 } else {
