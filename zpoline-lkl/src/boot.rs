@@ -158,21 +158,15 @@ fn trial_boot(config: &lkl_hijack_config::Config) -> Result<(), Error> {
         return Err(Error::Trial(std::io::Error::last_os_error().to_string()));
     }
     let mut msg = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(p[0], buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        msg.extend_from_slice(&buf[..n as usize]);
-    }
+    // SAFETY: the pipe's read end is ours from here on (closed with the File).
+    let mut from = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p[0])
+    });
+    let _ = std::io::Read::read_to_end(&mut from, &mut msg);
+    drop(from);
     let mut status = 0;
-    // SAFETY: closing our read end, reaping our child.
-    unsafe {
-        libc::close(p[0]);
-        libc::waitpid(pid, &mut status, 0);
-    }
+    // SAFETY: reaping our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
     if !msg.is_empty() {
         return Err(Error::Trial(String::from_utf8_lossy(&msg).into_owned()));
     }
