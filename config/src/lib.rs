@@ -92,6 +92,28 @@ pub struct Config {
     pub nameserver: Option<IpAddr>,
     /// `interfaces`, in order: the first is `eth0`.
     pub interfaces: Vec<Interface>,
+    /// `disks`, in order (a key of ours, not upstream's): images mounted inside LKL
+    /// for `lkl-run --zpoline`, the one at `/` as the tree's root (`--root`), the
+    /// others at their paths (`--mount`).
+    pub disks: Vec<Disk>,
+}
+
+/// One `disks[]` entry: an image file mounted inside LKL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    /// `image`: the image file.
+    pub image: std::path::PathBuf,
+    /// `path`: where its file system appears in the program's view; `/` makes it the
+    /// root of the tree's file system.
+    pub path: std::path::PathBuf,
+    /// `readonly`: open the image read-only and mount it read-only.
+    pub read_only: bool,
+    /// `partition`: the partition to mount (1-based, MBR or GPT), else the whole image.
+    pub partition: Option<u32>,
+    /// `type`: the file system type, else detected from the image.
+    pub fstype: Option<String>,
+    /// `options`: the file system's mount data.
+    pub options: Option<String>,
 }
 
 /// The `debug` bit mask.
@@ -397,6 +419,7 @@ fn validate(raw: &Raw) -> Result<Config, Error> {
         })?,
         nameserver: field(top, "", "nameserver", parse::ip)?,
         interfaces: Vec::new(),
+        disks: Vec::new(),
     };
     for (i, keys) in raw.interfaces.iter().flatten().enumerate() {
         c.interfaces

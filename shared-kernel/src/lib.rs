@@ -23,12 +23,15 @@
 //! sockets closed, its ports free) while the rest goes on.
 
 pub mod client;
+pub mod fsview;
 pub mod futex;
 mod kapi;
 pub mod server;
 pub mod window;
 
 use std::fmt;
+
+pub use fsview::FsView;
 
 /// Where a process of the tree finds the kernel process: passed to exec'd images on
 /// `lkl-run`'s command line as `PID:FD:ADDR`.

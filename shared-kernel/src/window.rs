@@ -42,6 +42,10 @@ pub struct Header {
     pub doorbell: AtomicU32,
 }
 
+/// Offset in the header page of the file-system view ([`crate::fsview`]), written by
+/// the kernel process before the program starts and read-only after.
+const VIEW_OFFSET: usize = 1024;
+
 /// A slot's state ([`Ctl::state`]).
 pub mod state {
     /// Free for a claim.
@@ -124,7 +128,8 @@ pub struct Ctl {
 }
 
 const _: () = assert!(core::mem::size_of::<Ctl>() <= DATA_OFFSET);
-const _: () = assert!(core::mem::size_of::<Header>() <= HEADER_SIZE);
+const _: () = assert!(core::mem::size_of::<Header>() <= VIEW_OFFSET);
+const _: () = assert!(VIEW_OFFSET + crate::fsview::VIEW_BYTES <= HEADER_SIZE);
 
 /// A mapped window.
 #[derive(Clone, Copy, Debug)]
@@ -197,6 +202,37 @@ impl Window {
     pub fn header(&self) -> &'static Header {
         // SAFETY: the window stays mapped for the process's life; Header is atomics.
         unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Publishes the tree's file-system view (the kernel process, before any process
+    /// of the tree reads it). False when it does not fit.
+    pub fn set_fs_view(&self, view: &crate::fsview::FsView) -> bool {
+        let Some(bytes) = view.encode() else {
+            return false;
+        };
+        // SAFETY: the view area is inside the header page, which only this call writes,
+        // before the program runs.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                (self.base + VIEW_OFFSET) as *mut u8,
+                bytes.len(),
+            )
+        };
+        true
+    }
+
+    /// The tree's file-system view (the empty view if malformed).
+    pub fn fs_view(&self) -> crate::fsview::FsView {
+        // SAFETY: the view area is inside the mapped header page, written once before
+        // the program started.
+        let area = unsafe {
+            core::slice::from_raw_parts(
+                (self.base + VIEW_OFFSET) as *const u8,
+                crate::fsview::VIEW_BYTES,
+            )
+        };
+        crate::fsview::FsView::decode(area).unwrap_or_default()
     }
 
     /// Slot `i`'s channel.
