@@ -15,6 +15,9 @@ const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
 const NOBODY: &str = "65534";
 
+/// A case of this file.
+type Case = dyn Fn(&Env) -> Outcome;
+
 /// What every case gets.
 struct Env {
     /// The scratch directory (world-writable `host/` inside for the programs).
@@ -401,7 +404,7 @@ fn main() -> ExitCode {
         }
     };
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, &dyn Fn(&Env) -> Outcome); 8] = [
+    let cases: [(&str, &Case); 8] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
