@@ -16,6 +16,9 @@
 //!   (writes kept in memory by an [`Overlay`], the file never written).
 //! - [`net`]: virtio-net over a host backend (tap, macvtap, raw socket,
 //!   FIFO pair), with its receive and transmit threads.
+//! - [`fs`]: virtio-fs, a host directory served to the kernel's
+//!   `virtiofs` driver by a FUSE server of our own (passthrough, every
+//!   name resolved beneath the directory), with a pool of worker threads.
 //! - [`spec`]: the virtio constants, from the virtio 1.2 specification.
 //!
 //! virtio-blk requests and virtio-net transmissions are handled on the
@@ -30,6 +33,7 @@
 
 pub mod block;
 pub mod diag;
+pub mod fs;
 pub mod memory;
 pub mod mmio;
 pub mod net;
@@ -37,6 +41,7 @@ pub mod queue;
 pub mod spec;
 
 pub use block::{Block, BlockStats, Overlay, SECTOR_SIZE};
+pub use fs::{Fs, FsError};
 pub use memory::GuestMemory;
 pub use mmio::{Interrupt, MmioDevice, MmioTransport, VirtioDevice};
 pub use net::{Backend, BackendError, Net, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL};

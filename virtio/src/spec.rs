@@ -17,6 +17,8 @@
 pub const VIRTIO_ID_NET: u32 = 1;
 /// `VIRTIO_ID_BLOCK`.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
+/// `VIRTIO_ID_FS` (section 5.11, file system device).
+pub const VIRTIO_ID_FS: u32 = 26;
 
 // Device status field (section 2.1).
 

@@ -1,0 +1,1028 @@
+//! The FUSE server: a passthrough of one host directory.
+//!
+//! Every inode the kernel knows is a host `O_PATH` descriptor, opened
+//! relative to its parent's descriptor, one name at a time, with
+//! `O_NOFOLLOW`: no path is ever resolved from the shared directory's
+//! name, and no symbolic link is ever followed by the server (links are
+//! read with `readlinkat` and followed, if at all, by the kernel inside
+//! LKL, within its own mount). Names with a `/`, empty names, `.` and `..`
+//! are refused, so a lookup never leaves its parent; `..` of the shared
+//! directory is resolved by the kernel, never here. Files and directories
+//! are opened through `/proc/self/fd/N` of their `O_PATH` descriptor, which
+//! reaches the same inode and nothing else.
+//!
+//! Nodes are keyed by (device, inode number): two names of one file (hard
+//! links) are one node. The kernel's lookup count is kept per node, and a
+//! node's descriptor is closed when the kernel forgets it.
+//!
+//! Ids: requests are served with the server's host credentials. Run as
+//! root, a file, directory, node or link created inside is given the
+//! creator's uid and gid (as seen inside LKL), and `chown` passes ids
+//! through unchanged; run as another user, created files belong to that
+//! user and `chown` does what the host allows it. The kernel checks
+//! permissions itself (virtiofs mounts with `default_permissions`) against
+//! the host's modes and ids.
+//!
+//! A read-only server answers every request that would change the
+//! directory (and every open for writing or truncation) with `EROFS`.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::abi::{self, fattr, op, Args, Pod};
+use super::FsError;
+
+/// How long the kernel may keep a name and attributes before asking
+/// again: one second, so a change made on the host is seen within that.
+const TIMEOUT_SECS: u64 = 1;
+/// The largest write (and read) the kernel may send: 1 MiB.
+pub const MAX_WRITE: u32 = 1 << 20;
+/// Pages per request (`max_pages`): 1 MiB.
+pub const MAX_PAGES: u16 = 256;
+
+/// What a request gets back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// These bytes after the reply header.
+    Data(Vec<u8>),
+    /// This many bytes, already written into the request's data buffers.
+    Direct(usize),
+    /// An error number (positive).
+    Error(i32),
+    /// Nothing: the request takes no reply (`FORGET`, `BATCH_FORGET`).
+    None,
+}
+
+/// The request's bulk data, as host memory: the data of a `WRITE`
+/// (`src`), and where a `READ` puts what it reads (`dst`, after the reply
+/// header).
+#[derive(Debug, Default)]
+pub struct Bulk<'a> {
+    /// A `WRITE`'s data.
+    pub src: &'a [libc::iovec],
+    /// Room for a `READ`'s data.
+    pub dst: &'a [libc::iovec],
+}
+
+/// One node: the host file as an `O_PATH` descriptor.
+#[derive(Debug)]
+struct Node {
+    fd: OwnedFd,
+    /// `st_mode & S_IFMT`.
+    kind: u32,
+}
+
+struct NodeEntry {
+    node: Arc<Node>,
+    key: (u64, u64),
+    lookups: u64,
+}
+
+#[derive(Default)]
+struct Nodes {
+    by_id: HashMap<u64, NodeEntry>,
+    by_key: HashMap<(u64, u64), u64>,
+    next: u64,
+}
+
+/// An open file or directory.
+#[derive(Debug)]
+struct Handle {
+    fd: OwnedFd,
+    /// Held while a directory is read (its position is shared).
+    dir: Mutex<()>,
+}
+
+/// The passthrough server of one host directory.
+pub struct Server {
+    nodes: Mutex<Nodes>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    proc_fd: OwnedFd,
+    read_only: bool,
+    as_root: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// `r`, or the thread's errno if `r` is -1.
+fn check<T: PartialEq + From<i8>>(r: T) -> Result<T, i32> {
+    if r == T::from(-1) {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cstr(b: &[u8]) -> Result<CString, i32> {
+    CString::new(b).map_err(|_| libc::EINVAL)
+}
+
+/// A name of one component: not empty, no `/`, not `.` or `..`.
+fn name(b: &[u8]) -> Result<CString, i32> {
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
+        return Err(libc::EINVAL);
+    }
+    cstr(b)
+}
+
+fn openat(dir: RawFd, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i32> {
+    // SAFETY: `name` is a valid C string; the result is checked.
+    let fd = check(unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode) })?;
+    // SAFETY: a new descriptor, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn stat_fd(fd: RawFd) -> Result<libc::stat, i32> {
+    // SAFETY: all-zero is a valid `stat`.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: an empty C string and a `stat` to fill, both valid.
+    check(unsafe { libc::fstatat(fd, c"".as_ptr(), &mut st, flags) })?;
+    Ok(st)
+}
+
+/// The kernel's 32-bit device number encoding (`new_encode_dev`).
+fn encode_dev(dev: u64) -> u32 {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+fn decode_dev(dev: u32) -> libc::dev_t {
+    libc::makedev((dev & 0xfff00) >> 8, (dev & 0xff) | ((dev >> 12) & 0xfff00))
+}
+
+fn attr(st: &libc::stat) -> abi::Attr {
+    abi::Attr {
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: st.st_atime as u64,
+        mtime: st.st_mtime as u64,
+        ctime: st.st_ctime as u64,
+        atimensec: st.st_atime_nsec as u32,
+        mtimensec: st.st_mtime_nsec as u32,
+        ctimensec: st.st_ctime_nsec as u32,
+        mode: st.st_mode,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: encode_dev(st.st_rdev),
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn attr_out(st: &libc::stat) -> Vec<u8> {
+    abi::AttrOut {
+        attr_valid: TIMEOUT_SECS,
+        attr: attr(st),
+        ..Default::default()
+    }
+    .bytes()
+    .to_vec()
+}
+
+/// The first `n` bytes of `iovs`.
+fn trim(iovs: &[libc::iovec], mut n: usize) -> Vec<libc::iovec> {
+    let mut out = Vec::with_capacity(iovs.len());
+    for v in iovs {
+        if n == 0 {
+            break;
+        }
+        let len = v.iov_len.min(n);
+        out.push(libc::iovec {
+            iov_base: v.iov_base,
+            iov_len: len,
+        });
+        n -= len;
+    }
+    out
+}
+
+/// Whether an `open` with these flags would change the file.
+fn writes(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
+/// The flags a file is opened with on the host: the kernel's, less those
+/// that concern only the open inside (creation, the controlling terminal,
+/// following links: the server has the file itself) and direct I/O (the
+/// driver's buffers need not be aligned for it).
+fn host_flags(flags: u32) -> i32 {
+    (flags as i32)
+        & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_NOFOLLOW | libc::O_DIRECT)
+}
+
+impl Server {
+    /// A server of directory `dir`, read-only or not.
+    ///
+    /// # Errors
+    /// [`FsError::Open`] if `dir` cannot be opened, [`FsError::NotADirectory`]
+    /// if it is something else, [`FsError::Proc`] without `/proc/self/fd`.
+    pub fn new(dir: &Path, read_only: bool) -> Result<Server, FsError> {
+        let open = |path: &Path, flags: i32| -> Result<OwnedFd, FsError> {
+            let c =
+                CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| FsError::Open {
+                    path: path.to_path_buf(),
+                    error: std::io::Error::from_raw_os_error(libc::EINVAL),
+                })?;
+            openat(libc::AT_FDCWD, &c, flags, 0).map_err(|e| FsError::Open {
+                path: path.to_path_buf(),
+                error: std::io::Error::from_raw_os_error(e),
+            })
+        };
+        // The directory itself may be a link (given by the user): followed.
+        let root = open(dir, libc::O_PATH)?;
+        let st = stat_fd(root.as_raw_fd()).map_err(|e| FsError::Open {
+            path: dir.to_path_buf(),
+            error: std::io::Error::from_raw_os_error(e),
+        })?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(FsError::NotADirectory(dir.to_path_buf()));
+        }
+        let proc_fd = open(Path::new("/proc/self/fd"), libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|_| FsError::Proc)?;
+        let mut nodes = Nodes {
+            next: abi::ROOT_ID + 1,
+            ..Default::default()
+        };
+        let key = (st.st_dev, st.st_ino);
+        nodes.by_key.insert(key, abi::ROOT_ID);
+        nodes.by_id.insert(
+            abi::ROOT_ID,
+            NodeEntry {
+                node: Arc::new(Node {
+                    fd: root,
+                    kind: libc::S_IFDIR,
+                }),
+                key,
+                lookups: 1,
+            },
+        );
+        Ok(Server {
+            nodes: Mutex::new(nodes),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            proc_fd,
+            read_only,
+            // SAFETY: geteuid has no preconditions.
+            as_root: unsafe { libc::geteuid() } == 0,
+        })
+    }
+
+    /// Whether the server refuses writes.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn nodes(&self) -> MutexGuard<'_, Nodes> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Arc<Handle>>> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn node(&self, id: u64) -> Result<Arc<Node>, i32> {
+        self.nodes()
+            .by_id
+            .get(&id)
+            .map(|e| e.node.clone())
+            .ok_or(libc::ESTALE)
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>, i32> {
+        self.handles().get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    /// The number of live nodes (the root included) and open handles.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.nodes().by_id.len(), self.handles().len())
+    }
+
+    /// Reopens node `n` with `flags` through `/proc/self/fd`.
+    fn reopen(&self, n: &Node, flags: i32) -> Result<OwnedFd, i32> {
+        let num = CString::new(n.fd.as_raw_fd().to_string()).expect("digits");
+        openat(self.proc_fd.as_raw_fd(), &num, flags, 0)
+    }
+
+    /// `/proc/self/fd/N` for node `n`, for the calls that take only a path.
+    fn proc_path(n: &Node) -> CString {
+        CString::new(format!("/proc/self/fd/{}", n.fd.as_raw_fd())).expect("no NUL")
+    }
+
+    /// Makes `fd` (an `O_PATH` descriptor of a name just resolved) a node,
+    /// or counts one more lookup of the node it already is; returns the
+    /// entry reply.
+    fn enter(&self, fd: OwnedFd) -> Result<Vec<u8>, i32> {
+        let st = stat_fd(fd.as_raw_fd())?;
+        let key = (st.st_dev, st.st_ino);
+        let mut nodes = self.nodes();
+        let id = match nodes.by_key.get(&key).copied() {
+            Some(id) => {
+                nodes.by_id.get_mut(&id).expect("keyed node").lookups += 1;
+                id
+            }
+            None => {
+                let id = nodes.next;
+                nodes.next += 1;
+                nodes.by_key.insert(key, id);
+                let kind = st.st_mode & libc::S_IFMT;
+                let node = Arc::new(Node { fd, kind });
+                nodes.by_id.insert(
+                    id,
+                    NodeEntry {
+                        node,
+                        key,
+                        lookups: 1,
+                    },
+                );
+                id
+            }
+        };
+        Ok(abi::EntryOut {
+            nodeid: id,
+            entry_valid: TIMEOUT_SECS,
+            attr_valid: TIMEOUT_SECS,
+            attr: attr(&st),
+            ..Default::default()
+        }
+        .bytes()
+        .to_vec())
+    }
+
+    fn forget(&self, id: u64, n: u64) {
+        if id == abi::ROOT_ID {
+            return;
+        }
+        let mut nodes = self.nodes();
+        let Some(e) = nodes.by_id.get_mut(&id) else {
+            return;
+        };
+        e.lookups = e.lookups.saturating_sub(n);
+        if e.lookups == 0 {
+            let key = e.key;
+            nodes.by_id.remove(&id);
+            nodes.by_key.remove(&key);
+        }
+    }
+
+    fn lookup(&self, parent: u64, nm: &[u8]) -> Result<Vec<u8>, i32> {
+        let p = self.node(parent)?;
+        let nm = name(nm)?;
+        self.enter(openat(
+            p.fd.as_raw_fd(),
+            &nm,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )?)
+    }
+
+    /// After creating `nm` in `parent` for the caller `h`: its ids become
+    /// the caller's (when the server is root), and it becomes a node.
+    fn created(&self, parent: &Node, nm: &CStr, h: &abi::InHeader) -> Result<Vec<u8>, i32> {
+        let fd = openat(
+            parent.fd.as_raw_fd(),
+            nm,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )?;
+        self.chown_new(fd.as_raw_fd(), h);
+        self.enter(fd)
+    }
+
+    fn chown_new(&self, fd: RawFd, h: &abi::InHeader) {
+        if self.as_root {
+            let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+            // SAFETY: an empty C string; no memory is written. A failure
+            // leaves the file to the server's ids, as for a non-root server.
+            unsafe { libc::fchownat(fd, c"".as_ptr(), h.uid, h.gid, flags) };
+        }
+    }
+
+    fn getattr(&self, id: u64, args: &mut Args<'_>) -> Result<Vec<u8>, i32> {
+        let n = self.node(id)?;
+        let st = match args.take::<abi::GetattrIn>() {
+            Ok(g) if g.getattr_flags & abi::GETATTR_FH != 0 => {
+                stat_fd(self.handle(g.fh)?.fd.as_raw_fd())?
+            }
+            _ => stat_fd(n.fd.as_raw_fd())?,
+        };
+        Ok(attr_out(&st))
+    }
+
+    fn setattr(&self, id: u64, s: &abi::SetattrIn) -> Result<Vec<u8>, i32> {
+        let n = self.node(id)?;
+        let path = Self::proc_path(&n);
+        if s.valid & fattr::MODE != 0 {
+            if n.kind == libc::S_IFLNK {
+                return Err(libc::EOPNOTSUPP);
+            }
+            // SAFETY: a valid C string; no memory is written.
+            check(unsafe { libc::chmod(path.as_ptr(), s.mode & 0o7777) })?;
+        }
+        if s.valid & (fattr::UID | fattr::GID) != 0 {
+            let uid = if s.valid & fattr::UID != 0 {
+                s.uid
+            } else {
+                u32::MAX
+            };
+            let gid = if s.valid & fattr::GID != 0 {
+                s.gid
+            } else {
+                u32::MAX
+            };
+            let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+            // SAFETY: an empty C string; no memory is written.
+            check(unsafe { libc::fchownat(n.fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) })?;
+        }
+        if s.valid & fattr::SIZE != 0 {
+            let size = i64::try_from(s.size).map_err(|_| libc::EFBIG)?;
+            let open = self.handles().get(&s.fh).cloned();
+            let fd = match open {
+                Some(h) if s.valid & fattr::FH != 0 => {
+                    h.fd.try_clone()
+                        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
+                }
+                _ => self.reopen(&n, libc::O_WRONLY)?,
+            };
+            // SAFETY: ftruncate on a descriptor we own.
+            check(unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
+        }
+        let time = |set: u32, now: u32, sec: u64, nsec: u32| {
+            if s.valid & now != 0 {
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_NOW,
+                }
+            } else if s.valid & set != 0 {
+                libc::timespec {
+                    tv_sec: sec as i64,
+                    tv_nsec: nsec.into(),
+                }
+            } else {
+                libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: libc::UTIME_OMIT,
+                }
+            }
+        };
+        if s.valid & (fattr::ATIME | fattr::MTIME | fattr::ATIME_NOW | fattr::MTIME_NOW) != 0 {
+            if n.kind == libc::S_IFLNK {
+                return Err(libc::EOPNOTSUPP);
+            }
+            let times = [
+                time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
+                time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
+            ];
+            // SAFETY: a valid C string and two timespecs.
+            check(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) })?;
+        }
+        Ok(attr_out(&stat_fd(n.fd.as_raw_fd())?))
+    }
+
+    fn open(&self, id: u64, flags: u32, dir: bool) -> Result<Vec<u8>, i32> {
+        let n = self.node(id)?;
+        let mut flags = host_flags(flags);
+        if dir {
+            flags = libc::O_RDONLY | libc::O_DIRECTORY;
+        } else if self.read_only && writes(flags) {
+            return Err(libc::EROFS);
+        }
+        if n.kind == libc::S_IFLNK {
+            return Err(libc::ELOOP);
+        }
+        let fd = self.reopen(&n, flags)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(
+            fh,
+            Arc::new(Handle {
+                fd,
+                dir: Mutex::new(()),
+            }),
+        );
+        Ok(abi::OpenOut {
+            fh,
+            ..Default::default()
+        }
+        .bytes()
+        .to_vec())
+    }
+
+    fn create(&self, h: &abi::InHeader, c: &abi::CreateIn, nm: &[u8]) -> Result<Vec<u8>, i32> {
+        let p = self.node(h.nodeid)?;
+        let nm = name(nm)?;
+        let flags = host_flags(c.flags) | libc::O_CREAT | libc::O_NOFOLLOW;
+        let fd = openat(p.fd.as_raw_fd(), &nm, flags, c.mode & 0o7777)?;
+        self.chown_new(fd.as_raw_fd(), h);
+        // The node from the file just opened: whatever the name now holds.
+        let num = CString::new(fd.as_raw_fd().to_string()).expect("digits");
+        let path_fd = openat(self.proc_fd.as_raw_fd(), &num, libc::O_PATH, 0)?;
+        let mut out = self.enter(path_fd)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(
+            fh,
+            Arc::new(Handle {
+                fd,
+                dir: Mutex::new(()),
+            }),
+        );
+        out.extend_from_slice(
+            abi::OpenOut {
+                fh,
+                ..Default::default()
+            }
+            .bytes(),
+        );
+        Ok(out)
+    }
+
+    fn read(&self, r: &abi::ReadIn, dst: &[libc::iovec]) -> Result<usize, i32> {
+        let h = self.handle(r.fh)?;
+        let want = (r.size as usize).min(dst.iter().map(|v| v.iov_len).sum());
+        let mut done = 0;
+        while done < want {
+            let iov = trim(&skip(dst, done), want - done);
+            // SAFETY: the iovecs describe the driver's writable buffers
+            // (checked against its memory when the chain was taken).
+            let n = check(unsafe {
+                libc::preadv(
+                    h.fd.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as i32,
+                    (r.offset + done as u64) as i64,
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            done += n as usize;
+        }
+        Ok(done)
+    }
+
+    fn write(&self, w: &abi::WriteIn, src: &[libc::iovec]) -> Result<Vec<u8>, i32> {
+        if self.read_only {
+            return Err(libc::EROFS);
+        }
+        let h = self.handle(w.fh)?;
+        let have: usize = src.iter().map(|v| v.iov_len).sum();
+        if have < w.size as usize {
+            return Err(libc::EINVAL);
+        }
+        let mut done = 0;
+        while done < w.size as usize {
+            let iov = trim(&skip(src, done), w.size as usize - done);
+            // SAFETY: the iovecs describe the driver's readable buffers
+            // (checked against its memory when the chain was taken).
+            let n = check(unsafe {
+                libc::pwritev(
+                    h.fd.as_raw_fd(),
+                    iov.as_ptr(),
+                    iov.len() as i32,
+                    (w.offset + done as u64) as i64,
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            done += n as usize;
+        }
+        Ok(abi::WriteOut {
+            size: done as u32,
+            padding: 0,
+        }
+        .bytes()
+        .to_vec())
+    }
+
+    fn readdir(&self, r: &abi::ReadIn) -> Result<Vec<u8>, i32> {
+        let h = self.handle(r.fh)?;
+        let _pos = h.dir.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = h.fd.as_raw_fd();
+        // SAFETY: lseek on a descriptor we own.
+        check(unsafe { libc::lseek(fd, r.offset as i64, libc::SEEK_SET) })?;
+        let max = r.size as usize;
+        let mut out = Vec::with_capacity(max);
+        let mut buf = vec![0u8; max.clamp(1024, 64 << 10)];
+        'fill: loop {
+            // SAFETY: `buf` is ours, of the length given.
+            let n = check(unsafe {
+                libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len())
+            })? as usize;
+            if n == 0 {
+                break;
+            }
+            let mut at = 0;
+            while at + 19 < n {
+                let ino = u64::from_ne_bytes(buf[at..at + 8].try_into().expect("8"));
+                let off = u64::from_ne_bytes(buf[at + 8..at + 16].try_into().expect("8"));
+                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                let typ = buf[at + 18];
+                let name_end = buf[at + 19..at + reclen]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(at + reclen, |p| at + 19 + p);
+                if !abi::push_dirent(&mut out, max, ino, off, typ.into(), &buf[at + 19..name_end]) {
+                    break 'fill;
+                }
+                at += reclen.max(1);
+            }
+        }
+        Ok(out)
+    }
+
+    fn xattr_path(&self, id: u64) -> Result<CString, i32> {
+        let n = self.node(id)?;
+        if n.kind != libc::S_IFREG && n.kind != libc::S_IFDIR {
+            return Err(libc::EOPNOTSUPP);
+        }
+        Ok(Self::proc_path(&n))
+    }
+
+    /// A `GETXATTR`/`LISTXATTR` answer: the size when `size` is 0, else
+    /// the value (`ERANGE` if it does not fit).
+    fn xattr_reply(
+        size: u32,
+        mut call: impl FnMut(*mut libc::c_void, usize) -> isize,
+    ) -> Result<Vec<u8>, i32> {
+        if size == 0 {
+            let n = check(call(std::ptr::null_mut(), 0))?;
+            return Ok(abi::GetxattrOut {
+                size: n as u32,
+                padding: 0,
+            }
+            .bytes()
+            .to_vec());
+        }
+        let mut buf = vec![0u8; size as usize];
+        let n = check(call(buf.as_mut_ptr().cast(), buf.len()))?;
+        buf.truncate(n as usize);
+        Ok(buf)
+    }
+
+    /// Serves one request: `h` its header, `args` the bytes after it (for
+    /// a `WRITE`, only up to its data, which is in `bulk.src`).
+    pub fn handle_request(&self, h: &abi::InHeader, args: &[u8], bulk: &Bulk<'_>) -> Reply {
+        match self.dispatch(h, args, bulk) {
+            Ok(r) => r,
+            Err(e) => Reply::Error(e),
+        }
+    }
+
+    fn dispatch(&self, h: &abi::InHeader, args: &[u8], bulk: &Bulk<'_>) -> Result<Reply, i32> {
+        use Reply::Data;
+        let mut a = Args::new(args);
+        let id = h.nodeid;
+        let ro = || {
+            if self.read_only {
+                Err(libc::EROFS)
+            } else {
+                Ok(())
+            }
+        };
+        let ok = || Ok(Data(Vec::new()));
+        match h.opcode {
+            op::INIT => {
+                let i = a.take::<abi::InitIn>()?;
+                if i.major != abi::KERNEL_VERSION {
+                    return Err(libc::EPROTO);
+                }
+                let want = abi::init::ASYNC_READ
+                    | abi::init::ATOMIC_O_TRUNC
+                    | abi::init::BIG_WRITES
+                    | abi::init::AUTO_INVAL_DATA
+                    | abi::init::PARALLEL_DIROPS
+                    | abi::init::MAX_PAGES
+                    | abi::init::CACHE_SYMLINKS;
+                Ok(Data(
+                    abi::InitOut {
+                        major: abi::KERNEL_VERSION,
+                        minor: abi::KERNEL_MINOR_VERSION.min(i.minor),
+                        max_readahead: i.max_readahead,
+                        flags: i.flags & want,
+                        max_background: 64,
+                        congestion_threshold: 48,
+                        max_write: MAX_WRITE,
+                        time_gran: 1,
+                        max_pages: MAX_PAGES,
+                        ..Default::default()
+                    }
+                    .bytes()
+                    .to_vec(),
+                ))
+            }
+            op::DESTROY => {
+                self.handles().clear();
+                let mut nodes = self.nodes();
+                nodes.by_id.retain(|&k, _| k == abi::ROOT_ID);
+                let root_key = nodes.by_id[&abi::ROOT_ID].key;
+                nodes.by_key.retain(|k, _| *k == root_key);
+                ok()
+            }
+            op::FORGET => {
+                self.forget(id, a.take::<abi::ForgetIn>()?.nlookup);
+                Ok(Reply::None)
+            }
+            op::BATCH_FORGET => {
+                let b = a.take::<abi::BatchForgetIn>()?;
+                for _ in 0..b.count {
+                    let f = a.take::<abi::ForgetOne>()?;
+                    self.forget(f.nodeid, f.nlookup);
+                }
+                Ok(Reply::None)
+            }
+            op::LOOKUP => self.lookup(id, a.string()?).map(Data),
+            op::GETATTR => self.getattr(id, &mut a).map(Data),
+            op::SETATTR => {
+                ro()?;
+                self.setattr(id, &a.take()?).map(Data)
+            }
+            op::READLINK => {
+                let n = self.node(id)?;
+                let mut buf = vec![0u8; libc::PATH_MAX as usize];
+                // SAFETY: `buf` is ours, of the length given.
+                let len = check(unsafe {
+                    libc::readlinkat(
+                        n.fd.as_raw_fd(),
+                        c"".as_ptr(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                    )
+                })?;
+                buf.truncate(len as usize);
+                Ok(Data(buf))
+            }
+            op::SYMLINK => {
+                ro()?;
+                let nm = name(a.string()?)?;
+                let target = cstr(a.string()?)?;
+                let p = self.node(id)?;
+                // SAFETY: two valid C strings.
+                check(unsafe { libc::symlinkat(target.as_ptr(), p.fd.as_raw_fd(), nm.as_ptr()) })?;
+                self.created(&p, &nm, h).map(Data)
+            }
+            op::MKNOD => {
+                ro()?;
+                let m = a.take::<abi::MknodIn>()?;
+                let nm = name(a.string()?)?;
+                let p = self.node(id)?;
+                // SAFETY: a valid C string.
+                check(unsafe {
+                    libc::mknodat(p.fd.as_raw_fd(), nm.as_ptr(), m.mode, decode_dev(m.rdev))
+                })?;
+                self.created(&p, &nm, h).map(Data)
+            }
+            op::MKDIR => {
+                ro()?;
+                let m = a.take::<abi::MkdirIn>()?;
+                let nm = name(a.string()?)?;
+                let p = self.node(id)?;
+                // SAFETY: a valid C string.
+                check(unsafe { libc::mkdirat(p.fd.as_raw_fd(), nm.as_ptr(), m.mode & 0o7777) })?;
+                self.created(&p, &nm, h).map(Data)
+            }
+            op::UNLINK | op::RMDIR => {
+                ro()?;
+                let nm = name(a.string()?)?;
+                let p = self.node(id)?;
+                let flags = if h.opcode == op::RMDIR {
+                    libc::AT_REMOVEDIR
+                } else {
+                    0
+                };
+                // SAFETY: a valid C string.
+                check(unsafe { libc::unlinkat(p.fd.as_raw_fd(), nm.as_ptr(), flags) })?;
+                ok()
+            }
+            op::RENAME | op::RENAME2 => {
+                ro()?;
+                let (newdir, flags) = if h.opcode == op::RENAME2 {
+                    let r = a.take::<abi::Rename2In>()?;
+                    (r.newdir, r.flags)
+                } else {
+                    (a.take::<abi::RenameIn>()?.newdir, 0)
+                };
+                let old = name(a.string()?)?;
+                let new = name(a.string()?)?;
+                let (p, np) = (self.node(id)?, self.node(newdir)?);
+                // SAFETY: two valid C strings; the result is checked.
+                check(unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        p.fd.as_raw_fd(),
+                        old.as_ptr(),
+                        np.fd.as_raw_fd(),
+                        new.as_ptr(),
+                        flags,
+                    )
+                })?;
+                ok()
+            }
+            op::LINK => {
+                ro()?;
+                let old = self.node(a.take::<abi::LinkIn>()?.oldnodeid)?;
+                let nm = name(a.string()?)?;
+                let p = self.node(id)?;
+                // SAFETY: an empty C string and a valid name.
+                let r = unsafe {
+                    libc::linkat(
+                        old.fd.as_raw_fd(),
+                        c"".as_ptr(),
+                        p.fd.as_raw_fd(),
+                        nm.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                };
+                if r != 0 {
+                    // Without CAP_DAC_READ_SEARCH: through /proc, which
+                    // names the same inode.
+                    let path = Self::proc_path(&old);
+                    // SAFETY: two valid C strings.
+                    check(unsafe {
+                        libc::linkat(
+                            libc::AT_FDCWD,
+                            path.as_ptr(),
+                            p.fd.as_raw_fd(),
+                            nm.as_ptr(),
+                            libc::AT_SYMLINK_FOLLOW,
+                        )
+                    })?;
+                }
+                self.created(&p, &nm, h).map(Data)
+            }
+            op::OPEN => self
+                .open(id, a.take::<abi::OpenIn>()?.flags, false)
+                .map(Data),
+            op::OPENDIR => self.open(id, 0, true).map(Data),
+            op::CREATE => {
+                ro()?;
+                let c = a.take::<abi::CreateIn>()?;
+                self.create(h, &c, a.string()?).map(Data)
+            }
+            op::READ => self.read(&a.take()?, bulk.dst).map(Reply::Direct),
+            op::WRITE => self.write(&a.take()?, bulk.src).map(Data),
+            op::READDIR => self.readdir(&a.take()?).map(Data),
+            op::RELEASE | op::RELEASEDIR => {
+                self.handles().remove(&a.take::<abi::ReleaseIn>()?.fh);
+                ok()
+            }
+            op::FLUSH => ok(),
+            op::FSYNC | op::FSYNCDIR => {
+                let f = a.take::<abi::FsyncIn>()?;
+                let handle = self.handle(f.fh)?;
+                let fd = handle.fd.as_raw_fd();
+                // SAFETY: fsync on a descriptor we hold open (`handle`).
+                check(unsafe {
+                    if f.fsync_flags & 1 != 0 {
+                        libc::fdatasync(fd)
+                    } else {
+                        libc::fsync(fd)
+                    }
+                })?;
+                ok()
+            }
+            op::STATFS => {
+                let n = self.node(id)?;
+                // SAFETY: all-zero is a valid statvfs.
+                let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+                // SAFETY: fstatvfs fills `s`.
+                check(unsafe { libc::fstatvfs(n.fd.as_raw_fd(), &mut s) })?;
+                Ok(Data(
+                    abi::StatfsOut {
+                        blocks: s.f_blocks,
+                        bfree: s.f_bfree,
+                        bavail: s.f_bavail,
+                        files: s.f_files,
+                        ffree: s.f_ffree,
+                        bsize: s.f_bsize as u32,
+                        namelen: s.f_namemax as u32,
+                        frsize: s.f_frsize as u32,
+                        ..Default::default()
+                    }
+                    .bytes()
+                    .to_vec(),
+                ))
+            }
+            op::ACCESS => {
+                let m = a.take::<abi::AccessIn>()?;
+                if self.read_only && m.mask & libc::W_OK as u32 != 0 {
+                    return Err(libc::EROFS);
+                }
+                let path = Self::proc_path(&*self.node(id)?);
+                // SAFETY: a valid C string.
+                check(unsafe { libc::access(path.as_ptr(), m.mask as i32) })?;
+                ok()
+            }
+            op::GETXATTR => {
+                let g = a.take::<abi::GetxattrIn>()?;
+                let nm = cstr(a.string()?)?;
+                let path = self.xattr_path(id)?;
+                Self::xattr_reply(g.size, |buf, len| {
+                    // SAFETY: valid C strings; `buf` is null with length 0
+                    // or ours of `len` bytes.
+                    unsafe { libc::getxattr(path.as_ptr(), nm.as_ptr(), buf, len) }
+                })
+                .map(Data)
+            }
+            op::LISTXATTR => {
+                let g = a.take::<abi::GetxattrIn>()?;
+                let path = self.xattr_path(id)?;
+                Self::xattr_reply(g.size, |buf, len| {
+                    // SAFETY: as for GETXATTR.
+                    unsafe { libc::listxattr(path.as_ptr(), buf.cast(), len) }
+                })
+                .map(Data)
+            }
+            op::SETXATTR => {
+                ro()?;
+                let s = a.take::<abi::SetxattrIn>()?;
+                let nm = cstr(a.string()?)?;
+                let value = a.bytes(s.size as usize)?;
+                let path = self.xattr_path(id)?;
+                // SAFETY: valid C strings and a value of the length given.
+                check(unsafe {
+                    libc::setxattr(
+                        path.as_ptr(),
+                        nm.as_ptr(),
+                        value.as_ptr().cast(),
+                        value.len(),
+                        s.flags as i32,
+                    )
+                })?;
+                ok()
+            }
+            op::REMOVEXATTR => {
+                ro()?;
+                let nm = cstr(a.string()?)?;
+                let path = self.xattr_path(id)?;
+                // SAFETY: valid C strings.
+                check(unsafe { libc::removexattr(path.as_ptr(), nm.as_ptr()) })?;
+                ok()
+            }
+            op::FALLOCATE => {
+                ro()?;
+                let f = a.take::<abi::FallocateIn>()?;
+                let h = self.handle(f.fh)?;
+                // SAFETY: fallocate on a descriptor we own.
+                check(unsafe {
+                    libc::fallocate(
+                        h.fd.as_raw_fd(),
+                        f.mode as i32,
+                        f.offset as i64,
+                        f.length as i64,
+                    )
+                })?;
+                ok()
+            }
+            op::LSEEK => {
+                let l = a.take::<abi::LseekIn>()?;
+                let h = self.handle(l.fh)?;
+                // SAFETY: lseek on a descriptor we own.
+                let off = check(unsafe {
+                    libc::lseek(h.fd.as_raw_fd(), l.offset as i64, l.whence as i32)
+                })?;
+                Ok(Data(abi::LseekOut { offset: off as u64 }.bytes().to_vec()))
+            }
+            _ => Err(libc::ENOSYS),
+        }
+    }
+}
+
+/// `iovs` less its first `n` bytes.
+fn skip(iovs: &[libc::iovec], mut n: usize) -> Vec<libc::iovec> {
+    let mut out = Vec::with_capacity(iovs.len());
+    for v in iovs {
+        if n >= v.iov_len {
+            n -= v.iov_len;
+            continue;
+        }
+        out.push(libc::iovec {
+            // SAFETY: `n` is within this buffer.
+            iov_base: unsafe { v.iov_base.cast::<u8>().add(n).cast() },
+            iov_len: v.iov_len - n,
+        });
+        n = 0;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
