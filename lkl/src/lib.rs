@@ -67,6 +67,7 @@ pub use virtio::{
     net_ifindex, net_ifname, net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError,
     NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
+pub use virtio::{add_volume, mount_volume, volume_path, volume_tag, VolumeError, VolumeId};
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants
 /// (`sys::LKL_*`) and structures (`sys::lkl_*`).
@@ -283,6 +284,8 @@ impl Kernel {
         // Network receive threads write into the kernel's memory from the
         // host: stop them before it is freed.
         virtio::net::stop_all();
+        // So do the volumes' workers.
+        virtio::volume::stop_all();
         // SAFETY: the kernel is running (a Kernel exists only after a boot
         // that succeeded, and halt consumes it).
         let r = unsafe { lkl_sys::lkl_sys_halt() };

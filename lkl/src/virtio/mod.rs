@@ -14,6 +14,9 @@
 //!   hot-added), [`disk_name`], [`mount_disk`] and [`umount_disk`].
 //! - [`net`]: [`add_net`], [`net_ifname`] and the device threads' start
 //!   and stop.
+//! - [`volume`]: host directories over virtio-fs: [`add_volume`] and
+//!   [`mount_volume`] (the kernel's `virtiofs`), the workers' start and
+//!   stop.
 //!
 //! Each device's [`MmioTransport`] gets a window in the MMIO registry
 //! ([`crate::MmioRegistry`]) and an interrupt line
@@ -26,6 +29,7 @@ pub mod disk;
 pub mod kernel;
 pub mod net;
 mod sysfs;
+pub mod volume;
 
 pub use lkl_virtio::{block, memory, mmio, queue, spec, QueueError};
 
@@ -42,6 +46,7 @@ pub use net::{
     NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 pub use queue::{Descriptor, DescriptorChain, Queue};
+pub use volume::{add_volume, mount_volume, volume_path, volume_tag, VolumeError, VolumeId};
 
 /// Everything that can go wrong adding, finding or mounting a disk.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +178,7 @@ mod spec_matches_kernel {
         let pairs = pairs! {
         VIRTIO_ID_NET = LKL_VIRTIO_ID_NET,
         VIRTIO_ID_BLOCK = LKL_VIRTIO_ID_BLOCK,
+        VIRTIO_ID_FS = LKL_VIRTIO_ID_FS,
         VIRTIO_CONFIG_S_ACKNOWLEDGE = LKL_VIRTIO_CONFIG_S_ACKNOWLEDGE,
         VIRTIO_CONFIG_S_DRIVER = LKL_VIRTIO_CONFIG_S_DRIVER,
         VIRTIO_CONFIG_S_DRIVER_OK = LKL_VIRTIO_CONFIG_S_DRIVER_OK,
