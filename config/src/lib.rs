@@ -44,8 +44,8 @@ mod parse;
 mod raw;
 
 pub use error::Error;
-pub use parse::{c_radix, MacAddr};
 pub use parse::disk_path;
+pub use parse::{c_radix, MacAddr};
 pub use raw::{
     UnknownKeys, DISK_KEYS, INTERFACE_KEYS, INTERFACE_VARS, NET_TAP_VAR, TOP_KEYS, TOP_VARS,
 };
@@ -483,7 +483,12 @@ fn disk(keys: &Keys, prefix: &str) -> Result<Disk, Error> {
             Ok(PathBuf::from(s))
         }
     })?
-    .ok_or_else(|| missing("image", "every disk needs its image file, e.g. \"image\": \"disk.img\""))?;
+    .ok_or_else(|| {
+        missing(
+            "image",
+            "every disk needs its image file, e.g. \"image\": \"disk.img\"",
+        )
+    })?;
     let path = field(keys, prefix, "path", parse::disk_path)?.ok_or_else(|| {
         missing(
             "path",
@@ -514,7 +519,10 @@ fn disk(keys: &Keys, prefix: &str) -> Result<Disk, Error> {
         })?,
         options: field(keys, prefix, "options", |s| {
             if s.contains('\0') {
-                Err("holds a NUL: write the mount options separated by ',', e.g. \"noatime\"".into())
+                Err(
+                    "holds a NUL: write the mount options separated by ',', e.g. \"noatime\""
+                        .into(),
+                )
             } else {
                 Ok(s.to_owned())
             }

@@ -619,16 +619,25 @@ fn disks_parse() {
             },
         ]
     );
-    assert!(Config::from_json(r#"{"disks": []}"#).unwrap().disks.is_empty());
+    assert!(Config::from_json(r#"{"disks": []}"#)
+        .unwrap()
+        .disks
+        .is_empty());
 }
 
 #[test]
 fn bad_disks_name_key_value_and_fix() {
     let one = |kv: &str| err(&format!(r#"{{"disks":[{{{kv}}}]}}"#));
     let e = one(r#""path":"/mnt/x""#);
-    assert!(e.starts_with("disks[0].image: missing: every disk needs its image file"), "{e}");
+    assert!(
+        e.starts_with("disks[0].image: missing: every disk needs its image file"),
+        "{e}"
+    );
     let e = one(r#""image":"a.img""#);
-    assert!(e.starts_with("disks[0].path: missing: every disk needs the path"), "{e}");
+    assert!(
+        e.starts_with("disks[0].path: missing: every disk needs the path"),
+        "{e}"
+    );
     for (path, what) in [
         ("mnt/x", "is not an absolute path"),
         ("/mnt/../x", "has a '..' component"),
@@ -638,20 +647,31 @@ fn bad_disks_name_key_value_and_fix() {
         ("", "is not an absolute path"),
     ] {
         let e = one(&format!(r#""image":"a.img","path":"{path}""#));
-        assert!(e.starts_with(&format!("disks[0].path: {path:?} {what}")), "{e}");
+        assert!(
+            e.starts_with(&format!("disks[0].path: {path:?} {what}")),
+            "{e}"
+        );
         assert!(e.contains("write an absolute, normalized path"), "{e}");
     }
     let e = one(r#""image":"a.img","path":"/x","readonly":"yes""#);
-    assert!(e.starts_with("disks[0].readonly: \"yes\" is not a flag: write \"1\""), "{e}");
+    assert!(
+        e.starts_with("disks[0].readonly: \"yes\" is not a flag: write \"1\""),
+        "{e}"
+    );
     for p in ["0", "129", "-1", "x"] {
         let e = one(&format!(r#""image":"a.img","path":"/x","partition":"{p}""#));
         assert!(
-            e.starts_with(&format!("disks[0].partition: {p:?} is not a partition number (1-128)")),
+            e.starts_with(&format!(
+                "disks[0].partition: {p:?} is not a partition number (1-128)"
+            )),
             "{e}"
         );
     }
     let e = one(r#""image":"a.img","path":"/x","type":"ext 4""#);
-    assert!(e.starts_with("disks[0].type: \"ext 4\" is not a file system type"), "{e}");
+    assert!(
+        e.starts_with("disks[0].type: \"ext 4\" is not a file system type"),
+        "{e}"
+    );
     let e = one(r#""image":"a.img","path":"/x","size":"1G""#);
     assert!(
         e.starts_with("<string>: disks[0].size: unknown key; valid keys here: image, path, readonly, partition, type, options"),
@@ -667,7 +687,10 @@ fn bad_disks_name_key_value_and_fix() {
     assert!(err(r#"{"disks":{}}"#).starts_with("<string>: disks: expected an array of objects"));
     assert!(err(r#"{"disks":["a.img"]}"#).starts_with("<string>: disks[0]: expected an object"));
     let e = err(r#"{"disks":[{"image":"a.img","path":"/x","readonly":true}]}"#);
-    assert!(e.starts_with("<string>: disks[0].readonly: expected a string"), "{e}");
+    assert!(
+        e.starts_with("<string>: disks[0].readonly: expected a string"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -678,9 +701,12 @@ fn added_disks_are_checked_against_the_files() {
         path: path.into(),
         ..Disk::default()
     };
-    c.add_disks(vec![d("r.img", "/"), d("b.img", "/mnt/b")]).unwrap();
+    c.add_disks(vec![d("r.img", "/"), d("b.img", "/mnt/b")])
+        .unwrap();
     assert_eq!(c.disks.len(), 3);
-    let e = c.add_disks(vec![d("c.img", "/mnt/c"), d("d.img", "/mnt/a")]).unwrap_err();
+    let e = c
+        .add_disks(vec![d("c.img", "/mnt/c"), d("d.img", "/mnt/a")])
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "disks[4].path: \"/mnt/a\" is also the path of disks[0] (a.img): give each disk a path of its own"
@@ -694,17 +720,24 @@ fn arb_disk() -> impl Strategy<Value = Disk> {
         proptest::collection::vec("[a-z0-9 _-]{1,8}", 0..4),
         any::<bool>(),
         proptest::option::of(1u32..=128),
-        proptest::option::of(prop_oneof![Just("ext4"), Just("btrfs"), Just("xfs"), Just("vfat")]),
+        proptest::option::of(prop_oneof![
+            Just("ext4"),
+            Just("btrfs"),
+            Just("xfs"),
+            Just("vfat")
+        ]),
         proptest::option::of("[a-z=,0-9]{1,20}"),
     )
-        .prop_map(|(image, comps, read_only, partition, fstype, options)| Disk {
-            image: image.into(),
-            path: format!("/{}", comps.join("/")).into(),
-            read_only,
-            partition,
-            fstype: fstype.map(String::from),
-            options,
-        })
+        .prop_map(
+            |(image, comps, read_only, partition, fstype, options)| Disk {
+                image: image.into(),
+                path: format!("/{}", comps.join("/")).into(),
+                read_only,
+                partition,
+                fstype: fstype.map(String::from),
+                options,
+            },
+        )
 }
 
 /// Writes a configuration the way a user would, with upstream's keys.
