@@ -29,6 +29,8 @@ mod helpers;
 mod kernel;
 mod linger;
 mod marshal;
+mod pathcall;
+mod paths;
 mod signals;
 mod table;
 mod wait;
@@ -75,7 +77,11 @@ impl trampoline::Backend for Lkl {
     }
 
     fn route(&self, nr: u64) -> Option<Route> {
-        table::route(nr, self.resolv || self.proc_net || self.sys_net)
+        table::route(
+            nr,
+            self.resolv || self.proc_net || self.sys_net,
+            paths::active(),
+        )
     }
 
     fn mixed(&self) -> bool {
