@@ -279,13 +279,20 @@ pub struct Mounts {
 
 /// Mounts the disks [`attach`] added, each at its path (see the module doc). Call
 /// after the boot, from the boot thread (whose LKL calls run as `host0`, or share its
-/// fs), before any LKL process is made. On an error the disks mounted so far are
-/// unmounted again.
+/// fs), before any LKL process is made.
+///
+/// Every disk is first mounted read-only and unmounted again, with the root's mount
+/// points checked meanwhile, so that what the kernel refuses (a type, options, a
+/// corrupt image) or a missing mount point is found before anything is mounted
+/// read-write: a failed start writes nothing to a clean image. (A journal that needs
+/// replay is replayed by that first mount, as the real one would.) On a later error
+/// the disks mounted so far are unmounted again.
 ///
 /// # Errors
 /// [`DiskError::UnknownType`], [`DiskError::Mount`] (with the kernel's own words),
 /// [`DiskError::NoMountPoint`], [`DiskError::NotADirectory`], [`DiskError::Step`].
 pub fn mount(config: &Config, attached: &[Attached]) -> Result<Mounts, DiskError> {
+    trial(config, attached)?;
     let mut m = Mounts::default();
     match mount_all(config, attached, &mut m) {
         Ok(()) => Ok(m),
@@ -315,7 +322,7 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
         if d.path.starts_with(STAGING) {
             return Err(DiskError::Reserved { key });
         }
-        let at = mount_one(&key, d, a)?;
+        let at = mount_one(&key, d, a, false)?;
         let dir = Path::new(STAGING).join(a.index.to_string());
         mkdir_p(&dir).map_err(step(&key, "mkdir", &dir))?;
         move_mount(&at, &dir).map_err(step(&key, "move the mount to", &dir))?;
@@ -381,15 +388,85 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
     Ok(())
 }
 
-/// Mounts one disk where [`lkl::mount_disk`] puts it (`/mnt/vdX`); its path.
-fn mount_one(key: &str, d: &Disk, a: &Attached) -> Result<PathBuf, DiskError> {
+/// Mounts each disk read-only, checks the root's mount points for the others, and
+/// unmounts them all again.
+fn trial(config: &Config, attached: &[Attached]) -> Result<(), DiskError> {
+    let mut mounted = Vec::new();
+    let mut result = Ok(());
+    for a in attached {
+        let d = &config.disks[a.index];
+        match mount_one(&format!("disks[{}]", a.index), d, a, true) {
+            Ok(at) => mounted.push((a.index, at)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        if let Some((_, at)) = mounted
+            .iter()
+            .find(|(i, _)| config.disks[*i].path == Path::new("/"))
+        {
+            let root = config.disks.iter().find(|d| d.path == Path::new("/"));
+            if let Some(root) = root.filter(|r| r.read_only) {
+                result = check_mount_points(config, at, &root.image);
+            }
+        }
+    }
+    for (_, at) in mounted.iter().rev() {
+        let _ = lkl::umount_disk(at);
+    }
+    result
+}
+
+/// Each disk's mount point exists in the read-only root image (mounted at `at`).
+fn check_mount_points(config: &Config, at: &Path, image: &Path) -> Result<(), DiskError> {
+    for (i, d) in config.disks.iter().enumerate() {
+        if d.path == Path::new("/") {
+            continue;
+        }
+        let key = format!("disks[{i}]");
+        let target = at.join(d.path.strip_prefix("/").unwrap_or(&d.path));
+        // A parent mounted from another disk is not in the image: its disk's own
+        // mount point is what counts.
+        let inside_other = config
+            .disks
+            .iter()
+            .any(|o| o.path != Path::new("/") && o.path != d.path && d.path.starts_with(&o.path));
+        if inside_other {
+            continue;
+        }
+        match lkl::stat(&target) {
+            Ok(st) if st.st_mode & sys::LKL_S_IFMT == sys::LKL_S_IFDIR => {}
+            Ok(_) => {
+                return Err(DiskError::NotADirectory {
+                    key,
+                    path: d.path.clone(),
+                })
+            }
+            Err(_) => {
+                return Err(DiskError::NoMountPoint {
+                    key,
+                    path: d.path.clone(),
+                    root: image.to_path_buf(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mounts one disk where [`lkl::mount_disk`] puts it (`/mnt/vdX`), read-only if it
+/// is or `read_only`; its path.
+fn mount_one(key: &str, d: &Disk, a: &Attached, read_only: bool) -> Result<PathBuf, DiskError> {
     let log_before = lkl_fs::mount::kernel_log().len();
     match lkl::mount_disk(
         a.id,
         d.partition,
         &a.fstype,
         d.options.as_deref(),
-        d.read_only,
+        d.read_only || read_only,
     ) {
         Ok(at) => {
             // Only a tuning: a kernel without the file is still fine.
