@@ -36,7 +36,7 @@ mod table;
 mod wait;
 mod world;
 
-pub use boot::{start, Mode, Started};
+pub use boot::{start, start_with_disks, Mode, Started};
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].
