@@ -14,7 +14,7 @@ use usermem::UserAddr;
 use crate::helpers::{lkl_stat, sys, PATH_MAX};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, kernel, signals, wait, world, Lkl};
+use crate::{blocking, boot, epoll, fds, kernel, mmap, signals, wait, world, Lkl};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -140,7 +140,7 @@ pub(crate) fn lkl_close(l: i64) {
 }
 
 /// What a path argument names.
-enum PathArg {
+pub(crate) enum PathArg {
     /// A path of the host's.
     Host,
     /// A view of LKL's files.
@@ -306,7 +306,7 @@ impl Lkl {
     }
 
     /// What the path argument `path` (relative to `dirfd`) names.
-    fn path_arg(&self, dirfd: u64, path: u64) -> PathArg {
+    pub(crate) fn path_arg(&self, dirfd: u64, path: u64) -> PathArg {
         let mut head = [0u8; VIEW_HEAD];
         match UserAddr::new(path).read_cstr_prefix(&mut head) {
             Err(f) => PathArg::Bad(f.neg_errno()),
@@ -522,6 +522,11 @@ impl Lkl {
             | Handler::EpollWait => match fds::lkl_of(a[0]) {
                 None => host(nr, a),
                 Some(l) => self.fd_call(entry.handler, nr, a, l, forked),
+            },
+            // mmap(addr, len, prot, flags, fd, off) of an LKL file: a copy.
+            Handler::Mmap => match fds::lkl_of(a[4]) {
+                Some(l) if !forked && a[3] & libc::MAP_ANONYMOUS as u64 == 0 => mmap::map(a, l),
+                _ => host(nr, a),
             },
             Handler::Stat | Handler::EpollCtl => host(nr, a),
         }

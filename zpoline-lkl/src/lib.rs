@@ -24,11 +24,13 @@ mod blocking;
 mod boot;
 mod dispatch;
 mod epoll;
+mod exec;
 mod fds;
 mod helpers;
 mod kernel;
 mod linger;
 mod marshal;
+mod mmap;
 mod signals;
 mod table;
 mod wait;
@@ -76,6 +78,18 @@ impl trampoline::Backend for Lkl {
 
     fn route(&self, nr: u64) -> Option<Route> {
         table::route(nr, self.resolv || self.proc_net || self.sys_net)
+    }
+
+    fn owns_fd(&self, fd: i32) -> bool {
+        fds::lkl_of(fd as u64).is_some()
+    }
+
+    fn read_head(&self, path: u64, buf: &mut [u8]) -> trampoline::Head {
+        self.head(path, buf)
+    }
+
+    fn fd_path(&self, fd: i32, buf: &mut [u8]) -> i64 {
+        self.lkl_fd_path(fd, buf)
     }
 
     fn mixed(&self) -> bool {

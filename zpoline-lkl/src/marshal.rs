@@ -12,7 +12,7 @@
 use lkl_sys as s;
 
 /// Bytes of the data area used (a little is kept for alignment).
-const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
+pub(crate) const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
 /// Largest socket address or option value copied.
 const SMALL: usize = 4096;
 /// LKL's `struct epoll_event` (not packed, unlike x86-64's).
@@ -73,7 +73,7 @@ fn plan(nr: i64, a: &[i64; 6]) -> Option<([(Arg, Back); 4], usize)> {
             }
         };
     match nr {
-        s::__lkl__NR_read => add(1, a[2] as usize, false, true, Back::Ret),
+        s::__lkl__NR_read | s::__lkl__NR_pread64 => add(1, a[2] as usize, false, true, Back::Ret),
         s::__lkl__NR_write => add(1, a[2] as usize, true, false, Back::All),
         s::__lkl__NR_recvfrom => {
             add(1, a[2] as usize, false, true, Back::Ret);

@@ -112,6 +112,8 @@ pub(crate) enum Handler {
     Statx,
     /// `access`/`faccessat`/`faccessat2`.
     Access,
+    /// `mmap` (`mmap.rs`): an LKL file mapped by copy.
+    Mmap,
     /// `rt_sigaction` (`signals.rs`).
     Sigaction,
     /// `exit`: the thread's shadow given back.
@@ -256,6 +258,8 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_faccessat2, "faccessat2", W::ByPath, P::Views, H::Access, VIEW),
     e(libc::SYS_newfstatat, "newfstatat", W::ByPathOrFd, P::ViewsElseFirstFd, H::Fstatat, "an LKL fd with \"\" and AT_EMPTY_PATH (glibc's fstat): LKL's fstat; else as a view path"),
     e(libc::SYS_statx, "statx", W::ByPathOrFd, P::ViewsElseFirstFd, H::Statx, "an LKL fd with \"\" and AT_EMPTY_PATH: LKL's statx; else as a view path"),
+    // Memory.
+    e(libc::SYS_mmap, "mmap", W::Split, P::Views, H::Mmap, "an LKL file (fd: the fifth argument): anonymous memory filled through LKL, then the asked protection; MAP_SHARED writable: ENODEV"),
     // Signals and processes.
     e(libc::SYS_rt_sigaction, "rt_sigaction", W::Host, P::Hook, H::Sigaction, "handlers are wrapped so that they run with the program's %fs"),
     e(libc::SYS_exit, "exit", W::Host, P::Default, H::Exit, "when it reaches the hook (--trace, SUD): the thread's shadow is given back"),
@@ -362,7 +366,7 @@ mod tests {
                 Where::ByPath => e.pass == Pass::Views,
                 Where::ByPathOrFd => e.pass == Pass::ViewsElseFirstFd,
                 Where::ByFamily => e.pass == Pass::Hook,
-                Where::Split => matches!(e.pass, Pass::Hook | Pass::FirstFd),
+                Where::Split => matches!(e.pass, Pass::Hook | Pass::FirstFd | Pass::Views),
                 Where::Host => e.handler != Handler::Fd,
             };
             assert!(ok, "{}: {:?} with {:?}", e.name, e.to, e.pass);
