@@ -37,6 +37,14 @@ mod wait;
 mod world;
 
 pub use boot::{start, Mode, Started};
+
+/// lkl-run's own thread is done calling the backend (it read the program through it,
+/// see `loader/src/files.rs`): the thread block it borrowed for those calls, with its
+/// LKL task and slot, goes to the program's first thread that calls LKL. Call it once,
+/// just before the program runs.
+pub fn loader_done() {
+    world::release_current();
+}
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].
