@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{dispatch, kernel, table, world, Error, Lkl};
+use crate::{dispatch, kernel, pathcall, paths, table, world, Error, Lkl};
 
 static BACKEND: OnceLock<Lkl> = OnceLock::new();
 /// The configuration, for a boot at the first LKL call.
@@ -79,12 +79,14 @@ pub fn start(mode: Mode<'_>) -> Result<Started, Error> {
         Mode::Private { first: false } => {}
         Mode::SharedFirst => {
             let started = lkl_shared_kernel::server::spawn(&config)?;
+            paths::init(&started.window.fs_view());
             warnings.extend(started.warnings);
             shared = Some(started.spec.to_string());
         }
         Mode::SharedChild(spec) => {
             let spec: lkl_shared_kernel::Spec = spec.parse()?;
             let window = lkl_shared_kernel::window::Window::attach(&spec)?;
+            paths::init(&window.fs_view());
             lkl_shared_kernel::client::init(window, spec.pid);
             shared = Some(spec.to_string());
         }
@@ -106,6 +108,7 @@ pub fn start(mode: Mode<'_>) -> Result<Started, Error> {
                 ))));
             }
         }
+        pathcall::init_cwd();
     }
     let has = |m: &str| config.mount.iter().any(|x| x == m);
     let backend = BACKEND.get_or_init(|| Lkl {

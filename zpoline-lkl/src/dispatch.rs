@@ -13,8 +13,9 @@ use usermem::UserAddr;
 
 use crate::helpers::{lkl_stat, sys, PATH_MAX};
 use crate::linger::{close_lingering, drain_at_exit};
+use crate::paths::{self, PathBuf, Place};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, kernel, mmap, signals, wait, world, Lkl};
+use crate::{blocking, boot, epoll, fds, kernel, mmap, pathcall, signals, wait, world, Lkl};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -143,10 +144,33 @@ pub(crate) fn lkl_close(l: i64) {
 pub(crate) enum PathArg {
     /// A path of the host's.
     Host,
+    /// A path of the host's, made absolute in the caller's buffer (see
+    /// `paths::Place::HostAbs`).
+    HostAbs,
     /// A view of LKL's files.
     View,
+    /// A path in LKL's file systems, relative to this LKL dirfd (or `AT_FDCWD`), in
+    /// the caller's buffer.
+    Lkl(i64),
     /// Unreadable: the call fails with this (`-EFAULT`).
     Bad(i64),
+}
+
+/// The host's call `nr` with path argument `path` (and its directory fd `dirfd`, if
+/// any) replaced by the absolute path in `buf`.
+fn host_abs(
+    nr: u64,
+    a: &[u64; 6],
+    dirfd: Option<usize>,
+    path: usize,
+    buf: &PathBuf,
+) -> (i64, Target) {
+    let mut b = *a;
+    b[path] = buf.arg() as u64;
+    if let Some(k) = dirfd {
+        b[k] = AT_FDCWD as u64;
+    }
+    host(nr, &b)
 }
 
 /// The longest view name or prefix is shorter than this.
@@ -305,8 +329,17 @@ impl Lkl {
             || (self.sys_net && p.starts_with(b"/sys/class/net"))
     }
 
-    /// What the path argument `path` (relative to `dirfd`) names.
-    pub(crate) fn path_arg(&self, dirfd: u64, path: u64) -> PathArg {
+    /// What the path argument `path` (relative to `dirfd`) names; a path of LKL's
+    /// file systems, or one made absolute, is left in `buf`.
+    pub(crate) fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
+        if paths::active() {
+            match paths::place(dirfd, path, buf) {
+                Err(e) => return PathArg::Bad(e),
+                Ok(Place::Lkl(d)) => return PathArg::Lkl(d),
+                Ok(Place::HostAbs) => return PathArg::HostAbs,
+                Ok(Place::Host) => {}
+            }
+        }
         let mut head = [0u8; VIEW_HEAD];
         match UserAddr::new(path).read_cstr_prefix(&mut head) {
             Err(f) => PathArg::Bad(f.neg_errno()),
@@ -410,7 +443,8 @@ impl Lkl {
                 host(nr, a)
             }
             Handler::Open => {
-                let (dirfd, path) = if nr == libc::SYS_open as u64 {
+                let legacy = matches!(nr as libc::c_long, libc::SYS_open | libc::SYS_creat);
+                let (dirfd, path) = if legacy {
                     (AT_FDCWD as u64, a[0])
                 } else {
                     (a[0], a[1])
@@ -418,13 +452,27 @@ impl Lkl {
                 if forked {
                     return host(nr, a);
                 }
-                match self.path_arg(dirfd, path) {
+                let mut buf = PathBuf::new();
+                let d = match self.path_arg(dirfd, path, &mut buf) {
                     PathArg::Host => return host(nr, a),
+                    PathArg::HostAbs => {
+                        return host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
+                    }
                     PathArg::Bad(e) => return refused(e),
-                    PathArg::View => {}
-                }
+                    PathArg::View => {
+                        if let Err(e) = buf.read(path) {
+                            return refused(e);
+                        }
+                        AT_FDCWD
+                    }
+                    PathArg::Lkl(d) => d,
+                };
                 let (flags, mode) = match nr as libc::c_long {
                     libc::SYS_open => (i(1), i(2)),
+                    libc::SYS_creat => (
+                        i64::from(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
+                        i(1),
+                    ),
                     libc::SYS_openat => (i(2), i(3)),
                     // struct open_how { u64 flags; u64 mode; u64 resolve; }
                     _ => match UserAddr::new(a[2]).read::<[u64; 2]>() {
@@ -432,32 +480,29 @@ impl Lkl {
                         Err(f) => return refused(f.neg_errno()),
                     },
                 };
-                let (l, _) = with_path(path, |p| {
-                    lkl_call(nr!(__lkl__NR_openat), [AT_FDCWD, p, flags, mode, 0, 0])
-                });
+                let l = lkl_call(nr!(__lkl__NR_openat), [d, buf.arg(), flags, mode, 0, 0]);
                 if l < 0 {
                     return on_lkl(l);
                 }
                 (fds::adopt(l, 0, lkl_close), Target::Lkl)
             }
-            Handler::Stat if !forked => match self.path_arg(AT_FDCWD as u64, a[0]) {
-                PathArg::Host => host(nr, a),
-                PathArg::Bad(e) => refused(e),
-                PathArg::View => {
-                    let flags = if nr == libc::SYS_lstat as u64 {
-                        i64::from(libc::AT_SYMLINK_NOFOLLOW)
-                    } else {
-                        0
-                    };
-                    with_path(a[0], |p| {
-                        lkl_stat(
-                            nr!(__lkl__NR3264_fstatat),
-                            [AT_FDCWD, p, i(1), flags, 0, 0],
-                            2,
-                        )
-                    })
+            Handler::Stat if !forked => {
+                let mut buf = PathBuf::new();
+                let flags = if nr == libc::SYS_lstat as u64 {
+                    i64::from(libc::AT_SYMLINK_NOFOLLOW)
+                } else {
+                    0
+                };
+                match self.path_arg(AT_FDCWD as u64, a[0], &mut buf) {
+                    PathArg::Host => host(nr, a),
+                    PathArg::HostAbs => host_abs(nr, a, None, 0, &buf),
+                    PathArg::Bad(e) => refused(e),
+                    PathArg::View => {
+                        with_path(a[0], |p| pathcall::stat_lkl(AT_FDCWD, p, a[1], flags))
+                    }
+                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[1], flags)),
                 }
-            },
+            }
             Handler::Fstatat => {
                 if let Some(l) = fds::lkl_of(a[0]) {
                     if a[3] & AT_EMPTY_PATH != 0 {
@@ -478,16 +523,15 @@ impl Lkl {
                 if forked {
                     return host(nr, a);
                 }
-                match self.path_arg(a[0], a[1]) {
+                let mut buf = PathBuf::new();
+                match self.path_arg(a[0], a[1], &mut buf) {
                     PathArg::Host => host(nr, a),
+                    PathArg::HostAbs => host_abs(nr, a, Some(0), 1, &buf),
                     PathArg::Bad(e) => refused(e),
-                    PathArg::View => with_path(a[1], |p| {
-                        lkl_stat(
-                            nr!(__lkl__NR3264_fstatat),
-                            [AT_FDCWD, p, i(2), i(3), 0, 0],
-                            2,
-                        )
-                    }),
+                    PathArg::View => {
+                        with_path(a[1], |p| pathcall::stat_lkl(AT_FDCWD, p, a[2], i(3)))
+                    }
+                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[2], i(3))),
                 }
             }
             Handler::Statx => self.statx(a, forked),
@@ -500,14 +544,33 @@ impl Lkl {
                 if forked {
                     return host(nr, a);
                 }
-                match self.path_arg(dirfd, path) {
+                let legacy = nr == libc::SYS_access as u64;
+                // faccessat2's flags (faccessat has none).
+                let flags = if nr == libc::SYS_faccessat2 as u64 {
+                    i(3)
+                } else {
+                    0
+                };
+                let mut buf = PathBuf::new();
+                match self.path_arg(dirfd, path, &mut buf) {
                     PathArg::Host => host(nr, a),
+                    PathArg::HostAbs => {
+                        host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
+                    }
                     PathArg::Bad(e) => refused(e),
                     PathArg::View => with_path(path, |p| {
                         lkl_call(nr!(__lkl__NR_faccessat), [AT_FDCWD, p, mode, 0, 0, 0])
                     }),
+                    PathArg::Lkl(d) => on_lkl(lkl_call(
+                        nr!(__lkl__NR_faccessat2),
+                        [d, buf.arg(), mode, flags, 0, 0],
+                    )),
                 }
             }
+            Handler::Path if forked => host(nr, a),
+            Handler::Path => pathcall::dispatch(nr, a),
+            Handler::Ident if forked => host(nr, a),
+            Handler::Ident => pathcall::identity(nr, a),
             Handler::Fd
             | Handler::Recv
             | Handler::Accept
@@ -568,11 +631,16 @@ impl Lkl {
             Some(_) if forked && empty => refused(-i64::from(EBADF)),
             Some(l) if empty => on_lkl(run(l, c"".as_ptr() as i64)),
             _ if forked => host(libc::SYS_statx as u64, a),
-            _ => match self.path_arg(a[0], a[1]) {
-                PathArg::Host => host(libc::SYS_statx as u64, a),
-                PathArg::Bad(e) => refused(e),
-                PathArg::View => with_path(a[1], |p| run(AT_FDCWD, p)),
-            },
+            _ => {
+                let mut buf = PathBuf::new();
+                match self.path_arg(a[0], a[1], &mut buf) {
+                    PathArg::Host => host(libc::SYS_statx as u64, a),
+                    PathArg::HostAbs => host_abs(libc::SYS_statx as u64, a, Some(0), 1, &buf),
+                    PathArg::Bad(e) => refused(e),
+                    PathArg::View => with_path(a[1], |p| run(AT_FDCWD, p)),
+                    PathArg::Lkl(d) => on_lkl(run(d, buf.arg())),
+                }
+            }
         }
     }
 
@@ -830,13 +898,16 @@ mod tests {
         };
         let p = c"/proc/net/a/very/long/path/beyond/the/head/buffer";
         assert!(matches!(
-            lkl.path_arg(AT_FDCWD as u64, p.as_ptr() as u64),
+            lkl.path_arg(AT_FDCWD as u64, p.as_ptr() as u64, &mut PathBuf::new()),
             PathArg::View
         ));
         assert!(matches!(
-            lkl.path_arg(3, c"etc".as_ptr() as u64),
+            lkl.path_arg(3, c"etc".as_ptr() as u64, &mut PathBuf::new()),
             PathArg::Host
         ));
-        assert!(matches!(lkl.path_arg(3, 8), PathArg::Bad(-14)));
+        assert!(matches!(
+            lkl.path_arg(3, 8, &mut PathBuf::new()),
+            PathArg::Bad(-14)
+        ));
     }
 }

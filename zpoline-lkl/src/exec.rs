@@ -7,6 +7,7 @@
 use trampoline::Head;
 
 use crate::dispatch::{nr, PathArg};
+use crate::paths::PathBuf;
 use crate::{fds, wait, Lkl};
 
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -15,30 +16,34 @@ impl Lkl {
     /// [`trampoline::Backend::read_head`]: LKL's file for a path of LKL's, else the
     /// host's.
     pub(crate) fn head(&self, path: u64, buf: &mut [u8]) -> Head {
-        let lkl = match self.path_arg(AT_FDCWD as u64, path) {
+        let mut p = PathBuf::new();
+        let d = match self.path_arg(AT_FDCWD as u64, path, &mut p) {
             PathArg::Host => return trampoline::host_read_head(path, buf),
+            PathArg::HostAbs => return trampoline::host_read_head(p.arg() as u64, buf),
             PathArg::Bad(e) => {
                 return Head::OpenFailed {
                     errno: e,
                     backend: false,
                 }
             }
-            PathArg::View => true,
+            PathArg::View => {
+                if let Err(e) = p.read(path) {
+                    return Head::OpenFailed {
+                        errno: e,
+                        backend: true,
+                    };
+                }
+                AT_FDCWD
+            }
+            PathArg::Lkl(d) => d,
         };
-        let mut p = [0u8; crate::helpers::PATH_MAX];
-        if let Err(e) = usermem::UserAddr::new(path).read_cstr(&mut p) {
-            return Head::OpenFailed {
-                errno: e.neg_errno(),
-                backend: lkl,
-            };
-        }
         let mut got = Head::ReadFailed;
         let _ = wait::in_world(|| {
             let fd = crate::kernel::call(
                 nr!(__lkl__NR_openat),
                 [
-                    AT_FDCWD,
-                    p.as_ptr() as i64,
+                    d,
+                    p.arg(),
                     i64::from(libc::O_RDONLY | libc::O_CLOEXEC),
                     0,
                     0,

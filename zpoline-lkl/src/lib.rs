@@ -31,6 +31,8 @@ mod kernel;
 mod linger;
 mod marshal;
 mod mmap;
+mod pathcall;
+mod paths;
 mod signals;
 mod table;
 mod wait;
@@ -85,7 +87,11 @@ impl trampoline::Backend for Lkl {
     }
 
     fn route(&self, nr: u64) -> Option<Route> {
-        table::route(nr, self.resolv || self.proc_net || self.sys_net)
+        table::route(
+            nr,
+            self.resolv || self.proc_net || self.sys_net,
+            paths::active(),
+        )
     }
 
     fn owns_fd(&self, fd: i32) -> bool {

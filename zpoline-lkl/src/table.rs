@@ -30,6 +30,9 @@ pub(crate) enum Where {
     ByPathOrFd,
     /// Both kernels may take part in one call.
     Split,
+    /// LKL when the tree's root is an image (or the process `chroot`ed into LKL),
+    /// else the host.
+    ByRoot,
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -44,6 +47,7 @@ impl Where {
             Where::ByPath => "by path",
             Where::ByPathOrFd => "by path or fd",
             Where::Split => "split",
+            Where::ByRoot => "by root",
         }
     }
 }
@@ -59,6 +63,8 @@ pub(crate) enum Pass {
     Views,
     /// Always when the configuration has views, else as [`Pass::FirstFd`].
     ViewsElseFirstFd,
+    /// Always when some paths are LKL's (`--root`, `--mount`), else never.
+    Files,
     /// Never (the interposer's own default applies).
     Default,
 }
@@ -112,6 +118,10 @@ pub(crate) enum Handler {
     Statx,
     /// `access`/`faccessat`/`faccessat2`.
     Access,
+    /// A file-system call by path (`pathcall.rs`).
+    Path,
+    /// An identity call (`pathcall::identity`).
+    Ident,
     /// `mmap` (`mmap.rs`): an LKL file mapped by copy.
     Mmap,
     /// `rt_sigaction` (`signals.rs`).
@@ -167,6 +177,9 @@ use Where as W;
 const TRANSLATED: &str = "LKL's call of the same name (lkl_sys::SYSCALL_DEFS); none: ENOSYS";
 const SOCKET_CALL: &str = "LKL's socket call on the LKL fd";
 const VIEW: &str = "LKL's file for a view path (absolute, or AT_FDCWD), else the host's";
+const FILES: &str = "LKL's when the path is LKL's (paths.rs), else the host's";
+const TWO_PATHS: &str = "both paths LKL's: LKL's; both the host's: the host's; one of each: EXDEV";
+const IDENT: &str = "LKL's credentials when rooted, else the host's";
 
 /// The routing table (see the module doc).
 #[rustfmt::skip]
@@ -221,7 +234,7 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_fallocate, "fallocate", W::ByFd, P::FirstFd, H::Fd, TRANSLATED),
     e(libc::SYS_sync_file_range, "sync_file_range", W::ByFd, P::FirstFd, H::Fd, TRANSLATED),
     e(libc::SYS_syncfs, "syncfs", W::ByFd, P::FirstFd, H::Fd, TRANSLATED),
-    e(libc::SYS_fchdir, "fchdir", W::ByFd, P::FirstFd, H::Fd, TRANSLATED),
+    e(libc::SYS_fchdir, "fchdir", W::ByFd, P::ViewsElseFirstFd, H::Path, "LKL's on an LKL fd, the host's on a host fd: the cwd moves to that kernel"),
     e(libc::SYS_fstat, "fstat", W::ByFd, P::FirstFd, H::Fstat, "LKL's generic struct stat converted to x86-64's"),
     e(libc::SYS_close, "close", W::ByFd, P::FirstFd, H::Close, "LKL's close (lingering while data is queued), then the placeholder's; a vfork child's: the host's only"),
     e(libc::SYS_dup, "dup", W::ByFd, P::FirstFd, H::Dup, "LKL's dup and a new placeholder"),
@@ -249,6 +262,7 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_epoll_pwait2, "epoll_pwait2", W::ByEpollFd, P::FirstFd, H::EpollWait, "muxed: lkl_fdmux::Epoll::wait on both kernels"),
     // Paths: LKL's views.
     e(libc::SYS_open, "open", W::ByPath, P::Views, H::Open, VIEW),
+    e(libc::SYS_creat, "creat", W::ByPath, P::Views, H::Open, VIEW),
     e(libc::SYS_openat, "openat", W::ByPath, P::Views, H::Open, VIEW),
     e(libc::SYS_openat2, "openat2", W::ByPath, P::Views, H::Open, VIEW),
     e(libc::SYS_stat, "stat", W::ByPath, P::Views, H::Stat, VIEW),
@@ -258,6 +272,66 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_faccessat2, "faccessat2", W::ByPath, P::Views, H::Access, VIEW),
     e(libc::SYS_newfstatat, "newfstatat", W::ByPathOrFd, P::ViewsElseFirstFd, H::Fstatat, "an LKL fd with \"\" and AT_EMPTY_PATH (glibc's fstat): LKL's fstat; else as a view path"),
     e(libc::SYS_statx, "statx", W::ByPathOrFd, P::ViewsElseFirstFd, H::Statx, "an LKL fd with \"\" and AT_EMPTY_PATH: LKL's statx; else as a view path"),
+    // Paths: LKL's file systems (--root, --mount).
+    e(libc::SYS_mkdir, "mkdir", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_mkdirat, "mkdirat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_rmdir, "rmdir", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_unlink, "unlink", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_unlinkat, "unlinkat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_chmod, "chmod", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_fchmodat, "fchmodat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_chown, "chown", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_lchown, "lchown", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_fchownat, "fchownat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_readlink, "readlink", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_readlinkat, "readlinkat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_mknod, "mknod", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_mknodat, "mknodat", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_truncate, "truncate", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_statfs, "statfs", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_getxattr, "getxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_lgetxattr, "lgetxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_setxattr, "setxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_lsetxattr, "lsetxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_listxattr, "listxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_llistxattr, "llistxattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_removexattr, "removexattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_lremovexattr, "lremovexattr", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_utimensat, "utimensat", W::ByPath, P::Files, H::Path, "a NULL path: by the fd; else as the other path calls"),
+    e(libc::SYS_utimes, "utimes", W::ByPath, P::Files, H::Path, "LKL's utimensat, the timevals converted"),
+    e(libc::SYS_futimesat, "futimesat", W::ByPath, P::Files, H::Path, "LKL's utimensat, the timevals converted"),
+    e(libc::SYS_utime, "utime", W::ByPath, P::Files, H::Path, "LKL's utimensat, the utimbuf converted"),
+    e(libc::SYS_rename, "rename", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_renameat, "renameat", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_renameat2, "renameat2", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_link, "link", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_linkat, "linkat", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_symlink, "symlink", W::ByPath, P::Files, H::Path, "by the link's path; the target is its contents"),
+    e(libc::SYS_symlinkat, "symlinkat", W::ByPath, P::Files, H::Path, "by the link's path; the target is its contents"),
+    e(libc::SYS_chdir, "chdir", W::ByPath, P::Files, H::Path, "the cwd moves to the kernel of the path"),
+    e(libc::SYS_getcwd, "getcwd", W::ByPath, P::Files, H::Path, "LKL's while the cwd is in LKL's files"),
+    e(libc::SYS_chroot, "chroot", W::ByPath, P::Files, H::Path, "into LKL's files: every path is LKL's from then on"),
+    e(libc::SYS_mount, "mount", W::ByPath, P::Files, H::Path, "by the target's path"),
+    e(libc::SYS_umount2, "umount2", W::ByPath, P::Files, H::Path, FILES),
+    e(libc::SYS_pivot_root, "pivot_root", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_umask, "umask", W::Split, P::Files, H::Path, "both kernels take the mask; rooted, LKL's old one is returned"),
+    // Identity: the tree runs as root inside an image.
+    e(libc::SYS_getuid, "getuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_geteuid, "geteuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_getgid, "getgid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_getegid, "getegid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_getresuid, "getresuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_getresgid, "getresgid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_getgroups, "getgroups", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setuid, "setuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setgid, "setgid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setreuid, "setreuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setregid, "setregid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setresuid, "setresuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setresgid, "setresgid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setgroups, "setgroups", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setfsuid, "setfsuid", W::ByRoot, P::Files, H::Ident, IDENT),
+    e(libc::SYS_setfsgid, "setfsgid", W::ByRoot, P::Files, H::Ident, IDENT),
     // Memory.
     e(libc::SYS_mmap, "mmap", W::Split, P::Views, H::Mmap, "an LKL file (fd: the fifth argument): anonymous memory filled through LKL, then the asked protection; MAP_SHARED writable: ENODEV"),
     // Signals and processes.
@@ -298,14 +372,16 @@ pub(crate) fn lookup(nr: u64) -> Option<&'static Entry> {
 }
 
 /// The route byte of `nr` for the trampoline; `views`: the configuration shows some of
-/// LKL's files.
-pub(crate) fn route(nr: u64, views: bool) -> Option<Route> {
+/// LKL's files; `files`: some paths are LKL's (`--root`, `--mount`).
+pub(crate) fn route(nr: u64, views: bool, files: bool) -> Option<Route> {
+    let views = views || files;
     match lookup(nr)?.pass {
         Pass::Hook => Some(Route::Hook),
         Pass::FirstFd => Some(Route::FdArg),
         Pass::Views => views.then_some(Route::Hook),
         Pass::ViewsElseFirstFd if views => Some(Route::Hook),
         Pass::ViewsElseFirstFd => Some(Route::FdArg),
+        Pass::Files => files.then_some(Route::Hook),
         Pass::Default => None,
     }
 }
@@ -362,11 +438,18 @@ mod tests {
     fn where_and_pass_agree() {
         for e in TABLE {
             let ok = match e.to {
-                Where::ByFd | Where::ByEpollFd => e.pass == Pass::FirstFd,
-                Where::ByPath => e.pass == Pass::Views,
+                Where::ByFd => matches!(e.pass, Pass::FirstFd | Pass::ViewsElseFirstFd),
+                Where::ByEpollFd => e.pass == Pass::FirstFd,
+                Where::ByPath => matches!(e.pass, Pass::Views | Pass::Files),
+                Where::ByRoot => e.pass == Pass::Files,
                 Where::ByPathOrFd => e.pass == Pass::ViewsElseFirstFd,
                 Where::ByFamily => e.pass == Pass::Hook,
-                Where::Split => matches!(e.pass, Pass::Hook | Pass::FirstFd | Pass::Views),
+                Where::Split => {
+                    matches!(
+                        e.pass,
+                        Pass::Hook | Pass::FirstFd | Pass::Views | Pass::Files
+                    )
+                }
                 Where::Host => e.handler != Handler::Fd,
             };
             assert!(ok, "{}: {:?} with {:?}", e.name, e.to, e.pass);
@@ -447,17 +530,45 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(libc::SYS_socket as u64, false), Some(Route::Hook));
-        assert_eq!(route(libc::SYS_read as u64, false), Some(Route::FdArg));
-        assert_eq!(route(libc::SYS_openat as u64, true), Some(Route::Hook));
-        assert_eq!(route(libc::SYS_openat as u64, false), None);
         assert_eq!(
-            route(libc::SYS_newfstatat as u64, false),
+            route(libc::SYS_socket as u64, false, false),
+            Some(Route::Hook)
+        );
+        assert_eq!(
+            route(libc::SYS_read as u64, false, false),
             Some(Route::FdArg)
         );
-        assert_eq!(route(libc::SYS_newfstatat as u64, true), Some(Route::Hook));
-        assert_eq!(route(libc::SYS_getpid as u64, true), None);
-        assert_eq!(route(libc::SYS_exit as u64, true), None);
-        assert_eq!(route(libc::SYS_exit_group as u64, false), Some(Route::Hook));
+        assert_eq!(
+            route(libc::SYS_openat as u64, true, false),
+            Some(Route::Hook)
+        );
+        assert_eq!(route(libc::SYS_openat as u64, false, false), None);
+        assert_eq!(
+            route(libc::SYS_newfstatat as u64, false, false),
+            Some(Route::FdArg)
+        );
+        assert_eq!(
+            route(libc::SYS_newfstatat as u64, true, false),
+            Some(Route::Hook)
+        );
+        assert_eq!(route(libc::SYS_getpid as u64, true, false), None);
+        assert_eq!(route(libc::SYS_exit as u64, true, false), None);
+        assert_eq!(
+            route(libc::SYS_exit_group as u64, false, false),
+            Some(Route::Hook)
+        );
+        assert_eq!(route(libc::SYS_mkdir as u64, true, false), None);
+        assert_eq!(
+            route(libc::SYS_mkdir as u64, false, true),
+            Some(Route::Hook)
+        );
+        assert_eq!(
+            route(libc::SYS_openat as u64, false, true),
+            Some(Route::Hook)
+        );
+        assert_eq!(
+            route(libc::SYS_getuid as u64, false, true),
+            Some(Route::Hook)
+        );
     }
 }

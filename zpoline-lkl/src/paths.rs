@@ -1,0 +1,455 @@
+//! Which kernel a path belongs to, under the tree's file-system view
+//! (`lkl_shared_kernel::FsView`, from `--root` and `--mount`).
+//!
+//! - **Rooted** (an image is the root, or the process `chroot`ed into LKL's files):
+//!   every path is LKL's, except the few that name the host process itself: its
+//!   terminal (`/dev/tty`, `/dev/pts/…`, `/dev/ptmx`), its host fds (`/dev/fd/N`,
+//!   `/dev/std{in,out,err}`, `/proc/self/fd/N` for a host fd N) and its own process
+//!   files (`/proc/self/…` but the mount tables, `/proc/<host pid>/…`,
+//!   `/proc/thread-self/…`).
+//! - **Mounts** (`--mount IMAGE:PATH`): a path is LKL's when, made absolute (from the
+//!   cwd or the directory fd) and normalized lexically (`.`, `..`, doubled `/`), it is
+//!   PATH or below. LKL mounts each image at the same path, so such a path is given to
+//!   LKL as it is, absolute.
+//!
+//! A relative path follows the cwd: the process's cwd is LKL's after a `chdir` into
+//! LKL's files ([`set_cwd_lkl`]), and then relative paths go to LKL, whose process
+//! keeps that cwd. A path relative to an LKL directory fd is LKL's. Symbolic links are
+//! followed by the kernel that owns the path: one in LKL's files that leads out of a
+//! mount stays in LKL (see `docs/zpoline.md`, Limits).
+
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+use usermem::UserAddr;
+
+use crate::fds;
+use crate::helpers::{sys, PATH_MAX};
+
+const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+
+/// 0: no file is LKL's, 1: mounts, 2: rooted.
+static MODE: AtomicU8 = AtomicU8::new(0);
+/// The mounts' paths (absolute, normalized).
+static MOUNTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+/// The cwd is in LKL's files (always when rooted).
+static CWD_LKL: AtomicBool = AtomicBool::new(false);
+
+/// Takes the tree's view. Call once, before the program runs.
+pub(crate) fn init(view: &lkl_shared_kernel::FsView) {
+    let _ = MOUNTS.set(view.mounts.clone());
+    let mode = if view.root {
+        2
+    } else if !view.mounts.is_empty() {
+        1
+    } else {
+        0
+    };
+    MODE.store(mode, Ordering::Release);
+    CWD_LKL.store(view.root, Ordering::Release);
+}
+
+/// True when some paths are LKL's (the path calls must come to the backend).
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    MODE.load(Ordering::Relaxed) != 0
+}
+
+/// True when every path is LKL's (an image is the root, or a `chroot` into LKL).
+#[inline(always)]
+pub(crate) fn rooted() -> bool {
+    MODE.load(Ordering::Relaxed) == 2
+}
+
+/// The process `chroot`ed into LKL's files: every path is LKL's from now on.
+pub(crate) fn set_rooted() {
+    MODE.store(2, Ordering::Release);
+    CWD_LKL.store(true, Ordering::Release);
+}
+
+/// True when relative paths go to LKL.
+#[inline(always)]
+pub(crate) fn cwd_lkl() -> bool {
+    CWD_LKL.load(Ordering::Relaxed)
+}
+
+/// The cwd moved to LKL's files (`true`) or the host's.
+pub(crate) fn set_cwd_lkl(lkl: bool) {
+    CWD_LKL.store(lkl || rooted(), Ordering::Release);
+}
+
+/// Where a path argument goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The host's: the call goes unchanged.
+    Host,
+    /// The host's, with the path now in the caller's buffer (absolute): a relative
+    /// path that leaves a mount by `..` from a cwd in LKL's files.
+    HostAbs,
+    /// LKL's: with this directory fd (LKL's, or `AT_FDCWD`) and the path now in the
+    /// caller's buffer.
+    Lkl(i64),
+}
+
+/// A path copied out of the program, NUL-terminated.
+pub(crate) struct PathBuf {
+    buf: [u8; PATH_MAX],
+    len: usize,
+}
+
+impl PathBuf {
+    pub(crate) const fn new() -> PathBuf {
+        PathBuf {
+            buf: [0; PATH_MAX],
+            len: 0,
+        }
+    }
+
+    /// The path's bytes, without the NUL.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The NUL-terminated path, as an LKL argument.
+    pub(crate) fn arg(&self) -> i64 {
+        self.buf.as_ptr() as i64
+    }
+
+    /// Replaces the path with `p`; false when it does not fit.
+    fn set(&mut self, p: &[u8]) -> bool {
+        if p.len() >= PATH_MAX {
+            return false;
+        }
+        self.buf[..p.len()].copy_from_slice(p);
+        self.buf[p.len()] = 0;
+        self.len = p.len();
+        true
+    }
+
+    /// Copies the program's path at `at`; `-EFAULT`/`-ENAMETOOLONG` when it cannot.
+    pub(crate) fn read(&mut self, at: u64) -> Result<(), i64> {
+        let n = UserAddr::new(at)
+            .read_cstr(&mut self.buf)
+            .map_err(|e| e.neg_errno())?;
+        self.len = n.len();
+        Ok(())
+    }
+}
+
+/// Where the program's path at `path`, relative to `dirfd`, goes; for LKL, the path
+/// to give it is left in `out`. `-EFAULT`/`-ENAMETOOLONG` for a bad path. Call only
+/// when [`active`].
+pub(crate) fn place(dirfd: u64, path: u64, out: &mut PathBuf) -> Result<Place, i64> {
+    if path == 0 {
+        // NULL: `AT_EMPTY_PATH`-style calls on the fd itself (futimens).
+        return Ok(fd_place(dirfd));
+    }
+    out.read(path)?;
+    Ok(place_bytes(dirfd, out))
+}
+
+/// The place of an empty path (the fd itself).
+fn fd_place(dirfd: u64) -> Place {
+    match fds::lkl_of(dirfd) {
+        Some(l) => Place::Lkl(l),
+        None => Place::Host,
+    }
+}
+
+/// [`place`] for a path already in `out`.
+pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
+    let p = out.bytes();
+    if p.is_empty() {
+        return fd_place(dirfd);
+    }
+    let absolute = p[0] == b'/';
+    if !absolute {
+        if let Some(l) = fds::lkl_of(dirfd) {
+            return Place::Lkl(l);
+        }
+    }
+    if rooted() {
+        if absolute {
+            return if host_process_path(p) {
+                Place::Host
+            } else {
+                Place::Lkl(AT_FDCWD)
+            };
+        }
+        // Relative to the cwd (LKL's) or to a host directory fd.
+        return if dirfd as i32 == AT_FDCWD as i32 {
+            Place::Lkl(AT_FDCWD)
+        } else {
+            Place::Host
+        };
+    }
+    // Mounts: the path made absolute and normalized, then matched.
+    let mut joined = [0u8; PATH_MAX];
+    let base_len = if absolute {
+        0
+    } else if dirfd as i32 == AT_FDCWD as i32 {
+        if cwd_lkl() && !has_dotdot(p) {
+            // Below the cwd, which is in a mount.
+            return Place::Lkl(AT_FDCWD);
+        }
+        match cwd(&mut joined) {
+            Some(n) => n,
+            None => {
+                return if cwd_lkl() {
+                    Place::Lkl(AT_FDCWD)
+                } else {
+                    Place::Host
+                }
+            }
+        }
+    } else {
+        match host_fd_path(dirfd, &mut joined) {
+            Some(n) => n,
+            None => return Place::Host,
+        }
+    };
+    let Some((n, crossed)) = normalize(&mut joined, base_len, p) else {
+        return Place::Host;
+    };
+    let norm = &joined[..n];
+    if under_mount(norm) {
+        if out.set(norm) {
+            Place::Lkl(AT_FDCWD)
+        } else {
+            Place::Host
+        }
+    } else if crossed || (!absolute && dirfd as i32 == AT_FDCWD as i32 && cwd_lkl()) {
+        // `..` out of a mount (from an LKL cwd, or in a path through a mount): the
+        // host's path, made absolute and normalized.
+        if out.set(norm) {
+            Place::HostAbs
+        } else {
+            Place::Host
+        }
+    } else {
+        Place::Host
+    }
+}
+
+/// True when the (absolute, normalized) `p` is a mount's path or below one.
+pub(crate) fn under_mount(p: &[u8]) -> bool {
+    MOUNTS.get().is_some_and(|ms| {
+        ms.iter().any(|m| {
+            p.starts_with(m) && (p.len() == m.len() || p[m.len()] == b'/' || m.as_slice() == b"/")
+        })
+    })
+}
+
+/// True when `p` has a `..` component.
+fn has_dotdot(p: &[u8]) -> bool {
+    p.split(|&b| b == b'/').any(|c| c == b"..")
+}
+
+/// Appends `rel` to the absolute path in `buf[..base]` (`base` 0: `rel` is absolute),
+/// resolving `.`, `..` and doubled `/` lexically. The length, and whether a `..` left
+/// a mount on the way; `None` if too long.
+pub(crate) fn normalize(
+    buf: &mut [u8; PATH_MAX],
+    base: usize,
+    rel: &[u8],
+) -> Option<(usize, bool)> {
+    let mut crossed = false;
+    let mut n = if base == 0 { 0 } else { base };
+    // The base is absolute and normalized; trim a trailing '/'.
+    while n > 0 && buf[n - 1] == b'/' {
+        n -= 1;
+    }
+    for c in rel.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                crossed |= n > 0 && under_mount(&buf[..n]);
+                while n > 0 && buf[n - 1] != b'/' {
+                    n -= 1;
+                }
+                n = n.saturating_sub(1);
+            }
+            c => {
+                if n + 1 + c.len() >= PATH_MAX {
+                    return None;
+                }
+                buf[n] = b'/';
+                buf[n + 1..n + 1 + c.len()].copy_from_slice(c);
+                n += 1 + c.len();
+            }
+        }
+    }
+    if n == 0 {
+        buf[0] = b'/';
+        n = 1;
+    }
+    Some((n, crossed))
+}
+
+/// The process's cwd in `buf` (LKL's when the cwd is there), its length.
+fn cwd(buf: &mut [u8; PATH_MAX]) -> Option<usize> {
+    let r = if cwd_lkl() {
+        crate::dispatch::lkl_call(
+            crate::dispatch::nr!(__lkl__NR_getcwd),
+            [buf.as_mut_ptr() as i64, PATH_MAX as i64, 0, 0, 0, 0],
+        )
+    } else {
+        // SAFETY: getcwd into our buffer.
+        unsafe {
+            sys(
+                libc::SYS_getcwd,
+                [buf.as_mut_ptr() as u64, PATH_MAX as u64, 0, 0, 0, 0],
+            )
+        }
+    };
+    // The call returns the length with the NUL; a path that is not reachable from the
+    // root starts with "(unreachable)".
+    (r > 1 && buf[0] == b'/').then(|| r as usize - 1)
+}
+
+/// The path of host directory fd `fd` in `buf` (`/proc/self/fd/N`), its length.
+fn host_fd_path(fd: u64, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
+    let mut link = [0u8; 32];
+    let mut l = Cursor(&mut link, 0);
+    use core::fmt::Write;
+    write!(l, "/proc/self/fd/{}\0", fd as i32).ok()?;
+    // SAFETY: readlink of our NUL-terminated path into our buffer.
+    let r = unsafe {
+        sys(
+            libc::SYS_readlink,
+            [
+                link.as_ptr() as u64,
+                buf.as_mut_ptr() as u64,
+                PATH_MAX as u64 - 1,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    (r > 0 && buf[0] == b'/').then_some(r as usize)
+}
+
+/// A `fmt::Write` into a byte buffer.
+struct Cursor<'a>(&'a mut [u8], usize);
+
+impl core::fmt::Write for Cursor<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let b = s.as_bytes();
+        let end = self.1 + b.len();
+        if end > self.0.len() {
+            return Err(core::fmt::Error);
+        }
+        self.0[self.1..end].copy_from_slice(b);
+        self.1 = end;
+        Ok(())
+    }
+}
+
+/// True for an absolute path that names the host process itself (see the module
+/// doc), which stays the host's when rooted.
+fn host_process_path(p: &[u8]) -> bool {
+    if p == b"/dev/tty"
+        || p == b"/dev/ptmx"
+        || p.starts_with(b"/dev/pts/")
+        || p == b"/dev/pts"
+        || p == b"/dev/stdin"
+        || p == b"/dev/stdout"
+        || p == b"/dev/stderr"
+    {
+        return true;
+    }
+    if let Some(n) = p.strip_prefix(b"/dev/fd/") {
+        return fd_number_is_host(n);
+    }
+    let Some(rest) = p.strip_prefix(b"/proc/") else {
+        return false;
+    };
+    let (first, tail) = match rest.iter().position(|&b| b == b'/') {
+        Some(k) => (&rest[..k], &rest[k + 1..]),
+        None => (rest, &b""[..]),
+    };
+    if first == b"thread-self" {
+        return true;
+    }
+    let own = first == b"self" || (!first.is_empty() && first.iter().all(u8::is_ascii_digit));
+    if !own {
+        return false;
+    }
+    let (what, more) = match tail.iter().position(|&b| b == b'/') {
+        Some(k) => (&tail[..k], &tail[k + 1..]),
+        None => (tail, &b""[..]),
+    };
+    match what {
+        // LKL's: what the process sees of the file systems and the network.
+        b"mounts" | b"mountinfo" | b"mountstats" | b"net" | b"cwd" | b"root" => false,
+        b"fd" if !more.is_empty() => {
+            fd_number_is_host(more.split(|&b| b == b'/').next().unwrap_or(b""))
+        }
+        // A pid of LKL's own (not the host's) would be LKL's; the tree sees host pids.
+        _ => true,
+    }
+}
+
+/// True when the decimal `n` is a host fd (not an LKL placeholder).
+fn fd_number_is_host(n: &[u8]) -> bool {
+    let Ok(s) = core::str::from_utf8(n) else {
+        return true;
+    };
+    match s.parse::<u64>() {
+        Ok(fd) => fds::lkl_of(fd).is_none(),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(base: &str, rel: &str) -> String {
+        let mut buf = [0u8; PATH_MAX];
+        buf[..base.len()].copy_from_slice(base.as_bytes());
+        let (n, _) = normalize(&mut buf, base.len(), rel.as_bytes()).unwrap();
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn normalizes_lexically() {
+        assert_eq!(norm("", "/a//b/./c/"), "/a/b/c");
+        assert_eq!(norm("", "/a/../../b"), "/b");
+        assert_eq!(norm("", "/"), "/");
+        assert_eq!(norm("", "/.."), "/");
+        assert_eq!(norm("/mnt/disk", "../x"), "/mnt/x");
+        assert_eq!(norm("/mnt", "disk/y"), "/mnt/disk/y");
+        assert_eq!(norm("/", "a"), "/a");
+        assert_eq!(norm("/a/", "."), "/a");
+    }
+
+    #[test]
+    fn host_process_paths() {
+        for p in [
+            "/dev/tty",
+            "/dev/pts/0",
+            "/dev/stdin",
+            "/proc/self/maps",
+            "/proc/self/exe",
+            "/proc/123/status",
+            "/proc/thread-self/comm",
+            "/dev/fd/1",
+            "/proc/self/fd/2",
+        ] {
+            assert!(host_process_path(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "/dev/null",
+            "/proc/mounts",
+            "/proc/self/mounts",
+            "/proc/self/net/dev",
+            "/proc/meminfo",
+            "/etc/passwd",
+            "/procfoo",
+        ] {
+            assert!(!host_process_path(p.as_bytes()), "{p}");
+        }
+    }
+}
