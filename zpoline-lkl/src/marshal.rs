@@ -41,6 +41,24 @@ enum Back {
     LenArg(usize),
 }
 
+/// The size of a NUL-terminated path at `p` (ours: the handlers copy the program's
+/// paths first), its NUL included; at most `PATH_MAX`.
+fn cstr_size(p: i64) -> usize {
+    let p = p as *const u8;
+    let mut n = 0;
+    // SAFETY: `p` is a NUL-terminated path in our memory (see the doc).
+    while n < crate::helpers::PATH_MAX && unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    n + 1
+}
+
+/// LKL's `struct stat` and `struct statfs` (the generic layouts).
+const STAT: usize = core::mem::size_of::<s::lkl_stat>();
+const STATX: usize = core::mem::size_of::<s::lkl_statx>();
+const STATFS: usize = core::mem::size_of::<s::lkl_statfs>();
+const _: () = assert!(STATFS == core::mem::size_of::<libc::statfs>());
+
 /// Reads the `i32` at `p` (the program's).
 fn read_i32(p: i64) -> usize {
     // SAFETY: the program passed a length pointer for this call (see the module doc).
@@ -64,6 +82,12 @@ fn plan(nr: i64, a: &[i64; 6]) -> Option<([(Arg, Back); 4], usize)> {
         n += 1;
     };
     let nr = nr as u32;
+    // A path argument (ours, see [`cstr_size`]); NULL is left alone.
+    let path = |add: &mut dyn FnMut(usize, usize, bool, bool, Back), k: usize| {
+        if a[k] != 0 {
+            add(k, cstr_size(a[k]), true, false, Back::All);
+        }
+    };
     let addr_out =
         |add: &mut dyn FnMut(usize, usize, bool, bool, Back), addr: usize, lenp: usize| {
             if a[addr] != 0 && a[lenp] != 0 {
@@ -120,6 +144,52 @@ fn plan(nr: i64, a: &[i64; 6]) -> Option<([(Arg, Back); 4], usize)> {
             }
         }
         s::__lkl__NR_epoll_ctl if a[3] != 0 => add(3, EV, true, false, Back::All),
+        // Files (the handlers pass paths they copied).
+        s::__lkl__NR_pread64 => add(1, a[2] as usize, false, true, Back::Ret),
+        s::__lkl__NR_pwrite64 => add(1, a[2] as usize, true, false, Back::All),
+        s::__lkl__NR_getdents64 => add(1, a[2] as usize, false, true, Back::Ret),
+        s::__lkl__NR3264_fstat => add(1, STAT, false, true, Back::All),
+        s::__lkl__NR3264_fstatat => {
+            path(&mut add, 1);
+            add(2, STAT, false, true, Back::All);
+        }
+        s::__lkl__NR_statx => {
+            path(&mut add, 1);
+            add(4, STATX, false, true, Back::All);
+        }
+        s::__lkl__NR3264_statfs => {
+            path(&mut add, 0);
+            add(1, STATFS, false, true, Back::All);
+        }
+        s::__lkl__NR3264_fstatfs => add(1, STATFS, false, true, Back::All),
+        s::__lkl__NR_openat
+        | s::__lkl__NR_faccessat
+        | s::__lkl__NR_faccessat2
+        | s::__lkl__NR_mkdirat
+        | s::__lkl__NR_unlinkat
+        | s::__lkl__NR_fchmodat
+        | s::__lkl__NR_fchownat
+        | s::__lkl__NR_mknodat => path(&mut add, 1),
+        s::__lkl__NR_chdir | s::__lkl__NR3264_truncate | s::__lkl__NR_chroot => path(&mut add, 0),
+        s::__lkl__NR_readlinkat => {
+            path(&mut add, 1);
+            add(2, a[3] as usize, false, true, Back::Ret);
+        }
+        s::__lkl__NR_getcwd => add(0, a[1] as usize, false, true, Back::Ret),
+        s::__lkl__NR_utimensat => {
+            path(&mut add, 1);
+            if a[2] != 0 {
+                add(2, 32, true, false, Back::All);
+            }
+        }
+        s::__lkl__NR_renameat2 | s::__lkl__NR_linkat => {
+            path(&mut add, 1);
+            path(&mut add, 3);
+        }
+        s::__lkl__NR_symlinkat => {
+            path(&mut add, 0);
+            path(&mut add, 2);
+        }
         _ => return None,
     }
     let total: usize = out[..n]

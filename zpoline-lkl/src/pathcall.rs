@@ -238,12 +238,20 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
             lkl_call(nr!(__lkl__NR_linkat), [d1, p1, d2, p2, i(4), 0])
         }),
         // The target is the link's contents, not a path to resolve.
-        c::SYS_symlink => one(nr, a, cwd(1), |d, p| {
-            lkl_call(nr!(__lkl__NR_symlinkat), [i(0), d, p, 0, 0, 0])
-        }),
-        c::SYS_symlinkat => one(nr, a, at(1, 2), |d, p| {
-            lkl_call(nr!(__lkl__NR_symlinkat), [i(0), d, p, 0, 0, 0])
-        }),
+        c::SYS_symlink | c::SYS_symlinkat => {
+            let arg = if nr == c::SYS_symlink as u64 {
+                cwd(1)
+            } else {
+                at(1, 2)
+            };
+            one(nr, a, arg, |d, p| {
+                let mut target = PathBuf::new();
+                match target.read(a[0]) {
+                    Ok(()) => lkl_call(nr!(__lkl__NR_symlinkat), [target.arg(), d, p, 0, 0, 0]),
+                    Err(e) => e,
+                }
+            })
+        }
         c::SYS_chdir => {
             let (r, t) = one(nr, a, cwd(0), |_, p| {
                 lkl_call(nr!(__lkl__NR_chdir), [p, 0, 0, 0, 0, 0])

@@ -1,0 +1,440 @@
+//! Images mounted inside LKL beside the host's files, end to end:
+//! `lkl-run --zpoline --mount IMAGE:PATH PROGRAM`, run as the host user `nobody`
+//! (no privilege, no FUSE), on images made by `mkfs.*` here. Paths under PATH (which
+//! does not exist on the host) are the image's, every other path the host's; after
+//! each run the image is checked by its file system's own checker and what was
+//! written is read back with `debugfs` (ext4) or a second run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output};
+use std::time::{Duration, Instant};
+
+use lkl_test_support::{self as support, Outcome, Report, TempDir};
+
+const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
+const DEADLINE: Duration = Duration::from_secs(120);
+const NOBODY: &str = "65534";
+
+/// A case of this file.
+type Case = dyn Fn(&Env) -> Outcome;
+
+/// What every case gets.
+struct Env {
+    /// The scratch directory (world-writable `host/` inside for the programs).
+    dir: TempDir,
+    /// lkl-run, copied where `nobody` may run it.
+    lkl_run: PathBuf,
+    /// Where the images appear in the programs' view (absent on the host).
+    mnt: String,
+}
+
+impl Env {
+    fn host_dir(&self) -> PathBuf {
+        self.dir.path().join("host")
+    }
+
+    /// A fresh image `name` of file system `fs` holding `files` (name, contents),
+    /// writable by `nobody`.
+    fn image(&self, name: &str, fs: &str, files: &[(&str, &str)]) -> Result<PathBuf, String> {
+        let src = self.dir.path().join(format!("{name}.src"));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(&src).map_err(|e| e.to_string())?;
+        for (f, text) in files {
+            let p = src.join(f);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&p, text).map_err(|e| e.to_string())?;
+        }
+        let img = self.dir.path().join(format!("{name}.img"));
+        let _ = std::fs::remove_file(&img);
+        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| e.to_string())?;
+        let mut mkfs = Command::new(format!("mkfs.{fs}"));
+        match fs {
+            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
+            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
+            "xfs" => mkfs.args(["-q", "-f"]),
+            _ => &mut mkfs,
+        };
+        support::run(mkfs.arg(&img))?;
+        if matches!(fs, "xfs" | "vfat") {
+            // These mkfs cannot fill the image: the files go in through LKL, as root.
+            let script = files
+                .iter()
+                .map(|(f, _)| {
+                    format!(
+                        "mkdir -p \"$(dirname {mnt}/{f})\" && cp {src}/{f} {mnt}/{f}",
+                        mnt = self.mnt,
+                        src = src.display()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" && ");
+            if !script.is_empty() {
+                let o = self.lkl_run_as(&img, &["sh", "-c", &script], true)?;
+                if !o.status.success() {
+                    return Err(format!(
+                        "filling the {fs} image: {}",
+                        support::output_text(&o)
+                    ));
+                }
+            }
+        }
+        set_mode(&img, 0o666)?;
+        Ok(img)
+    }
+
+    /// `lkl-run --zpoline --mount IMG:MNT ARGS`, as `nobody` unless `as_root`.
+    fn lkl_run_as(&self, img: &Path, args: &[&str], as_root: bool) -> Result<Output, String> {
+        let mut cmd = if as_root {
+            Command::new(&self.lkl_run)
+        } else {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
+                .arg(&self.lkl_run);
+            c
+        };
+        cmd.arg("--zpoline")
+            .arg(format!("--mount={}:{}", img.display(), self.mnt))
+            .args(args)
+            .current_dir(self.host_dir())
+            .env("HOME", self.host_dir())
+            .env("LC_ALL", "C");
+        support::output_within(&mut cmd, DEADLINE)
+    }
+
+    fn lkl_run(&self, img: &Path, args: &[&str]) -> Result<Output, String> {
+        self.lkl_run_as(img, args, false)
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", p.display()))
+}
+
+/// The run succeeded and printed exactly `want` on stdout.
+fn expect_stdout(o: Result<Output, String>, want: &str) -> Outcome {
+    let o = o?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || out != want {
+        return Err(format!(
+            "expected success and stdout {want:?}, got {}:\n{}",
+            o.status,
+            support::output_text(&o)
+        ));
+    }
+    Ok(())
+}
+
+/// The image's file system is clean by its own checker.
+fn fsck(fs: &str, img: &Path) -> Outcome {
+    let mut cmd = match fs {
+        "ext4" => {
+            let mut c = Command::new("e2fsck");
+            c.arg("-fn");
+            c
+        }
+        "btrfs" => {
+            let mut c = Command::new("btrfs");
+            c.args(["check", "--readonly"]);
+            c
+        }
+        "xfs" => {
+            let mut c = Command::new("xfs_repair");
+            c.arg("-n");
+            c
+        }
+        _ => {
+            let mut c = Command::new("fsck.vfat");
+            c.arg("-n");
+            c
+        }
+    };
+    support::run(cmd.arg(img))
+        .map(drop)
+        .map_err(|e| format!("the {fs} image is not clean after the run: {e}"))
+}
+
+/// `debugfs -R 'cat PATH' IMG`.
+fn debugfs_cat(img: &Path, path: &str) -> Result<String, String> {
+    support::run(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("cat {path}"))
+            .arg(img),
+    )
+}
+
+fn setup() -> Result<Env, String> {
+    support::require_root("the mount tests (they run programs as nobody)")?;
+    for (tool, pkg) in [
+        ("mkfs.ext4", "e2fsprogs"),
+        ("debugfs", "e2fsprogs"),
+        ("mkfs.btrfs", "btrfs-progs"),
+        ("mkfs.xfs", "xfsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("setpriv", "util-linux"),
+        ("sqlite3", "sqlite3"),
+        ("python3", "python3"),
+    ] {
+        support::require_tool(tool, pkg)?;
+    }
+    support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
+    let dir = TempDir::new("lkl-mounts")?;
+    set_mode(dir.path(), 0o755)?;
+    let host = dir.path().join("host");
+    std::fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+    set_mode(&host, 0o777)?;
+    let lkl_run = dir.path().join("lkl-run");
+    std::fs::copy(LKL_RUN, &lkl_run).map_err(|e| format!("copying lkl-run: {e}"))?;
+    set_mode(&lkl_run, 0o755)?;
+    let mnt = format!("/mnt/lkl-mount-{}", std::process::id());
+    if Path::new(&mnt).exists() {
+        return Err(format!(
+            "{mnt} exists on the host: the test wants a path only LKL has"
+        ));
+    }
+    Ok(Env { dir, lkl_run, mnt })
+}
+
+fn case_read_write(env: &Env) -> Outcome {
+    let img = env.image("rw", "ext4", &[("hello.txt", "hello from the image\n")])?;
+    let m = &env.mnt;
+    let script = format!(
+        "cat {m}/hello.txt && echo written-inside > {m}/new.txt && mkdir {m}/dir \
+         && cp /etc/os-release {m}/dir/os-release && echo host-side > host-out.txt \
+         && cat {m}/new.txt && ls {m} && test ! -e {m}/../lkl-nothing-here && echo done"
+    );
+    expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &script]),
+        "hello from the image\nwritten-inside\ndir\nhello.txt\nlost+found\nnew.txt\ndone\n",
+    )?;
+    fsck("ext4", &img)?;
+    let new = debugfs_cat(&img, "/new.txt")?;
+    if new != "written-inside\n" {
+        return Err(format!("debugfs reads {new:?} in /new.txt"));
+    }
+    let os = debugfs_cat(&img, "/dir/os-release")?;
+    let want = std::fs::read_to_string("/etc/os-release").map_err(|e| e.to_string())?;
+    if os != want {
+        return Err("the copy of /etc/os-release in the image differs from the host's".into());
+    }
+    let host = std::fs::read_to_string(env.host_dir().join("host-out.txt"))
+        .map_err(|e| format!("the host file written in the same run: {e}"))?;
+    if host != "host-side\n" {
+        return Err(format!("the host file holds {host:?}"));
+    }
+    if Path::new(m).exists() {
+        return Err(format!("{m} appeared on the host"));
+    }
+    Ok(())
+}
+
+fn case_cwd(env: &Env) -> Outcome {
+    let img = env.image("cwd", "ext4", &[("sub/a.txt", "A\n")])?;
+    let m = &env.mnt;
+    let script = format!(
+        "cd {m}/sub && pwd && cat a.txt && cat ../sub/./a.txt && echo b > b.txt && ls \
+         && cd .. && ls sub && cd / && pwd && cat {m}/sub/b.txt \
+         && sh -c 'cd {m}/sub && exec cat a.txt'"
+    );
+    expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &script]),
+        &format!("{m}/sub\nA\nA\na.txt\nb.txt\na.txt\nb.txt\n/\nb\nA\n"),
+    )?;
+    fsck("ext4", &img)
+}
+
+fn case_rename_exdev(env: &Env) -> Outcome {
+    let img = env.image(
+        "mv",
+        "ext4",
+        &[("keep.txt", "kept\n"), ("move.txt", "moved\n")],
+    )?;
+    let m = &env.mnt;
+    let py = format!(
+        "import errno, os\n\
+         try:\n    os.rename('{m}/keep.txt', 'renamed.txt')\n    print('renamed')\n\
+         except OSError as e:\n    print(errno.errorcode[e.errno])\n\
+         try:\n    os.link('{m}/keep.txt', 'linked.txt')\n    print('linked')\n\
+         except OSError as e:\n    print(errno.errorcode[e.errno])\n\
+         os.rename('{m}/keep.txt', '{m}/kept.txt')\nprint(sorted(os.listdir('{m}')))\n"
+    );
+    expect_stdout(
+        env.lkl_run(&img, &["python3", "-c", &py]),
+        "EXDEV\nEXDEV\n['kept.txt', 'lost+found', 'move.txt']\n",
+    )?;
+    expect_stdout(
+        env.lkl_run(
+            &img,
+            &[
+                "sh",
+                "-c",
+                &format!("mv {m}/move.txt out.txt && cat out.txt && ls {m}"),
+            ],
+        ),
+        "moved\nkept.txt\nlost+found\n",
+    )?;
+    fsck("ext4", &img)?;
+    if debugfs_cat(&img, "/move.txt").is_ok_and(|s| !s.is_empty()) {
+        return Err("move.txt is still in the image after mv".into());
+    }
+    Ok(())
+}
+
+fn case_sqlite(env: &Env) -> Outcome {
+    let img = env.image("db", "ext4", &[])?;
+    let db = format!("{}/app.db", env.mnt);
+    expect_stdout(
+        env.lkl_run(
+            &img,
+            &[
+                "sqlite3",
+                &db,
+                "create table t(x integer, s text); \
+                 insert into t select value, hex(randomblob(100)) from generate_series(1, 5000); \
+                 create index i on t(s); select count(*), sum(x) from t;",
+            ],
+        ),
+        "5000|12502500\n",
+    )?;
+    expect_stdout(
+        env.lkl_run(
+            &img,
+            &[
+                "sqlite3",
+                &db,
+                "delete from t where x % 2 = 0; vacuum; pragma integrity_check; select count(*) from t;",
+            ],
+        ),
+        "ok\n2500\n",
+    )?;
+    fsck("ext4", &img)?;
+    let copy = env.dir.path().join("app-copy.db");
+    support::run(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("dump /app.db {}", copy.display()))
+            .arg(&img),
+    )?;
+    let out = support::run(
+        Command::new("sqlite3")
+            .arg(&copy)
+            .arg("select sum(x) from t;"),
+    )?;
+    if out.trim() != "6250000" {
+        return Err(format!(
+            "the host's sqlite3 reads sum {out:?} from the image's database"
+        ));
+    }
+    Ok(())
+}
+
+fn case_tree(env: &Env) -> Outcome {
+    // A tree of a few hundred files copied in with tar and compared with diff, both
+    // reading the host's and the image's side in one run.
+    let src = env.host_dir().join("tree");
+    for d in 0..8 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for f in 0..40 {
+            let body: String = (0..(d * 97 + f * 13) % 3000)
+                .map(|k| char::from(b'a' + ((k * 7 + f) % 26) as u8))
+                .collect();
+            std::fs::write(dir.join(format!("f{f}.txt")), body).map_err(|e| e.to_string())?;
+        }
+    }
+    support::run(Command::new("chmod").args(["-R", "a+rwX"]).arg(&src))?;
+    let img = env.image("tree", "ext4", &[])?;
+    let m = &env.mnt;
+    let script = format!(
+        "tar -cf - tree | (cd {m} && tar -xf -) && diff -r tree {m}/tree && echo same \
+         && find {m}/tree -type f | wc -l && du -s --apparent-size -b tree | cut -f1 \
+         && cat {m}/tree/d*/f*.txt | wc -c"
+    );
+    let o = env.lkl_run(&img, &["sh", "-c", &script])?;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = out.lines().collect();
+    if !o.status.success() || lines.first() != Some(&"same") || lines.get(1) != Some(&"320") {
+        return Err(format!(
+            "tar into the mount and diff: {}",
+            support::output_text(&o)
+        ));
+    }
+    fsck("ext4", &img)
+}
+
+fn case_other_fs(env: &Env, fs: &str) -> Outcome {
+    let img = env.image(fs, fs, &[("in/readme.txt", "from mkfs\n")])?;
+    let m = &env.mnt;
+    expect_stdout(
+        env.lkl_run(
+            &img,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "cat {m}/in/readme.txt && mkdir -p {m}/out && seq 1 20000 > {m}/out/seq.txt \
+                     && wc -l < {m}/out/seq.txt"
+                ),
+            ],
+        ),
+        "from mkfs\n20000\n",
+    )?;
+    fsck(fs, &img)?;
+    expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &format!("tail -n1 {m}/out/seq.txt")]),
+        "20000\n",
+    )?;
+    fsck(fs, &img)
+}
+
+fn main() -> ExitCode {
+    let mut r = Report::default();
+    let env = match setup() {
+        Ok(e) => e,
+        Err(e) => {
+            r.case("setup", Err(e));
+            return r.finish();
+        }
+    };
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let cases: [(&str, &Case); 8] = [
+        (
+            "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
+            &case_read_write,
+        ),
+        (
+            "relative paths after cd into the mount, .. back out, and an exec'd program keeps the cwd",
+            &case_cwd,
+        ),
+        (
+            "rename and link across the boundary give EXDEV; mv falls back to copying",
+            &case_rename_exdev,
+        ),
+        (
+            "sqlite3 builds, vacuums and checks a database in the image; the host's sqlite3 reads it back",
+            &case_sqlite,
+        ),
+        (
+            "tar copies a tree of 320 files into the mount; diff -r finds it identical",
+            &case_tree,
+        ),
+        ("--mount on btrfs: written, read back, btrfs check clean", &|e| case_other_fs(e, "btrfs")),
+        ("--mount on xfs: written, read back, xfs_repair -n clean", &|e| case_other_fs(e, "xfs")),
+        ("--mount on vfat: written, read back, fsck.vfat clean", &|e| case_other_fs(e, "vfat")),
+    ];
+    for (name, case) in cases {
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            let t = Instant::now();
+            let res = case(&env);
+            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
+        }
+    }
+    r.finish()
+}
