@@ -97,7 +97,7 @@ fn plan(nr: i64, a: &[i64; 6]) -> Option<([(Arg, Back); 4], usize)> {
             }
         };
     match nr {
-        s::__lkl__NR_read | s::__lkl__NR_pread64 => add(1, a[2] as usize, false, true, Back::Ret),
+        s::__lkl__NR_read => add(1, a[2] as usize, false, true, Back::Ret),
         s::__lkl__NR_write => add(1, a[2] as usize, true, false, Back::All),
         s::__lkl__NR_recvfrom => {
             add(1, a[2] as usize, false, true, Back::Ret);
