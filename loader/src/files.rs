@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -321,6 +321,7 @@ fn copy_to_memfd(b: &dyn Backend, fd: i32, p: &Path) -> std::io::Result<File> {
         out.write_all(&buf[..n])?;
         off += n as u64;
     }
+    out.rewind()?;
     Ok(out)
 }
 
