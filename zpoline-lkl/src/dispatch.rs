@@ -15,7 +15,7 @@ use crate::helpers::{lkl_stat, sys};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::paths::{self, PathBuf, Place};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, kernel, pathcall, signals, wait, world, Lkl};
+use crate::{blocking, boot, epoll, fds, kernel, mmap, pathcall, signals, wait, world, Lkl};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -141,7 +141,7 @@ pub(crate) fn lkl_close(l: i64) {
 }
 
 /// What a path argument names.
-enum PathArg {
+pub(crate) enum PathArg {
     /// A path of the host's.
     Host,
     /// A path of the host's, made absolute in the caller's buffer (see
@@ -303,7 +303,7 @@ impl Lkl {
 
     /// What the path argument `path` (relative to `dirfd`) names; a path of LKL's
     /// file systems, or one made absolute, is left in `buf`.
-    fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
+    pub(crate) fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
         if paths::active() {
             match paths::place(dirfd, path, buf) {
                 Err(e) => return PathArg::Bad(e),
@@ -547,6 +547,11 @@ impl Lkl {
             | Handler::EpollWait => match fds::lkl_of(a[0]) {
                 None => host(nr, a),
                 Some(l) => self.fd_call(entry.handler, nr, a, l, forked),
+            },
+            // mmap(addr, len, prot, flags, fd, off) of an LKL file: a copy.
+            Handler::Mmap => match fds::lkl_of(a[4]) {
+                Some(l) if !forked && a[3] & libc::MAP_ANONYMOUS as u64 == 0 => mmap::map(a, l),
+                _ => host(nr, a),
             },
             Handler::Stat | Handler::EpollCtl => host(nr, a),
         }
