@@ -292,7 +292,7 @@ pub(crate) fn reroute(
     full[n..n + p.len()].copy_from_slice(p);
     n += p.len();
     let mut resolved = [0u8; PATH_MAX];
-    let len = walk(&full[..n], follow, &mut resolved)?;
+    let (len, both) = walk(&full[..n], follow, &mut resolved)?;
     let lkl = under_mount(&resolved[..len]);
     let now = if lkl {
         Place::Lkl(AT_FDCWD)
@@ -301,7 +301,9 @@ pub(crate) fn reroute(
     };
     let same = matches!((was, now), (Place::Lkl(_), Place::Lkl(_)))
         || (!lkl && matches!(was, Place::Host | Place::HostAbs));
-    if same || !out.set(&resolved[..len]) {
+    // Ending on the same side after a visit to the other (a link out and one back in),
+    // the resolved path is what that kernel could not find.
+    if (same && !both) || !out.set(&resolved[..len]) {
         return None;
     }
     Some(now)
@@ -313,9 +315,10 @@ const MAX_LINKS: usize = 40;
 /// Resolves the absolute `path` a component at a time, reading each link on the side
 /// that owns it (LKL's under a mount, else the host's); `follow`: the last component's
 /// link too. Stops resolving at the first component that does not exist (the rest is
-/// appended as it is, lexically). The resolved path's length in `out`; `None` on a
-/// loop or an overlong path.
-fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<usize> {
+/// appended as it is, lexically). The resolved path's length in `out`, and whether
+/// links were read on both sides; `None` on a loop or an overlong path.
+fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<(usize, bool)> {
+    let mut seen = 0u8;
     let mut rest = [0u8; PATH_MAX];
     let mut rn = path.len();
     rest[..rn].copy_from_slice(path);
@@ -359,7 +362,9 @@ fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<usize> {
         if last && !follow {
             break;
         }
-        let t = read_link(&out[..=cn], under_mount(&out[..cn]), &mut target);
+        let lkl = under_mount(&out[..cn]);
+        seen |= if lkl { 2 } else { 1 };
+        let t = read_link(&out[..=cn], lkl, &mut target);
         if t == -i64::from(libc::EINVAL) {
             // Not a link.
             continue;
@@ -371,7 +376,7 @@ fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<usize> {
             norm[..cn].copy_from_slice(&out[..cn]);
             let (n, _) = normalize(&mut norm, cn, tail)?;
             out[..n].copy_from_slice(&norm[..n]);
-            return Some(n);
+            return Some((n, seen == 3));
         }
         links += 1;
         if links > MAX_LINKS {
@@ -396,7 +401,7 @@ fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<usize> {
         out[0] = b'/';
         cn = 1;
     }
-    Some(cn)
+    Some((cn, seen == 3))
 }
 
 /// `readlink` of the NUL-terminated absolute `p` on LKL's side or the host's, into

@@ -308,7 +308,9 @@ fn case_symlinks(env: &Env) -> Outcome {
     fsck("ext4", &img)?;
     let g = debugfs_cat(&img, "/real/g.txt")?;
     if g != "via-link\n" {
-        return Err(format!("the file written through the host's link holds {g:?} in the image"));
+        return Err(format!(
+            "the file written through the host's link holds {g:?} in the image"
+        ));
     }
     Ok(())
 }
