@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 
 use crate::elf::{self, Image};
+use crate::files::{Files, Opened};
 use crate::map;
 use crate::stack::{self, at, AuxVal};
 use crate::Error;
@@ -83,6 +84,21 @@ pub struct Cli {
     /// forked child cannot use its parent's LKL sockets; a little faster per call).
     #[arg(long)]
     pub private_kernel: bool,
+    /// Make the file system in IMAGE the root of the program's file system: every path
+    /// the program and its children use is looked up inside LKL, in the image. `:ro`
+    /// opens it read-only (nothing is ever written to it), `:part=N` mounts its
+    /// partition N (MBR or GPT) instead of the whole image; the type (ext2/3/4, btrfs,
+    /// xfs, vfat) is detected. The image is locked while the tree runs and left clean
+    /// when it ends. Needs the shared kernel (not with --private-kernel or
+    /// --backend host).
+    #[arg(long, value_name = "IMAGE[:ro][:part=N]")]
+    pub root: Option<String>,
+    /// Mount the file system in IMAGE at PATH (absolute) for the program and its
+    /// children: paths under PATH are looked up inside LKL, the others on the host.
+    /// Repeatable. `:ro` and `:part=N` as for --root. PATH is made inside LKL if
+    /// missing (in the root image with --root, unless it is read-only).
+    #[arg(long = "mount", value_name = "IMAGE:PATH[:ro][:part=N]")]
+    pub mounts: Vec<String>,
     /// The tree's kernel process (used when re-executing).
     #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
     pub shared_kernel: Option<String>,
@@ -131,14 +147,6 @@ pub fn main() {
     std::process::exit(e.exit_code());
 }
 
-fn is_executable(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
-}
-
 /// `p` for a message: lossy UTF-8, and a path of thousands of bytes cut to its start
 /// and its length.
 fn shown(p: &OsStr) -> String {
@@ -155,9 +163,9 @@ fn shown(p: &OsStr) -> String {
 }
 
 /// Checks that `p` is a file we may execute, as `execve` would; the error names why not.
-fn check_program(p: &Path) -> Result<(), Error> {
+fn check_program(files: Files, p: &Path) -> Result<(), Error> {
     let show = shown(p.as_os_str());
-    match std::fs::metadata(p) {
+    match files.metadata(p) {
         Err(e) => Err(match e.raw_os_error() {
             Some(libc::ENOENT) => Error::NoSuchFile(show),
             Some(libc::ENAMETOOLONG) => Error::NameTooLong(show),
@@ -165,8 +173,8 @@ fn check_program(p: &Path) -> Result<(), Error> {
             Some(libc::EACCES) => Error::NotExecutable(show),
             _ => Error::Io(show, e),
         }),
-        Ok(m) if m.is_dir() => Err(Error::IsDirectory(show)),
-        Ok(_) if !is_executable(p) => Err(Error::NotExecutable(show)),
+        Ok(m) if m.is_dir => Err(Error::IsDirectory(show)),
+        Ok(_) if !files.executable(p) => Err(Error::NotExecutable(show)),
         Ok(_) => Ok(()),
     }
 }
@@ -174,15 +182,15 @@ fn check_program(p: &Path) -> Result<(), Error> {
 /// Finds PROGRAM like a shell does: a name without `/` is searched in `PATH`, where
 /// a file that is there but not executable is reported only if no directory has an
 /// executable one.
-fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
+fn resolve(files: Files, prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
     if !search || prog.as_bytes().contains(&b'/') {
-        return check_program(Path::new(prog)).map(|()| PathBuf::from(prog));
+        return check_program(files, Path::new(prog)).map(|()| PathBuf::from(prog));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut found = Error::NotFound(shown(prog));
     for dir in std::env::split_paths(&path) {
         let p = dir.join(prog);
-        match check_program(&p) {
+        match check_program(files, &p) {
             Ok(()) => return Ok(p),
             Err(e @ Error::NotExecutable(_)) => found = e,
             Err(Error::NameTooLong(_)) if matches!(found, Error::NotFound(_)) => {
@@ -197,15 +205,14 @@ fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
 /// Follows `#!` lines like the kernel. Returns the path of the ELF file to load and
 /// the argv to use.
 fn follow_scripts(
+    files: Files,
     mut path: PathBuf,
     mut argv: Vec<OsString>,
 ) -> Result<(PathBuf, Vec<OsString>), Error> {
-    use std::io::Read;
     for _ in 0..4 {
         let show = shown(path.as_os_str());
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|f| f.take(256).read_to_end(&mut bytes))
+        let bytes = files
+            .head(&path, 256)
             .map_err(|e| Error::Io(show.clone(), e))?;
         if !bytes.starts_with(b"#!") {
             return Ok((path, argv));
@@ -229,7 +236,7 @@ fn follow_scripts(
         new.push(path.clone().into_os_string());
         new.extend(argv.into_iter().skip(1));
         argv = new;
-        path = resolve(OsStr::new(interp), false)
+        path = resolve(files, OsStr::new(interp), false)
             .map_err(|e| Error::BadInterpreter(show, Box::new(e)))?;
     }
     Err(Error::TooManyInterpreters(shown(path.as_os_str())))
@@ -375,25 +382,113 @@ fn read_auxv() -> Vec<(u64, u64)> {
 
 /// Opens and parses an ELF file, reading only its first 64 KiB unless the headers lie
 /// further in.
-fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
-    use std::io::Read;
+fn load(files: Files, path: &Path) -> Result<(Opened, Image), Error> {
+    use std::io::{Read, Seek};
     let show = shown(path.as_os_str());
     let io = |e| Error::Io(show.clone(), e);
-    let f = std::fs::File::open(path).map_err(io)?;
+    let opened = files.open(path).map_err(io)?;
+    let f = &opened.file;
     let len = f.metadata().map_err(io)?.len();
     let mut prefix = Vec::new();
-    (&f).take(64 << 10).read_to_end(&mut prefix).map_err(io)?;
+    f.take(64 << 10).read_to_end(&mut prefix).map_err(io)?;
     let img = match elf::parse_prefix(&show, &prefix, len) {
-        Err(Error::Short(_)) => elf::parse(&show, &std::fs::read(path).map_err(io)?)?,
+        Err(Error::Short(_)) => {
+            let mut all = Vec::new();
+            let mut f = f;
+            f.rewind().map_err(io)?;
+            f.read_to_end(&mut all).map_err(io)?;
+            elf::parse(&show, &all)?
+        }
         r => r?,
     };
-    Ok((f, img))
+    Ok((opened, img))
+}
+
+/// The disks of `--root` and `--mount`, in that order (checked for what they may be
+/// used with: the shared kernel of the LKL backend).
+fn cli_disks(cli: &Cli) -> Result<Vec<lkl_hijack_config::Disk>, Error> {
+    let mut disks = Vec::new();
+    if let Some(r) = &cli.root {
+        disks.push(parse_disk(r, true).map_err(|e| Error::Disks(format!("--root {r}: {e}")))?);
+    }
+    for m in &cli.mounts {
+        disks.push(parse_disk(m, false).map_err(|e| Error::Disks(format!("--mount {m}: {e}")))?);
+    }
+    if disks.is_empty() {
+        return Ok(disks);
+    }
+    let flag = if cli.root.is_some() {
+        "--root"
+    } else {
+        "--mount"
+    };
+    if cli.backend == BackendKind::Host {
+        return Err(Error::Disks(format!(
+            "{flag} mounts an image inside LKL, but --backend host leaves every call to the \
+             host kernel: drop --backend host, or mount the image on the host"
+        )));
+    }
+    if cli.private_kernel {
+        return Err(Error::Disks(format!(
+            "{flag} needs the kernel shared by the whole tree (one file system for every \
+             process): drop --private-kernel"
+        )));
+    }
+    Ok(disks)
+}
+
+/// One `--root IMAGE[:ro][:part=N]` (`root`) or `--mount IMAGE:PATH[:ro][:part=N]`:
+/// the options are taken from the end, so an image's name may hold `:`. The image is
+/// made absolute (the kernel process runs elsewhere).
+fn parse_disk(spec: &str, root: bool) -> Result<lkl_hijack_config::Disk, String> {
+    let mut rest = spec;
+    let mut disk = lkl_hijack_config::Disk::default();
+    while let Some((head, opt)) = rest.rsplit_once(':') {
+        if opt == "ro" {
+            disk.read_only = true;
+        } else if let Some(n) = opt.strip_prefix("part=") {
+            match n.parse::<u32>() {
+                Ok(n @ 1..=128) => disk.partition = Some(n),
+                _ => {
+                    return Err(format!(
+                        "{opt:?} is not a partition: write part=N with N from 1 to 128"
+                    ))
+                }
+            }
+        } else {
+            break;
+        }
+        rest = head;
+    }
+    let image = if root {
+        disk.path = "/".into();
+        rest
+    } else {
+        let Some((image, path)) = rest.rsplit_once(':') else {
+            return Err("write IMAGE:PATH, e.g. disk.img:/mnt/disk (add :ro for read-only)".into());
+        };
+        disk.path = lkl_hijack_config::disk_path(path).map_err(|e| format!("{path:?} {e}"))?;
+        image
+    };
+    if image.is_empty() {
+        return Err(if root {
+            "no image: write IMAGE[:ro][:part=N], e.g. root.img:ro".into()
+        } else {
+            "no image: write IMAGE:PATH, e.g. disk.img:/mnt/disk".into()
+        });
+    }
+    disk.image = std::path::absolute(image)
+        .map_err(|e| format!("cannot make {image:?} an absolute path: {e}"))?;
+    Ok(disk)
 }
 
 /// The LKL backend, started from the configuration (`--config` or the hijack
-/// variables).
+/// variables) and the disks of `--root` and `--mount`.
 #[cfg(feature = "lkl")]
-fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
+fn lkl_backend(
+    cli: &Cli,
+    disks: Vec<lkl_hijack_config::Disk>,
+) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     if let Some(c) = &cli.config {
         let abs = std::fs::canonicalize(c)
             .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
@@ -405,7 +500,8 @@ fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<St
         (None, false, false) => zpoline_lkl::Mode::SharedFirst,
         (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
     };
-    let started = zpoline_lkl::start(mode).map_err(|e| Error::Lkl(e.to_string()))?;
+    let started =
+        zpoline_lkl::start_with_disks(mode, disks).map_err(|e| Error::Lkl(e.to_string()))?;
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
@@ -414,7 +510,10 @@ fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<St
 
 /// This build has no LKL backend (cargo feature `lkl` off).
 #[cfg(not(feature = "lkl"))]
-fn lkl_backend(_: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
+fn lkl_backend(
+    _: &Cli,
+    _: Vec<lkl_hijack_config::Disk>,
+) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     Err(Error::NoLklBackend)
 }
 
@@ -427,28 +526,37 @@ pub fn run(cli: Cli) -> Error {
 }
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
+    let disks = cli_disks(&cli)?;
     let min = mmap_min_addr();
     if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));
     }
+    static HOST: trampoline::Host = trampoline::Host;
+    // With the LKL backend, the backend starts first: the program, its `#!`
+    // interpreters and its ELF interpreter may be files of LKL's (`--root`, `--mount`),
+    // found and read through the backend's routing.
+    let (backend, shared): (&'static dyn trampoline::Backend, _) = match cli.backend {
+        BackendKind::Host => (&HOST, None),
+        BackendKind::Lkl => lkl_backend(&cli, disks)?,
+    };
+    let files = match cli.backend {
+        BackendKind::Host => Files::Host,
+        BackendKind::Lkl => Files::Backend(backend),
+    };
     let mut argv = cli.command.clone();
-    let path = resolve(&argv[0], !cli.no_path_search)?;
+    let path = resolve(files, &argv[0], !cli.no_path_search)?;
     if let Some(a0) = &cli.argv0 {
         argv[0] = a0.clone();
     }
-    let (path, argv) = follow_scripts(path, argv)?;
+    let (path, argv) = follow_scripts(files, path, argv)?;
     let show = shown(path.as_os_str());
-    let (file, img) = load(&path)?;
+    let (file, img) = load(files, &path)?;
     let interp = match &img.interp {
-        Some(i) => {
-            Some(load(Path::new(i)).map_err(|e| Error::BadInterpreter(show.clone(), Box::new(e)))?)
-        }
+        Some(i) => Some(
+            load(files, Path::new(i))
+                .map_err(|e| Error::BadInterpreter(show.clone(), Box::new(e)))?,
+        ),
         None => None,
-    };
-    static HOST: trampoline::Host = trampoline::Host;
-    let (backend, shared): (&'static dyn trampoline::Backend, _) = match cli.backend {
-        BackendKind::Host => (&HOST, None),
-        BackendKind::Lkl => lkl_backend(&cli)?,
     };
 
     // Interposition options.
@@ -512,8 +620,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         null_guard: cli.null_guard,
         auto_guard_jvm: !cli.no_auto_guard,
         exclude,
-        program: std::fs::canonicalize(&path)
-            .ok()
+        program: files
+            .canonical(&path)
             .map(|p| cstr(p.as_os_str().as_bytes())),
     };
     // Before install: the NULL guard installs its own SIGSEGV handler.
@@ -521,20 +629,16 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     trampoline::install(options, backend)?;
 
     // Map and rewrite the program and its interpreter.
-    let prog = map::map_image(&show, &file, &img)?;
+    let prog = map::map_image(&show, &file.file, &img)?;
     let mut entry = img.entry + prog.bias;
     let mut base = 0;
-    let mut regions: Vec<_> = prog
-        .exec_regions
-        .iter()
-        .map(|&r| (r, file.as_raw_fd()))
-        .collect();
+    let mut regions: Vec<_> = prog.exec_regions.iter().map(|&r| (r, file.ident)).collect();
     if let Some((ifile, iimg)) = &interp {
         let name = img.interp.clone().unwrap_or_default();
-        let m = map::map_image(&name, ifile, iimg)?;
+        let m = map::map_image(&name, &ifile.file, iimg)?;
         base = iimg.min_vaddr() + m.bias;
         entry = iimg.entry + m.bias;
-        regions.extend(m.exec_regions.iter().map(|&r| (r, ifile.as_raw_fd())));
+        regions.extend(m.exec_regions.iter().map(|&r| (r, ifile.ident)));
     }
     for ((start, len, prot, off), fd) in regions {
         // SAFETY: regions we just mapped from these files at these offsets, not yet
@@ -559,6 +663,10 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     // The program must not inherit our descriptors.
     drop(file);
     drop(interp);
+    #[cfg(feature = "lkl")]
+    if cli.backend == BackendKind::Lkl {
+        zpoline_lkl::loader_done();
+    }
 
     // The initial stack.
     let mut random = [0u8; 16];
@@ -604,4 +712,35 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     trampoline::alloc::seal();
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
     unsafe { map::enter(entry, built.sp) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_flags() {
+        let cwd = std::env::current_dir().unwrap();
+        let d = parse_disk("a:b.img:/mnt/x:ro:part=2", false).unwrap();
+        assert_eq!(d.image, cwd.join("a:b.img"));
+        assert_eq!(d.path, Path::new("/mnt/x"));
+        assert!(d.read_only);
+        assert_eq!(d.partition, Some(2));
+        let d = parse_disk("/i/root.img", true).unwrap();
+        assert_eq!(
+            (d.image.as_path(), d.path.as_path()),
+            (Path::new("/i/root.img"), Path::new("/"))
+        );
+        assert!(!d.read_only);
+        let d = parse_disk("/i/root.img:part=1:ro", true).unwrap();
+        assert!(d.read_only && d.partition == Some(1));
+        let e = |s: &str, root: bool| parse_disk(s, root).unwrap_err();
+        assert!(e("disk.img", false).starts_with("write IMAGE:PATH"));
+        assert!(e("disk.img:mnt", false).starts_with("\"mnt\" is not an absolute path"));
+        assert!(e("disk.img:/mnt/../x", false).contains("'..'"));
+        assert!(e(":/mnt/x", false).starts_with("no image"));
+        assert!(e(":ro", true).starts_with("no image"));
+        assert!(e("r.img:part=0", true).contains("part=N with N from 1 to 128"));
+        assert!(e("r.img:part=x", true).contains("is not a partition"));
+    }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 #[global_allocator]
 static ALLOCATOR: trampoline::alloc::HookSafe = trampoline::alloc::HookSafe;
 pub mod elf;
+pub mod files;
 pub mod map;
 pub mod stack;
 
@@ -84,6 +85,9 @@ pub enum Error {
     /// Setting up the trampoline failed.
     #[error(transparent)]
     Trampoline(#[from] trampoline::Error),
+    /// A `--root` or `--mount` that is malformed, or given where disks cannot be.
+    #[error("{0}")]
+    Disks(String),
 }
 
 impl Error {
@@ -102,6 +106,7 @@ impl Error {
             | Error::BadElf(..) => 126,
             Error::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => 127,
             Error::Io(..) => 126,
+            Error::Disks(_) => 2,
             _ => 1,
         }
     }

@@ -24,11 +24,13 @@ mod blocking;
 mod boot;
 mod dispatch;
 mod epoll;
+mod exec;
 mod fds;
 mod helpers;
 mod kernel;
 mod linger;
 mod marshal;
+mod mmap;
 mod pathcall;
 mod paths;
 mod signals;
@@ -36,7 +38,15 @@ mod table;
 mod wait;
 mod world;
 
-pub use boot::{start, Mode, Started};
+pub use boot::{start, start_with_disks, Mode, Started};
+
+/// lkl-run's own thread is done calling the backend (it read the program through it,
+/// see `loader/src/files.rs`): the thread block it borrowed for those calls, with its
+/// LKL task and slot, goes to the program's first thread that calls LKL. Call it once,
+/// just before the program runs.
+pub fn loader_done() {
+    world::release_current();
+}
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].
@@ -82,6 +92,18 @@ impl trampoline::Backend for Lkl {
             self.resolv || self.proc_net || self.sys_net,
             paths::active(),
         )
+    }
+
+    fn owns_fd(&self, fd: i32) -> bool {
+        fds::lkl_of(fd as u64).is_some()
+    }
+
+    fn read_head(&self, path: u64, buf: &mut [u8]) -> trampoline::Head {
+        self.head(path, buf)
+    }
+
+    fn fd_path(&self, fd: i32, buf: &mut [u8]) -> i64 {
+        self.lkl_fd_path(fd, buf)
     }
 
     fn mixed(&self) -> bool {

@@ -12,7 +12,7 @@
 use lkl_sys as s;
 
 /// Bytes of the data area used (a little is kept for alignment).
-const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
+pub(crate) const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
 /// Largest socket address or option value copied.
 const SMALL: usize = 4096;
 /// LKL's `struct epoll_event` (not packed, unlike x86-64's).
