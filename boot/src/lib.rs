@@ -26,7 +26,9 @@ pub mod disks;
 mod host;
 pub mod memory;
 mod start;
+pub mod volumes;
 
 pub use apply::{apply, apply_interface, ApplyError, DAD_TIMEOUT};
 pub use disks::{DiskError, Mount, Mounts};
 pub use start::{check_memory, net_backend, start, StartError, Started};
+pub use volumes::VolumeError;

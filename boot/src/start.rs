@@ -9,6 +9,7 @@ use crate::apply::ApplyError;
 use crate::disks::{self, DiskError, Mounts};
 use crate::host;
 use crate::memory::{self, HostMemory, Size};
+use crate::volumes::{self, VolumeError};
 
 /// What [`start`] made: the running kernel and the interfaces, in the
 /// config's order.
@@ -74,6 +75,10 @@ pub enum StartError {
     /// halted, and nothing was written to the images.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A volume could not be added or mounted; the kernel, if booted, was
+    /// halted.
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 /// Boots LKL as a hijack configuration says, as upstream's hijack start-up
@@ -95,6 +100,8 @@ pub enum StartError {
 ///    everything;
 /// 5. `disks` mounted at their paths, the one at `/` made the root
 ///    ([`disks::mount`]), so that what follows happens in the tree's root;
+///    then `volumes` (added as devices with the disks, [`volumes::attach`])
+///    mounted at theirs ([`volumes::mount`]);
 /// 6. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
 ///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`.
 ///
@@ -131,6 +138,11 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
             let _ = host::set_affinity(set);
         }
     })?;
+    let volume_ids = volumes::attach(config).inspect_err(|_| {
+        if let Some(set) = &original {
+            let _ = host::set_affinity(set);
+        }
+    })?;
     let mut opts = lkl::BootOptions {
         cmdline: config.boot_cmdline.clone(),
         loglevel: if config.debug.enabled() {
@@ -140,7 +152,8 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         },
         ..Default::default()
     };
-    if !attached.is_empty() && memory::mem_param(&config.boot_cmdline).is_none() {
+    let files = !attached.is_empty() || !volume_ids.is_empty();
+    if files && memory::mem_param(&config.boot_cmdline).is_none() {
         // File systems cache what they read: more than the network needs.
         opts.memory = opts.memory.max(DISK_MEMORY);
     }
@@ -171,6 +184,9 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         let _ = kernel.halt();
         Err(e)
     };
+    if let Err(e) = volumes::mount(config, &volume_ids) {
+        return fail(kernel, e.into());
+    }
     let mut ifindexes = Vec::new();
     for (i, &id) in nets.iter().enumerate() {
         match lkl::net_ifindex(id) {

@@ -99,6 +99,20 @@ pub struct Config {
     /// for `lkl-run --zpoline`, the one at `/` as the tree's root (`--root`), the
     /// others at their paths (`--mount`).
     pub disks: Vec<Disk>,
+    /// `volumes`, in order (a key of ours): host directories mounted inside LKL
+    /// for `lkl-run --zpoline` (`--volume`), each at its path, after the disks.
+    pub volumes: Vec<Volume>,
+}
+
+/// One `volumes[]` entry: a host directory mounted inside LKL (over virtio-fs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Volume {
+    /// `dir`: the host directory.
+    pub dir: std::path::PathBuf,
+    /// `path`: where it appears in the program's view (absolute, not `/`).
+    pub path: std::path::PathBuf,
+    /// `readonly`: every change refused with `EROFS`.
+    pub read_only: bool,
 }
 
 /// One `disks[]` entry: an image file mounted inside LKL.
@@ -423,6 +437,7 @@ fn validate(raw: &Raw) -> Result<Config, Error> {
         nameserver: field(top, "", "nameserver", parse::ip)?,
         interfaces: Vec::new(),
         disks: Vec::new(),
+        volumes: Vec::new(),
     };
     for (i, keys) in raw.interfaces.iter().flatten().enumerate() {
         c.interfaces
@@ -433,6 +448,11 @@ fn validate(raw: &Raw) -> Result<Config, Error> {
         disks.push(disk(keys, &format!("disks[{i}]."))?);
     }
     c.add_disks(disks)?;
+    let mut volumes = Vec::new();
+    for (i, keys) in raw.volumes.iter().flatten().enumerate() {
+        volumes.push(volume(keys, &format!("volumes[{i}]."))?);
+    }
+    c.add_volumes(volumes)?;
     Ok(c)
 }
 
@@ -471,6 +491,92 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Appends `more` to [`Config::volumes`] (`lkl-run`'s `--volume` come after the
+    /// file's entries), refusing a volume at `/` or at the path of a disk or of
+    /// another volume.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the entry's `volumes[N].path`; nothing is appended
+    /// then.
+    pub fn add_volumes(&mut self, more: Vec<Volume>) -> Result<(), Error> {
+        let base = self.volumes.len();
+        for (j, v) in more.iter().enumerate() {
+            let invalid = |reason: String| Error::Invalid {
+                key: format!("volumes[{}].path", base + j),
+                value: v.path.display().to_string(),
+                reason,
+            };
+            if v.path == Path::new("/") {
+                return Err(invalid(
+                    "is the root: a volume is mounted at a path inside the tree's file system \
+                     (use --root for an image as the root)"
+                        .into(),
+                ));
+            }
+            if let Some((i, d)) = self
+                .disks
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.path == v.path)
+            {
+                return Err(invalid(format!(
+                    "is also the path of disks[{i}] ({}): give the volume a path of its own",
+                    d.image.display()
+                )));
+            }
+            let earlier = self.volumes.iter().chain(&more[..j]);
+            if let Some((i, e)) = earlier.enumerate().find(|(_, e)| e.path == v.path) {
+                return Err(invalid(format!(
+                    "is also the path of volumes[{i}] ({}): give each volume a path of its own",
+                    e.dir.display()
+                )));
+            }
+        }
+        self.volumes.extend(more);
+        Ok(())
+    }
+}
+
+fn volume(keys: &Keys, prefix: &str) -> Result<Volume, Error> {
+    let missing = |key: &str, reason: &str| Error::Missing {
+        key: format!("{prefix}{key}"),
+        reason: reason.into(),
+    };
+    let dir = field(keys, prefix, "dir", |s| {
+        if s.is_empty() || s.contains('\0') {
+            Err("is not a directory name: give the host directory, e.g. \"/srv/data\"".into())
+        } else {
+            Ok(PathBuf::from(s))
+        }
+    })?
+    .ok_or_else(|| {
+        missing(
+            "dir",
+            "every volume needs its host directory, e.g. \"dir\": \"/srv/data\"",
+        )
+    })?;
+    let path = field(keys, prefix, "path", parse::disk_path)?.ok_or_else(|| {
+        missing(
+            "path",
+            "every volume needs the path it appears at, e.g. \"path\": \"/data\"",
+        )
+    })?;
+    Ok(Volume {
+        dir,
+        path,
+        read_only: field(keys, prefix, "readonly", parse_flag)?.unwrap_or(false),
+    })
+}
+
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "" | "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err("is not a flag: write \"1\" (read-only) or \"0\" (read-write)".into()),
+    }
+}
+
 fn disk(keys: &Keys, prefix: &str) -> Result<Disk, Error> {
     let missing = |key: &str, reason: &str| Error::Missing {
         key: format!("{prefix}{key}"),
@@ -498,12 +604,7 @@ fn disk(keys: &Keys, prefix: &str) -> Result<Disk, Error> {
     Ok(Disk {
         image,
         path,
-        read_only: field(keys, prefix, "readonly", |s| match s.trim() {
-            "" | "0" => Ok(false),
-            "1" => Ok(true),
-            _ => Err("is not a flag: write \"1\" (read-only) or \"0\" (read-write)".into()),
-        })?
-        .unwrap_or(false),
+        read_only: field(keys, prefix, "readonly", parse_flag)?.unwrap_or(false),
         partition: field(keys, prefix, "partition", |s| {
             parse::decimal_in(s, 1, 128, "a partition number")
                 .map(|n| n as u32)

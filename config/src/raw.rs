@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// The top-level keys, in upstream's README order, then ours (`disks`).
+/// The top-level keys, in upstream's README order, then ours (`disks`, `volumes`).
 pub const TOP_KEYS: &[&str] = &[
     "gateway",
     "gateway6",
@@ -23,10 +23,14 @@ pub const TOP_KEYS: &[&str] = &[
     "nameserver",
     "dump",
     "disks",
+    "volumes",
 ];
 
 /// The keys of one `disks[]` object (ours: `lkl-run --zpoline`'s file systems).
 pub const DISK_KEYS: &[&str] = &["image", "path", "readonly", "partition", "type", "options"];
+
+/// The keys of one `volumes[]` object (ours: host directories inside LKL).
+pub const VOLUME_KEYS: &[&str] = &["dir", "path", "readonly"];
 
 /// A top-level key whose value is an array of objects.
 struct ListKey {
@@ -50,6 +54,12 @@ const LIST_KEYS: &[ListKey] = &[
         keys: DISK_KEYS,
         array: "an array of objects: [ { \"image\": \"disk.img\", \"path\": \"/mnt/disk\" } ]",
         object: "an object: { \"image\": \"disk.img\", \"path\": \"/mnt/disk\", ... }",
+    },
+    ListKey {
+        name: "volumes",
+        keys: VOLUME_KEYS,
+        array: "an array of objects: [ { \"dir\": \"/srv/data\", \"path\": \"/data\" } ]",
+        object: "an object: { \"dir\": \"/srv/data\", \"path\": \"/data\", ... }",
     },
 ];
 
@@ -125,6 +135,8 @@ pub struct Raw {
     pub interfaces: Option<Vec<Keys>>,
     /// `disks` (only from JSON); `None` when the source said nothing about them.
     pub disks: Option<Vec<Keys>>,
+    /// `volumes` (only from JSON); `None` when the source said nothing about them.
+    pub volumes: Option<Vec<Keys>>,
 }
 
 impl Raw {
@@ -137,6 +149,9 @@ impl Raw {
         }
         if file.disks.is_some() {
             self.disks = file.disks;
+        }
+        if file.volumes.is_some() {
+            self.volumes = file.volumes;
         }
         self
     }
@@ -192,12 +207,16 @@ json_struct!(JsonDisk {
     ty => "type", options => "options",
 });
 
+json_struct!(JsonVolume {
+    dir => "dir", path => "path", readonly => "readonly",
+});
+
 json_struct!(JsonConfig {
     gateway => "gateway", gateway6 => "gateway6", debug => "debug",
     singlecpu => "singlecpu", sysctl => "sysctl", boot_cmdline => "boot_cmdline",
     mount => "mount", delay_main => "delay_main", nameserver => "nameserver",
     dump => "dump",
-}, interfaces: Vec<JsonInterface>, disks: Vec<JsonDisk>);
+}, interfaces: Vec<JsonInterface>, disks: Vec<JsonDisk>, volumes: Vec<JsonVolume>);
 
 /// What to do with keys the schema does not have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -410,10 +429,15 @@ pub fn from_json(
         .disks
         .take()
         .map(|list| list.into_iter().map(JsonDisk::into_keys).collect());
+    let volumes = parsed
+        .volumes
+        .take()
+        .map(|list| list.into_iter().map(JsonVolume::into_keys).collect());
     Ok(Raw {
         top: parsed.into_keys(),
         interfaces,
         disks,
+        volumes,
     })
 }
 

@@ -276,7 +276,7 @@ fn backends() {
 fn unknown_keys_and_types() {
     assert_eq!(
         err(r#"{"gatway":"10.0.0.1"}"#),
-        "<string>: gatway: unknown key (did you mean \"gateway\"?); valid keys here: gateway, gateway6, debug, singlecpu, sysctl, boot_cmdline, mount, interfaces, delay_main, nameserver, dump, disks"
+        "<string>: gatway: unknown key (did you mean \"gateway\"?); valid keys here: gateway, gateway6, debug, singlecpu, sysctl, boot_cmdline, mount, interfaces, delay_main, nameserver, dump, disks, volumes"
     );
     let e = err(r#"{"interfaces":[{"type":"tap","param":"tap0","netmask":"24"}]}"#);
     assert!(
@@ -905,4 +905,64 @@ proptest! {
     fn trailing_commas_keep_offsets(text in "[\\[\\]{},\" a-z:0-9\\\\]{0,80}") {
         prop_assert_eq!(raw::strip_trailing_commas(&text).len(), text.len());
     }
+}
+
+#[test]
+fn volumes_parse_and_keep_their_own_paths() {
+    let c = Config::from_json(
+        r#"{"disks": [{"image": "d.img", "path": "/mnt/d"}],
+            "volumes": [
+            {"dir": "/srv/data", "path": "/data", "readonly": "1"},
+            {"dir": "rel/dir", "path": "/mnt/d/inner"}
+        ]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.volumes,
+        vec![
+            Volume {
+                dir: "/srv/data".into(),
+                path: "/data".into(),
+                read_only: true,
+            },
+            Volume {
+                dir: "rel/dir".into(),
+                path: "/mnt/d/inner".into(),
+                read_only: false,
+            },
+        ]
+    );
+    let e = err(r#"{"volumes":[{"dir":"/a","path":"/"}]}"#);
+    assert!(
+        e.contains("volumes[0].path") && e.contains("is the root"),
+        "{e}"
+    );
+    let e =
+        err(r#"{"disks":[{"image":"a.img","path":"/x"}],"volumes":[{"dir":"/a","path":"/x"}]}"#);
+    assert!(
+        e.contains("volumes[0].path") && e.contains("disks[0]"),
+        "{e}"
+    );
+    let e = err(r#"{"volumes":[{"dir":"/a","path":"/x"},{"dir":"/b","path":"/x"}]}"#);
+    assert!(
+        e.contains("volumes[1].path") && e.contains("volumes[0] (/a)"),
+        "{e}"
+    );
+    let e = err(r#"{"volumes":[{"path":"/x"}]}"#);
+    assert!(e.contains("volumes[0].dir"), "{e}");
+    let e = err(r#"{"volumes":[{"dir":"/a","path":"x"}]}"#);
+    assert!(
+        e.contains("volumes[0].path") && e.contains("absolute"),
+        "{e}"
+    );
+    let e = err(r#"{"volumes":[{"dir":"/a","path":"/x","bogus":1}]}"#);
+    assert!(e.contains("bogus"), "{e}");
+    let mut c = Config::default();
+    c.add_volumes(vec![Volume {
+        dir: "/a".into(),
+        path: "/a".into(),
+        read_only: false,
+    }])
+    .unwrap();
+    assert_eq!(c.volumes.len(), 1);
 }

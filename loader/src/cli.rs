@@ -99,6 +99,14 @@ pub struct Cli {
     /// missing (in the root image with --root, unless it is read-only).
     #[arg(long = "mount", value_name = "IMAGE:PATH[:ro][:part=N]")]
     pub mounts: Vec<String>,
+    /// Mount host directory HOSTDIR at PATH (absolute) inside LKL, over virtio-fs:
+    /// paths under PATH are looked up inside LKL and served from HOSTDIR, whose files
+    /// the program reads and writes (nothing outside HOSTDIR is ever reached through
+    /// it). Repeatable. `:ro` refuses every change (EROFS). PATH is made inside LKL if
+    /// missing (in the root image with --root, unless it is read-only). Needs the
+    /// shared kernel.
+    #[arg(long = "volume", value_name = "HOSTDIR:PATH[:ro]")]
+    pub volumes: Vec<String>,
     /// The tree's kernel process (used when re-executing).
     #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
     pub shared_kernel: Option<String>,
@@ -404,6 +412,69 @@ fn load(files: Files, path: &Path) -> Result<(Opened, Image), Error> {
     Ok((opened, img))
 }
 
+/// The disks of `--root` and `--mount`, in that order, and the volumes of `--volume`
+/// (checked for what they may be used with: the shared kernel of the LKL backend).
+fn cli_files(cli: &Cli) -> Result<CliFiles, Error> {
+    let disks = cli_disks(cli)?;
+    let mut volumes = Vec::new();
+    for v in &cli.volumes {
+        volumes.push(parse_volume(v).map_err(|e| Error::Disks(format!("--volume {v}: {e}")))?);
+    }
+    if !volumes.is_empty() {
+        if cli.backend == BackendKind::Host {
+            return Err(Error::Disks(
+                "--volume mounts a host directory inside LKL, but --backend host leaves every \
+                 call to the host kernel: drop --backend host (the directory is on the host \
+                 already)"
+                    .into(),
+            ));
+        }
+        if cli.private_kernel {
+            return Err(Error::Disks(
+                "--volume needs the kernel shared by the whole tree (one file system for every \
+                 process): drop --private-kernel"
+                    .into(),
+            ));
+        }
+    }
+    Ok((disks, volumes))
+}
+
+/// The disks and volumes of the command line.
+type CliFiles = (Vec<lkl_hijack_config::Disk>, Vec<lkl_hijack_config::Volume>);
+
+/// One `--volume HOSTDIR:PATH[:ro]`: `:ro` is taken from the end, then PATH, so a
+/// directory's name may hold `:`. The directory is made absolute (the kernel process
+/// runs elsewhere) and must exist.
+fn parse_volume(spec: &str) -> Result<lkl_hijack_config::Volume, String> {
+    let mut v = lkl_hijack_config::Volume::default();
+    let mut rest = spec;
+    if let Some(head) = rest.strip_suffix(":ro") {
+        v.read_only = true;
+        rest = head;
+    }
+    let Some((dir, path)) = rest.rsplit_once(':') else {
+        return Err("write HOSTDIR:PATH, e.g. ./src:/src (add :ro for read-only)".into());
+    };
+    v.path = lkl_hijack_config::disk_path(path).map_err(|e| format!("{path:?} {e}"))?;
+    if dir.is_empty() {
+        return Err("no host directory: write HOSTDIR:PATH, e.g. ./src:/src".into());
+    }
+    v.dir = std::path::absolute(dir)
+        .map_err(|e| format!("cannot make {dir:?} an absolute path: {e}"))?;
+    match std::fs::metadata(&v.dir) {
+        Ok(m) if m.is_dir() => Ok(v),
+        Ok(_) => Err(format!(
+            "{} is not a directory: give a host directory",
+            v.dir.display()
+        )),
+        Err(e) => Err(format!(
+            "host directory {}: {e}: give an existing directory",
+            v.dir.display()
+        )),
+    }
+}
+
 /// The disks of `--root` and `--mount`, in that order (checked for what they may be
 /// used with: the shared kernel of the LKL backend).
 fn cli_disks(cli: &Cli) -> Result<Vec<lkl_hijack_config::Disk>, Error> {
@@ -487,7 +558,7 @@ fn parse_disk(spec: &str, root: bool) -> Result<lkl_hijack_config::Disk, String>
 #[cfg(feature = "lkl")]
 fn lkl_backend(
     cli: &Cli,
-    disks: Vec<lkl_hijack_config::Disk>,
+    (disks, volumes): CliFiles,
 ) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     if let Some(c) = &cli.config {
         let abs = std::fs::canonicalize(c)
@@ -500,8 +571,8 @@ fn lkl_backend(
         (None, false, false) => zpoline_lkl::Mode::SharedFirst,
         (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
     };
-    let started =
-        zpoline_lkl::start_with_disks(mode, disks).map_err(|e| Error::Lkl(e.to_string()))?;
+    let started = zpoline_lkl::start_with_files(mode, disks, volumes)
+        .map_err(|e| Error::Lkl(e.to_string()))?;
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
@@ -512,7 +583,7 @@ fn lkl_backend(
 #[cfg(not(feature = "lkl"))]
 fn lkl_backend(
     _: &Cli,
-    _: Vec<lkl_hijack_config::Disk>,
+    _: CliFiles,
 ) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     Err(Error::NoLklBackend)
 }
@@ -526,7 +597,7 @@ pub fn run(cli: Cli) -> Error {
 }
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
-    let disks = cli_disks(&cli)?;
+    let disks = cli_files(&cli)?;
     let min = mmap_min_addr();
     if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));

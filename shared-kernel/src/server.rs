@@ -231,6 +231,13 @@ fn serve(
             .iter()
             .filter(|d| d.path != std::path::Path::new("/"))
             .map(|d| d.path.as_os_str().as_encoded_bytes().to_vec())
+            // The volumes (host directories over virtio-fs) are LKL's paths too.
+            .chain(
+                config
+                    .volumes
+                    .iter()
+                    .map(|v| v.path.as_os_str().as_encoded_bytes().to_vec()),
+            )
             .collect(),
     };
     let has_disks = !started.disks.is_empty();

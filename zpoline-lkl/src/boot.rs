@@ -86,13 +86,32 @@ pub fn start_with_disks(
     mode: Mode<'_>,
     disks: Vec<lkl_hijack_config::Disk>,
 ) -> Result<Started, Error> {
+    start_with_files(mode, disks, Vec::new())
+}
+
+/// [`start_with_disks`], with `volumes` (`lkl-run`'s `--volume`: host directories
+/// mounted inside LKL) added after the configuration's own; like disks, they need
+/// the shared kernel.
+///
+/// # Errors
+/// As [`start_with_disks`], and [`Error::Config`] for a volume at a path a disk or
+/// another volume has.
+pub fn start_with_files(
+    mode: Mode<'_>,
+    disks: Vec<lkl_hijack_config::Disk>,
+    volumes: Vec<lkl_hijack_config::Volume>,
+) -> Result<Started, Error> {
     let loaded = lkl_hijack_config::load()?;
     let mut config = loaded.config;
     config.add_disks(disks)?;
-    if matches!(mode, Mode::Private { .. }) && !config.disks.is_empty() {
+    config.add_volumes(volumes)?;
+    if matches!(mode, Mode::Private { .. })
+        && (!config.disks.is_empty() || !config.volumes.is_empty())
+    {
         return Err(Error::Trial(
-            "disks (the configuration's \"disks\", --root, --mount) need the kernel shared \
-             by the whole tree: drop --private-kernel, or the disks"
+            "disks and volumes (the configuration's \"disks\" and \"volumes\", --root, \
+             --mount, --volume) need the kernel shared by the whole tree: drop \
+             --private-kernel, or the disks and volumes"
                 .into(),
         ));
     }
