@@ -1,0 +1,311 @@
+//! Host directories inside LKL, end to end: `lkl-run --zpoline --volume
+//! HOSTDIR:PATH[:ro] PROGRAM`. PATH does not exist on the host: the program reaches
+//! HOSTDIR's files only through LKL (the kernel's virtiofs and our device), and what
+//! it leaves there is compared with the same work done natively.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output};
+use std::time::{Duration, Instant};
+
+use lkl_test_support::{self as support, Outcome, Report, TempDir};
+
+const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// A case of this file.
+type Case = dyn Fn(&Env) -> Outcome;
+
+/// What every case gets.
+struct Env {
+    dir: TempDir,
+    /// Where volumes appear in the programs' view (absent on the host).
+    mnt: String,
+    /// A tarball of a tree of small files and a C program with its Makefile.
+    tarball: PathBuf,
+}
+
+impl Env {
+    /// A fresh, empty host directory `name`.
+    fn fresh(&self, name: &str) -> Result<PathBuf, String> {
+        let d = self.dir.path().join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+        Ok(d)
+    }
+
+    /// `lkl-run --zpoline EXTRA... ARGS`.
+    fn lkl_run(&self, extra: &[String], args: &[&str]) -> Result<Output, String> {
+        let mut cmd = Command::new(LKL_RUN);
+        cmd.arg("--zpoline")
+            .args(extra)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("LC_ALL", "C");
+        support::output_within(&mut cmd, DEADLINE)
+    }
+
+    /// `lkl-run --zpoline --volume DIR:MNT[:ro] sh -c SCRIPT`.
+    fn sh(&self, dir: &Path, ro: bool, script: &str) -> Result<Output, String> {
+        let spec = format!(
+            "--volume={}:{}{}",
+            dir.display(),
+            self.mnt,
+            if ro { ":ro" } else { "" }
+        );
+        self.lkl_run(&[spec], &["sh", "-c", script])
+    }
+}
+
+/// The run succeeded and printed exactly `want` on stdout.
+fn expect_stdout(o: Result<Output, String>, want: &str) -> Outcome {
+    let o = o?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || out != want {
+        return Err(format!(
+            "expected success and stdout {want:?}, got {}:\n{}",
+            o.status,
+            support::output_text(&o)
+        ));
+    }
+    Ok(())
+}
+
+fn write(p: &Path, data: &[u8]) -> Outcome {
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(p, data).map_err(|e| format!("write {}: {e}", p.display()))
+}
+
+fn case_cat_and_cp(e: &Env) -> Outcome {
+    let d = e.fresh("catcp")?;
+    write(&d.join("in.txt"), b"from the host\n")?;
+    let beside = e.dir.path().join("beside.txt");
+    write(&beside, b"a host file outside the volume\n")?;
+    let m = &e.mnt;
+    expect_stdout(
+        e.sh(
+            &d,
+            false,
+            &format!(
+                "cat {m}/in.txt && cp /etc/services {m}/services && cp {m}/in.txt {m}/copy.txt \
+                 && cat {} && ls {m}",
+                beside.display()
+            ),
+        ),
+        "from the host\na host file outside the volume\ncopy.txt\nin.txt\nservices\n",
+    )?;
+    support::run(
+        Command::new("cmp")
+            .arg("/etc/services")
+            .arg(d.join("services")),
+    )?;
+    if std::fs::read(d.join("copy.txt")).map_err(|e| e.to_string())? != b"from the host\n" {
+        return Err("copy.txt differs on the host".into());
+    }
+    Ok(())
+}
+
+/// Untars the tarball natively and onto a volume, builds the program in both with
+/// make, and compares the trees (diff -r) and the programs' output.
+fn case_tar_and_build(e: &Env) -> Outcome {
+    let native = e.fresh("native")?;
+    let vol = e.fresh("tarvol")?;
+    let tarball = e.tarball.display();
+    support::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -xf {tarball} && make -s -C proj && proj/hello"
+            ))
+            .current_dir(&native),
+    )?;
+    let m = &e.mnt;
+    expect_stdout(
+        e.sh(
+            &vol,
+            false,
+            &format!("cd {m} && tar -xf {tarball} && make -s -C proj && proj/hello"),
+        ),
+        "built on a volume\n",
+    )?;
+    // The binaries differ only if the compiler's input did: compare the trees.
+    support::run(
+        Command::new("diff")
+            .args(["-r", "--no-dereference"])
+            .arg(&native)
+            .arg(&vol),
+    )
+    .map(drop)
+    .map_err(|d| format!("the tree untarred and built on the volume differs: {d}"))
+}
+
+fn case_read_only(e: &Env) -> Outcome {
+    let d = e.fresh("ro")?;
+    write(&d.join("kept"), b"kept\n")?;
+    let m = &e.mnt;
+    let o = e.sh(
+        &d,
+        true,
+        &format!("cat {m}/kept; echo x > {m}/new; mkdir {m}/dir; rm {m}/kept; exit 0"),
+    )?;
+    let all = support::output_text(&o);
+    if !all.contains("kept") || !all.contains("Read-only file system") {
+        return Err(format!("expected the read and EROFS refusals: {all}"));
+    }
+    if d.join("new").exists() || d.join("dir").exists() || !d.join("kept").exists() {
+        return Err("a read-only volume changed the host directory".into());
+    }
+    Ok(())
+}
+
+fn case_host_changes(e: &Env) -> Outcome {
+    let d = e.fresh("later")?;
+    let m = &e.mnt;
+    expect_stdout(e.sh(&d, false, &format!("ls -A {m}; echo end")), "end\n")?;
+    write(
+        &d.join("made-later"),
+        b"made on the host after the first run\n",
+    )?;
+    expect_stdout(
+        e.sh(&d, false, &format!("cat {m}/made-later")),
+        "made on the host after the first run\n",
+    )
+}
+
+fn case_errors(e: &Env) -> Outcome {
+    let missing = e.dir.path().join("no-such-dir");
+    let o = e.lkl_run(&[format!("--volume={}:/x", missing.display())], &["true"]);
+    support::expect_output(o, false, &["--volume", "no-such-dir", "No such file"])?;
+    let o = e.lkl_run(&["--volume=/tmp:relative".into()], &["true"]);
+    support::expect_output(o, false, &["--volume", "absolute"])?;
+    let o = e.lkl_run(
+        &["--volume=/tmp:/x".into(), "--private-kernel".into()],
+        &["true"],
+    );
+    support::expect_output(o, false, &["--private-kernel"])
+}
+
+/// The config's `volumes` key, with a volume inside a disk's mount (made in the
+/// image) and a host file read through it.
+fn case_config_and_disk(e: &Env) -> Outcome {
+    let d = e.fresh("cfgvol")?;
+    write(&d.join("f"), b"through the config\n")?;
+    let src = e.fresh("img.src")?;
+    write(&src.join("on-image"), b"image file\n")?;
+    let img = e.dir.path().join("disk.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|e| e.to_string())?;
+    support::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&src)
+            .arg(&img),
+    )?;
+    let cfg = e.dir.path().join("volumes.json");
+    let disk = format!("{}/disk", e.mnt);
+    let text = format!(
+        r#"{{"disks": [{{"image": "{}", "path": "{disk}"}}],
+            "volumes": [{{"dir": "{}", "path": "{disk}/vol", "readonly": "1"}}]}}"#,
+        img.display(),
+        d.display()
+    );
+    std::fs::write(&cfg, text).map_err(|e| e.to_string())?;
+    expect_stdout(
+        e.lkl_run(
+            &[format!("--config={}", cfg.display())],
+            &["sh", "-c", &format!("cat {disk}/on-image {disk}/vol/f")],
+        ),
+        "image file\nthrough the config\n",
+    )?;
+    support::run(Command::new("e2fsck").arg("-fn").arg(&img))
+        .map(drop)
+        .map_err(|e| format!("the image is not clean: {e}"))
+}
+
+fn setup() -> Result<Env, String> {
+    support::require_root("the volume tests")?;
+    for (tool, pkg) in [
+        ("tar", "tar"),
+        ("make", "make"),
+        ("cc", "gcc"),
+        ("diff", "diffutils"),
+        ("cmp", "diffutils"),
+        ("mkfs.ext4", "e2fsprogs"),
+    ] {
+        support::require_tool(tool, pkg)?;
+    }
+    support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
+    let dir = TempDir::new("lkl-volumes")?;
+    let mnt = format!("/mnt/lkl-volume-{}", std::process::id());
+    if Path::new(&mnt).exists() {
+        return Err(format!(
+            "{mnt} exists on the host: the test wants a path only LKL has"
+        ));
+    }
+    let proj = dir.path().join("src/proj");
+    write(
+        &proj.join("hello.c"),
+        b"#include <stdio.h>\nint main(void) { puts(\"built on a volume\"); return 0; }\n",
+    )?;
+    write(
+        &proj.join("Makefile"),
+        b"hello: hello.c\n\tcc -O2 -o hello hello.c\n",
+    )?;
+    for i in 0..400 {
+        write(
+            &proj.join(format!("data/d{}/file-{i}.txt", i % 20)),
+            format!("small file {i}\n").repeat(i % 7 + 1).as_bytes(),
+        )?;
+    }
+    std::os::unix::fs::symlink("data/d0/file-0.txt", proj.join("link"))
+        .map_err(|e| e.to_string())?;
+    let tarball = dir.path().join("proj.tar");
+    support::run(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(dir.path().join("src"))
+            .arg("proj"),
+    )?;
+    Ok(Env { dir, mnt, tarball })
+}
+
+fn main() -> ExitCode {
+    let mut r = Report::default();
+    let env = match setup() {
+        Ok(e) => e,
+        Err(e) => {
+            r.case("setup", Err(e));
+            return r.finish();
+        }
+    };
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let cases: [(&str, &Case); 6] = [
+        (
+            "cat and cp through a volume, a host file beside it in the same run",
+            &case_cat_and_cp,
+        ),
+        (
+            "tar -x of 400 files and a C program onto a volume, make, run; diff -r against the same done natively",
+            &case_tar_and_build,
+        ),
+        ("a :ro volume is read, and refuses writes with EROFS; the host directory is unchanged", &case_read_only),
+        ("a file made on the host is seen by the next run", &case_host_changes),
+        ("a missing directory, a relative PATH and --private-kernel are refused clearly", &case_errors),
+        (
+            "the config's volumes: a read-only volume inside a disk's mount (mount point made in the image); e2fsck clean",
+            &case_config_and_disk,
+        ),
+    ];
+    for (name, case) in cases {
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            let t = Instant::now();
+            let res = case(&env);
+            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
+        }
+    }
+    r.finish()
+}
