@@ -228,7 +228,32 @@ pub fn mount_volume(id: VolumeId, target: impl AsRef<Path>) -> Result<(), Volume
         0
     };
     crate::mount(&tag, target, "virtiofs", flags, None)
-        .map_err(sys_err(&format!("mount virtiofs {tag} on"), target))
+        .map_err(sys_err(&format!("mount virtiofs {tag} on"), target))?;
+    set_read_ahead(target, READ_AHEAD_KB);
+    Ok(())
+}
+
+/// The read-ahead given to each volume, in KiB: a sequential read then asks the
+/// device for up to a megabyte at a time, several requests in flight, instead of
+/// the default 128 KiB one after another.
+const READ_AHEAD_KB: u32 = 4096;
+
+/// Sets the read-ahead of the file system mounted at `target` through its bdi
+/// in sysfs (`/sys/class/bdi/MAJ:MIN/read_ahead_kb`), if sysfs is mounted on
+/// `/sys`: a tuning only, so a failure is ignored.
+fn set_read_ahead(target: &Path, kb: u32) {
+    let Ok(st) = crate::stat(target) else {
+        return;
+    };
+    let dev = st.st_dev;
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    let flags = (sys::LKL_O_WRONLY | sys::LKL_O_CLOEXEC) as i32;
+    if let Ok(fd) = crate::open(&path, flags, 0) {
+        let _ = crate::write(fd, kb.to_string().as_bytes());
+        let _ = crate::close(fd);
+    }
 }
 
 /// The host directory of volume `id`.
