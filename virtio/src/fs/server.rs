@@ -23,6 +23,9 @@
 //! permissions itself (virtiofs mounts with `default_permissions`) against
 //! the host's modes and ids.
 //!
+//! Each node holds a descriptor: the server raises the process's limit of open
+//! files when it starts (to `fs.nr_open` as root, else to the hard limit).
+//!
 //! A read-only server answers every request that would change the
 //! directory (and every open for writing or truncation) with `EROFS`.
 
@@ -30,7 +33,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::abi::{self, fattr, op, Args, Pod};
@@ -43,6 +46,8 @@ const TIMEOUT_SECS: u64 = 1;
 pub const MAX_WRITE: u32 = 1 << 20;
 /// Pages per request (`max_pages`): 1 MiB.
 pub const MAX_PAGES: u16 = 256;
+/// The fewest node descriptors kept open before closing unused ones.
+const MIN_FD_BUDGET: usize = 64;
 
 /// What a request gets back.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,11 +73,26 @@ pub struct Bulk<'a> {
     pub dst: &'a [libc::iovec],
 }
 
-/// One node: the host file as an `O_PATH` descriptor.
+/// One node: the host file, as an `O_PATH` descriptor while it is open.
 #[derive(Debug)]
 struct Node {
-    fd: OwnedFd,
+    /// (device, inode number).
+    key: (u64, u64),
     /// `st_mode & S_IFMT`.
+    kind: u32,
+    /// The descriptor; closed ([`Server::sweep`]) when too many are open, and
+    /// opened again from `place` when needed.
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+    /// Used since the last sweep.
+    used: AtomicBool,
+    /// Where it was last seen: (parent node, name).
+    place: Mutex<(u64, CString)>,
+}
+
+/// A node with its descriptor held open for as long as this lives.
+struct Pinned {
+    id: u64,
+    fd: Arc<OwnedFd>,
     kind: u32,
 }
 
@@ -80,6 +100,10 @@ struct NodeEntry {
     node: Arc<Node>,
     key: (u64, u64),
     lookups: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Default)]
@@ -105,6 +129,9 @@ pub struct Server {
     proc_fd: OwnedFd,
     read_only: bool,
     as_root: bool,
+    /// Node descriptors open, and how many may be before a sweep.
+    open_fds: AtomicUsize,
+    fd_budget: usize,
 }
 
 impl std::fmt::Debug for Server {
@@ -259,6 +286,7 @@ impl Server {
         }
         let proc_fd = open(Path::new("/proc/self/fd"), libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|_| FsError::Proc)?;
+        let limit = raise_nofile();
         let mut nodes = Nodes {
             next: abi::ROOT_ID + 1,
             ..Default::default()
@@ -269,8 +297,11 @@ impl Server {
             abi::ROOT_ID,
             NodeEntry {
                 node: Arc::new(Node {
-                    fd: root,
+                    key,
                     kind: libc::S_IFDIR,
+                    fd: Mutex::new(Some(Arc::new(root))),
+                    used: AtomicBool::new(true),
+                    place: Mutex::new((abi::ROOT_ID, CString::default())),
                 }),
                 key,
                 lookups: 1,
@@ -284,6 +315,9 @@ impl Server {
             read_only,
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
+            open_fds: AtomicUsize::new(1),
+            // Half the limit, the rest left to open files and the process.
+            fd_budget: (limit / 2).max(MIN_FD_BUDGET),
         })
     }
 
@@ -300,12 +334,86 @@ impl Server {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn node(&self, id: u64) -> Result<Arc<Node>, i32> {
-        self.nodes()
+    /// Node `id` with its descriptor open (opened again if it was closed).
+    fn node(&self, id: u64) -> Result<Pinned, i32> {
+        let node = self
+            .nodes()
             .by_id
             .get(&id)
             .map(|e| e.node.clone())
-            .ok_or(libc::ESTALE)
+            .ok_or(libc::ESTALE)?;
+        let fd = self.node_fd(&node, 0)?;
+        Ok(Pinned {
+            id,
+            fd,
+            kind: node.kind,
+        })
+    }
+
+    /// `n`'s descriptor, opened again from its place if it was closed: from its
+    /// parent's descriptor (itself opened again if needed, up to the root), one
+    /// name with `O_PATH | O_NOFOLLOW`, and only if the name still holds the same
+    /// inode (else `ESTALE`).
+    fn node_fd(&self, n: &Node, depth: usize) -> Result<Arc<OwnedFd>, i32> {
+        n.used.store(true, Ordering::Relaxed);
+        if let Some(fd) = lock(&n.fd).as_ref() {
+            return Ok(fd.clone());
+        }
+        if depth > 4096 {
+            return Err(libc::ELOOP);
+        }
+        let (parent, nm) = lock(&n.place).clone();
+        let parent = self
+            .nodes()
+            .by_id
+            .get(&parent)
+            .map(|e| e.node.clone())
+            .ok_or(libc::ESTALE)?;
+        let pfd = self.node_fd(&parent, depth + 1)?;
+        let fd = openat(pfd.as_raw_fd(), &nm, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            .map_err(|_| libc::ESTALE)?;
+        let st = stat_fd(fd.as_raw_fd())?;
+        if (st.st_dev, st.st_ino) != n.key {
+            return Err(libc::ESTALE);
+        }
+        let fd = Arc::new(fd);
+        *lock(&n.fd) = Some(fd.clone());
+        self.opened();
+        Ok(fd)
+    }
+
+    /// Counts a node descriptor opened; past the budget, sweeps.
+    fn opened(&self) {
+        if self.open_fds.fetch_add(1, Ordering::Relaxed) + 1 > self.fd_budget {
+            self.sweep();
+        }
+    }
+
+    /// Closes the descriptors of nodes not used since the last sweep (the
+    /// root's excepted) until a quarter of the budget is free; marks the
+    /// others unused.
+    fn sweep(&self) {
+        let nodes = self.nodes();
+        let target = self.fd_budget * 3 / 4;
+        for (&id, e) in nodes.by_id.iter() {
+            if self.open_fds.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            if id == abi::ROOT_ID || e.node.used.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            if lock(&e.node.fd).take().is_some() {
+                self.open_fds.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records that node `key` is now named `nm` in `parent` (after a rename).
+    fn moved(&self, key: (u64, u64), parent: u64, nm: &CStr) {
+        let nodes = self.nodes();
+        if let Some(e) = nodes.by_key.get(&key).and_then(|id| nodes.by_id.get(id)) {
+            *lock(&e.node.place) = (parent, nm.to_owned());
+        }
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>, i32> {
@@ -318,26 +426,29 @@ impl Server {
     }
 
     /// Reopens node `n` with `flags` through `/proc/self/fd`.
-    fn reopen(&self, n: &Node, flags: i32) -> Result<OwnedFd, i32> {
+    fn reopen(&self, n: &Pinned, flags: i32) -> Result<OwnedFd, i32> {
         let num = CString::new(n.fd.as_raw_fd().to_string()).expect("digits");
         openat(self.proc_fd.as_raw_fd(), &num, flags, 0)
     }
 
     /// `/proc/self/fd/N` for node `n`, for the calls that take only a path.
-    fn proc_path(n: &Node) -> CString {
+    fn proc_path(n: &Pinned) -> CString {
         CString::new(format!("/proc/self/fd/{}", n.fd.as_raw_fd())).expect("no NUL")
     }
 
     /// Makes `fd` (an `O_PATH` descriptor of a name just resolved) a node,
     /// or counts one more lookup of the node it already is; returns the
     /// entry reply.
-    fn enter(&self, fd: OwnedFd) -> Result<Vec<u8>, i32> {
+    fn enter(&self, fd: OwnedFd, parent: u64, nm: &CStr) -> Result<Vec<u8>, i32> {
         let st = stat_fd(fd.as_raw_fd())?;
         let key = (st.st_dev, st.st_ino);
         let mut nodes = self.nodes();
+        let mut new = false;
         let id = match nodes.by_key.get(&key).copied() {
             Some(id) => {
-                nodes.by_id.get_mut(&id).expect("keyed node").lookups += 1;
+                let e = nodes.by_id.get_mut(&id).expect("keyed node");
+                e.lookups += 1;
+                *lock(&e.node.place) = (parent, nm.to_owned());
                 id
             }
             None => {
@@ -345,7 +456,14 @@ impl Server {
                 nodes.next += 1;
                 nodes.by_key.insert(key, id);
                 let kind = st.st_mode & libc::S_IFMT;
-                let node = Arc::new(Node { fd, kind });
+                new = true;
+                let node = Arc::new(Node {
+                    key,
+                    kind,
+                    fd: Mutex::new(Some(Arc::new(fd))),
+                    used: AtomicBool::new(true),
+                    place: Mutex::new((parent, nm.to_owned())),
+                });
                 nodes.by_id.insert(
                     id,
                     NodeEntry {
@@ -357,6 +475,10 @@ impl Server {
                 id
             }
         };
+        drop(nodes);
+        if new {
+            self.opened();
+        }
         Ok(abi::EntryOut {
             nodeid: id,
             entry_valid: TIMEOUT_SECS,
@@ -379,7 +501,11 @@ impl Server {
         e.lookups = e.lookups.saturating_sub(n);
         if e.lookups == 0 {
             let key = e.key;
-            nodes.by_id.remove(&id);
+            if let Some(e) = nodes.by_id.remove(&id) {
+                if lock(&e.node.fd).take().is_some() {
+                    self.open_fds.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             nodes.by_key.remove(&key);
         }
     }
@@ -387,17 +513,13 @@ impl Server {
     fn lookup(&self, parent: u64, nm: &[u8]) -> Result<Vec<u8>, i32> {
         let p = self.node(parent)?;
         let nm = name(nm)?;
-        self.enter(openat(
-            p.fd.as_raw_fd(),
-            &nm,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-        )?)
+        let fd = openat(p.fd.as_raw_fd(), &nm, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        self.enter(fd, parent, &nm)
     }
 
     /// After creating `nm` in `parent` for the caller `h`: its ids become
     /// the caller's (when the server is root), and it becomes a node.
-    fn created(&self, parent: &Node, nm: &CStr, h: &abi::InHeader) -> Result<Vec<u8>, i32> {
+    fn created(&self, parent: &Pinned, nm: &CStr, h: &abi::InHeader) -> Result<Vec<u8>, i32> {
         let fd = openat(
             parent.fd.as_raw_fd(),
             nm,
@@ -405,7 +527,7 @@ impl Server {
             0,
         )?;
         self.chown_new(fd.as_raw_fd(), h);
-        self.enter(fd)
+        self.enter(fd, parent.id, nm)
     }
 
     fn chown_new(&self, fd: RawFd, h: &abi::InHeader) {
@@ -535,7 +657,7 @@ impl Server {
         // The node from the file just opened: whatever the name now holds.
         let num = CString::new(fd.as_raw_fd().to_string()).expect("digits");
         let path_fd = openat(self.proc_fd.as_raw_fd(), &num, libc::O_PATH, 0)?;
-        let mut out = self.enter(path_fd)?;
+        let mut out = self.enter(path_fd, h.nodeid, &nm)?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(
             fh,
@@ -834,6 +956,24 @@ impl Server {
                         flags,
                     )
                 })?;
+                // The nodes' places, for opening them again later.
+                let key_at = |dir: &Pinned, nm: &CStr| -> Option<(u64, u64)> {
+                    // SAFETY: all-zero is a valid `stat`.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    let flags = libc::AT_SYMLINK_NOFOLLOW;
+                    // SAFETY: a valid name and a `stat` to fill.
+                    let r =
+                        unsafe { libc::fstatat(dir.fd.as_raw_fd(), nm.as_ptr(), &mut st, flags) };
+                    (r == 0).then_some((st.st_dev, st.st_ino))
+                };
+                if let Some(key) = key_at(&np, &new) {
+                    self.moved(key, np.id, &new);
+                }
+                if flags & libc::RENAME_EXCHANGE != 0 {
+                    if let Some(key) = key_at(&p, &old) {
+                        self.moved(key, p.id, &old);
+                    }
+                }
                 ok()
             }
             op::LINK => {
@@ -926,7 +1066,7 @@ impl Server {
                 if self.read_only && m.mask & libc::W_OK as u32 != 0 {
                     return Err(libc::EROFS);
                 }
-                let path = Self::proc_path(&*self.node(id)?);
+                let path = Self::proc_path(&self.node(id)?);
                 // SAFETY: a valid C string.
                 check(unsafe { libc::access(path.as_ptr(), m.mask as i32) })?;
                 ok()
@@ -1004,6 +1144,40 @@ impl Server {
             _ => Err(libc::ENOSYS),
         }
     }
+}
+
+/// Raises this process's limit of open files as far as it may: to the system's
+/// most (`fs.nr_open`) with `CAP_SYS_RESOURCE` (root), else the soft limit to the
+/// hard one. Every node the kernel keeps (each file and directory it has looked up
+/// and not forgotten: tens of thousands after an untar) holds a descriptor; past
+/// the limit, lookups fail with `EMFILE`. Best effort.
+fn raise_nofile() -> usize {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid rlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 1024;
+    }
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok())
+        .unwrap_or(r.rlim_max);
+    for max in [most.max(r.rlim_max), r.rlim_max] {
+        if max <= r.rlim_cur {
+            break;
+        }
+        let want = libc::rlimit {
+            rlim_cur: max,
+            rlim_max: max,
+        };
+        // SAFETY: setrlimit with a valid rlimit; a refusal changes nothing.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            return usize::try_from(max).unwrap_or(usize::MAX);
+        }
+    }
+    usize::try_from(r.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// `iovs` less its first `n` bytes.

@@ -516,3 +516,56 @@ fn device_numbers_round_trip() {
     assert_eq!(decode_dev(encode_dev(dev)), dev);
     assert_eq!(encode_dev(libc::makedev(8, 1)), 0x801);
 }
+
+#[test]
+fn descriptors_past_the_budget_are_closed_and_opened_again() {
+    let d = scratch("budget");
+    std::fs::create_dir_all(d.join("a/b")).unwrap();
+    for i in 0..300 {
+        std::fs::write(d.join(format!("a/b/f{i}")), format!("file {i}\n")).unwrap();
+    }
+    let mut s = Server::new(&d, false).unwrap();
+    s.fd_budget = MIN_FD_BUDGET;
+    let a = lookup(&s, abi::ROOT_ID, "a").unwrap().nodeid;
+    let b = lookup(&s, a, "b").unwrap().nodeid;
+    let ids: Vec<u64> = (0..300)
+        .map(|i| lookup(&s, b, &format!("f{i}")).unwrap().nodeid)
+        .collect();
+    let count = s.open_fds.load(Ordering::Relaxed);
+    assert!(count <= MIN_FD_BUDGET, "{count} descriptors open");
+    assert_eq!(s.counts().0, 303);
+    // Every node is still reachable: opened again from its parent and name.
+    for (i, &id) in ids.iter().enumerate() {
+        let fh = open(&s, id, libc::O_RDONLY).unwrap();
+        assert_eq!(
+            read(&s, fh, 0, 64).unwrap(),
+            format!("file {i}\n").as_bytes()
+        );
+        let rel = abi::ReleaseIn {
+            fh,
+            ..Default::default()
+        };
+        call(&s, op::RELEASE, id, rel.bytes()).unwrap();
+    }
+    // Renamed inside, then closed: found again under its new name.
+    let r = abi::RenameIn {
+        newdir: abi::ROOT_ID,
+    };
+    call(&s, op::RENAME, b, &cat(&[r.bytes(), &z("f7"), &z("seven")])).unwrap();
+    for i in 8..300 {
+        lookup(&s, b, &format!("f{i}")).unwrap();
+    }
+    let fh = open(&s, ids[7], libc::O_RDONLY).unwrap();
+    assert_eq!(read(&s, fh, 0, 64).unwrap(), b"file 7\n");
+    // Renamed on the host behind the server's back: stale, never another file.
+    std::fs::rename(d.join("a/b/f9"), d.join("a/b/gone")).unwrap();
+    std::fs::write(d.join("a/b/f9"), b"another file\n").unwrap();
+    for i in 10..300 {
+        lookup(&s, b, &format!("f{i}")).unwrap();
+    }
+    match open(&s, ids[9], libc::O_RDONLY) {
+        Ok(fh) => assert_eq!(read(&s, fh, 0, 64).unwrap(), b"file 9\n"),
+        Err(e) => assert_eq!(e, libc::ESTALE),
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
