@@ -18,7 +18,7 @@ pub enum VolumeError {
         /// `volumes[N]`.
         key: String,
         /// What the device layer said (a missing directory names it).
-        source: lkl::VolumeError,
+        source: Box<lkl::VolumeError>,
     },
     /// The mount point is missing in a read-only root image.
     #[error("{key}.path: {path} does not exist in the read-only root image: make the directory in the image, or drop :ro from --root")]
@@ -46,7 +46,7 @@ pub enum VolumeError {
         /// The mount point.
         path: PathBuf,
         /// The kernel's answer.
-        source: lkl::VolumeError,
+        source: Box<lkl::VolumeError>,
     },
 }
 
@@ -62,7 +62,7 @@ pub fn attach(config: &Config) -> Result<Vec<VolumeId>, VolumeError> {
         .map(|(i, v)| {
             lkl::add_volume(&v.dir, v.read_only).map_err(|source| VolumeError::Add {
                 key: format!("volumes[{i}]"),
-                source,
+                source: Box::new(source),
             })
         })
         .collect()
@@ -105,7 +105,7 @@ pub fn mount(config: &Config, ids: &[VolumeId]) -> Result<(), VolumeError> {
             key,
             dir: v.dir.clone(),
             path: v.path.clone(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())
