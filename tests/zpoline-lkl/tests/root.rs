@@ -237,9 +237,12 @@ fn case_cwd_and_proc(env: &Env) -> Outcome {
         env.sh(
             &img,
             "cd /data && pwd && cat only-in-image.txt && cd ../jail && cat hello.txt \
-             && grep ' / ' /proc/mounts | cut -d' ' -f2,3 && readlink /proc/self/cwd",
+             && grep ' / ' /proc/mounts | cut -d' ' -f2,3 && readlink /proc/self/cwd \
+             && cat /dev/stdin < /data/only-in-image.txt && exec 4< /jail/hello.txt \
+             && readlink /proc/self/fd/4 && cat /dev/fd/4",
         ),
-        "/data\nthis file exists only in the image\ninside the jail\n/ ext4\n/jail\n",
+        "/data\nthis file exists only in the image\ninside the jail\n/ ext4\n/jail\n\
+         this file exists only in the image\n/jail/hello.txt\ninside the jail\n",
     )
 }
 
@@ -385,7 +388,7 @@ fn main() -> ExitCode {
             case_pipeline,
         ),
         (
-            "relative paths after cd; /proc/mounts shows the image as /; /proc/self/cwd",
+            "relative paths after cd; /proc/mounts shows the image as /; /proc/self/cwd; /dev/stdin and /proc/self/fd/N of image files",
             case_cwd_and_proc,
         ),
         (
