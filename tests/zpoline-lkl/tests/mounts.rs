@@ -250,6 +250,26 @@ fn case_cwd(env: &Env) -> Outcome {
     fsck("ext4", &img)
 }
 
+fn case_spawn_cwd(env: &Env) -> Outcome {
+    // Python's subprocess changes directory in a vfork child, before the exec.
+    let img = env.image("spawn", "ext4", &[("sub/file.txt", "x\n")])?;
+    let m = &env.mnt;
+    let py = format!(
+        "import os, subprocess\n\
+         run = lambda args, cwd: subprocess.run(args, cwd=cwd, capture_output=True, text=True).stdout.strip()\n\
+         print(run(['pwd'], '{m}/sub'), run(['ls'], '{m}/sub'), os.getcwd() == os.path.realpath('.'))\n\
+         print(run(['pwd'], '/'))\n\
+         try:\n    subprocess.run(['pwd'], cwd='{m}/missing')\n\
+         except FileNotFoundError:\n    print('missing')\n\
+         os.chdir('{m}')\n\
+         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n"
+    );
+    expect_stdout(
+        env.lkl_run(&img, &["python3", "-c", &py]),
+        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\n"),
+    )
+}
+
 fn case_rename_exdev(env: &Env) -> Outcome {
     let img = env.image(
         "mv",
@@ -432,7 +452,7 @@ fn main() -> ExitCode {
         }
     };
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, &Case); 9] = [
+    let cases: [(&str, &Case); 10] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
@@ -440,6 +460,10 @@ fn main() -> ExitCode {
         (
             "relative paths after cd into the mount, .. back out, and an exec'd program keeps the cwd",
             &case_cwd,
+        ),
+        (
+            "subprocess with cwd= (a chdir in a vfork child) into the mount, to the host, to a missing directory",
+            &case_spawn_cwd,
         ),
         (
             "rename and link across the boundary give EXDEV; mv falls back to copying",
