@@ -640,10 +640,30 @@ fn lkl_fd_path(p: &[u8]) -> Option<i64> {
         b"/dev/stderr" => b"2",
         _ => p
             .strip_prefix(b"/dev/fd/")
-            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))?,
+            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))
+            .or_else(|| p.strip_prefix(b"/proc/thread-self/fd/"))
+            .or_else(|| own_proc_fd(p))?,
     };
     let fd = core::str::from_utf8(n).ok()?.parse::<u64>().ok()?;
     fds::lkl_of(fd)
+}
+
+/// `N` of `/proc/PID/fd/N` (or `/proc/PID/task/TID/fd/N`) when PID is this process's
+/// or the calling thread's id.
+fn own_proc_fd(p: &[u8]) -> Option<&[u8]> {
+    let rest = p.strip_prefix(b"/proc/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (pid, tail) = (&rest[..slash], &rest[slash..]);
+    let n = tail.strip_prefix(b"/fd/").or_else(|| {
+        // /proc/PID/task/TID/fd/N
+        let t = tail.strip_prefix(b"/task/")?;
+        let k = t.iter().position(|&b| b == b'/')?;
+        t[k..].strip_prefix(b"/fd/")
+    })?;
+    let pid: i64 = core::str::from_utf8(pid).ok()?.parse().ok()?;
+    // SAFETY: getpid and gettid have no arguments.
+    let (me, tid) = unsafe { (sys(libc::SYS_getpid, [0; 6]), sys(libc::SYS_gettid, [0; 6])) };
+    (pid == me || pid == tid).then_some(n)
 }
 
 /// True when the decimal `n` is a host fd (not an LKL placeholder).
