@@ -80,7 +80,7 @@ pub enum DiskError {
         /// `disks[N]` (`.partition` for a missing partition).
         key: String,
         /// What probing it said.
-        source: FsError,
+        source: Box<FsError>,
     },
     /// The disk could not be given to the kernel.
     #[error("{key}: cannot add the disk {}: {source}", path.display())]
@@ -103,29 +103,8 @@ pub enum DiskError {
         known: Vec<String>,
     },
     /// The kernel refused the mount.
-    #[error(
-        "{key}: cannot mount {}{} as {fstype}: {errno}{}{}",
-        path.display(),
-        partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
-        lkl_fs::said(kernel),
-        lkl_fs::hint(*errno, options.as_deref(), kernel, "\"debug\": \"1\"")
-    )]
-    Mount {
-        /// `disks[N]`.
-        key: String,
-        /// The image.
-        path: PathBuf,
-        /// The partition.
-        partition: Option<u32>,
-        /// The type tried.
-        fstype: String,
-        /// The kernel's answer.
-        errno: Errno,
-        /// The mount data given, if any.
-        options: Option<String>,
-        /// What the kernel logged while it refused.
-        kernel: Vec<String>,
-    },
+    #[error(transparent)]
+    Mount(Box<Refusal>),
     /// The mount point is missing in a read-only root image.
     #[error(
         "{key}.path: {} does not exist in the root image {}, which is read-only: make the \
@@ -166,6 +145,32 @@ pub enum DiskError {
         /// The kernel's answer.
         errno: Errno,
     },
+}
+
+/// A mount the kernel refused, with its own words.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{key}: cannot mount {}{} as {fstype}: {errno}{}{}",
+    path.display(),
+    partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
+    lkl_fs::said(kernel),
+    lkl_fs::hint(*errno, options.as_deref(), kernel, "\"debug\": \"1\"")
+)]
+pub struct Refusal {
+    /// `disks[N]`.
+    pub key: String,
+    /// The image.
+    pub path: PathBuf,
+    /// The partition.
+    pub partition: Option<u32>,
+    /// The type tried.
+    pub fstype: String,
+    /// The kernel's answer.
+    pub errno: Errno,
+    /// The mount data given, if any.
+    pub options: Option<String>,
+    /// What the kernel logged while it refused.
+    pub kernel: Vec<String>,
 }
 
 /// The fix for an image that cannot be opened.
@@ -234,10 +239,15 @@ pub fn attach(config: &Config) -> Result<Vec<Attached>, DiskError> {
                 Err(source @ FsError::NoPartition { .. }) => {
                     return Err(DiskError::Probe {
                         key: format!("{key}.partition"),
-                        source,
+                        source: Box::new(source),
                     })
                 }
-                Err(source) => return Err(DiskError::Probe { key, source }),
+                Err(source) => {
+                    return Err(DiskError::Probe {
+                        key,
+                        source: Box::new(source),
+                    })
+                }
             },
         };
         let id = lkl::add_disk(disk).map_err(|source| DiskError::Add {
@@ -484,7 +494,7 @@ fn mount_one(key: &str, d: &Disk, a: &Attached, read_only: bool) -> Result<PathB
                     });
                 }
             }
-            Err(DiskError::Mount {
+            Err(DiskError::Mount(Box::new(Refusal {
                 key: key.to_owned(),
                 path: d.image.clone(),
                 partition: d.partition,
@@ -492,15 +502,15 @@ fn mount_one(key: &str, d: &Disk, a: &Attached, read_only: bool) -> Result<PathB
                 errno,
                 options: d.options.clone().filter(|o| !o.is_empty()),
                 kernel: lkl_fs::mount::kernel_log_since(log_before),
-            })
+            })))
         }
         Err(lkl::DiskError::NoPartition { partition, .. }) => Err(DiskError::Probe {
             key: format!("{key}.partition"),
-            source: FsError::NoPartition {
+            source: Box::new(FsError::NoPartition {
                 path: d.image.clone(),
                 partition,
                 found: Vec::new(),
-            },
+            }),
         }),
         Err(source) => Err(DiskError::Add {
             key: key.to_owned(),
