@@ -42,7 +42,8 @@ impl Env {
     }
 
     /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
-    /// ("hello from the image") and the directories `proc`, `sys`, `dev`, `mnt`
+    /// ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the directories
+    /// `proc`, `sys`, `dev`, `mnt`
     /// (ext4 and btrfs, whose mkfs can fill an image).
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
@@ -58,6 +59,8 @@ impl Env {
                 std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
             }
             std::fs::write(src.join("etc/hello"), "hello from the image\n")
+                .map_err(|e| e.to_string())?;
+            std::fs::write(src.join("etc/resolv.conf"), "nameserver 192.0.2.53\n")
                 .map_err(|e| e.to_string())?;
         }
         let mut mkfs = Command::new(format!("mkfs.{fs}"));
@@ -536,6 +539,35 @@ fn case_root(env: &Env) -> Outcome {
     if digest(&root)? != before {
         return Err("the read-only root image changed".into());
     }
+    // The configuration's keys act in LKL's own root, never in the image: `mount`
+    // makes /sysfs there, and with `nameserver` LKL's resolv.conf is shown over the
+    // image's.
+    let conf = env.path("root-net.json");
+    std::fs::write(
+        &conf,
+        r#"{"nameserver": "198.18.0.1", "mount": "proc,sysfs"}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let o = env.run_conf(
+        &conf,
+        &[&root_flag(&root, ":ro"), BUSYBOX, "cat", "/etc/resolv.conf"],
+    )?;
+    support::expect_output(Ok(o), true, &["nameserver 198.18.0.1"])?;
+    let o = env.run_conf(&conf, &[&root_flag(&root, ""), BUSYBOX, "true"])?;
+    support::expect_output(Ok(o), true, &[])?;
+    check_clean("ext4", &root)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/resolv.conf"])
+            .arg(&root),
+    )?;
+    if got != "nameserver 192.0.2.53\n" {
+        return Err(format!("the image's resolv.conf was written: {got:?}"));
+    }
+    let top = support::run(Command::new("debugfs").args(["-R", "ls /"]).arg(&root))?;
+    if top.contains("sysfs") {
+        return Err(format!("the mount key made /sysfs in the image: {top}"));
+    }
     Ok(())
 }
 
@@ -715,7 +747,7 @@ fn main() -> ExitCode {
     }
     cases.extend([
         (
-            "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written".to_owned(),
+            "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written; nameserver and mount act outside the image".to_owned(),
             Box::new(case_root) as Case,
         ),
         ("the config's disks work as --mount: read and write, debugfs and e2fsck".into(), Box::new(case_config)),
