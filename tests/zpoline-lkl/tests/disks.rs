@@ -260,18 +260,7 @@ fn case_partitions(env: &Env) -> Outcome {
     std::fs::File::create(&img)
         .and_then(|f| f.set_len(64 << 20))
         .map_err(|e| e.to_string())?;
-    let mut sfdisk = Command::new("sfdisk");
-    sfdisk.args(["-q"]).arg(&img).stdin(Stdio::piped());
-    let mut child = sfdisk.spawn().map_err(|e| format!("sfdisk: {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        use std::io::Write;
-        i.write_all(b"label: dos\n,,L\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let st = child.wait().map_err(|e| e.to_string())?;
-    if !st.success() {
-        return Err(format!("sfdisk failed: {st}"));
-    }
+    sfdisk(&img, "label: dos\n,,L\n")?;
     refused(
         env,
         &[&mount_flag(&img, "/mnt/x:part=3")],
@@ -571,6 +560,68 @@ fn case_root(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// `:part=1` mounts the partition: a file written there is in the partition
+/// (extracted with dd: e2fsck clean, debugfs reads it).
+fn case_partition(env: &Env) -> Outcome {
+    let img = env.path("parted.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|e| e.to_string())?;
+    sfdisk(&img, "label: dos\nstart=2048, type=L\n")?;
+    support::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "offset=1048576"])
+            .arg(&img)
+            .arg("64512k"),
+    )?;
+    let o = env.run(&[
+        &mount_flag(&img, "/mnt/p:part=1"),
+        "sh",
+        "-c",
+        "echo in the partition > /mnt/p/f && cat /mnt/p/f",
+    ])?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[
+            "in the partition",
+            "partition 1 (ext4, read-write, /dev/vda1) on /mnt/p",
+        ],
+    )?;
+    let part = env.path("parted-1.img");
+    support::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"]),
+    )?;
+    check_clean("ext4", &part)?;
+    let got = support::run(Command::new("debugfs").args(["-R", "cat /f"]).arg(&part))?;
+    if got != "in the partition\n" {
+        return Err(format!("debugfs reads {got:?} in the partition's /f"));
+    }
+    Ok(())
+}
+
+/// Writes partition table `script` into `img` with sfdisk.
+fn sfdisk(img: &Path, script: &str) -> Outcome {
+    let mut c = Command::new("sfdisk");
+    c.arg("-q")
+        .arg(img)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = c.spawn().map_err(|e| format!("sfdisk: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(script.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("sfdisk failed: {st}"));
+    }
+    Ok(())
+}
+
 /// The config's `disks` work as the flags: a file of the image read under its path,
 /// one written there found by debugfs afterwards.
 fn case_config(env: &Env) -> Outcome {
@@ -701,6 +752,7 @@ fn setup() -> Result<Env, String> {
         ("mkfs.vfat", "dosfstools"),
         ("fsck.vfat", "dosfstools"),
         ("sfdisk", "fdisk"),
+        ("dd", "coreutils"),
         ("sh", "dash"),
     ] {
         support::require_tool(tool, pkg)?;
@@ -750,6 +802,7 @@ fn main() -> ExitCode {
             "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written; nameserver and mount act outside the image".to_owned(),
             Box::new(case_root) as Case,
         ),
+        (":part=1 mounts the partition: written there, found there by e2fsck and debugfs".into(), Box::new(case_partition)),
         ("the config's disks work as --mount: read and write, debugfs and e2fsck".into(), Box::new(case_config)),
         ("SIGTERM to the kernel process: it ends in order, the image clean with what was written".into(), Box::new(case_sigterm)),
     ]);
