@@ -447,11 +447,16 @@ fn case_bad_flags(env: &Env) -> Outcome {
     )
 }
 
-/// `--mount IMG:/mnt/x true` and `--root IMG true` leave a clean image, for `fs`;
-/// the kernel process says what it mounted where.
+/// `--mount IMG:/mnt/x` and `--root IMG` runs that write leave a clean image, for
+/// `fs`, with what was written; the kernel process says what it mounted where.
 fn case_clean(env: &Env, fs: &str) -> Outcome {
     let img = env.image(&format!("clean-{fs}.img"), fs, false)?;
-    let o = env.run(&[&mount_flag(&img, "/mnt/x"), BUSYBOX, "true"])?;
+    let o = env.run(&[
+        &mount_flag(&img, "/mnt/x"),
+        "sh",
+        "-c",
+        "echo at a path > /mnt/x/f && mkdir /mnt/x/d && echo inside > /mnt/x/d/g",
+    ])?;
     support::expect_output(
         Ok(o),
         true,
@@ -461,7 +466,14 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
         )],
     )?;
     check_clean(fs, &img)?;
-    let o = env.run(&[&root_flag(&img, ""), BUSYBOX, "true"])?;
+    // As the root: busybox's shell writes with its own echo (no program to load).
+    let o = env.run(&[
+        &root_flag(&img, ""),
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo as the root > /r",
+    ])?;
     support::expect_output(
         Ok(o),
         true,
@@ -473,7 +485,9 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             "disks unmounted and written back",
         ],
     )?;
-    check_clean(fs, &img)
+    check_clean(fs, &img)?;
+    let o = env.run(&[&root_flag(&img, ":ro"), BUSYBOX, "cat", "/f", "/d/g", "/r"])?;
+    support::expect_output(Ok(o), true, &["at a path\ninside\nas the root\n"])
 }
 
 /// The root image is `/` of the tree: its file is read, `/proc/mounts` shows it on
@@ -696,8 +710,13 @@ fn case_sigterm(env: &Env) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Give the program time to write its file.
-    std::thread::sleep(Duration::from_millis(500));
+    // The program has written its file once it runs `sleep` (lkl-run re-executed
+    // with --child).
+    let start = Instant::now();
+    while !support::cmdline_of(me).contains("--child") && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let r = match server {
         Some(p) => support::signal(p, libc::SIGTERM).and_then(|()| {
             let start = Instant::now();
@@ -728,6 +747,49 @@ fn case_sigterm(env: &Env) -> Outcome {
     )?;
     if got != "x\n" {
         return Err(format!("debugfs reads {got:?} in /etc/term"));
+    }
+    Ok(())
+}
+
+/// The program killed with `SIGKILL`: the kernel process sees its death and ends in
+/// order, the image clean with what was written.
+fn case_program_killed(env: &Env) -> Outcome {
+    let img = env.image("killed.img", "ext4", true)?;
+    let mut c = Command::new(LKL_RUN);
+    c.args(["--zpoline", "--config"])
+        .arg(&env.conf)
+        .arg(mount_flag(&img, "/mnt/k"))
+        .args(["sh", "-c", "echo y > /mnt/k/etc/killed && exec sleep 30"])
+        .env("LKL_TREE_DEBUG", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| format!("lkl-run: {e}"))?;
+    let me = child.id();
+    // The program has written its file once it runs `sleep` (lkl-run re-executed
+    // with --child).
+    let start = Instant::now();
+    while !support::cmdline_of(me as i32).contains("--child") {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            return Err("the program never reached sleep".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !err.contains("disks unmounted and written back") {
+        return Err(format!("the kernel process did not end in order: {err}"));
+    }
+    check_clean("ext4", &img)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/killed"])
+            .arg(&img),
+    )?;
+    if got != "y\n" {
+        return Err(format!("debugfs reads {got:?} in /etc/killed"));
     }
     Ok(())
 }
@@ -793,7 +855,7 @@ fn main() -> ExitCode {
     ];
     for fs in FILESYSTEMS {
         cases.push((
-            format!("--mount IMG:/mnt/x and --root IMG on {fs}: the checker finds the image clean; the kernel process says what it mounted"),
+            format!("--mount IMG:/mnt/x and --root IMG on {fs}: written, the checker finds the image clean, read back; the kernel process says what it mounted"),
             Box::new(move |e: &Env| case_clean(e, fs)),
         ));
     }
@@ -805,6 +867,7 @@ fn main() -> ExitCode {
         (":part=1 mounts the partition: written there, found there by e2fsck and debugfs".into(), Box::new(case_partition)),
         ("the config's disks work as --mount: read and write, debugfs and e2fsck".into(), Box::new(case_config)),
         ("SIGTERM to the kernel process: it ends in order, the image clean with what was written".into(), Box::new(case_sigterm)),
+        ("the program killed with SIGKILL: the kernel process ends in order, the image clean with what was written".into(), Box::new(case_program_killed)),
     ]);
     for (name, case) in cases {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
