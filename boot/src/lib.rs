@@ -29,6 +29,6 @@ mod start;
 pub mod volumes;
 
 pub use apply::{apply, apply_interface, ApplyError, DAD_TIMEOUT};
-pub use disks::{DiskError, Mount, Mounts};
+pub use disks::{DiskError, Mount, Mounts, Refusal};
 pub use start::{check_memory, net_backend, start, StartError, Started};
 pub use volumes::VolumeError;

@@ -67,7 +67,9 @@ pub use virtio::{
     net_ifindex, net_ifname, net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError,
     NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
-pub use virtio::{add_volume, mount_volume, volume_path, volume_tag, VolumeError, VolumeId};
+pub use virtio::{
+    add_volume, mount_volume, umount_volumes, volume_path, volume_tag, VolumeError, VolumeId,
+};
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants
 /// (`sys::LKL_*`) and structures (`sys::lkl_*`).

@@ -46,7 +46,9 @@ pub use net::{
     NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
 };
 pub use queue::{Descriptor, DescriptorChain, Queue};
-pub use volume::{add_volume, mount_volume, volume_path, volume_tag, VolumeError, VolumeId};
+pub use volume::{
+    add_volume, mount_volume, umount_volumes, volume_path, volume_tag, VolumeError, VolumeId,
+};
 
 /// Everything that can go wrong adding, finding or mounting a disk.
 #[derive(Debug, thiserror::Error)]

@@ -86,6 +86,8 @@ impl std::fmt::Display for VolumeId {
 
 struct Entry {
     path: PathBuf,
+    /// Where [`mount_volume`] mounted it.
+    mounted: Vec<PathBuf>,
     tag: String,
     read_only: bool,
     transport: Arc<MmioTransport<Fs>>,
@@ -172,6 +174,7 @@ pub fn add_volume(dir: impl AsRef<Path>, read_only: bool) -> Result<VolumeId, Vo
     }
     list.push(Entry {
         path,
+        mounted: Vec::new(),
         tag,
         read_only,
         transport,
@@ -230,7 +233,26 @@ pub fn mount_volume(id: VolumeId, target: impl AsRef<Path>) -> Result<(), Volume
     crate::mount(&tag, target, "virtiofs", flags, None)
         .map_err(sys_err(&format!("mount virtiofs {tag} on"), target))?;
     set_read_ahead(target, READ_AHEAD_KB);
+    if let Some(e) = volumes().get_mut(id.0) {
+        e.mounted.push(target.to_path_buf());
+    }
     Ok(())
+}
+
+/// Unmounts every volume [`mount_volume`] mounted, deepest first (detached if
+/// still in use: a volume's writes are on the host already). For the end of a
+/// tree, before the disks a volume may sit in are unmounted.
+pub fn umount_volumes() {
+    let mut all: Vec<PathBuf> = volumes()
+        .iter_mut()
+        .flat_map(|e| std::mem::take(&mut e.mounted))
+        .collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in all {
+        if crate::umount2(&p, 0) == Err(Errno::EBUSY) {
+            let _ = crate::umount2(&p, crate::MNT_DETACH);
+        }
+    }
 }
 
 /// The read-ahead given to each volume, in KiB: a sequential read then asks the

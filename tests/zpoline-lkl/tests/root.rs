@@ -5,7 +5,6 @@
 //! `mknod`, `mount -t tmpfs` and `chroot` work without host privilege. After the runs
 //! `e2fsck -fn` finds the image clean and `debugfs` reads what the programs wrote.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use lkl_test_support::{self as support, Outcome, Report, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
-const NOBODY: &str = "65534";
 const BUSYBOX: &str = "/bin/busybox";
 /// The applets the image offers as links to busybox.
 const APPLETS: &[&str] = &[
@@ -51,6 +49,9 @@ const APPLETS: &[&str] = &[
     "xargs",
 ];
 
+/// A case of this file.
+type Case = dyn Fn(&Env) -> Outcome;
+
 /// What every case gets.
 struct Env {
     dir: TempDir,
@@ -73,16 +74,14 @@ impl Env {
                 .arg(&self.src)
                 .arg(&img),
         )?;
-        set_mode(&img, 0o666)?;
+        support::set_mode(&img, 0o666)?;
         Ok(img)
     }
 
     /// `lkl-run --zpoline --root IMG ARGS` as `nobody`.
     fn run(&self, img: &Path, args: &[&str]) -> Result<Output, String> {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
-            .arg(&self.lkl_run)
-            .arg("--zpoline")
+        let mut cmd = support::as_nobody(&self.lkl_run);
+        cmd.arg("--zpoline")
             .arg(format!("--root={}", img.display()))
             .args(args)
             .current_dir(self.dir.path())
@@ -96,31 +95,6 @@ impl Env {
     fn sh(&self, img: &Path, script: &str) -> Result<Output, String> {
         self.run(img, &["/bin/sh", "-c", script])
     }
-}
-
-fn set_mode(p: &Path, mode: u32) -> Outcome {
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", p.display()))
-}
-
-/// The run succeeded and printed exactly `want` on stdout.
-fn expect_stdout(o: Result<Output, String>, want: &str) -> Outcome {
-    let o = o?;
-    let out = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || out != want {
-        return Err(format!(
-            "expected success and stdout {want:?}, got {}:\n{}",
-            o.status,
-            support::output_text(&o)
-        ));
-    }
-    Ok(())
-}
-
-fn e2fsck(img: &Path) -> Outcome {
-    support::run(Command::new("e2fsck").arg("-fn").arg(img))
-        .map(drop)
-        .map_err(|e| format!("the image is not clean after the run: {e}"))
 }
 
 fn debugfs(img: &Path, request: &str) -> Result<String, String> {
@@ -149,6 +123,7 @@ fn make_tree(src: &Path, scratch: &Path) -> Outcome {
         std::os::unix::fs::symlink("busybox", src.join("bin").join(a))
             .map_err(|e| e.to_string())?;
     }
+    support::set_mode(&src.join("tmp"), 0o1777)?;
     w("etc/passwd", "root:x:0:0:root:/:/bin/sh\n")?;
     w("etc/group", "root:x:0:\n")?;
     w(
@@ -202,10 +177,10 @@ fn setup() -> Result<Env, String> {
     }
     support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
     let dir = TempDir::new("lkl-root")?;
-    set_mode(dir.path(), 0o755)?;
+    support::set_mode(dir.path(), 0o755)?;
     let lkl_run = dir.path().join("lkl-run");
     std::fs::copy(LKL_RUN, &lkl_run).map_err(|e| format!("copying lkl-run: {e}"))?;
-    set_mode(&lkl_run, 0o755)?;
+    support::set_mode(&lkl_run, 0o755)?;
     let src = dir.path().join("tree");
     make_tree(&src, &dir.path().join("scratch"))?;
     Ok(Env { dir, lkl_run, src })
@@ -213,16 +188,16 @@ fn setup() -> Result<Env, String> {
 
 fn case_reads(env: &Env) -> Outcome {
     let img = env.image("reads")?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(&img, "cat /data/only-in-image.txt && ls / && id -u && id -g"),
         "this file exists only in the image\nbin\ndata\ndev\netc\njail\nlost+found\nmnt\nproc\nsys\ntmp\n0\n0\n",
     )?;
-    e2fsck(&img)
+    support::fsck_clean("ext4", &img)
 }
 
 fn case_pipeline(env: &Env) -> Outcome {
     let img = env.image("pipe")?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(
             &img,
             "tr ' ' '\\n' < /data/words.txt | sort | uniq -c | sed 's/^ *//'",
@@ -233,19 +208,22 @@ fn case_pipeline(env: &Env) -> Outcome {
 
 fn case_cwd_and_proc(env: &Env) -> Outcome {
     let img = env.image("cwd")?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(
             &img,
             "cd /data && pwd && cat only-in-image.txt && cd ../jail && cat hello.txt \
-             && grep ' / ' /proc/mounts | cut -d' ' -f2,3 && readlink /proc/self/cwd",
+             && grep ' / ' /proc/mounts | cut -d' ' -f2,3 && readlink /proc/self/cwd \
+             && cat /dev/stdin < /data/only-in-image.txt && exec 4< /jail/hello.txt \
+             && readlink /proc/self/fd/4 && cat /dev/fd/4",
         ),
-        "/data\nthis file exists only in the image\ninside the jail\n/ ext4\n/jail\n",
+        "/data\nthis file exists only in the image\ninside the jail\n/ ext4\n/jail\n\
+         this file exists only in the image\n/jail/hello.txt\ninside the jail\n",
     )
 }
 
 fn case_mount_chroot(env: &Env) -> Outcome {
     let img = env.image("chroot")?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(
             &img,
             "mkdir -p /mnt/t && mount -t tmpfs scratch /mnt/t && echo in-tmpfs > /mnt/t/f \
@@ -255,7 +233,7 @@ fn case_mount_chroot(env: &Env) -> Outcome {
         ),
         "in-tmpfs\n1\ninside the jail\n",
     )?;
-    e2fsck(&img)?;
+    support::fsck_clean("ext4", &img)?;
     let made = debugfs(&img, "cat /jail/made.txt")?;
     if made != "made-in-jail\n" {
         return Err(format!("the jail's file holds {made:?} in the image"));
@@ -265,7 +243,7 @@ fn case_mount_chroot(env: &Env) -> Outcome {
 
 fn case_ownership(env: &Env) -> Outcome {
     let img = env.image("owner")?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(
             &img,
             "touch /data/owned && chown 1234:5678 /data/owned && mknod /data/null c 1 3 \
@@ -274,7 +252,7 @@ fn case_ownership(env: &Env) -> Outcome {
         ),
         "1234:5678 644 regular empty file\n0:0 4755 regular empty file\n0:0 644 character special file\n",
     )?;
-    e2fsck(&img)?;
+    support::fsck_clean("ext4", &img)?;
     let owned = debugfs(&img, "stat /data/owned")?;
     if !owned.contains("User:  1234") || !owned.contains("Group:  5678") {
         return Err(format!(
@@ -294,6 +272,31 @@ fn case_ownership(env: &Env) -> Outcome {
     Ok(())
 }
 
+fn case_user(env: &Env) -> Outcome {
+    let img = env.image("user")?;
+    support::expect_stdout(
+        env.run(
+            &img,
+            &[
+                "--user=1234:5678",
+                "/bin/sh",
+                "-c",
+                "id -u && id -g && touch /tmp/mine && stat -c '%u:%g' /tmp/mine \
+                 && (touch /data/not-mine 2>/dev/null || echo refused)",
+            ],
+        ),
+        "1234\n5678\n1234:5678\nrefused\n",
+    )?;
+    support::fsck_clean("ext4", &img)?;
+    let mine = debugfs(&img, "stat /tmp/mine")?;
+    if !mine.contains("User:  1234") || !mine.contains("Group:  5678") {
+        return Err(format!(
+            "debugfs does not show 1234:5678 on /tmp/mine:\n{mine}"
+        ));
+    }
+    Ok(())
+}
+
 fn case_workload(env: &Env) -> Outcome {
     // Unpack a source tree and checksum it inside the image, against the host's own
     // checksums of the same tarball.
@@ -303,7 +306,7 @@ fn case_workload(env: &Env) -> Outcome {
         "-c",
         "find proj -type f | sort | xargs sha256sum | sha256sum | cut -d' ' -f1",
     ]))?;
-    expect_stdout(
+    support::expect_stdout(
         env.sh(
             &img,
             "mkdir -p /build && cd /build && tar -xf /data/proj.tar \
@@ -311,12 +314,26 @@ fn case_workload(env: &Env) -> Outcome {
         ),
         &want,
     )?;
-    e2fsck(&img)?;
+    support::fsck_clean("ext4", &img)?;
     let listing = debugfs(&img, "ls -l /build/proj/src/m1")?;
     if !listing.contains("f29.c") {
         return Err(format!("the unpacked tree is not in the image:\n{listing}"));
     }
     Ok(())
+}
+
+fn case_failed_start(env: &Env) -> Outcome {
+    // A run whose program is missing ends its kernel: the next run has the image at once.
+    let img = env.image("failed")?;
+    for _ in 0..3 {
+        let o = env.run(&img, &["/bin/no-such-program"])?;
+        let all = support::output_text(&o);
+        if o.status.success() || !all.contains("/bin/no-such-program") {
+            return Err(format!("a missing program must be named and fail:\n{all}"));
+        }
+        support::expect_stdout(env.sh(&img, "echo next"), "next\n")?;
+    }
+    support::fsck_clean("ext4", &img)
 }
 
 fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
@@ -374,43 +391,44 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, fn(&Env) -> Outcome); 7] = [
+    let cases: [(&str, &Case); 9] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
-            case_reads,
+            &case_reads,
         ),
         (
             "a pipeline of four processes of the image reads an image file",
-            case_pipeline,
+            &case_pipeline,
         ),
         (
-            "relative paths after cd; /proc/mounts shows the image as /; /proc/self/cwd",
-            case_cwd_and_proc,
+            "relative paths after cd; /proc/mounts shows the image as /; /proc/self/cwd; /dev/stdin and /proc/self/fd/N of image files",
+            &case_cwd_and_proc,
         ),
         (
             "mount -t tmpfs, umount and chroot inside, a file written in the jail is in the image",
-            case_mount_chroot,
+            &case_mount_chroot,
         ),
         (
             "chown 1234:5678, mknod and a setuid bit are stored in the image (debugfs)",
-            case_ownership,
+            &case_ownership,
+        ),
+        (
+            "--user 1234:5678: the tree's ids inside, its files owned so in the image, root's refused",
+            &case_user,
         ),
         (
             "a source tarball unpacked and checksummed inside the image matches the host's checksums",
-            case_workload,
+            &case_workload,
+        ),
+        (
+            "a run whose program is missing frees the image at once for the next run",
+            &case_failed_start,
         ),
         (
             "an image mounted by lklfuse is refused before the program runs, unchanged",
-            case_in_use_by_lklfuse,
+            &case_in_use_by_lklfuse,
         ),
     ];
-    for (name, case) in cases {
-        if only.as_deref().is_none_or(|o| name.contains(o)) {
-            let t = Instant::now();
-            let res = case(&env);
-            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
-        }
-    }
+    support::run_cases(&mut r, &env, &cases);
     r.finish()
 }
