@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Each volume's device carries a tag of its own (`lkl-volume-N`), which
-//! is what `mount -t virtiofs` names. The device's request queue is served
-//! by [`WORKERS`](lkl_virtio::fs::WORKERS) host threads, started when the
+//! is what `mount -t virtiofs` names. The device serves small requests on
+//! the kernel's notifying thread and large reads and writes on
+//! [`WORKERS`](lkl_virtio::fs::WORKERS) host threads, started when the
 //! volume is added and stopped when the kernel halts.
 
 use std::path::{Path, PathBuf};
@@ -143,9 +144,7 @@ pub fn add_volume(dir: impl AsRef<Path>, read_only: bool) -> Result<VolumeId, Vo
         let t = transport.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("lkl-virtiofs-{}.{n}", id.0))
-            .spawn(move || {
-                worker.run(|| t.signal_used(), |e| t.queue_failed(fs::REQUEST_QUEUE, e))
-            });
+            .spawn(move || worker.run(&t));
         match spawned {
             Ok(h) => workers.push(h),
             Err(e) => {

@@ -71,7 +71,13 @@ pub mod init {
     pub const PARALLEL_DIROPS: u32 = 1 << 18;
     pub const MAX_PAGES: u32 = 1 << 22;
     pub const CACHE_SYMLINKS: u32 = 1 << 23;
+    pub const HANDLE_KILLPRIV_V2: u32 = 1 << 28;
 }
+
+/// `fuse_write_in.write_flags`: clear the set-id bits (`HANDLE_KILLPRIV_V2`).
+pub const WRITE_KILL_SUIDGID: u32 = 1 << 2;
+/// `fuse_open_in.open_flags`: clear the set-id bits (an open with `O_TRUNC`).
+pub const OPEN_KILL_SUIDGID: u32 = 1 << 0;
 
 /// `SETATTR` validity bits (`fuse_setattr_in.valid`).
 #[allow(missing_docs)]
@@ -85,6 +91,7 @@ pub mod fattr {
     pub const FH: u32 = 1 << 6;
     pub const ATIME_NOW: u32 = 1 << 7;
     pub const MTIME_NOW: u32 = 1 << 8;
+    pub const KILL_SUIDGID: u32 = 1 << 11;
 }
 
 /// `fuse_getattr_in.getattr_flags`: `fh` is meaningful.

@@ -7,14 +7,17 @@
 //! the notifying thread: they take no reply and cost a map update);
 //! queue 1 carries every other request.
 //!
-//! The request queue is served by a pool of [`WORKERS`] host threads
-//! ([`Worker::run`], started by whoever gives the device to the kernel):
-//! the device takes the queue over at DRIVER_OK
-//! ([`VirtioDevice::activate_queues`]), a notify only wakes the pool, and
-//! each worker takes one request at a time from the queue (under a lock
-//! held only to pop and to return a chain), serves it with no lock held,
-//! so several requests are in flight at once, and raises the interrupt
-//! itself. Reads go with `preadv` straight into the driver's buffers and
+//! Requests are served where they cost least. A notify of the request
+//! queue pops what the driver made available; a request that moves little
+//! data (a lookup, a create, a small read or write: most of them) is served
+//! at once on the notifying thread, as virtio-blk's are, and returned with
+//! the others of the same notify, one interrupt for all; a read or write of
+//! more than [`BULK`] bytes is handed to a pool of [`WORKERS`] host threads
+//! ([`Worker::run`], started by whoever gives the device to the kernel), so
+//! that the kernel's read-ahead keeps several large reads in flight while
+//! its CPU goes on. A worker returns its request through the transport
+//! ([`MmioTransport::run_queue`], which raises the interrupt if the driver
+//! wants it). Reads go with `preadv` straight into the driver's buffers and
 //! writes with `pwritev` straight from them: file data is never copied by
 //! the device.
 //!
@@ -24,11 +27,12 @@
 pub mod abi;
 pub mod server;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::memory::{read_bytes, write_bytes, GuestMemory};
-use crate::mmio::VirtioDevice;
+use crate::mmio::{MmioTransport, VirtioDevice};
 use crate::queue::{DescriptorChain, Queue};
 use crate::{spec, QueueError};
 
@@ -45,8 +49,10 @@ pub const HIPRIO_SIZE: u16 = 128;
 /// The request queue's size: room for four requests of the largest size
 /// (256 pages, a descriptor each) at once.
 pub const REQUEST_SIZE: u16 = 1024;
-/// Host threads serving the request queue.
+/// Host threads serving the large reads and writes.
 pub const WORKERS: usize = 4;
+/// Data above which a read or write goes to the workers.
+pub const BULK: usize = 64 << 10;
 /// Bytes of the tag in the configuration space.
 pub const TAG_LEN: usize = 36;
 /// The largest request whose arguments are copied (everything but a
@@ -80,12 +86,12 @@ pub enum FsError {
     },
 }
 
-/// The request queue as the workers share it.
+/// The large requests waiting for a worker.
 struct Requests {
-    /// The device's copy of the request queue, from DRIVER_OK to reset.
-    queue: Option<Queue>,
-    /// Counts activations and resets: a request taken before a reset is
-    /// not returned into the queue after it.
+    /// Each with the generation it was taken in.
+    pending: VecDeque<(DescriptorChain, u64)>,
+    /// Counts resets: a request taken before a reset is not returned into
+    /// the queue after it.
     generation: u64,
     stopped: bool,
 }
@@ -142,7 +148,7 @@ impl Fs {
             server,
             shared: Arc::new(Shared {
                 requests: Mutex::new(Requests {
-                    queue: None,
+                    pending: VecDeque::new(),
                     generation: 0,
                     stopped: false,
                 }),
@@ -197,17 +203,9 @@ impl VirtioDevice for Fs {
 
     fn activate(&mut self, _features: u64) {}
 
-    fn activate_queues(&mut self, _features: u64, queues: &[Queue]) {
-        let mut r = self.shared.lock();
-        r.queue = queues.get(REQUEST_QUEUE).cloned();
-        r.generation += 1;
-        drop(r);
-        self.shared.work.notify_all();
-    }
-
     fn reset(&mut self) {
         let mut r = self.shared.lock();
-        r.queue = None;
+        r.pending.clear();
         r.generation += 1;
     }
 
@@ -217,15 +215,18 @@ impl VirtioDevice for Fs {
         queue: &mut Queue,
         mem: &dyn GuestMemory,
     ) -> Result<bool, QueueError> {
-        if index == REQUEST_QUEUE {
-            // Taken under the lock: a worker about to wait sees the queue
-            // before or gets the wake after.
-            drop(self.shared.lock());
-            self.shared.work.notify_all();
-            return Ok(false);
-        }
         let mut used = false;
-        while let Some(chain) = queue.pop(mem)? {
+        let mut chain = DescriptorChain::default();
+        while queue.pop_into(mem, &mut chain)? {
+            if index == REQUEST_QUEUE && is_bulk(mem, &chain)? {
+                let mut r = self.shared.lock();
+                let generation = r.generation;
+                r.pending
+                    .push_back((std::mem::take(&mut chain), generation));
+                drop(r);
+                self.shared.work.notify_one();
+                continue;
+            }
             let len = serve(&self.server, mem, &chain)?;
             queue.add_used(mem, chain.head, len)?;
             used = true;
@@ -241,62 +242,49 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Serves requests until the device is stopped, calling `signal` (the
-    /// transport's [`signal_used`](crate::MmioTransport::signal_used)) when
-    /// the driver wants an interrupt for what it returned. A malformed
-    /// queue is reported through `failed` and left alone until a reset.
-    pub fn run(self, signal: impl Fn(), failed: impl Fn(&QueueError)) {
+    /// Serves the large requests handed over until the device is stopped,
+    /// returning each through `transport` (the device's own), which raises
+    /// the interrupt when the driver wants it.
+    pub fn run(self, transport: &MmioTransport<Fs>) {
         let mem = &*self.shared.mem;
-        let mut chain = DescriptorChain::default();
         loop {
-            let generation = {
+            let (chain, generation) = {
                 let mut r = self.shared.lock();
                 loop {
                     if r.stopped {
                         return;
                     }
-                    if let Some(q) = r.queue.as_mut() {
-                        match q.pop_into(mem, &mut chain) {
-                            Ok(true) => break,
-                            Ok(false) => {}
-                            Err(e) => {
-                                r.queue = None;
-                                drop(r);
-                                failed(&e);
-                                r = self.shared.lock();
-                                continue;
-                            }
-                        }
+                    if let Some(job) = r.pending.pop_front() {
+                        break job;
                     }
                     r = self.shared.work.wait(r).unwrap_or_else(|e| e.into_inner());
                 }
-                r.generation
             };
-            let len = match serve(&self.server, mem, &chain) {
-                Ok(len) => len,
-                Err(e) => {
-                    failed(&e);
-                    0
+            let served = serve(&self.server, mem, &chain);
+            transport.run_queue(REQUEST_QUEUE, |dev, queue, mem| {
+                if dev.shared.lock().generation != generation {
+                    return Ok(false);
                 }
-            };
-            let mut r = self.shared.lock();
-            if r.generation != generation {
-                continue;
-            }
-            let Some(q) = r.queue.as_mut() else {
-                continue;
-            };
-            let notify = q
-                .add_used(mem, chain.head, len)
-                .and_then(|()| q.needs_notification(mem));
-            drop(r);
-            match notify {
-                Ok(true) => signal(),
-                Ok(false) => {}
-                Err(e) => failed(&e),
-            }
+                queue.add_used(mem, chain.head, served.clone()?)?;
+                Ok(true)
+            });
         }
     }
+}
+
+/// Whether `chain` is a read or write of more than [`BULK`] bytes.
+fn is_bulk(mem: &dyn GuestMemory, chain: &DescriptorChain) -> Result<bool, QueueError> {
+    let mut head = [0u8; std::mem::size_of::<abi::InHeader>()];
+    if gather(mem, chain.readable().as_slice(), 0, &mut head)? < head.len() {
+        return Ok(false);
+    }
+    let h = abi::InHeader::read(&head).expect("40 bytes");
+    let total = |d: &[crate::Descriptor]| d.iter().map(|d| d.len as usize).sum::<usize>();
+    Ok(match h.opcode {
+        abi::op::READ => total(chain.writable().as_slice()) > BULK,
+        abi::op::WRITE => total(chain.readable().as_slice()) > BULK,
+        _ => false,
+    })
 }
 
 /// Host memory of a chain's buffers, as iovecs, from byte `skip` on.

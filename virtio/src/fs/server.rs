@@ -617,6 +617,11 @@ impl Server {
             // SAFETY: a valid C string and two timespecs.
             check(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) })?;
         }
+        if s.valid & fattr::KILL_SUIDGID != 0 && n.kind == libc::S_IFREG {
+            if let Ok(fd) = self.reopen(&n, libc::O_RDONLY) {
+                kill_suidgid(fd.as_raw_fd());
+            }
+        }
         Ok(attr_out(&stat_fd(n.fd.as_raw_fd())?))
     }
 
@@ -708,6 +713,9 @@ impl Server {
         let have: usize = src.iter().map(|v| v.iov_len).sum();
         if have < w.size as usize {
             return Err(libc::EINVAL);
+        }
+        if w.write_flags & abi::WRITE_KILL_SUIDGID != 0 {
+            kill_suidgid(h.fd.as_raw_fd());
         }
         let mut done = 0;
         while done < w.size as usize {
@@ -833,7 +841,8 @@ impl Server {
                     | abi::init::AUTO_INVAL_DATA
                     | abi::init::PARALLEL_DIROPS
                     | abi::init::MAX_PAGES
-                    | abi::init::CACHE_SYMLINKS;
+                    | abi::init::CACHE_SYMLINKS
+                    | abi::init::HANDLE_KILLPRIV_V2;
                 Ok(Data(
                     abi::InitOut {
                         major: abi::KERNEL_VERSION,
@@ -1008,9 +1017,15 @@ impl Server {
                 }
                 self.created(&p, &nm, h).map(Data)
             }
-            op::OPEN => self
-                .open(id, a.take::<abi::OpenIn>()?.flags, false)
-                .map(Data),
+            op::OPEN => {
+                let o = a.take::<abi::OpenIn>()?;
+                let out = self.open(id, o.flags, false)?;
+                if o.open_flags & abi::OPEN_KILL_SUIDGID != 0 {
+                    let fh = abi::OpenOut::read(&out).map_or(0, |o| o.fh);
+                    kill_suidgid(self.handle(fh)?.fd.as_raw_fd());
+                }
+                Ok(Data(out))
+            }
             op::OPENDIR => self.open(id, 0, true).map(Data),
             op::CREATE => {
                 ro()?;
@@ -1024,7 +1039,9 @@ impl Server {
                 self.handles().remove(&a.take::<abi::ReleaseIn>()?.fh);
                 ok()
             }
-            op::FLUSH => ok(),
+            // Nothing to do at a close (no locks, no write-back here): ENOSYS
+            // tells the kernel so, and it sends no more.
+            op::FLUSH => Err(libc::ENOSYS),
             op::FSYNC | op::FSYNCDIR => {
                 let f = a.take::<abi::FsyncIn>()?;
                 let handle = self.handle(f.fh)?;
@@ -1144,6 +1161,30 @@ impl Server {
             _ => Err(libc::ENOSYS),
         }
     }
+}
+
+/// Clears the set-user-id bit, the set-group-id bit of a group-executable
+/// file and the file's capabilities, as the kernel does when an unprivileged
+/// writer changes a file (the kernel asks with `HANDLE_KILLPRIV_V2`). Best
+/// effort: the server, as root, would otherwise keep them.
+fn kill_suidgid(fd: RawFd) {
+    let Ok(st) = stat_fd(fd) else {
+        return;
+    };
+    let mut mode = st.st_mode & 0o7777;
+    let drop = libc::S_ISUID
+        | if mode & libc::S_IXGRP != 0 {
+            libc::S_ISGID
+        } else {
+            0
+        };
+    if mode & drop != 0 {
+        mode &= !drop;
+        // SAFETY: fchmod on a descriptor the caller holds open.
+        unsafe { libc::fchmod(fd, mode) };
+    }
+    // SAFETY: a valid C string; no memory is written.
+    unsafe { libc::fremovexattr(fd, c"security.capability".as_ptr()) };
 }
 
 /// Raises this process's limit of open files as far as it may: to the system's

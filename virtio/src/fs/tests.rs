@@ -52,116 +52,84 @@ fn config_holds_the_tag_and_one_request_queue() {
     }
 }
 
+/// Lays out a request with `args` and reply buffers of `reply` bytes (after
+/// the 16-byte reply header); returns (reply header address, reply address).
+fn add_request(d: &mut MockDriver, req: &[u8], reply: &[u32]) -> (u64, Vec<u64>) {
+    let r = put(d, req);
+    let out = d.alloc(16);
+    let bufs: Vec<u64> = reply.iter().map(|&n| d.alloc(n)).collect();
+    let mut chain = vec![(r, req.len() as u32, false), (out, 16, true)];
+    chain.extend(bufs.iter().zip(reply).map(|(&a, &n)| (a, n, true)));
+    d.add_chain(&chain);
+    (out, bufs)
+}
+
+fn out_header(d: &MockDriver, at: u64) -> abi::OutHeader {
+    let mut b = [0u8; 16];
+    read_bytes(&*d.mem, at, &mut b).unwrap();
+    abi::OutHeader::read(&b).unwrap()
+}
+
 #[test]
-fn workers_serve_requests_and_signal() {
-    let dir = scratch("workers");
+fn small_requests_are_served_on_the_notify() {
+    let dir = scratch("inline");
     std::fs::write(dir.join("hello"), b"hello, world\n").unwrap();
     let mut d = MockDriver::new(64);
     let mut fs = Fs::new(&dir, "t", false, d.mem.clone()).unwrap();
-    fs.activate_queues(0, &[d.queue(), d.queue()]);
-    let signals = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let (w, s) = (fs.worker(), signals.clone());
-            std::thread::spawn(move || {
-                w.run(
-                    || {
-                        s.fetch_add(1, Ordering::SeqCst);
-                    },
-                    |e| panic!("queue failed: {e}"),
-                )
-            })
-        })
-        .collect();
-    let wait_used = |d: &MockDriver, n: u16| {
-        let start = Instant::now();
-        while d.used_idx() != n {
-            assert!(start.elapsed() < Duration::from_secs(10), "no reply");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    };
     let mut q = d.queue();
     let mem = d.mem.clone();
 
-    // LOOKUP "hello": header and name in two readable buffers.
-    let req = request(abi::op::LOOKUP, abi::ROOT_ID, 7, b"hello\0");
-    let (h, a) = (put(&mut d, &req[..40]), put(&mut d, &req[40..]));
-    let out = d.alloc(16);
-    let entry = d.alloc(128);
-    d.add_chain(&[
-        (h, 40, false),
-        (a, 6, false),
-        (out, 16, true),
-        (entry, 128, true),
-    ]);
-    fs.process_queue(REQUEST_QUEUE, &mut q, &*mem).unwrap();
-    wait_used(&d, 1);
+    // LOOKUP "hello", and a LOOKUP of a missing name, in one notify.
+    let (out, entry) = add_request(
+        &mut d,
+        &request(abi::op::LOOKUP, abi::ROOT_ID, 7, b"hello\0"),
+        &[128],
+    );
+    let (err, _) = add_request(
+        &mut d,
+        &request(abi::op::LOOKUP, abi::ROOT_ID, 8, b"missing\0"),
+        &[128],
+    );
+    assert!(fs.process_queue(REQUEST_QUEUE, &mut q, &*mem).unwrap());
+    assert_eq!(d.used_idx(), 2);
     assert_eq!(d.used_elem(0).1, 16 + 128);
-    let mut b = [0u8; 16];
-    read_bytes(&*d.mem, out, &mut b).unwrap();
-    let oh = abi::OutHeader::read(&b).unwrap();
+    let oh = out_header(&d, out);
     assert_eq!((oh.len, oh.error, oh.unique), (144, 0, 7));
     let mut b = [0u8; 128];
-    read_bytes(&*d.mem, entry, &mut b).unwrap();
+    read_bytes(&*d.mem, entry[0], &mut b).unwrap();
     let node = abi::EntryOut::read(&b).unwrap().nodeid;
+    assert_eq!(d.used_elem(1).1, 16);
+    assert_eq!(out_header(&d, err).error, -libc::ENOENT);
 
-    // OPEN, then READ into two "pages".
-    let req = request(abi::op::OPEN, node, 8, abi::OpenIn::default().bytes());
-    let r = put(&mut d, &req);
-    let (out, open) = (d.alloc(16), d.alloc(16));
-    d.add_chain(&[
-        (r, req.len() as u32, false),
-        (out, 16, true),
-        (open, 16, true),
-    ]);
+    // OPEN, then a small READ into two "pages".
+    let (_, open) = add_request(
+        &mut d,
+        &request(abi::op::OPEN, node, 9, abi::OpenIn::default().bytes()),
+        &[16],
+    );
     fs.process_queue(REQUEST_QUEUE, &mut q, &*mem).unwrap();
-    wait_used(&d, 2);
     let mut b = [0u8; 16];
-    read_bytes(&*d.mem, open, &mut b).unwrap();
+    read_bytes(&*d.mem, open[0], &mut b).unwrap();
     let fh = abi::OpenOut::read(&b).unwrap().fh;
     let read_in = abi::ReadIn {
         fh,
         size: 4096,
         ..Default::default()
     };
-    let req = request(abi::op::READ, node, 9, read_in.bytes());
-    let r = put(&mut d, &req);
-    let (out, p1, p2) = (d.alloc(16), d.alloc(5), d.alloc(4091));
-    d.add_chain(&[
-        (r, req.len() as u32, false),
-        (out, 16, true),
-        (p1, 5, true),
-        (p2, 4091, true),
-    ]);
+    let (out, pages) = add_request(
+        &mut d,
+        &request(abi::op::READ, node, 10, read_in.bytes()),
+        &[5, 4091],
+    );
     fs.process_queue(REQUEST_QUEUE, &mut q, &*mem).unwrap();
-    wait_used(&d, 3);
-    assert_eq!(d.used_elem(2).1, 16 + 13);
-    let mut b = [0u8; 16];
-    read_bytes(&*d.mem, out, &mut b).unwrap();
-    assert_eq!(abi::OutHeader::read(&b).unwrap().len, 29);
+    assert_eq!(d.used_elem(3).1, 16 + 13);
+    assert_eq!(out_header(&d, out).len, 29);
     let mut text = [0u8; 13];
-    read_bytes(&*d.mem, p1, &mut text[..5]).unwrap();
-    read_bytes(&*d.mem, p2, &mut text[5..]).unwrap();
+    read_bytes(&*d.mem, pages[0], &mut text[..5]).unwrap();
+    read_bytes(&*d.mem, pages[1], &mut text[5..]).unwrap();
     assert_eq!(&text, b"hello, world\n");
 
-    // An error: a header alone in the reply.
-    let req = request(abi::op::LOOKUP, abi::ROOT_ID, 10, b"missing\0");
-    let r = put(&mut d, &req);
-    let (out, entry) = (d.alloc(16), d.alloc(128));
-    d.add_chain(&[
-        (r, req.len() as u32, false),
-        (out, 16, true),
-        (entry, 128, true),
-    ]);
-    fs.process_queue(REQUEST_QUEUE, &mut q, &*mem).unwrap();
-    wait_used(&d, 4);
-    assert_eq!(d.used_elem(3).1, 16);
-    let mut b = [0u8; 16];
-    read_bytes(&*d.mem, out, &mut b).unwrap();
-    assert_eq!(abi::OutHeader::read(&b).unwrap().error, -libc::ENOENT);
-    assert!(signals.load(Ordering::SeqCst) >= 1);
-
-    // FORGET on the high-priority queue, answered at once, no reply.
+    // FORGET on the high-priority queue: no reply.
     let mut hd = MockDriver::new(8);
     let mut hq = hd.queue();
     let req = request(
@@ -176,10 +144,139 @@ fn workers_serve_requests_and_signal() {
     assert!(fs.process_queue(HIPRIO_QUEUE, &mut hq, &*hd.mem).unwrap());
     assert_eq!(hd.used_elem(0), (u32::from(head), 0));
     assert_eq!(fs.server().counts(), (1, 1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
 
-    fs.stop();
-    for t in threads {
-        t.join().unwrap();
+#[derive(Default)]
+struct Count(AtomicUsize);
+
+impl crate::Interrupt for Arc<Count> {
+    fn trigger(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn large_reads_go_to_the_workers() {
+    use crate::spec::*;
+    use crate::MmioDevice;
+    let dir = scratch("bulk");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big"), &data).unwrap();
+    let mut d = MockDriver::new(64);
+    let count = Arc::new(Count::default());
+    let fs = Fs::new(&dir, "t", false, d.mem.clone()).unwrap();
+    let t = Arc::new(MmioTransport::new(
+        fs,
+        Box::new(d.mem.clone()),
+        Box::new(count.clone()),
+    ));
+    let wr = |reg: u32, v: u32| t.write(reg.into(), &v.to_le_bytes());
+    // Linux's bring-up, with the request queue on the driver's rings.
+    let features = 1u64 << VIRTIO_F_VERSION_1;
+    for st in [0, VIRTIO_CONFIG_S_ACKNOWLEDGE, 3] {
+        wr(VIRTIO_MMIO_STATUS, st);
+    }
+    wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES, (features >> 32) as u32);
+    wr(VIRTIO_MMIO_STATUS, 3 | VIRTIO_CONFIG_S_FEATURES_OK);
+    wr(VIRTIO_MMIO_QUEUE_SEL, REQUEST_QUEUE as u32);
+    wr(VIRTIO_MMIO_QUEUE_NUM, 64);
+    for (lo, hi, addr) in [
+        (
+            VIRTIO_MMIO_QUEUE_DESC_LOW,
+            VIRTIO_MMIO_QUEUE_DESC_HIGH,
+            d.desc,
+        ),
+        (
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH,
+            d.avail,
+        ),
+        (
+            VIRTIO_MMIO_QUEUE_USED_LOW,
+            VIRTIO_MMIO_QUEUE_USED_HIGH,
+            d.used,
+        ),
+    ] {
+        wr(lo, addr as u32);
+        wr(hi, (addr >> 32) as u32);
+    }
+    wr(VIRTIO_MMIO_QUEUE_READY, 1);
+    wr(VIRTIO_MMIO_STATUS, 0xf);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (w, t) = (t.with_device(Fs::worker), t.clone());
+            std::thread::spawn(move || w.run(&t))
+        })
+        .collect();
+    let notify = || wr(VIRTIO_MMIO_QUEUE_NOTIFY, REQUEST_QUEUE as u32);
+    let wait_used = |d: &MockDriver, n: u16| {
+        let start = Instant::now();
+        while d.used_idx() != n {
+            assert!(start.elapsed() < Duration::from_secs(10), "no reply");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    let (_, entry) = add_request(
+        &mut d,
+        &request(abi::op::LOOKUP, abi::ROOT_ID, 1, b"big\0"),
+        &[128],
+    );
+    notify();
+    wait_used(&d, 1);
+    let mut b = [0u8; 128];
+    read_bytes(&*d.mem, entry[0], &mut b).unwrap();
+    let node = abi::EntryOut::read(&b).unwrap().nodeid;
+    let (_, open) = add_request(
+        &mut d,
+        &request(abi::op::OPEN, node, 2, abi::OpenIn::default().bytes()),
+        &[16],
+    );
+    notify();
+    wait_used(&d, 2);
+    let mut b = [0u8; 16];
+    read_bytes(&*d.mem, open[0], &mut b).unwrap();
+    let fh = abi::OpenOut::read(&b).unwrap().fh;
+    // Two reads of 128 KiB in 16 buffers each: handed to the workers.
+    let mut reads = Vec::new();
+    for (k, offset) in [(3u64, 0u64), (4, 131_072)] {
+        let r = abi::ReadIn {
+            fh,
+            offset,
+            size: 131_072,
+            ..Default::default()
+        };
+        reads.push((
+            offset,
+            add_request(
+                &mut d,
+                &request(abi::op::READ, node, k, r.bytes()),
+                &[8192; 16],
+            ),
+        ));
+    }
+    let before = count.0.load(Ordering::SeqCst);
+    notify();
+    wait_used(&d, 4);
+    assert!(
+        count.0.load(Ordering::SeqCst) > before,
+        "no interrupt for the workers' replies"
+    );
+    for (offset, (out, pages)) in reads {
+        assert_eq!(out_header(&d, out).len, 16 + 131_072);
+        let mut got = vec![0u8; 131_072];
+        for (i, p) in pages.iter().enumerate() {
+            read_bytes(&*d.mem, *p, &mut got[i * 8192..][..8192]).unwrap();
+        }
+        assert!(
+            got == data[offset as usize..][..131_072],
+            "read at {offset}"
+        );
+    }
+    t.with_device(Fs::stop);
+    for w in workers {
+        w.join().unwrap();
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -569,3 +569,35 @@ fn descriptors_past_the_budget_are_closed_and_opened_again() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_write_asked_to_kill_set_ids_clears_them() {
+    let d = scratch("killpriv");
+    std::fs::write(d.join("suid"), b"x").unwrap();
+    std::fs::set_permissions(d.join("suid"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let s = Server::new(&d, false).unwrap();
+    let f = lookup(&s, abi::ROOT_ID, "suid").unwrap().nodeid;
+    let fh = open(&s, f, libc::O_WRONLY).unwrap();
+    // A write the kernel does not ask about keeps the bits.
+    write(&s, fh, 0, b"y").unwrap();
+    let mode = || std::fs::metadata(d.join("suid")).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(), 0o6755);
+    let w = abi::WriteIn {
+        fh,
+        size: 1,
+        write_flags: abi::WRITE_KILL_SUIDGID,
+        ..Default::default()
+    };
+    let src = [libc::iovec {
+        iov_base: b"z".as_ptr() as *mut _,
+        iov_len: 1,
+    }];
+    let bulk = Bulk { src: &src, dst: &[] };
+    assert!(matches!(
+        s.handle_request(&header(op::WRITE, f), w.bytes(), &bulk),
+        Reply::Data(_)
+    ));
+    assert_eq!(mode(), 0o755);
+    assert_eq!(call(&s, op::FLUSH, f, &[0; 24]), Err(libc::ENOSYS));
+    std::fs::remove_dir_all(&d).unwrap();
+}
