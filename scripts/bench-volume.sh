@@ -25,6 +25,8 @@ LKL, the volume's mount) and its end:
   lkl-run --zpoline --volume D:/v tar -xf T -C /v vs  tar -xf T -C D natively,
                                                       and onto an ext4 image mounted
                                                       by lklfuse (if built, with /dev/fuse)
+  lkl-run --zpoline --mount IMG:/d tar -xf T -C /d (onto an ext4 image, for reference:
+                                                      the interposer's share)
   (T: N files of 100 B-8 KiB three directories deep, default 20000)
 
   --size MB    the large file's size (default 400)
@@ -145,13 +147,19 @@ untar_lklfuse() {
     fusermount3 -u "$MNT"
     wait "$pid"
 }
+untar_disk() {
+    "$LKL_RUN" --zpoline --mount "$WORK/untar.img:/d" tar -xf "$WORK/small.tar" -C /d
+}
+disk_image() { rm -f "$WORK/untar.img"; truncate -s 2G "$WORK/untar.img"; mkfs.ext4 -q -F "$WORK/untar.img"; }
 for _ in $(seq "$RUNS"); do
     measure vol_untar untar_volume
+    disk_image; measure disk_untar untar_disk
     measure native_untar untar_native
     if [ "$fuse" = 1 ]; then fuse_image; measure fuse_untar untar_lklfuse; fi
     rm -rf "$WORK"/v.* "$WORK"/n.*
 done
 line "lkl-run --volume tar -xf" vol_untar "native tar -xf" native_untar
+line "lkl-run --mount (ext4) tar" disk_untar "native tar -xf" native_untar
 if [ "$fuse" = 1 ]; then
     line "lkl-run --volume tar -xf" vol_untar "lklfuse tar -xf" fuse_untar
 else
