@@ -580,7 +580,13 @@ fn a_write_asked_to_kill_set_ids_clears_them() {
     let fh = open(&s, f, libc::O_WRONLY).unwrap();
     // A write the kernel does not ask about keeps the bits.
     write(&s, fh, 0, b"y").unwrap();
-    let mode = || std::fs::metadata(d.join("suid")).unwrap().permissions().mode() & 0o7777;
+    let mode = || {
+        std::fs::metadata(d.join("suid"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
     assert_eq!(mode(), 0o6755);
     let w = abi::WriteIn {
         fh,
@@ -592,7 +598,10 @@ fn a_write_asked_to_kill_set_ids_clears_them() {
         iov_base: b"z".as_ptr() as *mut _,
         iov_len: 1,
     }];
-    let bulk = Bulk { src: &src, dst: &[] };
+    let bulk = Bulk {
+        src: &src,
+        dst: &[],
+    };
     assert!(matches!(
         s.handle_request(&header(op::WRITE, f), w.bytes(), &bulk),
         Reply::Data(_)
