@@ -63,6 +63,13 @@ fn start() -> Result<(), String> {
         );
         config.disks.clear();
     }
+    if !config.volumes.is_empty() {
+        eprintln!(
+            "lkl-hijack: warning: volumes: ignored: the hijack library leaves files to the host; \
+             mount host directories inside LKL with lkl-run --zpoline --volume (see docs/virtio-fs.md)"
+        );
+        config.volumes.clear();
+    }
     limit_host_fds();
     // As upstream: before the kernel starts (time to attach a debugger).
     if config.debug.has(Debug::WAIT_ENTER) {
