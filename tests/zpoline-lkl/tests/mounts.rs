@@ -209,11 +209,13 @@ fn case_spawn_cwd(env: &Env) -> Outcome {
          try:\n    subprocess.run(['pwd'], cwd='{m}/missing')\n\
          except FileNotFoundError:\n    print('missing')\n\
          os.chdir('{m}')\n\
-         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n"
+         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n\
+         with open('sub/file.txt') as i, open('sub/out.txt', 'w') as o:\n    subprocess.run(['tr', 'x', 'y'], stdin=i, stdout=o)\n\
+         print(open('sub/out.txt').read().strip())\n"
     );
     support::expect_stdout(
         env.lkl_run(&img, &["python3", "-c", &py]),
-        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\n"),
+        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\ny\n"),
     )
 }
 
@@ -444,7 +446,7 @@ fn main() -> ExitCode {
             &case_cwd,
         ),
         (
-            "subprocess with cwd= (a chdir in a vfork child) into the mount, to the host, to a missing directory",
+            "subprocess with cwd= and stdin=/stdout= image files (chdir and dup2 in a vfork child)",
             &case_spawn_cwd,
         ),
         (
