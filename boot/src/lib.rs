@@ -13,14 +13,20 @@
 //! - [`apply`]: the network part of a configuration, once the devices
 //!   exist, through `lkl-net`'s rtnetlink and file helpers; each failing
 //!   step is named by its configuration key ([`ApplyError`]).
+//! - [`disks`]: the config's `disks` (ours, for `lkl-run --zpoline`): images
+//!   opened and added before the boot, mounted at their paths after it (the
+//!   one at `/` made the root of every LKL process made afterwards), and
+//!   left clean at the end ([`Mounts::unmount`]).
 //! - [`memory`]: `mem=` read as the kernel reads it, and what the host can
 //!   give.
 #![deny(unsafe_code)]
 
 mod apply;
+pub mod disks;
 mod host;
 pub mod memory;
 mod start;
 
 pub use apply::{apply, apply_interface, ApplyError, DAD_TIMEOUT};
+pub use disks::{DiskError, Mount, Mounts};
 pub use start::{check_memory, net_backend, start, StartError, Started};

@@ -6,6 +6,7 @@ use std::io;
 use lkl_hijack_config::{Backend, Config, SingleCpu};
 
 use crate::apply::ApplyError;
+use crate::disks::{self, DiskError, Mounts};
 use crate::host;
 use crate::memory::{self, HostMemory, Size};
 
@@ -23,6 +24,9 @@ pub struct Started {
     /// `ifindexes[i]` is its interface index inside LKL (`eth0` is the
     /// first).
     pub ifindexes: Vec<i32>,
+    /// The config's `disks`, mounted; the caller unmounts them at the end
+    /// ([`Mounts::unmount`]).
+    pub disks: Mounts,
 }
 
 /// Why [`start`] failed. Each message names the config key and the fix.
@@ -66,6 +70,10 @@ pub enum StartError {
     /// A step of [`apply`](crate::apply) failed; the kernel was halted.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// A disk could not be opened or mounted; the kernel, if booted, was
+    /// halted, and nothing was written to the images.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
 }
 
 /// Boots LKL as a hijack configuration says, as upstream's hijack start-up
@@ -79,11 +87,15 @@ pub enum StartError {
 /// 2. `singlecpu`: the kernel's threads (and with `"2"` the devices' poll
 ///    threads, made after the pinning) are pinned to the first CPU this
 ///    process may use; the calling thread is unpinned after boot;
-/// 3. [`lkl::boot`] with `boot_cmdline`. With `debug` 0 the kernel's boot
+/// 3. `disks`: each image opened (locked) and added ([`disks::attach`]);
+///    with disks the kernel gets 256 MiB unless `boot_cmdline` says `mem=`;
+/// 4. [`lkl::boot`] with `boot_cmdline`. With `debug` 0 the kernel's boot
 ///    log (its banner) is printed only if the boot fails, and later
 ///    messages are warnings and worse only; any `debug` bit prints
 ///    everything;
-/// 4. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
+/// 5. `disks` mounted at their paths, the one at `/` made the root
+///    ([`disks::mount`]), so that what follows happens in the tree's root;
+/// 6. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
 ///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`.
 ///
 /// # Errors
@@ -114,7 +126,12 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
             }
         })?;
     }
-    let opts = lkl::BootOptions {
+    let attached = disks::attach(config).inspect_err(|_| {
+        if let Some(set) = &original {
+            let _ = host::set_affinity(set);
+        }
+    })?;
+    let mut opts = lkl::BootOptions {
         cmdline: config.boot_cmdline.clone(),
         loglevel: if config.debug.enabled() {
             None
@@ -123,6 +140,10 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         },
         ..Default::default()
     };
+    if !attached.is_empty() && memory::mem_param(&config.boot_cmdline).is_none() {
+        // File systems cache what they read: more than the network needs.
+        opts.memory = opts.memory.max(DISK_MEMORY);
+    }
     let booted = if config.debug.enabled() {
         lkl::boot(&opts)
     } else {
@@ -138,7 +159,15 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         host::set_affinity(set).map_err(StartError::Pin)?;
     }
     let kernel = booted.map_err(StartError::Boot)?;
+    let mounts = match disks::mount(config, &attached) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = kernel.halt();
+            return Err(e.into());
+        }
+    };
     let fail = |kernel: lkl::Kernel, e: StartError| {
+        mounts.unmount();
         let _ = kernel.halt();
         Err(e)
     };
@@ -161,8 +190,12 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         nets,
         ifindexes,
         warnings,
+        disks: mounts,
     })
 }
+
+/// The kernel's memory when there are disks and `boot_cmdline` has no `mem=`.
+const DISK_MEMORY: u64 = 256 << 20;
 
 /// Refuses a `mem=` in `boot_cmdline` that asks for more than the host's
 /// memory and swap (or, with strict overcommit, than it can still commit):

@@ -44,8 +44,11 @@ mod parse;
 mod raw;
 
 pub use error::Error;
+pub use parse::disk_path;
 pub use parse::{c_radix, MacAddr};
-pub use raw::{UnknownKeys, INTERFACE_KEYS, INTERFACE_VARS, NET_TAP_VAR, TOP_KEYS, TOP_VARS};
+pub use raw::{
+    UnknownKeys, DISK_KEYS, INTERFACE_KEYS, INTERFACE_VARS, NET_TAP_VAR, TOP_KEYS, TOP_VARS,
+};
 
 use raw::{Keys, Raw, Text};
 
@@ -425,7 +428,107 @@ fn validate(raw: &Raw) -> Result<Config, Error> {
         c.interfaces
             .push(interface(keys, &format!("interfaces[{i}]."))?);
     }
+    let mut disks = Vec::new();
+    for (i, keys) in raw.disks.iter().flatten().enumerate() {
+        disks.push(disk(keys, &format!("disks[{i}]."))?);
+    }
+    c.add_disks(disks)?;
     Ok(c)
+}
+
+impl Config {
+    /// Appends `more` to [`Config::disks`] (`lkl-run`'s `--root` and `--mount` come
+    /// after the file's entries), refusing two disks at one path.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the later entry's `disks[N].path` and the earlier
+    /// one; nothing is appended then.
+    pub fn add_disks(&mut self, more: Vec<Disk>) -> Result<(), Error> {
+        let base = self.disks.len();
+        for (j, d) in more.iter().enumerate() {
+            let earlier = self.disks.iter().chain(&more[..j]);
+            if let Some((i, e)) = earlier.enumerate().find(|(_, e)| e.path == d.path) {
+                let reason = if d.path == Path::new("/") {
+                    format!(
+                        "is also the path of disks[{i}] ({}): only one image can be the root",
+                        e.image.display()
+                    )
+                } else {
+                    format!(
+                        "is also the path of disks[{i}] ({}): give each disk a path of its own",
+                        e.image.display()
+                    )
+                };
+                return Err(Error::Invalid {
+                    key: format!("disks[{}].path", base + j),
+                    value: d.path.display().to_string(),
+                    reason,
+                });
+            }
+        }
+        self.disks.extend(more);
+        Ok(())
+    }
+}
+
+fn disk(keys: &Keys, prefix: &str) -> Result<Disk, Error> {
+    let missing = |key: &str, reason: &str| Error::Missing {
+        key: format!("{prefix}{key}"),
+        reason: reason.into(),
+    };
+    let image = field(keys, prefix, "image", |s| {
+        if s.is_empty() || s.contains('\0') {
+            Err("is not a file name: give the image file, e.g. \"disk.img\"".into())
+        } else {
+            Ok(PathBuf::from(s))
+        }
+    })?
+    .ok_or_else(|| {
+        missing(
+            "image",
+            "every disk needs its image file, e.g. \"image\": \"disk.img\"",
+        )
+    })?;
+    let path = field(keys, prefix, "path", parse::disk_path)?.ok_or_else(|| {
+        missing(
+            "path",
+            "every disk needs the path it appears at, e.g. \"path\": \"/mnt/disk\" (\"/\" for the root)",
+        )
+    })?;
+    Ok(Disk {
+        image,
+        path,
+        read_only: field(keys, prefix, "readonly", |s| match s.trim() {
+            "" | "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err("is not a flag: write \"1\" (read-only) or \"0\" (read-write)".into()),
+        })?
+        .unwrap_or(false),
+        partition: field(keys, prefix, "partition", |s| {
+            parse::decimal_in(s, 1, 128, "a partition number")
+                .map(|n| n as u32)
+                .map_err(|e| format!("{e}: partitions are numbered from 1, as in /dev/sda1"))
+        })?,
+        fstype: field(keys, prefix, "type", |s| {
+            let t = s.trim();
+            if parse::word(t, 32) {
+                Ok(t.to_owned())
+            } else {
+                Err("is not a file system type: write e.g. \"ext4\", \"btrfs\", \"xfs\" or \"vfat\", or leave it out to detect it".into())
+            }
+        })?,
+        options: field(keys, prefix, "options", |s| {
+            if s.contains('\0') {
+                Err(
+                    "holds a NUL: write the mount options separated by ',', e.g. \"noatime\""
+                        .into(),
+                )
+            } else {
+                Ok(s.to_owned())
+            }
+        })?
+        .filter(|o| !o.is_empty()),
+    })
 }
 
 fn sysctls(s: &str) -> Result<Vec<Sysctl>, String> {

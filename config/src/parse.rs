@@ -160,6 +160,30 @@ pub fn word(s: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
+/// A disk's `path`: absolute and normalized (`/`, or `/a/b`: no `.` or `..`
+/// component, no empty one, no trailing `/`), at most 1024 bytes, no NUL.
+pub fn disk_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let fix = "write an absolute, normalized path such as \"/mnt/disk\" (or \"/\" for the root)";
+    if !s.starts_with('/') {
+        return Err(format!("is not an absolute path: {fix}"));
+    }
+    if s.len() > 1024 || s.contains('\0') {
+        return Err(format!("is too long or holds a NUL: {fix}"));
+    }
+    if s != "/" {
+        for c in s[1..].split('/') {
+            let what = match c {
+                "" => "an empty component (a doubled or trailing '/')",
+                "." => "a '.' component",
+                ".." => "a '..' component",
+                _ => continue,
+            };
+            return Err(format!("has {what}: {fix}"));
+        }
+    }
+    Ok(s.into())
+}
+
 /// A host interface name: 1 to 15 bytes, no `/`, `:` or white space.
 pub fn ifname(s: &str) -> bool {
     !s.is_empty()

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::Error;
 
-/// The top-level keys, in upstream's README order.
+/// The top-level keys, in upstream's README order, then ours (`disks`).
 pub const TOP_KEYS: &[&str] = &[
     "gateway",
     "gateway6",
@@ -22,6 +22,35 @@ pub const TOP_KEYS: &[&str] = &[
     "delay_main",
     "nameserver",
     "dump",
+    "disks",
+];
+
+/// The keys of one `disks[]` object (ours: `lkl-run --zpoline`'s file systems).
+pub const DISK_KEYS: &[&str] = &["image", "path", "readonly", "partition", "type", "options"];
+
+/// A top-level key whose value is an array of objects.
+struct ListKey {
+    name: &'static str,
+    /// The keys of each object.
+    keys: &'static [&'static str],
+    /// What a type error expects for the array, and for one object.
+    array: &'static str,
+    object: &'static str,
+}
+
+const LIST_KEYS: &[ListKey] = &[
+    ListKey {
+        name: "interfaces",
+        keys: INTERFACE_KEYS,
+        array: "an array of objects: [ { \"type\": \"tap\", ... } ]",
+        object: "an object: { \"type\": \"tap\", \"param\": \"tap0\", ... }",
+    },
+    ListKey {
+        name: "disks",
+        keys: DISK_KEYS,
+        array: "an array of objects: [ { \"image\": \"disk.img\", \"path\": \"/mnt/disk\" } ]",
+        object: "an object: { \"image\": \"disk.img\", \"path\": \"/mnt/disk\", ... }",
+    },
 ];
 
 /// The keys of one `interfaces[]` object.
@@ -94,6 +123,8 @@ pub struct Raw {
     pub top: Keys,
     /// `None` when the source said nothing about interfaces.
     pub interfaces: Option<Vec<Keys>>,
+    /// `disks` (only from JSON); `None` when the source said nothing about them.
+    pub disks: Option<Vec<Keys>>,
 }
 
 impl Raw {
@@ -103,6 +134,9 @@ impl Raw {
         self.top.extend(file.top);
         if file.interfaces.is_some() {
             self.interfaces = file.interfaces;
+        }
+        if file.disks.is_some() {
+            self.disks = file.disks;
         }
         self
     }
@@ -118,14 +152,14 @@ enum Scalar {
 }
 
 macro_rules! json_struct {
-    ($name:ident { $($field:ident => $key:literal),* $(,)? } $(, $extra:ident: $ty:ty)?) => {
+    ($name:ident { $($field:ident => $key:literal),* $(,)? } $(, $extra:ident: $ty:ty)*) => {
         /// The schema as serde sees it; unknown keys are refused (after
         /// the friendlier check in [`check_keys`]).
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct $name {
             $(#[serde(rename = $key)] $field: Option<Scalar>,)*
-            $($extra: Option<$ty>,)?
+            $($extra: Option<$ty>,)*
         }
 
         impl $name {
@@ -153,12 +187,17 @@ json_struct!(JsonInterface {
     offload => "offload",
 });
 
+json_struct!(JsonDisk {
+    image => "image", path => "path", readonly => "readonly", partition => "partition",
+    ty => "type", options => "options",
+});
+
 json_struct!(JsonConfig {
     gateway => "gateway", gateway6 => "gateway6", debug => "debug",
     singlecpu => "singlecpu", sysctl => "sysctl", boot_cmdline => "boot_cmdline",
     mount => "mount", delay_main => "delay_main", nameserver => "nameserver",
     dump => "dump",
-}, interfaces: Vec<JsonInterface>);
+}, interfaces: Vec<JsonInterface>, disks: Vec<JsonDisk>);
 
 /// What to do with keys the schema does not have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -282,7 +321,8 @@ fn check_object(
         }
         let v = &map[&k];
         let scalar = matches!(v, Value::String(_) | Value::Number(_) | Value::Null);
-        if k != "interfaces" && !scalar {
+        let list = prefix.is_empty() && LIST_KEYS.iter().any(|l| l.name == k);
+        if !list && !scalar {
             return Err(Error::Type {
                 origin: origin.into(),
                 key: path,
@@ -323,33 +363,35 @@ pub fn from_json(
         });
     };
     check_object(top, TOP_KEYS, "", origin, unknown, warnings)?;
-    match top.get_mut("interfaces") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            for (i, item) in list.iter_mut().enumerate() {
-                let prefix = format!("interfaces[{i}].");
-                match item {
-                    Value::Object(map) => {
-                        check_object(map, INTERFACE_KEYS, &prefix, origin, unknown, warnings)?
-                    }
-                    other => {
-                        return Err(Error::Type {
-                            origin: origin.into(),
-                            key: format!("interfaces[{i}]"),
-                            expected: "an object: { \"type\": \"tap\", \"param\": \"tap0\", ... }",
-                            found: type_name(other),
-                        })
+    for l in LIST_KEYS {
+        match top.get_mut(l.name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for (i, item) in list.iter_mut().enumerate() {
+                    let prefix = format!("{}[{i}].", l.name);
+                    match item {
+                        Value::Object(map) => {
+                            check_object(map, l.keys, &prefix, origin, unknown, warnings)?
+                        }
+                        other => {
+                            return Err(Error::Type {
+                                origin: origin.into(),
+                                key: format!("{}[{i}]", l.name),
+                                expected: l.object,
+                                found: type_name(other),
+                            })
+                        }
                     }
                 }
             }
-        }
-        Some(other) => {
-            return Err(Error::Type {
-                origin: origin.into(),
-                key: "interfaces".into(),
-                expected: "an array of objects: [ { \"type\": \"tap\", ... } ]",
-                found: type_name(other),
-            })
+            Some(other) => {
+                return Err(Error::Type {
+                    origin: origin.into(),
+                    key: l.name.into(),
+                    expected: l.array,
+                    found: type_name(other),
+                })
+            }
         }
     }
     // Keys and types are checked; serde now only copies the strings.
@@ -364,9 +406,14 @@ pub fn from_json(
         .interfaces
         .take()
         .map(|list| list.into_iter().map(JsonInterface::into_keys).collect());
+    let disks = parsed
+        .disks
+        .take()
+        .map(|list| list.into_iter().map(JsonDisk::into_keys).collect());
     Ok(Raw {
         top: parsed.into_keys(),
         interfaces,
+        disks,
     })
 }
 

@@ -276,7 +276,7 @@ fn backends() {
 fn unknown_keys_and_types() {
     assert_eq!(
         err(r#"{"gatway":"10.0.0.1"}"#),
-        "<string>: gatway: unknown key (did you mean \"gateway\"?); valid keys here: gateway, gateway6, debug, singlecpu, sysctl, boot_cmdline, mount, interfaces, delay_main, nameserver, dump"
+        "<string>: gatway: unknown key (did you mean \"gateway\"?); valid keys here: gateway, gateway6, debug, singlecpu, sysctl, boot_cmdline, mount, interfaces, delay_main, nameserver, dump, disks"
     );
     let e = err(r#"{"interfaces":[{"type":"tap","param":"tap0","netmask":"24"}]}"#);
     assert!(
@@ -580,6 +580,166 @@ fn arb_iface() -> impl Strategy<Value = Interface> {
         )
 }
 
+#[test]
+fn disks_parse() {
+    let c = Config::from_json(
+        r#"{"disks": [
+            {"image": "root.img", "path": "/", "readonly": "1", "partition": "2", "type": "ext4"},
+            {"image": "/srv/data.img", "path": "/mnt/data", "options": "noatime,errors=remount-ro"},
+            {"image": "b.img", "path": "/mnt/b", "readonly": 0, "partition": 128}
+        ]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.disks,
+        vec![
+            Disk {
+                image: "root.img".into(),
+                path: "/".into(),
+                read_only: true,
+                partition: Some(2),
+                fstype: Some("ext4".into()),
+                options: None,
+            },
+            Disk {
+                image: "/srv/data.img".into(),
+                path: "/mnt/data".into(),
+                read_only: false,
+                partition: None,
+                fstype: None,
+                options: Some("noatime,errors=remount-ro".into()),
+            },
+            Disk {
+                image: "b.img".into(),
+                path: "/mnt/b".into(),
+                read_only: false,
+                partition: Some(128),
+                fstype: None,
+                options: None,
+            },
+        ]
+    );
+    assert!(Config::from_json(r#"{"disks": []}"#)
+        .unwrap()
+        .disks
+        .is_empty());
+}
+
+#[test]
+fn bad_disks_name_key_value_and_fix() {
+    let one = |kv: &str| err(&format!(r#"{{"disks":[{{{kv}}}]}}"#));
+    let e = one(r#""path":"/mnt/x""#);
+    assert!(
+        e.starts_with("disks[0].image: missing: every disk needs its image file"),
+        "{e}"
+    );
+    let e = one(r#""image":"a.img""#);
+    assert!(
+        e.starts_with("disks[0].path: missing: every disk needs the path"),
+        "{e}"
+    );
+    for (path, what) in [
+        ("mnt/x", "is not an absolute path"),
+        ("/mnt/../x", "has a '..' component"),
+        ("/mnt/./x", "has a '.' component"),
+        ("/mnt//x", "has an empty component"),
+        ("/mnt/x/", "has an empty component"),
+        ("", "is not an absolute path"),
+    ] {
+        let e = one(&format!(r#""image":"a.img","path":"{path}""#));
+        assert!(
+            e.starts_with(&format!("disks[0].path: {path:?} {what}")),
+            "{e}"
+        );
+        assert!(e.contains("write an absolute, normalized path"), "{e}");
+    }
+    let e = one(r#""image":"a.img","path":"/x","readonly":"yes""#);
+    assert!(
+        e.starts_with("disks[0].readonly: \"yes\" is not a flag: write \"1\""),
+        "{e}"
+    );
+    for p in ["0", "129", "-1", "x"] {
+        let e = one(&format!(r#""image":"a.img","path":"/x","partition":"{p}""#));
+        assert!(
+            e.starts_with(&format!(
+                "disks[0].partition: {p:?} is not a partition number (1-128)"
+            )),
+            "{e}"
+        );
+    }
+    let e = one(r#""image":"a.img","path":"/x","type":"ext 4""#);
+    assert!(
+        e.starts_with("disks[0].type: \"ext 4\" is not a file system type"),
+        "{e}"
+    );
+    let e = one(r#""image":"a.img","path":"/x","size":"1G""#);
+    assert!(
+        e.starts_with("<string>: disks[0].size: unknown key; valid keys here: image, path, readonly, partition, type, options"),
+        "{e}"
+    );
+    let e = err(r#"{"disks":[{"image":"a.img","path":"/x"},{"image":"b.img","path":"/x"}]}"#);
+    assert_eq!(
+        e,
+        "disks[1].path: \"/x\" is also the path of disks[0] (a.img): give each disk a path of its own"
+    );
+    let e = err(r#"{"disks":[{"image":"a.img","path":"/"},{"image":"b.img","path":"/"}]}"#);
+    assert!(e.ends_with("only one image can be the root"), "{e}");
+    assert!(err(r#"{"disks":{}}"#).starts_with("<string>: disks: expected an array of objects"));
+    assert!(err(r#"{"disks":["a.img"]}"#).starts_with("<string>: disks[0]: expected an object"));
+    let e = err(r#"{"disks":[{"image":"a.img","path":"/x","readonly":true}]}"#);
+    assert!(
+        e.starts_with("<string>: disks[0].readonly: expected a string"),
+        "{e}"
+    );
+}
+
+#[test]
+fn added_disks_are_checked_against_the_files() {
+    let mut c = Config::from_json(r#"{"disks":[{"image":"a.img","path":"/mnt/a"}]}"#).unwrap();
+    let d = |image: &str, path: &str| Disk {
+        image: image.into(),
+        path: path.into(),
+        ..Disk::default()
+    };
+    c.add_disks(vec![d("r.img", "/"), d("b.img", "/mnt/b")])
+        .unwrap();
+    assert_eq!(c.disks.len(), 3);
+    let e = c
+        .add_disks(vec![d("c.img", "/mnt/c"), d("d.img", "/mnt/a")])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "disks[4].path: \"/mnt/a\" is also the path of disks[0] (a.img): give each disk a path of its own"
+    );
+    assert_eq!(c.disks.len(), 3, "nothing is added on an error");
+}
+
+fn arb_disk() -> impl Strategy<Value = Disk> {
+    (
+        "[a-zA-Z0-9_./-]{1,20}",
+        proptest::collection::vec("[a-z0-9 _-]{1,8}", 0..4),
+        any::<bool>(),
+        proptest::option::of(1u32..=128),
+        proptest::option::of(prop_oneof![
+            Just("ext4"),
+            Just("btrfs"),
+            Just("xfs"),
+            Just("vfat")
+        ]),
+        proptest::option::of("[a-z=,0-9]{1,20}"),
+    )
+        .prop_map(
+            |(image, comps, read_only, partition, fstype, options)| Disk {
+                image: image.into(),
+                path: format!("/{}", comps.join("/")).into(),
+                read_only,
+                partition,
+                fstype: fstype.map(String::from),
+                options,
+            },
+        )
+}
+
 /// Writes a configuration the way a user would, with upstream's keys.
 fn to_json(c: &Config) -> String {
     use serde_json::{json, Map, Value};
@@ -652,6 +812,26 @@ fn to_json(c: &Config) -> String {
         list.push(Value::Object(m));
     }
     top.insert("interfaces".into(), Value::Array(list));
+    let mut disks = Vec::new();
+    for d in &c.disks {
+        let mut m = Map::new();
+        put(&mut m, "image", d.image.display().to_string());
+        put(&mut m, "path", d.path.display().to_string());
+        put(&mut m, "readonly", u8::from(d.read_only).to_string());
+        if let Some(p) = d.partition {
+            put(&mut m, "partition", p.to_string());
+        }
+        if let Some(t) = &d.fstype {
+            put(&mut m, "type", t.clone());
+        }
+        if let Some(o) = &d.options {
+            put(&mut m, "options", o.clone());
+        }
+        disks.push(Value::Object(m));
+    }
+    if !disks.is_empty() {
+        top.insert("disks".into(), Value::Array(disks));
+    }
     serde_json::to_string_pretty(&json!(top)).unwrap()
 }
 
@@ -665,7 +845,12 @@ proptest! {
         mount in proptest::collection::vec(prop_oneof![Just("proc"), Just("sysfs"), Just("tmpfs")], 0..3),
         delay in proptest::option::of(0u64..10_000_000),
         interfaces in proptest::collection::vec(arb_iface(), 0..3),
+        disks in proptest::collection::vec(arb_disk(), 0..3),
     ) {
+        // Paths are unique (a duplicate is refused, as tested above).
+        let mut disks = disks;
+        let mut seen = std::collections::HashSet::new();
+        disks.retain(|d| seen.insert(d.path.clone()));
         let c = Config {
             gateway: gw.map(Into::into),
             gateway6: gw6.map(Into::into),
@@ -674,6 +859,7 @@ proptest! {
             mount: mount.into_iter().map(String::from).collect(),
             delay_main: delay.map(Duration::from_micros),
             interfaces,
+            disks,
             ..Config::default()
         };
         let text = to_json(&c);
@@ -694,6 +880,8 @@ proptest! {
         let v = serde_json::to_string(&value).unwrap();
         let _ = Config::from_json(&format!(r#"{{"{top}":{v}}}"#));
         let _ = Config::from_json(&format!(r#"{{"interfaces":[{{"type":"tap","param":"t","{key}":{v}}}]}}"#));
+        let disk_key = DISK_KEYS[value.len() % DISK_KEYS.len()];
+        let _ = Config::from_json(&format!(r#"{{"disks":[{{"image":"a","path":"/a","{disk_key}":{v}}}]}}"#));
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Drop for Mounted {
 
 /// The file system types the running kernel offers, from
 /// `/proc/filesystems` (mounted on `/proc` for this if needed).
-fn kernel_filesystems() -> Vec<String> {
+pub fn kernel_filesystems() -> Vec<String> {
     let _ = lkl::mkdir("/proc", 0o555);
     if lkl::stat("/proc/filesystems").is_err() {
         let _ = lkl::mount("proc", "/proc", "proc", 0, None);
@@ -269,7 +269,7 @@ fn kernel_filesystems() -> Vec<String> {
 
 /// The kernel's log buffer (`syslog(SYSLOG_ACTION_READ_ALL)`), or
 /// nothing if it cannot be read.
-fn kernel_log() -> Vec<u8> {
+pub fn kernel_log() -> Vec<u8> {
     const READ_ALL: std::ffi::c_long = 3;
     let mut buf = vec![0u8; 1 << 20];
     // SAFETY: syslog writes at most `buf.len()` bytes into `buf`, which
@@ -298,7 +298,7 @@ fn kernel_log() -> Vec<u8> {
 
 /// The kernel's messages logged after byte `from` of its log, without
 /// their level and time stamp: what it said about a refused mount.
-fn kernel_log_since(from: usize) -> Vec<String> {
+pub fn kernel_log_since(from: usize) -> Vec<String> {
     let log = kernel_log();
     let text = String::from_utf8_lossy(log.get(from..).unwrap_or_default());
     text.lines()
@@ -320,7 +320,7 @@ fn kernel_log_since(from: usize) -> Vec<String> {
 }
 
 /// Sets the read-ahead of disk `id`'s queue, in KiB.
-fn set_read_ahead(id: lkl::DiskId, kb: u32) -> Result<(), FsError> {
+pub fn set_read_ahead(id: lkl::DiskId, kb: u32) -> Result<(), FsError> {
     let name = lkl::disk_name(id)?;
     let path = PathBuf::from(format!("/sys/block/{name}/queue/read_ahead_kb"));
     let f = crate::ops::open(&path, crate::ops::O_WRONLY, 0)?;

@@ -173,6 +173,19 @@ pub fn mkdirat(dirfd: i32, path: impl AsRef<Path>, mode: u32) -> Result<(), Errn
     call(nr!(__lkl__NR_mkdirat), &args).map(drop)
 }
 
+/// `chdir(path)`: the calling task's working directory (shared with every
+/// task that shares its fs, as `host0`'s is).
+pub fn chdir(path: impl AsRef<Path>) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    call(nr!(__lkl__NR_chdir), &[ptr_arg(path.as_ptr())]).map(drop)
+}
+
+/// `chroot(path)`: the calling task's root directory.
+pub fn chroot(path: impl AsRef<Path>) -> Result<(), Errno> {
+    let path = c_path(path.as_ref())?;
+    call(nr!(__lkl__NR_chroot), &[ptr_arg(path.as_ptr())]).map(drop)
+}
+
 /// `mkdir(path, mode)`.
 pub fn mkdir(path: impl AsRef<Path>, mode: u32) -> Result<(), Errno> {
     mkdirat(AT_FDCWD, path, mode)
@@ -509,6 +522,11 @@ pub fn fdatasync(fd: i32) -> Result<(), Errno> {
     call(nr!(__lkl__NR_fdatasync), &[fd as c_long]).map(drop)
 }
 
+/// `sync()`: writes back every file system.
+pub fn sync() -> Result<(), Errno> {
+    call(nr!(__lkl__NR_sync), &[]).map(drop)
+}
+
 /// `syncfs(fd)`: writes back the file system `fd` is on.
 pub fn syncfs(fd: i32) -> Result<(), Errno> {
     call(nr!(__lkl__NR_syncfs), &[fd as c_long]).map(drop)
@@ -739,6 +757,24 @@ pub fn mount(
     ];
     call(nr!(__lkl__NR_mount), &args).map(drop)
 }
+
+/// `mount(NULL, target, NULL, MS_REMOUNT | flags, data)`: changes the flags of
+/// the mount at `target` (`LKL_MS_RDONLY` makes it read-only).
+pub fn remount(target: impl AsRef<Path>, flags: u64, data: Option<&str>) -> Result<(), Errno> {
+    let target = c_path(target.as_ref())?;
+    let data = data.map(c_str).transpose()?;
+    let args = [
+        0,
+        ptr_arg(target.as_ptr()),
+        0,
+        (u64::from(sys::LKL_MS_REMOUNT) | flags) as c_long,
+        data.as_ref().map_or(0, |d| ptr_arg(d.as_ptr())),
+    ];
+    call(nr!(__lkl__NR_mount), &args).map(drop)
+}
+
+/// `MNT_DETACH` for [`umount2`]: detach now, shut down when the last user goes.
+pub const MNT_DETACH: i32 = 2;
 
 /// `umount2(target, flags)`.
 pub fn umount2(target: impl AsRef<Path>, flags: i32) -> Result<(), Errno> {

@@ -84,6 +84,21 @@ pub struct Cli {
     /// forked child cannot use its parent's LKL sockets; a little faster per call).
     #[arg(long)]
     pub private_kernel: bool,
+    /// Make the file system in IMAGE the root of the program's file system: every path
+    /// the program and its children use is looked up inside LKL, in the image. `:ro`
+    /// opens it read-only (nothing is ever written to it), `:part=N` mounts its
+    /// partition N (MBR or GPT) instead of the whole image; the type (ext2/3/4, btrfs,
+    /// xfs, vfat) is detected. The image is locked while the tree runs and left clean
+    /// when it ends. Needs the shared kernel (not with --private-kernel or
+    /// --backend host).
+    #[arg(long, value_name = "IMAGE[:ro][:part=N]")]
+    pub root: Option<String>,
+    /// Mount the file system in IMAGE at PATH (absolute) for the program and its
+    /// children: paths under PATH are looked up inside LKL, the others on the host.
+    /// Repeatable. `:ro` and `:part=N` as for --root. PATH is made inside LKL if
+    /// missing (in the root image with --root, unless it is read-only).
+    #[arg(long = "mount", value_name = "IMAGE:PATH[:ro][:part=N]")]
+    pub mounts: Vec<String>,
     /// The tree's kernel process (used when re-executing).
     #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
     pub shared_kernel: Option<String>,
@@ -389,10 +404,91 @@ fn load(files: Files, path: &Path) -> Result<(Opened, Image), Error> {
     Ok((opened, img))
 }
 
+/// The disks of `--root` and `--mount`, in that order (checked for what they may be
+/// used with: the shared kernel of the LKL backend).
+fn cli_disks(cli: &Cli) -> Result<Vec<lkl_hijack_config::Disk>, Error> {
+    let mut disks = Vec::new();
+    if let Some(r) = &cli.root {
+        disks.push(parse_disk(r, true).map_err(|e| Error::Disks(format!("--root {r}: {e}")))?);
+    }
+    for m in &cli.mounts {
+        disks.push(parse_disk(m, false).map_err(|e| Error::Disks(format!("--mount {m}: {e}")))?);
+    }
+    if disks.is_empty() {
+        return Ok(disks);
+    }
+    let flag = if cli.root.is_some() {
+        "--root"
+    } else {
+        "--mount"
+    };
+    if cli.backend == BackendKind::Host {
+        return Err(Error::Disks(format!(
+            "{flag} mounts an image inside LKL, but --backend host leaves every call to the \
+             host kernel: drop --backend host, or mount the image on the host"
+        )));
+    }
+    if cli.private_kernel {
+        return Err(Error::Disks(format!(
+            "{flag} needs the kernel shared by the whole tree (one file system for every \
+             process): drop --private-kernel"
+        )));
+    }
+    Ok(disks)
+}
+
+/// One `--root IMAGE[:ro][:part=N]` (`root`) or `--mount IMAGE:PATH[:ro][:part=N]`:
+/// the options are taken from the end, so an image's name may hold `:`. The image is
+/// made absolute (the kernel process runs elsewhere).
+fn parse_disk(spec: &str, root: bool) -> Result<lkl_hijack_config::Disk, String> {
+    let mut rest = spec;
+    let mut disk = lkl_hijack_config::Disk::default();
+    while let Some((head, opt)) = rest.rsplit_once(':') {
+        if opt == "ro" {
+            disk.read_only = true;
+        } else if let Some(n) = opt.strip_prefix("part=") {
+            match n.parse::<u32>() {
+                Ok(n @ 1..=128) => disk.partition = Some(n),
+                _ => {
+                    return Err(format!(
+                        "{opt:?} is not a partition: write part=N with N from 1 to 128"
+                    ))
+                }
+            }
+        } else {
+            break;
+        }
+        rest = head;
+    }
+    let image = if root {
+        disk.path = "/".into();
+        rest
+    } else {
+        let Some((image, path)) = rest.rsplit_once(':') else {
+            return Err("write IMAGE:PATH, e.g. disk.img:/mnt/disk (add :ro for read-only)".into());
+        };
+        disk.path = lkl_hijack_config::disk_path(path).map_err(|e| format!("{path:?} {e}"))?;
+        image
+    };
+    if image.is_empty() {
+        return Err(if root {
+            "no image: write IMAGE[:ro][:part=N], e.g. root.img:ro".into()
+        } else {
+            "no image: write IMAGE:PATH, e.g. disk.img:/mnt/disk".into()
+        });
+    }
+    disk.image = std::path::absolute(image)
+        .map_err(|e| format!("cannot make {image:?} an absolute path: {e}"))?;
+    Ok(disk)
+}
+
 /// The LKL backend, started from the configuration (`--config` or the hijack
-/// variables).
+/// variables) and the disks of `--root` and `--mount`.
 #[cfg(feature = "lkl")]
-fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
+fn lkl_backend(
+    cli: &Cli,
+    disks: Vec<lkl_hijack_config::Disk>,
+) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     if let Some(c) = &cli.config {
         let abs = std::fs::canonicalize(c)
             .map_err(|e| Error::Lkl(format!("--config {}: {e}", c.display())))?;
@@ -404,7 +500,8 @@ fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<St
         (None, false, false) => zpoline_lkl::Mode::SharedFirst,
         (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
     };
-    let started = zpoline_lkl::start(mode).map_err(|e| Error::Lkl(e.to_string()))?;
+    let started =
+        zpoline_lkl::start_with_disks(mode, disks).map_err(|e| Error::Lkl(e.to_string()))?;
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
@@ -413,7 +510,10 @@ fn lkl_backend(cli: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<St
 
 /// This build has no LKL backend (cargo feature `lkl` off).
 #[cfg(not(feature = "lkl"))]
-fn lkl_backend(_: &Cli) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
+fn lkl_backend(
+    _: &Cli,
+    _: Vec<lkl_hijack_config::Disk>,
+) -> Result<(&'static dyn trampoline::Backend, Option<String>), Error> {
     Err(Error::NoLklBackend)
 }
 
@@ -426,6 +526,7 @@ pub fn run(cli: Cli) -> Error {
 }
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
+    let disks = cli_disks(&cli)?;
     let min = mmap_min_addr();
     if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));
@@ -436,7 +537,7 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     // found and read through the backend's routing.
     let (backend, shared): (&'static dyn trampoline::Backend, _) = match cli.backend {
         BackendKind::Host => (&HOST, None),
-        BackendKind::Lkl => lkl_backend(&cli)?,
+        BackendKind::Lkl => lkl_backend(&cli, disks)?,
     };
     let files = match cli.backend {
         BackendKind::Host => Files::Host,
@@ -611,4 +712,35 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     trampoline::alloc::seal();
     // SAFETY: the stack is mapped, the program and interpreter are mapped and rewritten.
     unsafe { map::enter(entry, built.sp) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_flags() {
+        let cwd = std::env::current_dir().unwrap();
+        let d = parse_disk("a:b.img:/mnt/x:ro:part=2", false).unwrap();
+        assert_eq!(d.image, cwd.join("a:b.img"));
+        assert_eq!(d.path, Path::new("/mnt/x"));
+        assert!(d.read_only);
+        assert_eq!(d.partition, Some(2));
+        let d = parse_disk("/i/root.img", true).unwrap();
+        assert_eq!(
+            (d.image.as_path(), d.path.as_path()),
+            (Path::new("/i/root.img"), Path::new("/"))
+        );
+        assert!(!d.read_only);
+        let d = parse_disk("/i/root.img:part=1:ro", true).unwrap();
+        assert!(d.read_only && d.partition == Some(1));
+        let e = |s: &str, root: bool| parse_disk(s, root).unwrap_err();
+        assert!(e("disk.img", false).starts_with("write IMAGE:PATH"));
+        assert!(e("disk.img:mnt", false).starts_with("\"mnt\" is not an absolute path"));
+        assert!(e("disk.img:/mnt/../x", false).contains("'..'"));
+        assert!(e(":/mnt/x", false).starts_with("no image"));
+        assert!(e(":ro", true).starts_with("no image"));
+        assert!(e("r.img:part=0", true).contains("part=N with N from 1 to 128"));
+        assert!(e("r.img:part=x", true).contains("is not a partition"));
+    }
 }

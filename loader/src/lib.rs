@@ -85,6 +85,9 @@ pub enum Error {
     /// Setting up the trampoline failed.
     #[error(transparent)]
     Trampoline(#[from] trampoline::Error),
+    /// A `--root` or `--mount` that is malformed, or given where disks cannot be.
+    #[error("{0}")]
+    Disks(String),
 }
 
 impl Error {
@@ -103,6 +106,7 @@ impl Error {
             | Error::BadElf(..) => 126,
             Error::Io(_, e) if e.kind() == std::io::ErrorKind::NotFound => 127,
             Error::Io(..) => 126,
+            Error::Disks(_) => 2,
             _ => 1,
         }
     }

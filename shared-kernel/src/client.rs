@@ -153,9 +153,16 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
     }
 }
 
-/// Waits (at most two seconds) until the kernel process has exited, so that its
-/// devices are free: the tree's last process calls this before it exits.
+/// Waits until the kernel process has exited, so that its devices are free: the tree's
+/// last process calls this before it exits. At most two seconds, or a minute when
+/// disks are mounted (the kernel process writes them back first, and the program's
+/// caller may read the images as soon as the program has exited).
 pub fn wait_server_gone() {
+    let timeout_ms: i32 = if window().is_some_and(|w| !w.fs_view_is_empty()) {
+        60_000
+    } else {
+        2000
+    };
     let pid = server_pid();
     if pid <= 0 {
         return;
@@ -172,7 +179,7 @@ pub fn wait_server_gone() {
     // SAFETY: polling our pidfd, then closing it. Raw system calls: this runs with the
     // program's thread block, where libc's cancellation points would fault.
     unsafe {
-        libc::syscall(libc::SYS_poll, &mut pfd as *mut libc::pollfd, 1, 2000);
+        libc::syscall(libc::SYS_poll, &mut pfd as *mut libc::pollfd, 1, timeout_ms);
         libc::syscall(libc::SYS_close, fd);
     }
 }

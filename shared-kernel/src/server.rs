@@ -5,7 +5,9 @@
 //! pid and answers its requests; the *reaper* waits on a pidfd per process of the tree
 //! and ends the LKL process of each that dies. When no process is left (or the last
 //! one says it ends, [`op::EXIT`]), the kernel process exits, which releases the devices
-//! with the kernel.
+//! with the kernel. With disks (the config's `disks`, `--root`, `--mount`), it first
+//! ends every LKL process of the tree and leaves each image clean ([`end`]); it does the
+//! same on `SIGTERM`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -153,6 +155,8 @@ struct State {
 
 static STATE: OnceLock<Mutex<State>> = OnceLock::new();
 static WINDOW: OnceLock<Window> = OnceLock::new();
+/// The mounted disks, unmounted by [`end`].
+static DISKS: OnceLock<lkl_boot::Mounts> = OnceLock::new();
 
 fn state() -> MutexGuard<'static, State> {
     STATE
@@ -175,6 +179,11 @@ fn serve(
     first: i32,
 ) -> ! {
     detach(&[memfd, report]);
+    if !config.disks.is_empty() {
+        // Before any thread is made, so every thread has it blocked: the terminator
+        // thread takes it (see `terminator`).
+        block_sigterm();
+    }
     // SAFETY: `report` is our pipe's write end, owned from here on.
     let mut out = std::fs::File::from(unsafe {
         <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(report)
@@ -185,10 +194,57 @@ fn serve(
         Ok(s) => s,
         Err(e) => {
             let _ = write!(out, "ERR {e}");
-            // SAFETY: leaving at once; nothing of ours needs cleaning.
+            // SAFETY: leaving at once; nothing of ours needs cleaning (a failed start
+            // unmounted what it had mounted).
             unsafe { libc::_exit(1) };
         }
     };
+    for m in &started.disks.mounts {
+        debug!(
+            "mounted {}{} ({}, {}, /dev/{}) on {}{}",
+            m.image.display(),
+            m.partition
+                .map(|p| format!(" partition {p}"))
+                .unwrap_or_default(),
+            m.fstype,
+            if m.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            },
+            m.device,
+            m.path.display(),
+            if m.path == std::path::Path::new("/") {
+                " (the root of every process of the tree)"
+            } else {
+                ""
+            }
+        );
+    }
+    let view = crate::FsView {
+        root: config
+            .disks
+            .iter()
+            .any(|d| d.path == std::path::Path::new("/")),
+        mounts: config
+            .disks
+            .iter()
+            .filter(|d| d.path != std::path::Path::new("/"))
+            .map(|d| d.path.as_os_str().as_encoded_bytes().to_vec())
+            .collect(),
+    };
+    let has_disks = !started.disks.is_empty();
+    let _ = DISKS.set(started.disks);
+    if !win.set_fs_view(&view) {
+        let _ = write!(
+            out,
+            "ERR disks: the mount paths take more than {} bytes together: use shorter paths",
+            crate::fsview::VIEW_BYTES - 5
+        );
+        end_disks();
+        // SAFETY: as above; the disks were left clean.
+        unsafe { libc::_exit(1) };
+    }
     // SAFETY: epoll_create1 with a flag.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     let _ = WINDOW.set(win);
@@ -206,6 +262,7 @@ fn serve(
             "ERR cannot make the program's process in LKL (error {})",
             -p1
         );
+        end_disks();
         // SAFETY: as above.
         unsafe { libc::_exit(1) };
     }
@@ -224,7 +281,39 @@ fn serve(
     let _ = std::thread::Builder::new()
         .name("reaper".into())
         .spawn(reaper);
+    if has_disks {
+        let _ = std::thread::Builder::new()
+            .name("terminator".into())
+            .spawn(terminator);
+    }
     doorbell()
+}
+
+/// Blocks `SIGTERM` in the calling thread (and the threads it makes).
+fn block_sigterm() {
+    // SAFETY: a signal set of our own, then our thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, core::ptr::null_mut());
+    }
+}
+
+/// With disks, `SIGTERM` (blocked in every thread) ends the kernel process in order,
+/// as the tree's end does: the images are left clean, and the tree's calls to LKL
+/// fail with `ENETDOWN` from then on.
+fn terminator() {
+    // SAFETY: waiting for a signal of our set.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig = 0;
+        while libc::sigwait(&set, &mut sig) != 0 {}
+    }
+    debug!("SIGTERM: ending");
+    end(None);
 }
 
 /// Leaves the caller's session and terminal, stdin and stdout on /dev/null, every fd
@@ -328,10 +417,75 @@ fn retire_slots(pid: i32, except: usize) {
 /// released as the process's fds close. No orderly halt: the kernel serves only
 /// networking, whose state goes with it, and the tree's last process waits only for
 /// this exit (see [`op::EXIT`]).
-fn end() -> ! {
+///
+/// With disks, first every LKL process of the tree is ended and the serving threads
+/// (all but slot `caller`'s, the caller's own, which has left its LKL process) leave,
+/// then the images are left clean ([`lkl_boot::Mounts::unmount`]). Only the first
+/// caller does this; a later one waits for its exit.
+fn end(caller: Option<usize>) -> ! {
     win().header().halted.store(1, Ordering::SeqCst);
+    if has_disks() {
+        static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if ENDING.swap(true, Ordering::SeqCst) {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        end_tree(caller);
+        end_disks();
+    }
     // SAFETY: leaving at once: nothing of the kernel needs to outlive it.
     unsafe { libc::_exit(0) }
+}
+
+/// True when disks are mounted.
+fn has_disks() -> bool {
+    DISKS.get().is_some_and(|d| !d.is_empty())
+}
+
+/// How long [`end_tree`] waits for the serving threads to leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Ends the LKL process of every process of the tree (and of every fork not yet
+/// bound), and waits for the slot threads (but `caller`) to leave theirs, so that no
+/// file of a disk is left open.
+fn end_tree(caller: Option<usize>) {
+    let lkls: Vec<i64> = {
+        let mut st = state();
+        let mut l: Vec<i64> = st.procs.values().map(|p| p.lkl).collect();
+        l.extend(st.tickets.drain().map(|(_, t)| t.lkl));
+        l
+    };
+    for l in lkls {
+        kapi::proc_kill(l);
+    }
+    let w = win();
+    let serving =
+        |i: usize| Some(i) != caller && w.ctl(i).state.load(Ordering::Acquire) == state::SERVED;
+    for i in (0..window::SLOTS).filter(|&i| serving(i)) {
+        let c = w.ctl(i);
+        c.retire.store(1, Ordering::SeqCst);
+        futex::wake(&c.seq);
+    }
+    let start = Instant::now();
+    while (0..window::SLOTS).any(serving) && start.elapsed() < LEAVE_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Leaves every disk's image clean ([`lkl_boot::Mounts::unmount`]), from a thread
+/// of its own: its LKL calls run as a fresh task sharing the boot task's fs and
+/// files, not as a thread of some process of the tree.
+fn end_disks() {
+    let Some(disks) = DISKS.get() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let problems = std::thread::scope(|s| s.spawn(|| disks.unmount()).join().unwrap_or_default());
+    for p in &problems {
+        eprintln!("lkl-run: kernel process: {p}");
+    }
+    debug!("disks unmounted and written back in {:?}", t0.elapsed());
 }
 
 /// True when no process of the tree may still call LKL.
@@ -398,7 +552,8 @@ fn reaper() {
             }
         }
         if st.procs.is_empty() && st.tickets.is_empty() {
-            end();
+            drop(st);
+            end(None);
         }
     }
 }
@@ -549,8 +704,12 @@ fn slot_thread(i: usize) {
             futex::wake(&c.done);
         }
         if opn == op::EXIT && ret == 1 {
-            // The last process ends: it waits for this process to be gone.
-            end();
+            // The last process ends: it waits for this process to be gone. With disks,
+            // this thread leaves its process first: end() ends them all.
+            if has_disks() && joined.is_ok() {
+                kapi::thread_leave();
+            }
+            end(Some(i));
         }
         if opn == op::LEAVE {
             break;

@@ -235,6 +235,16 @@ impl Window {
         crate::fsview::FsView::decode(area).unwrap_or_default()
     }
 
+    /// True when the view gives no path to LKL; reads the header without allocating
+    /// (for the program's own threads).
+    pub fn fs_view_is_empty(&self) -> bool {
+        // SAFETY: the view area's first bytes, inside the mapped header page, written
+        // once before the program started.
+        let head = unsafe { core::ptr::read((self.base + VIEW_OFFSET) as *const [u8; 5]) };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        len == 0 || (len == 1 && head[4] == b'-')
+    }
+
     /// Slot `i`'s channel.
     pub fn ctl(&self, i: usize) -> &'static Ctl {
         assert!(i < SLOTS);

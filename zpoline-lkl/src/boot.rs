@@ -70,8 +70,32 @@ pub enum Mode<'a> {
 /// [`Error`]: a bad configuration, a missing device, a failed boot, a kernel process
 /// that is gone.
 pub fn start(mode: Mode<'_>) -> Result<Started, Error> {
+    start_with_disks(mode, Vec::new())
+}
+
+/// [`start`], with `disks` (`lkl-run`'s `--root` and `--mount`) added after the
+/// configuration's own. Disks need the shared kernel: with [`Mode::Private`] any disk
+/// (given here or in the configuration) is refused; an exec'd process
+/// ([`Mode::SharedChild`]) takes none (it reads the tree's file-system view from the
+/// window).
+///
+/// # Errors
+/// As [`start`], and [`Error::Config`] for a disk at a path another has, or
+/// [`Error::Trial`] for disks with a private kernel.
+pub fn start_with_disks(
+    mode: Mode<'_>,
+    disks: Vec<lkl_hijack_config::Disk>,
+) -> Result<Started, Error> {
     let loaded = lkl_hijack_config::load()?;
-    let config = loaded.config;
+    let mut config = loaded.config;
+    config.add_disks(disks)?;
+    if matches!(mode, Mode::Private { .. }) && !config.disks.is_empty() {
+        return Err(Error::Trial(
+            "disks (the configuration's \"disks\", --root, --mount) need the kernel shared \
+             by the whole tree: drop --private-kernel, or the disks"
+                .into(),
+        ));
+    }
     let mut warnings = loaded.warnings;
     let mut shared = None;
     match mode {

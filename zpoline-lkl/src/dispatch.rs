@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use trampoline::Target;
 use usermem::UserAddr;
 
-use crate::helpers::{lkl_stat, sys, PATH_MAX};
+use crate::helpers::{lkl_stat, sys};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::paths::{self, PathBuf, Place};
 use crate::table::{self, Handler};
@@ -156,23 +156,6 @@ pub(crate) enum PathArg {
     Bad(i64),
 }
 
-/// The host's call `nr` with path argument `path` (and its directory fd `dirfd`, if
-/// any) replaced by the absolute path in `buf`.
-fn host_abs(
-    nr: u64,
-    a: &[u64; 6],
-    dirfd: Option<usize>,
-    path: usize,
-    buf: &PathBuf,
-) -> (i64, Target) {
-    let mut b = *a;
-    b[path] = buf.arg() as u64;
-    if let Some(k) = dirfd {
-        b[k] = AT_FDCWD as u64;
-    }
-    host(nr, &b)
-}
-
 /// The longest view name or prefix is shorter than this.
 const VIEW_HEAD: usize = 32;
 
@@ -186,17 +169,6 @@ fn empty_path(p: u64) -> Result<bool, i64> {
         .read::<u8>()
         .map(|b| b == 0)
         .map_err(|f| f.neg_errno())
-}
-
-/// Runs `f` with the program's path at `path` copied (NUL-terminated) into our memory;
-/// `-EFAULT`/`-ENAMETOOLONG` when it cannot be.
-#[inline(never)]
-fn with_path(path: u64, f: impl FnOnce(i64) -> i64) -> (i64, Target) {
-    let mut buf = [0u8; PATH_MAX];
-    match UserAddr::new(path).read_cstr(&mut buf) {
-        Ok(_) => on_lkl(f(buf.as_ptr() as i64)),
-        Err(e) => refused(e.neg_errno()),
-    }
 }
 
 /// LKL system call `nr` with a program's `struct sockaddr` (`a[1]`, length `a[2]`)
@@ -354,6 +326,36 @@ impl Lkl {
         }
     }
 
+    /// Serves x86-64 call `nr` whose path is argument `path` (relative to the directory
+    /// fd in argument `dirfd`, or the cwd): `lkl(dirfd, path)` for a path of LKL's
+    /// files or views, the host's call otherwise (see `pathcall::placed`); `follow`:
+    /// the call follows a link in the last component.
+    fn by_path(
+        &self,
+        nr: u64,
+        a: &[u64; 6],
+        dirfd: Option<usize>,
+        path: usize,
+        follow: bool,
+        lkl: impl Fn(i64, i64) -> i64,
+    ) -> (i64, Target) {
+        let mut buf = PathBuf::new();
+        let first = match self.path_arg(dirfd.map_or(AT_FDCWD as u64, |k| a[k]), a[path], &mut buf)
+        {
+            PathArg::Bad(e) => return refused(e),
+            PathArg::View => {
+                if let Err(e) = buf.read(a[path]) {
+                    return refused(e);
+                }
+                Place::Lkl(AT_FDCWD)
+            }
+            PathArg::Host => Place::Host,
+            PathArg::HostAbs => Place::HostAbs,
+            PathArg::Lkl(d) => Place::Lkl(d),
+        };
+        pathcall::placed(nr, a, (dirfd, path, follow), first, &mut buf, lkl)
+    }
+
     /// Serves x86-64 call `nr` with arguments `a`; says which kernel did.
     pub(crate) fn dispatch(&self, nr: u64, a: &[u64; 6]) -> (i64, Target) {
         let Some(entry) = table::lookup(nr) else {
@@ -444,29 +446,9 @@ impl Lkl {
             }
             Handler::Open => {
                 let legacy = matches!(nr as libc::c_long, libc::SYS_open | libc::SYS_creat);
-                let (dirfd, path) = if legacy {
-                    (AT_FDCWD as u64, a[0])
-                } else {
-                    (a[0], a[1])
-                };
                 if forked {
                     return host(nr, a);
                 }
-                let mut buf = PathBuf::new();
-                let d = match self.path_arg(dirfd, path, &mut buf) {
-                    PathArg::Host => return host(nr, a),
-                    PathArg::HostAbs => {
-                        return host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
-                    }
-                    PathArg::Bad(e) => return refused(e),
-                    PathArg::View => {
-                        if let Err(e) = buf.read(path) {
-                            return refused(e);
-                        }
-                        AT_FDCWD
-                    }
-                    PathArg::Lkl(d) => d,
-                };
                 let (flags, mode) = match nr as libc::c_long {
                     libc::SYS_open => (i(1), i(2)),
                     libc::SYS_creat => (
@@ -480,28 +462,28 @@ impl Lkl {
                         Err(f) => return refused(f.neg_errno()),
                     },
                 };
-                let l = lkl_call(nr!(__lkl__NR_openat), [d, buf.arg(), flags, mode, 0, 0]);
-                if l < 0 {
-                    return on_lkl(l);
-                }
-                (fds::adopt(l, 0, lkl_close), Target::Lkl)
+                let excl = libc::O_CREAT | libc::O_EXCL;
+                let follow = flags & i64::from(libc::O_NOFOLLOW) == 0
+                    && flags & i64::from(excl) != i64::from(excl);
+                let arg = (!legacy).then_some(0);
+                self.by_path(nr, a, arg, usize::from(!legacy), follow, |d, p| {
+                    let l = lkl_call(nr!(__lkl__NR_openat), [d, p, flags, mode, 0, 0]);
+                    if l < 0 {
+                        return l;
+                    }
+                    fds::adopt(l, 0, lkl_close)
+                })
             }
             Handler::Stat if !forked => {
-                let mut buf = PathBuf::new();
-                let flags = if nr == libc::SYS_lstat as u64 {
+                let lstat = nr == libc::SYS_lstat as u64;
+                let flags = if lstat {
                     i64::from(libc::AT_SYMLINK_NOFOLLOW)
                 } else {
                     0
                 };
-                match self.path_arg(AT_FDCWD as u64, a[0], &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => host_abs(nr, a, None, 0, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => {
-                        with_path(a[0], |p| pathcall::stat_lkl(AT_FDCWD, p, a[1], flags))
-                    }
-                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[1], flags)),
-                }
+                self.by_path(nr, a, None, 0, !lstat, |d, p| {
+                    pathcall::stat_lkl(d, p, a[1], flags)
+                })
             }
             Handler::Fstatat => {
                 if let Some(l) = fds::lkl_of(a[0]) {
@@ -523,49 +505,29 @@ impl Lkl {
                 if forked {
                     return host(nr, a);
                 }
-                let mut buf = PathBuf::new();
-                match self.path_arg(a[0], a[1], &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => host_abs(nr, a, Some(0), 1, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => {
-                        with_path(a[1], |p| pathcall::stat_lkl(AT_FDCWD, p, a[2], i(3)))
-                    }
-                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[2], i(3))),
-                }
+                let follow = a[3] & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+                self.by_path(nr, a, Some(0), 1, follow, |d, p| {
+                    pathcall::stat_lkl(d, p, a[2], i(3))
+                })
             }
             Handler::Statx => self.statx(a, forked),
             Handler::Access => {
-                let (dirfd, path, mode) = if nr == libc::SYS_access as u64 {
-                    (AT_FDCWD as u64, a[0], i(1))
-                } else {
-                    (a[0], a[1], i(2))
-                };
                 if forked {
                     return host(nr, a);
                 }
                 let legacy = nr == libc::SYS_access as u64;
+                let mode = if legacy { i(1) } else { i(2) };
                 // faccessat2's flags (faccessat has none).
                 let flags = if nr == libc::SYS_faccessat2 as u64 {
                     i(3)
                 } else {
                     0
                 };
-                let mut buf = PathBuf::new();
-                match self.path_arg(dirfd, path, &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => {
-                        host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
-                    }
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => with_path(path, |p| {
-                        lkl_call(nr!(__lkl__NR_faccessat), [AT_FDCWD, p, mode, 0, 0, 0])
-                    }),
-                    PathArg::Lkl(d) => on_lkl(lkl_call(
-                        nr!(__lkl__NR_faccessat2),
-                        [d, buf.arg(), mode, flags, 0, 0],
-                    )),
-                }
+                let follow = flags & i64::from(libc::AT_SYMLINK_NOFOLLOW) == 0;
+                let arg = (!legacy).then_some(0);
+                self.by_path(nr, a, arg, usize::from(!legacy), follow, |d, p| {
+                    lkl_call(nr!(__lkl__NR_faccessat2), [d, p, mode, flags, 0, 0])
+                })
             }
             Handler::Path if forked => host(nr, a),
             Handler::Path => pathcall::dispatch(nr, a),
@@ -632,14 +594,8 @@ impl Lkl {
             Some(l) if empty => on_lkl(run(l, c"".as_ptr() as i64)),
             _ if forked => host(libc::SYS_statx as u64, a),
             _ => {
-                let mut buf = PathBuf::new();
-                match self.path_arg(a[0], a[1], &mut buf) {
-                    PathArg::Host => host(libc::SYS_statx as u64, a),
-                    PathArg::HostAbs => host_abs(libc::SYS_statx as u64, a, Some(0), 1, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => with_path(a[1], |p| run(AT_FDCWD, p)),
-                    PathArg::Lkl(d) => on_lkl(run(d, buf.arg())),
-                }
+                let follow = a[2] & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+                self.by_path(libc::SYS_statx as u64, a, Some(0), 1, follow, run)
             }
         }
     }
@@ -887,7 +843,7 @@ mod tests {
         assert_eq!(r, 1);
         assert_eq!(with_sockaddr(&[0, 1, 16, 0, 0, 0], |_, _| 0), -14);
         assert_eq!(with_sockaddr(&[0, 0, 200, 0, 0, 0], |_, _| 0), -22);
-        assert_eq!(with_path(1, |_| 0).0, -14);
+        assert_eq!(PathBuf::new().read(1), Err(-14));
         assert_eq!(empty_path(0), Ok(true));
         assert_eq!(empty_path(c"".as_ptr() as u64), Ok(true));
         assert_eq!(empty_path(16), Err(-14));

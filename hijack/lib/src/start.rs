@@ -55,7 +55,13 @@ fn start() -> Result<(), String> {
     for w in &loaded.warnings {
         eprintln!("lkl-hijack: warning: {w}");
     }
-    let config = loaded.config;
+    let mut config = loaded.config;
+    if !config.disks.is_empty() {
+        eprintln!(
+            "lkl-hijack: warning: disks: ignored: the hijack library leaves files to the host;              mount images inside LKL with lkl-run --zpoline (see docs/zpoline.md)"
+        );
+        config.disks.clear();
+    }
     limit_host_fds();
     // As upstream: before the kernel starts (time to attach a debugger).
     if config.debug.has(Debug::WAIT_ENTER) {

@@ -287,6 +287,34 @@ fn case_rename_exdev(env: &Env) -> Outcome {
     Ok(())
 }
 
+fn case_symlinks(env: &Env) -> Outcome {
+    let img = env.image("links", "ext4", &[("real/f.txt", "in the image\n")])?;
+    let m = &env.mnt;
+    // A host link into the mount, made before the run.
+    let into = env.host_dir().join("into");
+    let _ = std::fs::remove_file(&into);
+    std::os::unix::fs::symlink(format!("{m}/real"), &into).map_err(|e| e.to_string())?;
+    let hostname = std::fs::read_to_string("/etc/hostname").map_err(|e| e.to_string())?;
+    let script = format!(
+        "cat into/f.txt && echo via-link > into/g.txt && cat {m}/real/g.txt \
+         && ln -s /etc {m}/etc-link && ln -s ../../{host}/into {m}/back \
+         && cat {m}/etc-link/hostname && ls {m}/back && stat -c %F {m}/etc-link",
+        host = env.host_dir().display()
+    );
+    expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &script]),
+        &format!("in the image\nvia-link\n{hostname}f.txt\ng.txt\nsymbolic link\n"),
+    )?;
+    fsck("ext4", &img)?;
+    let g = debugfs_cat(&img, "/real/g.txt")?;
+    if g != "via-link\n" {
+        return Err(format!(
+            "the file written through the host's link holds {g:?} in the image"
+        ));
+    }
+    Ok(())
+}
+
 fn case_sqlite(env: &Env) -> Outcome {
     let img = env.image("db", "ext4", &[])?;
     let db = format!("{}/app.db", env.mnt);
@@ -404,7 +432,7 @@ fn main() -> ExitCode {
         }
     };
     let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, &Case); 8] = [
+    let cases: [(&str, &Case); 9] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
@@ -416,6 +444,10 @@ fn main() -> ExitCode {
         (
             "rename and link across the boundary give EXDEV; mv falls back to copying",
             &case_rename_exdev,
+        ),
+        (
+            "links across the boundary: a host link into the mount, an image's links out of it (absolute and relative), followed both ways",
+            &case_symlinks,
         ),
         (
             "sqlite3 builds, vacuums and checks a database in the image; the host's sqlite3 reads it back",

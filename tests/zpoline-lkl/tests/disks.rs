@@ -1,0 +1,733 @@
+//! The kernel process's side of file systems in LKL, end to end: `lkl-run --zpoline
+//! --root IMAGE` and `--mount IMAGE:PATH` (and the config's `disks`) on images made by
+//! `mkfs.*` here.
+//!
+//! - Bad input (a missing image, a directory, junk, an unknown type, a missing
+//!   partition, an image in use by another lkl-run, options the kernel refuses, a
+//!   mount point missing in a read-only root, conflicting flags) is refused before the
+//!   program runs (`sh -c 'echo ran'` prints nothing), with a message naming the
+//!   problem and the fix, exit status non-zero, and the image's bytes unchanged.
+//! - Runs leave each image clean by its own checker (`e2fsck -fn`, `btrfs check`,
+//!   `xfs_repair -n`, `fsck.vfat -n`) for ext4, btrfs, xfs and vfat, at a path and as
+//!   the root; `LKL_TREE_DEBUG=1` shows what the kernel process mounted where.
+//! - As the root, the image is `/` of the tree (`/proc/mounts` says so) and what is
+//!   written there is in the image afterwards (`debugfs`); a read-only root is never
+//!   written; the config's `disks` work as the flags do; `SIGTERM` to the kernel
+//!   process leaves the image clean too.
+//!
+//! The programs run are the host's static busybox (no library to load from an image)
+//! and `sh`.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lkl_test_support::{self as support, Outcome, Report, TempDir};
+
+const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
+const DEADLINE: Duration = Duration::from_secs(120);
+const BUSYBOX: &str = "/bin/busybox";
+const FILESYSTEMS: [&str; 4] = ["ext4", "btrfs", "xfs", "vfat"];
+
+struct Env {
+    dir: TempDir,
+    /// An empty configuration (`{}`): no interface, no disk.
+    conf: PathBuf,
+}
+
+impl Env {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
+    /// ("hello from the image") and the directories `proc`, `sys`, `dev`, `mnt`
+    /// (ext4 and btrfs, whose mkfs can fill an image).
+    fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
+        let img = self.path(name);
+        let _ = std::fs::remove_file(&img);
+        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| format!("{}: {e}", img.display()))?;
+        let src = self.path(&format!("{name}.src"));
+        if tree {
+            let _ = std::fs::remove_dir_all(&src);
+            for d in ["etc", "proc", "sys", "dev", "mnt"] {
+                std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(src.join("etc/hello"), "hello from the image\n")
+                .map_err(|e| e.to_string())?;
+        }
+        let mut mkfs = Command::new(format!("mkfs.{fs}"));
+        match (fs, tree) {
+            ("ext4", true) => mkfs.args(["-q", "-F", "-d"]).arg(&src),
+            ("ext4", false) => mkfs.args(["-q", "-F"]),
+            ("btrfs", true) => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
+            ("btrfs", false) => mkfs.args(["-q", "-f"]),
+            ("xfs", _) => mkfs.args(["-q", "-f"]),
+            _ => &mut mkfs,
+        };
+        support::run(mkfs.arg(&img))?;
+        Ok(img)
+    }
+
+    /// `lkl-run --zpoline --config CONF ARGS...`, with `LKL_TREE_DEBUG=1`.
+    fn run(&self, args: &[&str]) -> Result<Output, String> {
+        self.run_conf(&self.conf, args)
+    }
+
+    fn run_conf(&self, conf: &Path, args: &[&str]) -> Result<Output, String> {
+        let mut c = Command::new(LKL_RUN);
+        c.arg("--zpoline")
+            .arg("--config")
+            .arg(conf)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("LKL_TREE_DEBUG", "1");
+        support::output_within(&mut c, DEADLINE)
+    }
+}
+
+/// A hash of the file's bytes.
+fn digest(p: &Path) -> Result<u64, String> {
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Ok(h.finish())
+}
+
+/// The file system's own checker, read-only: clean or the checker's words.
+fn check_clean(fs: &str, img: &Path) -> Outcome {
+    let mut c = match fs {
+        "ext4" => {
+            let mut c = Command::new("e2fsck");
+            c.arg("-fn");
+            c
+        }
+        "btrfs" => {
+            let mut c = Command::new("btrfs");
+            c.args(["check", "--readonly"]);
+            c
+        }
+        "xfs" => {
+            let mut c = Command::new("xfs_repair");
+            c.arg("-n");
+            c
+        }
+        _ => {
+            let mut c = Command::new("fsck.vfat");
+            c.arg("-n");
+            c
+        }
+    };
+    support::run(c.arg(img))
+        .map(drop)
+        .map_err(|e| format!("the {fs} image is not clean after the run: {e}"))
+}
+
+/// `sh -c 'echo ran'` with `flags` is refused before it runs: non-zero exit, each
+/// of `needles` in its stderr, nothing on stdout, and `img` (if any) unchanged.
+fn refused(env: &Env, flags: &[&str], img: Option<&Path>, needles: &[&str]) -> Outcome {
+    refused_conf(env, &env.conf, flags, img, needles)
+}
+
+fn refused_conf(
+    env: &Env,
+    conf: &Path,
+    flags: &[&str],
+    img: Option<&Path>,
+    needles: &[&str],
+) -> Outcome {
+    let before = img.map(digest).transpose()?;
+    let mut args = flags.to_vec();
+    args.extend(["sh", "-c", "echo ran"]);
+    let o = env.run_conf(conf, &args)?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() || !o.stdout.is_empty() {
+        return Err(format!(
+            "expected a refusal before the program runs; {}",
+            support::output_text(&o)
+        ));
+    }
+    for n in needles {
+        if !err.contains(n) {
+            return Err(format!("{n:?} missing; {}", support::output_text(&o)));
+        }
+    }
+    if let (Some(img), Some(before)) = (img, before) {
+        if digest(img)? != before {
+            return Err(format!(
+                "{} changed although the start failed; {}",
+                img.display(),
+                support::output_text(&o)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn mount_flag(img: &Path, path: &str) -> String {
+    format!("--mount={}:{path}", img.display())
+}
+
+fn root_flag(img: &Path, opts: &str) -> String {
+    format!("--root={}{opts}", img.display())
+}
+
+fn case_missing_and_directory(env: &Env) -> Outcome {
+    let missing = env.path("no-such.img");
+    refused(
+        env,
+        &[&mount_flag(&missing, "/mnt/x")],
+        None,
+        &[
+            "disks[0].image: cannot open disk image",
+            "no-such.img",
+            "give the path of an existing image file",
+        ],
+    )?;
+    let dir = env.path("a-directory");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    refused(
+        env,
+        &[&root_flag(&dir, "")],
+        None,
+        &["a-directory is a directory: give an image file or a block device"],
+    )
+}
+
+fn case_junk(env: &Env) -> Outcome {
+    let img = env.path("junk.img");
+    let junk: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&img, junk).map_err(|e| e.to_string())?;
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/x")],
+        Some(&img),
+        &[
+            "cannot detect the file system of",
+            "no ext2/ext3/ext4, btrfs, xfs or vfat signature",
+            "give its type",
+        ],
+    )
+}
+
+fn case_unknown_type(env: &Env) -> Outcome {
+    let img = env.image("type.img", "ext4", false)?;
+    let conf = env.path("type.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"disks": [{{"image": "{}", "path": "/mnt/x", "type": "nosuchfs"}}]}}"#,
+            img.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    refused_conf(
+        env,
+        &conf,
+        &[],
+        Some(&img),
+        &[
+            "disks[0].type: unknown file system type \"nosuchfs\": this kernel knows",
+            "ext4",
+            "btrfs",
+        ],
+    )
+}
+
+fn case_partitions(env: &Env) -> Outcome {
+    let img = env.image("part.img", "ext4", false)?;
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/x:part=2")],
+        Some(&img),
+        &[
+            "disks[0].partition: image",
+            "has no partition 2 (partitions found: none)",
+        ],
+    )?;
+    // A table with one partition: the second is not there; the whole image has no
+    // file system of its own.
+    let img = env.path("table.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|e| e.to_string())?;
+    let mut sfdisk = Command::new("sfdisk");
+    sfdisk.args(["-q"]).arg(&img).stdin(Stdio::piped());
+    let mut child = sfdisk.spawn().map_err(|e| format!("sfdisk: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(b"label: dos\n,,L\n")
+            .map_err(|e| e.to_string())?;
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("sfdisk failed: {st}"));
+    }
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/x:part=3")],
+        Some(&img),
+        &["has no partition 3 (partitions found: 1)"],
+    )?;
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/x")],
+        Some(&img),
+        &["the image has a partition table: choose a partition with :part=N"],
+    )
+}
+
+fn case_in_use(env: &Env) -> Outcome {
+    let img = env.image("busy.img", "ext4", true)?;
+    let mut first = Command::new(LKL_RUN);
+    first
+        .args(["--zpoline", "--config"])
+        .arg(&env.conf)
+        .arg(mount_flag(&img, "/mnt/x"))
+        .args([BUSYBOX, "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = first.spawn().map_err(|e| format!("lkl-run: {e}"))?;
+    // It holds the image's lock once its kernel process has opened it.
+    let start = Instant::now();
+    let held = loop {
+        if locked(&img)? {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let r = if held {
+        refused(
+            env,
+            &[&mount_flag(&img, "/mnt/y")],
+            None,
+            &[
+                "disks[0].image:",
+                "busy.img is in use: another program holds a lock on it",
+                "stop that program first",
+            ],
+        )
+        .and_then(|()| {
+            refused(
+                env,
+                &[&root_flag(&img, ":ro")],
+                None,
+                &["busy.img is in use"],
+            )
+        })
+    } else {
+        Err("the first lkl-run never locked the image".into())
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    // The first run's kernel process ends when its program is gone: wait for it.
+    let start = Instant::now();
+    while locked(&img)? && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r?;
+    check_clean("ext4", &img)
+}
+
+/// True when someone holds a lock on `img` (an exclusive lock cannot be taken).
+fn locked(img: &Path) -> Result<bool, String> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(img).map_err(|e| e.to_string())?;
+    // SAFETY: flock on our own descriptor, released when it closes.
+    Ok(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0)
+}
+
+fn case_kernel_refuses(env: &Env) -> Outcome {
+    // A good read-write disk first: the refusal of the second must not write it.
+    let good = env.image("good.img", "ext4", false)?;
+    let img = env.image("opts.img", "ext4", false)?;
+    let before = digest(&good)?;
+    let conf = env.path("opts.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"disks": [{{"image": "{}", "path": "/mnt/good"}},
+                {{"image": "{}", "path": "/mnt/x", "options": "nosuchoption=1"}}]}}"#,
+            good.display(),
+            img.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    refused_conf(
+        env,
+        &conf,
+        &[],
+        Some(&img),
+        &[
+            "disks[1]: cannot mount",
+            "as ext4: EINVAL",
+            "the kernel says:",
+            "nosuchoption",
+            "the file system rejected the mount options 'nosuchoption=1'",
+        ],
+    )?;
+    if digest(&good)? != before {
+        return Err("the good disk's image changed although the start failed".into());
+    }
+    Ok(())
+}
+
+fn case_read_only_root_without_mount_point(env: &Env) -> Outcome {
+    let root = env.image("ro-root.img", "ext4", true)?;
+    let data = env.image("ro-data.img", "ext4", false)?;
+    let before = digest(&data)?;
+    refused(
+        env,
+        &[&root_flag(&root, ":ro"), &mount_flag(&data, "/srv/data")],
+        Some(&root),
+        &[
+            "disks[1].path: /srv/data does not exist in the root image",
+            "which is read-only: make the directory in the image, or mount the root read-write",
+        ],
+    )?;
+    if digest(&data)? != before {
+        return Err("the other image changed although the start failed".into());
+    }
+    check_clean("ext4", &data)
+}
+
+fn case_bad_flags(env: &Env) -> Outcome {
+    let img = env.image("flags.img", "ext4", false)?;
+    refused(
+        env,
+        &["--private-kernel", &root_flag(&img, "")],
+        Some(&img),
+        &[
+            "--root needs the kernel shared by the whole tree",
+            "drop --private-kernel",
+        ],
+    )?;
+    refused(
+        env,
+        &["--backend=host", &mount_flag(&img, "/mnt/x")],
+        Some(&img),
+        &["--backend host leaves every call to the host kernel"],
+    )?;
+    refused(
+        env,
+        &[&format!("--mount={}", img.display())],
+        Some(&img),
+        &["write IMAGE:PATH"],
+    )?;
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/../x")],
+        Some(&img),
+        &["\"/mnt/../x\" has a '..' component"],
+    )?;
+    refused(
+        env,
+        &[&mount_flag(&img, "/mnt/x"), &mount_flag(&img, "/mnt/x")],
+        Some(&img),
+        &["disks[1].path: \"/mnt/x\" is also the path of disks[0]"],
+    )?;
+    // The config's disks with a private kernel.
+    let conf = env.path("private.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"disks": [{{"image": "{}", "path": "/mnt/x"}}]}}"#,
+            img.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    refused_conf(
+        env,
+        &conf,
+        &["--private-kernel"],
+        Some(&img),
+        &["need the kernel shared by the whole tree: drop --private-kernel"],
+    )
+}
+
+/// `--mount IMG:/mnt/x true` and `--root IMG true` leave a clean image, for `fs`;
+/// the kernel process says what it mounted where.
+fn case_clean(env: &Env, fs: &str) -> Outcome {
+    let img = env.image(&format!("clean-{fs}.img"), fs, false)?;
+    let o = env.run(&[&mount_flag(&img, "/mnt/x"), BUSYBOX, "true"])?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[&format!(
+            "lkl-tree: mounted {} ({fs}, read-write, /dev/vda) on /mnt/x",
+            img.display()
+        )],
+    )?;
+    check_clean(fs, &img)?;
+    let o = env.run(&[&root_flag(&img, ""), BUSYBOX, "true"])?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[
+            &format!(
+                "lkl-tree: mounted {} ({fs}, read-write, /dev/vda) on / (the root",
+                img.display()
+            ),
+            "disks unmounted and written back",
+        ],
+    )?;
+    check_clean(fs, &img)
+}
+
+/// The root image is `/` of the tree: its file is read, `/proc/mounts` shows it on
+/// `/`, a file written is in the image afterwards, and a second image is mounted
+/// inside it.
+fn case_root(env: &Env) -> Outcome {
+    let root = env.image("root.img", "ext4", true)?;
+    let data = env.image("data.img", "btrfs", false)?;
+    let o = env.run(&[
+        &root_flag(&root, ""),
+        &mount_flag(&data, "/mnt/data"),
+        BUSYBOX,
+        "cat",
+        "/etc/hello",
+        "/proc/mounts",
+    ])?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[
+            "hello from the image",
+            "/dev/vda / ext4 rw",
+            "/dev/vdb /mnt/data btrfs rw",
+            "proc /proc proc",
+            "on /mnt/data\n",
+        ],
+    )?;
+    let o = env.run(&[
+        &root_flag(&root, ""),
+        BUSYBOX,
+        "cp",
+        "/etc/hello",
+        "/written",
+    ])?;
+    support::expect_output(Ok(o), true, &[])?;
+    check_clean("ext4", &root)?;
+    check_clean("btrfs", &data)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /written"])
+            .arg(&root),
+    )?;
+    if got != "hello from the image\n" {
+        return Err(format!("debugfs reads {got:?} in /written"));
+    }
+    // Read-only: read, never written (a write fails), the image's bytes unchanged.
+    let before = digest(&root)?;
+    let o = env.run(&[&root_flag(&root, ":ro"), BUSYBOX, "cat", "/etc/hello"])?;
+    support::expect_output(Ok(o), true, &["hello from the image", "(ext4, read-only"])?;
+    let o = env.run(&[&root_flag(&root, ":ro"), BUSYBOX, "touch", "/new"])?;
+    support::expect_output(Ok(o), false, &["Read-only file system"])?;
+    if digest(&root)? != before {
+        return Err("the read-only root image changed".into());
+    }
+    Ok(())
+}
+
+/// The config's `disks` work as the flags: a file of the image read under its path,
+/// one written there found by debugfs afterwards.
+fn case_config(env: &Env) -> Outcome {
+    let img = env.image("conf.img", "ext4", true)?;
+    let conf = env.path("disks.json");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"{{"disks": [{{"image": "{}", "path": "/mnt/conf"}}]}}"#,
+            img.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let o = env.run_conf(
+        &conf,
+        &[
+            "sh",
+            "-c",
+            "cat /mnt/conf/etc/hello && echo written > /mnt/conf/etc/new",
+        ],
+    )?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[
+            "hello from the image",
+            &format!("lkl-tree: mounted {} (ext4, read-write", img.display()),
+        ],
+    )?;
+    check_clean("ext4", &img)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/new"])
+            .arg(&img),
+    )?;
+    if got != "written\n" {
+        return Err(format!("debugfs reads {got:?} in /etc/new"));
+    }
+    Ok(())
+}
+
+/// `SIGTERM` to the kernel process while the program runs: it ends in order, the
+/// image clean.
+fn case_sigterm(env: &Env) -> Outcome {
+    let img = env.image("term.img", "ext4", true)?;
+    let marker = format!("lkl-disks-term-{}", std::process::id());
+    let mut c = Command::new(LKL_RUN);
+    c.args(["--zpoline", "--config"])
+        .arg(&env.conf)
+        .arg(mount_flag(&img, "/mnt/t"))
+        .args(["sh", "-c", "echo x > /mnt/t/etc/term; exec sleep 30"])
+        .env("LKL_DISKS_MARK", &marker)
+        .env("LKL_TREE_DEBUG", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| format!("lkl-run: {e}"))?;
+    let me = child.id() as i32;
+    let start = Instant::now();
+    let server = loop {
+        let found: Vec<i32> = support::processes_marked(&marker)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|&p| p != me && support::parent_of(p) != Some(me))
+            .collect();
+        // The kernel process: marked, not the program, in a session of its own.
+        if let Some(&p) = found.iter().find(|&&p| session_of(p) == Some(p)) {
+            break Some(p);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Give the program time to write its file.
+    std::thread::sleep(Duration::from_millis(500));
+    let r = match server {
+        Some(p) => support::signal(p, libc::SIGTERM).and_then(|()| {
+            let start = Instant::now();
+            while !support::ended(p) {
+                if start.elapsed() > Duration::from_secs(20) {
+                    return Err("the kernel process did not end on SIGTERM".into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        }),
+        None => Err("the kernel process was not found".into()),
+    };
+    let _ = child.kill();
+    let o = child.wait_with_output().map_err(|e| e.to_string())?;
+    r?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !err.contains("SIGTERM: ending") || !err.contains("disks unmounted and written back") {
+        return Err(format!(
+            "the kernel process did not say it ended in order: {err}"
+        ));
+    }
+    check_clean("ext4", &img)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/term"])
+            .arg(&img),
+    )?;
+    if got != "x\n" {
+        return Err(format!("debugfs reads {got:?} in /etc/term"));
+    }
+    Ok(())
+}
+
+/// The session of `pid` (field 6 of `/proc/PID/stat`).
+fn session_of(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    after.split(' ').nth(3)?.parse().ok()
+}
+
+fn setup() -> Result<Env, String> {
+    support::require_root("vm.mmap_min_addr=0 and images of every file system")?;
+    for (tool, pkg) in [
+        ("mkfs.ext4", "e2fsprogs"),
+        ("e2fsck", "e2fsprogs"),
+        ("debugfs", "e2fsprogs"),
+        ("mkfs.btrfs", "btrfs-progs"),
+        ("btrfs", "btrfs-progs"),
+        ("mkfs.xfs", "xfsprogs"),
+        ("xfs_repair", "xfsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("fsck.vfat", "dosfstools"),
+        ("sfdisk", "fdisk"),
+        ("sh", "dash"),
+    ] {
+        support::require_tool(tool, pkg)?;
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        return Err(format!(
+            "this test runs {BUSYBOX}: install it with `apt-get install busybox-static` (scripts/setup.sh does)"
+        ));
+    }
+    support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
+    let dir = TempDir::new("lkldisks")?;
+    let conf = dir.path().join("empty.json");
+    std::fs::write(&conf, "{}\n").map_err(|e| e.to_string())?;
+    Ok(Env { dir, conf })
+}
+
+type Case = Box<dyn Fn(&Env) -> Outcome>;
+
+fn main() -> ExitCode {
+    let mut r = Report::default();
+    let env = match setup() {
+        Ok(e) => e,
+        Err(e) => {
+            r.case("setup", Err(e));
+            return r.finish();
+        }
+    };
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let mut cases: Vec<(String, Case)> = vec![
+        ("a missing image and a directory are refused before the program runs".into(), Box::new(case_missing_and_directory)),
+        ("a junk image is refused, naming the file systems known; its bytes unchanged".into(), Box::new(case_junk)),
+        ("an unknown type (config disks[0].type) is refused, naming the kernel's types".into(), Box::new(case_unknown_type)),
+        ("a partition that is not there, and a partitioned image without :part=N, are refused".into(), Box::new(case_partitions)),
+        ("an image in use by another lkl-run is refused, saying who to stop; the first run leaves it clean".into(), Box::new(case_in_use)),
+        ("a mount the kernel refuses (bad options) is refused with the kernel's words; it and the good disk before it unchanged".into(), Box::new(case_kernel_refuses)),
+        ("a mount point missing in a read-only root image is refused; both images unchanged".into(), Box::new(case_read_only_root_without_mount_point)),
+        ("--private-kernel, --backend host, malformed and duplicate disks are refused".into(), Box::new(case_bad_flags)),
+    ];
+    for fs in FILESYSTEMS {
+        cases.push((
+            format!("--mount IMG:/mnt/x and --root IMG on {fs}: the checker finds the image clean; the kernel process says what it mounted"),
+            Box::new(move |e: &Env| case_clean(e, fs)),
+        ));
+    }
+    cases.extend([
+        (
+            "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written".to_owned(),
+            Box::new(case_root) as Case,
+        ),
+        ("the config's disks work as --mount: read and write, debugfs and e2fsck".into(), Box::new(case_config)),
+        ("SIGTERM to the kernel process: it ends in order, the image clean with what was written".into(), Box::new(case_sigterm)),
+    ]);
+    for (name, case) in cases {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let t = Instant::now();
+        let res = case(&env);
+        r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
+    }
+    r.finish()
+}
