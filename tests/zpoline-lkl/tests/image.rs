@@ -295,6 +295,38 @@ fn python_from_root(env: &Env) -> Outcome {
     .map_err(|e| format!("{} bytes of data: {e}", data.len()))
 }
 
+/// `c/execat.c` (a host program) runs the image's `imghello` through `execveat` with
+/// an LKL directory fd and with an LKL fd of the file: the path comes from LKL's own
+/// `/proc/self/fd`, so LKL mounts `proc`.
+fn execveat_in_image(env: &Env) -> Outcome {
+    let conf = env.tmp.path().join("proc.json");
+    std::fs::write(&conf, r#"{"mount": "proc"}"#).map_err(io)?;
+    let execat = env.tmp.path().join("execat");
+    gcc("execat.c", &execat, &["-O1"])?;
+    let dir = format!("{MNT}/usr/bin");
+    let file = format!("{dir}/imghello");
+    for args in [[dir.as_str(), "imghello"], ["-f", file.as_str()]] {
+        expect(
+            zp(&[
+                "--config",
+                s(&conf),
+                &env.mount(),
+                s(&execat),
+                args[0],
+                args[1],
+            ]),
+            true,
+            &[
+                &format!("exe={MNT}/usr/bin/imghello"),
+                "greetings from the image's libgreet; ppid ok",
+                "arg 1: via-execveat",
+            ],
+        )
+        .map_err(|e| format!("execat {}: {e}", args.join(" ")))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut r = Report::default();
     let setup = (|| -> Result<_, String> {
@@ -410,6 +442,10 @@ fn main() -> ExitCode {
             let o = zp(&[&env.root(), "/bin/sh", "-c", "/etc/notexec; echo status $?"])?;
             expect(Ok(o), true, &["status 126"])
         })(),
+    );
+    r.case(
+        "--mount with proc in LKL: execveat relative to an image directory fd, and of an image file's fd (fexecve)",
+        execveat_in_image(&env),
     );
     r.case(
         "--mount: a static program from the image, and a host-linked program with a library from the image",
