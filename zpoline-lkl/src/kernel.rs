@@ -245,7 +245,17 @@ pub(crate) fn before_exec() {
                 n += 1;
             }
         }
-        op(op::EXEC, 0, [pid, n as i64, 0, 0, 0, 0])
+        // A vfork child's chdir, for the new image.
+        let cwd = vfork
+            && crate::pathcall::take_spawn_cwd(pid, || {
+                client::window().and_then(|w| {
+                    slot().ok().map(|s| {
+                        // SAFETY: the slot is this thread's, between requests.
+                        unsafe { w.exec_cwd(s) }
+                    })
+                })
+            });
+        op(op::EXEC, 0, [pid, n as i64, i64::from(cwd), 0, 0, 0])
     });
 }
 

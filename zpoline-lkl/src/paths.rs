@@ -172,6 +172,16 @@ pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
             return Place::Lkl(l);
         }
     }
+    if let Some(l) = lkl_fd_path(p).filter(|_| absolute) {
+        // The program's name of one of its LKL fds: LKL's name of that fd.
+        let mut name = [0u8; 32];
+        let mut c = Cursor(&mut name, 0);
+        use core::fmt::Write;
+        let _ = write!(c, "/proc/self/fd/{l}");
+        let n = c.1;
+        out.set(&name[..n]);
+        return Place::Lkl(AT_FDCWD);
+    }
     if rooted() {
         if absolute {
             return if host_process_path(p) {
@@ -577,6 +587,25 @@ fn host_process_path(p: &[u8]) -> bool {
         // A pid of LKL's own (not the host's) would be LKL's; the tree sees host pids.
         _ => true,
     }
+}
+
+/// The LKL fd that the absolute `p` names when it is one of the program's names of its
+/// own fds (`/dev/std{in,out,err}`, `/dev/fd/N`, `/proc/self/fd/N`) and N is an LKL
+/// fd's placeholder.
+fn lkl_fd_path(p: &[u8]) -> Option<i64> {
+    if !fds::any() {
+        return None;
+    }
+    let n: &[u8] = match p {
+        b"/dev/stdin" => b"0",
+        b"/dev/stdout" => b"1",
+        b"/dev/stderr" => b"2",
+        _ => p
+            .strip_prefix(b"/dev/fd/")
+            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))?,
+    };
+    let fd = core::str::from_utf8(n).ok()?.parse::<u64>().ok()?;
+    fds::lkl_of(fd)
 }
 
 /// True when the decimal `n` is a host fd (not an LKL placeholder).
