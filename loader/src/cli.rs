@@ -99,6 +99,12 @@ pub struct Cli {
     /// missing (in the root image with --root, unless it is read-only).
     #[arg(long = "mount", value_name = "IMAGE:PATH[:ro][:part=N]")]
     pub mounts: Vec<String>,
+    /// Run the tree as UID:GID (numbers; GID defaults to UID) inside LKL instead of
+    /// root: the owner of the files it makes in images, and who LKL's permission
+    /// checks see. The host user and its privileges are unchanged. Needs the shared
+    /// kernel.
+    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<(u32, u32)>,
     /// The tree's kernel process (used when re-executing).
     #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
     pub shared_kernel: Option<String>,
@@ -437,6 +443,25 @@ fn cli_disks(cli: &Cli) -> Result<Vec<lkl_hijack_config::Disk>, Error> {
     Ok(disks)
 }
 
+/// `--user UID[:GID]`.
+fn parse_user(s: &str) -> Result<(u32, u32), String> {
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| {
+                format!("{v:?} is not a user or group id: write numbers, e.g. 1000:1000")
+            })
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, num(g)?)),
+        None => {
+            let u = num(s)?;
+            Ok((u, u))
+        }
+    }
+}
+
 /// One `--root IMAGE[:ro][:part=N]` (`root`) or `--mount IMAGE:PATH[:ro][:part=N]`:
 /// the options are taken from the end, so an image's name may hold `:`. The image is
 /// made absolute (the kernel process runs elsewhere).
@@ -502,6 +527,10 @@ fn lkl_backend(
     };
     let started =
         zpoline_lkl::start_with_disks(mode, disks).map_err(|e| Error::Lkl(e.to_string()))?;
+    if let (Some((uid, gid)), zpoline_lkl::Mode::SharedFirst) = (cli.user, mode) {
+        zpoline_lkl::set_identity(uid, gid)
+            .map_err(|e| Error::Lkl(format!("--user {uid}:{gid}: {e}")))?;
+    }
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
@@ -527,6 +556,13 @@ pub fn run(cli: Cli) -> Error {
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let disks = cli_disks(&cli)?;
+    if cli.user.is_some() && (cli.private_kernel || cli.backend == BackendKind::Host) {
+        return Err(Error::Disks(
+            "--user sets the tree's credentials in its shared LKL: drop --private-kernel and \
+             --backend host"
+                .into(),
+        ));
+    }
     let min = mmap_min_addr();
     if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));

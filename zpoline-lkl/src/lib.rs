@@ -47,6 +47,16 @@ pub use boot::{start, start_with_disks, Mode, Started};
 pub fn loader_done() {
     world::release_current();
 }
+
+/// Makes the tree run as `uid`:`gid` inside LKL (`lkl-run --user`): this process's LKL
+/// credentials (real, effective, saved; no supplementary groups), which its children
+/// inherit. Call once, after [`start`], before the program runs.
+///
+/// # Errors
+/// The errno of the LKL call that refused.
+pub fn set_identity(uid: u32, gid: u32) -> Result<(), std::io::Error> {
+    pathcall::set_identity(uid, gid).map_err(|e| std::io::Error::from_raw_os_error(-e as i32))
+}
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].

@@ -1,5 +1,5 @@
 //! `mmap` of an LKL file. The host cannot map it: the program's fd is a placeholder
-//! (an `O_PATH` descriptor of `/dev/null`, see `fds.rs`). So the mapping is made of
+//! (an `O_PATH` descriptor of an empty memory file, see `fds.rs`). So the mapping is made of
 //! anonymous memory, filled by reading the file through LKL, then given the protection
 //! the program asked for:
 //! - `MAP_PRIVATE`, any protection (`PROT_EXEC` included: the hook then rewrites the

@@ -558,6 +558,22 @@ fn moved_cwd(lkl: bool) {
     paths::set_cwd_lkl(lkl);
 }
 
+/// This process's LKL credentials become `uid`:`gid` (see `crate::set_identity`).
+pub(crate) fn set_identity(uid: u32, gid: u32) -> Result<(), i64> {
+    let (u, g) = (i64::from(uid), i64::from(gid));
+    for (nr, args) in [
+        (nr!(__lkl__NR_setgroups), [0, 0, 0, 0, 0, 0]),
+        (nr!(__lkl__NR_setresgid), [g, g, g, 0, 0, 0]),
+        (nr!(__lkl__NR_setresuid), [u, u, u, 0, 0, 0]),
+    ] {
+        let r = lkl_call(nr, args);
+        if r < 0 {
+            return Err(r);
+        }
+    }
+    Ok(())
+}
+
 /// Serves an identity call (`getuid`, `setresgid`…): LKL's when rooted.
 pub(crate) fn identity(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     if !paths::rooted() {

@@ -301,6 +301,11 @@ pub(crate) fn reroute(
     }
     full[n..n + p.len()].copy_from_slice(p);
     n += p.len();
+    full[n] = 0;
+    if !through_link(&full[..=n], follow, matches!(was, Place::Lkl(_))) {
+        // No link on the way: the kernel's answer stands.
+        return None;
+    }
     let mut resolved = [0u8; PATH_MAX];
     let (len, both) = walk(&full[..n], follow, &mut resolved)?;
     let lkl = under_mount(&resolved[..len]);
@@ -317,6 +322,39 @@ pub(crate) fn reroute(
         return None;
     }
     Some(now)
+}
+
+/// True when resolving the NUL-terminated absolute `p` on LKL's side (`lkl`) or the
+/// host's meets a link (one `openat2` with `RESOLVE_NO_SYMLINKS` failing with `ELOOP`):
+/// only then can the path lead to the other side, and a miss needs a walk.
+fn through_link(p: &[u8], follow: bool, lkl: bool) -> bool {
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let how = [flags as u64, 0, RESOLVE_NO_SYMLINKS];
+    let args = [
+        AT_FDCWD,
+        p.as_ptr() as i64,
+        how.as_ptr() as i64,
+        core::mem::size_of_val(&how) as i64,
+        0,
+        0,
+    ];
+    let r = if lkl {
+        crate::dispatch::lkl_call(crate::dispatch::nr!(__lkl__NR_openat2), args)
+    } else {
+        // SAFETY: openat2 of our NUL-terminated path with our open_how.
+        unsafe { sys(libc::SYS_openat2, args.map(|x| x as u64)) }
+    };
+    if r >= 0 {
+        if lkl {
+            crate::dispatch::lkl_close(r);
+        } else {
+            // SAFETY: closing the descriptor we just opened.
+            unsafe { sys(libc::SYS_close, [r as u64, 0, 0, 0, 0, 0]) };
+        }
+    }
+    r == -i64::from(libc::ELOOP)
 }
 
 /// Most links a walk follows (the kernel's `MAXSYMLINKS`).
@@ -602,10 +640,30 @@ fn lkl_fd_path(p: &[u8]) -> Option<i64> {
         b"/dev/stderr" => b"2",
         _ => p
             .strip_prefix(b"/dev/fd/")
-            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))?,
+            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))
+            .or_else(|| p.strip_prefix(b"/proc/thread-self/fd/"))
+            .or_else(|| own_proc_fd(p))?,
     };
     let fd = core::str::from_utf8(n).ok()?.parse::<u64>().ok()?;
     fds::lkl_of(fd)
+}
+
+/// `N` of `/proc/PID/fd/N` (or `/proc/PID/task/TID/fd/N`) when PID is this process's
+/// or the calling thread's id.
+fn own_proc_fd(p: &[u8]) -> Option<&[u8]> {
+    let rest = p.strip_prefix(b"/proc/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (pid, tail) = (&rest[..slash], &rest[slash..]);
+    let n = tail.strip_prefix(b"/fd/").or_else(|| {
+        // /proc/PID/task/TID/fd/N
+        let t = tail.strip_prefix(b"/task/")?;
+        let k = t.iter().position(|&b| b == b'/')?;
+        t[k..].strip_prefix(b"/fd/")
+    })?;
+    let pid: i64 = core::str::from_utf8(pid).ok()?.parse().ok()?;
+    // SAFETY: getpid and gettid have no arguments.
+    let (me, tid) = unsafe { (sys(libc::SYS_getpid, [0; 6]), sys(libc::SYS_gettid, [0; 6])) };
+    (pid == me || pid == tid).then_some(n)
 }
 
 /// True when the decimal `n` is a host fd (not an LKL placeholder).

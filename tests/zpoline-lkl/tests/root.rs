@@ -123,6 +123,7 @@ fn make_tree(src: &Path, scratch: &Path) -> Outcome {
         std::os::unix::fs::symlink("busybox", src.join("bin").join(a))
             .map_err(|e| e.to_string())?;
     }
+    support::set_mode(&src.join("tmp"), 0o1777)?;
     w("etc/passwd", "root:x:0:0:root:/:/bin/sh\n")?;
     w("etc/group", "root:x:0:\n")?;
     w(
@@ -271,6 +272,31 @@ fn case_ownership(env: &Env) -> Outcome {
     Ok(())
 }
 
+fn case_user(env: &Env) -> Outcome {
+    let img = env.image("user")?;
+    support::expect_stdout(
+        env.run(
+            &img,
+            &[
+                "--user=1234:5678",
+                "/bin/sh",
+                "-c",
+                "id -u && id -g && touch /tmp/mine && stat -c '%u:%g' /tmp/mine \
+                 && (touch /data/not-mine 2>/dev/null || echo refused)",
+            ],
+        ),
+        "1234\n5678\n1234:5678\nrefused\n",
+    )?;
+    support::fsck_clean("ext4", &img)?;
+    let mine = debugfs(&img, "stat /tmp/mine")?;
+    if !mine.contains("User:  1234") || !mine.contains("Group:  5678") {
+        return Err(format!(
+            "debugfs does not show 1234:5678 on /tmp/mine:\n{mine}"
+        ));
+    }
+    Ok(())
+}
+
 fn case_workload(env: &Env) -> Outcome {
     // Unpack a source tree and checksum it inside the image, against the host's own
     // checksums of the same tarball.
@@ -351,7 +377,7 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let cases: [(&str, &Case); 7] = [
+    let cases: [(&str, &Case); 8] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
             &case_reads,
@@ -371,6 +397,10 @@ fn main() -> ExitCode {
         (
             "chown 1234:5678, mknod and a setuid bit are stored in the image (debugfs)",
             &case_ownership,
+        ),
+        (
+            "--user 1234:5678: the tree's ids inside, its files owned so in the image, root's refused",
+            &case_user,
         ),
         (
             "a source tarball unpacked and checksummed inside the image matches the host's checksums",
