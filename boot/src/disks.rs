@@ -6,7 +6,9 @@
 //! message on a refusal), then moved to a staging directory of LKL's boot root file
 //! system, then to its path: inside the root image if there is one (its mount point
 //! made if missing, unless that image is read-only), else in the boot root file
-//! system. Last, the root image is moved onto `/` and made the root of the boot task
+//! system. Last ([`Mounts::enter_root`], after the configuration's network keys were
+//! applied in LKL's own root file system, so that nothing of them is written to an
+//! image), the root image is moved onto `/` and made the root of the boot task
 //! (`host0`), whose fs every fresh LKL process copies, with `proc`, `sysfs` and
 //! `devtmpfs` mounted on its `/proc`, `/sys` and `/dev` where the image has those
 //! directories (nothing is ever made in an image for them).
@@ -80,7 +82,7 @@ pub enum DiskError {
         /// `disks[N]` (`.partition` for a missing partition).
         key: String,
         /// What probing it said.
-        source: FsError,
+        source: Box<FsError>,
     },
     /// The disk could not be given to the kernel.
     #[error("{key}: cannot add the disk {}: {source}", path.display())]
@@ -103,29 +105,8 @@ pub enum DiskError {
         known: Vec<String>,
     },
     /// The kernel refused the mount.
-    #[error(
-        "{key}: cannot mount {}{} as {fstype}: {errno}{}{}",
-        path.display(),
-        partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
-        lkl_fs::said(kernel),
-        lkl_fs::hint(*errno, options.as_deref(), kernel, "\"debug\": \"1\"")
-    )]
-    Mount {
-        /// `disks[N]`.
-        key: String,
-        /// The image.
-        path: PathBuf,
-        /// The partition.
-        partition: Option<u32>,
-        /// The type tried.
-        fstype: String,
-        /// The kernel's answer.
-        errno: Errno,
-        /// The mount data given, if any.
-        options: Option<String>,
-        /// What the kernel logged while it refused.
-        kernel: Vec<String>,
-    },
+    #[error(transparent)]
+    Mount(Box<Refusal>),
     /// The mount point is missing in a read-only root image.
     #[error(
         "{key}.path: {} does not exist in the root image {}, which is read-only: make the \
@@ -166,6 +147,32 @@ pub enum DiskError {
         /// The kernel's answer.
         errno: Errno,
     },
+}
+
+/// A mount the kernel refused, with its own words.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{key}: cannot mount {}{} as {fstype}: {errno}{}{}",
+    path.display(),
+    partition.map(|p| format!(" partition {p}")).unwrap_or_default(),
+    lkl_fs::said(kernel),
+    lkl_fs::hint(*errno, options.as_deref(), kernel, "\"debug\": \"1\"")
+)]
+pub struct Refusal {
+    /// `disks[N]`.
+    pub key: String,
+    /// The image.
+    pub path: PathBuf,
+    /// The partition.
+    pub partition: Option<u32>,
+    /// The type tried.
+    pub fstype: String,
+    /// The kernel's answer.
+    pub errno: Errno,
+    /// The mount data given, if any.
+    pub options: Option<String>,
+    /// What the kernel logged while it refused.
+    pub kernel: Vec<String>,
 }
 
 /// The fix for an image that cannot be opened.
@@ -234,10 +241,15 @@ pub fn attach(config: &Config) -> Result<Vec<Attached>, DiskError> {
                 Err(source @ FsError::NoPartition { .. }) => {
                     return Err(DiskError::Probe {
                         key: format!("{key}.partition"),
-                        source,
+                        source: Box::new(source),
                     })
                 }
-                Err(source) => return Err(DiskError::Probe { key, source }),
+                Err(source) => {
+                    return Err(DiskError::Probe {
+                        key,
+                        source: Box::new(source),
+                    })
+                }
             },
         };
         let id = lkl::add_disk(disk).map_err(|source| DiskError::Add {
@@ -265,6 +277,8 @@ pub struct Mount {
     pub read_only: bool,
     /// Its block device (`vda`, `vdb1`).
     pub device: String,
+    /// Its entry in the config's `disks`.
+    pub index: usize,
 }
 
 /// The mounted disks, for [`Mounts::unmount`] at the end.
@@ -275,6 +289,9 @@ pub struct Mounts {
     /// `/dev` of LKL's boot root file system (where the disks' nodes are), kept
     /// open to wait for each device's release at the end.
     dev_dir: Option<i32>,
+    /// The root disk (index in `mounts`) while it waits in its staging directory for
+    /// [`Mounts::enter_root`].
+    root: Option<usize>,
 }
 
 /// Mounts the disks [`attach`] added, each at its path (see the module doc). Call
@@ -338,6 +355,7 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
             path: dir.clone(),
             read_only: d.read_only,
             device,
+            index: a.index,
         });
         staged.push((a, d, dir));
     }
@@ -363,28 +381,7 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
         move_mount(dir, &target).map_err(step(&key, "move the mount to", &target))?;
         m.mounts[i].path = d.path.clone();
     }
-    if let Some(r) = root {
-        let dir = &staged[r].2;
-        let key = format!("disks[{}]", staged[r].0.index);
-        lkl::chdir(dir).map_err(step(&key, "chdir", dir))?;
-        move_mount(Path::new("."), Path::new("/")).map_err(step(
-            &key,
-            "move the root image onto",
-            Path::new("/"),
-        ))?;
-        lkl::chroot(".").map_err(step(&key, "chroot", Path::new("/")))?;
-        lkl::chdir("/").map_err(step(&key, "chdir", Path::new("/")))?;
-        m.mounts[r].path = PathBuf::from("/");
-        for (dir, fstype) in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs")] {
-            if lkl::stat(dir).is_ok_and(|st| st.st_mode & sys::LKL_S_IFMT == sys::LKL_S_IFDIR) {
-                lkl::mount(fstype, dir, fstype, 0, None).map_err(step(
-                    &key,
-                    "mount",
-                    Path::new(dir),
-                ))?;
-            }
-        }
-    }
+    m.root = root;
     Ok(())
 }
 
@@ -484,7 +481,7 @@ fn mount_one(key: &str, d: &Disk, a: &Attached, read_only: bool) -> Result<PathB
                     });
                 }
             }
-            Err(DiskError::Mount {
+            Err(DiskError::Mount(Box::new(Refusal {
                 key: key.to_owned(),
                 path: d.image.clone(),
                 partition: d.partition,
@@ -492,15 +489,15 @@ fn mount_one(key: &str, d: &Disk, a: &Attached, read_only: bool) -> Result<PathB
                 errno,
                 options: d.options.clone().filter(|o| !o.is_empty()),
                 kernel: lkl_fs::mount::kernel_log_since(log_before),
-            })
+            })))
         }
         Err(lkl::DiskError::NoPartition { partition, .. }) => Err(DiskError::Probe {
             key: format!("{key}.partition"),
-            source: FsError::NoPartition {
+            source: Box::new(FsError::NoPartition {
                 path: d.image.clone(),
                 partition,
                 found: Vec::new(),
-            },
+            }),
         }),
         Err(source) => Err(DiskError::Add {
             key: key.to_owned(),
@@ -544,6 +541,13 @@ fn mount_point(
     })
 }
 
+/// The file type bits of `path` (not following a last symlink), if it exists.
+fn lstat_mode(path: &Path) -> Option<u32> {
+    lkl::newfstatat(lkl::AT_FDCWD, path, sys::LKL_AT_SYMLINK_NOFOLLOW as i32)
+        .ok()
+        .map(|st| st.st_mode & sys::LKL_S_IFMT)
+}
+
 /// `mkdir -p` inside LKL.
 fn mkdir_p(path: &Path) -> Result<(), Errno> {
     let mut p = PathBuf::from("/");
@@ -569,6 +573,82 @@ fn move_mount(from: &Path, to: &Path) -> Result<(), Errno> {
 }
 
 impl Mounts {
+    /// Makes the root disk, if any, the root: `proc`, `sysfs` and `devtmpfs` mounted on
+    /// its `/proc`, `/sys` and `/dev` where it has those directories; with `nameserver`,
+    /// LKL's own `/etc/resolv.conf` (written by [`apply`](crate::apply)) bound over the
+    /// image's, if it has one; then the image moved onto `/` and the calling task's
+    /// root (and cwd) set to it, which `host0` shares and every fresh LKL process
+    /// copies. Call after [`mount`] and `apply`, from the same thread. Returns what was
+    /// not done, as warnings.
+    ///
+    /// # Errors
+    /// [`DiskError::Step`] naming the step.
+    pub fn enter_root(&mut self, config: &Config) -> Result<Vec<String>, DiskError> {
+        let mut warnings = Vec::new();
+        let Some(r) = self.root.take() else {
+            if !self.mounts.is_empty() {
+                Self::mount_own_proc();
+            }
+            return Ok(warnings);
+        };
+        let dir = self.mounts[r].path.clone();
+        let key = format!("disks[{}]", self.mounts[r].index);
+        let step = |op: &'static str, path: &Path| {
+            let (key, path) = (key.clone(), path.to_path_buf());
+            move |errno| DiskError::Step {
+                key,
+                op,
+                path,
+                errno,
+            }
+        };
+        for (sub, fstype) in [("proc", "proc"), ("sys", "sysfs"), ("dev", "devtmpfs")] {
+            let at = dir.join(sub);
+            if lstat_mode(&at) == Some(sys::LKL_S_IFDIR) {
+                lkl::mount(fstype, &at, fstype, 0, None).map_err(step("mount", &at))?;
+            }
+        }
+        if config.nameserver.is_some() {
+            let at = dir.join("etc/resolv.conf");
+            if lstat_mode(&at) == Some(sys::LKL_S_IFREG) {
+                lkl::mount(
+                    "/etc/resolv.conf",
+                    &at,
+                    "",
+                    u64::from(sys::LKL_MS_BIND),
+                    None,
+                )
+                .map_err(step("bind LKL's /etc/resolv.conf on", &at))?;
+            } else {
+                warnings.push(format!(
+                    "nameserver: the root image {} has no /etc/resolv.conf file to show LKL's \
+                     over (nothing is written to an image): the tree resolves names as the \
+                     image says; put a resolv.conf file in the image",
+                    self.mounts[r].image.display()
+                ));
+            }
+        }
+        lkl::chdir(&dir).map_err(step("chdir", &dir))?;
+        move_mount(Path::new("."), Path::new("/"))
+            .map_err(step("move the root image onto", Path::new("/")))?;
+        lkl::chroot(".").map_err(step("chroot", Path::new("/")))?;
+        lkl::chdir("/").map_err(step("chdir", Path::new("/")))?;
+        self.mounts[r].path = PathBuf::from("/");
+        Ok(warnings)
+    }
+
+    /// Without a root image: LKL's own `proc` on `/proc` of LKL's root file system (unless
+    /// there already), where the interposer finds an LKL fd by its name
+    /// (`/proc/self/fd/N`) when a program names one of its own LKL files that way. The
+    /// program never sees this `/proc`: its `/proc` paths are the host's.
+    fn mount_own_proc() {
+        if lkl::stat("/proc/self").is_ok() {
+            return;
+        }
+        let _ = lkl::mkdir("/proc", 0o555);
+        let _ = lkl::mount("proc", "/proc", "proc", 0, None);
+    }
+
     /// True when no disk is mounted.
     pub fn is_empty(&self) -> bool {
         self.mounts.is_empty()

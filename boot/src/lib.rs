@@ -28,5 +28,5 @@ pub mod memory;
 mod start;
 
 pub use apply::{apply, apply_interface, ApplyError, DAD_TIMEOUT};
-pub use disks::{DiskError, Mount, Mounts};
+pub use disks::{DiskError, Mount, Mounts, Refusal};
 pub use start::{check_memory, net_backend, start, StartError, Started};

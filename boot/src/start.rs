@@ -93,10 +93,13 @@ pub enum StartError {
 ///    log (its banner) is printed only if the boot fails, and later
 ///    messages are warnings and worse only; any `debug` bit prints
 ///    everything;
-/// 5. `disks` mounted at their paths, the one at `/` made the root
-///    ([`disks::mount`]), so that what follows happens in the tree's root;
+/// 5. `disks` mounted at their paths ([`disks::mount`]);
 /// 6. [`apply`](crate::apply): `mount`, addresses, routes, rule tables,
-///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`.
+///    neighbours, qdiscs, `gateway`/`gateway6`, `sysctl`, `nameserver`, in
+///    LKL's own root file system;
+/// 7. the disk at `/`, if any, made the root ([`Mounts::enter_root`]), with
+///    LKL's `/etc/resolv.conf` shown over the image's when `nameserver` is
+///    set.
 ///
 /// # Errors
 /// [`StartError`], naming the key. If the kernel booted and a later step
@@ -159,14 +162,14 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
         host::set_affinity(set).map_err(StartError::Pin)?;
     }
     let kernel = booted.map_err(StartError::Boot)?;
-    let mounts = match disks::mount(config, &attached) {
+    let mut mounts = match disks::mount(config, &attached) {
         Ok(m) => m,
         Err(e) => {
             let _ = kernel.halt();
             return Err(e.into());
         }
     };
-    let fail = |kernel: lkl::Kernel, e: StartError| {
+    let fail = |kernel: lkl::Kernel, mounts: &Mounts, e: StartError| {
         mounts.unmount();
         let _ = kernel.halt();
         Err(e)
@@ -177,14 +180,18 @@ pub fn start(config: &Config) -> Result<Started, StartError> {
             Ok(ix) => ifindexes.push(ix),
             Err(source) => {
                 let key = format!("interfaces[{i}]");
-                return fail(kernel, StartError::Interface { key, source });
+                return fail(kernel, &mounts, StartError::Interface { key, source });
             }
         }
     }
-    let warnings = match crate::apply(config, &ifindexes) {
+    let mut warnings = match crate::apply(config, &ifindexes) {
         Ok(w) => w,
-        Err(e) => return fail(kernel, e.into()),
+        Err(e) => return fail(kernel, &mounts, e.into()),
     };
+    match mounts.enter_root(config) {
+        Ok(w) => warnings.extend(w),
+        Err(e) => return fail(kernel, &mounts, e.into()),
+    }
     Ok(Started {
         kernel,
         nets,

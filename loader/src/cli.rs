@@ -150,6 +150,8 @@ pub fn main() {
     }
     let e = run(cli);
     eprintln!("lkl-run: {e}");
+    #[cfg(feature = "lkl")]
+    zpoline_lkl::leave_tree();
     std::process::exit(e.exit_code());
 }
 

@@ -405,14 +405,7 @@ impl Lkl {
                         // Only this thread calls LKL from here on (a second
                         // `exit_group` skips all this).
                         drain_at_exit();
-                        // The last process of the tree waits here until the kernel
-                        // process, and with it its devices, are gone.
-                        let (last, _) = wait::in_world(|| {
-                            kernel::op(lkl_shared_kernel::window::op::EXIT, 0, [0; 6])
-                        });
-                        if last == 1 {
-                            lkl_shared_kernel::client::wait_server_gone();
-                        }
+                        kernel::leave();
                     }
                 }
                 host(nr, a)

@@ -48,6 +48,15 @@ pub fn loader_done() {
     world::release_current();
 }
 
+/// lkl-run gives up before the program runs (it could not be found or loaded): this
+/// process leaves the tree as its `exit_group` would, so that when it was the last, the
+/// kernel process has ended, its images unlocked and written back, when lkl-run exits.
+pub fn leave_tree() {
+    if kernel::shared() && kernel::exiting() {
+        kernel::leave();
+    }
+}
+
 /// Makes the tree run as `uid`:`gid` inside LKL (`lkl-run --user`): this process's LKL
 /// credentials (real, effective, saved; no supplementary groups), which its children
 /// inherit. Call once, after [`start`], before the program runs.

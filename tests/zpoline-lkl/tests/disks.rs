@@ -42,7 +42,8 @@ impl Env {
     }
 
     /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
-    /// ("hello from the image") and the directories `proc`, `sys`, `dev`, `mnt`
+    /// ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the directories
+    /// `proc`, `sys`, `dev`, `mnt`
     /// (ext4 and btrfs, whose mkfs can fill an image).
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
@@ -58,6 +59,8 @@ impl Env {
                 std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
             }
             std::fs::write(src.join("etc/hello"), "hello from the image\n")
+                .map_err(|e| e.to_string())?;
+            std::fs::write(src.join("etc/resolv.conf"), "nameserver 192.0.2.53\n")
                 .map_err(|e| e.to_string())?;
         }
         let mut mkfs = Command::new(format!("mkfs.{fs}"));
@@ -257,18 +260,7 @@ fn case_partitions(env: &Env) -> Outcome {
     std::fs::File::create(&img)
         .and_then(|f| f.set_len(64 << 20))
         .map_err(|e| e.to_string())?;
-    let mut sfdisk = Command::new("sfdisk");
-    sfdisk.args(["-q"]).arg(&img).stdin(Stdio::piped());
-    let mut child = sfdisk.spawn().map_err(|e| format!("sfdisk: {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        use std::io::Write;
-        i.write_all(b"label: dos\n,,L\n")
-            .map_err(|e| e.to_string())?;
-    }
-    let st = child.wait().map_err(|e| e.to_string())?;
-    if !st.success() {
-        return Err(format!("sfdisk failed: {st}"));
-    }
+    sfdisk(&img, "label: dos\n,,L\n")?;
     refused(
         env,
         &[&mount_flag(&img, "/mnt/x:part=3")],
@@ -455,11 +447,16 @@ fn case_bad_flags(env: &Env) -> Outcome {
     )
 }
 
-/// `--mount IMG:/mnt/x true` and `--root IMG true` leave a clean image, for `fs`;
-/// the kernel process says what it mounted where.
+/// `--mount IMG:/mnt/x` and `--root IMG` runs that write leave a clean image, for
+/// `fs`, with what was written; the kernel process says what it mounted where.
 fn case_clean(env: &Env, fs: &str) -> Outcome {
     let img = env.image(&format!("clean-{fs}.img"), fs, false)?;
-    let o = env.run(&[&mount_flag(&img, "/mnt/x"), BUSYBOX, "true"])?;
+    let o = env.run(&[
+        &mount_flag(&img, "/mnt/x"),
+        "sh",
+        "-c",
+        "echo at a path > /mnt/x/f && mkdir /mnt/x/d && echo inside > /mnt/x/d/g",
+    ])?;
     support::expect_output(
         Ok(o),
         true,
@@ -469,7 +466,14 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
         )],
     )?;
     check_clean(fs, &img)?;
-    let o = env.run(&[&root_flag(&img, ""), BUSYBOX, "true"])?;
+    // As the root: busybox's shell writes with its own echo (no program to load).
+    let o = env.run(&[
+        &root_flag(&img, ""),
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo as the root > /r",
+    ])?;
     support::expect_output(
         Ok(o),
         true,
@@ -481,7 +485,9 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             "disks unmounted and written back",
         ],
     )?;
-    check_clean(fs, &img)
+    check_clean(fs, &img)?;
+    let o = env.run(&[&root_flag(&img, ":ro"), BUSYBOX, "cat", "/f", "/d/g", "/r"])?;
+    support::expect_output(Ok(o), true, &["at a path\ninside\nas the root\n"])
 }
 
 /// The root image is `/` of the tree: its file is read, `/proc/mounts` shows it on
@@ -535,6 +541,97 @@ fn case_root(env: &Env) -> Outcome {
     support::expect_output(Ok(o), false, &["Read-only file system"])?;
     if digest(&root)? != before {
         return Err("the read-only root image changed".into());
+    }
+    // The configuration's keys act in LKL's own root, never in the image: `mount`
+    // makes /sysfs there, and with `nameserver` LKL's resolv.conf is shown over the
+    // image's.
+    let conf = env.path("root-net.json");
+    std::fs::write(
+        &conf,
+        r#"{"nameserver": "198.18.0.1", "mount": "proc,sysfs"}"#,
+    )
+    .map_err(|e| e.to_string())?;
+    let o = env.run_conf(
+        &conf,
+        &[&root_flag(&root, ":ro"), BUSYBOX, "cat", "/etc/resolv.conf"],
+    )?;
+    support::expect_output(Ok(o), true, &["nameserver 198.18.0.1"])?;
+    let o = env.run_conf(&conf, &[&root_flag(&root, ""), BUSYBOX, "true"])?;
+    support::expect_output(Ok(o), true, &[])?;
+    check_clean("ext4", &root)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/resolv.conf"])
+            .arg(&root),
+    )?;
+    if got != "nameserver 192.0.2.53\n" {
+        return Err(format!("the image's resolv.conf was written: {got:?}"));
+    }
+    let top = support::run(Command::new("debugfs").args(["-R", "ls /"]).arg(&root))?;
+    if top.contains("sysfs") {
+        return Err(format!("the mount key made /sysfs in the image: {top}"));
+    }
+    Ok(())
+}
+
+/// `:part=1` mounts the partition: a file written there is in the partition
+/// (extracted with dd: e2fsck clean, debugfs reads it).
+fn case_partition(env: &Env) -> Outcome {
+    let img = env.path("parted.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .map_err(|e| e.to_string())?;
+    sfdisk(&img, "label: dos\nstart=2048, type=L\n")?;
+    support::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "offset=1048576"])
+            .arg(&img)
+            .arg("64512k"),
+    )?;
+    let o = env.run(&[
+        &mount_flag(&img, "/mnt/p:part=1"),
+        "sh",
+        "-c",
+        "echo in the partition > /mnt/p/f && cat /mnt/p/f",
+    ])?;
+    support::expect_output(
+        Ok(o),
+        true,
+        &[
+            "in the partition",
+            "partition 1 (ext4, read-write, /dev/vda1) on /mnt/p",
+        ],
+    )?;
+    let part = env.path("parted-1.img");
+    support::run(
+        Command::new("dd")
+            .arg(format!("if={}", img.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"]),
+    )?;
+    check_clean("ext4", &part)?;
+    let got = support::run(Command::new("debugfs").args(["-R", "cat /f"]).arg(&part))?;
+    if got != "in the partition\n" {
+        return Err(format!("debugfs reads {got:?} in the partition's /f"));
+    }
+    Ok(())
+}
+
+/// Writes partition table `script` into `img` with sfdisk.
+fn sfdisk(img: &Path, script: &str) -> Outcome {
+    let mut c = Command::new("sfdisk");
+    c.arg("-q")
+        .arg(img)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = c.spawn().map_err(|e| format!("sfdisk: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(script.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if !st.success() {
+        return Err(format!("sfdisk failed: {st}"));
     }
     Ok(())
 }
@@ -613,8 +710,13 @@ fn case_sigterm(env: &Env) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    // Give the program time to write its file.
-    std::thread::sleep(Duration::from_millis(500));
+    // The program has written its file once it runs `sleep` (lkl-run re-executed
+    // with --child).
+    let start = Instant::now();
+    while !support::cmdline_of(me).contains("--child") && start.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let r = match server {
         Some(p) => support::signal(p, libc::SIGTERM).and_then(|()| {
             let start = Instant::now();
@@ -649,6 +751,49 @@ fn case_sigterm(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// The program killed with `SIGKILL`: the kernel process sees its death and ends in
+/// order, the image clean with what was written.
+fn case_program_killed(env: &Env) -> Outcome {
+    let img = env.image("killed.img", "ext4", true)?;
+    let mut c = Command::new(LKL_RUN);
+    c.args(["--zpoline", "--config"])
+        .arg(&env.conf)
+        .arg(mount_flag(&img, "/mnt/k"))
+        .args(["sh", "-c", "echo y > /mnt/k/etc/killed && exec sleep 30"])
+        .env("LKL_TREE_DEBUG", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| format!("lkl-run: {e}"))?;
+    let me = child.id();
+    // The program has written its file once it runs `sleep` (lkl-run re-executed
+    // with --child).
+    let start = Instant::now();
+    while !support::cmdline_of(me as i32).contains("--child") {
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            return Err("the program never reached sleep".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !err.contains("disks unmounted and written back") {
+        return Err(format!("the kernel process did not end in order: {err}"));
+    }
+    check_clean("ext4", &img)?;
+    let got = support::run(
+        Command::new("debugfs")
+            .args(["-R", "cat /etc/killed"])
+            .arg(&img),
+    )?;
+    if got != "y\n" {
+        return Err(format!("debugfs reads {got:?} in /etc/killed"));
+    }
+    Ok(())
+}
+
 /// The session of `pid` (field 6 of `/proc/PID/stat`).
 fn session_of(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -669,6 +814,7 @@ fn setup() -> Result<Env, String> {
         ("mkfs.vfat", "dosfstools"),
         ("fsck.vfat", "dosfstools"),
         ("sfdisk", "fdisk"),
+        ("dd", "coreutils"),
         ("sh", "dash"),
     ] {
         support::require_tool(tool, pkg)?;
@@ -709,17 +855,19 @@ fn main() -> ExitCode {
     ];
     for fs in FILESYSTEMS {
         cases.push((
-            format!("--mount IMG:/mnt/x and --root IMG on {fs}: the checker finds the image clean; the kernel process says what it mounted"),
+            format!("--mount IMG:/mnt/x and --root IMG on {fs}: written, the checker finds the image clean, read back; the kernel process says what it mounted"),
             Box::new(move |e: &Env| case_clean(e, fs)),
         ));
     }
     cases.extend([
         (
-            "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written".to_owned(),
+            "--root: the image is / (/proc/mounts), a second image inside it, a file written is in the image; read-only is never written; nameserver and mount act outside the image".to_owned(),
             Box::new(case_root) as Case,
         ),
+        (":part=1 mounts the partition: written there, found there by e2fsck and debugfs".into(), Box::new(case_partition)),
         ("the config's disks work as --mount: read and write, debugfs and e2fsck".into(), Box::new(case_config)),
         ("SIGTERM to the kernel process: it ends in order, the image clean with what was written".into(), Box::new(case_sigterm)),
+        ("the program killed with SIGKILL: the kernel process ends in order, the image clean with what was written".into(), Box::new(case_program_killed)),
     ]);
     for (name, case) in cases {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {

@@ -217,6 +217,42 @@ fn case_spawn_cwd(env: &Env) -> Outcome {
     )
 }
 
+fn case_own_fd_names(env: &Env) -> Outcome {
+    // gnulib's lchmod (tar, cp -a) opens the file O_PATH and chmods /proc/self/fd/N:
+    // the image's file must change, and nothing of the host's.
+    let img = env.image("fdnames", "ext4", &[("f.txt", "data\n")])?;
+    let m = &env.mnt;
+    let null_before = std::fs::metadata("/dev/null").map_err(|e| e.to_string())?;
+    let py = format!(
+        "import os\n\
+         fd = os.open('{m}/f.txt', os.O_PATH)\n\
+         os.chmod(f'/proc/self/fd/{{fd}}', 0o640)\n\
+         os.chmod(f'/proc/{{os.getpid()}}/fd/{{fd}}', 0o604)\n\
+         print(oct(os.stat('{m}/f.txt').st_mode & 0o777))\n\
+         print(open('/dev/stdin').read().strip())\n"
+    );
+    let o = env.lkl_run(
+        &img,
+        &["sh", "-c", &format!("python3 -c \"$0\" < {m}/f.txt"), &py],
+    );
+    support::expect_stdout(o, "0o604\ndata\n")?;
+    support::fsck_clean("ext4", &img)?;
+    let st = support::run(
+        Command::new("debugfs")
+            .args(["-R", "stat /f.txt"])
+            .arg(&img),
+    )?;
+    if !st.contains("Mode:  0604") {
+        return Err(format!("the image's file does not have mode 0604:\n{st}"));
+    }
+    let null_after = std::fs::metadata("/dev/null").map_err(|e| e.to_string())?;
+    use std::os::unix::fs::MetadataExt;
+    if null_after.mode() != null_before.mode() || null_after.ctime() != null_before.ctime() {
+        return Err("/dev/null on the host was changed".into());
+    }
+    Ok(())
+}
+
 fn case_rename_exdev(env: &Env) -> Outcome {
     let img = env.image(
         "mv",
@@ -398,7 +434,7 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let cases: [(&str, &Case); 10] = [
+    let cases: [(&str, &Case); 11] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
@@ -410,6 +446,10 @@ fn main() -> ExitCode {
         (
             "subprocess with cwd= (a chdir in a vfork child) into the mount, to the host, to a missing directory",
             &case_spawn_cwd,
+        ),
+        (
+            "a program's own names of its image files (/proc/self/fd/N, /proc/PID/fd/N, /dev/stdin) reach them; the host's files are untouched",
+            &case_own_fd_names,
         ),
         (
             "rename and link across the boundary give EXDEV; mv falls back to copying",

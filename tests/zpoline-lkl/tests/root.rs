@@ -322,6 +322,20 @@ fn case_workload(env: &Env) -> Outcome {
     Ok(())
 }
 
+fn case_failed_start(env: &Env) -> Outcome {
+    // A run whose program is missing ends its kernel: the next run has the image at once.
+    let img = env.image("failed")?;
+    for _ in 0..3 {
+        let o = env.run(&img, &["/bin/no-such-program"])?;
+        let all = support::output_text(&o);
+        if o.status.success() || !all.contains("/bin/no-such-program") {
+            return Err(format!("a missing program must be named and fail:\n{all}"));
+        }
+        support::expect_stdout(env.sh(&img, "echo next"), "next\n")?;
+    }
+    support::fsck_clean("ext4", &img)
+}
+
 fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
     support::require_tool("fusermount3", "fuse3")?;
     let img = env.image("fuse")?;
@@ -377,7 +391,7 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let cases: [(&str, &Case); 8] = [
+    let cases: [(&str, &Case); 9] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
             &case_reads,
@@ -405,6 +419,10 @@ fn main() -> ExitCode {
         (
             "a source tarball unpacked and checksummed inside the image matches the host's checksums",
             &case_workload,
+        ),
+        (
+            "a run whose program is missing frees the image at once for the next run",
+            &case_failed_start,
         ),
         (
             "an image mounted by lklfuse is refused before the program runs, unchanged",
