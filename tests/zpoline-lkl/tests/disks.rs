@@ -331,6 +331,61 @@ fn case_in_use(env: &Env) -> Outcome {
     check_clean("ext4", &img)
 }
 
+/// An image served by lklfuse is refused, naming who to stop; after lklfuse's
+/// unmount the same flags run.
+fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
+    if !Path::new("/dev/fuse").exists() {
+        let _ = support::run(Command::new("modprobe").arg("fuse"));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse is missing: run `modprobe fuse` as root (and install fuse3)".into());
+    }
+    support::require_tool("fusermount3", "fuse3")?;
+    let lklfuse = support::cargo_build("lklfuse")?.join("lklfuse");
+    let img = env.image("fuse.img", "ext4", true)?;
+    let mnt = env.path("fuse-mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let fuse = Command::new(&lklfuse)
+        .arg("-f")
+        .arg(&img)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", lklfuse.display()))?;
+    let start = Instant::now();
+    let mut served = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(mnt.join("etc/hello")).is_ok_and(|t| t.contains("hello")) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = if served {
+        refused(
+            env,
+            &[&mount_flag(&img, "/mnt/x")],
+            None,
+            &[
+                "fuse.img is in use: another program holds a lock on it (an lklfuse",
+                "stop that program first",
+            ],
+        )
+    } else {
+        Err("lklfuse never served the image".into())
+    };
+    let _ = support::run(Command::new("fusermount3").arg("-u").arg(&mnt));
+    if support::wait_deadline(fuse, Duration::from_secs(20), "lklfuse").is_err() {
+        return Err("lklfuse did not end after fusermount3 -u".into());
+    }
+    r?;
+    let o = env.run(&[&mount_flag(&img, "/mnt/x"), "cat", "/mnt/x/etc/hello"])?;
+    support::expect_output(Ok(o), true, &["hello from the image"])?;
+    check_clean("ext4", &img)
+}
+
 /// True when someone holds a lock on `img` (an exclusive lock cannot be taken).
 fn locked(img: &Path) -> Result<bool, String> {
     use std::os::fd::AsRawFd;
@@ -849,6 +904,7 @@ fn main() -> ExitCode {
         ("an unknown type (config disks[0].type) is refused, naming the kernel's types".into(), Box::new(case_unknown_type)),
         ("a partition that is not there, and a partitioned image without :part=N, are refused".into(), Box::new(case_partitions)),
         ("an image in use by another lkl-run is refused, saying who to stop; the first run leaves it clean".into(), Box::new(case_in_use)),
+        ("an image served by lklfuse is refused, saying who to stop; after its unmount it mounts".into(), Box::new(case_in_use_by_lklfuse)),
         ("a mount the kernel refuses (bad options) is refused with the kernel's words; it and the good disk before it unchanged".into(), Box::new(case_kernel_refuses)),
         ("a mount point missing in a read-only root image is refused; both images unchanged".into(), Box::new(case_read_only_root_without_mount_point)),
         ("--private-kernel, --backend host, malformed and duplicate disks are refused".into(), Box::new(case_bad_flags)),
