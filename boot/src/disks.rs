@@ -8,10 +8,10 @@
 //! made if missing, unless that image is read-only), else in the boot root file
 //! system. Last ([`Mounts::enter_root`], after the configuration's network keys were
 //! applied in LKL's own root file system, so that nothing of them is written to an
-//! image), the root image is moved onto `/` and made the root of the boot task
-//! (`host0`), whose fs every fresh LKL process copies, with `proc`, `sysfs` and
-//! `devtmpfs` mounted on its `/proc`, `/sys` and `/dev` where the image has those
-//! directories (nothing is ever made in an image for them).
+//! image), the root image is moved onto `/` and made the root of `host0` (whose fs
+//! the boot thread's LKL task shares), which every fresh LKL process copies, with
+//! `proc`, `sysfs` and `devtmpfs` mounted on its `/proc`, `/sys` and `/dev` where the
+//! image has those directories (nothing is ever made in an image for them).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
