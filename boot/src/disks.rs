@@ -594,6 +594,9 @@ impl Mounts {
     pub fn enter_root(&mut self, config: &Config) -> Result<Vec<String>, DiskError> {
         let mut warnings = Vec::new();
         let Some(r) = self.root.take() else {
+            if !self.mounts.is_empty() {
+                Self::mount_own_proc();
+            }
             return Ok(warnings);
         };
         let dir = self.mounts[r].path.clone();
@@ -644,6 +647,18 @@ impl Mounts {
             }
         }
         Ok(warnings)
+    }
+
+    /// Without a root image: LKL's own `proc` on `/proc` of LKL's root file system (unless
+    /// there already), where the interposer finds an LKL fd by its name
+    /// (`/proc/self/fd/N`) when a program names one of its own LKL files that way. The
+    /// program never sees this `/proc`: its `/proc` paths are the host's.
+    fn mount_own_proc() {
+        if lkl::stat("/proc/self").is_ok() {
+            return;
+        }
+        let _ = lkl::mkdir("/proc", 0o555);
+        let _ = lkl::mount("proc", "/proc", "proc", 0, None);
     }
 
     /// True when no disk is mounted.

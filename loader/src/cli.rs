@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, ValueEnum};
 
 use crate::elf::{self, Image};
+use crate::files::{Files, Opened};
 use crate::map;
 use crate::stack::{self, at, AuxVal};
 use crate::Error;
@@ -98,6 +99,12 @@ pub struct Cli {
     /// missing (in the root image with --root, unless it is read-only).
     #[arg(long = "mount", value_name = "IMAGE:PATH[:ro][:part=N]")]
     pub mounts: Vec<String>,
+    /// Run the tree as UID:GID (numbers; GID defaults to UID) inside LKL instead of
+    /// root: the owner of the files it makes in images, and who LKL's permission
+    /// checks see. The host user and its privileges are unchanged. Needs the shared
+    /// kernel.
+    #[arg(long, value_name = "UID[:GID]", value_parser = parse_user)]
+    pub user: Option<(u32, u32)>,
     /// The tree's kernel process (used when re-executing).
     #[arg(long, hide = true, value_name = "PID:FD:ADDR")]
     pub shared_kernel: Option<String>,
@@ -143,15 +150,9 @@ pub fn main() {
     }
     let e = run(cli);
     eprintln!("lkl-run: {e}");
+    #[cfg(feature = "lkl")]
+    zpoline_lkl::leave_tree();
     std::process::exit(e.exit_code());
-}
-
-fn is_executable(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
 /// `p` for a message: lossy UTF-8, and a path of thousands of bytes cut to its start
@@ -170,9 +171,9 @@ fn shown(p: &OsStr) -> String {
 }
 
 /// Checks that `p` is a file we may execute, as `execve` would; the error names why not.
-fn check_program(p: &Path) -> Result<(), Error> {
+fn check_program(files: Files, p: &Path) -> Result<(), Error> {
     let show = shown(p.as_os_str());
-    match std::fs::metadata(p) {
+    match files.metadata(p) {
         Err(e) => Err(match e.raw_os_error() {
             Some(libc::ENOENT) => Error::NoSuchFile(show),
             Some(libc::ENAMETOOLONG) => Error::NameTooLong(show),
@@ -180,8 +181,8 @@ fn check_program(p: &Path) -> Result<(), Error> {
             Some(libc::EACCES) => Error::NotExecutable(show),
             _ => Error::Io(show, e),
         }),
-        Ok(m) if m.is_dir() => Err(Error::IsDirectory(show)),
-        Ok(_) if !is_executable(p) => Err(Error::NotExecutable(show)),
+        Ok(m) if m.is_dir => Err(Error::IsDirectory(show)),
+        Ok(_) if !files.executable(p) => Err(Error::NotExecutable(show)),
         Ok(_) => Ok(()),
     }
 }
@@ -189,15 +190,15 @@ fn check_program(p: &Path) -> Result<(), Error> {
 /// Finds PROGRAM like a shell does: a name without `/` is searched in `PATH`, where
 /// a file that is there but not executable is reported only if no directory has an
 /// executable one.
-fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
+fn resolve(files: Files, prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
     if !search || prog.as_bytes().contains(&b'/') {
-        return check_program(Path::new(prog)).map(|()| PathBuf::from(prog));
+        return check_program(files, Path::new(prog)).map(|()| PathBuf::from(prog));
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     let mut found = Error::NotFound(shown(prog));
     for dir in std::env::split_paths(&path) {
         let p = dir.join(prog);
-        match check_program(&p) {
+        match check_program(files, &p) {
             Ok(()) => return Ok(p),
             Err(e @ Error::NotExecutable(_)) => found = e,
             Err(Error::NameTooLong(_)) if matches!(found, Error::NotFound(_)) => {
@@ -212,15 +213,14 @@ fn resolve(prog: &OsStr, search: bool) -> Result<PathBuf, Error> {
 /// Follows `#!` lines like the kernel. Returns the path of the ELF file to load and
 /// the argv to use.
 fn follow_scripts(
+    files: Files,
     mut path: PathBuf,
     mut argv: Vec<OsString>,
 ) -> Result<(PathBuf, Vec<OsString>), Error> {
-    use std::io::Read;
     for _ in 0..4 {
         let show = shown(path.as_os_str());
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|f| f.take(256).read_to_end(&mut bytes))
+        let bytes = files
+            .head(&path, 256)
             .map_err(|e| Error::Io(show.clone(), e))?;
         if !bytes.starts_with(b"#!") {
             return Ok((path, argv));
@@ -244,7 +244,7 @@ fn follow_scripts(
         new.push(path.clone().into_os_string());
         new.extend(argv.into_iter().skip(1));
         argv = new;
-        path = resolve(OsStr::new(interp), false)
+        path = resolve(files, OsStr::new(interp), false)
             .map_err(|e| Error::BadInterpreter(show, Box::new(e)))?;
     }
     Err(Error::TooManyInterpreters(shown(path.as_os_str())))
@@ -390,19 +390,26 @@ fn read_auxv() -> Vec<(u64, u64)> {
 
 /// Opens and parses an ELF file, reading only its first 64 KiB unless the headers lie
 /// further in.
-fn load(path: &Path) -> Result<(std::fs::File, Image), Error> {
-    use std::io::Read;
+fn load(files: Files, path: &Path) -> Result<(Opened, Image), Error> {
+    use std::io::{Read, Seek};
     let show = shown(path.as_os_str());
     let io = |e| Error::Io(show.clone(), e);
-    let f = std::fs::File::open(path).map_err(io)?;
+    let opened = files.open(path).map_err(io)?;
+    let f = &opened.file;
     let len = f.metadata().map_err(io)?.len();
     let mut prefix = Vec::new();
-    (&f).take(64 << 10).read_to_end(&mut prefix).map_err(io)?;
+    f.take(64 << 10).read_to_end(&mut prefix).map_err(io)?;
     let img = match elf::parse_prefix(&show, &prefix, len) {
-        Err(Error::Short(_)) => elf::parse(&show, &std::fs::read(path).map_err(io)?)?,
+        Err(Error::Short(_)) => {
+            let mut all = Vec::new();
+            let mut f = f;
+            f.rewind().map_err(io)?;
+            f.read_to_end(&mut all).map_err(io)?;
+            elf::parse(&show, &all)?
+        }
         r => r?,
     };
-    Ok((f, img))
+    Ok((opened, img))
 }
 
 /// The disks of `--root` and `--mount`, in that order (checked for what they may be
@@ -436,6 +443,25 @@ fn cli_disks(cli: &Cli) -> Result<Vec<lkl_hijack_config::Disk>, Error> {
         )));
     }
     Ok(disks)
+}
+
+/// `--user UID[:GID]`.
+fn parse_user(s: &str) -> Result<(u32, u32), String> {
+    let num = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| {
+                format!("{v:?} is not a user or group id: write numbers, e.g. 1000:1000")
+            })
+    };
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, num(g)?)),
+        None => {
+            let u = num(s)?;
+            Ok((u, u))
+        }
+    }
 }
 
 /// One `--root IMAGE[:ro][:part=N]` (`root`) or `--mount IMAGE:PATH[:ro][:part=N]`:
@@ -503,6 +529,10 @@ fn lkl_backend(
     };
     let started =
         zpoline_lkl::start_with_disks(mode, disks).map_err(|e| Error::Lkl(e.to_string()))?;
+    if let (Some((uid, gid)), zpoline_lkl::Mode::SharedFirst) = (cli.user, mode) {
+        zpoline_lkl::set_identity(uid, gid)
+            .map_err(|e| Error::Lkl(format!("--user {uid}:{gid}: {e}")))?;
+    }
     for w in &started.warnings {
         eprintln!("lkl-run: warning: {w}");
     }
@@ -528,28 +558,43 @@ pub fn run(cli: Cli) -> Error {
 
 fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     let disks = cli_disks(&cli)?;
+    if cli.user.is_some() && (cli.private_kernel || cli.backend == BackendKind::Host) {
+        return Err(Error::Disks(
+            "--user sets the tree's credentials in its shared LKL: drop --private-kernel and \
+             --backend host"
+                .into(),
+        ));
+    }
     let min = mmap_min_addr();
     if min != 0 && !cli.null_guard {
         return Err(Error::MmapMinAddr(min));
     }
-    let mut argv = cli.command.clone();
-    let path = resolve(&argv[0], !cli.no_path_search)?;
-    if let Some(a0) = &cli.argv0 {
-        argv[0] = a0.clone();
-    }
-    let (path, argv) = follow_scripts(path, argv)?;
-    let show = shown(path.as_os_str());
-    let (file, img) = load(&path)?;
-    let interp = match &img.interp {
-        Some(i) => {
-            Some(load(Path::new(i)).map_err(|e| Error::BadInterpreter(show.clone(), Box::new(e)))?)
-        }
-        None => None,
-    };
     static HOST: trampoline::Host = trampoline::Host;
+    // With the LKL backend, the backend starts first: the program, its `#!`
+    // interpreters and its ELF interpreter may be files of LKL's (`--root`, `--mount`),
+    // found and read through the backend's routing.
     let (backend, shared): (&'static dyn trampoline::Backend, _) = match cli.backend {
         BackendKind::Host => (&HOST, None),
         BackendKind::Lkl => lkl_backend(&cli, disks)?,
+    };
+    let files = match cli.backend {
+        BackendKind::Host => Files::Host,
+        BackendKind::Lkl => Files::Backend(backend),
+    };
+    let mut argv = cli.command.clone();
+    let path = resolve(files, &argv[0], !cli.no_path_search)?;
+    if let Some(a0) = &cli.argv0 {
+        argv[0] = a0.clone();
+    }
+    let (path, argv) = follow_scripts(files, path, argv)?;
+    let show = shown(path.as_os_str());
+    let (file, img) = load(files, &path)?;
+    let interp = match &img.interp {
+        Some(i) => Some(
+            load(files, Path::new(i))
+                .map_err(|e| Error::BadInterpreter(show.clone(), Box::new(e)))?,
+        ),
+        None => None,
     };
 
     // Interposition options.
@@ -613,8 +658,8 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
         null_guard: cli.null_guard,
         auto_guard_jvm: !cli.no_auto_guard,
         exclude,
-        program: std::fs::canonicalize(&path)
-            .ok()
+        program: files
+            .canonical(&path)
             .map(|p| cstr(p.as_os_str().as_bytes())),
     };
     // Before install: the NULL guard installs its own SIGSEGV handler.
@@ -622,20 +667,16 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     trampoline::install(options, backend)?;
 
     // Map and rewrite the program and its interpreter.
-    let prog = map::map_image(&show, &file, &img)?;
+    let prog = map::map_image(&show, &file.file, &img)?;
     let mut entry = img.entry + prog.bias;
     let mut base = 0;
-    let mut regions: Vec<_> = prog
-        .exec_regions
-        .iter()
-        .map(|&r| (r, file.as_raw_fd()))
-        .collect();
+    let mut regions: Vec<_> = prog.exec_regions.iter().map(|&r| (r, file.ident)).collect();
     if let Some((ifile, iimg)) = &interp {
         let name = img.interp.clone().unwrap_or_default();
-        let m = map::map_image(&name, ifile, iimg)?;
+        let m = map::map_image(&name, &ifile.file, iimg)?;
         base = iimg.min_vaddr() + m.bias;
         entry = iimg.entry + m.bias;
-        regions.extend(m.exec_regions.iter().map(|&r| (r, ifile.as_raw_fd())));
+        regions.extend(m.exec_regions.iter().map(|&r| (r, ifile.ident)));
     }
     for ((start, len, prot, off), fd) in regions {
         // SAFETY: regions we just mapped from these files at these offsets, not yet
@@ -660,6 +701,10 @@ fn try_run(cli: Cli) -> Result<std::convert::Infallible, Error> {
     // The program must not inherit our descriptors.
     drop(file);
     drop(interp);
+    #[cfg(feature = "lkl")]
+    if cli.backend == BackendKind::Lkl {
+        zpoline_lkl::loader_done();
+    }
 
     // The initial stack.
     let mut random = [0u8; 16];

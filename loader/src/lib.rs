@@ -12,6 +12,7 @@ pub mod cli;
 #[global_allocator]
 static ALLOCATOR: trampoline::alloc::HookSafe = trampoline::alloc::HookSafe;
 pub mod elf;
+pub mod files;
 pub mod map;
 pub mod stack;
 

@@ -243,10 +243,11 @@ pub fn set_mm_views(args: (u64, u64), env: (u64, u64), auxv: (u64, u64), auxv_pt
     set(AUXV, auxv_ptr, auxv.1 - auxv.0);
 }
 
-/// Gives the program the signal state of a fresh `execve`: Rust's runtime gave lkl-run a
-/// main-thread alternate signal stack, SIGSEGV/SIGBUS handlers (stack overflow
-/// detection) and an ignored SIGPIPE. A program must not inherit those: an ignored
-/// SIGPIPE turns `yes | head` into a write error, and the handlers are our code.
+/// Gives the program the signal state of a fresh `execve`: no alternate signal stack and
+/// no SIGSEGV/SIGBUS handlers of ours (lkl-run starts without Rust's runtime set-up,
+/// see `main.rs`, so none should be there; this makes sure). Other dispositions are
+/// the ones lkl-run inherited, as an `execve` keeps them: an ignored SIGPIPE stays
+/// ignored, a default one default.
 pub fn reset_signal_state() {
     let ss = libc::stack_t {
         ss_sp: std::ptr::null_mut(),
@@ -255,7 +256,7 @@ pub fn reset_signal_state() {
     };
     // SAFETY: disabling the alternate signal stack of this thread.
     unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
-    for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGPIPE] {
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
         // SAFETY: restoring the default disposition.
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }

@@ -21,6 +21,9 @@ use crate::{sys, syscall6};
 
 /// Bump when what counts as a site changes, so old caches are ignored.
 const MAGIC: u64 = u64::from_le_bytes(*b"ZPSITE02");
+/// The same for a file of the backend's (an LKL file): its device and inode numbers
+/// are the backend's, a name space apart from the host's.
+const MAGIC_BACKEND: u64 = u64::from_le_bytes(*b"ZPSITB02");
 const KEY_WORDS: usize = 9;
 const HEADER: usize = (KEY_WORDS + 1) * 8;
 
@@ -85,23 +88,22 @@ fn path_of(name: &[u8], buf: &mut [u8; PATH_BUF]) -> Option<u64> {
 pub(crate) struct Key([u64; KEY_WORDS]);
 
 impl Key {
-    /// The key for file offsets `[lo, hi)` of the file open as `fd`.
-    pub(crate) fn new(fd: i32, lo: u64, hi: u64) -> Option<Key> {
+    /// The key for file offsets `[lo, hi)` of `file` (a host file, or one of the
+    /// backend's, keyed by the backend's identity of it, never its placeholder's).
+    pub(crate) fn new(file: &crate::mapfile::MapFile, lo: u64, hi: u64) -> Option<Key> {
         DIR.get()?;
         let mut st = [0u64; 18];
-        // SAFETY: fstat into our 144-byte buffer.
-        if unsafe {
-            syscall6(
-                sys::NR_FSTAT,
-                [fd as u64, st.as_mut_ptr() as u64, 0, 0, 0, 0],
-            )
-        } < 0
-        {
+        if file.fstat(&mut st) < 0 {
             return None;
         }
+        let magic = if file.is_backend() {
+            MAGIC_BACKEND
+        } else {
+            MAGIC
+        };
         // st_dev, st_ino, st_size, st_mtime, st_mtime_nsec, st_ctime
         Some(Key([
-            MAGIC, st[0], st[1], st[6], st[11], st[12], st[13], lo, hi,
+            magic, st[0], st[1], st[6], st[11], st[12], st[13], lo, hi,
         ]))
     }
 

@@ -5,9 +5,10 @@
 //! segment as `.text`; a linear sweep over the whole segment would patch `0F 05` pairs
 //! inside relocations and constants (rustup is such a binary). So when the mapping
 //! comes from a file with section headers, only its executable sections are swept.
-//! Raw `pread` into stack buffers: this also runs in the hook.
+//! Raw `pread` into stack buffers: this also runs in the hook. A file of the
+//! backend's (an LKL file) is read through the backend ([`crate::mapfile`]).
 
-use crate::sys;
+use crate::mapfile::MapFile;
 
 /// `SHF_EXECINSTR` and `SHT_NOBITS` of `<elf.h>`.
 const SHF_EXECINSTR: u64 = 0x4;
@@ -31,9 +32,14 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 /// Calls `f(file_offset, size)` for every executable section with file contents of the
 /// 64-bit ELF file open as `fd`. Returns `false` when the file has no usable section
 /// headers (the caller then sweeps the whole mapping).
-pub fn for_each_exec_section(fd: i32, mut f: impl FnMut(u64, u64)) -> bool {
+pub fn for_each_exec_section(fd: i32, f: impl FnMut(u64, u64)) -> bool {
+    in_file(&MapFile::of(fd), f)
+}
+
+/// [`for_each_exec_section`] of `file`, a host file or one of the backend's.
+pub(crate) fn in_file(file: &MapFile, mut f: impl FnMut(u64, u64)) -> bool {
     let mut eh = [0u8; 64];
-    if sys::pread(fd, &mut eh, 0) != 64 || eh[..4] != *b"\x7fELF" || eh[4] != 2 {
+    if file.pread(&mut eh, 0) != 64 || eh[..4] != *b"\x7fELF" || eh[4] != 2 {
         return false;
     }
     let shoff = u64_at(&eh, 0x28);
@@ -47,7 +53,7 @@ pub fn for_each_exec_section(fd: i32, mut f: impl FnMut(u64, u64)) -> bool {
     while i < shnum {
         let n = (shnum - i).min(BATCH as u64) as usize;
         let want = &mut buf[..n * 64];
-        if sys::pread(fd, want, shoff + i * 64) != (n * 64) as i64 {
+        if file.pread(want, shoff + i * 64) != (n * 64) as i64 {
             return false;
         }
         for k in 0..n {

@@ -323,9 +323,8 @@ fn mapped_file_len(args: &[u64; 6]) -> u64 {
         return len;
     }
     let mut st = [0u64; 18];
-    // SAFETY: fstat into our 144-byte buffer (struct stat is 144 bytes on x86-64).
-    let r = unsafe { syscall6(sys::NR_FSTAT, [args[4], st.as_mut_ptr() as u64, 0, 0, 0, 0]) };
-    if r < 0 {
+    // An LKL file's size is LKL's (its placeholder is /dev/null, of size 0).
+    if crate::mapfile::MapFile::of(args[4] as i32).fstat(&mut st) < 0 {
         return 0;
     }
     let size = st[6]; // st_size
@@ -372,12 +371,14 @@ pub(crate) unsafe fn rewrite(
         _ => {}
     };
     let by_sections = file.is_some_and(|(fd, off)| {
-        crate::elfcode::for_each_exec_section(fd, |so, ss| {
+        // A file of the backend's (an LKL file mapped by copy) is read through it.
+        let file = crate::mapfile::MapFile::of(fd);
+        crate::elfcode::in_file(&file, |so, ss| {
             let (lo, hi) = (so.max(off), (so + ss).min(off + len));
             if lo < hi {
                 let base = start + (lo - off);
                 // SAFETY: a sub-range of the mapping the caller vouches for.
-                add(unsafe { rewrite_range(fd, lo, hi, base, rprot) });
+                add(unsafe { rewrite_range(&file, lo, hi, base, rprot) });
             }
         })
     });
@@ -399,16 +400,16 @@ pub(crate) unsafe fn rewrite(
 /// this range, else by decoding (and then filling the cache).
 ///
 /// # Safety
-/// `[base, base + hi - lo)` must be mapped readable with protection `prot` from the file
-/// open as `fd` at offset `lo`.
+/// `[base, base + hi - lo)` must be mapped readable with protection `prot` from `file`
+/// at offset `lo` (or hold a copy of those bytes).
 unsafe fn rewrite_range(
-    fd: i32,
+    file: &crate::mapfile::MapFile,
     lo: u64,
     hi: u64,
     base: u64,
     prot: i32,
 ) -> Result<usize, rewriter::Error> {
-    let key = crate::cache::Key::new(fd, lo, hi);
+    let key = crate::cache::Key::new(file, lo, hi);
     let mut writer = None;
     if let Some(key) = &key {
         match crate::cache::patch_cached(key, base, prot) {
@@ -470,6 +471,31 @@ unsafe fn is_proc_self_exe(p: *const u8) -> bool {
     rest == want.bytes()
 }
 
+/// [`crate::Backend::read_head`] on the host: open, read, close.
+pub fn host_read_head(path: u64, buf: &mut [u8]) -> crate::Head {
+    // SAFETY: openat with a NUL-terminated path string, read-only.
+    let fd = unsafe {
+        syscall6(
+            sys::NR_OPENAT,
+            [AT_FDCWD, path, sys::O_RDONLY | sys::O_CLOEXEC, 0, 0, 0],
+        )
+    };
+    if fd < 0 {
+        return crate::Head::OpenFailed {
+            errno: fd,
+            backend: false,
+        };
+    }
+    let n = sys::read(fd as i32, buf);
+    // SAFETY: closing our own fd.
+    unsafe { syscall6(sys::NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]) };
+    if n < 0 {
+        crate::Head::ReadFailed
+    } else {
+        crate::Head::Read(n as usize)
+    }
+}
+
 /// Turns `execve`/`execveat` into an `execve` of the loader with the same environment,
 /// so the new image is interposed from its first instruction. Checks first what the
 /// kernel would check (exists, executable, regular, ELF or `#!`) so that a failing
@@ -481,8 +507,10 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     } else {
         (args[0], args[1], args[2], args[3], args[4])
     };
+    let backend = BACKEND.get().copied().unwrap_or(&crate::Host);
     // Build a path the loader can open: "/proc/self/fd/N[/path]" for dirfd-relative or
-    // AT_EMPTY_PATH forms.
+    // AT_EMPTY_PATH forms; for a dirfd of the backend's (an LKL directory, or file with
+    // AT_EMPTY_PATH), its path in the backend's file system instead.
     let mut pbuf = [0u8; 4200];
     let path = if path == 0 {
         return -(libc::EFAULT as i64);
@@ -492,18 +520,26 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
     } {
         path
     } else {
-        use core::fmt::Write;
-        let mut l = trace::Line::new();
         // SAFETY: path is the program's NUL-terminated string.
         let rel =
             unsafe { core::slice::from_raw_parts(path as *const u8, cstrlen(path as *const u8)) };
-        let _ = write!(l, "/proc/self/fd/{}", dirfd as i32);
-        let head = l.bytes();
-        if head.len() + 1 + rel.len() + 1 > pbuf.len() {
+        let mut n = if backend.owns_fd(dirfd as i32) {
+            let n = backend.fd_path(dirfd as i32, &mut pbuf[..4096]);
+            if n < 0 {
+                return n;
+            }
+            n as usize
+        } else {
+            use core::fmt::Write;
+            let mut l = trace::Line::new();
+            let _ = write!(l, "/proc/self/fd/{}", dirfd as i32);
+            let head = l.bytes();
+            pbuf[..head.len()].copy_from_slice(head);
+            head.len()
+        };
+        if n + 1 + rel.len() + 1 > pbuf.len() {
             return -(libc::ENAMETOOLONG as i64);
         }
-        pbuf[..head.len()].copy_from_slice(head);
-        let mut n = head.len();
         if !(rel.is_empty() && flags & AT_EMPTY_PATH != 0) {
             pbuf[n] = b'/';
             pbuf[n + 1..n + 1 + rel.len()].copy_from_slice(rel);
@@ -517,30 +553,22 @@ fn exec(re: &ReExec, nr: u64, args: &[u64; 6]) -> i64 {
         Some(prog) if unsafe { is_proc_self_exe(path as *const u8) } => prog.as_ptr() as u64,
         _ => path,
     };
-    // SAFETY: faccessat with the program's path string.
-    let r = unsafe { syscall6(sys::NR_FACCESSAT, [AT_FDCWD, path, sys::X_OK, 0, 0, 0]) };
+    // The checks go where the backend's routing sends the path (LKL's file system for
+    // an LKL path); the host backend makes them on the host.
+    let r = backend.syscall(sys::NR_FACCESSAT, &[AT_FDCWD, path, sys::X_OK, 0, 0, 0]);
     if r < 0 {
         return r;
     }
-    // SAFETY: openat with the program's path string, read-only.
-    let fd = unsafe {
-        syscall6(
-            sys::NR_OPENAT,
-            [AT_FDCWD, path, sys::O_RDONLY | sys::O_CLOEXEC, 0, 0, 0],
-        )
-    };
-    if fd < 0 {
-        // Executable but not readable: we cannot load it ourselves; run it natively.
-        // SAFETY: the program's own arguments.
-        return unsafe { syscall6(NR_EXECVE, [path, argv, envp, 0, 0, 0]) };
-    }
     let mut magic = [0u8; 4];
-    let n = sys::read(fd as i32, &mut magic);
-    // SAFETY: closing our own fd.
-    unsafe { syscall6(sys::NR_CLOSE, [fd as u64, 0, 0, 0, 0, 0]) };
-    if n < 0 {
-        return -EACCES;
-    }
+    let n = match backend.read_head(path, &mut magic) {
+        crate::Head::Read(n) => n,
+        crate::Head::OpenFailed { backend: false, .. } => {
+            // Executable but not readable: we cannot load it ourselves; run it natively.
+            // SAFETY: the program's own arguments.
+            return unsafe { syscall6(NR_EXECVE, [path, argv, envp, 0, 0, 0]) };
+        }
+        crate::Head::OpenFailed { backend: true, .. } | crate::Head::ReadFailed => return -EACCES,
+    };
     let elf = n == 4 && magic == *b"\x7fELF";
     let script = n >= 2 && magic[..2] == *b"#!";
     if !elf && !script {

@@ -20,6 +20,7 @@ pub mod elfcode;
 mod entry_x86_64;
 pub mod guard;
 mod hook;
+mod mapfile;
 pub mod names;
 pub mod sled;
 pub mod stack;
@@ -31,6 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicU8, 
 use std::sync::OnceLock;
 
 pub use entry_x86_64::{entry_address, Frame};
+pub use hook::host_read_head;
 pub use rewriter::live::sys::syscall6;
 
 /// Errors from setting the trampoline up.
@@ -88,6 +90,23 @@ pub enum Route {
     FdArg,
 }
 
+/// What [`Backend::read_head`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// This many bytes were read.
+    Read(usize),
+    /// The file could not be opened (a negative errno); `backend`: the path is the
+    /// backend's, not the host's.
+    OpenFailed {
+        /// The negative errno of the open.
+        errno: i64,
+        /// The path is the backend's.
+        backend: bool,
+    },
+    /// It was opened, but the read failed (a directory, an I/O error).
+    ReadFailed,
+}
+
 /// Where a syscall goes.
 pub trait Backend: Sync + Send {
     /// Runs syscall `nr` with `args`; returns the result or a negative errno.
@@ -101,6 +120,29 @@ pub trait Backend: Sync + Send {
     /// The route this backend needs for `nr`, or `None` for the interposer's default.
     fn route(&self, _nr: u64) -> Option<Route> {
         None
+    }
+
+    /// True when `fd` is not a host file but stands for one of the backend's (an LKL
+    /// file behind a placeholder): the interposer then reads it through
+    /// [`Backend::syscall`] (`pread64`, `fstat`, `close`) to rewrite code mapped from
+    /// it, and keys the site cache by the backend's identity of the file.
+    fn owns_fd(&self, _fd: i32) -> bool {
+        false
+    }
+
+    /// Reads the first bytes of the file at `path` (NUL-terminated) into `buf`, from the
+    /// kernel the backend's routing sends that path to, without giving the program a
+    /// descriptor (an interposed `execve` checks the magic this way, in a vfork child
+    /// too). The default reads the host's file.
+    fn read_head(&self, path: u64, buf: &mut [u8]) -> Head {
+        hook::host_read_head(path, buf)
+    }
+
+    /// The absolute path, in the backend's file system, of the backend's fd `fd` (see
+    /// [`Backend::owns_fd`]) into `buf`: its length, or a negative errno. An interposed
+    /// `execveat` relative to such a directory builds its path from it.
+    fn fd_path(&self, _fd: i32, _buf: &mut [u8]) -> i64 {
+        -(libc::EBADF as i64)
     }
 
     /// True when calls may go elsewhere than the host: `--trace` then names the kernel

@@ -11,11 +11,11 @@ use core::sync::atomic::{AtomicI32, Ordering};
 use trampoline::Target;
 use usermem::UserAddr;
 
-use crate::helpers::{lkl_stat, sys, PATH_MAX};
+use crate::helpers::{lkl_stat, sys};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::paths::{self, PathBuf, Place};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, kernel, pathcall, signals, wait, world, Lkl};
+use crate::{blocking, boot, epoll, fds, kernel, mmap, pathcall, signals, wait, world, Lkl};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -141,7 +141,7 @@ pub(crate) fn lkl_close(l: i64) {
 }
 
 /// What a path argument names.
-enum PathArg {
+pub(crate) enum PathArg {
     /// A path of the host's.
     Host,
     /// A path of the host's, made absolute in the caller's buffer (see
@@ -154,23 +154,6 @@ enum PathArg {
     Lkl(i64),
     /// Unreadable: the call fails with this (`-EFAULT`).
     Bad(i64),
-}
-
-/// The host's call `nr` with path argument `path` (and its directory fd `dirfd`, if
-/// any) replaced by the absolute path in `buf`.
-fn host_abs(
-    nr: u64,
-    a: &[u64; 6],
-    dirfd: Option<usize>,
-    path: usize,
-    buf: &PathBuf,
-) -> (i64, Target) {
-    let mut b = *a;
-    b[path] = buf.arg() as u64;
-    if let Some(k) = dirfd {
-        b[k] = AT_FDCWD as u64;
-    }
-    host(nr, &b)
 }
 
 /// The longest view name or prefix is shorter than this.
@@ -186,17 +169,6 @@ fn empty_path(p: u64) -> Result<bool, i64> {
         .read::<u8>()
         .map(|b| b == 0)
         .map_err(|f| f.neg_errno())
-}
-
-/// Runs `f` with the program's path at `path` copied (NUL-terminated) into our memory;
-/// `-EFAULT`/`-ENAMETOOLONG` when it cannot be.
-#[inline(never)]
-fn with_path(path: u64, f: impl FnOnce(i64) -> i64) -> (i64, Target) {
-    let mut buf = [0u8; PATH_MAX];
-    match UserAddr::new(path).read_cstr(&mut buf) {
-        Ok(_) => on_lkl(f(buf.as_ptr() as i64)),
-        Err(e) => refused(e.neg_errno()),
-    }
 }
 
 /// LKL system call `nr` with a program's `struct sockaddr` (`a[1]`, length `a[2]`)
@@ -331,7 +303,7 @@ impl Lkl {
 
     /// What the path argument `path` (relative to `dirfd`) names; a path of LKL's
     /// file systems, or one made absolute, is left in `buf`.
-    fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
+    pub(crate) fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
         if paths::active() {
             match paths::place(dirfd, path, buf) {
                 Err(e) => return PathArg::Bad(e),
@@ -352,6 +324,36 @@ impl Lkl {
                 }
             }
         }
+    }
+
+    /// Serves x86-64 call `nr` whose path is argument `path` (relative to the directory
+    /// fd in argument `dirfd`, or the cwd): `lkl(dirfd, path)` for a path of LKL's
+    /// files or views, the host's call otherwise (see `pathcall::placed`); `follow`:
+    /// the call follows a link in the last component.
+    fn by_path(
+        &self,
+        nr: u64,
+        a: &[u64; 6],
+        dirfd: Option<usize>,
+        path: usize,
+        follow: bool,
+        lkl: impl Fn(i64, i64) -> i64,
+    ) -> (i64, Target) {
+        let mut buf = PathBuf::new();
+        let first = match self.path_arg(dirfd.map_or(AT_FDCWD as u64, |k| a[k]), a[path], &mut buf)
+        {
+            PathArg::Bad(e) => return refused(e),
+            PathArg::View => {
+                if let Err(e) = buf.read(a[path]) {
+                    return refused(e);
+                }
+                Place::Lkl(AT_FDCWD)
+            }
+            PathArg::Host => Place::Host,
+            PathArg::HostAbs => Place::HostAbs,
+            PathArg::Lkl(d) => Place::Lkl(d),
+        };
+        pathcall::placed(nr, a, (dirfd, path, follow), first, &mut buf, lkl)
     }
 
     /// Serves x86-64 call `nr` with arguments `a`; says which kernel did.
@@ -403,14 +405,7 @@ impl Lkl {
                         // Only this thread calls LKL from here on (a second
                         // `exit_group` skips all this).
                         drain_at_exit();
-                        // The last process of the tree waits here until the kernel
-                        // process, and with it its devices, are gone.
-                        let (last, _) = wait::in_world(|| {
-                            kernel::op(lkl_shared_kernel::window::op::EXIT, 0, [0; 6])
-                        });
-                        if last == 1 {
-                            lkl_shared_kernel::client::wait_server_gone();
-                        }
+                        kernel::leave();
                     }
                 }
                 host(nr, a)
@@ -444,29 +439,9 @@ impl Lkl {
             }
             Handler::Open => {
                 let legacy = matches!(nr as libc::c_long, libc::SYS_open | libc::SYS_creat);
-                let (dirfd, path) = if legacy {
-                    (AT_FDCWD as u64, a[0])
-                } else {
-                    (a[0], a[1])
-                };
                 if forked {
                     return host(nr, a);
                 }
-                let mut buf = PathBuf::new();
-                let d = match self.path_arg(dirfd, path, &mut buf) {
-                    PathArg::Host => return host(nr, a),
-                    PathArg::HostAbs => {
-                        return host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
-                    }
-                    PathArg::Bad(e) => return refused(e),
-                    PathArg::View => {
-                        if let Err(e) = buf.read(path) {
-                            return refused(e);
-                        }
-                        AT_FDCWD
-                    }
-                    PathArg::Lkl(d) => d,
-                };
                 let (flags, mode) = match nr as libc::c_long {
                     libc::SYS_open => (i(1), i(2)),
                     libc::SYS_creat => (
@@ -480,28 +455,28 @@ impl Lkl {
                         Err(f) => return refused(f.neg_errno()),
                     },
                 };
-                let l = lkl_call(nr!(__lkl__NR_openat), [d, buf.arg(), flags, mode, 0, 0]);
-                if l < 0 {
-                    return on_lkl(l);
-                }
-                (fds::adopt(l, 0, lkl_close), Target::Lkl)
+                let excl = libc::O_CREAT | libc::O_EXCL;
+                let follow = flags & i64::from(libc::O_NOFOLLOW) == 0
+                    && flags & i64::from(excl) != i64::from(excl);
+                let arg = (!legacy).then_some(0);
+                self.by_path(nr, a, arg, usize::from(!legacy), follow, |d, p| {
+                    let l = lkl_call(nr!(__lkl__NR_openat), [d, p, flags, mode, 0, 0]);
+                    if l < 0 {
+                        return l;
+                    }
+                    fds::adopt(l, 0, lkl_close)
+                })
             }
             Handler::Stat if !forked => {
-                let mut buf = PathBuf::new();
-                let flags = if nr == libc::SYS_lstat as u64 {
+                let lstat = nr == libc::SYS_lstat as u64;
+                let flags = if lstat {
                     i64::from(libc::AT_SYMLINK_NOFOLLOW)
                 } else {
                     0
                 };
-                match self.path_arg(AT_FDCWD as u64, a[0], &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => host_abs(nr, a, None, 0, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => {
-                        with_path(a[0], |p| pathcall::stat_lkl(AT_FDCWD, p, a[1], flags))
-                    }
-                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[1], flags)),
-                }
+                self.by_path(nr, a, None, 0, !lstat, |d, p| {
+                    pathcall::stat_lkl(d, p, a[1], flags)
+                })
             }
             Handler::Fstatat => {
                 if let Some(l) = fds::lkl_of(a[0]) {
@@ -523,49 +498,29 @@ impl Lkl {
                 if forked {
                     return host(nr, a);
                 }
-                let mut buf = PathBuf::new();
-                match self.path_arg(a[0], a[1], &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => host_abs(nr, a, Some(0), 1, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => {
-                        with_path(a[1], |p| pathcall::stat_lkl(AT_FDCWD, p, a[2], i(3)))
-                    }
-                    PathArg::Lkl(d) => on_lkl(pathcall::stat_lkl(d, buf.arg(), a[2], i(3))),
-                }
+                let follow = a[3] & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+                self.by_path(nr, a, Some(0), 1, follow, |d, p| {
+                    pathcall::stat_lkl(d, p, a[2], i(3))
+                })
             }
             Handler::Statx => self.statx(a, forked),
             Handler::Access => {
-                let (dirfd, path, mode) = if nr == libc::SYS_access as u64 {
-                    (AT_FDCWD as u64, a[0], i(1))
-                } else {
-                    (a[0], a[1], i(2))
-                };
                 if forked {
                     return host(nr, a);
                 }
                 let legacy = nr == libc::SYS_access as u64;
+                let mode = if legacy { i(1) } else { i(2) };
                 // faccessat2's flags (faccessat has none).
                 let flags = if nr == libc::SYS_faccessat2 as u64 {
                     i(3)
                 } else {
                     0
                 };
-                let mut buf = PathBuf::new();
-                match self.path_arg(dirfd, path, &mut buf) {
-                    PathArg::Host => host(nr, a),
-                    PathArg::HostAbs => {
-                        host_abs(nr, a, (!legacy).then_some(0), usize::from(!legacy), &buf)
-                    }
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => with_path(path, |p| {
-                        lkl_call(nr!(__lkl__NR_faccessat), [AT_FDCWD, p, mode, 0, 0, 0])
-                    }),
-                    PathArg::Lkl(d) => on_lkl(lkl_call(
-                        nr!(__lkl__NR_faccessat2),
-                        [d, buf.arg(), mode, flags, 0, 0],
-                    )),
-                }
+                let follow = flags & i64::from(libc::AT_SYMLINK_NOFOLLOW) == 0;
+                let arg = (!legacy).then_some(0);
+                self.by_path(nr, a, arg, usize::from(!legacy), follow, |d, p| {
+                    lkl_call(nr!(__lkl__NR_faccessat2), [d, p, mode, flags, 0, 0])
+                })
             }
             Handler::Path if forked => host(nr, a),
             Handler::Path => pathcall::dispatch(nr, a),
@@ -585,6 +540,11 @@ impl Lkl {
             | Handler::EpollWait => match fds::lkl_of(a[0]) {
                 None => host(nr, a),
                 Some(l) => self.fd_call(entry.handler, nr, a, l, forked),
+            },
+            // mmap(addr, len, prot, flags, fd, off) of an LKL file: a copy.
+            Handler::Mmap => match fds::lkl_of(a[4]) {
+                Some(l) if !forked && a[3] & libc::MAP_ANONYMOUS as u64 == 0 => mmap::map(a, l),
+                _ => host(nr, a),
             },
             Handler::Stat | Handler::EpollCtl => host(nr, a),
         }
@@ -627,14 +587,8 @@ impl Lkl {
             Some(l) if empty => on_lkl(run(l, c"".as_ptr() as i64)),
             _ if forked => host(libc::SYS_statx as u64, a),
             _ => {
-                let mut buf = PathBuf::new();
-                match self.path_arg(a[0], a[1], &mut buf) {
-                    PathArg::Host => host(libc::SYS_statx as u64, a),
-                    PathArg::HostAbs => host_abs(libc::SYS_statx as u64, a, Some(0), 1, &buf),
-                    PathArg::Bad(e) => refused(e),
-                    PathArg::View => with_path(a[1], |p| run(AT_FDCWD, p)),
-                    PathArg::Lkl(d) => on_lkl(run(d, buf.arg())),
-                }
+                let follow = a[2] & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+                self.by_path(libc::SYS_statx as u64, a, Some(0), 1, follow, run)
             }
         }
     }
@@ -882,7 +836,7 @@ mod tests {
         assert_eq!(r, 1);
         assert_eq!(with_sockaddr(&[0, 1, 16, 0, 0, 0], |_, _| 0), -14);
         assert_eq!(with_sockaddr(&[0, 0, 200, 0, 0, 0], |_, _| 0), -22);
-        assert_eq!(with_path(1, |_| 0).0, -14);
+        assert_eq!(PathBuf::new().read(1), Err(-14));
         assert_eq!(empty_path(0), Ok(true));
         assert_eq!(empty_path(c"".as_ptr() as u64), Ok(true));
         assert_eq!(empty_path(16), Err(-14));

@@ -1,9 +1,12 @@
 //! One fd space for the program: an LKL descriptor is offered as a host *placeholder*
-//! (an `O_PATH` descriptor of `/dev/null`, close-on-exec), and [`LKL_OF`] maps the
-//! placeholder's number to the LKL descriptor. The placeholder reserves the number in
-//! the host's table, so host and LKL fds never collide, and a call that reached the
-//! host on one by mistake fails cleanly with `EBADF`. The entry stub sends calls on a
-//! marked fd (`trampoline::mark_fd`) through the hook, where the table decides.
+//! (an `O_PATH` descriptor of an empty memory file of the process's own, named
+//! [`PLACEHOLDER_NAME`], close-on-exec), and [`LKL_OF`] maps the placeholder's number
+//! to the LKL descriptor. The placeholder reserves the number in the host's table, so
+//! host and LKL fds never collide, and a call that reached the host on one by mistake
+//! fails cleanly with `EBADF`; one that reached it through the fd's path
+//! (`/proc/self/fd/N`: a `chmod`, an `open` for writing) touches only that memory
+//! file, never a file others use. The entry stub sends calls on a marked fd
+//! (`trampoline::mark_fd`) through the hook, where the table decides.
 
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
@@ -56,23 +59,149 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
     trampoline::mark_fd(host as i32, lkl.is_some());
 }
 
+/// The name of the memory file placeholders are made of (`memfd_create`'s, which
+/// `/proc/self/fd/N` shows as `/memfd:NAME (deleted)`).
+const PLACEHOLDER_NAME: &core::ffi::CStr = c"lkl-placeholder";
+const PLACEHOLDER_LINK: &[u8] = b"/memfd:lkl-placeholder (deleted)";
+
+/// This process's placeholder memory file (-1: not made yet); a fork child shares its
+/// parent's, an exec'd image makes its own.
+static SOURCE: AtomicI32 = AtomicI32::new(-1);
+
+/// The fd of this process's placeholder memory file, made at the first call.
+fn source() -> i64 {
+    let fd = SOURCE.load(Ordering::Acquire);
+    if fd >= 0 {
+        return i64::from(fd);
+    }
+    // SAFETY: memfd_create of a constant name.
+    let m = unsafe {
+        sys(
+            libc::SYS_memfd_create,
+            [
+                PLACEHOLDER_NAME.as_ptr() as u64,
+                libc::MFD_CLOEXEC as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    if m < 0 {
+        return m;
+    }
+    // The memory file lives above the program's usual fds.
+    // SAFETY: F_DUPFD_CLOEXEC of our fd, then closing the original.
+    let high = unsafe {
+        let h = sys(
+            libc::SYS_fcntl,
+            [m as u64, libc::F_DUPFD_CLOEXEC as u64, 1000, 0, 0, 0],
+        );
+        if h >= 0 {
+            sys(libc::SYS_close, [m as u64, 0, 0, 0, 0, 0]);
+        }
+        if h >= 0 {
+            h
+        } else {
+            m
+        }
+    };
+    match SOURCE.compare_exchange(-1, high as i32, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => high,
+        Err(other) => {
+            // Another thread made one first.
+            // SAFETY: closing our own fd.
+            unsafe { sys(libc::SYS_close, [high as u64, 0, 0, 0, 0, 0]) };
+            i64::from(other)
+        }
+    }
+}
+
+/// `/proc/self/fd/FD`, NUL-terminated, in `link`.
+fn fd_link(fd: i64, link: &mut [u8; 40]) {
+    let head = b"/proc/self/fd/";
+    link[..head.len()].copy_from_slice(head);
+    let mut n = head.len();
+    let mut digits = [0u8; 20];
+    let mut k = 0;
+    let mut v = fd.max(0) as u64;
+    loop {
+        digits[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in digits[..k].iter().rev() {
+        link[n] = *d;
+        n += 1;
+    }
+    link[n] = 0;
+}
+
+/// True when `/proc/self/fd/FD` names a placeholder memory file.
+fn names_placeholder_file(fd: i64) -> bool {
+    let mut link = [0u8; 40];
+    fd_link(fd, &mut link);
+    let mut buf = [0u8; 64];
+    // SAFETY: readlink of our NUL-terminated path into our buffer.
+    let r = unsafe {
+        sys(
+            libc::SYS_readlink,
+            [
+                link.as_ptr() as u64,
+                buf.as_mut_ptr() as u64,
+                buf.len() as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    r > 0 && &buf[..r as usize] == PLACEHOLDER_LINK
+}
+
 /// A new placeholder: the lowest free host fd at or above `min`, close-on-exec.
 pub(crate) fn placeholder(min: i64) -> i64 {
     let fd = if min <= 0 {
-        // SAFETY: openat of a constant path.
-        unsafe {
-            sys(
-                libc::SYS_openat,
-                [
-                    libc::AT_FDCWD as u64,
-                    c"/dev/null".as_ptr() as u64,
-                    (libc::O_PATH | libc::O_CLOEXEC) as u64,
-                    0,
-                    0,
-                    0,
-                ],
-            )
+        let mut fd = -i64::from(libc::EBADF);
+        // Twice at most: the program may have closed or replaced the memory file's fd
+        // (then it is made again).
+        for _ in 0..2 {
+            let src = source();
+            if src < 0 {
+                return src;
+            }
+            let mut link = [0u8; 40];
+            fd_link(src, &mut link);
+            // An `O_PATH` descriptor of the memory file (the magic link followed).
+            // SAFETY: openat of our NUL-terminated path.
+            fd = unsafe {
+                sys(
+                    libc::SYS_openat,
+                    [
+                        libc::AT_FDCWD as u64,
+                        link.as_ptr() as u64,
+                        (libc::O_PATH | libc::O_CLOEXEC) as u64,
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            };
+            if fd >= 0 && names_placeholder_file(fd) {
+                break;
+            }
+            if fd >= 0 {
+                // SAFETY: closing what we just opened.
+                unsafe { sys(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
+                fd = -i64::from(libc::EBADF);
+            }
+            let _ = SOURCE.compare_exchange(src as i32, -1, Ordering::AcqRel, Ordering::Acquire);
         }
+        fd
     } else {
         let tmp = placeholder(0);
         if tmp < 0 {
@@ -103,9 +232,10 @@ pub(crate) fn placeholder(min: i64) -> i64 {
     fd
 }
 
-/// True when host fd `fd` is one of our placeholders (an `O_PATH` descriptor of
-/// `/dev/null`): after an exec, or in a vfork child that closed or replaced fds of its
-/// own, the number may since stand for something else.
+/// True when host fd `fd` is one of our placeholders (an `O_PATH` descriptor of a
+/// placeholder memory file, this process's or an earlier image's): after an exec, or
+/// in a vfork child that closed or replaced fds of its own, the number may since
+/// stand for something else.
 pub(crate) fn is_placeholder(fd: i64) -> bool {
     // SAFETY: F_GETFL of a number.
     let fl = unsafe {
@@ -114,19 +244,7 @@ pub(crate) fn is_placeholder(fd: i64) -> bool {
             [fd as u64, libc::F_GETFL as u64, 0, 0, 0, 0],
         )
     };
-    if fl < 0 || fl & i64::from(libc::O_PATH) == 0 {
-        return false;
-    }
-    // SAFETY: an all-zero stat is a valid value to be overwritten.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat into our struct.
-    let r = unsafe {
-        sys(
-            libc::SYS_fstat,
-            [fd as u64, &mut st as *mut libc::stat as u64, 0, 0, 0, 0],
-        )
-    };
-    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+    fl >= 0 && fl & i64::from(libc::O_PATH) != 0 && names_placeholder_file(fd)
 }
 
 /// Offers LKL fd `lkl` to the program: a placeholder at or above `min`, recorded.

@@ -94,6 +94,16 @@ pub(crate) fn stop_if_ending() {
     }
 }
 
+/// The process ends (after [`exiting`]): it says so to the kernel process, and the last
+/// process of the tree waits here until the kernel process, and with it its devices
+/// and its images' locks, are gone.
+pub(crate) fn leave() {
+    let (last, _) = crate::wait::in_world(|| op(op::EXIT, 0, [0; 6]));
+    if last == 1 {
+        client::wait_server_gone();
+    }
+}
+
 /// A thread of an ending process that calls LKL: it sleeps until `exit_group` ends it.
 #[cold]
 fn park_until_exit() -> ! {
@@ -245,7 +255,17 @@ pub(crate) fn before_exec() {
                 n += 1;
             }
         }
-        op(op::EXEC, 0, [pid, n as i64, 0, 0, 0, 0])
+        // A vfork child's chdir, for the new image.
+        let cwd = vfork
+            && crate::pathcall::take_spawn_cwd(pid, || {
+                client::window().and_then(|w| {
+                    slot().ok().map(|s| {
+                        // SAFETY: the slot is this thread's, between requests.
+                        unsafe { w.exec_cwd(s) }
+                    })
+                })
+            });
+        op(op::EXEC, 0, [pid, n as i64, i64::from(cwd), 0, 0, 0])
     });
 }
 

@@ -24,11 +24,13 @@ mod blocking;
 mod boot;
 mod dispatch;
 mod epoll;
+mod exec;
 mod fds;
 mod helpers;
 mod kernel;
 mod linger;
 mod marshal;
+mod mmap;
 mod pathcall;
 mod paths;
 mod signals;
@@ -37,6 +39,33 @@ mod wait;
 mod world;
 
 pub use boot::{start, start_with_disks, Mode, Started};
+
+/// lkl-run's own thread is done calling the backend (it read the program through it,
+/// see `loader/src/files.rs`): the thread block it borrowed for those calls, with its
+/// LKL task and slot, goes to the program's first thread that calls LKL. Call it once,
+/// just before the program runs.
+pub fn loader_done() {
+    world::release_current();
+}
+
+/// lkl-run gives up before the program runs (it could not be found or loaded): this
+/// process leaves the tree as its `exit_group` would, so that when it was the last, the
+/// kernel process has ended, its images unlocked and written back, when lkl-run exits.
+pub fn leave_tree() {
+    if kernel::shared() && kernel::exiting() {
+        kernel::leave();
+    }
+}
+
+/// Makes the tree run as `uid`:`gid` inside LKL (`lkl-run --user`): this process's LKL
+/// credentials (real, effective, saved; no supplementary groups), which its children
+/// inherit. Call once, after [`start`], before the program runs.
+///
+/// # Errors
+/// The errno of the LKL call that refused.
+pub fn set_identity(uid: u32, gid: u32) -> Result<(), std::io::Error> {
+    pathcall::set_identity(uid, gid).map_err(|e| std::io::Error::from_raw_os_error(-e as i32))
+}
 use trampoline::{Route, Target};
 
 /// Errors of [`start`].
@@ -82,6 +111,18 @@ impl trampoline::Backend for Lkl {
             self.resolv || self.proc_net || self.sys_net,
             paths::active(),
         )
+    }
+
+    fn owns_fd(&self, fd: i32) -> bool {
+        fds::lkl_of(fd as u64).is_some()
+    }
+
+    fn read_head(&self, path: u64, buf: &mut [u8]) -> trampoline::Head {
+        self.head(path, buf)
+    }
+
+    fn fd_path(&self, fd: i32, buf: &mut [u8]) -> i64 {
+        self.lkl_fd_path(fd, buf)
     }
 
     fn mixed(&self) -> bool {

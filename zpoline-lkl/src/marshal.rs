@@ -12,7 +12,7 @@
 use lkl_sys as s;
 
 /// Bytes of the data area used (a little is kept for alignment).
-const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
+pub(crate) const ROOM: usize = lkl_shared_kernel::window::DATA_SIZE - 256;
 /// Largest socket address or option value copied.
 const SMALL: usize = 4096;
 /// LKL's `struct epoll_event` (not packed, unlike x86-64's).
@@ -171,6 +171,10 @@ fn plan(nr: i64, a: &[i64; 6]) -> Option<([(Arg, Back); 4], usize)> {
         | s::__lkl__NR_fchownat
         | s::__lkl__NR_mknodat => path(&mut add, 1),
         s::__lkl__NR_chdir | s::__lkl__NR3264_truncate | s::__lkl__NR_chroot => path(&mut add, 0),
+        s::__lkl__NR_openat2 => {
+            path(&mut add, 1);
+            add(2, (a[3] as usize).min(SMALL), true, false, Back::All);
+        }
         s::__lkl__NR_readlinkat => {
             path(&mut add, 1);
             add(2, a[3] as usize, false, true, Back::Ret);

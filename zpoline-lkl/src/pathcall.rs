@@ -21,33 +21,60 @@ fn refused(neg_errno: i64) -> (i64, Target) {
     (neg_errno, Target::Interposer)
 }
 
-/// One path argument: its directory fd's argument (`None`: the cwd) and its own.
+/// One path argument: its directory fd's argument (`None`: the cwd), its own, and
+/// whether the call follows a link in its last component.
 #[derive(Clone, Copy)]
 struct PathArg {
     dirfd: Option<usize>,
     path: usize,
+    follow: bool,
 }
 
 const fn at(dirfd: usize, path: usize) -> PathArg {
     PathArg {
         dirfd: Some(dirfd),
         path,
+        follow: true,
     }
 }
 
 const fn cwd(path: usize) -> PathArg {
-    PathArg { dirfd: None, path }
+    PathArg {
+        dirfd: None,
+        path,
+        follow: true,
+    }
 }
 
-/// Serves x86-64 call `nr` on one path: the host's call unchanged, the host's on the
-/// rewritten path, or `lkl(dirfd, path)` on LKL.
-fn one(nr: u64, a: &[u64; 6], arg: PathArg, lkl: impl FnOnce(i64, i64) -> i64) -> (i64, Target) {
-    let mut buf = PathBuf::new();
-    let dirfd = arg.dirfd.map_or(AT_FDCWD_U, |k| a[k]);
-    match paths::place(dirfd, a[arg.path], &mut buf) {
-        Err(e) => refused(e),
-        Ok(Place::Host) => host(nr, a),
-        Ok(Place::HostAbs) => {
+impl PathArg {
+    /// The call does not follow a link in the last component.
+    const fn nofollow(self) -> PathArg {
+        self.follow_if(false)
+    }
+
+    /// The call follows a link in the last component when `follow`.
+    const fn follow_if(self, follow: bool) -> PathArg {
+        PathArg {
+            dirfd: self.dirfd,
+            path: self.path,
+            follow,
+        }
+    }
+}
+
+/// Runs x86-64 call `nr` on the path argument `arg` placed at `place` (its LKL form or
+/// absolute form in `buf`).
+fn run_at(
+    nr: u64,
+    a: &[u64; 6],
+    arg: PathArg,
+    place: Place,
+    buf: &PathBuf,
+    lkl: &impl Fn(i64, i64) -> i64,
+) -> (i64, Target) {
+    match place {
+        Place::Host => host(nr, a),
+        Place::HostAbs => {
             let mut b = *a;
             b[arg.path] = buf.arg() as u64;
             if let Some(k) = arg.dirfd {
@@ -55,8 +82,64 @@ fn one(nr: u64, a: &[u64; 6], arg: PathArg, lkl: impl FnOnce(i64, i64) -> i64) -
             }
             host(nr, &b)
         }
-        Ok(Place::Lkl(d)) => on_lkl(lkl(d, buf.arg())),
+        Place::Lkl(d) => on_lkl(lkl(d, buf.arg())),
     }
+}
+
+/// Serves x86-64 call `nr` on one path: the host's call unchanged, the host's on the
+/// rewritten path, or `lkl(dirfd, path)` on LKL.
+fn one(nr: u64, a: &[u64; 6], arg: PathArg, lkl: impl Fn(i64, i64) -> i64) -> (i64, Target) {
+    let mut buf = PathBuf::new();
+    let dirfd = arg.dirfd.map_or(AT_FDCWD_U, |k| a[k]);
+    let place = match paths::place(dirfd, a[arg.path], &mut buf) {
+        Ok(p) => p,
+        Err(e) => return refused(e),
+    };
+    run_placed(nr, a, arg, place, &mut buf, lkl)
+}
+
+/// Serves x86-64 call `nr` on its path argument `(dirfd, path, follow)` (as
+/// [`PathArg`]) already placed at `first` (its LKL or absolute form in `buf`): runs it
+/// there, and once more where a link really leads when that kernel missed
+/// (`paths::reroute`).
+pub(crate) fn placed(
+    nr: u64,
+    a: &[u64; 6],
+    (dirfd, path, follow): (Option<usize>, usize, bool),
+    first: Place,
+    buf: &mut PathBuf,
+    lkl: impl Fn(i64, i64) -> i64,
+) -> (i64, Target) {
+    run_placed(
+        nr,
+        a,
+        PathArg {
+            dirfd,
+            path,
+            follow,
+        },
+        first,
+        buf,
+        lkl,
+    )
+}
+
+fn run_placed(
+    nr: u64,
+    a: &[u64; 6],
+    arg: PathArg,
+    place: Place,
+    buf: &mut PathBuf,
+    lkl: impl Fn(i64, i64) -> i64,
+) -> (i64, Target) {
+    let r = run_at(nr, a, arg, place, buf, &lkl);
+    if paths::missed(r.0) {
+        let dirfd = arg.dirfd.map_or(AT_FDCWD_U, |k| a[k]);
+        if let Some(p) = paths::reroute(dirfd, a[arg.path], arg.follow, place, buf) {
+            return run_at(nr, a, arg, p, buf, &lkl);
+        }
+    }
+    r
 }
 
 /// Serves x86-64 call `nr` on two paths: both LKL's, `lkl(dirfd1, path1, dirfd2,
@@ -66,26 +149,51 @@ fn two(
     a: &[u64; 6],
     first: PathArg,
     second: PathArg,
-    lkl: impl FnOnce(i64, i64, i64, i64) -> i64,
+    lkl: impl Fn(i64, i64, i64, i64) -> i64,
 ) -> (i64, Target) {
     let mut b1 = PathBuf::new();
     let mut b2 = PathBuf::new();
     let d1 = first.dirfd.map_or(AT_FDCWD_U, |k| a[k]);
     let d2 = second.dirfd.map_or(AT_FDCWD_U, |k| a[k]);
-    let p1 = match paths::place(d1, a[first.path], &mut b1) {
+    let mut p1 = match paths::place(d1, a[first.path], &mut b1) {
         Ok(p) => p,
         Err(e) => return refused(e),
     };
-    let p2 = match paths::place(d2, a[second.path], &mut b2) {
+    let mut p2 = match paths::place(d2, a[second.path], &mut b2) {
         Ok(p) => p,
         Err(e) => return refused(e),
     };
+    let r = run_two(nr, a, (first, p1, &b1), (second, p2, &b2), &lkl);
+    if !paths::missed(r.0) {
+        return r;
+    }
+    let mut moved = false;
+    if let Some(p) = paths::reroute(d1, a[first.path], first.follow, p1, &mut b1) {
+        (p1, moved) = (p, true);
+    }
+    if let Some(p) = paths::reroute(d2, a[second.path], second.follow, p2, &mut b2) {
+        (p2, moved) = (p, true);
+    }
+    if !moved {
+        return r;
+    }
+    run_two(nr, a, (first, p1, &b1), (second, p2, &b2), &lkl)
+}
+
+/// [`two`] once both paths are placed.
+fn run_two(
+    nr: u64,
+    a: &[u64; 6],
+    (first, p1, b1): (PathArg, Place, &PathBuf),
+    (second, p2, b2): (PathArg, Place, &PathBuf),
+    lkl: &impl Fn(i64, i64, i64, i64) -> i64,
+) -> (i64, Target) {
     match (p1, p2) {
         (Place::Lkl(x), Place::Lkl(y)) => on_lkl(lkl(x, b1.arg(), y, b2.arg())),
         (Place::Lkl(_), _) | (_, Place::Lkl(_)) => refused(-i64::from(libc::EXDEV)),
         (p1, p2) => {
             let mut b = *a;
-            for (p, buf, arg) in [(p1, &b1, first), (p2, &b2, second)] {
+            for (p, buf, arg) in [(p1, b1, first), (p2, b2, second)] {
                 if p == Place::HostAbs {
                     b[arg.path] = buf.arg() as u64;
                     if let Some(k) = arg.dirfd {
@@ -116,27 +224,32 @@ fn timevals(tv: u64, ts: &mut [[i64; 2]; 2]) -> Result<i64, i64> {
     Ok(ts.as_ptr() as i64)
 }
 
+/// True unless `flags` has `AT_SYMLINK_NOFOLLOW`.
+fn follows(flags: u64) -> bool {
+    flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0
+}
+
 /// Serves path call `nr` (a `Handler::Path` entry).
 pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     let i = |k: usize| a[k] as i64;
     use libc as c;
     match nr as libc::c_long {
-        c::SYS_mkdir => one(nr, a, cwd(0), |d, p| {
+        c::SYS_mkdir => one(nr, a, cwd(0).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_mkdirat), [d, p, i(1), 0, 0, 0])
         }),
-        c::SYS_mkdirat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_mkdirat => one(nr, a, at(0, 1).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_mkdirat), [d, p, i(2), 0, 0, 0])
         }),
-        c::SYS_rmdir => one(nr, a, cwd(0), |d, p| {
+        c::SYS_rmdir => one(nr, a, cwd(0).nofollow(), |d, p| {
             lkl_call(
                 nr!(__lkl__NR_unlinkat),
                 [d, p, i64::from(c::AT_REMOVEDIR), 0, 0, 0],
             )
         }),
-        c::SYS_unlink => one(nr, a, cwd(0), |d, p| {
+        c::SYS_unlink => one(nr, a, cwd(0).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_unlinkat), [d, p, 0, 0, 0, 0])
         }),
-        c::SYS_unlinkat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_unlinkat => one(nr, a, at(0, 1).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_unlinkat), [d, p, i(2), 0, 0, 0])
         }),
         c::SYS_chmod => one(nr, a, cwd(0), |d, p| {
@@ -151,23 +264,23 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
             } else {
                 0
             };
-            one(nr, a, cwd(0), |d, p| {
+            one(nr, a, cwd(0).follow_if(flags == 0), |d, p| {
                 lkl_call(nr!(__lkl__NR_fchownat), [d, p, i(1), i(2), flags, 0])
             })
         }
-        c::SYS_fchownat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_fchownat => one(nr, a, at(0, 1).follow_if(follows(a[4])), |d, p| {
             lkl_call(nr!(__lkl__NR_fchownat), [d, p, i(2), i(3), i(4), 0])
         }),
-        c::SYS_readlink => one(nr, a, cwd(0), |d, p| {
+        c::SYS_readlink => one(nr, a, cwd(0).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_readlinkat), [d, p, i(1), i(2), 0, 0])
         }),
-        c::SYS_readlinkat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_readlinkat => one(nr, a, at(0, 1).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_readlinkat), [d, p, i(2), i(3), 0, 0])
         }),
-        c::SYS_mknod => one(nr, a, cwd(0), |d, p| {
+        c::SYS_mknod => one(nr, a, cwd(0).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_mknodat), [d, p, i(1), i(2), 0, 0])
         }),
-        c::SYS_mknodat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_mknodat => one(nr, a, at(0, 1).nofollow(), |d, p| {
             lkl_call(nr!(__lkl__NR_mknodat), [d, p, i(2), i(3), 0, 0])
         }),
         c::SYS_truncate => one(nr, a, cwd(0), |_, p| {
@@ -187,11 +300,15 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
             let Some(n) = crate::table::lkl_nr(nr) else {
                 return refused(-i64::from(c::ENOSYS));
             };
-            one(nr, a, cwd(0), |_, p| {
+            let follow = matches!(
+                nr as libc::c_long,
+                c::SYS_getxattr | c::SYS_setxattr | c::SYS_listxattr | c::SYS_removexattr
+            );
+            one(nr, a, cwd(0).follow_if(follow), |_, p| {
                 lkl_call(n, [p, i(1), i(2), i(3), i(4), 0])
             })
         }
-        c::SYS_utimensat => one(nr, a, at(0, 1), |d, p| {
+        c::SYS_utimensat => one(nr, a, at(0, 1).follow_if(follows(a[3])), |d, p| {
             let p = if a[1] == 0 { 0 } else { p };
             lkl_call(nr!(__lkl__NR_utimensat), [d, p, i(2), i(3), 0, 0])
         }),
@@ -222,27 +339,47 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
             let tp = t.as_ref().map_or(0, |t| t.as_ptr() as i64);
             lkl_call(nr!(__lkl__NR_utimensat), [d, p, tp, 0, 0, 0])
         }),
-        c::SYS_rename => two(nr, a, cwd(0), cwd(1), |d1, p1, d2, p2| {
-            lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, 0, 0])
-        }),
-        c::SYS_renameat => two(nr, a, at(0, 1), at(2, 3), |d1, p1, d2, p2| {
-            lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, 0, 0])
-        }),
-        c::SYS_renameat2 => two(nr, a, at(0, 1), at(2, 3), |d1, p1, d2, p2| {
-            lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, i(4), 0])
-        }),
-        c::SYS_link => two(nr, a, cwd(0), cwd(1), |d1, p1, d2, p2| {
-            lkl_call(nr!(__lkl__NR_linkat), [d1, p1, d2, p2, 0, 0])
-        }),
-        c::SYS_linkat => two(nr, a, at(0, 1), at(2, 3), |d1, p1, d2, p2| {
-            lkl_call(nr!(__lkl__NR_linkat), [d1, p1, d2, p2, i(4), 0])
-        }),
+        c::SYS_rename => two(
+            nr,
+            a,
+            cwd(0).nofollow(),
+            cwd(1).nofollow(),
+            |d1, p1, d2, p2| lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, 0, 0]),
+        ),
+        c::SYS_renameat => two(
+            nr,
+            a,
+            at(0, 1).nofollow(),
+            at(2, 3).nofollow(),
+            |d1, p1, d2, p2| lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, 0, 0]),
+        ),
+        c::SYS_renameat2 => two(
+            nr,
+            a,
+            at(0, 1).nofollow(),
+            at(2, 3).nofollow(),
+            |d1, p1, d2, p2| lkl_call(nr!(__lkl__NR_renameat2), [d1, p1, d2, p2, i(4), 0]),
+        ),
+        c::SYS_link => two(
+            nr,
+            a,
+            cwd(0).nofollow(),
+            cwd(1).nofollow(),
+            |d1, p1, d2, p2| lkl_call(nr!(__lkl__NR_linkat), [d1, p1, d2, p2, 0, 0]),
+        ),
+        c::SYS_linkat => two(
+            nr,
+            a,
+            at(0, 1).follow_if(a[4] & libc::AT_SYMLINK_FOLLOW as u64 != 0),
+            at(2, 3).nofollow(),
+            |d1, p1, d2, p2| lkl_call(nr!(__lkl__NR_linkat), [d1, p1, d2, p2, i(4), 0]),
+        ),
         // The target is the link's contents, not a path to resolve.
         c::SYS_symlink | c::SYS_symlinkat => {
             let arg = if nr == c::SYS_symlink as u64 {
-                cwd(1)
+                cwd(1).nofollow()
             } else {
-                at(1, 2)
+                at(1, 2).nofollow()
             };
             one(nr, a, arg, |d, p| {
                 let mut target = PathBuf::new();
@@ -251,6 +388,9 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
                     Err(e) => e,
                 }
             })
+        }
+        c::SYS_chdir if crate::kernel::shared() && crate::dispatch::vfork_child() => {
+            spawn_chdir(nr, a)
         }
         c::SYS_chdir => {
             let (r, t) = one(nr, a, cwd(0), |_, p| {
@@ -292,7 +432,7 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
         c::SYS_mount => one(nr, a, cwd(1), |_, p| {
             lkl_call(nr!(__lkl__NR_mount), [i(0), p, i(2), i(3), i(4), 0])
         }),
-        c::SYS_umount2 => one(nr, a, cwd(0), |_, p| {
+        c::SYS_umount2 => one(nr, a, cwd(0).follow_if(a[1] & 8 == 0), |_, p| {
             lkl_call(nr!(__lkl__NR_umount2), [p, i(1), 0, 0, 0, 0])
         }),
         c::SYS_pivot_root => two(nr, a, cwd(0), cwd(1), |_, p1, _, p2| {
@@ -312,6 +452,102 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     }
 }
 
+/// The cwd a vfork child chose before its exec ([`spawn_chdir`]): the child's pid and
+/// the NUL-terminated LKL path. The child runs in its parent's memory while the parent
+/// waits, so only the child writes it, and only that child's exec reads it.
+struct SpawnCwd {
+    pid: core::sync::atomic::AtomicI32,
+    path: core::cell::UnsafeCell<[u8; crate::helpers::PATH_MAX]>,
+}
+
+// SAFETY: written and read only by a vfork child, while its parent waits (see above).
+unsafe impl Sync for SpawnCwd {}
+
+static SPAWN_CWD: SpawnCwd = SpawnCwd {
+    pid: core::sync::atomic::AtomicI32::new(0),
+    path: core::cell::UnsafeCell::new([0; crate::helpers::PATH_MAX]),
+};
+
+/// `chdir` in a vfork child (`posix_spawn`'s, `subprocess`'s `cwd=`): the child calls
+/// LKL as its parent until it executes, so an LKL `chdir` now would move the parent.
+/// The directory is checked (opened in LKL) and kept for the exec, which hands it to
+/// the new image ([`take_spawn_cwd`]); a host `chdir` is the child's own, and LKL's
+/// cwd of the new image goes to the root.
+fn spawn_chdir(nr: u64, a: &[u64; 6]) -> (i64, Target) {
+    use core::sync::atomic::Ordering;
+    let mut buf = PathBuf::new();
+    // SAFETY: getpid has no arguments.
+    let pid = unsafe { sys(libc::SYS_getpid, [0; 6]) } as i32;
+    let keep = |p: &[u8]| {
+        // SAFETY: only this vfork child touches the record (see SpawnCwd).
+        let dst = unsafe { &mut *SPAWN_CWD.path.get() };
+        let n = p.len().min(dst.len() - 1);
+        dst[..n].copy_from_slice(&p[..n]);
+        dst[n] = 0;
+        SPAWN_CWD.pid.store(pid, Ordering::Release);
+    };
+    match paths::place(AT_FDCWD_U, a[0], &mut buf) {
+        Err(e) => refused(e),
+        Ok(Place::Lkl(d)) => {
+            let fd = lkl_call(
+                nr!(__lkl__NR_openat),
+                [
+                    d,
+                    buf.arg(),
+                    i64::from(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC),
+                    0,
+                    0,
+                    0,
+                ],
+            );
+            if fd < 0 {
+                return on_lkl(fd);
+            }
+            crate::dispatch::lkl_close(fd);
+            if d == i64::from(libc::AT_FDCWD) {
+                keep(buf.bytes());
+            }
+            on_lkl(0)
+        }
+        Ok(p) => {
+            let mut b = *a;
+            if p == Place::HostAbs {
+                b[0] = buf.arg() as u64;
+            }
+            let (r, t) = host(nr, &b);
+            if r == 0 {
+                keep(b"/");
+            }
+            (r, t)
+        }
+    }
+}
+
+/// Before a vfork child's exec: copies the cwd it chose into `area` (the slot's
+/// exec-cwd area, from `area_of`); false when it chose none.
+pub(crate) fn take_spawn_cwd(
+    pid: i64,
+    area_of: impl FnOnce() -> Option<&'static mut [u8]>,
+) -> bool {
+    use core::sync::atomic::Ordering;
+    if i64::from(SPAWN_CWD.pid.load(Ordering::Acquire)) != pid {
+        return false;
+    }
+    SPAWN_CWD.pid.store(0, Ordering::Release);
+    let Some(area) = area_of() else {
+        return false;
+    };
+    // SAFETY: only this vfork child touches the record (see SpawnCwd).
+    let src = unsafe { &*SPAWN_CWD.path.get() };
+    let n = src.iter().position(|&b| b == 0).unwrap_or(0);
+    if n + 1 > area.len() {
+        return false;
+    }
+    area[..n].copy_from_slice(&src[..n]);
+    area[n] = 0;
+    true
+}
+
 /// The cwd moved to LKL's files (`lkl`) or to the host's: when to the host's, LKL's
 /// cwd goes back to its root, so that an exec'd image finds where the cwd is
 /// ([`init_cwd`]).
@@ -320,6 +556,22 @@ fn moved_cwd(lkl: bool) {
         lkl_call(nr!(__lkl__NR_chdir), [c"/".as_ptr() as i64, 0, 0, 0, 0, 0]);
     }
     paths::set_cwd_lkl(lkl);
+}
+
+/// This process's LKL credentials become `uid`:`gid` (see `crate::set_identity`).
+pub(crate) fn set_identity(uid: u32, gid: u32) -> Result<(), i64> {
+    let (u, g) = (i64::from(uid), i64::from(gid));
+    for (nr, args) in [
+        (nr!(__lkl__NR_setgroups), [0, 0, 0, 0, 0, 0]),
+        (nr!(__lkl__NR_setresgid), [g, g, g, 0, 0, 0]),
+        (nr!(__lkl__NR_setresuid), [u, u, u, 0, 0, 0]),
+    ] {
+        let r = lkl_call(nr, args);
+        if r < 0 {
+            return Err(r);
+        }
+    }
+    Ok(())
 }
 
 /// Serves an identity call (`getuid`, `setresgid`…): LKL's when rooted.

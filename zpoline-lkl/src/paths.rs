@@ -14,9 +14,13 @@
 //!
 //! A relative path follows the cwd: the process's cwd is LKL's after a `chdir` into
 //! LKL's files ([`set_cwd_lkl`]), and then relative paths go to LKL, whose process
-//! keeps that cwd. A path relative to an LKL directory fd is LKL's. Symbolic links are
-//! followed by the kernel that owns the path: one in LKL's files that leads out of a
-//! mount stays in LKL (see `docs/zpoline.md`, Limits).
+//! keeps that cwd. A path relative to an LKL directory fd is LKL's.
+//!
+//! Symbolic links are followed by the kernel that owns the path; a link that leads to
+//! the other kernel's side (a host link into a mount, a link in an image that leads out
+//! of its mount) makes that kernel miss (`ENOENT`, `ENOTDIR`). Then [`reroute`] walks
+//! the path a component at a time, reading each link on the side that owns it, as the
+//! kernel's own walk would, and the call is made again on the side where the walk ends.
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -168,6 +172,16 @@ pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
             return Place::Lkl(l);
         }
     }
+    if let Some(l) = lkl_fd_path(p).filter(|_| absolute) {
+        // The program's name of one of its LKL fds: LKL's name of that fd.
+        let mut name = [0u8; 32];
+        let mut c = Cursor(&mut name, 0);
+        use core::fmt::Write;
+        let _ = write!(c, "/proc/self/fd/{l}");
+        let n = c.1;
+        out.set(&name[..n]);
+        return Place::Lkl(AT_FDCWD);
+    }
     if rooted() {
         if absolute {
             return if host_process_path(p) {
@@ -238,6 +252,228 @@ pub(crate) fn under_mount(p: &[u8]) -> bool {
             p.starts_with(m) && (p.len() == m.len() || p[m.len()] == b'/' || m.as_slice() == b"/")
         })
     })
+}
+
+/// True when LKL call result `r` may come from a link to the other kernel's side (see
+/// the module doc): the path calls then [`reroute`].
+#[inline(always)]
+pub(crate) fn missed(r: i64) -> bool {
+    (r == -i64::from(libc::ENOENT) || r == -i64::from(libc::ENOTDIR))
+        && MODE.load(Ordering::Relaxed) == 1
+}
+
+/// After a call on `was` [`missed`]: the place where the program's path at `path`
+/// (relative to `dirfd`) really leads, with the resolved absolute path in `out`, when
+/// it is on the other kernel's side (`None`: the answer stands). `follow`: the call
+/// follows a link in the last component.
+pub(crate) fn reroute(
+    dirfd: u64,
+    path: u64,
+    follow: bool,
+    was: Place,
+    out: &mut PathBuf,
+) -> Option<Place> {
+    if MODE.load(Ordering::Relaxed) != 1 || path == 0 {
+        return None;
+    }
+    out.read(path).ok()?;
+    let p = out.bytes();
+    if p.is_empty() {
+        return None;
+    }
+    let mut full = [0u8; PATH_MAX];
+    let base = if p[0] == b'/' {
+        0
+    } else if dirfd as i32 == AT_FDCWD as i32 {
+        cwd(&mut full)?
+    } else if fds::lkl_of(dirfd).is_some() {
+        return None;
+    } else {
+        host_fd_path(dirfd, &mut full)?
+    };
+    if base + 1 + p.len() >= PATH_MAX {
+        return None;
+    }
+    let mut n = base;
+    if base > 0 {
+        full[n] = b'/';
+        n += 1;
+    }
+    full[n..n + p.len()].copy_from_slice(p);
+    n += p.len();
+    full[n] = 0;
+    if !through_link(&full[..=n], follow, matches!(was, Place::Lkl(_))) {
+        // No link on the way: the kernel's answer stands.
+        return None;
+    }
+    let mut resolved = [0u8; PATH_MAX];
+    let (len, both) = walk(&full[..n], follow, &mut resolved)?;
+    let lkl = under_mount(&resolved[..len]);
+    let now = if lkl {
+        Place::Lkl(AT_FDCWD)
+    } else {
+        Place::HostAbs
+    };
+    let same = matches!((was, now), (Place::Lkl(_), Place::Lkl(_)))
+        || (!lkl && matches!(was, Place::Host | Place::HostAbs));
+    // Ending on the same side after a visit to the other (a link out and one back in),
+    // the resolved path is what that kernel could not find.
+    if (same && !both) || !out.set(&resolved[..len]) {
+        return None;
+    }
+    Some(now)
+}
+
+/// True when resolving the NUL-terminated absolute `p` on LKL's side (`lkl`) or the
+/// host's meets a link (one `openat2` with `RESOLVE_NO_SYMLINKS` failing with `ELOOP`):
+/// only then can the path lead to the other side, and a miss needs a walk.
+fn through_link(p: &[u8], follow: bool, lkl: bool) -> bool {
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    let flags = libc::O_PATH | libc::O_CLOEXEC | if follow { 0 } else { libc::O_NOFOLLOW };
+    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+    let how = [flags as u64, 0, RESOLVE_NO_SYMLINKS];
+    let args = [
+        AT_FDCWD,
+        p.as_ptr() as i64,
+        how.as_ptr() as i64,
+        core::mem::size_of_val(&how) as i64,
+        0,
+        0,
+    ];
+    let r = if lkl {
+        crate::dispatch::lkl_call(crate::dispatch::nr!(__lkl__NR_openat2), args)
+    } else {
+        // SAFETY: openat2 of our NUL-terminated path with our open_how.
+        unsafe { sys(libc::SYS_openat2, args.map(|x| x as u64)) }
+    };
+    if r >= 0 {
+        if lkl {
+            crate::dispatch::lkl_close(r);
+        } else {
+            // SAFETY: closing the descriptor we just opened.
+            unsafe { sys(libc::SYS_close, [r as u64, 0, 0, 0, 0, 0]) };
+        }
+    }
+    r == -i64::from(libc::ELOOP)
+}
+
+/// Most links a walk follows (the kernel's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+/// Resolves the absolute `path` a component at a time, reading each link on the side
+/// that owns it (LKL's under a mount, else the host's); `follow`: the last component's
+/// link too. Stops resolving at the first component that does not exist (the rest is
+/// appended as it is, lexically). The resolved path's length in `out`, and whether
+/// links were read on both sides; `None` on a loop or an overlong path.
+fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<(usize, bool)> {
+    let mut seen = 0u8;
+    let mut rest = [0u8; PATH_MAX];
+    let mut rn = path.len();
+    rest[..rn].copy_from_slice(path);
+    let mut pos = 0;
+    // `out[..cn]`: the resolved prefix, "" for the root, kept NUL-terminated.
+    let mut cn = 0;
+    let mut links = 0;
+    let mut target = [0u8; PATH_MAX];
+    loop {
+        while pos < rn && rest[pos] == b'/' {
+            pos += 1;
+        }
+        if pos >= rn {
+            break;
+        }
+        let start = pos;
+        while pos < rn && rest[pos] != b'/' {
+            pos += 1;
+        }
+        let last = rest[pos..rn].iter().all(|&b| b == b'/');
+        let c = &rest[start..pos];
+        if c == b"." {
+            continue;
+        }
+        if c == b".." {
+            while cn > 0 && out[cn - 1] != b'/' {
+                cn -= 1;
+            }
+            cn = cn.saturating_sub(1);
+            out[cn] = 0;
+            continue;
+        }
+        let before = cn;
+        if cn + 1 + c.len() + 1 >= PATH_MAX {
+            return None;
+        }
+        out[cn] = b'/';
+        out[cn + 1..cn + 1 + c.len()].copy_from_slice(c);
+        cn += 1 + c.len();
+        out[cn] = 0;
+        if last && !follow {
+            break;
+        }
+        let lkl = under_mount(&out[..cn]);
+        seen |= if lkl { 2 } else { 1 };
+        let t = read_link(&out[..=cn], lkl, &mut target);
+        if t == -i64::from(libc::EINVAL) {
+            // Not a link.
+            continue;
+        }
+        if t < 0 {
+            // Missing (or unreadable): the rest as it is.
+            let tail = &rest[pos..rn];
+            let mut norm = [0u8; PATH_MAX];
+            norm[..cn].copy_from_slice(&out[..cn]);
+            let (n, _) = normalize(&mut norm, cn, tail)?;
+            out[..n].copy_from_slice(&norm[..n]);
+            return Some((n, seen == 3));
+        }
+        links += 1;
+        if links > MAX_LINKS {
+            return None;
+        }
+        // The link's target replaces the component, before the rest of the path.
+        let tl = t as usize;
+        let tail_len = rn - pos;
+        if tl + tail_len >= PATH_MAX {
+            return None;
+        }
+        let mut next = [0u8; PATH_MAX];
+        next[..tl].copy_from_slice(&target[..tl]);
+        next[tl..tl + tail_len].copy_from_slice(&rest[pos..rn]);
+        rest[..tl + tail_len].copy_from_slice(&next[..tl + tail_len]);
+        rn = tl + tail_len;
+        pos = 0;
+        cn = if target[0] == b'/' { 0 } else { before };
+        out[cn] = 0;
+    }
+    if cn == 0 {
+        out[0] = b'/';
+        cn = 1;
+    }
+    Some((cn, seen == 3))
+}
+
+/// `readlink` of the NUL-terminated absolute `p` on LKL's side or the host's, into
+/// `buf`: the length, or a negative errno (`-EINVAL`: not a link).
+fn read_link(p: &[u8], lkl: bool, buf: &mut [u8; PATH_MAX]) -> i64 {
+    let args = [
+        AT_FDCWD,
+        p.as_ptr() as i64,
+        buf.as_mut_ptr() as i64,
+        PATH_MAX as i64 - 1,
+        0,
+        0,
+    ];
+    let r = if lkl {
+        crate::dispatch::lkl_call(crate::dispatch::nr!(__lkl__NR_readlinkat), args)
+    } else {
+        // SAFETY: readlinkat of our NUL-terminated path into our buffer.
+        unsafe { sys(libc::SYS_readlinkat, args.map(|x| x as u64)) }
+    };
+    if r == 0 {
+        -i64::from(libc::ENOENT)
+    } else {
+        r
+    }
 }
 
 /// True when `p` has a `..` component.
@@ -389,6 +625,45 @@ fn host_process_path(p: &[u8]) -> bool {
         // A pid of LKL's own (not the host's) would be LKL's; the tree sees host pids.
         _ => true,
     }
+}
+
+/// The LKL fd that the absolute `p` names when it is one of the program's names of its
+/// own fds (`/dev/std{in,out,err}`, `/dev/fd/N`, `/proc/self/fd/N`) and N is an LKL
+/// fd's placeholder.
+fn lkl_fd_path(p: &[u8]) -> Option<i64> {
+    if !fds::any() {
+        return None;
+    }
+    let n: &[u8] = match p {
+        b"/dev/stdin" => b"0",
+        b"/dev/stdout" => b"1",
+        b"/dev/stderr" => b"2",
+        _ => p
+            .strip_prefix(b"/dev/fd/")
+            .or_else(|| p.strip_prefix(b"/proc/self/fd/"))
+            .or_else(|| p.strip_prefix(b"/proc/thread-self/fd/"))
+            .or_else(|| own_proc_fd(p))?,
+    };
+    let fd = core::str::from_utf8(n).ok()?.parse::<u64>().ok()?;
+    fds::lkl_of(fd)
+}
+
+/// `N` of `/proc/PID/fd/N` (or `/proc/PID/task/TID/fd/N`) when PID is this process's
+/// or the calling thread's id.
+fn own_proc_fd(p: &[u8]) -> Option<&[u8]> {
+    let rest = p.strip_prefix(b"/proc/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let (pid, tail) = (&rest[..slash], &rest[slash..]);
+    let n = tail.strip_prefix(b"/fd/").or_else(|| {
+        // /proc/PID/task/TID/fd/N
+        let t = tail.strip_prefix(b"/task/")?;
+        let k = t.iter().position(|&b| b == b'/')?;
+        t[k..].strip_prefix(b"/fd/")
+    })?;
+    let pid: i64 = core::str::from_utf8(pid).ok()?.parse().ok()?;
+    // SAFETY: getpid and gettid have no arguments.
+    let (me, tid) = unsafe { (sys(libc::SYS_getpid, [0; 6]), sys(libc::SYS_gettid, [0; 6])) };
+    (pid == me || pid == tid).then_some(n)
 }
 
 /// True when the decimal `n` is a host fd (not an LKL placeholder).

@@ -122,6 +122,8 @@ pub(crate) enum Handler {
     Path,
     /// An identity call (`pathcall::identity`).
     Ident,
+    /// `mmap` (`mmap.rs`): an LKL file mapped by copy.
+    Mmap,
     /// `rt_sigaction` (`signals.rs`).
     Sigaction,
     /// `exit`: the thread's shadow given back.
@@ -330,6 +332,8 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_setgroups, "setgroups", W::ByRoot, P::Files, H::Ident, IDENT),
     e(libc::SYS_setfsuid, "setfsuid", W::ByRoot, P::Files, H::Ident, IDENT),
     e(libc::SYS_setfsgid, "setfsgid", W::ByRoot, P::Files, H::Ident, IDENT),
+    // Memory.
+    e(libc::SYS_mmap, "mmap", W::Split, P::Views, H::Mmap, "an LKL file (fd: the fifth argument): anonymous memory filled through LKL, then the asked protection; MAP_SHARED writable: ENODEV"),
     // Signals and processes.
     e(libc::SYS_rt_sigaction, "rt_sigaction", W::Host, P::Hook, H::Sigaction, "handlers are wrapped so that they run with the program's %fs"),
     e(libc::SYS_exit, "exit", W::Host, P::Default, H::Exit, "when it reaches the hook (--trace, SUD): the thread's shadow is given back"),
@@ -440,7 +444,12 @@ mod tests {
                 Where::ByRoot => e.pass == Pass::Files,
                 Where::ByPathOrFd => e.pass == Pass::ViewsElseFirstFd,
                 Where::ByFamily => e.pass == Pass::Hook,
-                Where::Split => matches!(e.pass, Pass::Hook | Pass::FirstFd | Pass::Files),
+                Where::Split => {
+                    matches!(
+                        e.pass,
+                        Pass::Hook | Pass::FirstFd | Pass::Views | Pass::Files
+                    )
+                }
                 Where::Host => e.handler != Handler::Fd,
             };
             assert!(ok, "{}: {:?} with {:?}", e.name, e.to, e.pass);

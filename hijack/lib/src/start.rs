@@ -58,7 +58,8 @@ fn start() -> Result<(), String> {
     let mut config = loaded.config;
     if !config.disks.is_empty() {
         eprintln!(
-            "lkl-hijack: warning: disks: ignored: the hijack library leaves files to the host;              mount images inside LKL with lkl-run --zpoline (see docs/zpoline.md)"
+            "lkl-hijack: warning: disks: ignored: the hijack library leaves files to the host; \
+             mount images inside LKL with LKL_HIJACK_ZPOLINE=1 or lkl-run --zpoline (see docs/zpoline.md)"
         );
         config.disks.clear();
     }

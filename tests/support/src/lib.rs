@@ -252,6 +252,82 @@ pub fn expect_output(o: Result<Output, String>, ok: bool, needles: &[&str]) -> O
     Ok(())
 }
 
+/// Checks a command's output: it succeeded and printed exactly `want` on stdout.
+///
+/// # Errors
+/// What differs, with the whole output.
+pub fn expect_stdout(o: Result<Output, String>, want: &str) -> Outcome {
+    let o = o?;
+    if !o.status.success() || String::from_utf8_lossy(&o.stdout) != want {
+        return Err(format!(
+            "expected success and stdout {want:?}; {}",
+            output_text(&o)
+        ));
+    }
+    Ok(())
+}
+
+/// Sets `p`'s permission bits to `mode`.
+///
+/// # Errors
+/// `chmod` failed.
+pub fn set_mode(p: &Path, mode: u32) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", p.display()))
+}
+
+/// A command that runs `prog` as the host user `nobody` (uid and gid 65534, no
+/// supplementary groups), through util-linux's `setpriv`.
+pub fn as_nobody(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--",
+    ])
+    .arg(prog);
+    c
+}
+
+/// Checks that image `img` of file system `fs` (`ext4`, `btrfs`, `xfs`, `vfat`) is
+/// clean, by the file system's own checker, changing nothing (`e2fsck -fn`,
+/// `btrfs check --readonly`, `xfs_repair -n`, `fsck.vfat -n`).
+///
+/// # Errors
+/// The checker's complaint, or an unknown type.
+pub fn fsck_clean(fs: &str, img: &Path) -> Outcome {
+    let (prog, args): (&str, &[&str]) = match fs {
+        "ext2" | "ext3" | "ext4" => ("e2fsck", &["-fn"]),
+        "btrfs" => ("btrfs", &["check", "--readonly"]),
+        "xfs" => ("xfs_repair", &["-n"]),
+        "vfat" => ("fsck.vfat", &["-n"]),
+        other => return Err(format!("no checker for file system {other:?}")),
+    };
+    run(Command::new(prog).args(args).arg(img))
+        .map(drop)
+        .map_err(|e| format!("the {fs} image {} is not clean: {e}", img.display()))
+}
+
+/// A named end-to-end case over an environment `E`.
+pub type Case<E> = dyn Fn(&E) -> Outcome;
+
+/// Runs the cases of a test file, each timed, into `r`: all of them, or with a first
+/// command-line argument (not an option), those whose name contains it.
+pub fn run_cases<E: ?Sized>(r: &mut Report, env: &E, cases: &[(&str, &Case<E>)]) {
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    for (name, case) in cases {
+        if only.as_deref().is_none_or(|o| name.contains(o)) {
+            let t = Instant::now();
+            let res = case(env);
+            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
+        }
+    }
+}
+
 /// `/etc/netns/NAME/` (what `ip netns exec` binds over `/etc`), removed on
 /// drop. See [`Netns::resolv_conf`].
 #[derive(Debug)]

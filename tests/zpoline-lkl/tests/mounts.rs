@@ -7,13 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lkl_test_support::{self as support, Outcome, Report, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
-const NOBODY: &str = "65534";
 
 /// A case of this file.
 type Case = dyn Fn(&Env) -> Outcome;
@@ -83,7 +82,7 @@ impl Env {
                 }
             }
         }
-        set_mode(&img, 0o666)?;
+        support::set_mode(&img, 0o666)?;
         Ok(img)
     }
 
@@ -92,10 +91,7 @@ impl Env {
         let mut cmd = if as_root {
             Command::new(&self.lkl_run)
         } else {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups", "--"])
-                .arg(&self.lkl_run);
-            c
+            support::as_nobody(&self.lkl_run)
         };
         cmd.arg("--zpoline")
             .arg(format!("--mount={}:{}", img.display(), self.mnt))
@@ -109,55 +105,6 @@ impl Env {
     fn lkl_run(&self, img: &Path, args: &[&str]) -> Result<Output, String> {
         self.lkl_run_as(img, args, false)
     }
-}
-
-fn set_mode(p: &Path, mode: u32) -> Outcome {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", p.display()))
-}
-
-/// The run succeeded and printed exactly `want` on stdout.
-fn expect_stdout(o: Result<Output, String>, want: &str) -> Outcome {
-    let o = o?;
-    let out = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || out != want {
-        return Err(format!(
-            "expected success and stdout {want:?}, got {}:\n{}",
-            o.status,
-            support::output_text(&o)
-        ));
-    }
-    Ok(())
-}
-
-/// The image's file system is clean by its own checker.
-fn fsck(fs: &str, img: &Path) -> Outcome {
-    let mut cmd = match fs {
-        "ext4" => {
-            let mut c = Command::new("e2fsck");
-            c.arg("-fn");
-            c
-        }
-        "btrfs" => {
-            let mut c = Command::new("btrfs");
-            c.args(["check", "--readonly"]);
-            c
-        }
-        "xfs" => {
-            let mut c = Command::new("xfs_repair");
-            c.arg("-n");
-            c
-        }
-        _ => {
-            let mut c = Command::new("fsck.vfat");
-            c.arg("-n");
-            c
-        }
-    };
-    support::run(cmd.arg(img))
-        .map(drop)
-        .map_err(|e| format!("the {fs} image is not clean after the run: {e}"))
 }
 
 /// `debugfs -R 'cat PATH' IMG`.
@@ -186,13 +133,13 @@ fn setup() -> Result<Env, String> {
     }
     support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
     let dir = TempDir::new("lkl-mounts")?;
-    set_mode(dir.path(), 0o755)?;
+    support::set_mode(dir.path(), 0o755)?;
     let host = dir.path().join("host");
     std::fs::create_dir_all(&host).map_err(|e| e.to_string())?;
-    set_mode(&host, 0o777)?;
+    support::set_mode(&host, 0o777)?;
     let lkl_run = dir.path().join("lkl-run");
     std::fs::copy(LKL_RUN, &lkl_run).map_err(|e| format!("copying lkl-run: {e}"))?;
-    set_mode(&lkl_run, 0o755)?;
+    support::set_mode(&lkl_run, 0o755)?;
     let mnt = format!("/mnt/lkl-mount-{}", std::process::id());
     if Path::new(&mnt).exists() {
         return Err(format!(
@@ -210,11 +157,11 @@ fn case_read_write(env: &Env) -> Outcome {
          && cp /etc/os-release {m}/dir/os-release && echo host-side > host-out.txt \
          && cat {m}/new.txt && ls {m} && test ! -e {m}/../lkl-nothing-here && echo done"
     );
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(&img, &["sh", "-c", &script]),
         "hello from the image\nwritten-inside\ndir\nhello.txt\nlost+found\nnew.txt\ndone\n",
     )?;
-    fsck("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     let new = debugfs_cat(&img, "/new.txt")?;
     if new != "written-inside\n" {
         return Err(format!("debugfs reads {new:?} in /new.txt"));
@@ -243,11 +190,67 @@ fn case_cwd(env: &Env) -> Outcome {
          && cd .. && ls sub && cd / && pwd && cat {m}/sub/b.txt \
          && sh -c 'cd {m}/sub && exec cat a.txt'"
     );
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(&img, &["sh", "-c", &script]),
         &format!("{m}/sub\nA\nA\na.txt\nb.txt\na.txt\nb.txt\n/\nb\nA\n"),
     )?;
-    fsck("ext4", &img)
+    support::fsck_clean("ext4", &img)
+}
+
+fn case_spawn_cwd(env: &Env) -> Outcome {
+    // Python's subprocess changes directory in a vfork child, before the exec.
+    let img = env.image("spawn", "ext4", &[("sub/file.txt", "x\n")])?;
+    let m = &env.mnt;
+    let py = format!(
+        "import os, subprocess\n\
+         run = lambda args, cwd: subprocess.run(args, cwd=cwd, capture_output=True, text=True).stdout.strip()\n\
+         print(run(['pwd'], '{m}/sub'), run(['ls'], '{m}/sub'), os.getcwd() == os.path.realpath('.'))\n\
+         print(run(['pwd'], '/'))\n\
+         try:\n    subprocess.run(['pwd'], cwd='{m}/missing')\n\
+         except FileNotFoundError:\n    print('missing')\n\
+         os.chdir('{m}')\n\
+         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n"
+    );
+    support::expect_stdout(
+        env.lkl_run(&img, &["python3", "-c", &py]),
+        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\n"),
+    )
+}
+
+fn case_own_fd_names(env: &Env) -> Outcome {
+    // gnulib's lchmod (tar, cp -a) opens the file O_PATH and chmods /proc/self/fd/N:
+    // the image's file must change, and nothing of the host's.
+    let img = env.image("fdnames", "ext4", &[("f.txt", "data\n")])?;
+    let m = &env.mnt;
+    let null_before = std::fs::metadata("/dev/null").map_err(|e| e.to_string())?;
+    let py = format!(
+        "import os\n\
+         fd = os.open('{m}/f.txt', os.O_PATH)\n\
+         os.chmod(f'/proc/self/fd/{{fd}}', 0o640)\n\
+         os.chmod(f'/proc/{{os.getpid()}}/fd/{{fd}}', 0o604)\n\
+         print(oct(os.stat('{m}/f.txt').st_mode & 0o777))\n\
+         print(open('/dev/stdin').read().strip())\n"
+    );
+    let o = env.lkl_run(
+        &img,
+        &["sh", "-c", &format!("python3 -c \"$0\" < {m}/f.txt"), &py],
+    );
+    support::expect_stdout(o, "0o604\ndata\n")?;
+    support::fsck_clean("ext4", &img)?;
+    let st = support::run(
+        Command::new("debugfs")
+            .args(["-R", "stat /f.txt"])
+            .arg(&img),
+    )?;
+    if !st.contains("Mode:  0604") {
+        return Err(format!("the image's file does not have mode 0604:\n{st}"));
+    }
+    let null_after = std::fs::metadata("/dev/null").map_err(|e| e.to_string())?;
+    use std::os::unix::fs::MetadataExt;
+    if null_after.mode() != null_before.mode() || null_after.ctime() != null_before.ctime() {
+        return Err("/dev/null on the host was changed".into());
+    }
+    Ok(())
 }
 
 fn case_rename_exdev(env: &Env) -> Outcome {
@@ -265,11 +268,11 @@ fn case_rename_exdev(env: &Env) -> Outcome {
          except OSError as e:\n    print(errno.errorcode[e.errno])\n\
          os.rename('{m}/keep.txt', '{m}/kept.txt')\nprint(sorted(os.listdir('{m}')))\n"
     );
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(&img, &["python3", "-c", &py]),
         "EXDEV\nEXDEV\n['kept.txt', 'lost+found', 'move.txt']\n",
     )?;
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(
             &img,
             &[
@@ -280,9 +283,37 @@ fn case_rename_exdev(env: &Env) -> Outcome {
         ),
         "moved\nkept.txt\nlost+found\n",
     )?;
-    fsck("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     if debugfs_cat(&img, "/move.txt").is_ok_and(|s| !s.is_empty()) {
         return Err("move.txt is still in the image after mv".into());
+    }
+    Ok(())
+}
+
+fn case_symlinks(env: &Env) -> Outcome {
+    let img = env.image("links", "ext4", &[("real/f.txt", "in the image\n")])?;
+    let m = &env.mnt;
+    // A host link into the mount, made before the run.
+    let into = env.host_dir().join("into");
+    let _ = std::fs::remove_file(&into);
+    std::os::unix::fs::symlink(format!("{m}/real"), &into).map_err(|e| e.to_string())?;
+    let hostname = std::fs::read_to_string("/etc/hostname").map_err(|e| e.to_string())?;
+    let script = format!(
+        "cat into/f.txt && echo via-link > into/g.txt && cat {m}/real/g.txt \
+         && ln -s /etc {m}/etc-link && ln -s ../../{host}/into {m}/back \
+         && cat {m}/etc-link/hostname && ls {m}/back && stat -c %F {m}/etc-link",
+        host = env.host_dir().display()
+    );
+    support::expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &script]),
+        &format!("in the image\nvia-link\n{hostname}f.txt\ng.txt\nsymbolic link\n"),
+    )?;
+    support::fsck_clean("ext4", &img)?;
+    let g = debugfs_cat(&img, "/real/g.txt")?;
+    if g != "via-link\n" {
+        return Err(format!(
+            "the file written through the host's link holds {g:?} in the image"
+        ));
     }
     Ok(())
 }
@@ -290,7 +321,7 @@ fn case_rename_exdev(env: &Env) -> Outcome {
 fn case_sqlite(env: &Env) -> Outcome {
     let img = env.image("db", "ext4", &[])?;
     let db = format!("{}/app.db", env.mnt);
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(
             &img,
             &[
@@ -303,7 +334,7 @@ fn case_sqlite(env: &Env) -> Outcome {
         ),
         "5000|12502500\n",
     )?;
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(
             &img,
             &[
@@ -314,7 +345,7 @@ fn case_sqlite(env: &Env) -> Outcome {
         ),
         "ok\n2500\n",
     )?;
-    fsck("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     let copy = env.dir.path().join("app-copy.db");
     support::run(
         Command::new("debugfs")
@@ -366,13 +397,13 @@ fn case_tree(env: &Env) -> Outcome {
             support::output_text(&o)
         ));
     }
-    fsck("ext4", &img)
+    support::fsck_clean("ext4", &img)
 }
 
 fn case_other_fs(env: &Env, fs: &str) -> Outcome {
     let img = env.image(fs, fs, &[("in/readme.txt", "from mkfs\n")])?;
     let m = &env.mnt;
-    expect_stdout(
+    support::expect_stdout(
         env.lkl_run(
             &img,
             &[
@@ -386,12 +417,12 @@ fn case_other_fs(env: &Env, fs: &str) -> Outcome {
         ),
         "from mkfs\n20000\n",
     )?;
-    fsck(fs, &img)?;
-    expect_stdout(
+    support::fsck_clean(fs, &img)?;
+    support::expect_stdout(
         env.lkl_run(&img, &["sh", "-c", &format!("tail -n1 {m}/out/seq.txt")]),
         "20000\n",
     )?;
-    fsck(fs, &img)
+    support::fsck_clean(fs, &img)
 }
 
 fn main() -> ExitCode {
@@ -403,8 +434,7 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, &Case); 8] = [
+    let cases: [(&str, &Case); 11] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
@@ -414,8 +444,20 @@ fn main() -> ExitCode {
             &case_cwd,
         ),
         (
+            "subprocess with cwd= (a chdir in a vfork child) into the mount, to the host, to a missing directory",
+            &case_spawn_cwd,
+        ),
+        (
+            "a program's own names of its image files (/proc/self/fd/N, /proc/PID/fd/N, /dev/stdin) reach them; the host's files are untouched",
+            &case_own_fd_names,
+        ),
+        (
             "rename and link across the boundary give EXDEV; mv falls back to copying",
             &case_rename_exdev,
+        ),
+        (
+            "links across the boundary: a host link into the mount, an image's links out of it (absolute and relative), followed both ways",
+            &case_symlinks,
         ),
         (
             "sqlite3 builds, vacuums and checks a database in the image; the host's sqlite3 reads it back",
@@ -429,12 +471,6 @@ fn main() -> ExitCode {
         ("--mount on xfs: written, read back, xfs_repair -n clean", &|e| case_other_fs(e, "xfs")),
         ("--mount on vfat: written, read back, fsck.vfat clean", &|e| case_other_fs(e, "vfat")),
     ];
-    for (name, case) in cases {
-        if only.as_deref().is_none_or(|o| name.contains(o)) {
-            let t = Instant::now();
-            let res = case(&env);
-            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
-        }
-    }
+    support::run_cases(&mut r, &env, &cases);
     r.finish()
 }

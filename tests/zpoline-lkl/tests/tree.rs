@@ -76,7 +76,7 @@ impl Mode {
 }
 
 /// A case of this file.
-type Case = fn(&Env) -> Outcome;
+type Case = dyn Fn(&Env) -> Outcome;
 
 /// What every case needs.
 struct Env {
@@ -742,47 +742,40 @@ fn main() -> ExitCode {
             return r.finish();
         }
     };
-    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let cases: [(&str, Case); 8] = [
+    let cases: [(&str, &Case); 8] = [
         (
             "state set by one process is seen by the next (sh -c 'ip link set eth0 mtu 1400 && ip link show eth0')",
-            case_mtu,
+            &case_mtu,
         ),
         (
             "the same through LKL_HIJACK_ZPOLINE=1 lkl-hijack.sh",
-            case_mtu_hijack_script,
+            &case_mtu_hijack_script,
         ),
         (
             "two processes of one tree talk over an address only LKL has (10.77.0.1 on LKL's lo)",
-            case_pair,
+            &case_pair,
         ),
         (
             "a forking Python HTTP server in LKL serves files byte-identical to curl on the host side",
-            case_forking_httpd,
+            &case_forking_httpd,
         ),
         (
             "nginx (master and 2 workers) in LKL serves; a worker killed with SIGKILL is replaced and the replacement serves",
-            case_nginx,
+            &case_nginx,
         ),
         (
             "twenty short-lived processes in a row resolve a name through the one kernel",
-            case_dns,
+            &case_dns,
         ),
         (
             "a process killed while blocked in recv: the tree goes on, state intact, the port binds again",
-            case_kill_blocked,
+            &case_kill_blocked,
         ),
         (
             "when the run ends, no process is left and the tap opens again at once",
-            case_exit_clean,
+            &case_exit_clean,
         ),
     ];
-    for (name, case) in cases {
-        if only.as_deref().is_none_or(|o| name.contains(o)) {
-            let t = Instant::now();
-            let res = case(&env);
-            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
-        }
-    }
+    support::run_cases(&mut r, &env, &cases);
     r.finish()
 }

@@ -1,0 +1,142 @@
+//! What the interposer reads of a program in LKL's file system to exec it: the first
+//! bytes of a file (`execve`'s checks, [`Lkl::read_head`]), and the path of an LKL
+//! directory fd (`execveat` relative to it, [`Lkl::fd_path`]). Neither gives the
+//! program a descriptor: a vfork child makes these calls in its parent's memory, whose
+//! fd table (`fds.rs`) must not change.
+
+use trampoline::Head;
+
+use crate::dispatch::{nr, PathArg};
+use crate::paths::PathBuf;
+use crate::{fds, wait, Lkl};
+
+const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+
+impl Lkl {
+    /// [`trampoline::Backend::read_head`]: LKL's file for a path of LKL's, else the
+    /// host's.
+    pub(crate) fn head(&self, path: u64, buf: &mut [u8]) -> Head {
+        let mut p = PathBuf::new();
+        let d = match self.path_arg(AT_FDCWD as u64, path, &mut p) {
+            PathArg::Host => return trampoline::host_read_head(path, buf),
+            PathArg::HostAbs => return trampoline::host_read_head(p.arg() as u64, buf),
+            PathArg::Bad(e) => {
+                return Head::OpenFailed {
+                    errno: e,
+                    backend: false,
+                }
+            }
+            PathArg::View => {
+                if let Err(e) = p.read(path) {
+                    return Head::OpenFailed {
+                        errno: e,
+                        backend: true,
+                    };
+                }
+                AT_FDCWD
+            }
+            PathArg::Lkl(d) => d,
+        };
+        let mut got = Head::ReadFailed;
+        let _ = wait::in_world(|| {
+            let fd = crate::kernel::call(
+                nr!(__lkl__NR_openat),
+                [
+                    d,
+                    p.arg(),
+                    i64::from(libc::O_RDONLY | libc::O_CLOEXEC),
+                    0,
+                    0,
+                    0,
+                ],
+            );
+            if fd < 0 {
+                got = Head::OpenFailed {
+                    errno: fd,
+                    backend: true,
+                };
+                return fd;
+            }
+            let n = crate::kernel::call(
+                nr!(__lkl__NR_read),
+                [fd, buf.as_mut_ptr() as i64, buf.len() as i64, 0, 0, 0],
+            );
+            crate::kernel::call(nr!(__lkl__NR_close), [fd, 0, 0, 0, 0, 0]);
+            if n >= 0 {
+                got = Head::Read(n as usize);
+            }
+            n
+        });
+        got
+    }
+
+    /// [`trampoline::Backend::fd_path`]: LKL's own name of the LKL fd behind program fd
+    /// `fd`, from LKL's `/proc/self/fd` (so LKL must have `proc` mounted).
+    pub(crate) fn lkl_fd_path(&self, fd: i32, buf: &mut [u8]) -> i64 {
+        let Some(l) = fds::lkl_of(fd as u64) else {
+            return -i64::from(libc::EBADF);
+        };
+        let mut link = [0u8; 40];
+        let text = format_fd_link(l, &mut link);
+        let (r, _) = wait::in_world(|| {
+            crate::kernel::call(
+                nr!(__lkl__NR_readlinkat),
+                [
+                    AT_FDCWD,
+                    text as i64,
+                    buf.as_mut_ptr() as i64,
+                    buf.len() as i64,
+                    0,
+                    0,
+                ],
+            )
+        });
+        if r >= buf.len() as i64 {
+            return -i64::from(libc::ENAMETOOLONG);
+        }
+        if r > 0 && buf[0] != b'/' {
+            // Not a path (a socket, a pipe): nothing to exec relative to.
+            return -i64::from(libc::ENOTDIR);
+        }
+        r
+    }
+}
+
+/// Writes `/proc/self/fd/L` and a NUL into `buf` (no allocation: this runs in the
+/// hook); returns its address.
+fn format_fd_link(l: i64, buf: &mut [u8; 40]) -> u64 {
+    let head = b"/proc/self/fd/";
+    buf[..head.len()].copy_from_slice(head);
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut v = l.max(0) as u64;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for k in 0..n {
+        buf[head.len() + k] = digits[n - 1 - k];
+    }
+    buf[head.len() + n] = 0;
+    buf.as_ptr() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_links() {
+        let mut b = [0u8; 40];
+        let p = format_fd_link(1234, &mut b) as *const core::ffi::c_char;
+        // SAFETY: our NUL-terminated buffer.
+        let s = unsafe { core::ffi::CStr::from_ptr(p) };
+        assert_eq!(s.to_bytes(), b"/proc/self/fd/1234");
+        format_fd_link(0, &mut b);
+        assert_eq!(&b[..16], b"/proc/self/fd/0\0");
+    }
+}
