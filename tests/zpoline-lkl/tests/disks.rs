@@ -15,8 +15,8 @@
 //!   written; the config's `disks` work as the flags do; `SIGTERM` to the kernel
 //!   process leaves the image clean too.
 //!
-//! The programs run are the host's static busybox (no library to load from an image)
-//! and `sh`.
+//! The programs run are the host's static busybox (copied into each image, where the
+//! program of a `--root` run is found; no library to load) and the host's `sh`.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -41,10 +41,11 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
-    /// ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the directories
-    /// `proc`, `sys`, `dev`, `mnt`
-    /// (ext4 and btrfs, whose mkfs can fill an image).
+    /// A fresh image `name` of file system `fs` holding `/bin/busybox` (the host's
+    /// static one: the program of `--root` runs, found in the image); with `tree`, also
+    /// `etc/hello` ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the
+    /// directories `proc`, `sys`, `dev`, `mnt`. ext4 and btrfs are filled by their
+    /// mkfs, xfs and vfat through a `--mount` run.
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
         let _ = std::fs::remove_file(&img);
@@ -53,8 +54,10 @@ impl Env {
             .and_then(|f| f.set_len(size))
             .map_err(|e| format!("{}: {e}", img.display()))?;
         let src = self.path(&format!("{name}.src"));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
+        std::fs::copy(BUSYBOX, src.join("bin/busybox")).map_err(|e| format!("{BUSYBOX}: {e}"))?;
         if tree {
-            let _ = std::fs::remove_dir_all(&src);
             for d in ["etc", "proc", "sys", "dev", "mnt"] {
                 std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
             }
@@ -64,15 +67,28 @@ impl Env {
                 .map_err(|e| e.to_string())?;
         }
         let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match (fs, tree) {
-            ("ext4", true) => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            ("ext4", false) => mkfs.args(["-q", "-F"]),
-            ("btrfs", true) => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            ("btrfs", false) => mkfs.args(["-q", "-f"]),
-            ("xfs", _) => mkfs.args(["-q", "-f"]),
+        match fs {
+            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
+            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
+            "xfs" => mkfs.args(["-q", "-f"]),
             _ => &mut mkfs,
         };
         support::run(mkfs.arg(&img))?;
+        if matches!(fs, "xfs" | "vfat") {
+            let o = self.run(&[
+                &mount_flag(&img, "/mnt/fill"),
+                "cp",
+                "-r",
+                &format!("{}/.", src.display()),
+                "/mnt/fill/",
+            ])?;
+            if !o.status.success() {
+                return Err(format!(
+                    "filling the {fs} image: {}",
+                    support::output_text(&o)
+                ));
+            }
+        }
         Ok(img)
     }
 
