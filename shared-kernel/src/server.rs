@@ -474,7 +474,7 @@ fn end_tree(caller: Option<usize>) {
 }
 
 /// Leaves every disk's image clean ([`lkl_boot::Mounts::unmount`]), from a thread
-/// of its own: its LKL calls run as a fresh task sharing the boot task's fs and
+/// of its own: its LKL calls run as a fresh task sharing `host0`'s fs and
 /// files, not as a thread of some process of the tree.
 fn end_disks() {
     let Some(disks) = DISKS.get() else {

@@ -15,8 +15,8 @@
 //!   written; the config's `disks` work as the flags do; `SIGTERM` to the kernel
 //!   process leaves the image clean too.
 //!
-//! The programs run are the host's static busybox (no library to load from an image)
-//! and `sh`.
+//! The programs run are the host's static busybox (copied into each image, where the
+//! program of a `--root` run is found; no library to load) and the host's `sh`.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -41,10 +41,11 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
-    /// ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the directories
-    /// `proc`, `sys`, `dev`, `mnt`
-    /// (ext4 and btrfs, whose mkfs can fill an image).
+    /// A fresh image `name` of file system `fs` holding `/bin/busybox` (the host's
+    /// static one: the program of `--root` runs, found in the image); with `tree`, also
+    /// `etc/hello` ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the
+    /// directories `proc`, `sys`, `dev`, `mnt`. ext4 and btrfs are filled by their
+    /// mkfs, xfs and vfat through a `--mount` run.
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
         let _ = std::fs::remove_file(&img);
@@ -53,8 +54,10 @@ impl Env {
             .and_then(|f| f.set_len(size))
             .map_err(|e| format!("{}: {e}", img.display()))?;
         let src = self.path(&format!("{name}.src"));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
+        std::fs::copy(BUSYBOX, src.join("bin/busybox")).map_err(|e| format!("{BUSYBOX}: {e}"))?;
         if tree {
-            let _ = std::fs::remove_dir_all(&src);
             for d in ["etc", "proc", "sys", "dev", "mnt"] {
                 std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
             }
@@ -64,15 +67,28 @@ impl Env {
                 .map_err(|e| e.to_string())?;
         }
         let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match (fs, tree) {
-            ("ext4", true) => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            ("ext4", false) => mkfs.args(["-q", "-F"]),
-            ("btrfs", true) => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            ("btrfs", false) => mkfs.args(["-q", "-f"]),
-            ("xfs", _) => mkfs.args(["-q", "-f"]),
+        match fs {
+            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
+            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
+            "xfs" => mkfs.args(["-q", "-f"]),
             _ => &mut mkfs,
         };
         support::run(mkfs.arg(&img))?;
+        if matches!(fs, "xfs" | "vfat") {
+            let o = self.run(&[
+                &mount_flag(&img, "/mnt/fill"),
+                "cp",
+                "-r",
+                &format!("{}/.", src.display()),
+                "/mnt/fill/",
+            ])?;
+            if !o.status.success() {
+                return Err(format!(
+                    "filling the {fs} image: {}",
+                    support::output_text(&o)
+                ));
+            }
+        }
         Ok(img)
     }
 
@@ -328,6 +344,61 @@ fn case_in_use(env: &Env) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     r?;
+    check_clean("ext4", &img)
+}
+
+/// An image served by lklfuse is refused, naming who to stop; after lklfuse's
+/// unmount the same flags run.
+fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
+    if !Path::new("/dev/fuse").exists() {
+        let _ = support::run(Command::new("modprobe").arg("fuse"));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse is missing: run `modprobe fuse` as root (and install fuse3)".into());
+    }
+    support::require_tool("fusermount3", "fuse3")?;
+    let lklfuse = support::cargo_build("lklfuse")?.join("lklfuse");
+    let img = env.image("fuse.img", "ext4", true)?;
+    let mnt = env.path("fuse-mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let fuse = Command::new(&lklfuse)
+        .arg("-f")
+        .arg(&img)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", lklfuse.display()))?;
+    let start = Instant::now();
+    let mut served = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(mnt.join("etc/hello")).is_ok_and(|t| t.contains("hello")) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = if served {
+        refused(
+            env,
+            &[&mount_flag(&img, "/mnt/x")],
+            None,
+            &[
+                "fuse.img is in use: another program holds a lock on it (an lklfuse",
+                "stop that program first",
+            ],
+        )
+    } else {
+        Err("lklfuse never served the image".into())
+    };
+    let _ = support::run(Command::new("fusermount3").arg("-u").arg(&mnt));
+    if support::wait_deadline(fuse, Duration::from_secs(20), "lklfuse").is_err() {
+        return Err("lklfuse did not end after fusermount3 -u".into());
+    }
+    r?;
+    let o = env.run(&[&mount_flag(&img, "/mnt/x"), "cat", "/mnt/x/etc/hello"])?;
+    support::expect_output(Ok(o), true, &["hello from the image"])?;
     check_clean("ext4", &img)
 }
 
@@ -849,6 +920,7 @@ fn main() -> ExitCode {
         ("an unknown type (config disks[0].type) is refused, naming the kernel's types".into(), Box::new(case_unknown_type)),
         ("a partition that is not there, and a partitioned image without :part=N, are refused".into(), Box::new(case_partitions)),
         ("an image in use by another lkl-run is refused, saying who to stop; the first run leaves it clean".into(), Box::new(case_in_use)),
+        ("an image served by lklfuse is refused, saying who to stop; after its unmount it mounts".into(), Box::new(case_in_use_by_lklfuse)),
         ("a mount the kernel refuses (bad options) is refused with the kernel's words; it and the good disk before it unchanged".into(), Box::new(case_kernel_refuses)),
         ("a mount point missing in a read-only root image is refused; both images unchanged".into(), Box::new(case_read_only_root_without_mount_point)),
         ("--private-kernel, --backend host, malformed and duplicate disks are refused".into(), Box::new(case_bad_flags)),
