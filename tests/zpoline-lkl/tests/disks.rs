@@ -48,11 +48,6 @@ impl Env {
     /// mkfs, xfs and vfat through a `--mount` run.
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
-        let _ = std::fs::remove_file(&img);
-        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("{}: {e}", img.display()))?;
         let src = self.path(&format!("{name}.src"));
         let _ = std::fs::remove_dir_all(&src);
         std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
@@ -66,15 +61,7 @@ impl Env {
             std::fs::write(src.join("etc/resolv.conf"), "nameserver 192.0.2.53\n")
                 .map_err(|e| e.to_string())?;
         }
-        let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match fs {
-            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            "xfs" => mkfs.args(["-q", "-f"]),
-            _ => &mut mkfs,
-        };
-        support::run(mkfs.arg(&img))?;
-        if matches!(fs, "xfs" | "vfat") {
+        if !support::mkfs_image(fs, &img, Some(&src))? {
             let o = self.run(&[
                 &mount_flag(&img, "/mnt/fill"),
                 "cp",
@@ -115,35 +102,6 @@ fn digest(p: &Path) -> Result<u64, String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Ok(h.finish())
-}
-
-/// The file system's own checker, read-only: clean or the checker's words.
-fn check_clean(fs: &str, img: &Path) -> Outcome {
-    let mut c = match fs {
-        "ext4" => {
-            let mut c = Command::new("e2fsck");
-            c.arg("-fn");
-            c
-        }
-        "btrfs" => {
-            let mut c = Command::new("btrfs");
-            c.args(["check", "--readonly"]);
-            c
-        }
-        "xfs" => {
-            let mut c = Command::new("xfs_repair");
-            c.arg("-n");
-            c
-        }
-        _ => {
-            let mut c = Command::new("fsck.vfat");
-            c.arg("-n");
-            c
-        }
-    };
-    support::run(c.arg(img))
-        .map(drop)
-        .map_err(|e| format!("the {fs} image is not clean after the run: {e}"))
 }
 
 /// `sh -c 'echo ran'` with `flags` is refused before it runs: non-zero exit, each
@@ -344,7 +302,7 @@ fn case_in_use(env: &Env) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     r?;
-    check_clean("ext4", &img)
+    support::fsck_clean("ext4", &img)
 }
 
 /// An image served by lklfuse is refused, naming who to stop; after lklfuse's
@@ -399,7 +357,7 @@ fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
     r?;
     let o = env.run(&[&mount_flag(&img, "/mnt/x"), "cat", "/mnt/x/etc/hello"])?;
     support::expect_output(Ok(o), true, &["hello from the image"])?;
-    check_clean("ext4", &img)
+    support::fsck_clean("ext4", &img)
 }
 
 /// True when someone holds a lock on `img` (an exclusive lock cannot be taken).
@@ -461,7 +419,7 @@ fn case_read_only_root_without_mount_point(env: &Env) -> Outcome {
     if digest(&data)? != before {
         return Err("the other image changed although the start failed".into());
     }
-    check_clean("ext4", &data)
+    support::fsck_clean("ext4", &data)
 }
 
 fn case_bad_flags(env: &Env) -> Outcome {
@@ -536,7 +494,7 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             img.display()
         )],
     )?;
-    check_clean(fs, &img)?;
+    support::fsck_clean(fs, &img)?;
     // As the root: busybox's shell writes with its own echo (no program to load).
     let o = env.run(&[
         &root_flag(&img, ""),
@@ -556,7 +514,7 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             "disks unmounted and written back",
         ],
     )?;
-    check_clean(fs, &img)?;
+    support::fsck_clean(fs, &img)?;
     let o = env.run(&[&root_flag(&img, ":ro"), BUSYBOX, "cat", "/f", "/d/g", "/r"])?;
     support::expect_output(Ok(o), true, &["at a path\ninside\nas the root\n"])
 }
@@ -594,8 +552,8 @@ fn case_root(env: &Env) -> Outcome {
         "/written",
     ])?;
     support::expect_output(Ok(o), true, &[])?;
-    check_clean("ext4", &root)?;
-    check_clean("btrfs", &data)?;
+    support::fsck_clean("ext4", &root)?;
+    support::fsck_clean("btrfs", &data)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /written"])
@@ -629,7 +587,7 @@ fn case_root(env: &Env) -> Outcome {
     support::expect_output(Ok(o), true, &["nameserver 198.18.0.1"])?;
     let o = env.run_conf(&conf, &[&root_flag(&root, ""), BUSYBOX, "true"])?;
     support::expect_output(Ok(o), true, &[])?;
-    check_clean("ext4", &root)?;
+    support::fsck_clean("ext4", &root)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /etc/resolv.conf"])
@@ -680,7 +638,7 @@ fn case_partition(env: &Env) -> Outcome {
             .arg(format!("of={}", part.display()))
             .args(["bs=1M", "skip=1", "status=none"]),
     )?;
-    check_clean("ext4", &part)?;
+    support::fsck_clean("ext4", &part)?;
     let got = support::run(Command::new("debugfs").args(["-R", "cat /f"]).arg(&part))?;
     if got != "in the partition\n" {
         return Err(format!("debugfs reads {got:?} in the partition's /f"));
@@ -736,7 +694,7 @@ fn case_config(env: &Env) -> Outcome {
             &format!("lkl-tree: mounted {} (ext4, read-write", img.display()),
         ],
     )?;
-    check_clean("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /etc/new"])
@@ -810,7 +768,7 @@ fn case_sigterm(env: &Env) -> Outcome {
             "the kernel process did not say it ended in order: {err}"
         ));
     }
-    check_clean("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /etc/term"])
@@ -853,7 +811,7 @@ fn case_program_killed(env: &Env) -> Outcome {
     if !err.contains("disks unmounted and written back") {
         return Err(format!("the kernel process did not end in order: {err}"));
     }
-    check_clean("ext4", &img)?;
+    support::fsck_clean("ext4", &img)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /etc/killed"])

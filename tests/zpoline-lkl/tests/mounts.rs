@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
 use std::time::Duration;
 
-use lkl_test_support::{self as support, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, Outcome, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -46,20 +46,8 @@ impl Env {
             std::fs::write(&p, text).map_err(|e| e.to_string())?;
         }
         let img = self.dir.path().join(format!("{name}.img"));
-        let _ = std::fs::remove_file(&img);
-        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| e.to_string())?;
-        let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match fs {
-            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            "xfs" => mkfs.args(["-q", "-f"]),
-            _ => &mut mkfs,
-        };
-        support::run(mkfs.arg(&img))?;
-        if matches!(fs, "xfs" | "vfat") {
+        let filled = support::mkfs_image(fs, &img, Some(&src))?;
+        if !filled {
             // These mkfs cannot fill the image: the files go in through LKL, as root.
             let script = files
                 .iter()
@@ -428,14 +416,6 @@ fn case_other_fs(env: &Env, fs: &str) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut r = Report::default();
-    let env = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            r.case("setup", Err(e));
-            return r.finish();
-        }
-    };
     let cases: [(&str, &Case); 11] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
@@ -473,6 +453,5 @@ fn main() -> ExitCode {
         ("--mount on xfs: written, read back, xfs_repair -n clean", &|e| case_other_fs(e, "xfs")),
         ("--mount on vfat: written, read back, fsck.vfat clean", &|e| case_other_fs(e, "vfat")),
     ];
-    support::run_cases(&mut r, &env, &cases);
-    r.finish()
+    support::main_cases(setup, &cases)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lkl_test_support::{self as support, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, Outcome, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -383,14 +383,6 @@ fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut r = Report::default();
-    let env = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            r.case("setup", Err(e));
-            return r.finish();
-        }
-    };
     let cases: [(&str, &Case); 9] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
@@ -429,6 +421,5 @@ fn main() -> ExitCode {
             &case_in_use_by_lklfuse,
         ),
     ];
-    support::run_cases(&mut r, &env, &cases);
-    r.finish()
+    support::main_cases(setup, &cases)
 }
