@@ -353,6 +353,15 @@ pub fn mkfs_image(fs: &str, img: &Path, src: Option<&Path>) -> Result<bool, Stri
     Ok(filled)
 }
 
+/// `debugfs -R REQUEST IMG` (e2fsprogs, read-only): what it prints, e.g. a file's
+/// contents for `cat /path` or its inode for `stat /path`.
+///
+/// # Errors
+/// `debugfs` could not run or failed.
+pub fn debugfs(img: &Path, request: &str) -> Result<String, String> {
+    run(Command::new("debugfs").arg("-R").arg(request).arg(img))
+}
+
 /// The `main` of a test file of cases: `setup`, then [`run_cases`], then the summary
 /// line; a failed setup is reported as a failed case.
 pub fn main_cases<E>(

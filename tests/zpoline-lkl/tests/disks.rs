@@ -554,11 +554,7 @@ fn case_root(env: &Env) -> Outcome {
     support::expect_output(Ok(o), true, &[])?;
     support::fsck_clean("ext4", &root)?;
     support::fsck_clean("btrfs", &data)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /written"])
-            .arg(&root),
-    )?;
+    let got = support::debugfs(&root, "cat /written")?;
     if got != "hello from the image\n" {
         return Err(format!("debugfs reads {got:?} in /written"));
     }
@@ -695,11 +691,7 @@ fn case_config(env: &Env) -> Outcome {
         ],
     )?;
     support::fsck_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/new"])
-            .arg(&img),
-    )?;
+    let got = support::debugfs(&img, "cat /etc/new")?;
     if got != "written\n" {
         return Err(format!("debugfs reads {got:?} in /etc/new"));
     }
@@ -769,11 +761,7 @@ fn case_sigterm(env: &Env) -> Outcome {
         ));
     }
     support::fsck_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/term"])
-            .arg(&img),
-    )?;
+    let got = support::debugfs(&img, "cat /etc/term")?;
     if got != "x\n" {
         return Err(format!("debugfs reads {got:?} in /etc/term"));
     }
@@ -812,11 +800,7 @@ fn case_program_killed(env: &Env) -> Outcome {
         return Err(format!("the kernel process did not end in order: {err}"));
     }
     support::fsck_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/killed"])
-            .arg(&img),
-    )?;
+    let got = support::debugfs(&img, "cat /etc/killed")?;
     if got != "y\n" {
         return Err(format!("debugfs reads {got:?} in /etc/killed"));
     }

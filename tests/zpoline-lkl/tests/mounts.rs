@@ -95,16 +95,6 @@ impl Env {
     }
 }
 
-/// `debugfs -R 'cat PATH' IMG`.
-fn debugfs_cat(img: &Path, path: &str) -> Result<String, String> {
-    support::run(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("cat {path}"))
-            .arg(img),
-    )
-}
-
 fn setup() -> Result<Env, String> {
     support::require_root("the mount tests (they run programs as nobody)")?;
     for (tool, pkg) in [
@@ -150,11 +140,11 @@ fn case_read_write(env: &Env) -> Outcome {
         "hello from the image\nwritten-inside\ndir\nhello.txt\nlost+found\nnew.txt\ndone\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let new = debugfs_cat(&img, "/new.txt")?;
+    let new = support::debugfs(&img, "cat /new.txt")?;
     if new != "written-inside\n" {
         return Err(format!("debugfs reads {new:?} in /new.txt"));
     }
-    let os = debugfs_cat(&img, "/dir/os-release")?;
+    let os = support::debugfs(&img, "cat /dir/os-release")?;
     let want = std::fs::read_to_string("/etc/os-release").map_err(|e| e.to_string())?;
     if os != want {
         return Err("the copy of /etc/os-release in the image differs from the host's".into());
@@ -227,11 +217,7 @@ fn case_own_fd_names(env: &Env) -> Outcome {
     );
     support::expect_stdout(o, "0o604\ndata\n")?;
     support::fsck_clean("ext4", &img)?;
-    let st = support::run(
-        Command::new("debugfs")
-            .args(["-R", "stat /f.txt"])
-            .arg(&img),
-    )?;
+    let st = support::debugfs(&img, "stat /f.txt")?;
     if !st.contains("Mode:  0604") {
         return Err(format!("the image's file does not have mode 0604:\n{st}"));
     }
@@ -274,7 +260,7 @@ fn case_rename_exdev(env: &Env) -> Outcome {
         "moved\nkept.txt\nlost+found\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    if debugfs_cat(&img, "/move.txt").is_ok_and(|s| !s.is_empty()) {
+    if support::debugfs(&img, "cat /move.txt").is_ok_and(|s| !s.is_empty()) {
         return Err("move.txt is still in the image after mv".into());
     }
     Ok(())
@@ -299,7 +285,7 @@ fn case_symlinks(env: &Env) -> Outcome {
         &format!("in the image\nvia-link\n{hostname}f.txt\ng.txt\nsymbolic link\n"),
     )?;
     support::fsck_clean("ext4", &img)?;
-    let g = debugfs_cat(&img, "/real/g.txt")?;
+    let g = support::debugfs(&img, "cat /real/g.txt")?;
     if g != "via-link\n" {
         return Err(format!(
             "the file written through the host's link holds {g:?} in the image"
@@ -337,12 +323,7 @@ fn case_sqlite(env: &Env) -> Outcome {
     )?;
     support::fsck_clean("ext4", &img)?;
     let copy = env.dir.path().join("app-copy.db");
-    support::run(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump /app.db {}", copy.display()))
-            .arg(&img),
-    )?;
+    support::debugfs(&img, &format!("dump /app.db {}", copy.display()))?;
     let out = support::run(
         Command::new("sqlite3")
             .arg(&copy)
