@@ -27,7 +27,8 @@ applets as links) and the tarball. Then, with every program busybox's:
   files:    sh -c 'tar -xf TAR -C DIR && find DIR -type f | wc -l && du -sk DIR'
             under --root (the tarball and DIR in the image, a fresh image
             each run), under --mount (the tarball on the host, DIR in the
-            image), natively (DIR on the host's disk), on an lklfuse mount
+            image), natively (DIR on the host's disk, then sync: every row
+            but gVisor's ends with its files on the disk), on an lklfuse mount
             of a fresh image (the unmount, which writes everything back,
             included) and under runsc do (gVisor; skipped without runsc)
 
@@ -174,7 +175,9 @@ fi
 # The file workload.
 root_run() { "$LKL_RUN" --zpoline --config "$CONF" --root "$IMG" /bin/sh -c "$WORKLOAD" sh /data/tree.tar /work; }
 mount_run() { "$LKL_RUN" --zpoline --config "$CONF" --mount "$IMG:/mnt/bench" "$BUSYBOX" sh -c "$WORKLOAD" sh "$WORK/tree.tar" /mnt/bench/work; }
-native_run() { rm -rf "$WORK/native"; mkdir -p "$WORK/native"; "$BUSYBOX" sh -c "$WORKLOAD" sh "$WORK/tree.tar" "$WORK/native"; }
+# Every row ends with its files on the disk: lkl-run writes its images back when the
+# tree ends, lklfuse at its unmount, the native run with sync.
+native_run() { rm -rf "$WORK/native"; mkdir -p "$WORK/native"; "$BUSYBOX" sh -c "$WORKLOAD && sync" sh "$WORK/tree.tar" "$WORK/native"; }
 fuse_run() {
     mkdir -p "$MNT"
     "$LKLFUSE" "$IMG" "$MNT"

@@ -6,8 +6,9 @@
 # stack through the hijack library; then the headline: `ping NAME` under
 # zpoline backed by LKL, the name resolved by LKL's own resolver
 # configuration and the echoes sent by LKL's TCP/IP stack (in a network
-# namespace made for the demo, removed at exit); and the file system tools
-# on a real ext4 image.
+# namespace made for the demo, removed at exit); the file system tools
+# on a real ext4 image; and a shell's whole process tree on an image as its
+# root (--root), as an unprivileged user.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -87,3 +88,23 @@ target/release/fs2tar "$work/disk.img" "$work/disk.tar"
 tar -tvf "$work/disk.tar"
 target/release/cpfromfs -i "$work/disk.img" /etc/motd "$work/out"
 cat "$work/out/motd"
+
+echo
+echo "== a whole program tree on an image: --root makes an ext4 image (busybox-static in"
+echo "   it) the root of every process the shell starts, run as the host user nobody,"
+echo "   without FUSE or privilege; what it writes is in the image (debugfs), which"
+echo "   e2fsck finds clean"
+mkdir -p "$work/root/bin" "$work/root/proc" "$work/root/dev" "$work/root/sys" "$work/root/data"
+cp /bin/busybox "$work/root/bin/busybox"
+for a in sh ls cat id echo mount grep; do ln -s busybox "$work/root/bin/$a"; done
+echo "this file lives only in the image" >"$work/root/data/readme"
+truncate -s 64M "$work/root.img"
+mkfs.ext4 -q -d "$work/root" "$work/root.img"
+chmod 755 "$work"
+chmod 666 "$work/root.img"
+cp target/release/lkl-run "$work/lkl-run"
+setpriv --reuid 65534 --regid 65534 --clear-groups -- "$work/lkl-run" --zpoline \
+	--root "$work/root.img" /bin/sh -c \
+	'echo "uid inside: $(id -u)"; ls /; cat /data/readme; grep " / " /proc/mounts; echo "written inside" > /data/new'
+debugfs -R "cat /data/new" "$work/root.img" 2>/dev/null
+e2fsck -fn "$work/root.img" >/dev/null 2>&1 && echo "e2fsck: clean"

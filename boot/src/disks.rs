@@ -8,10 +8,10 @@
 //! made if missing, unless that image is read-only), else in the boot root file
 //! system. Last ([`Mounts::enter_root`], after the configuration's network keys were
 //! applied in LKL's own root file system, so that nothing of them is written to an
-//! image), the root image is moved onto `/` and made the root of the boot task
-//! (`host0`), whose fs every fresh LKL process copies, with `proc`, `sysfs` and
-//! `devtmpfs` mounted on its `/proc`, `/sys` and `/dev` where the image has those
-//! directories (nothing is ever made in an image for them).
+//! image), the root image is moved onto `/` and made the root of `host0` (whose fs
+//! the boot thread's LKL task shares), which every fresh LKL process copies, with
+//! `proc`, `sysfs` and `devtmpfs` mounted on its `/proc`, `/sys` and `/dev` where the
+//! image has those directories (nothing is ever made in an image for them).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -309,6 +309,15 @@ pub struct Mounts {
 /// [`DiskError::UnknownType`], [`DiskError::Mount`] (with the kernel's own words),
 /// [`DiskError::NoMountPoint`], [`DiskError::NotADirectory`], [`DiskError::Step`].
 pub fn mount(config: &Config, attached: &[Attached]) -> Result<Mounts, DiskError> {
+    if let Some(i) = config
+        .disks
+        .iter()
+        .position(|d| d.path.starts_with(STAGING))
+    {
+        return Err(DiskError::Reserved {
+            key: format!("disks[{i}]"),
+        });
+    }
     trial(config, attached)?;
     let mut m = Mounts::default();
     match mount_all(config, attached, &mut m) {
@@ -336,9 +345,6 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
     for a in attached {
         let d = &config.disks[a.index];
         let key = format!("disks[{}]", a.index);
-        if d.path.starts_with(STAGING) {
-            return Err(DiskError::Reserved { key });
-        }
         let at = mount_one(&key, d, a, false)?;
         let dir = Path::new(STAGING).join(a.index.to_string());
         mkdir_p(&dir).map_err(step(&key, "mkdir", &dir))?;
@@ -379,7 +385,8 @@ fn mount_all(config: &Config, attached: &[Attached], m: &mut Mounts) -> Result<(
         let root_ro = root.map(|r| (staged[r].1.read_only, staged[r].1.image.clone()));
         mount_point(&key, &d.path, &target, root_ro)?;
         move_mount(dir, &target).map_err(step(&key, "move the mount to", &target))?;
-        m.mounts[i].path = d.path.clone();
+        // Where it is now (inside the staged root until enter_root).
+        m.mounts[i].path = target;
     }
     m.root = root;
     Ok(())
@@ -405,9 +412,8 @@ fn trial(config: &Config, attached: &[Attached]) -> Result<(), DiskError> {
             .iter()
             .find(|(i, _)| config.disks[*i].path == Path::new("/"))
         {
-            let root = config.disks.iter().find(|d| d.path == Path::new("/"));
-            if let Some(root) = root.filter(|r| r.read_only) {
-                result = check_mount_points(config, at, &root.image);
+            if let Some(root) = config.disks.iter().find(|d| d.path == Path::new("/")) {
+                result = check_mount_points(config, at, root);
             }
         }
     }
@@ -417,8 +423,9 @@ fn trial(config: &Config, attached: &[Attached]) -> Result<(), DiskError> {
     result
 }
 
-/// Each disk's mount point exists in the read-only root image (mounted at `at`).
-fn check_mount_points(config: &Config, at: &Path, image: &Path) -> Result<(), DiskError> {
+/// Each disk's mount point in the root image (mounted at `at`) is a directory, or is
+/// missing from a read-write root (it is made then).
+fn check_mount_points(config: &Config, at: &Path, root: &Disk) -> Result<(), DiskError> {
     for (i, d) in config.disks.iter().enumerate() {
         if d.path == Path::new("/") {
             continue;
@@ -442,11 +449,12 @@ fn check_mount_points(config: &Config, at: &Path, image: &Path) -> Result<(), Di
                     path: d.path.clone(),
                 })
             }
+            Err(_) if !root.read_only => {}
             Err(_) => {
                 return Err(DiskError::NoMountPoint {
                     key,
                     path: d.path.clone(),
-                    root: image.to_path_buf(),
+                    root: root.image.clone(),
                 })
             }
         }
@@ -633,7 +641,11 @@ impl Mounts {
             .map_err(step("move the root image onto", Path::new("/")))?;
         lkl::chroot(".").map_err(step("chroot", Path::new("/")))?;
         lkl::chdir("/").map_err(step("chdir", Path::new("/")))?;
-        self.mounts[r].path = PathBuf::from("/");
+        for m in &mut self.mounts {
+            if let Ok(rest) = m.path.strip_prefix(&dir) {
+                m.path = Path::new("/").join(rest);
+            }
+        }
         Ok(warnings)
     }
 

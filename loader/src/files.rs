@@ -67,9 +67,9 @@ fn c_path(p: &Path) -> std::io::Result<CString> {
         .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOENT))
 }
 
-/// Bytes read from a backend's file per call (the shared kernel copies up to its slot's
-/// data area in one go).
-const CHUNK: usize = 64 << 10;
+/// Bytes read from a backend's file per call: what the shared kernel copies through its
+/// slot's data area (128 KiB, less its header) in one go.
+const CHUNK: usize = 124 << 10;
 
 impl Files {
     fn call(b: &dyn Backend, nr: libc::c_long, a: [u64; 6]) -> std::io::Result<i64> {

@@ -134,8 +134,6 @@ struct Proc {
     exiting: bool,
     /// Its fd table across an exec ([`op::EXEC`]).
     exec_table: Option<Vec<[i32; 2]>>,
-    /// The cwd of its next image, NUL-terminated ([`op::EXEC`]).
-    exec_cwd: Option<Vec<u8>>,
 }
 
 /// An LKL process made for a fork, until its child's pid is known.
@@ -385,7 +383,6 @@ fn bind(st: &mut State, pid: i32, lkl: i64) -> bool {
             pidfd,
             exiting: false,
             exec_table: None,
-            exec_cwd: None,
         },
     ) {
         forget(st, old);
@@ -484,7 +481,7 @@ fn end_tree(caller: Option<usize>) {
 }
 
 /// Leaves every disk's image clean ([`lkl_boot::Mounts::unmount`]), from a thread
-/// of its own: its LKL calls run as a fresh task sharing the boot task's fs and
+/// of its own: its LKL calls run as a fresh task sharing `host0`'s fs and
 /// files, not as a thread of some process of the tree.
 fn end_disks() {
     let Some(disks) = DISKS.get() else {
@@ -797,22 +794,14 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
             // SAFETY: the caller wrote its pairs there and waits for the answer.
             let pairs = unsafe { win().fd_pairs(i) };
             let table = pairs[..(a[1].max(0) as usize).min(pairs.len())].to_vec();
-            let cwd = (a[2] == 1).then(|| {
-                // SAFETY: as the pairs.
-                let area = unsafe { win().exec_cwd(i) };
-                let n = area.iter().position(|&b| b == 0).unwrap_or(area.len() - 1);
-                area[..=n].to_vec()
-            });
             if let Some(p) = state().procs.get_mut(&(a[0] as i32)) {
                 p.exec_table = Some(table);
-                p.exec_cwd = cwd;
             }
             0
         }
         op::EXEC_FAILED => {
             if let Some(p) = state().procs.get_mut(&(a[0] as i32)) {
                 p.exec_table = None;
-                p.exec_cwd = None;
             }
             0
         }
@@ -822,25 +811,11 @@ fn handle(i: usize, pid: i32, lkl: i64, opn: u32, nr: i64, a: [i64; 6]) -> i64 {
                 return r;
             }
             retire_slots(pid, i);
-            let (table, cwd) = state()
+            let table = state()
                 .procs
                 .get_mut(&pid)
-                .map(|p| (p.exec_table.take(), p.exec_cwd.take()))
+                .and_then(|p| p.exec_table.take())
                 .unwrap_or_default();
-            let table = table.unwrap_or_default();
-            if let Some(cwd) = cwd {
-                // This thread is the new image's: the chdir is its process's. LKL
-                // reads the path from the window.
-                // SAFETY: the caller waits for the answer; its slot's area is free.
-                let area = unsafe { win().exec_cwd(i) };
-                let n = cwd.len().min(area.len());
-                area[..n].copy_from_slice(&cwd[..n]);
-                area[area.len() - 1] = 0;
-                kapi::syscall(
-                    lkl_sys::__lkl__NR_chdir as i64,
-                    [area.as_ptr() as i64, 0, 0, 0, 0, 0],
-                );
-            }
             let getfd = lkl_sys::__lkl__NR3264_fcntl as i64;
             let mut kept: Vec<[i32; 2]> = table
                 .into_iter()

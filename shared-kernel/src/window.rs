@@ -21,9 +21,6 @@ pub const HEADER_SIZE: usize = 4096;
 pub const DATA_OFFSET: usize = 512;
 /// Bytes of a slot's data area.
 pub const DATA_SIZE: usize = SLOT_SIZE - DATA_OFFSET;
-/// Bytes at the end of a slot's data area for the cwd an exec hands on
-/// ([`Window::exec_cwd`]): a path of `PATH_MAX` bytes.
-pub const EXEC_CWD_SIZE: usize = 4096;
 /// The window's size.
 pub const WINDOW_SIZE: usize = HEADER_SIZE + SLOTS * SLOT_SIZE;
 /// Where the first process asks for the window, so that exec'd images find it free:
@@ -75,9 +72,7 @@ pub mod op {
     /// on, a copy of the caller's.
     pub const SPAWN: u32 = 3;
     /// Before an exec of process `args[0]`: keep its fd table, `args[1]` pairs of
-    /// `i32` (program fd, LKL fd) in the data area, until the new image asks; with
-    /// `args[2]` = 1, also the cwd in [`Window::exec_cwd`], where the new image starts
-    /// (a vfork child's `chdir` before the exec).
+    /// `i32` (program fd, LKL fd) in the data area, until the new image asks.
     pub const EXEC: u32 = 4;
     /// The exec of process `args[0]` failed: forget what [`EXEC`] kept.
     pub const EXEC_FAILED: u32 = 5;
@@ -272,30 +267,8 @@ impl Window {
     /// the kernel process while it answers one.
     pub unsafe fn fd_pairs(&self, i: usize) -> &'static mut [[i32; 2]] {
         // SAFETY: the data area is DATA_SIZE bytes, 4-aligned, in the window, and
-        // used by one side at a time (the caller's contract); the pairs end where the
-        // exec's cwd begins.
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                self.data(i) as *mut [i32; 2],
-                (DATA_SIZE - EXEC_CWD_SIZE) / 8,
-            )
-        }
-    }
-
-    /// Slot `i`'s data area's last [`EXEC_CWD_SIZE`] bytes: the cwd a vfork child
-    /// chose for the image it executes (a NUL-terminated LKL path, [`op::EXEC`]).
-    ///
-    /// # Safety
-    /// As [`Window::fd_pairs`].
-    pub unsafe fn exec_cwd(&self, i: usize) -> &'static mut [u8] {
-        // SAFETY: the last EXEC_CWD_SIZE bytes of the data area, beside the pairs;
-        // one side at a time (the caller's contract).
-        unsafe {
-            core::slice::from_raw_parts_mut(
-                (self.data(i) + DATA_SIZE - EXEC_CWD_SIZE) as *mut u8,
-                EXEC_CWD_SIZE,
-            )
-        }
+        // used by one side at a time (the caller's contract).
+        unsafe { core::slice::from_raw_parts_mut(self.data(i) as *mut [i32; 2], DATA_SIZE / 8) }
     }
 }
 

@@ -323,7 +323,7 @@ fn mapped_file_len(args: &[u64; 6]) -> u64 {
         return len;
     }
     let mut st = [0u64; 18];
-    // An LKL file's size is LKL's (its placeholder is /dev/null, of size 0).
+    // An LKL file's size is LKL's (its placeholder is an empty memory file).
     if crate::mapfile::MapFile::of(args[4] as i32).fstat(&mut st) < 0 {
         return 0;
     }

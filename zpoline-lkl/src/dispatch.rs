@@ -187,6 +187,43 @@ fn with_sockaddr(a: &[u64; 6], f: impl FnOnce(u64, u64) -> i64) -> i64 {
     f(ss.as_ptr() as u64, len as u64)
 }
 
+/// `dup2`/`dup3` in a vfork child (`posix_spawn`'s file actions, `subprocess`'s
+/// `stdin=`): the host's call is the child's own; an LKL old fd is also duplicated in
+/// an LKL process of the child's own (`kernel::own_process`; the fd table in memory is
+/// the parent's), and the exec hands the new fd on (`kernel::vfork_dup`).
+fn vfork_dup2(nr: u64, a: &[u64; 6]) -> (i64, Target) {
+    let Some(l) = fds::lkl_of(a[0]).filter(|_| kernel::shared()) else {
+        return host(nr, a);
+    };
+    if a[0] as i32 == a[1] as i32 {
+        return host(nr, a);
+    }
+    let cloexec = nr == libc::SYS_dup3 as u64 && a[2] & libc::O_CLOEXEC as u64 != 0;
+    let (l2, _) = wait::in_world(|| match kernel::own_process() {
+        Ok(()) => {
+            let n = kernel::call(nr!(__lkl__NR_dup), [l, 0, 0, 0, 0, 0]);
+            if n >= 0 && cloexec {
+                let setfd = nr!(__lkl__NR3264_fcntl);
+                kernel::call(setfd, [n, i64::from(libc::F_SETFD), 1, 0, 0, 0]);
+            }
+            n
+        }
+        Err(e) => e,
+    });
+    if l2 < 0 {
+        return on_lkl(l2);
+    }
+    let (r, _) = host(nr, a);
+    if r < 0 || !kernel::vfork_dup(a[1] as i32 as i64, l2) {
+        let _ = wait::in_world(|| kernel::call(nr!(__lkl__NR_close), [l2, 0, 0, 0, 0, 0]));
+        return (
+            if r < 0 { r } else { -i64::from(libc::EMFILE) },
+            Target::Lkl,
+        );
+    }
+    (r, Target::Lkl)
+}
+
 /// LKL does not signal the program: a write to a broken connection that LKL answers
 /// with `EPIPE` raises `SIGPIPE` here, as the host kernel would (not with
 /// `MSG_NOSIGNAL`).
@@ -368,9 +405,8 @@ impl Lkl {
             // A vfork child (posix_spawn, subprocess) shares our memory, fd table and
             // LKL, but not our host fds: its closes and dup2s are its own. They must
             // not close LKL fds, nor change the table, that the parent still uses.
-            Handler::Close | Handler::CloseRange | Handler::Dup2 if !forked && vfork_child() => {
-                host(nr, a)
-            }
+            Handler::Dup2 if !forked && vfork_child() => vfork_dup2(nr, a),
+            Handler::Close | Handler::CloseRange if !forked && vfork_child() => host(nr, a),
             Handler::Socket => {
                 let lkl_family = matches!(
                     a[0] as i32,

@@ -77,7 +77,8 @@ impl Lkl {
             return -i64::from(libc::EBADF);
         };
         let mut link = [0u8; 40];
-        let text = format_fd_link(l, &mut link);
+        crate::fds::fd_link(l, &mut link);
+        let text = link.as_ptr() as u64;
         let (r, _) = wait::in_world(|| {
             crate::kernel::call(
                 nr!(__lkl__NR_readlinkat),
@@ -99,44 +100,5 @@ impl Lkl {
             return -i64::from(libc::ENOTDIR);
         }
         r
-    }
-}
-
-/// Writes `/proc/self/fd/L` and a NUL into `buf` (no allocation: this runs in the
-/// hook); returns its address.
-fn format_fd_link(l: i64, buf: &mut [u8; 40]) -> u64 {
-    let head = b"/proc/self/fd/";
-    buf[..head.len()].copy_from_slice(head);
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    let mut v = l.max(0) as u64;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for k in 0..n {
-        buf[head.len() + k] = digits[n - 1 - k];
-    }
-    buf[head.len() + n] = 0;
-    buf.as_ptr() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fd_links() {
-        let mut b = [0u8; 40];
-        let p = format_fd_link(1234, &mut b) as *const core::ffi::c_char;
-        // SAFETY: our NUL-terminated buffer.
-        let s = unsafe { core::ffi::CStr::from_ptr(p) };
-        assert_eq!(s.to_bytes(), b"/proc/self/fd/1234");
-        format_fd_link(0, &mut b);
-        assert_eq!(&b[..16], b"/proc/self/fd/0\0");
     }
 }

@@ -118,8 +118,9 @@ fn source() -> i64 {
     }
 }
 
-/// `/proc/self/fd/FD`, NUL-terminated, in `link`.
-fn fd_link(fd: i64, link: &mut [u8; 40]) {
+/// Writes `/proc/self/fd/FD` and a NUL into `link` (no allocation: this runs in the
+/// hook); returns the path's length, without the NUL.
+pub(crate) fn fd_link(fd: i64, link: &mut [u8; 40]) -> usize {
     let head = b"/proc/self/fd/";
     link[..head.len()].copy_from_slice(head);
     let mut n = head.len();
@@ -139,6 +140,7 @@ fn fd_link(fd: i64, link: &mut [u8; 40]) {
         n += 1;
     }
     link[n] = 0;
+    n
 }
 
 /// True when `/proc/self/fd/FD` names a placeholder memory file.
@@ -263,4 +265,18 @@ pub(crate) fn adopt(lkl: i64, min: i64, close_lkl: impl FnOnce(i64)) -> i64 {
 pub(crate) fn in_range(lo: u64, hi: u64) -> impl Iterator<Item = (i64, i64)> {
     let hi = hi.min(MAX_FDS as u64 - 1);
     (lo..=hi).filter_map(|fd| lkl_of(fd).map(|l| (fd as i64, l)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_links() {
+        let mut b = [0u8; 40];
+        let n = fd_link(1234, &mut b);
+        assert_eq!(&b[..=n], b"/proc/self/fd/1234\0");
+        let n = fd_link(0, &mut b);
+        assert_eq!(&b[..=n], b"/proc/self/fd/0\0");
+    }
 }

@@ -7,7 +7,7 @@
 //! forgets its parent's slots (the generation below changes) and claims its own.
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 use lkl_shared_kernel::client;
 use lkl_shared_kernel::window::op;
@@ -42,9 +42,84 @@ pub(crate) fn forked_without_lkl() -> bool {
     !shared() && trampoline::forked_child()
 }
 
+/// A vfork child that needed LKL as itself ([`own_process`]): its pid (0: none) and
+/// its slot. The child writes them in its parent's memory while the parent waits; the
+/// parent, resuming, finds a pid that is not its own and forgets them.
+static VFORK_PID: AtomicI32 = AtomicI32::new(0);
+static VFORK_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// Up to this many fds a vfork child's `dup2` gives LKL fds ([`vfork_dup`]).
+const VFORK_FDS: usize = 64;
+/// The vfork child's `dup2`s of LKL fds: (program fd + 1, LKL fd of its own process).
+static VFORK_DUPS: [[AtomicI32; 2]; VFORK_FDS] =
+    [const { [AtomicI32::new(0), AtomicI32::new(0)] }; VFORK_FDS];
+
+/// The vfork child's own slot, when it has one (see [`VFORK_PID`]).
+fn vfork_slot() -> Option<usize> {
+    let p = VFORK_PID.load(Ordering::Acquire);
+    if p == 0 {
+        return None;
+    }
+    if i64::from(p) == getpid() {
+        return Some(VFORK_SLOT.load(Ordering::Acquire));
+    }
+    // The child is gone (exec'd or exited): this is the parent again.
+    VFORK_PID.store(0, Ordering::Release);
+    None
+}
+
+/// In our world, in a vfork child (which calls LKL as its parent until it execs): from
+/// now on it calls as an LKL process of its own, a copy of its parent's made by the
+/// kernel process for its pid (as for a fork it was not told of), through a slot of
+/// its own; for the calls that change what a process owns (`chdir`, `dup2` of an LKL
+/// fd), which must not change the parent's.
+pub(crate) fn own_process() -> Result<(), i64> {
+    if !shared() {
+        return Err(-i64::from(libc::EBADF));
+    }
+    if vfork_slot().is_some() {
+        return Ok(());
+    }
+    let pid = getpid();
+    let s = client::claim(pid as i32, 0)?;
+    for d in &VFORK_DUPS {
+        d[0].store(0, Ordering::Relaxed);
+    }
+    VFORK_SLOT.store(s, Ordering::Release);
+    VFORK_PID.store(pid as i32, Ordering::Release);
+    Ok(())
+}
+
+/// In a vfork child with its own process: program fd `fd` now stands for LKL fd
+/// `lkl` of that process, for the exec to hand on (the fd table is the parent's).
+/// False when no room is left.
+pub(crate) fn vfork_dup(fd: i64, lkl: i64) -> bool {
+    for d in &VFORK_DUPS {
+        let h = d[0].load(Ordering::Relaxed);
+        if h == 0 || i64::from(h) == fd + 1 {
+            d[1].store(lkl as i32, Ordering::Relaxed);
+            d[0].store(fd as i32 + 1, Ordering::Relaxed);
+            return true;
+        }
+    }
+    false
+}
+
+/// The LKL fd a vfork child's `dup2` gave program fd `fd`, if any.
+fn vfork_dup_of(fd: i64) -> Option<i64> {
+    VFORK_DUPS.iter().find_map(|d| {
+        (i64::from(d[0].load(Ordering::Relaxed)) == fd + 1)
+            .then(|| i64::from(d[1].load(Ordering::Relaxed)))
+    })
+}
+
 /// In our world: this thread's slot, claimed at its first call (for the process
-/// whose memory this is: a vfork child calls as its parent until it execs).
+/// whose memory this is: a vfork child calls as its parent until it execs, unless it
+/// has a process of its own, [`own_process`]).
 fn slot() -> Result<usize, i64> {
+    if let Some(s) = vfork_slot() {
+        return Ok(s);
+    }
     let g = GENERATION.load(Ordering::Acquire);
     SLOT.with(|c| {
         let (cg, s) = c.get();
@@ -216,14 +291,21 @@ pub(crate) fn before_exec() {
     let pid = getpid();
     let vfork = crate::dispatch::vfork_child();
     let _ = crate::wait::in_world(|| {
-        if vfork && op(op::SPAWN, 0, [pid, 0, 0, 0, 0, 0]) < 0 {
+        let own = vfork && vfork_slot().is_some();
+        if vfork && !own && op(op::SPAWN, 0, [pid, 0, 0, 0, 0, 0]) < 0 {
             return 0;
         }
         let Ok(pairs) = fd_pairs() else {
             return 0;
         };
         let mut n = 0usize;
-        for (h, l) in crate::fds::in_range(0, u64::MAX) {
+        let dups = VFORK_DUPS.iter().filter(|_| own).filter_map(|d| {
+            let h = i64::from(d[0].load(Ordering::Relaxed)) - 1;
+            (h >= 0).then(|| (h, i64::from(d[1].load(Ordering::Relaxed))))
+        });
+        let table =
+            crate::fds::in_range(0, u64::MAX).filter(|&(h, _)| !own || vfork_dup_of(h).is_none());
+        for (h, l) in table.chain(dups) {
             if vfork && !crate::fds::is_placeholder(h) {
                 // A vfork child closed or replaced it (our table is its parent's).
                 continue;
@@ -255,17 +337,7 @@ pub(crate) fn before_exec() {
                 n += 1;
             }
         }
-        // A vfork child's chdir, for the new image.
-        let cwd = vfork
-            && crate::pathcall::take_spawn_cwd(pid, || {
-                client::window().and_then(|w| {
-                    slot().ok().map(|s| {
-                        // SAFETY: the slot is this thread's, between requests.
-                        unsafe { w.exec_cwd(s) }
-                    })
-                })
-            });
-        op(op::EXEC, 0, [pid, n as i64, i64::from(cwd), 0, 0, 0])
+        op(op::EXEC, 0, [pid, n as i64, 0, 0, 0, 0])
     });
 }
 

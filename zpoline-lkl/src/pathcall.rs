@@ -452,100 +452,36 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
     }
 }
 
-/// The cwd a vfork child chose before its exec ([`spawn_chdir`]): the child's pid and
-/// the NUL-terminated LKL path. The child runs in its parent's memory while the parent
-/// waits, so only the child writes it, and only that child's exec reads it.
-struct SpawnCwd {
-    pid: core::sync::atomic::AtomicI32,
-    path: core::cell::UnsafeCell<[u8; crate::helpers::PATH_MAX]>,
-}
-
-// SAFETY: written and read only by a vfork child, while its parent waits (see above).
-unsafe impl Sync for SpawnCwd {}
-
-static SPAWN_CWD: SpawnCwd = SpawnCwd {
-    pid: core::sync::atomic::AtomicI32::new(0),
-    path: core::cell::UnsafeCell::new([0; crate::helpers::PATH_MAX]),
-};
-
 /// `chdir` in a vfork child (`posix_spawn`'s, `subprocess`'s `cwd=`): the child calls
-/// LKL as its parent until it executes, so an LKL `chdir` now would move the parent.
-/// The directory is checked (opened in LKL) and kept for the exec, which hands it to
-/// the new image ([`take_spawn_cwd`]); a host `chdir` is the child's own, and LKL's
-/// cwd of the new image goes to the root.
+/// LKL as its parent until it executes, so it first gets an LKL process of its own
+/// (`kernel::own_process`), whose cwd moves; the exec'd image finds it there. A host
+/// `chdir` is the child's own already (and LKL's cwd then goes to the root, see
+/// [`moved_cwd`]). The flag of where the cwd is stays the parent's: the new image
+/// sets its own.
 fn spawn_chdir(nr: u64, a: &[u64; 6]) -> (i64, Target) {
-    use core::sync::atomic::Ordering;
-    let mut buf = PathBuf::new();
-    // SAFETY: getpid has no arguments.
-    let pid = unsafe { sys(libc::SYS_getpid, [0; 6]) } as i32;
-    let keep = |p: &[u8]| {
-        // SAFETY: only this vfork child touches the record (see SpawnCwd).
-        let dst = unsafe { &mut *SPAWN_CWD.path.get() };
-        let n = p.len().min(dst.len() - 1);
-        dst[..n].copy_from_slice(&p[..n]);
-        dst[n] = 0;
-        SPAWN_CWD.pid.store(pid, Ordering::Release);
+    let as_child = |path: i64| {
+        crate::wait::in_world(|| match crate::kernel::own_process() {
+            Ok(()) => crate::kernel::call(nr!(__lkl__NR_chdir), [path, 0, 0, 0, 0, 0]),
+            Err(e) => e,
+        })
+        .0
     };
+    let mut buf = PathBuf::new();
     match paths::place(AT_FDCWD_U, a[0], &mut buf) {
         Err(e) => refused(e),
-        Ok(Place::Lkl(d)) => {
-            let fd = lkl_call(
-                nr!(__lkl__NR_openat),
-                [
-                    d,
-                    buf.arg(),
-                    i64::from(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC),
-                    0,
-                    0,
-                    0,
-                ],
-            );
-            if fd < 0 {
-                return on_lkl(fd);
-            }
-            crate::dispatch::lkl_close(fd);
-            if d == i64::from(libc::AT_FDCWD) {
-                keep(buf.bytes());
-            }
-            on_lkl(0)
-        }
+        Ok(Place::Lkl(_)) => on_lkl(as_child(buf.arg())),
         Ok(p) => {
             let mut b = *a;
             if p == Place::HostAbs {
                 b[0] = buf.arg() as u64;
             }
             let (r, t) = host(nr, &b);
-            if r == 0 {
-                keep(b"/");
+            if r == 0 && paths::cwd_lkl() && !paths::rooted() {
+                as_child(c"/".as_ptr() as i64);
             }
             (r, t)
         }
     }
-}
-
-/// Before a vfork child's exec: copies the cwd it chose into `area` (the slot's
-/// exec-cwd area, from `area_of`); false when it chose none.
-pub(crate) fn take_spawn_cwd(
-    pid: i64,
-    area_of: impl FnOnce() -> Option<&'static mut [u8]>,
-) -> bool {
-    use core::sync::atomic::Ordering;
-    if i64::from(SPAWN_CWD.pid.load(Ordering::Acquire)) != pid {
-        return false;
-    }
-    SPAWN_CWD.pid.store(0, Ordering::Release);
-    let Some(area) = area_of() else {
-        return false;
-    };
-    // SAFETY: only this vfork child touches the record (see SpawnCwd).
-    let src = unsafe { &*SPAWN_CWD.path.get() };
-    let n = src.iter().position(|&b| b == 0).unwrap_or(0);
-    if n + 1 > area.len() {
-        return false;
-    }
-    area[..n].copy_from_slice(&src[..n]);
-    area[n] = 0;
-    true
 }
 
 /// The cwd moved to LKL's files (`lkl`) or to the host's: when to the host's, LKL's

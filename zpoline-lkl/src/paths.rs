@@ -174,11 +174,8 @@ pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
     }
     if let Some(l) = lkl_fd_path(p).filter(|_| absolute) {
         // The program's name of one of its LKL fds: LKL's name of that fd.
-        let mut name = [0u8; 32];
-        let mut c = Cursor(&mut name, 0);
-        use core::fmt::Write;
-        let _ = write!(c, "/proc/self/fd/{l}");
-        let n = c.1;
+        let mut name = [0u8; 40];
+        let n = fds::fd_link(l, &mut name);
         out.set(&name[..n]);
         return Place::Lkl(AT_FDCWD);
     }
@@ -545,10 +542,8 @@ fn cwd(buf: &mut [u8; PATH_MAX]) -> Option<usize> {
 
 /// The path of host directory fd `fd` in `buf` (`/proc/self/fd/N`), its length.
 fn host_fd_path(fd: u64, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
-    let mut link = [0u8; 32];
-    let mut l = Cursor(&mut link, 0);
-    use core::fmt::Write;
-    write!(l, "/proc/self/fd/{}\0", fd as i32).ok()?;
+    let mut link = [0u8; 40];
+    fds::fd_link(i64::from(fd as i32), &mut link);
     // SAFETY: readlink of our NUL-terminated path into our buffer.
     let r = unsafe {
         sys(
@@ -564,22 +559,6 @@ fn host_fd_path(fd: u64, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
         )
     };
     (r > 0 && buf[0] == b'/').then_some(r as usize)
-}
-
-/// A `fmt::Write` into a byte buffer.
-struct Cursor<'a>(&'a mut [u8], usize);
-
-impl core::fmt::Write for Cursor<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let b = s.as_bytes();
-        let end = self.1 + b.len();
-        if end > self.0.len() {
-            return Err(core::fmt::Error);
-        }
-        self.0[self.1..end].copy_from_slice(b);
-        self.1 = end;
-        Ok(())
-    }
 }
 
 /// True for an absolute path that names the host process itself (see the module

@@ -312,6 +312,70 @@ pub fn fsck_clean(fs: &str, img: &Path) -> Outcome {
         .map_err(|e| format!("the {fs} image {} is not clean: {e}", img.display()))
 }
 
+/// Makes a fresh image file `img` of file system `fs` (`ext4`, `btrfs`, `xfs`, `vfat`;
+/// 128 MiB, 320 MiB for xfs), filled from the directory `src` where the file system's
+/// own `mkfs` can do it (`mkfs.ext4 -d`, `mkfs.btrfs --rootdir`). True when it filled
+/// it: for xfs and vfat the caller copies the files in itself.
+///
+/// # Errors
+/// The file or `mkfs` failed.
+pub fn mkfs_image(fs: &str, img: &Path, src: Option<&Path>) -> Result<bool, String> {
+    let _ = std::fs::remove_file(img);
+    let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
+    std::fs::File::create(img)
+        .and_then(|f| f.set_len(size))
+        .map_err(|e| format!("{}: {e}", img.display()))?;
+    let mut mkfs = Command::new(format!("mkfs.{fs}"));
+    let filled = match (fs, src) {
+        ("ext4", Some(d)) => {
+            mkfs.args(["-q", "-F", "-d"]).arg(d);
+            true
+        }
+        ("ext4", None) => {
+            mkfs.args(["-q", "-F"]);
+            true
+        }
+        ("btrfs", Some(d)) => {
+            mkfs.args(["-q", "-f", "--rootdir"]).arg(d);
+            true
+        }
+        ("btrfs", None) => {
+            mkfs.args(["-q", "-f"]);
+            true
+        }
+        ("xfs", _) => {
+            mkfs.args(["-q", "-f"]);
+            src.is_none()
+        }
+        _ => src.is_none(),
+    };
+    run(mkfs.arg(img))?;
+    Ok(filled)
+}
+
+/// `debugfs -R REQUEST IMG` (e2fsprogs, read-only): what it prints, e.g. a file's
+/// contents for `cat /path` or its inode for `stat /path`.
+///
+/// # Errors
+/// `debugfs` could not run or failed.
+pub fn debugfs(img: &Path, request: &str) -> Result<String, String> {
+    run(Command::new("debugfs").arg("-R").arg(request).arg(img))
+}
+
+/// The `main` of a test file of cases: `setup`, then [`run_cases`], then the summary
+/// line; a failed setup is reported as a failed case.
+pub fn main_cases<E>(
+    setup: impl FnOnce() -> Result<E, String>,
+    cases: &[(&str, &Case<E>)],
+) -> std::process::ExitCode {
+    let mut r = Report::default();
+    match setup() {
+        Ok(env) => run_cases(&mut r, &env, cases),
+        Err(e) => r.case("setup", Err(e)),
+    }
+    r.finish()
+}
+
 /// A named end-to-end case over an environment `E`.
 pub type Case<E> = dyn Fn(&E) -> Outcome;
 

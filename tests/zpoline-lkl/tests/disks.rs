@@ -15,8 +15,8 @@
 //!   written; the config's `disks` work as the flags do; `SIGTERM` to the kernel
 //!   process leaves the image clean too.
 //!
-//! The programs run are the host's static busybox (no library to load from an image)
-//! and `sh`.
+//! The programs run are the host's static busybox (copied into each image, where the
+//! program of a `--root` run is found; no library to load) and the host's `sh`.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -41,20 +41,18 @@ impl Env {
         self.dir.path().join(name)
     }
 
-    /// A fresh image `name` of file system `fs`; with `tree`, holding `etc/hello`
-    /// ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the directories
-    /// `proc`, `sys`, `dev`, `mnt`
-    /// (ext4 and btrfs, whose mkfs can fill an image).
+    /// A fresh image `name` of file system `fs` holding `/bin/busybox` (the host's
+    /// static one: the program of `--root` runs, found in the image); with `tree`, also
+    /// `etc/hello` ("hello from the image"), `etc/resolv.conf` (192.0.2.53) and the
+    /// directories `proc`, `sys`, `dev`, `mnt`. ext4 and btrfs are filled by their
+    /// mkfs, xfs and vfat through a `--mount` run.
     fn image(&self, name: &str, fs: &str, tree: bool) -> Result<PathBuf, String> {
         let img = self.path(name);
-        let _ = std::fs::remove_file(&img);
-        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| format!("{}: {e}", img.display()))?;
         let src = self.path(&format!("{name}.src"));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
+        std::fs::copy(BUSYBOX, src.join("bin/busybox")).map_err(|e| format!("{BUSYBOX}: {e}"))?;
         if tree {
-            let _ = std::fs::remove_dir_all(&src);
             for d in ["etc", "proc", "sys", "dev", "mnt"] {
                 std::fs::create_dir_all(src.join(d)).map_err(|e| e.to_string())?;
             }
@@ -63,16 +61,21 @@ impl Env {
             std::fs::write(src.join("etc/resolv.conf"), "nameserver 192.0.2.53\n")
                 .map_err(|e| e.to_string())?;
         }
-        let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match (fs, tree) {
-            ("ext4", true) => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            ("ext4", false) => mkfs.args(["-q", "-F"]),
-            ("btrfs", true) => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            ("btrfs", false) => mkfs.args(["-q", "-f"]),
-            ("xfs", _) => mkfs.args(["-q", "-f"]),
-            _ => &mut mkfs,
-        };
-        support::run(mkfs.arg(&img))?;
+        if !support::mkfs_image(fs, &img, Some(&src))? {
+            let o = self.run(&[
+                &mount_flag(&img, "/mnt/fill"),
+                "cp",
+                "-r",
+                &format!("{}/.", src.display()),
+                "/mnt/fill/",
+            ])?;
+            if !o.status.success() {
+                return Err(format!(
+                    "filling the {fs} image: {}",
+                    support::output_text(&o)
+                ));
+            }
+        }
         Ok(img)
     }
 
@@ -99,35 +102,6 @@ fn digest(p: &Path) -> Result<u64, String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut h);
     Ok(h.finish())
-}
-
-/// The file system's own checker, read-only: clean or the checker's words.
-fn check_clean(fs: &str, img: &Path) -> Outcome {
-    let mut c = match fs {
-        "ext4" => {
-            let mut c = Command::new("e2fsck");
-            c.arg("-fn");
-            c
-        }
-        "btrfs" => {
-            let mut c = Command::new("btrfs");
-            c.args(["check", "--readonly"]);
-            c
-        }
-        "xfs" => {
-            let mut c = Command::new("xfs_repair");
-            c.arg("-n");
-            c
-        }
-        _ => {
-            let mut c = Command::new("fsck.vfat");
-            c.arg("-n");
-            c
-        }
-    };
-    support::run(c.arg(img))
-        .map(drop)
-        .map_err(|e| format!("the {fs} image is not clean after the run: {e}"))
 }
 
 /// `sh -c 'echo ran'` with `flags` is refused before it runs: non-zero exit, each
@@ -328,7 +302,62 @@ fn case_in_use(env: &Env) -> Outcome {
         std::thread::sleep(Duration::from_millis(20));
     }
     r?;
-    check_clean("ext4", &img)
+    support::fsck_clean("ext4", &img)
+}
+
+/// An image served by lklfuse is refused, naming who to stop; after lklfuse's
+/// unmount the same flags run.
+fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
+    if !Path::new("/dev/fuse").exists() {
+        let _ = support::run(Command::new("modprobe").arg("fuse"));
+    }
+    if !Path::new("/dev/fuse").exists() {
+        return Err("/dev/fuse is missing: run `modprobe fuse` as root (and install fuse3)".into());
+    }
+    support::require_tool("fusermount3", "fuse3")?;
+    let lklfuse = support::cargo_build("lklfuse")?.join("lklfuse");
+    let img = env.image("fuse.img", "ext4", true)?;
+    let mnt = env.path("fuse-mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let fuse = Command::new(&lklfuse)
+        .arg("-f")
+        .arg(&img)
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", lklfuse.display()))?;
+    let start = Instant::now();
+    let mut served = false;
+    while start.elapsed() < Duration::from_secs(20) {
+        if std::fs::read_to_string(mnt.join("etc/hello")).is_ok_and(|t| t.contains("hello")) {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = if served {
+        refused(
+            env,
+            &[&mount_flag(&img, "/mnt/x")],
+            None,
+            &[
+                "fuse.img is in use: another program holds a lock on it (an lklfuse",
+                "stop that program first",
+            ],
+        )
+    } else {
+        Err("lklfuse never served the image".into())
+    };
+    let _ = support::run(Command::new("fusermount3").arg("-u").arg(&mnt));
+    if support::wait_deadline(fuse, Duration::from_secs(20), "lklfuse").is_err() {
+        return Err("lklfuse did not end after fusermount3 -u".into());
+    }
+    r?;
+    let o = env.run(&[&mount_flag(&img, "/mnt/x"), "cat", "/mnt/x/etc/hello"])?;
+    support::expect_output(Ok(o), true, &["hello from the image"])?;
+    support::fsck_clean("ext4", &img)
 }
 
 /// True when someone holds a lock on `img` (an exclusive lock cannot be taken).
@@ -390,7 +419,7 @@ fn case_read_only_root_without_mount_point(env: &Env) -> Outcome {
     if digest(&data)? != before {
         return Err("the other image changed although the start failed".into());
     }
-    check_clean("ext4", &data)
+    support::fsck_clean("ext4", &data)
 }
 
 fn case_bad_flags(env: &Env) -> Outcome {
@@ -465,7 +494,7 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             img.display()
         )],
     )?;
-    check_clean(fs, &img)?;
+    support::fsck_clean(fs, &img)?;
     // As the root: busybox's shell writes with its own echo (no program to load).
     let o = env.run(&[
         &root_flag(&img, ""),
@@ -485,7 +514,7 @@ fn case_clean(env: &Env, fs: &str) -> Outcome {
             "disks unmounted and written back",
         ],
     )?;
-    check_clean(fs, &img)?;
+    support::fsck_clean(fs, &img)?;
     let o = env.run(&[&root_flag(&img, ":ro"), BUSYBOX, "cat", "/f", "/d/g", "/r"])?;
     support::expect_output(Ok(o), true, &["at a path\ninside\nas the root\n"])
 }
@@ -523,13 +552,9 @@ fn case_root(env: &Env) -> Outcome {
         "/written",
     ])?;
     support::expect_output(Ok(o), true, &[])?;
-    check_clean("ext4", &root)?;
-    check_clean("btrfs", &data)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /written"])
-            .arg(&root),
-    )?;
+    support::fsck_clean("ext4", &root)?;
+    support::fsck_clean("btrfs", &data)?;
+    let got = support::debugfs(&root, "cat /written")?;
     if got != "hello from the image\n" {
         return Err(format!("debugfs reads {got:?} in /written"));
     }
@@ -558,7 +583,7 @@ fn case_root(env: &Env) -> Outcome {
     support::expect_output(Ok(o), true, &["nameserver 198.18.0.1"])?;
     let o = env.run_conf(&conf, &[&root_flag(&root, ""), BUSYBOX, "true"])?;
     support::expect_output(Ok(o), true, &[])?;
-    check_clean("ext4", &root)?;
+    support::fsck_clean("ext4", &root)?;
     let got = support::run(
         Command::new("debugfs")
             .args(["-R", "cat /etc/resolv.conf"])
@@ -609,7 +634,7 @@ fn case_partition(env: &Env) -> Outcome {
             .arg(format!("of={}", part.display()))
             .args(["bs=1M", "skip=1", "status=none"]),
     )?;
-    check_clean("ext4", &part)?;
+    support::fsck_clean("ext4", &part)?;
     let got = support::run(Command::new("debugfs").args(["-R", "cat /f"]).arg(&part))?;
     if got != "in the partition\n" {
         return Err(format!("debugfs reads {got:?} in the partition's /f"));
@@ -665,12 +690,8 @@ fn case_config(env: &Env) -> Outcome {
             &format!("lkl-tree: mounted {} (ext4, read-write", img.display()),
         ],
     )?;
-    check_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/new"])
-            .arg(&img),
-    )?;
+    support::fsck_clean("ext4", &img)?;
+    let got = support::debugfs(&img, "cat /etc/new")?;
     if got != "written\n" {
         return Err(format!("debugfs reads {got:?} in /etc/new"));
     }
@@ -739,12 +760,8 @@ fn case_sigterm(env: &Env) -> Outcome {
             "the kernel process did not say it ended in order: {err}"
         ));
     }
-    check_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/term"])
-            .arg(&img),
-    )?;
+    support::fsck_clean("ext4", &img)?;
+    let got = support::debugfs(&img, "cat /etc/term")?;
     if got != "x\n" {
         return Err(format!("debugfs reads {got:?} in /etc/term"));
     }
@@ -782,12 +799,8 @@ fn case_program_killed(env: &Env) -> Outcome {
     if !err.contains("disks unmounted and written back") {
         return Err(format!("the kernel process did not end in order: {err}"));
     }
-    check_clean("ext4", &img)?;
-    let got = support::run(
-        Command::new("debugfs")
-            .args(["-R", "cat /etc/killed"])
-            .arg(&img),
-    )?;
+    support::fsck_clean("ext4", &img)?;
+    let got = support::debugfs(&img, "cat /etc/killed")?;
     if got != "y\n" {
         return Err(format!("debugfs reads {got:?} in /etc/killed"));
     }
@@ -849,6 +862,7 @@ fn main() -> ExitCode {
         ("an unknown type (config disks[0].type) is refused, naming the kernel's types".into(), Box::new(case_unknown_type)),
         ("a partition that is not there, and a partitioned image without :part=N, are refused".into(), Box::new(case_partitions)),
         ("an image in use by another lkl-run is refused, saying who to stop; the first run leaves it clean".into(), Box::new(case_in_use)),
+        ("an image served by lklfuse is refused, saying who to stop; after its unmount it mounts".into(), Box::new(case_in_use_by_lklfuse)),
         ("a mount the kernel refuses (bad options) is refused with the kernel's words; it and the good disk before it unchanged".into(), Box::new(case_kernel_refuses)),
         ("a mount point missing in a read-only root image is refused; both images unchanged".into(), Box::new(case_read_only_root_without_mount_point)),
         ("--private-kernel, --backend host, malformed and duplicate disks are refused".into(), Box::new(case_bad_flags)),

@@ -176,13 +176,14 @@ fn build_image(tmp: &TempDir, mapfile: &Path) -> Result<PathBuf, String> {
         0o755,
     )?;
     write_mode(&src.join("etc/notexec"), b"#!/bin/sh\necho never\n", 0o644)?;
+    put_python(&src)?;
     let data: Vec<u8> = (0..(1u32 << 20) + 4321)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     write_mode(&src.join("data.bin"), &data, 0o644)?;
     let img = tmp.path().join("image.ext4");
     std::fs::File::create(&img)
-        .and_then(|f| f.set_len(96 << 20))
+        .and_then(|f| f.set_len(400 << 20))
         .map_err(io)?;
     support::run(
         Command::new("mkfs.ext4")
@@ -191,6 +192,35 @@ fn build_image(tmp: &TempDir, mapfile: &Path) -> Result<PathBuf, String> {
             .arg(&img),
     )?;
     Ok(img)
+}
+
+/// The host's python3, its standard library (`cp -a`) and the libraries `ldd` names
+/// for it and for its extension modules, into the image tree `src`.
+fn put_python(src: &Path) -> Outcome {
+    let py = PathBuf::from("/usr/bin/python3");
+    let stdlib = support::run(Command::new(&py).args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+    ]))?;
+    let stdlib = PathBuf::from(stdlib.trim());
+    let into = src.join(stdlib.strip_prefix("/").map_err(|e| e.to_string())?);
+    std::fs::create_dir_all(into.parent().unwrap_or(src)).map_err(io)?;
+    support::run(Command::new("cp").arg("-a").arg(&stdlib).arg(&into))?;
+    put(src, &py, "/usr/bin/python3")?;
+    let mut progs = vec![py];
+    let dynload = stdlib.join("lib-dynload");
+    for e in std::fs::read_dir(&dynload).map_err(io)?.flatten() {
+        progs.push(e.path());
+    }
+    for prog in progs {
+        for lib in ldd(&prog)? {
+            let dst = src.join(lib.strip_prefix("/").map_err(|e| e.to_string())?);
+            if !dst.exists() {
+                put(src, &lib, lib.to_str().unwrap_or_default())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn which(tool: &str) -> Result<PathBuf, String> {
@@ -239,6 +269,64 @@ fn dynamic_from_root(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// The image's python3 reads, hashes and maps the image's data file, loads libffi
+/// through ctypes and runs an image program with subprocess (vfork and exec).
+fn python_from_root(env: &Env) -> Outcome {
+    let script = "import hashlib, mmap, os, ctypes, subprocess\n\
+        data = open('/data.bin', 'rb').read()\n\
+        m = mmap.mmap(os.open('/data.bin', os.O_RDONLY), 0, prot=mmap.PROT_READ)\n\
+        print('sha', hashlib.sha256(data).hexdigest(), m[:] == data)\n\
+        print('ctypes', ctypes.CDLL(None).getpid() == os.getpid())\n\
+        print(subprocess.check_output(['/usr/bin/imghello', 'py']).decode())\n";
+    let data = std::fs::read(env.tmp.path().join("image.src/data.bin")).map_err(io)?;
+    let sha =
+        support::run(Command::new("sha256sum").arg(env.tmp.path().join("image.src/data.bin")))?;
+    let sha = sha.split_whitespace().next().unwrap_or_default().to_owned();
+    expect(
+        zp(&[&env.root(), "/usr/bin/python3", "-c", script]),
+        true,
+        &[
+            &format!("sha {sha} True"),
+            "ctypes True",
+            "imghello argv0=/usr/bin/imghello",
+            "arg 1: py",
+        ],
+    )
+    .map_err(|e| format!("{} bytes of data: {e}", data.len()))
+}
+
+/// `c/execat.c` (a host program) runs the image's `imghello` through `execveat` with
+/// an LKL directory fd and with an LKL fd of the file: the path comes from LKL's own
+/// `/proc/self/fd`, so LKL mounts `proc`.
+fn execveat_in_image(env: &Env) -> Outcome {
+    let conf = env.tmp.path().join("proc.json");
+    std::fs::write(&conf, r#"{"mount": "proc"}"#).map_err(io)?;
+    let execat = env.tmp.path().join("execat");
+    gcc("execat.c", &execat, &["-O1"])?;
+    let dir = format!("{MNT}/usr/bin");
+    let file = format!("{dir}/imghello");
+    for args in [[dir.as_str(), "imghello"], ["-f", file.as_str()]] {
+        expect(
+            zp(&[
+                "--config",
+                s(&conf),
+                &env.mount(),
+                s(&execat),
+                args[0],
+                args[1],
+            ]),
+            true,
+            &[
+                &format!("exe={MNT}/usr/bin/imghello"),
+                "greetings from the image's libgreet; ppid ok",
+                "arg 1: via-execveat",
+            ],
+        )
+        .map_err(|e| format!("execat {}: {e}", args.join(" ")))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut r = Report::default();
     let setup = (|| -> Result<_, String> {
@@ -248,6 +336,8 @@ fn main() -> ExitCode {
             ("mkfs.ext4", "e2fsprogs"),
             ("busybox", "busybox-static"),
             ("ldd", "libc-bin"),
+            ("python3", "python3"),
+            ("sha256sum", "coreutils"),
         ] {
             support::require_tool(tool, pkg)?;
         }
@@ -332,6 +422,10 @@ fn main() -> ExitCode {
         ),
     );
     r.case(
+        "--root: the image's python3: stdlib and extension modules (dlopen), mmap of an image file, ctypes, subprocess of an image program",
+        python_from_root(&env),
+    );
+    r.case(
         "--root: a missing program (127) and a file that is not executable (126), named",
         (|| {
             let o = zp(&[&env.root(), "/usr/bin/no-such-program"])?;
@@ -348,6 +442,10 @@ fn main() -> ExitCode {
             let o = zp(&[&env.root(), "/bin/sh", "-c", "/etc/notexec; echo status $?"])?;
             expect(Ok(o), true, &["status 126"])
         })(),
+    );
+    r.case(
+        "--mount with proc in LKL: execveat relative to an image directory fd, and of an image file's fd (fexecve)",
+        execveat_in_image(&env),
     );
     r.case(
         "--mount: a static program from the image, and a host-linked program with a library from the image",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
 use std::time::Duration;
 
-use lkl_test_support::{self as support, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, Outcome, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -46,20 +46,8 @@ impl Env {
             std::fs::write(&p, text).map_err(|e| e.to_string())?;
         }
         let img = self.dir.path().join(format!("{name}.img"));
-        let _ = std::fs::remove_file(&img);
-        let size: u64 = if fs == "xfs" { 320 << 20 } else { 128 << 20 };
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| e.to_string())?;
-        let mut mkfs = Command::new(format!("mkfs.{fs}"));
-        match fs {
-            "ext4" => mkfs.args(["-q", "-F", "-d"]).arg(&src),
-            "btrfs" => mkfs.args(["-q", "-f", "--rootdir"]).arg(&src),
-            "xfs" => mkfs.args(["-q", "-f"]),
-            _ => &mut mkfs,
-        };
-        support::run(mkfs.arg(&img))?;
-        if matches!(fs, "xfs" | "vfat") {
+        let filled = support::mkfs_image(fs, &img, Some(&src))?;
+        if !filled {
             // These mkfs cannot fill the image: the files go in through LKL, as root.
             let script = files
                 .iter()
@@ -107,16 +95,6 @@ impl Env {
     }
 }
 
-/// `debugfs -R 'cat PATH' IMG`.
-fn debugfs_cat(img: &Path, path: &str) -> Result<String, String> {
-    support::run(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("cat {path}"))
-            .arg(img),
-    )
-}
-
 fn setup() -> Result<Env, String> {
     support::require_root("the mount tests (they run programs as nobody)")?;
     for (tool, pkg) in [
@@ -162,11 +140,11 @@ fn case_read_write(env: &Env) -> Outcome {
         "hello from the image\nwritten-inside\ndir\nhello.txt\nlost+found\nnew.txt\ndone\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let new = debugfs_cat(&img, "/new.txt")?;
+    let new = support::debugfs(&img, "cat /new.txt")?;
     if new != "written-inside\n" {
         return Err(format!("debugfs reads {new:?} in /new.txt"));
     }
-    let os = debugfs_cat(&img, "/dir/os-release")?;
+    let os = support::debugfs(&img, "cat /dir/os-release")?;
     let want = std::fs::read_to_string("/etc/os-release").map_err(|e| e.to_string())?;
     if os != want {
         return Err("the copy of /etc/os-release in the image differs from the host's".into());
@@ -209,11 +187,13 @@ fn case_spawn_cwd(env: &Env) -> Outcome {
          try:\n    subprocess.run(['pwd'], cwd='{m}/missing')\n\
          except FileNotFoundError:\n    print('missing')\n\
          os.chdir('{m}')\n\
-         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n"
+         print(run(['ls'], 'sub'), run(['pwd'], '/'), os.getcwd())\n\
+         with open('sub/file.txt') as i, open('sub/out.txt', 'w') as o:\n    subprocess.run(['tr', 'x', 'y'], stdin=i, stdout=o)\n\
+         print(open('sub/out.txt').read().strip())\n"
     );
     support::expect_stdout(
         env.lkl_run(&img, &["python3", "-c", &py]),
-        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\n"),
+        &format!("{m}/sub file.txt True\n/\nmissing\nfile.txt / {m}\ny\n"),
     )
 }
 
@@ -237,11 +217,7 @@ fn case_own_fd_names(env: &Env) -> Outcome {
     );
     support::expect_stdout(o, "0o604\ndata\n")?;
     support::fsck_clean("ext4", &img)?;
-    let st = support::run(
-        Command::new("debugfs")
-            .args(["-R", "stat /f.txt"])
-            .arg(&img),
-    )?;
+    let st = support::debugfs(&img, "stat /f.txt")?;
     if !st.contains("Mode:  0604") {
         return Err(format!("the image's file does not have mode 0604:\n{st}"));
     }
@@ -284,7 +260,7 @@ fn case_rename_exdev(env: &Env) -> Outcome {
         "moved\nkept.txt\nlost+found\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    if debugfs_cat(&img, "/move.txt").is_ok_and(|s| !s.is_empty()) {
+    if support::debugfs(&img, "cat /move.txt").is_ok_and(|s| !s.is_empty()) {
         return Err("move.txt is still in the image after mv".into());
     }
     Ok(())
@@ -309,7 +285,7 @@ fn case_symlinks(env: &Env) -> Outcome {
         &format!("in the image\nvia-link\n{hostname}f.txt\ng.txt\nsymbolic link\n"),
     )?;
     support::fsck_clean("ext4", &img)?;
-    let g = debugfs_cat(&img, "/real/g.txt")?;
+    let g = support::debugfs(&img, "cat /real/g.txt")?;
     if g != "via-link\n" {
         return Err(format!(
             "the file written through the host's link holds {g:?} in the image"
@@ -347,12 +323,7 @@ fn case_sqlite(env: &Env) -> Outcome {
     )?;
     support::fsck_clean("ext4", &img)?;
     let copy = env.dir.path().join("app-copy.db");
-    support::run(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump /app.db {}", copy.display()))
-            .arg(&img),
-    )?;
+    support::debugfs(&img, &format!("dump /app.db {}", copy.display()))?;
     let out = support::run(
         Command::new("sqlite3")
             .arg(&copy)
@@ -426,14 +397,6 @@ fn case_other_fs(env: &Env, fs: &str) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut r = Report::default();
-    let env = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            r.case("setup", Err(e));
-            return r.finish();
-        }
-    };
     let cases: [(&str, &Case); 11] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
@@ -444,7 +407,7 @@ fn main() -> ExitCode {
             &case_cwd,
         ),
         (
-            "subprocess with cwd= (a chdir in a vfork child) into the mount, to the host, to a missing directory",
+            "subprocess with cwd= and stdin=/stdout= image files (chdir and dup2 in a vfork child)",
             &case_spawn_cwd,
         ),
         (
@@ -471,6 +434,5 @@ fn main() -> ExitCode {
         ("--mount on xfs: written, read back, xfs_repair -n clean", &|e| case_other_fs(e, "xfs")),
         ("--mount on vfat: written, read back, fsck.vfat clean", &|e| case_other_fs(e, "vfat")),
     ];
-    support::run_cases(&mut r, &env, &cases);
-    r.finish()
+    support::main_cases(setup, &cases)
 }

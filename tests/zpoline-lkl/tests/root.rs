@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lkl_test_support::{self as support, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, Outcome, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -95,10 +95,6 @@ impl Env {
     fn sh(&self, img: &Path, script: &str) -> Result<Output, String> {
         self.run(img, &["/bin/sh", "-c", script])
     }
-}
-
-fn debugfs(img: &Path, request: &str) -> Result<String, String> {
-    support::run(Command::new("debugfs").arg("-R").arg(request).arg(img))
 }
 
 /// The image tree: busybox and its applets in /bin, the directories a root needs, a
@@ -234,7 +230,7 @@ fn case_mount_chroot(env: &Env) -> Outcome {
         "in-tmpfs\n1\ninside the jail\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let made = debugfs(&img, "cat /jail/made.txt")?;
+    let made = support::debugfs(&img, "cat /jail/made.txt")?;
     if made != "made-in-jail\n" {
         return Err(format!("the jail's file holds {made:?} in the image"));
     }
@@ -253,19 +249,19 @@ fn case_ownership(env: &Env) -> Outcome {
         "1234:5678 644 regular empty file\n0:0 4755 regular empty file\n0:0 644 character special file\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let owned = debugfs(&img, "stat /data/owned")?;
+    let owned = support::debugfs(&img, "stat /data/owned")?;
     if !owned.contains("User:  1234") || !owned.contains("Group:  5678") {
         return Err(format!(
             "debugfs does not show 1234:5678 on /data/owned:\n{owned}"
         ));
     }
-    let suid = debugfs(&img, "stat /data/suid")?;
+    let suid = support::debugfs(&img, "stat /data/suid")?;
     if !suid.contains("Mode:  04755") {
         return Err(format!(
             "debugfs does not show mode 04755 on /data/suid:\n{suid}"
         ));
     }
-    let null = debugfs(&img, "stat /data/null")?;
+    let null = support::debugfs(&img, "stat /data/null")?;
     if !null.contains("Type: character special") {
         return Err(format!("debugfs does not show a device node:\n{null}"));
     }
@@ -288,7 +284,7 @@ fn case_user(env: &Env) -> Outcome {
         "1234\n5678\n1234:5678\nrefused\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let mine = debugfs(&img, "stat /tmp/mine")?;
+    let mine = support::debugfs(&img, "stat /tmp/mine")?;
     if !mine.contains("User:  1234") || !mine.contains("Group:  5678") {
         return Err(format!(
             "debugfs does not show 1234:5678 on /tmp/mine:\n{mine}"
@@ -315,7 +311,7 @@ fn case_workload(env: &Env) -> Outcome {
         &want,
     )?;
     support::fsck_clean("ext4", &img)?;
-    let listing = debugfs(&img, "ls -l /build/proj/src/m1")?;
+    let listing = support::debugfs(&img, "ls -l /build/proj/src/m1")?;
     if !listing.contains("f29.c") {
         return Err(format!("the unpacked tree is not in the image:\n{listing}"));
     }
@@ -383,14 +379,6 @@ fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let mut r = Report::default();
-    let env = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            r.case("setup", Err(e));
-            return r.finish();
-        }
-    };
     let cases: [(&str, &Case); 9] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
@@ -429,6 +417,5 @@ fn main() -> ExitCode {
             &case_in_use_by_lklfuse,
         ),
     ];
-    support::run_cases(&mut r, &env, &cases);
-    r.finish()
+    support::main_cases(setup, &cases)
 }
