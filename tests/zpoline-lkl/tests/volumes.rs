@@ -5,15 +5,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lkl_test_support::{self as support, Outcome, Report, TempDir};
+use lkl_test_support::{self as support, Outcome, TempDir};
 
 const LKL_RUN: &str = env!("CARGO_BIN_EXE_zpl-lkl-run");
 const DEADLINE: Duration = Duration::from_secs(180);
 
 /// A case of this file.
-type Case = dyn Fn(&Env) -> Outcome;
+type Case = support::Case<Env>;
 
 /// What every case gets.
 struct Env {
@@ -194,15 +194,7 @@ fn case_config_and_disk(e: &Env) -> Outcome {
     let src = e.fresh("img.src")?;
     write(&src.join("on-image"), b"image file\n")?;
     let img = e.dir.path().join("disk.img");
-    std::fs::File::create(&img)
-        .and_then(|f| f.set_len(64 << 20))
-        .map_err(|e| e.to_string())?;
-    support::run(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&src)
-            .arg(&img),
-    )?;
+    support::mkfs_image("ext4", &img, Some(&src))?;
     let cfg = e.dir.path().join("volumes.json");
     let disk = format!("{}/disk", e.mnt);
     let text = format!(
@@ -219,9 +211,7 @@ fn case_config_and_disk(e: &Env) -> Outcome {
         ),
         "image file\nthrough the config\n",
     )?;
-    support::run(Command::new("e2fsck").arg("-fn").arg(&img))
-        .map(drop)
-        .map_err(|e| format!("the image is not clean: {e}"))
+    support::fsck_clean("ext4", &img)
 }
 
 fn setup() -> Result<Env, String> {
@@ -274,15 +264,6 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let mut r = Report::default();
-    let env = match setup() {
-        Ok(e) => e,
-        Err(e) => {
-            r.case("setup", Err(e));
-            return r.finish();
-        }
-    };
-    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let cases: [(&str, &Case); 6] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
@@ -300,12 +281,5 @@ fn main() -> ExitCode {
             &case_config_and_disk,
         ),
     ];
-    for (name, case) in cases {
-        if only.as_deref().is_none_or(|o| name.contains(o)) {
-            let t = Instant::now();
-            let res = case(&env);
-            r.case(&format!("{name} ({:.1} s)", t.elapsed().as_secs_f64()), res);
-        }
-    }
-    r.finish()
+    support::main_cases(setup, &cases)
 }
