@@ -214,6 +214,43 @@ fn case_config_and_disk(e: &Env) -> Outcome {
     support::fsck_clean("ext4", &img)
 }
 
+/// A root image (the host's static busybox in it) with a volume: the program
+/// is the image's, the volume's files the host's; the mount point is made in
+/// the image, which stays clean.
+fn case_root_and_volume(e: &Env) -> Outcome {
+    let d = e.fresh("rootvol")?;
+    write(&d.join("in"), b"host file under the root image\n")?;
+    let src = e.fresh("root.src")?;
+    std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(BUSYBOX, src.join("bin/busybox")).map_err(|e| format!("{BUSYBOX}: {e}"))?;
+    write(&src.join("etc/hello"), b"from the image\n")?;
+    let img = e.dir.path().join("root.img");
+    support::mkfs_image("ext4", &img, Some(&src))?;
+    let o = e.lkl_run(
+        &[
+            format!("--root={}", img.display()),
+            format!("--volume={}:/work", d.display()),
+        ],
+        &[
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /etc/hello /work/in && cp /etc/hello /work/copied && ls /work",
+        ],
+    );
+    expect_stdout(
+        o,
+        "from the image\nhost file under the root image\ncopied\nin\n",
+    )?;
+    if std::fs::read(d.join("copied")).map_err(|e| e.to_string())? != b"from the image\n" {
+        return Err("the copy out of the image is not on the host".into());
+    }
+    support::fsck_clean("ext4", &img)
+}
+
+/// The host's static busybox: the program of the root image.
+const BUSYBOX: &str = "/bin/busybox";
+
 fn setup() -> Result<Env, String> {
     support::require_root("the volume tests")?;
     for (tool, pkg) in [
@@ -223,6 +260,8 @@ fn setup() -> Result<Env, String> {
         ("diff", "diffutils"),
         ("cmp", "diffutils"),
         ("mkfs.ext4", "e2fsprogs"),
+        ("e2fsck", "e2fsprogs"),
+        (BUSYBOX, "busybox-static"),
     ] {
         support::require_tool(tool, pkg)?;
     }
@@ -264,7 +303,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 6] = [
+    let cases: [(&str, &Case); 7] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -279,6 +318,10 @@ fn main() -> ExitCode {
         (
             "the config's volumes: a read-only volume inside a disk's mount (mount point made in the image); e2fsck clean",
             &case_config_and_disk,
+        ),
+        (
+            "--root IMAGE --volume DIR:/work: the image's busybox reads and writes the host directory; the image clean",
+            &case_root_and_volume,
         ),
     ];
     support::main_cases(setup, &cases)
