@@ -64,16 +64,41 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
 const PLACEHOLDER_NAME: &core::ffi::CStr = c"lkl-placeholder";
 const PLACEHOLDER_LINK: &[u8] = b"/memfd:lkl-placeholder (deleted)";
 
-/// This process's placeholder memory file (-1: not made yet); a fork child shares its
-/// parent's, an exec'd image makes its own.
+/// A placeholder made before (-1: none), through whose `/proc/self/fd` link new ones
+/// are opened (the same memory file). The program may have closed or replaced that fd
+/// since: each use checks it.
 static SOURCE: AtomicI32 = AtomicI32::new(-1);
 
-/// The fd of this process's placeholder memory file, made at the first call.
-fn source() -> i64 {
-    let fd = SOURCE.load(Ordering::Acquire);
-    if fd >= 0 {
-        return i64::from(fd);
+/// An `O_PATH` descriptor, at the lowest free number, of what `/proc/self/fd/SRC`
+/// names, if that is a placeholder memory file; else a negative errno.
+fn open_via(src: i64) -> i64 {
+    let mut link = [0u8; 40];
+    fd_link(src, &mut link);
+    // SAFETY: openat of our NUL-terminated path (the magic link is followed).
+    let fd = unsafe {
+        sys(
+            libc::SYS_openat,
+            [
+                libc::AT_FDCWD as u64,
+                link.as_ptr() as u64,
+                (libc::O_PATH | libc::O_CLOEXEC) as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    if fd >= 0 && !names_placeholder_file(fd) {
+        // SAFETY: closing what we just opened.
+        unsafe { sys(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
+        return -i64::from(libc::EBADF);
     }
+    fd
+}
+
+/// A placeholder of a new memory file, at the lowest free number: the memory file
+/// made there, then replaced by an `O_PATH` descriptor of itself.
+fn fresh_placeholder() -> i64 {
     // SAFETY: memfd_create of a constant name.
     let m = unsafe {
         sys(
@@ -91,31 +116,25 @@ fn source() -> i64 {
     if m < 0 {
         return m;
     }
-    // The memory file lives above the program's usual fds.
-    // SAFETY: F_DUPFD_CLOEXEC of our fd, then closing the original.
-    let high = unsafe {
-        let h = sys(
-            libc::SYS_fcntl,
-            [m as u64, libc::F_DUPFD_CLOEXEC as u64, 1000, 0, 0, 0],
-        );
-        if h >= 0 {
+    let p = open_via(m);
+    // SAFETY: dup3 of our O_PATH fd onto our memory file's number, closing both the
+    // memory file's fd and the spare; or closing the memory file when that failed.
+    unsafe {
+        if p < 0 {
             sys(libc::SYS_close, [m as u64, 0, 0, 0, 0, 0]);
+            return p;
         }
-        if h >= 0 {
-            h
-        } else {
-            m
-        }
-    };
-    match SOURCE.compare_exchange(-1, high as i32, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => high,
-        Err(other) => {
-            // Another thread made one first.
-            // SAFETY: closing our own fd.
-            unsafe { sys(libc::SYS_close, [high as u64, 0, 0, 0, 0, 0]) };
-            i64::from(other)
+        let r = sys(
+            libc::SYS_dup3,
+            [p as u64, m as u64, libc::O_CLOEXEC as u64, 0, 0, 0],
+        );
+        sys(libc::SYS_close, [p as u64, 0, 0, 0, 0, 0]);
+        if r < 0 {
+            sys(libc::SYS_close, [m as u64, 0, 0, 0, 0, 0]);
+            return r;
         }
     }
+    m
 }
 
 /// Writes `/proc/self/fd/FD` and a NUL into `link` (no allocation: this runs in the
@@ -168,42 +187,21 @@ fn names_placeholder_file(fd: i64) -> bool {
 /// A new placeholder: the lowest free host fd at or above `min`, close-on-exec.
 pub(crate) fn placeholder(min: i64) -> i64 {
     let fd = if min <= 0 {
-        let mut fd = -i64::from(libc::EBADF);
-        // Twice at most: the program may have closed or replaced the memory file's fd
-        // (then it is made again).
-        for _ in 0..2 {
-            let src = source();
-            if src < 0 {
-                return src;
-            }
-            let mut link = [0u8; 40];
-            fd_link(src, &mut link);
-            // An `O_PATH` descriptor of the memory file (the magic link followed).
-            // SAFETY: openat of our NUL-terminated path.
-            fd = unsafe {
-                sys(
-                    libc::SYS_openat,
-                    [
-                        libc::AT_FDCWD as u64,
-                        link.as_ptr() as u64,
-                        (libc::O_PATH | libc::O_CLOEXEC) as u64,
-                        0,
-                        0,
-                        0,
-                    ],
-                )
-            };
-            if fd >= 0 && names_placeholder_file(fd) {
-                break;
-            }
+        let src = SOURCE.load(Ordering::Acquire);
+        let via = if src >= 0 {
+            open_via(i64::from(src))
+        } else {
+            -1
+        };
+        if via >= 0 {
+            via
+        } else {
+            let fd = fresh_placeholder();
             if fd >= 0 {
-                // SAFETY: closing what we just opened.
-                unsafe { sys(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]) };
-                fd = -i64::from(libc::EBADF);
+                SOURCE.store(fd as i32, Ordering::Release);
             }
-            let _ = SOURCE.compare_exchange(src as i32, -1, Ordering::AcqRel, Ordering::Acquire);
+            fd
         }
-        fd
     } else {
         let tmp = placeholder(0);
         if tmp < 0 {
