@@ -140,27 +140,11 @@ pub(crate) fn lkl_close(l: i64) {
     lkl_call(nr!(__lkl__NR_close), [l, 0, 0, 0, 0, 0]);
 }
 
-/// What a path argument names.
-pub(crate) enum PathArg {
-    /// A path of the host's.
-    Host,
-    /// A path of the host's, made absolute in the caller's buffer (see
-    /// `paths::Place::HostAbs`).
-    HostAbs,
-    /// A view of LKL's files.
-    View,
-    /// A path in LKL's file systems, relative to this LKL dirfd (or `AT_FDCWD`), in
-    /// the caller's buffer.
-    Lkl(i64),
-    /// Unreadable: the call fails with this (`-EFAULT`).
-    Bad(i64),
-}
-
 /// The longest view name or prefix is shorter than this.
 const VIEW_HEAD: usize = 32;
 
-/// True when the path `p` is "/dev/null" being empty: the program's path at `p` is ""
-/// (or NULL, which the kernel accepts with `AT_EMPTY_PATH`).
+/// True when the program's path at `p` is empty: "" (or NULL, which the kernel accepts
+/// with `AT_EMPTY_PATH`).
 fn empty_path(p: u64) -> Result<bool, i64> {
     if p == 0 {
         return Ok(true);
@@ -338,28 +322,27 @@ impl Lkl {
             || (self.sys_net && p.starts_with(b"/sys/class/net"))
     }
 
-    /// What the path argument `path` (relative to `dirfd`) names; a path of LKL's
-    /// file systems, or one made absolute, is left in `buf`.
-    pub(crate) fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> PathArg {
+    /// Where the path argument `path` (relative to `dirfd`) goes: a path of LKL's file
+    /// systems or of LKL's views is LKL's, left in `buf` as LKL is to get it (a view's
+    /// with `AT_FDCWD`), as is a host path made absolute (`Place::HostAbs`).
+    /// `-EFAULT`/`-ENAMETOOLONG` when the path cannot be read.
+    pub(crate) fn path_arg(&self, dirfd: u64, path: u64, buf: &mut PathBuf) -> Result<Place, i64> {
         if paths::active() {
-            match paths::place(dirfd, path, buf) {
-                Err(e) => return PathArg::Bad(e),
-                Ok(Place::Lkl(d)) => return PathArg::Lkl(d),
-                Ok(Place::HostAbs) => return PathArg::HostAbs,
-                Ok(Place::Host) => {}
+            let place = paths::place(dirfd, path, buf)?;
+            if place != Place::Host {
+                return Ok(place);
             }
         }
         let mut head = [0u8; VIEW_HEAD];
-        match UserAddr::new(path).read_cstr_prefix(&mut head) {
-            Err(f) => PathArg::Bad(f.neg_errno()),
-            Ok((p, whole)) => {
-                let anchored = dirfd as i32 == AT_FDCWD as i32 || p.first() == Some(&b'/');
-                if anchored && self.is_view(p, whole) {
-                    PathArg::View
-                } else {
-                    PathArg::Host
-                }
-            }
+        let (p, whole) = UserAddr::new(path)
+            .read_cstr_prefix(&mut head)
+            .map_err(|f| f.neg_errno())?;
+        let anchored = dirfd as i32 == AT_FDCWD as i32 || p.first() == Some(&b'/');
+        if anchored && self.is_view(p, whole) {
+            buf.read(path)?;
+            Ok(Place::Lkl(AT_FDCWD))
+        } else {
+            Ok(Place::Host)
         }
     }
 
@@ -377,20 +360,10 @@ impl Lkl {
         lkl: impl Fn(i64, i64) -> i64,
     ) -> (i64, Target) {
         let mut buf = PathBuf::new();
-        let first = match self.path_arg(dirfd.map_or(AT_FDCWD as u64, |k| a[k]), a[path], &mut buf)
-        {
-            PathArg::Bad(e) => return refused(e),
-            PathArg::View => {
-                if let Err(e) = buf.read(a[path]) {
-                    return refused(e);
-                }
-                Place::Lkl(AT_FDCWD)
-            }
-            PathArg::Host => Place::Host,
-            PathArg::HostAbs => Place::HostAbs,
-            PathArg::Lkl(d) => Place::Lkl(d),
-        };
-        pathcall::placed(nr, a, (dirfd, path, follow), first, &mut buf, lkl)
+        match self.path_arg(dirfd.map_or(AT_FDCWD as u64, |k| a[k]), a[path], &mut buf) {
+            Err(e) => refused(e),
+            Ok(first) => pathcall::placed(nr, a, (dirfd, path, follow), first, &mut buf, lkl),
+        }
     }
 
     /// Serves x86-64 call `nr` with arguments `a`; says which kernel did.
@@ -882,17 +855,16 @@ mod tests {
             sys_net: false,
         };
         let p = c"/proc/net/a/very/long/path/beyond/the/head/buffer";
-        assert!(matches!(
-            lkl.path_arg(AT_FDCWD as u64, p.as_ptr() as u64, &mut PathBuf::new()),
-            PathArg::View
-        ));
-        assert!(matches!(
+        let mut buf = PathBuf::new();
+        assert_eq!(
+            lkl.path_arg(AT_FDCWD as u64, p.as_ptr() as u64, &mut buf),
+            Ok(Place::Lkl(AT_FDCWD))
+        );
+        assert_eq!(buf.bytes(), p.to_bytes());
+        assert_eq!(
             lkl.path_arg(3, c"etc".as_ptr() as u64, &mut PathBuf::new()),
-            PathArg::Host
-        ));
-        assert!(matches!(
-            lkl.path_arg(3, 8, &mut PathBuf::new()),
-            PathArg::Bad(-14)
-        ));
+            Ok(Place::Host)
+        );
+        assert_eq!(lkl.path_arg(3, 8, &mut PathBuf::new()), Err(-14));
     }
 }

@@ -6,8 +6,8 @@
 
 use trampoline::Head;
 
-use crate::dispatch::{nr, PathArg};
-use crate::paths::PathBuf;
+use crate::dispatch::nr;
+use crate::paths::{PathBuf, Place};
 use crate::{fds, wait, Lkl};
 
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -18,24 +18,15 @@ impl Lkl {
     pub(crate) fn head(&self, path: u64, buf: &mut [u8]) -> Head {
         let mut p = PathBuf::new();
         let d = match self.path_arg(AT_FDCWD as u64, path, &mut p) {
-            PathArg::Host => return trampoline::host_read_head(path, buf),
-            PathArg::HostAbs => return trampoline::host_read_head(p.arg() as u64, buf),
-            PathArg::Bad(e) => {
+            Ok(Place::Host) => return trampoline::host_read_head(path, buf),
+            Ok(Place::HostAbs) => return trampoline::host_read_head(p.arg() as u64, buf),
+            Ok(Place::Lkl(d)) => d,
+            Err(e) => {
                 return Head::OpenFailed {
                     errno: e,
                     backend: false,
                 }
             }
-            PathArg::View => {
-                if let Err(e) = p.read(path) {
-                    return Head::OpenFailed {
-                        errno: e,
-                        backend: true,
-                    };
-                }
-                AT_FDCWD
-            }
-            PathArg::Lkl(d) => d,
         };
         let mut got = Head::ReadFailed;
         let _ = wait::in_world(|| {
