@@ -162,13 +162,12 @@ pub(crate) fn fd_link(fd: i64, link: &mut [u8; 40]) -> usize {
     n
 }
 
-/// True when `/proc/self/fd/FD` names a placeholder memory file.
-fn names_placeholder_file(fd: i64) -> bool {
+/// `readlink` of `/proc/self/fd/FD` into `buf`: the length, or a negative errno.
+pub(crate) fn read_fd_link(fd: i64, buf: &mut [u8]) -> i64 {
     let mut link = [0u8; 40];
     fd_link(fd, &mut link);
-    let mut buf = [0u8; 64];
     // SAFETY: readlink of our NUL-terminated path into our buffer.
-    let r = unsafe {
+    unsafe {
         sys(
             libc::SYS_readlink,
             [
@@ -180,7 +179,13 @@ fn names_placeholder_file(fd: i64) -> bool {
                 0,
             ],
         )
-    };
+    }
+}
+
+/// True when `/proc/self/fd/FD` names a placeholder memory file.
+fn names_placeholder_file(fd: i64) -> bool {
+    let mut buf = [0u8; 64];
+    let r = read_fd_link(fd, &mut buf);
     r > 0 && &buf[..r as usize] == PLACEHOLDER_LINK
 }
 

@@ -12,7 +12,7 @@ use usermem::UserAddr;
 
 use crate::dispatch::{host, lkl_call, nr, on_lkl};
 use crate::fds;
-use crate::helpers::{lkl_stat, sys};
+use crate::helpers::lkl_stat;
 use crate::paths::{self, PathBuf, Place};
 
 const AT_FDCWD_U: u64 = libc::AT_FDCWD as i64 as u64;
@@ -516,17 +516,7 @@ pub(crate) fn identity(nr: u64, a: &[u64; 6]) -> (i64, Target) {
         return host(nr, a);
     }
     match crate::table::lkl_nr(nr) {
-        Some(n) => on_lkl(lkl_call(
-            n,
-            [
-                a[0] as i64,
-                a[1] as i64,
-                a[2] as i64,
-                a[3] as i64,
-                a[4] as i64,
-                a[5] as i64,
-            ],
-        )),
+        Some(n) => on_lkl(lkl_call(n, a.map(|x| x as i64))),
         None => host(nr, a),
     }
 }
@@ -548,22 +538,12 @@ pub(crate) fn init_cwd() {
         return;
     }
     let mut buf = [0u8; crate::helpers::PATH_MAX];
-    let r = lkl_call(
-        nr!(__lkl__NR_getcwd),
-        [buf.as_mut_ptr() as i64, buf.len() as i64, 0, 0, 0, 0],
-    );
-    if r > 1 && paths::under_mount(&buf[..r as usize - 1]) {
+    if paths::getcwd(true, &mut buf).is_some_and(|n| paths::under_mount(&buf[..n])) {
         paths::set_cwd_lkl(true);
         return;
     }
-    // SAFETY: getcwd into our buffer.
-    let r = unsafe {
-        sys(
-            libc::SYS_getcwd,
-            [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0],
-        )
-    };
-    if r > 1 && paths::under_mount(&buf[..r as usize - 1]) {
+    if paths::getcwd(false, &mut buf).is_some_and(|n| paths::under_mount(&buf[..n])) {
+        // getcwd left the path NUL-terminated.
         let ok = lkl_call(nr!(__lkl__NR_chdir), [buf.as_ptr() as i64, 0, 0, 0, 0, 0]);
         paths::set_cwd_lkl(ok == 0);
     }

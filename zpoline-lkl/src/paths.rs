@@ -161,7 +161,7 @@ fn fd_place(dirfd: u64) -> Place {
 }
 
 /// [`place`] for a path already in `out`.
-pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
+fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
     let p = out.bytes();
     if p.is_empty() {
         return fd_place(dirfd);
@@ -196,26 +196,17 @@ pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
     }
     // Mounts: the path made absolute and normalized, then matched.
     let mut joined = [0u8; PATH_MAX];
+    let from_lkl_cwd = !absolute && dirfd as i32 == AT_FDCWD as i32 && cwd_lkl();
+    if from_lkl_cwd && !has_dotdot(p) {
+        // Below the cwd, which is in a mount.
+        return Place::Lkl(AT_FDCWD);
+    }
     let base_len = if absolute {
         0
-    } else if dirfd as i32 == AT_FDCWD as i32 {
-        if cwd_lkl() && !has_dotdot(p) {
-            // Below the cwd, which is in a mount.
-            return Place::Lkl(AT_FDCWD);
-        }
-        match cwd(&mut joined) {
-            Some(n) => n,
-            None => {
-                return if cwd_lkl() {
-                    Place::Lkl(AT_FDCWD)
-                } else {
-                    Place::Host
-                }
-            }
-        }
     } else {
-        match host_fd_path(dirfd, &mut joined) {
+        match dir_path(dirfd, &mut joined) {
             Some(n) => n,
+            None if from_lkl_cwd => return Place::Lkl(AT_FDCWD),
             None => return Place::Host,
         }
     };
@@ -229,7 +220,7 @@ pub(crate) fn place_bytes(dirfd: u64, out: &mut PathBuf) -> Place {
         } else {
             Place::Host
         }
-    } else if crossed || (!absolute && dirfd as i32 == AT_FDCWD as i32 && cwd_lkl()) {
+    } else if crossed || from_lkl_cwd {
         // `..` out of a mount (from an LKL cwd, or in a path through a mount): the
         // host's path, made absolute and normalized.
         if out.set(norm) {
@@ -281,12 +272,10 @@ pub(crate) fn reroute(
     let mut full = [0u8; PATH_MAX];
     let base = if p[0] == b'/' {
         0
-    } else if dirfd as i32 == AT_FDCWD as i32 {
-        cwd(&mut full)?
     } else if fds::lkl_of(dirfd).is_some() {
         return None;
     } else {
-        host_fd_path(dirfd, &mut full)?
+        dir_path(dirfd, &mut full)?
     };
     if base + 1 + p.len() >= PATH_MAX {
         return None;
@@ -416,11 +405,7 @@ fn walk(path: &[u8], follow: bool, out: &mut [u8; PATH_MAX]) -> Option<(usize, b
         }
         if t < 0 {
             // Missing (or unreadable): the rest as it is.
-            let tail = &rest[pos..rn];
-            let mut norm = [0u8; PATH_MAX];
-            norm[..cn].copy_from_slice(&out[..cn]);
-            let (n, _) = normalize(&mut norm, cn, tail)?;
-            out[..n].copy_from_slice(&norm[..n]);
+            let (n, _) = normalize(out, cn, &rest[pos..rn])?;
             return Some((n, seen == 3));
         }
         links += 1;
@@ -481,13 +466,9 @@ fn has_dotdot(p: &[u8]) -> bool {
 /// Appends `rel` to the absolute path in `buf[..base]` (`base` 0: `rel` is absolute),
 /// resolving `.`, `..` and doubled `/` lexically. The length, and whether a `..` left
 /// a mount on the way; `None` if too long.
-pub(crate) fn normalize(
-    buf: &mut [u8; PATH_MAX],
-    base: usize,
-    rel: &[u8],
-) -> Option<(usize, bool)> {
+fn normalize(buf: &mut [u8; PATH_MAX], base: usize, rel: &[u8]) -> Option<(usize, bool)> {
     let mut crossed = false;
-    let mut n = if base == 0 { 0 } else { base };
+    let mut n = base;
     // The base is absolute and normalized; trim a trailing '/'.
     while n > 0 && buf[n - 1] == b'/' {
         n -= 1;
@@ -519,9 +500,19 @@ pub(crate) fn normalize(
     Some((n, crossed))
 }
 
-/// The process's cwd in `buf` (LKL's when the cwd is there), its length.
-fn cwd(buf: &mut [u8; PATH_MAX]) -> Option<usize> {
-    let r = if cwd_lkl() {
+/// The directory a relative path starts from, absolute, in `buf`: the cwd (`AT_FDCWD`)
+/// or host directory fd `dirfd`'s path; its length.
+fn dir_path(dirfd: u64, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
+    if dirfd as i32 == AT_FDCWD as i32 {
+        getcwd(cwd_lkl(), buf)
+    } else {
+        host_fd_path(dirfd, buf)
+    }
+}
+
+/// The cwd in `buf`, LKL's (`lkl`) or the host's; its length.
+pub(crate) fn getcwd(lkl: bool, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
+    let r = if lkl {
         crate::dispatch::lkl_call(
             crate::dispatch::nr!(__lkl__NR_getcwd),
             [buf.as_mut_ptr() as i64, PATH_MAX as i64, 0, 0, 0, 0],
@@ -542,22 +533,7 @@ fn cwd(buf: &mut [u8; PATH_MAX]) -> Option<usize> {
 
 /// The path of host directory fd `fd` in `buf` (`/proc/self/fd/N`), its length.
 fn host_fd_path(fd: u64, buf: &mut [u8; PATH_MAX]) -> Option<usize> {
-    let mut link = [0u8; 40];
-    fds::fd_link(i64::from(fd as i32), &mut link);
-    // SAFETY: readlink of our NUL-terminated path into our buffer.
-    let r = unsafe {
-        sys(
-            libc::SYS_readlink,
-            [
-                link.as_ptr() as u64,
-                buf.as_mut_ptr() as u64,
-                PATH_MAX as u64 - 1,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    let r = fds::read_fd_link(i64::from(fd as i32), &mut buf[..PATH_MAX - 1]);
     (r > 0 && buf[0] == b'/').then_some(r as usize)
 }
 
