@@ -598,8 +598,8 @@ fn lkl_backend(
         (None, false, false) => zpoline_lkl::Mode::SharedFirst,
         (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
     };
-    let started = zpoline_lkl::start_with_files(mode, disks, volumes)
-        .map_err(|e| Error::Lkl(e.to_string()))?;
+    let started =
+        zpoline_lkl::start(mode, disks, volumes).map_err(|e| Error::Lkl(e.to_string()))?;
     if let (Some((uid, gid)), zpoline_lkl::Mode::SharedFirst) = (cli.user, mode) {
         zpoline_lkl::set_identity(uid, gid)
             .map_err(|e| Error::Lkl(format!("--user {uid}:{gid}: {e}")))?;

@@ -63,40 +63,20 @@ pub enum Mode<'a> {
 /// its children from booting on it; the first process checks the configuration with a
 /// trial boot in a forked child.
 ///
+/// `disks` (`lkl-run`'s `--root` and `--mount`) and `volumes` (`--volume`: host
+/// directories mounted inside LKL) come after the configuration's own. Both need the
+/// shared kernel: with [`Mode::Private`] any (given here or in the configuration) is
+/// refused; an exec'd process ([`Mode::SharedChild`]) takes none (it reads the tree's
+/// file-system view from the window).
+///
 /// Call once, from `lkl-run`'s own world, before the program runs, while it has one
 /// thread.
 ///
 /// # Errors
 /// [`Error`]: a bad configuration, a missing device, a failed boot, a kernel process
-/// that is gone.
-pub fn start(mode: Mode<'_>) -> Result<Started, Error> {
-    start_with_disks(mode, Vec::new())
-}
-
-/// [`start`], with `disks` (`lkl-run`'s `--root` and `--mount`) added after the
-/// configuration's own. Disks need the shared kernel: with [`Mode::Private`] any disk
-/// (given here or in the configuration) is refused; an exec'd process
-/// ([`Mode::SharedChild`]) takes none (it reads the tree's file-system view from the
-/// window).
-///
-/// # Errors
-/// As [`start`], and [`Error::Config`] for a disk at a path another has, or
-/// [`Error::Trial`] for disks with a private kernel.
-pub fn start_with_disks(
-    mode: Mode<'_>,
-    disks: Vec<lkl_hijack_config::Disk>,
-) -> Result<Started, Error> {
-    start_with_files(mode, disks, Vec::new())
-}
-
-/// [`start_with_disks`], with `volumes` (`lkl-run`'s `--volume`: host directories
-/// mounted inside LKL) added after the configuration's own; like disks, they need
-/// the shared kernel.
-///
-/// # Errors
-/// As [`start_with_disks`], and [`Error::Config`] for a volume at a path a disk or
-/// another volume has.
-pub fn start_with_files(
+/// that is gone; [`Error::Config`] for a disk or volume at a path another has;
+/// [`Error::Trial`] for disks or volumes with a private kernel.
+pub fn start(
     mode: Mode<'_>,
     disks: Vec<lkl_hijack_config::Disk>,
     volumes: Vec<lkl_hijack_config::Volume>,

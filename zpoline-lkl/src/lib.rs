@@ -38,7 +38,7 @@ mod table;
 mod wait;
 mod world;
 
-pub use boot::{start, start_with_disks, start_with_files, Mode, Started};
+pub use boot::{start, Mode, Started};
 
 /// lkl-run's own thread is done calling the backend (it read the program through it,
 /// see `loader/src/files.rs`): the thread block it borrowed for those calls, with its
