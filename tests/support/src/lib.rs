@@ -353,6 +353,14 @@ pub fn mkfs_image(fs: &str, img: &Path, src: Option<&Path>) -> Result<bool, Stri
     Ok(filled)
 }
 
+/// Compiles the C file `src` into `out` with `gcc` and `flags`.
+///
+/// # Errors
+/// `gcc` could not run or failed (its output in the message).
+pub fn gcc(src: &Path, out: &Path, flags: &[&str]) -> Outcome {
+    run(Command::new("gcc").args(flags).arg("-o").arg(out).arg(src)).map(drop)
+}
+
 /// `debugfs -R REQUEST IMG` (e2fsprogs, read-only): what it prints, e.g. a file's
 /// contents for `cat /path` or its inode for `stat /path`.
 ///

@@ -33,15 +33,13 @@ fn expect(o: Result<Output, String>, ok: bool, needles: &[&str]) -> Outcome {
     support::expect_output(o, ok, needles)
 }
 
+/// `c/SRC` of this crate built into `out`.
 fn gcc(src: &str, out: &Path, flags: &[&str]) -> Outcome {
-    support::run(
-        Command::new("gcc")
-            .args(flags)
-            .arg("-o")
-            .arg(out)
-            .arg(workspace().join("tests/zpoline-lkl/c").join(src)),
+    support::gcc(
+        &workspace().join("tests/zpoline-lkl/c").join(src),
+        out,
+        flags,
     )
-    .map(|_| ())
 }
 
 fn s(p: &Path) -> &str {

@@ -62,15 +62,13 @@ fn bad_config(ns: &Netns, tmp: &TempDir, json: &str, needle: &str) -> Outcome {
     Ok(())
 }
 
+/// `c/SRC` of this crate built into `out`.
 fn gcc(src: &str, out: &Path, flags: &[&str]) -> Outcome {
-    support::run(
-        Command::new("gcc")
-            .args(flags)
-            .arg("-o")
-            .arg(out)
-            .arg(workspace().join("tests/zpoline-lkl/c").join(src)),
+    support::gcc(
+        &workspace().join("tests/zpoline-lkl/c").join(src),
+        out,
+        flags,
     )
-    .map(|_| ())
 }
 
 /// Builds the static (CGO_ENABLED=0) Go program in `go/NAME` into `out`, offline, with

@@ -226,6 +226,38 @@ fn attr_out(st: &libc::stat) -> Vec<u8> {
     .to_vec()
 }
 
+/// `len` bytes between file `fd` at `offset` and the driver's buffers `iov` (checked
+/// against its memory when the chain was taken): `pwritev` from them when `write`,
+/// else `preadv` into them, again after a short transfer; the bytes moved (fewer at
+/// the end of the file).
+fn positioned_io(
+    fd: i32,
+    iov: &[libc::iovec],
+    len: usize,
+    offset: u64,
+    write: bool,
+) -> Result<usize, i32> {
+    let mut done = 0;
+    while done < len {
+        let part = trim(&skip(iov, done), len - done);
+        let at = (offset + done as u64) as i64;
+        // SAFETY: the iovecs describe the driver's buffers, readable for a write and
+        // writable for a read (see above).
+        let n = check(unsafe {
+            if write {
+                libc::pwritev(fd, part.as_ptr(), part.len() as i32, at)
+            } else {
+                libc::preadv(fd, part.as_ptr(), part.len() as i32, at)
+            }
+        })?;
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(done)
+}
+
 /// The first `n` bytes of `iovs`.
 fn trim(iovs: &[libc::iovec], mut n: usize) -> Vec<libc::iovec> {
     let mut out = Vec::with_capacity(iovs.len());
@@ -684,25 +716,7 @@ impl Server {
     fn read(&self, r: &abi::ReadIn, dst: &[libc::iovec]) -> Result<usize, i32> {
         let h = self.handle(r.fh)?;
         let want = (r.size as usize).min(dst.iter().map(|v| v.iov_len).sum());
-        let mut done = 0;
-        while done < want {
-            let iov = trim(&skip(dst, done), want - done);
-            // SAFETY: the iovecs describe the driver's writable buffers
-            // (checked against its memory when the chain was taken).
-            let n = check(unsafe {
-                libc::preadv(
-                    h.fd.as_raw_fd(),
-                    iov.as_ptr(),
-                    iov.len() as i32,
-                    (r.offset + done as u64) as i64,
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            done += n as usize;
-        }
-        Ok(done)
+        positioned_io(h.fd.as_raw_fd(), dst, want, r.offset, false)
     }
 
     fn write(&self, w: &abi::WriteIn, src: &[libc::iovec]) -> Result<Vec<u8>, i32> {
@@ -717,24 +731,7 @@ impl Server {
         if w.write_flags & abi::WRITE_KILL_SUIDGID != 0 {
             kill_suidgid(h.fd.as_raw_fd());
         }
-        let mut done = 0;
-        while done < w.size as usize {
-            let iov = trim(&skip(src, done), w.size as usize - done);
-            // SAFETY: the iovecs describe the driver's readable buffers
-            // (checked against its memory when the chain was taken).
-            let n = check(unsafe {
-                libc::pwritev(
-                    h.fd.as_raw_fd(),
-                    iov.as_ptr(),
-                    iov.len() as i32,
-                    (w.offset + done as u64) as i64,
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            done += n as usize;
-        }
+        let done = positioned_io(h.fd.as_raw_fd(), src, w.size as usize, w.offset, true)?;
         Ok(abi::WriteOut {
             size: done as u32,
             padding: 0,
