@@ -370,6 +370,22 @@ pub fn debugfs(img: &Path, request: &str) -> Result<String, String> {
     run(Command::new("debugfs").arg("-R").arg(request).arg(img))
 }
 
+/// Checks that file `path` in ext2/3/4 image `img` holds exactly `want` (`debugfs -R
+/// "cat PATH"`).
+///
+/// # Errors
+/// What it holds instead, or why `debugfs` failed.
+pub fn image_file_holds(img: &Path, path: &str, want: &str) -> Outcome {
+    let got = debugfs(img, &format!("cat {path}"))?;
+    if got != want {
+        return Err(format!(
+            "{path} in {} holds {got:?}, not {want:?}",
+            img.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The `main` of a test file of cases: `setup`, then [`run_cases`], then the summary
 /// line; a failed setup is reported as a failed case.
 pub fn main_cases<E>(

@@ -554,10 +554,7 @@ fn case_root(env: &Env) -> Outcome {
     support::expect_output(Ok(o), true, &[])?;
     support::fsck_clean("ext4", &root)?;
     support::fsck_clean("btrfs", &data)?;
-    let got = support::debugfs(&root, "cat /written")?;
-    if got != "hello from the image\n" {
-        return Err(format!("debugfs reads {got:?} in /written"));
-    }
+    support::image_file_holds(&root, "/written", "hello from the image\n")?;
     // Read-only: read, never written (a write fails), the image's bytes unchanged.
     let before = digest(&root)?;
     let o = env.run(&[&root_flag(&root, ":ro"), BUSYBOX, "cat", "/etc/hello"])?;
@@ -691,10 +688,7 @@ fn case_config(env: &Env) -> Outcome {
         ],
     )?;
     support::fsck_clean("ext4", &img)?;
-    let got = support::debugfs(&img, "cat /etc/new")?;
-    if got != "written\n" {
-        return Err(format!("debugfs reads {got:?} in /etc/new"));
-    }
+    support::image_file_holds(&img, "/etc/new", "written\n")?;
     Ok(())
 }
 
@@ -761,10 +755,7 @@ fn case_sigterm(env: &Env) -> Outcome {
         ));
     }
     support::fsck_clean("ext4", &img)?;
-    let got = support::debugfs(&img, "cat /etc/term")?;
-    if got != "x\n" {
-        return Err(format!("debugfs reads {got:?} in /etc/term"));
-    }
+    support::image_file_holds(&img, "/etc/term", "x\n")?;
     Ok(())
 }
 
@@ -800,10 +791,7 @@ fn case_program_killed(env: &Env) -> Outcome {
         return Err(format!("the kernel process did not end in order: {err}"));
     }
     support::fsck_clean("ext4", &img)?;
-    let got = support::debugfs(&img, "cat /etc/killed")?;
-    if got != "y\n" {
-        return Err(format!("debugfs reads {got:?} in /etc/killed"));
-    }
+    support::image_file_holds(&img, "/etc/killed", "y\n")?;
     Ok(())
 }
 

@@ -230,10 +230,7 @@ fn case_mount_chroot(env: &Env) -> Outcome {
         "in-tmpfs\n1\ninside the jail\n",
     )?;
     support::fsck_clean("ext4", &img)?;
-    let made = support::debugfs(&img, "cat /jail/made.txt")?;
-    if made != "made-in-jail\n" {
-        return Err(format!("the jail's file holds {made:?} in the image"));
-    }
+    support::image_file_holds(&img, "/jail/made.txt", "made-in-jail\n")?;
     Ok(())
 }
 
