@@ -187,14 +187,9 @@ impl Disk {
     }
 }
 
-/// A disk added with [`add_disk`]: its index in the order of adding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DiskId(pub usize);
-
-impl std::fmt::Display for DiskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
+device_id! {
+    /// A disk added with [`add_disk`]: its index in the order of adding.
+    DiskId
 }
 
 struct Entry {

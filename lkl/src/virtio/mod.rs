@@ -25,6 +25,21 @@
 
 use crate::Errno;
 
+/// A device's id: its index in the order of adding, shown as `#N`.
+macro_rules! device_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub usize);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "#{}", self.0)
+            }
+        }
+    };
+}
+
 pub mod disk;
 pub mod kernel;
 pub mod net;

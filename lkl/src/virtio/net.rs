@@ -143,14 +143,9 @@ impl NetBackend {
     }
 }
 
-/// A device added with [`add_net`]: its index in the order of adding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NetId(pub usize);
-
-impl std::fmt::Display for NetId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
+device_id! {
+    /// A device added with [`add_net`]: its index in the order of adding.
+    NetId
 }
 
 struct Entry {

@@ -75,14 +75,9 @@ pub enum VolumeError {
     },
 }
 
-/// A volume added with [`add_volume`]: its index in the order of adding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VolumeId(pub usize);
-
-impl std::fmt::Display for VolumeId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
+device_id! {
+    /// A volume added with [`add_volume`]: its index in the order of adding.
+    VolumeId
 }
 
 struct Entry {
