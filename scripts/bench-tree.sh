@@ -2,7 +2,9 @@
 # Benchmark of LKL shared by a process tree under `lkl-run --zpoline`, beside
 # its baselines, in one run, in a network namespace it makes: ns per
 # getsockname(2) on an LKL UDP socket in the first process and in a forked
-# child, against the host kernel's and gVisor's; start-up of
+# child, against the host kernel's and gVisor's; TCP 1-byte
+# request/response from a forked child over LKL's tap against the host
+# kernel's over a veth pair; start-up of
 # `lkl-run --zpoline /bin/true` with an LKL configuration against native.
 #
 # See --help. The figures are in docs/benchmarks.md.
@@ -30,6 +32,13 @@ host side 198.18.0.1) and an LKL configuration naming it, then measures:
                                installed (Debian: apt-get install runsc);
                                else "not installed" and the figure recorded
                                in docs/benchmarks.md
+  request/response, forked     us per TCP 1-byte round trip (TCP_NODELAY,
+                               best of 5 rounds of N/20) made by a child
+                               forked by the process lkl-run started, to an
+                               echo server in the namespace over LKL's tap;
+                               the baseline is the same forked client on the
+                               host kernel in a second namespace, over a veth
+                               pair to the same server
   start-up                     N runs of `lkl-run --zpoline --config CONF
                                /bin/true` (boots LKL, attaches the tap)
                                against N runs of native /bin/true: minimum
@@ -85,7 +94,9 @@ TAP="tbtap$$"
 TMP=$(mktemp -d /tmp/bench-tree.XXXXXX)
 MIN_ADDR=$(sysctl -n vm.mmap_min_addr)
 cleanup() {
+    [ -z "${ECHO_PID:-}" ] || kill "$ECHO_PID" 2>/dev/null || true
     ip netns del "$NS" 2>/dev/null || true
+    ip netns del "$NS2" 2>/dev/null || true
     sysctl -qw vm.mmap_min_addr="$MIN_ADDR" || true
     rm -rf "$TMP"
 }
@@ -97,6 +108,15 @@ ip -n "$NS" link set lo up
 ip -n "$NS" tuntap add dev "$TAP" mode tap
 ip -n "$NS" addr add 198.18.0.1/24 dev "$TAP"
 ip -n "$NS" link set "$TAP" up
+# The veth baseline: a client namespace joined to the server's by a veth pair.
+NS2="lkltbc-$$"
+ip netns add "$NS2"
+ip -n "$NS2" link set lo up
+ip -n "$NS" link add "tbv$$" type veth peer name "tbw$$" netns "$NS2"
+ip -n "$NS" addr add 198.19.0.1/24 dev "tbv$$"
+ip -n "$NS2" addr add 198.19.0.2/24 dev "tbw$$"
+ip -n "$NS" link set "tbv$$" up
+ip -n "$NS2" link set "tbw$$" up
 CONF="$TMP/conf.json"
 cat >"$CONF" <<EOF
 {"interfaces": [{"type": "tap", "param": "$TAP", "ip": "198.18.0.2", "masklen": "24"}]}
@@ -136,6 +156,13 @@ if command -v "$RUNSC" >/dev/null; then
 else
     GVISOR="not installed"
 fi
+RR_PORT=7701
+in_ns "$TB" echo "$RR_PORT" >"$TMP/echo.out" 2>&1 &
+ECHO_PID=$!
+for _ in $(seq 50); do grep -q '^echo ready' "$TMP/echo.out" && break; sleep 0.1; done
+RR_CALLS=$((CALLS / 20 > 0 ? CALLS / 20 : 1))
+RR_NATIVE=$(figure rr-fork ip netns exec "$NS2" "$TB" rr-fork 198.19.0.1 "$RR_PORT" "$RR_CALLS")
+RR_LKL=$(figure rr-fork lkl "$TB" rr-fork 198.18.0.1 "$RR_PORT" "$RR_CALLS")
 START_NATIVE=$(figure spawn "$TB" spawn "$RUNS" /bin/true)
 START_LKL=$(figure spawn in_ns "$TB" spawn "$RUNS" "$LKL_RUN" --zpoline --config "$CONF" /bin/true)
 
@@ -150,7 +177,7 @@ ratio() {
 row() { printf '%-46s %-22s %-22s %s\n' "$1" "$2" "$3" "$4"; }
 ns() { [[ "$1" =~ ^[0-9.]+$ ]] && echo "$1 ns" || echo "$1"; }
 
-echo "bench-tree: $CALLS getsockname calls x 5 rounds (best), $RUNS start-up runs; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-tree: $CALLS getsockname calls x 5 rounds (best), $RR_CALLS round trips x 5 rounds (best), $RUNS start-up runs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 row "figure" "ours" "baseline" "ratio"
 row "getsockname, first process" "$(ns "$FIRST")" "native $(ns "$NATIVE")" "$(ratio "$FIRST" "$NATIVE")"
 row "getsockname, forked child (own socket)" "$(ns "$CHILD")" "native $(ns "$NATIVE")" "$(ratio "$CHILD" "$NATIVE")"
@@ -161,6 +188,8 @@ else
     row "getsockname, gVisor (runsc)" "$(ns "$GVISOR")" "native $(ns "$NATIVE")" "$(ratio "$GVISOR" "$NATIVE")"
     row "getsockname, first process vs gVisor" "$(ns "$FIRST")" "gVisor $(ns "$GVISOR")" "$(ratio "$FIRST" "$GVISOR")"
 fi
+us() { [[ "$1" =~ ^[0-9.]+$ ]] && echo "$1 us" || echo "$1"; }
+row "TCP 1-byte request/response, forked child" "$(us "$RR_LKL")" "veth $(us "$RR_NATIVE")" "$(ratio "$RR_LKL" "$RR_NATIVE")"
 # spawn figures are "MIN MEDIAN" in ms.
 med() { [[ "$1" =~ ^[0-9.]+\ [0-9.]+$ ]] && echo "${1#* }" || echo "$1"; }
 ms() { [[ "$1" =~ ^[0-9.]+\ [0-9.]+$ ]] && echo "${1% *} / ${1#* } ms" || echo "$1"; }
