@@ -305,7 +305,7 @@ fn enter_with(sud: bool) -> Result<Borrowed, EnterError> {
         }
     }
     set_fs(shadow.fs.load(Ordering::Relaxed));
-    LENT.with(|c| c.set(shadow as *const Shadow as usize));
+    set_lent(shadow);
     Ok(Borrowed { prog, shadow, sud })
 }
 
@@ -382,7 +382,17 @@ pub(crate) fn take_signal() -> bool {
     take_signals() != 0
 }
 
+/// Records in the thread block just put on (the shadow's) that it is lent as `shadow`.
+/// Never inlined, and neither is [`in_world_lent`]: the compiler takes the thread
+/// pointer for constant within a function, so a thread-local touched in the function
+/// that swaps `%fs` could reach the program's thread block instead of ours.
+#[inline(never)]
+fn set_lent(shadow: &'static Shadow) {
+    LENT.with(|c| c.set(shadow as *const Shadow as usize));
+}
+
 /// In our world: the lent shadow this thread wears (its thread block says which).
+#[inline(never)]
 fn in_world_lent() -> Option<&'static Shadow> {
     match LENT.with(Cell::get) {
         0 => current_lent(),
