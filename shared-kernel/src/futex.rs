@@ -126,8 +126,12 @@ pub fn spin_apart(
         core::hint::spin_loop();
         k = k.wrapping_add(1);
         if k.is_multiple_of(64) {
-            cpu = this_cpu();
-            mine.store(cpu, Ordering::Relaxed);
+            let now = this_cpu();
+            if now != cpu {
+                // Moved: said only then, so that the line the peer answers on stays put.
+                cpu = now;
+                mine.store(cpu, Ordering::Relaxed);
+            }
             let t = lkl::host::time::monotonic_ns();
             if start == 0 {
                 start = t;
