@@ -95,7 +95,9 @@ pub fn claim(pid: i32, ticket: u64) -> Result<usize, i64> {
 /// the request: claim another and post again.
 pub const STALE: i64 = i64::MIN;
 
-/// Posts operation `opn` (`nr`, `args`) in slot `slot` and waits for the answer.
+/// Posts operation `opn` (`nr`, `args`) in slot `slot` and waits for the answer:
+/// spinning while the serving thread runs on another CPU (at most [`SPIN_NS`]), else
+/// asleep on the answer word.
 /// `-ENETDOWN` when the kernel is gone, [`STALE`] when the slot is no longer served.
 /// When `signalled` says a signal came while it waits, the kernel process is asked to
 /// interrupt the call (a blocked call then returns `-EINTR`).
@@ -126,9 +128,11 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
     }
     let mut asked = false;
     loop {
-        if futex::spin(SPIN_NS, || c.done.load(Ordering::Acquire) == s) {
+        let answered = || c.done.load(Ordering::Acquire) == s;
+        if futex::spin_apart(SPIN_NS, &c.cli_cpu, &c.srv_cpu, answered) {
             return c.ret.load(Ordering::Relaxed);
         }
+        c.cli_cpu.store(futex::NO_CPU, Ordering::Relaxed);
         if !asked && signalled() {
             asked = true;
             c.interrupt.store(s, Ordering::Release);

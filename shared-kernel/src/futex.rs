@@ -1,7 +1,7 @@
 //! Futex waits and wakes on words of the window (shared between processes, so never
 //! `FUTEX_PRIVATE_FLAG`).
 
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// Sleeps while `*word == val`, at most `timeout_ms` (0: no limit). Returns on a wake,
 /// a signal, a timeout or a changed value alike: the caller looks again.
@@ -45,18 +45,93 @@ pub fn wake(word: &AtomicU32) {
     }
 }
 
-/// Spins until `ready` says yes or `budget_ns` passes; true when ready.
+/// No CPU number: unknown, or the thread sleeps.
+pub const NO_CPU: u32 = u32::MAX;
+
+/// How [`this_cpu`] reads the CPU number: 0 not probed yet, 1 `rdpid`, 2 `rdtscp`,
+/// 3 neither.
+static CPU_INSN: AtomicU8 = AtomicU8::new(0);
+
+/// The CPU this thread runs on now, or [`NO_CPU`]: Linux keeps the CPU number in the
+/// low 12 bits of `TSC_AUX`, which `rdpid` (or `rdtscp`) reads in a few nanoseconds,
+/// without a system call or our libc's thread block (the client runs on a borrowed
+/// one, whose `rseq` area is another thread's).
+#[inline]
+pub fn this_cpu() -> u32 {
+    let how = match CPU_INSN.load(Ordering::Relaxed) {
+        0 => {
+            // cpuid is available on every x86-64 CPU.
+            let l7 = core::arch::x86_64::__cpuid_count(7, 0);
+            let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+            let how = if l7.ecx & (1 << 22) != 0 {
+                1
+            } else if ext.edx & (1 << 27) != 0 {
+                2
+            } else {
+                3
+            };
+            CPU_INSN.store(how, Ordering::Relaxed);
+            how
+        }
+        h => h,
+    };
+    let aux: u64 = match how {
+        1 => {
+            let v: u64;
+            // SAFETY: rdpid only reads TSC_AUX (CPUID said the CPU has it).
+            unsafe {
+                core::arch::asm!("rdpid {}", out(reg) v, options(nomem, nostack, preserves_flags))
+            };
+            v
+        }
+        2 => {
+            let v: u32;
+            // SAFETY: rdtscp reads the TSC and TSC_AUX (CPUID said the CPU has it).
+            unsafe {
+                core::arch::asm!("rdtscp", out("ecx") v, out("eax") _, out("edx") _,
+                    options(nomem, nostack, preserves_flags))
+            };
+            u64::from(v)
+        }
+        _ => return NO_CPU,
+    };
+    (aux & 0xfff) as u32
+}
+
+/// Spins until `ready` says yes or `budget_ns` passes (true when ready), for a peer
+/// in another process that last said, in `peer`, on which CPU it runs ([`NO_CPU`]
+/// while it sleeps); this thread's CPU is kept in `mine` for
+/// the peer's same check. Gives up (false) as soon as the peer names this thread's
+/// CPU: the peer cannot run there (to answer, or to post) while this thread spins,
+/// and sleeping lets it. On two CPUs that also run other work, client and server
+/// often share one: spinning there cost each call the whole budget of both sides.
 #[inline(always)]
-pub fn spin(budget_ns: u64, mut ready: impl FnMut() -> bool) -> bool {
+pub fn spin_apart(
+    budget_ns: u64,
+    mine: &AtomicU32,
+    peer: &AtomicU32,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let mut cpu = this_cpu();
+    mine.store(cpu, Ordering::Relaxed);
     let mut start = 0u64;
     let mut k = 0u32;
     loop {
         if ready() {
             return true;
         }
+        if cpu != NO_CPU && peer.load(Ordering::Relaxed) == cpu {
+            return false;
+        }
         core::hint::spin_loop();
         k = k.wrapping_add(1);
         if k.is_multiple_of(64) {
+            let now = this_cpu();
+            if now != cpu {
+                // Moved: said only then, so that the line the peer answers on stays put.
+                cpu = now;
+                mine.store(cpu, Ordering::Relaxed);
+            }
             let t = lkl::host::time::monotonic_ns();
             if start == 0 {
                 start = t;

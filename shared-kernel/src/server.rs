@@ -729,19 +729,23 @@ fn slot_thread(i: usize) {
     c.state.store(state::FREE, Ordering::Release);
 }
 
-/// Waits for the next request on `c` after `last`; `None` when retired.
+/// Waits for the next request on `c` after `last`; `None` when retired. Spins while
+/// the caller runs on another CPU (at most [`SPIN_NS`]), else sleeps on the sequence
+/// word.
 fn next_request(c: &window::Ctl, last: u32) -> Option<u32> {
     let posted = || c.seq.load(Ordering::Acquire) != last || c.retire.load(Ordering::Acquire) != 0;
     loop {
-        if futex::spin(SPIN_NS, posted) {
+        if futex::spin_apart(SPIN_NS, &c.srv_cpu, &c.cli_cpu, posted) {
             break;
         }
+        c.srv_cpu.store(futex::NO_CPU, Ordering::Relaxed);
         c.srv_wait.store(1, Ordering::SeqCst);
         if c.seq.load(Ordering::SeqCst) == last && c.retire.load(Ordering::SeqCst) == 0 {
             futex::wait(&c.seq, last, 0);
         }
         c.srv_wait.store(0, Ordering::Relaxed);
     }
+    c.srv_cpu.store(futex::this_cpu(), Ordering::Relaxed);
     let s = c.seq.load(Ordering::Acquire);
     (s != last).then_some(s)
 }

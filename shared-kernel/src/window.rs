@@ -125,6 +125,13 @@ pub struct Ctl {
     pub cli_wait: AtomicU32,
     /// The answer.
     pub ret: AtomicI64,
+    /// The CPU the caller runs on while it waits for an answer (`futex::NO_CPU` while
+    /// it sleeps): the serving thread does not spin for the next request on that CPU.
+    pub cli_cpu: AtomicU32,
+    /// The CPU the serving thread runs on while it serves or waits for a request
+    /// (`futex::NO_CPU` while it sleeps): the caller does not spin for its answer on
+    /// that CPU.
+    pub srv_cpu: AtomicU32,
 }
 
 const _: () = assert!(core::mem::size_of::<Ctl>() <= DATA_OFFSET);

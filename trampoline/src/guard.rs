@@ -22,6 +22,11 @@
 //! plain `syscall`, so the kernel answers `-ENOSYS`. Under the guard, the handler also
 //! gives each thread the signal stack of its interposer block (`crate::stack`), so the
 //! kernel's frames stay off the program's stack.
+//!
+//! Owning SIGSEGV also lets the backends copy the program's memory in process
+//! (`usermem::copy`): a fault the CPU raises inside one of those copy routines (a bad
+//! pointer the program gave a system call) resumes at the routine's recovery label,
+//! which returns `EFAULT`, before anything else is looked at.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -87,6 +92,9 @@ pub(crate) fn own_segv() -> Result<(), Error> {
         OWNS.store(false, Ordering::SeqCst);
         return Err(Error::Sigaction(-r as i32));
     }
+    // SAFETY: `on_sigsegv` is installed, stays ours (the program's `rt_sigaction` of
+    // SIGSEGV is only recorded), and recovers the copy routines' faults first.
+    unsafe { usermem::copy::enable() };
     Ok(())
 }
 
@@ -155,11 +163,20 @@ unsafe fn zpoline_entry(rip: u64, addr: u64, rax: u64, rsp: u64) -> Option<u64> 
 }
 
 extern "C" fn on_sigsegv(sig: i32, info: *mut u8, uc: *mut u8) {
-    // SAFETY: the kernel passes a valid siginfo_t (si_addr at 16) and ucontext_t
-    // (gregs at 40).
+    // SAFETY: the kernel passes a valid siginfo_t (si_code at 8, si_addr at 16) and
+    // ucontext_t (gregs at 40).
     unsafe {
         let addr = *(info.add(16) as *const u64);
+        let code = *(info.add(8) as *const i32);
         let g = uc.add(GREGS) as *mut u64;
+        // A bad pointer met by an in-process copy (a fault the CPU raised: si_code > 0;
+        // a SIGSEGV sent by kill or tgkill has si_code <= 0): the copy returns EFAULT.
+        if code > 0 {
+            if let Some(to) = usermem::copy::fault_fixup(*g.add(REG_RIP)) {
+                *g.add(REG_RIP) = to;
+                return;
+            }
+        }
         if let Some(to) = zpoline_entry(*g.add(REG_RIP), addr, *g.add(REG_RAX), *g.add(REG_RSP)) {
             *g.add(REG_RIP) = to;
             if enabled() {

@@ -3,21 +3,34 @@
 //! as the kernel does, instead of crashing the program.
 //!
 //! A program address is a [`UserAddr`], never a Rust reference. [`UserAddr::read`],
-//! [`UserAddr::write`], the byte copies and [`UserAddr::read_cstr`] go through
-//! `process_vm_readv`/`process_vm_writev` on our own process: the kernel copies, and an
-//! unmapped range, a `PROT_NONE` page or (for writes) a read-only page makes the call
-//! fail with `EFAULT`, with no signal. A copy costs two system calls (`getpid` and the
-//! transfer; the pid is not cached, so a forked or vfork child reads its own memory),
-//! which is right for paths and small structures on slow paths, not for data buffers:
-//! those are passed to the kernel that serves the call, which reads them itself.
+//! [`UserAddr::write`], the byte copies and [`UserAddr::read_cstr`] copy in one of two
+//! ways, with the same answers:
+//!
+//! - **In process** (`copy.rs`, `copy_x86_64.S`), once [`copy::enable`] was called:
+//!   zpoline's interposer owns SIGSEGV in every mode, and its handler asks
+//!   [`copy::fault_fixup`] first. The copy is a `rep movsb` (a byte loop for strings)
+//!   whose faulting access resumes at a recovery label that returns `EFAULT`, as the
+//!   kernel's exception table does for its own user copies. It costs a few
+//!   nanoseconds, plus one `rt_sigprocmask` reading the thread's mask: with SIGSEGV
+//!   blocked a fault would kill the process (the kernel forces a blocked fault signal
+//!   to its default action), so then the copy takes the other way.
+//! - **Through the kernel**: `process_vm_readv`/`process_vm_writev` on our own
+//!   process. The kernel copies, and an unmapped range, a `PROT_NONE` page or (for
+//!   writes) a read-only page makes the call fail with `EFAULT`, with no signal. A copy
+//!   costs two system calls (`getpid` and the transfer, with the kernel pinning the
+//!   pages: about 1.5 us on a VM; the pid is not cached, so a forked child reads its
+//!   own memory). The hijack library, which does not own SIGSEGV, always copies so.
+//!
+//! Either is right for paths and small structures, not for data buffers: those are
+//! passed to the kernel that serves the call, which reads them itself.
 //!
 //! Page 0 belongs to the interposer (zpoline's sled lives there), so an address below
 //! [`LOW_LIMIT`] is `EFAULT` without a copy: a `NULL + 1` pointer fails as it does
 //! natively.
 //!
-//! Everything here is a raw `syscall` instruction: no libc call, no `errno`, no
-//! thread-local, no allocation, so it is safe inside zpoline's hook, which runs with
-//! the program's `%fs`.
+//! Everything here is a raw `syscall` instruction or our own assembly: no libc call, no
+//! `errno`, no thread-local, no allocation, so it is safe inside zpoline's hook, which
+//! runs with the program's `%fs`.
 //!
 //! Where the kernel refuses the transfer itself (a seccomp filter without
 //! `process_vm_readv`: `ENOSYS` or `EPERM`), the copy falls back to a plain memory
@@ -26,6 +39,8 @@
 #![no_std]
 
 use core::mem::{size_of, MaybeUninit};
+
+pub mod copy;
 
 /// Addresses below this are refused with `EFAULT` (page 0: zpoline's sled).
 pub const LOW_LIMIT: u64 = 4096;
@@ -229,6 +244,24 @@ impl UserAddr {
     /// # Errors
     /// [`Fault`] when a byte of what was to be read is not readable.
     pub fn read_cstr_prefix(self, buf: &mut [u8]) -> Result<(&[u8], bool), Fault> {
+        if buf.is_empty() {
+            return Ok((buf, false));
+        }
+        if self.0 < LOW_LIMIT {
+            return Err(Fault);
+        }
+        if copy::usable() {
+            // Never past the end of the address space: the rest counts as unmapped.
+            let room = usize::try_from(u64::MAX - self.0).unwrap_or(usize::MAX);
+            let n = buf.len().min(room);
+            // SAFETY: in-process copies are usable in this thread; `buf` holds `n`
+            // bytes.
+            return match unsafe { copy::string(buf.as_mut_ptr(), self.0 as *const u8, n) } {
+                Some(k) if k < n => Ok((&buf[..k], true)),
+                Some(_) if n == buf.len() => Ok((buf, false)),
+                _ => Err(Fault),
+            };
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let at = self.0.wrapping_add(done as u64);
@@ -257,6 +290,19 @@ fn transfer(dir: Dir, local: *mut u8, len: usize, remote: u64) -> Result<(), Fau
     }
     if remote < LOW_LIMIT || remote.checked_add(len as u64).is_none() {
         return Err(Fault);
+    }
+    if copy::usable() {
+        let (dst, src) = match dir {
+            Dir::In => (local, remote as *const u8),
+            Dir::Out => (remote as *mut u8, local.cast_const()),
+        };
+        // SAFETY: in-process copies are usable in this thread; our side holds `len`
+        // bytes, and a fault on the program's side returns false.
+        return if unsafe { copy::bytes(dst, src, len) } {
+            Ok(())
+        } else {
+            Err(Fault)
+        };
     }
     let l = libc::iovec {
         iov_base: local.cast(),
@@ -382,6 +428,10 @@ mod tests {
 
     #[test]
     fn copies_in_and_out() {
+        check_copies();
+    }
+
+    fn check_copies() {
         let p = Pages::new();
         p.at(8).write(&0x1122_3344_5566_7788u64).unwrap();
         assert_eq!(p.at(8).read::<u64>(), Ok(0x1122_3344_5566_7788));
@@ -399,6 +449,10 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_efault() {
+        check_bad_addresses();
+    }
+
+    fn check_bad_addresses() {
         let p = Pages::new();
         assert_eq!(UserAddr::new(0).read::<u64>(), Err(Fault));
         assert_eq!(UserAddr::new(1).read::<u8>(), Err(Fault));
@@ -428,5 +482,93 @@ mod tests {
         // SAFETY: sigismember on our own set.
         assert_eq!(unsafe { libc::sigismember(&m, libc::SIGUSR1) }, 1);
         assert!(UserAddr::new(8).read_sigmask().is_err());
+    }
+
+    /// A SIGSEGV handler as the contract of [`copy::enable`] asks (the trampoline's
+    /// does the same first): a fault in a copy routine resumes at its recovery label.
+    extern "C" fn on_segv(_sig: i32, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t and ucontext_t.
+        unsafe {
+            let rip =
+                &mut (*uc.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RIP as usize];
+            if (*info).si_code > 0 {
+                if let Some(to) = copy::fault_fixup(*rip as u64) {
+                    *rip = to as i64;
+                    return;
+                }
+            }
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        }
+    }
+
+    fn sigaction(sig: i32, handler: usize, flags: i32) {
+        // SAFETY: an all-zero sigaction is valid; installing a handler of ours.
+        unsafe {
+            let mut act: libc::sigaction = core::mem::zeroed();
+            act.sa_sigaction = handler;
+            act.sa_flags = flags;
+            assert_eq!(libc::sigaction(sig, &act, core::ptr::null_mut()), 0);
+        }
+    }
+
+    /// Blocks (`how` = `SIG_BLOCK`) or unblocks SIGSEGV in this thread.
+    fn segv_mask(how: i32) {
+        // SAFETY: changing this thread's mask with a set of ours.
+        unsafe {
+            let mut set: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGSEGV);
+            assert_eq!(libc::pthread_sigmask(how, &set, core::ptr::null_mut()), 0);
+        }
+    }
+
+    static IN_HANDLER: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+    /// A signal handler that makes a faulting copy: nested in a signal frame.
+    extern "C" fn on_usr1(_sig: i32) {
+        let mut b = [0u8; 8];
+        let bad = UserAddr::new(8192).read_bytes(&mut b) == Err(Fault);
+        let good = UserAddr::new(&IN_HANDLER as *const _ as u64).read::<u32>() == Ok(0);
+        if bad && good {
+            IN_HANDLER.store(1, core::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn in_process_copies() {
+        sigaction(
+            libc::SIGSEGV,
+            on_segv as *const () as usize,
+            libc::SA_SIGINFO | libc::SA_NODEFER,
+        );
+        // SAFETY: on_segv is installed for the rest of the test binary's life.
+        unsafe { copy::enable() };
+        assert!(copy::enabled() && copy::usable());
+        check_copies();
+        check_bad_addresses();
+        // Strings: the longest read, and one that runs to the end of the buffer.
+        let s = b"/a/b/c\0";
+        let mut buf = [0u8; 7];
+        let at = UserAddr::new(s.as_ptr() as u64);
+        assert_eq!(at.read_cstr_prefix(&mut buf), Ok((&b"/a/b/c"[..], true)));
+        let mut small = [0u8; 6];
+        assert_eq!(at.read_cstr_prefix(&mut small), Ok((&b"/a/b/c"[..], false)));
+        assert_eq!(
+            UserAddr::new(u64::MAX - 2).read_cstr(&mut buf),
+            Err(StrError::Fault)
+        );
+        // Nested: a copy that faults inside a signal handler.
+        sigaction(libc::SIGUSR1, on_usr1 as *const () as usize, 0);
+        // SAFETY: raising a signal we handle.
+        unsafe { libc::raise(libc::SIGUSR1) };
+        assert_eq!(IN_HANDLER.load(core::sync::atomic::Ordering::SeqCst), 1);
+        // SIGSEGV blocked: the copies go through the kernel, with the same answers.
+        segv_mask(libc::SIG_BLOCK);
+        assert!(!copy::usable());
+        check_copies();
+        check_bad_addresses();
+        segv_mask(libc::SIG_UNBLOCK);
+        assert!(copy::usable());
+        assert_eq!(copy::fault_fixup(0), None);
     }
 }

@@ -431,6 +431,7 @@ impl Lkl {
                         if !forked {
                             lkl_close(l);
                         }
+                        crate::linger::forget(h);
                         fds::set(h, None);
                     }
                 }
@@ -473,7 +474,9 @@ impl Lkl {
                     if l < 0 {
                         return l;
                     }
-                    fds::adopt(l, 0, lkl_close)
+                    let fd = fds::adopt(l, 0, lkl_close);
+                    crate::linger::opened_file(fd, l);
+                    fd
                 })
             }
             Handler::Stat if !forked => {
@@ -608,6 +611,7 @@ impl Lkl {
         if forked {
             // LKL runs in the parent only: its fds are dead here (documented).
             if h == Handler::Close {
+                crate::linger::forget(i(0));
                 fds::set(i(0), None);
                 return host(nr, a);
             }
@@ -615,7 +619,7 @@ impl Lkl {
         }
         match h {
             Handler::Close => {
-                let r = close_lingering(l);
+                let r = close_lingering(i(0), l);
                 fds::set(i(0), None);
                 host(nr, a);
                 on_lkl(r)
@@ -759,6 +763,7 @@ impl Lkl {
                 lkl_close(l);
             }
         }
+        crate::linger::forget(new as i32 as i64);
         fds::set(new as i32 as i64, fresh);
         (
             r,

@@ -64,9 +64,10 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
 const PLACEHOLDER_NAME: &core::ffi::CStr = c"lkl-placeholder";
 const PLACEHOLDER_LINK: &[u8] = b"/memfd:lkl-placeholder (deleted)";
 
-/// A placeholder made before (-1: none), through whose `/proc/self/fd` link new ones
-/// are opened (the same memory file). The program may have closed or replaced that fd
-/// since: each use checks it.
+/// A placeholder made before (-1: none), of which new ones are duplicates while it is
+/// an LKL fd's placeholder, else opened through its `/proc/self/fd` link (the same
+/// memory file). The program may have closed or replaced that fd since: each use
+/// checks it.
 static SOURCE: AtomicI32 = AtomicI32::new(-1);
 
 /// An `O_PATH` descriptor, at the lowest free number, of what `/proc/self/fd/SRC`
@@ -193,7 +194,19 @@ fn names_placeholder_file(fd: i64) -> bool {
 pub(crate) fn placeholder(min: i64) -> i64 {
     let fd = if min <= 0 {
         let src = SOURCE.load(Ordering::Acquire);
-        let via = if src >= 0 {
+        let via = if src >= 0 && lkl_of(src as u64).is_some() {
+            // Still an LKL fd's placeholder (every change of that number comes through
+            // the table): a duplicate, without the two lookups in /proc of
+            // `open_via`. The duplicate shares its open file description, which an
+            // `O_PATH` descriptor gives nothing to change.
+            // SAFETY: F_DUPFD_CLOEXEC of our own placeholder, at the lowest free number.
+            unsafe {
+                sys(
+                    libc::SYS_fcntl,
+                    [src as u64, libc::F_DUPFD_CLOEXEC as u64, 0, 0, 0, 0],
+                )
+            }
+        } else if src >= 0 {
             open_via(i64::from(src))
         } else {
             -1

@@ -16,6 +16,7 @@
 //! one, so the number of shadows is the peak number of threads that used LKL at once;
 //! LKL's kernel task of that shadow is reused with it.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use crate::helpers::{sys, ARCH_SET_FS};
@@ -48,6 +49,13 @@ static TABLE: [Shadow; SLOTS] = [const {
         pending: AtomicU64::new(0),
     }
 }; SLOTS];
+thread_local! {
+    /// In a shadow's thread block: that shadow's address in [`TABLE`], set each time
+    /// the block is lent (the shadow itself never reads it), so that code in our world
+    /// finds its shadow without a scan of the table.
+    static LENT: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Thread blocks of shadows whose program thread ended, ready for the next one.
 static FREE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 static NFREE: AtomicUsize = AtomicUsize::new(0);
@@ -297,6 +305,7 @@ fn enter_with(sud: bool) -> Result<Borrowed, EnterError> {
         }
     }
     set_fs(shadow.fs.load(Ordering::Relaxed));
+    set_lent(shadow);
     Ok(Borrowed { prog, shadow, sud })
 }
 
@@ -373,15 +382,34 @@ pub(crate) fn take_signal() -> bool {
     take_signals() != 0
 }
 
+/// Records in the thread block just put on (the shadow's) that it is lent as `shadow`.
+/// Never inlined, and neither is [`in_world_lent`]: the compiler takes the thread
+/// pointer for constant within a function, so a thread-local touched in the function
+/// that swaps `%fs` could reach the program's thread block instead of ours.
+#[inline(never)]
+fn set_lent(shadow: &'static Shadow) {
+    LENT.with(|c| c.set(shadow as *const Shadow as usize));
+}
+
+/// In our world: the lent shadow this thread wears (its thread block says which).
+#[inline(never)]
+fn in_world_lent() -> Option<&'static Shadow> {
+    match LENT.with(Cell::get) {
+        0 => current_lent(),
+        // SAFETY: set by `enter_with` to an entry of the static TABLE.
+        p => Some(unsafe { &*(p as *const Shadow) }),
+    }
+}
+
 /// Like [`take_signals`], without clearing them.
 pub(crate) fn peek_signals() -> u8 {
-    current_lent().map_or(0, |s| s.sig.load(Ordering::Acquire))
+    in_world_lent().map_or(0, |s| s.sig.load(Ordering::Acquire))
 }
 
 /// Like [`take_signal`], as bits: 1 any signal, 2 one whose handler lacks
 /// `SA_RESTART` (it ends a restartable call with `EINTR`).
 pub(crate) fn take_signals() -> u8 {
-    current_lent().map_or(0, |s| s.sig.swap(0, Ordering::AcqRel))
+    in_world_lent().map_or(0, |s| s.sig.swap(0, Ordering::AcqRel))
 }
 
 /// Sets `%fs` (for the signal wrapper).

@@ -3,6 +3,11 @@
  * output) given to the calls whose arguments the backend reads or writes itself get
  * EFAULT, as from the host kernel, and the program goes on. Prints "efault ok" and
  * exits 0 when every case did; names the failing case otherwise.
+ *
+ * The backend copies in process while SIGSEGV is not blocked (a fault in its copy
+ * resumes as EFAULT) and through process_vm_readv/writev while it is; so the path
+ * cases run again with SIGSEGV blocked, and once from a signal handler. The program's
+ * own SIGSEGV handler, installed first, must never see those faults.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -23,6 +28,27 @@
 #include <unistd.h>
 
 static int failures;
+static volatile sig_atomic_t program_segv, in_handler_errno = -1;
+
+static void on_segv(int sig) {
+    (void)sig;
+    program_segv++;
+    /* Returning would fault again: leave at once, saying why. */
+    static const char msg[] = "FAIL the program's SIGSEGV handler ran for a copy fault\n";
+    write(1, msg, sizeof msg - 1);
+    _exit(1);
+}
+
+/* A signal handler that makes a path call with a bad path: EFAULT there too. */
+static void on_usr1(int sig) {
+    (void)sig;
+    struct stat st;
+    long r = syscall(SYS_stat, (char *)1, &st);
+    in_handler_errno = r == -1 ? errno : 0;
+}
+
+/* The path cases of a bad pointer `p` named `name`, `how` saying in which state. */
+static void path_cases(const char *how, const char *name, char *p);
 
 /* A raw system call's result must be -1 with EFAULT. */
 static void efault(const char *what, long r) {
@@ -57,24 +83,31 @@ int main(void) {
     char *edge = unmapped - 9;
     memcpy(edge, "/proc/net", 9);
 
-    for (int i = 0; i < 3; i++) {
-        char what[64];
-        snprintf(what, sizeof what, "open(%s)", names[i]);
-        efault(what, syscall(SYS_open, bad[i], O_RDONLY));
-        snprintf(what, sizeof what, "openat(%s)", names[i]);
-        efault(what, syscall(SYS_openat, AT_FDCWD, bad[i], O_RDONLY));
-        snprintf(what, sizeof what, "stat(%s)", names[i]);
-        struct stat st;
-        efault(what, syscall(SYS_stat, bad[i], &st));
-        snprintf(what, sizeof what, "access(%s)", names[i]);
-        efault(what, syscall(SYS_access, bad[i], R_OK));
-        snprintf(what, sizeof what, "stat(/etc/resolv.conf, %s)", names[i]);
-        efault(what, syscall(SYS_stat, "/etc/resolv.conf", bad[i]));
-        snprintf(what, sizeof what, "newfstatat(/etc/resolv.conf, %s)", names[i]);
-        efault(what, syscall(SYS_newfstatat, AT_FDCWD, "/etc/resolv.conf", bad[i], 0));
-    }
+    signal(SIGSEGV, on_segv);
+    for (int i = 0; i < 3; i++)
+        path_cases("", names[i], bad[i]);
     efault("open(a view path running into an unmapped page)", syscall(SYS_open, edge, O_RDONLY));
     efault("stat(/etc/resolv.conf, read-only page)", syscall(SYS_stat, "/etc/resolv.conf", ro));
+
+    /* SIGSEGV blocked: a fault would kill, so the copies go through the kernel. */
+    sigset_t segv, old;
+    sigemptyset(&segv);
+    sigaddset(&segv, SIGSEGV);
+    sigprocmask(SIG_BLOCK, &segv, &old);
+    for (int i = 0; i < 3; i++)
+        path_cases("SIGSEGV blocked: ", names[i], bad[i]);
+    efault("SIGSEGV blocked: stat(/etc/resolv.conf, read-only page)",
+           syscall(SYS_stat, "/etc/resolv.conf", ro));
+    sigprocmask(SIG_SETMASK, &old, NULL);
+
+    /* In a signal handler. */
+    signal(SIGUSR1, on_usr1);
+    raise(SIGUSR1);
+    if (in_handler_errno != EFAULT) {
+        printf("FAIL stat(NULL+1) in a signal handler: errno %d, want EFAULT\n",
+               (int)in_handler_errno);
+        failures++;
+    }
     struct { unsigned long long flags, mode, resolve; } how = {O_RDONLY, 0, 0};
     efault("openat2(resolv.conf, NULL+1 open_how)",
            syscall(SYS_openat2, AT_FDCWD, "/etc/resolv.conf", (void *)1, sizeof how));
@@ -133,7 +166,28 @@ int main(void) {
         printf("FAIL echo after the bad pointers: %s\n", strerror(errno));
         failures++;
     }
+    if (program_segv) {
+        printf("FAIL the program's SIGSEGV handler ran %d times\n", (int)program_segv);
+        failures++;
+    }
     if (failures) return 1;
     printf("efault ok\n");
     return 0;
+}
+
+static void path_cases(const char *how, const char *name, char *p) {
+    char what[128];
+    struct stat st;
+    snprintf(what, sizeof what, "%sopen(%s)", how, name);
+    efault(what, syscall(SYS_open, p, O_RDONLY));
+    snprintf(what, sizeof what, "%sopenat(%s)", how, name);
+    efault(what, syscall(SYS_openat, AT_FDCWD, p, O_RDONLY));
+    snprintf(what, sizeof what, "%sstat(%s)", how, name);
+    efault(what, syscall(SYS_stat, p, &st));
+    snprintf(what, sizeof what, "%saccess(%s)", how, name);
+    efault(what, syscall(SYS_access, p, R_OK));
+    snprintf(what, sizeof what, "%sstat(/etc/resolv.conf, %s)", how, name);
+    efault(what, syscall(SYS_stat, "/etc/resolv.conf", p));
+    snprintf(what, sizeof what, "%snewfstatat(/etc/resolv.conf, %s)", how, name);
+    efault(what, syscall(SYS_newfstatat, AT_FDCWD, "/etc/resolv.conf", p, 0));
 }
