@@ -306,7 +306,10 @@ pub(crate) fn before_exec() {
         let table =
             crate::fds::in_range(0, u64::MAX).filter(|&(h, _)| !own || vfork_dup_of(h).is_none());
         for (h, l) in table.chain(dups) {
-            if vfork && !crate::fds::is_placeholder(h) {
+            if vfork
+                && !crate::fds::is_placeholder(h)
+                && !crate::passthrough::still_same(h, l, call)
+            {
                 // A vfork child closed or replaced it (our table is its parent's).
                 continue;
             }
@@ -359,13 +362,15 @@ pub(crate) fn exec_done() -> i64 {
     if n > 0 {
         if let Ok(pairs) = fd_pairs() {
             for &[h, l] in &pairs[..(n as usize).min(pairs.len())] {
-                if crate::fds::is_placeholder(i64::from(h)) {
-                    crate::fds::set(i64::from(h), Some(i64::from(l)));
+                let (h, l) = (i64::from(h), i64::from(l));
+                if crate::fds::is_placeholder(h) {
+                    crate::fds::set(h, Some(l));
+                } else if crate::passthrough::still_same(h, l, call) {
+                    // A passthrough fd: the host file came through the exec.
+                    crate::fds::set(h, Some(l));
+                    crate::fds::set_passthrough(h);
                 } else {
-                    call(
-                        lkl_sys::__lkl__NR_close as i64,
-                        [i64::from(l), 0, 0, 0, 0, 0],
-                    );
+                    call(lkl_sys::__lkl__NR_close as i64, [l, 0, 0, 0, 0, 0]);
                 }
             }
         }
