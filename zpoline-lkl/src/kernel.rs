@@ -367,8 +367,7 @@ pub(crate) fn exec_done() -> i64 {
                     crate::fds::set(h, Some(l));
                 } else if crate::passthrough::still_same(h, l, call) {
                     // A passthrough fd: the host file came through the exec.
-                    crate::fds::set(h, Some(l));
-                    crate::fds::set_passthrough(h);
+                    crate::passthrough::kept(h, l);
                 } else {
                     call(lkl_sys::__lkl__NR_close as i64, [l, 0, 0, 0, 0, 0]);
                 }

@@ -102,6 +102,13 @@ pub(crate) fn offer(fd: i64, l: i64, flags: i64) {
     let mut link = [0u8; PATH_MAX];
     let n = lkl_fd_link(l, &mut link);
     if n <= 0 || n as usize >= link.len() {
+        if v.debug {
+            say(&[
+                b"no passthrough for fd ",
+                &digits(fd),
+                b": LKL has no /proc/self/fd",
+            ]);
+        }
         return;
     }
     let path = &link[..n as usize];
@@ -296,6 +303,20 @@ pub(crate) fn still_same(h: i64, l: i64, lkl: impl Fn(i64, [i64; 6]) -> i64) -> 
         && hs.st_mode & libc::S_IFMT == libc::S_IFREG
         && st.st_mode & libc::S_IFMT == libc::S_IFREG
         && hs.st_ino == st.st_ino
+}
+
+/// After an exec: program fd `h`, a host file [`still_same`] found to be LKL fd
+/// `l`'s, is a passthrough fd again.
+pub(crate) fn kept(h: i64, l: i64) {
+    fds::set(h, Some(l));
+    fds::set_passthrough(h);
+    if VOLUMES.get().is_some_and(|v| v.debug) {
+        say(&[
+            b"passthrough read of fd ",
+            &digits(h),
+            b" kept through the exec",
+        ]);
+    }
 }
 
 /// `fd`'s decimal digits.
