@@ -38,6 +38,7 @@ pub(crate) const MIN_SIZE: i64 = 64 << 10;
 /// The tree's volumes, and every LKL mount path (the longest mount around a file says
 /// whether it is a volume's).
 struct Volumes {
+    /// As published, each `host_dir` with a NUL appended (a system call argument).
     volumes: Vec<ViewVolume>,
     mounts: Vec<Vec<u8>>,
     debug: bool,
@@ -51,7 +52,15 @@ pub(crate) fn init(view: &lkl_shared_kernel::FsView) {
         return;
     }
     let _ = VOLUMES.set(Volumes {
-        volumes: view.volumes.clone(),
+        volumes: view
+            .volumes
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                v.host_dir.push(0);
+                v
+            })
+            .collect(),
         mounts: view.mounts.clone(),
         debug: std::env::var_os("LKL_TREE_DEBUG").is_some(),
     });
@@ -111,11 +120,13 @@ pub(crate) fn offer(fd: i64, l: i64, flags: i64) {
         }
         return;
     }
-    let path = &link[..n as usize];
+    let n = n as usize;
+    link[n] = 0;
+    let path = &link[..n];
     let Some((vol, rest)) = volume_of(v, path) else {
         return;
     };
-    match open_host(vol, rest, &st) {
+    match open_host(vol, &link[n - rest.len()..=n], &st) {
         Ok(h) => {
             // SAFETY: dup3 of our host fd onto the program's placeholder (replaced at
             // once: the number never stands for nothing), then closing ours.
@@ -171,16 +182,14 @@ fn volume_of<'a>(v: &'a Volumes, path: &'a [u8]) -> Option<(&'a ViewVolume, &'a 
     Some((vol, &path[innermost.len() + 1..]))
 }
 
-/// Opens `rest` below volume `vol`'s host directory, read-only, and checks it is the
-/// file LKL's `fstat` describes (`st`): the host fd, or why not.
-fn open_host(vol: &ViewVolume, rest: &[u8], st: &lkl_sys::lkl_stat) -> Result<i64, &'static [u8]> {
-    let mut dir = [0u8; PATH_MAX];
-    let mut name = [0u8; PATH_MAX];
-    if vol.host_dir.len() >= dir.len() || rest.len() >= name.len() || rest.contains(&0) {
-        return Err(b"the path is too long");
+/// Opens `name` (NUL-terminated) below volume `vol`'s host directory (NUL-terminated
+/// too, see [`Volumes`]), read-only, and checks it is the file LKL's `fstat` describes
+/// (`st`): the host fd, or why not.
+fn open_host(vol: &ViewVolume, name: &[u8], st: &lkl_sys::lkl_stat) -> Result<i64, &'static [u8]> {
+    if name.last() != Some(&0) || vol.host_dir.last() != Some(&0) {
+        return Err(b"a path without its NUL");
     }
-    dir[..vol.host_dir.len()].copy_from_slice(&vol.host_dir);
-    name[..rest.len()].copy_from_slice(rest);
+    let dir = &vol.host_dir;
     // SAFETY: open of our NUL-terminated path.
     let d = unsafe {
         sys(
