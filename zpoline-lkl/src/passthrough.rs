@@ -109,7 +109,7 @@ pub(crate) fn offer(fd: i64, l: i64, flags: i64) {
         return;
     }
     let mut link = [0u8; PATH_MAX];
-    let n = lkl_fd_link(l, &mut link);
+    let n = crate::exec::lkl_fd_link(l, &mut link);
     if n <= 0 || n as usize >= link.len() {
         if v.debug {
             say(&[
@@ -148,24 +148,6 @@ pub(crate) fn offer(fd: i64, l: i64, flags: i64) {
         Err(e) if v.debug => say(&[b"no passthrough for ", path, b": ", e]),
         Err(_) => {}
     }
-}
-
-/// LKL's name of its fd `l` (`/proc/self/fd/L` in LKL) into `buf`: the length or a
-/// negative errno.
-fn lkl_fd_link(l: i64, buf: &mut [u8]) -> i64 {
-    let mut proc_link = [0u8; 40];
-    fds::fd_link(l, &mut proc_link);
-    lkl_call(
-        nr!(__lkl__NR_readlinkat),
-        [
-            libc::AT_FDCWD as i64,
-            proc_link.as_ptr() as i64,
-            buf.as_mut_ptr() as i64,
-            buf.len() as i64,
-            0,
-            0,
-        ],
-    )
 }
 
 /// The volume whose files `path` (LKL's absolute path) names, and the rest of the path
