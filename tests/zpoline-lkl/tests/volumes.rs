@@ -341,6 +341,32 @@ fn case_passthrough_sha256(e: &Env) -> Outcome {
     Ok(())
 }
 
+/// The host's libc copied onto a volume and loaded from there (`LD_LIBRARY_PATH`):
+/// ld.so's open is a passthrough one and its mappings the host file's, rewritten as
+/// any, so the `cat` it runs still reaches the volume's file through LKL.
+fn case_passthrough_library(e: &Env) -> Outcome {
+    let d = e.fresh("lib")?;
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .ok_or("no libc.so.6 in /lib/x86_64-linux-gnu or /usr/lib/x86_64-linux-gnu")?;
+    std::fs::create_dir_all(d.join("lib")).map_err(|e| e.to_string())?;
+    std::fs::copy(libc, d.join("lib/libc.so.6")).map_err(|e| format!("{libc}: {e}"))?;
+    write(&d.join("pat"), &pattern(1 << 20))?;
+    let want = host_sha256(&d.join("pat"))?;
+    let m = &e.mnt;
+    let script = format!("LD_LIBRARY_PATH={m}/lib cat {m}/pat | sha256sum");
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    if out != format!("{want}  -\n") {
+        return Err(format!("expected {want}: {out}{err}"));
+    }
+    expect_passthrough(&err, &format!("{m}/lib/libc.so.6"))?;
+    expect_passthrough(&err, &format!("{m}/pat"))
+}
+
 /// `c/volread.c offsets`: reads interleaved with lseek, pread, readv, preadv, dups, a
 /// forked child and an exec'd image on one open file description, fdinfo's pos,
 /// mmap; the exec'd image keeps the passthrough fd.
@@ -529,7 +555,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 12] = [
+    let cases: [(&str, &Case); 13] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -556,6 +582,10 @@ fn main() -> ExitCode {
         (
             "passthrough: read, lseek, pread, readv, preadv, dup, a forked child, an exec'd image and mmap agree on one open file",
             &case_passthrough_offsets,
+        ),
+        (
+            "passthrough: libc loaded from a volume (LD_LIBRARY_PATH) is mapped from the host file and rewritten",
+            &case_passthrough_library,
         ),
         (
             "passthrough: a reader sees writes made on the host and through LKL by another fd",
