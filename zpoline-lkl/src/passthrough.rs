@@ -272,7 +272,8 @@ fn host_stat(fd: i64) -> Option<libc::stat> {
 
 /// True when host fd `h` still holds the file of LKL fd `l` as a passthrough fd does
 /// (a regular file, open for reading, with the inode number LKL reports): after an
-/// exec, or in a vfork child that may have replaced the number.
+/// exec, or in a vfork child that may have replaced the number. `lkl` makes the LKL
+/// call, leaving the slot's data area alone (it holds the fd table being handed on).
 pub(crate) fn still_same(h: i64, l: i64, lkl: impl Fn(i64, [i64; 6]) -> i64) -> bool {
     // SAFETY: F_GETFL of a number.
     let fl = unsafe {

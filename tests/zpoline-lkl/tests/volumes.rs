@@ -387,6 +387,33 @@ fn case_passthrough_offsets(e: &Env) -> Outcome {
     Ok(())
 }
 
+/// Three passthrough fds open in a shell, handed to each of three `cat`s through an
+/// exec (as its stdin, and as fds 3-5): every one comes back a passthrough fd at its
+/// offset in every image (the fd table handed on is checked fd by fd).
+fn case_passthrough_exec_table(e: &Env) -> Outcome {
+    let d = e.fresh("exectable")?;
+    for (name, len) in [("a", 100_000), ("b", 200_000), ("c", 300_000)] {
+        write(&d.join(name), &pattern(len))?;
+    }
+    let m = &e.mnt;
+    let script = format!(
+        "exec 3<{m}/a 4<{m}/b 5<{m}/c; head -c 1000 <&3 >/dev/null; \
+         cat <&3 | wc -c; cat <&4 | wc -c; cat <&5 | wc -c"
+    );
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    if out != "99000\n200000\n300000\n" {
+        return Err(format!("expected 99000, 200000, 300000: {out}{err}"));
+    }
+    // Each cat gets fds 0 and 3-5 back, all passthrough fds.
+    let kept = err.matches("kept through the exec").count();
+    if kept < 12 {
+        return Err(format!(
+            "{kept} passthrough fds kept through the execs, not 12 or more:\n{err}"
+        ));
+    }
+    Ok(())
+}
+
 /// `c/volread.c coherent`: a passthrough reader sees the file changed on the host
 /// and written through LKL by another fd.
 fn case_passthrough_coherent(e: &Env) -> Outcome {
@@ -555,7 +582,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 13] = [
+    let cases: [(&str, &Case); 14] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -586,6 +613,10 @@ fn main() -> ExitCode {
         (
             "passthrough: libc loaded from a volume (LD_LIBRARY_PATH) is mapped from the host file and rewritten",
             &case_passthrough_library,
+        ),
+        (
+            "passthrough: three passthrough fds handed through execs (stdin and fds 3-5) stay passthrough fds at their offsets",
+            &case_passthrough_exec_table,
         ),
         (
             "passthrough: a reader sees writes made on the host and through LKL by another fd",
