@@ -31,7 +31,7 @@ pub mod window;
 
 use std::fmt;
 
-pub use fsview::FsView;
+pub use fsview::{FsView, ViewVolume};
 
 /// Where a process of the tree finds the kernel process: passed to exec'd images on
 /// `lkl-run`'s command line as `PID:FD:ADDR`.

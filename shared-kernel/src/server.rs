@@ -221,7 +221,7 @@ fn serve(
             }
         );
     }
-    let view = crate::FsView {
+    let mut view = crate::FsView {
         root: config
             .disks
             .iter()
@@ -239,9 +239,16 @@ fn serve(
                     .map(|v| v.path.as_os_str().as_encoded_bytes().to_vec()),
             )
             .collect(),
+        volumes: config.volumes.iter().filter_map(view_volume).collect(),
     };
     let has_disks = !started.disks.is_empty();
     let _ = DISKS.set(started.disks);
+    if !view.volumes.is_empty() && view.encode().is_none() {
+        // The host directories do not fit beside the paths: the programs read the
+        // volumes through LKL only.
+        debug!("the volumes' host directories do not fit in the view: no passthrough reads");
+        view.volumes.clear();
+    }
     if !win.set_fs_view(&view) {
         let _ = write!(
             out,
@@ -294,6 +301,35 @@ fn serve(
             .spawn(terminator);
     }
     doorbell()
+}
+
+/// What the programs need to read volume `v`'s files on the host themselves: its
+/// canonical host directory and that directory's identity. `None` (no passthrough
+/// for it, with a debug line) when the directory cannot be resolved or statted.
+fn view_volume(v: &lkl_hijack_config::Volume) -> Option<crate::ViewVolume> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match std::fs::canonicalize(&v.dir) {
+        Ok(d) => d,
+        Err(e) => {
+            debug!("volume {}: no passthrough reads: {e}", v.dir.display());
+            return None;
+        }
+    };
+    let meta = std::fs::metadata(&dir).ok()?;
+    let view = crate::ViewVolume {
+        path: v.path.as_os_str().as_encoded_bytes().to_vec(),
+        host_dir: dir.as_os_str().as_encoded_bytes().to_vec(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        read_only: v.read_only,
+    };
+    debug!(
+        "volume {} on {}: passthrough reads from {}",
+        v.dir.display(),
+        v.path.display(),
+        dir.display()
+    );
+    Some(view)
 }
 
 /// Blocks `SIGTERM` in the calling thread (and the threads it makes).

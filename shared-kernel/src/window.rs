@@ -14,7 +14,7 @@ use crate::Error;
 /// Number of slots: the most program threads that may call LKL at once in the tree.
 pub const SLOTS: usize = 1024;
 /// Bytes per slot, its [`Ctl`] included.
-pub const SLOT_SIZE: usize = 128 << 10;
+pub const SLOT_SIZE: usize = 512 << 10;
 /// Bytes before the first slot.
 pub const HEADER_SIZE: usize = 4096;
 /// Offset of a slot's data area within the slot.

@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{dispatch, kernel, pathcall, paths, table, world, Error, Lkl};
+use crate::{dispatch, kernel, passthrough, pathcall, paths, table, world, Error, Lkl};
 
 static BACKEND: OnceLock<Lkl> = OnceLock::new();
 /// The configuration, for a boot at the first LKL call.
@@ -102,14 +102,18 @@ pub fn start(
         Mode::Private { first: false } => {}
         Mode::SharedFirst => {
             let started = lkl_shared_kernel::server::spawn(&config)?;
-            paths::init(&started.window.fs_view());
+            let view = started.window.fs_view();
+            paths::init(&view);
+            passthrough::init(&view);
             warnings.extend(started.warnings);
             shared = Some(started.spec.to_string());
         }
         Mode::SharedChild(spec) => {
             let spec: lkl_shared_kernel::Spec = spec.parse()?;
             let window = lkl_shared_kernel::window::Window::attach(&spec)?;
-            paths::init(&window.fs_view());
+            let view = window.fs_view();
+            paths::init(&view);
+            passthrough::init(&view);
             lkl_shared_kernel::client::init(window, spec.pid);
             shared = Some(spec.to_string());
         }

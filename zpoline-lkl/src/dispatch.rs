@@ -15,7 +15,9 @@ use crate::helpers::{lkl_stat, sys};
 use crate::linger::{close_lingering, drain_at_exit};
 use crate::paths::{self, PathBuf, Place};
 use crate::table::{self, Handler};
-use crate::{blocking, boot, epoll, fds, kernel, mmap, pathcall, signals, wait, world, Lkl};
+use crate::{
+    blocking, boot, epoll, fds, kernel, mmap, passthrough, pathcall, signals, wait, world, Lkl,
+};
 
 use libc::{EAFNOSUPPORT, EAGAIN, EBADF, EINTR, EINVAL, ENETDOWN, ENOSYS};
 const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
@@ -476,6 +478,9 @@ impl Lkl {
                     }
                     let fd = fds::adopt(l, 0, lkl_close);
                     crate::linger::opened_file(fd, l);
+                    if fd >= 0 {
+                        passthrough::offer(fd, l, flags);
+                    }
                     fd
                 })
             }
@@ -551,11 +556,20 @@ impl Lkl {
             | Handler::CopyFileRange
             | Handler::EpollWait => match fds::lkl_of(a[0]) {
                 None => host(nr, a),
+                // A volume's file read from the host (passthrough.rs).
+                Some(_) if fds::passthrough(a[0]) && passthrough::to_host(nr, a) => host(nr, a),
                 Some(l) => self.fd_call(entry.handler, nr, a, l, forked),
             },
-            // mmap(addr, len, prot, flags, fd, off) of an LKL file: a copy.
+            // mmap(addr, len, prot, flags, fd, off) of an LKL file: a copy (a passthrough
+            // fd is the host file itself: the host maps it).
             Handler::Mmap => match fds::lkl_of(a[4]) {
-                Some(l) if !forked && a[3] & libc::MAP_ANONYMOUS as u64 == 0 => mmap::map(a, l),
+                Some(l)
+                    if !forked
+                        && a[3] & libc::MAP_ANONYMOUS as u64 == 0
+                        && !fds::passthrough(a[4]) =>
+                {
+                    mmap::map(a, l)
+                }
                 _ => host(nr, a),
             },
             Handler::Stat | Handler::EpollCtl => host(nr, a),
@@ -675,12 +689,14 @@ impl Lkl {
             Handler::Bind => on_lkl(with_sockaddr(a, |addr, len| {
                 lkl_call(nr!(__lkl__NR_bind), [l, addr as i64, len as i64, 0, 0, 0])
             })),
-            Handler::Dup => self.dup_lkl(l, 0),
+            Handler::Dup => self.dup_lkl(a[0], l, 0),
+            // From a passthrough fd, the host file is read (its offset is the host's).
             Handler::Sendfile => match fds::lkl_of(a[1]) {
-                Some(lin) => on_lkl(lkl_sendfile(l, lin, a[2], i(3))),
-                None => (sendfile_to_lkl(l, a[1], a[2], a[3] as usize), Target::Lkl),
+                Some(lin) if !fds::passthrough(a[1]) => on_lkl(lkl_sendfile(l, lin, a[2], i(3))),
+                _ => (sendfile_to_lkl(l, a[1], a[2], a[3] as usize), Target::Lkl),
             },
             Handler::CopyFileRange => match fds::lkl_of(a[2]) {
+                Some(_) if fds::passthrough(a[0]) => refused(-i64::from(libc::EXDEV)),
                 Some(lout) => on_lkl(lkl_call(
                     table::lkl_nr(nr).unwrap_or(-1),
                     [l, i(1), lout, i(3), i(4), i(5)],
@@ -690,7 +706,7 @@ impl Lkl {
             Handler::Fcntl
                 if a[1] == libc::F_DUPFD as u64 || a[1] == libc::F_DUPFD_CLOEXEC as u64 =>
             {
-                self.dup_lkl(l, i(2))
+                self.dup_lkl(a[0], l, i(2))
             }
             _ => match table::lkl_nr(nr) {
                 None => (-i64::from(ENOSYS), Target::LklMissing),
@@ -705,13 +721,38 @@ impl Lkl {
         }
     }
 
-    /// `dup`/`F_DUPFD` of LKL fd `l` to a program fd at or above `min`.
-    fn dup_lkl(&self, l: i64, min: i64) -> (i64, Target) {
+    /// `dup`/`F_DUPFD` of program fd `fd` (LKL fd `l`) to a program fd at or above
+    /// `min`. A passthrough fd's host file is duplicated in place of a placeholder, so
+    /// both share its offset.
+    fn dup_lkl(&self, fd: u64, l: i64, min: i64) -> (i64, Target) {
         let n = lkl_call(nr!(__lkl__NR_dup), [l, 0, 0, 0, 0, 0]);
         if n < 0 {
             return on_lkl(n);
         }
-        (fds::adopt(n, min, lkl_close), Target::Lkl)
+        if !fds::passthrough(fd) {
+            return (fds::adopt(n, min, lkl_close), Target::Lkl);
+        }
+        // SAFETY: F_DUPFD_CLOEXEC of the program's passthrough fd (a host file).
+        let h = unsafe {
+            sys(
+                libc::SYS_fcntl,
+                [fd, libc::F_DUPFD_CLOEXEC as u64, min.max(0) as u64, 0, 0, 0],
+            )
+        };
+        if h < 0 || h >= fds::MAX_FDS as i64 {
+            if h >= 0 {
+                // SAFETY: closing the copy we just made.
+                unsafe { sys(libc::SYS_close, [h as u64, 0, 0, 0, 0, 0]) };
+            }
+            lkl_close(n);
+            return (
+                if h < 0 { h } else { -i64::from(libc::EMFILE) },
+                Target::Lkl,
+            );
+        }
+        fds::set(h, Some(n));
+        fds::set_passthrough(h);
+        (h, Target::Lkl)
     }
 
     /// `dup2`/`dup3`, where either side may be LKL's.
@@ -765,6 +806,10 @@ impl Lkl {
         }
         crate::linger::forget(new as i32 as i64);
         fds::set(new as i32 as i64, fresh);
+        if fresh.is_some() && fds::passthrough(old) {
+            // The host file was duplicated onto `new`: a passthrough fd too.
+            fds::set_passthrough(new as i32 as i64);
+        }
         (
             r,
             if fresh.is_some() {

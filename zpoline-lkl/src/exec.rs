@@ -67,22 +67,7 @@ impl Lkl {
         let Some(l) = fds::lkl_of(fd as u64) else {
             return -i64::from(libc::EBADF);
         };
-        let mut link = [0u8; 40];
-        crate::fds::fd_link(l, &mut link);
-        let text = link.as_ptr() as u64;
-        let (r, _) = wait::in_world(|| {
-            crate::kernel::call(
-                nr!(__lkl__NR_readlinkat),
-                [
-                    AT_FDCWD,
-                    text as i64,
-                    buf.as_mut_ptr() as i64,
-                    buf.len() as i64,
-                    0,
-                    0,
-                ],
-            )
-        });
+        let r = lkl_fd_link(l, buf);
         if r >= buf.len() as i64 {
             return -i64::from(libc::ENAMETOOLONG);
         }
@@ -92,4 +77,26 @@ impl Lkl {
         }
         r
     }
+}
+
+/// LKL's name of its fd `l` (its `/proc/self/fd/L`, so LKL must have `proc` mounted)
+/// into `buf`: the length (`buf.len()` when cut short) or a negative errno.
+pub(crate) fn lkl_fd_link(l: i64, buf: &mut [u8]) -> i64 {
+    let mut link = [0u8; 40];
+    fds::fd_link(l, &mut link);
+    let text = link.as_ptr() as u64;
+    let (r, _) = wait::in_world(|| {
+        crate::kernel::call(
+            nr!(__lkl__NR_readlinkat),
+            [
+                AT_FDCWD,
+                text as i64,
+                buf.as_mut_ptr() as i64,
+                buf.len() as i64,
+                0,
+                0,
+            ],
+        )
+    });
+    r
 }

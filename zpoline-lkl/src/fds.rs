@@ -15,8 +15,13 @@ use crate::helpers::sys;
 /// Placeholders are below this number (a placeholder above it is refused with `EMFILE`).
 pub(crate) const MAX_FDS: usize = 65536;
 
-/// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd.
+/// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd; with [`PASSTHROUGH`] set when
+/// the host fd is not a placeholder but the same file opened on the host
+/// (`passthrough.rs`).
 static LKL_OF: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
+
+/// The bit of [`LKL_OF`] that marks a passthrough fd (LKL fds are far below it).
+const PASSTHROUGH: i32 = 1 << 30;
 
 /// How many program fds are LKL's (placeholders in [`LKL_OF`]).
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -35,9 +40,26 @@ pub(crate) fn lkl_of(fd: u64) -> Option<i64> {
     if fd < 0 || fd as usize >= MAX_FDS {
         return None;
     }
-    match LKL_OF[fd as usize].load(Ordering::Acquire) {
+    match LKL_OF[fd as usize].load(Ordering::Acquire) & !PASSTHROUGH {
         0 => None,
         l => Some(i64::from(l - 1)),
+    }
+}
+
+/// True when program fd `fd` is LKL's and reads go to the host file it holds.
+#[inline(always)]
+pub(crate) fn passthrough(fd: u64) -> bool {
+    let fd = fd as i32;
+    fd >= 0
+        && (fd as usize) < MAX_FDS
+        && LKL_OF[fd as usize].load(Ordering::Acquire) & PASSTHROUGH != 0
+}
+
+/// Marks LKL's program fd `host` as a passthrough fd: the host fd is the same file,
+/// opened on the host, not a placeholder.
+pub(crate) fn set_passthrough(host: i64) {
+    if host >= 0 && (host as usize) < MAX_FDS {
+        LKL_OF[host as usize].fetch_or(PASSTHROUGH, Ordering::AcqRel);
     }
 }
 
@@ -46,7 +68,8 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
     if host < 0 || host as usize >= MAX_FDS {
         return;
     }
-    let before = LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel);
+    let before = LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel)
+        & !PASSTHROUGH;
     match (before != 0, lkl.is_some()) {
         (false, true) => {
             COUNT.fetch_add(1, Ordering::AcqRel);

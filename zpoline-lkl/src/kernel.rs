@@ -234,6 +234,18 @@ pub(crate) fn call(nr: i64, mut args: [i64; 6]) -> i64 {
     }
 }
 
+/// [`call`] without copying arguments through the slot's data area (the kernel process
+/// reaches our memory itself): for calls made while the data area holds the fd table
+/// an exec hands on ([`fd_pairs`]).
+fn call_direct(nr: i64, mut args: [i64; 6]) -> i64 {
+    if shared() {
+        on_slot(|slot| client::call(slot, op::CALL, nr, args, &signalled))
+    } else {
+        // SAFETY: as in `call`.
+        unsafe { lkl_sys::lkl_syscall(nr, args.as_mut_ptr()) }
+    }
+}
+
 /// In our world: this thread's slot's data area as the fd table an exec hands on.
 fn fd_pairs() -> Result<&'static mut [[i32; 2]], i64> {
     let s = slot()?;
@@ -306,7 +318,10 @@ pub(crate) fn before_exec() {
         let table =
             crate::fds::in_range(0, u64::MAX).filter(|&(h, _)| !own || vfork_dup_of(h).is_none());
         for (h, l) in table.chain(dups) {
-            if vfork && !crate::fds::is_placeholder(h) {
+            if vfork
+                && !crate::fds::is_placeholder(h)
+                && !crate::passthrough::still_same(h, l, call_direct)
+            {
                 // A vfork child closed or replaced it (our table is its parent's).
                 continue;
             }
@@ -359,13 +374,14 @@ pub(crate) fn exec_done() -> i64 {
     if n > 0 {
         if let Ok(pairs) = fd_pairs() {
             for &[h, l] in &pairs[..(n as usize).min(pairs.len())] {
-                if crate::fds::is_placeholder(i64::from(h)) {
-                    crate::fds::set(i64::from(h), Some(i64::from(l)));
+                let (h, l) = (i64::from(h), i64::from(l));
+                if crate::fds::is_placeholder(h) {
+                    crate::fds::set(h, Some(l));
+                } else if crate::passthrough::still_same(h, l, call_direct) {
+                    // A passthrough fd: the host file came through the exec.
+                    crate::passthrough::kept(h, l);
                 } else {
-                    call(
-                        lkl_sys::__lkl__NR_close as i64,
-                        [i64::from(l), 0, 0, 0, 0, 0],
-                    );
+                    call(lkl_sys::__lkl__NR_close as i64, [l, 0, 0, 0, 0, 0]);
                 }
             }
         }

@@ -18,7 +18,8 @@
 //! (`EFAULT` for a bad pointer). LKL calls run on the program's thread wearing a thread block
 //! of ours (`world.rs`); signal handlers are wrapped to get the program's back
 //! (`signals.rs`); LKL fds live in the program's fd space as placeholders (`fds.rs`);
-//! `poll`/`select` over mixed sets are in `wait.rs`, `epoll` in `epoll.rs`.
+//! `poll`/`select` over mixed sets are in `wait.rs`, `epoll` in `epoll.rs`; a volume's
+//! files opened read-only are read straight from the host (`passthrough.rs`).
 
 mod blocking;
 mod boot;
@@ -31,6 +32,7 @@ mod kernel;
 mod linger;
 mod marshal;
 mod mmap;
+mod passthrough;
 mod pathcall;
 mod paths;
 mod signals;

@@ -69,10 +69,13 @@ pub unsafe extern "C" fn page_alloc(size: c_ulong) -> *mut c_void {
         )
     };
     if p == libc::MAP_FAILED {
-        ptr::null_mut()
-    } else {
-        p
+        return ptr::null_mut();
     }
+    if size as usize >= HINT_MIN_SIZE {
+        // SAFETY: advice on our own fresh mapping; refused advice changes nothing.
+        unsafe { libc::madvise(p, size as usize, libc::MADV_HUGEPAGE) };
+    }
+    p
 }
 
 /// `page_free`: unmaps what [`page_alloc`] returned.

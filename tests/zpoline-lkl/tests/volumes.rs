@@ -2,6 +2,10 @@
 //! HOSTDIR:PATH[:ro] PROGRAM`. PATH does not exist on the host: the program reaches
 //! HOSTDIR's files only through LKL (the kernel's virtiofs and our device), and what
 //! it leaves there is compared with the same work done natively.
+//!
+//! Files of 64 KiB or more opened read-only are read straight from the host
+//! (passthrough); with `LKL_TREE_DEBUG=1` each such open says so on stderr
+//! (`lkl-tree: passthrough read of PATH (fd N)`), which the passthrough cases check.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
@@ -22,6 +26,8 @@ struct Env {
     mnt: String,
     /// A tarball of a tree of small files and a C program with its Makefile.
     tarball: PathBuf,
+    /// `c/volread.c`, built on the host.
+    volread: PathBuf,
 }
 
 impl Env {
@@ -42,6 +48,31 @@ impl Env {
             .current_dir(self.dir.path())
             .env("LC_ALL", "C");
         support::output_within(&mut cmd, DEADLINE)
+    }
+
+    /// `lkl-run --zpoline --volume DIR:MNT[:ro] ARGS` with `LKL_TREE_DEBUG=1`: it
+    /// succeeded; its stdout and stderr.
+    fn debug_run(&self, dir: &Path, ro: bool, args: &[&str]) -> Result<(String, String), String> {
+        let mut cmd = Command::new(LKL_RUN);
+        cmd.arg("--zpoline")
+            .arg(format!(
+                "--volume={}:{}{}",
+                dir.display(),
+                self.mnt,
+                if ro { ":ro" } else { "" }
+            ))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .env("LKL_TREE_DEBUG", "1");
+        let o = support::output_within(&mut cmd, DEADLINE)?;
+        if !o.status.success() {
+            return Err(format!("{args:?} failed: {}", support::output_text(&o)));
+        }
+        Ok((
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ))
     }
 
     /// `lkl-run --zpoline --volume DIR:MNT[:ro] sh -c SCRIPT`.
@@ -248,6 +279,241 @@ fn case_root_and_volume(e: &Env) -> Outcome {
     support::fsck_clean("ext4", &img)
 }
 
+/// `len` bytes whose byte at offset i is i % 251 (what `c/volread.c` checks).
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// `sha256sum FILE`'s hash, on the host.
+fn host_sha256(file: &Path) -> Result<String, String> {
+    let out = support::run(Command::new("sha256sum").arg(file))?;
+    Ok(out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// `stderr` says the program read `path` (LKL's) through the host.
+fn expect_passthrough(stderr: &str, path: &str) -> Outcome {
+    let line = format!("lkl-tree: passthrough read of {path} (fd ");
+    if !stderr.contains(&line) {
+        return Err(format!("no passthrough read of {path}; stderr:\n{stderr}"));
+    }
+    Ok(())
+}
+
+/// A 64 MiB file's sha256 through a volume equals the host's, read through the
+/// host (passthrough), on a read-write and a read-only volume; a file below the
+/// passthrough size is read through LKL.
+fn case_passthrough_sha256(e: &Env) -> Outcome {
+    let d = e.fresh("sha")?;
+    support::run(
+        Command::new("head")
+            .args(["-c", "64M", "/dev/urandom"])
+            .stdout(std::fs::File::create(d.join("big")).map_err(|e| e.to_string())?),
+    )?;
+    write(&d.join("small"), &pattern(1000))?;
+    let want = host_sha256(&d.join("big"))?;
+    let m = &e.mnt;
+    for ro in [false, true] {
+        let (out, err) = e.debug_run(
+            &d,
+            ro,
+            &[
+                "sh",
+                "-c",
+                &format!("sha256sum {m}/big; cat {m}/small | wc -c"),
+            ],
+        )?;
+        if out != format!("{want}  {m}/big\n1000\n") {
+            return Err(format!(
+                "read-only {ro}: expected {want} and 1000, got {out:?}"
+            ));
+        }
+        expect_passthrough(&err, &format!("{m}/big"))?;
+        if err.contains(&format!("passthrough read of {m}/small")) {
+            return Err(format!(
+                "a 1000-byte file was read through the host:\n{err}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The host's libc copied onto a volume and loaded from there (`LD_LIBRARY_PATH`):
+/// ld.so's open is a passthrough one and its mappings the host file's, rewritten as
+/// any, so the `cat` it runs still reaches the volume's file through LKL.
+fn case_passthrough_library(e: &Env) -> Outcome {
+    let d = e.fresh("lib")?;
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .ok_or("no libc.so.6 in /lib/x86_64-linux-gnu or /usr/lib/x86_64-linux-gnu")?;
+    std::fs::create_dir_all(d.join("lib")).map_err(|e| e.to_string())?;
+    std::fs::copy(libc, d.join("lib/libc.so.6")).map_err(|e| format!("{libc}: {e}"))?;
+    write(&d.join("pat"), &pattern(1 << 20))?;
+    let want = host_sha256(&d.join("pat"))?;
+    let m = &e.mnt;
+    let script = format!("LD_LIBRARY_PATH={m}/lib cat {m}/pat | sha256sum");
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    if out != format!("{want}  -\n") {
+        return Err(format!("expected {want}: {out}{err}"));
+    }
+    expect_passthrough(&err, &format!("{m}/lib/libc.so.6"))?;
+    expect_passthrough(&err, &format!("{m}/pat"))
+}
+
+/// `c/volread.c offsets`: reads interleaved with lseek, pread, readv, preadv, dups, a
+/// forked child and an exec'd image on one open file description, fdinfo's pos,
+/// mmap; the exec'd image keeps the passthrough fd.
+fn case_passthrough_offsets(e: &Env) -> Outcome {
+    let d = e.fresh("offsets")?;
+    write(&d.join("pat"), &pattern(3 << 20))?;
+    let path = format!("{}/pat", e.mnt);
+    let (out, err) = e.debug_run(&d, false, &[s(&e.volread), "offsets", &path])?;
+    if out != "offsets ok\n" {
+        return Err(format!("volread offsets: {out}{err}"));
+    }
+    expect_passthrough(&err, &path)?;
+    if !err.contains("kept through the exec") {
+        return Err(format!(
+            "the exec'd image did not keep the passthrough fd:\n{err}"
+        ));
+    }
+    Ok(())
+}
+
+/// Three passthrough fds open in a shell, handed to each of three `cat`s through an
+/// exec (as its stdin, and as fds 3-5): every one comes back a passthrough fd at its
+/// offset in every image (the fd table handed on is checked fd by fd).
+fn case_passthrough_exec_table(e: &Env) -> Outcome {
+    let d = e.fresh("exectable")?;
+    for (name, len) in [("a", 100_000), ("b", 200_000), ("c", 300_000)] {
+        write(&d.join(name), &pattern(len))?;
+    }
+    let m = &e.mnt;
+    let script = format!(
+        "exec 3<{m}/a 4<{m}/b 5<{m}/c; head -c 1000 <&3 >/dev/null; \
+         cat <&3 | wc -c; cat <&4 | wc -c; cat <&5 | wc -c"
+    );
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    if out != "99000\n200000\n300000\n" {
+        return Err(format!("expected 99000, 200000, 300000: {out}{err}"));
+    }
+    // Each cat gets fds 0 and 3-5 back, all passthrough fds.
+    let kept = err.matches("kept through the exec").count();
+    if kept < 12 {
+        return Err(format!(
+            "{kept} passthrough fds kept through the execs, not 12 or more:\n{err}"
+        ));
+    }
+    Ok(())
+}
+
+/// `c/volread.c coherent`: a passthrough reader sees the file changed on the host
+/// and written through LKL by another fd.
+fn case_passthrough_coherent(e: &Env) -> Outcome {
+    let d = e.fresh("coherent")?;
+    write(&d.join("pat"), &pattern(1 << 20))?;
+    let path = format!("{}/pat", e.mnt);
+    let host = d.join("pat");
+    let (out, err) = e.debug_run(&d, false, &[s(&e.volread), "coherent", &path, s(&host)])?;
+    if out != "coherent ok\n" {
+        return Err(format!("volread coherent: {out}{err}"));
+    }
+    expect_passthrough(&err, &path)
+}
+
+/// A volume's file that LKL still knows (its name cached) is replaced on the host
+/// by a link to a file outside the host directory: the passthrough open refuses the
+/// link (ELOOP) and the program reads what LKL opened, never the outside file.
+fn case_passthrough_link_out(e: &Env) -> Outcome {
+    let top = e.fresh("linkout")?;
+    let d = top.join("vol");
+    write(&d.join("f"), &vec![b'a'; 100_000])?;
+    write(&top.join("secret"), &vec![b'S'; 100_000])?;
+    let (hf, m) = (d.join("f"), &e.mnt);
+    let script = format!(
+        "stat -c %s {m}/f && mv {hf} {hf}.old && ln -s ../secret {hf} && \
+         head -c 5 {m}/f; echo; head -c 5 {m}/f; echo",
+        hf = hf.display()
+    );
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    if out.contains('S') {
+        return Err(format!("the file outside the volume was read: {out}{err}"));
+    }
+    // Within a second LKL's cached name still leads to the old file ("aaaaa"), whose
+    // host name is now the link: refused. Later LKL sees the link and follows it
+    // inside its own tree (nothing there: empty lines, ENOENT on stderr).
+    if out.contains("aaaaa")
+        && !err.contains(&format!(
+            "no passthrough for {m}/f: a link on the host side (ELOOP)"
+        ))
+    {
+        return Err(format!("the swapped name was not refused: {out}{err}"));
+    }
+    if err.contains(&format!("passthrough read of {m}/f")) {
+        return Err(format!("a passthrough read through a link: {err}"));
+    }
+    Ok(())
+}
+
+/// Files on images are read through LKL, never from the host: `--mount` (no
+/// passthrough line), and `--root IMAGE --volume` (the image's busybox reads the
+/// volume's file through the host, LKL's `/proc` in the image's `/proc`).
+fn case_passthrough_images(e: &Env) -> Outcome {
+    let src = e.fresh("pimg.src")?;
+    write(&src.join("pat"), &pattern(1 << 20))?;
+    std::fs::create_dir_all(src.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(src.join("proc")).map_err(|e| e.to_string())?;
+    std::fs::copy(BUSYBOX, src.join("bin/busybox")).map_err(|e| format!("{BUSYBOX}: {e}"))?;
+    let img = e.dir.path().join("pimg.img");
+    support::mkfs_image("ext4", &img, Some(&src))?;
+    let want = host_sha256(&src.join("pat"))?;
+    let mut cmd = Command::new(LKL_RUN);
+    cmd.arg("--zpoline")
+        .arg(format!("--mount={}:{}:ro", img.display(), e.mnt))
+        .args(["sha256sum", &format!("{}/pat", e.mnt)])
+        .env("LKL_TREE_DEBUG", "1");
+    let o = support::output_within(&mut cmd, DEADLINE)?;
+    let text = support::output_text(&o);
+    if !o.status.success() || !text.contains(&want) || text.contains("passthrough read") {
+        return Err(format!("--mount: expected {want} read through LKL: {text}"));
+    }
+    let vol = e.fresh("pimg.vol")?;
+    write(&vol.join("pat"), &pattern(1 << 20))?;
+    let mut cmd = Command::new(LKL_RUN);
+    cmd.arg("--zpoline")
+        .arg(format!("--root={}", img.display()))
+        .arg(format!("--volume={}:/work", vol.display()))
+        .args([BUSYBOX, "sha256sum", "/work/pat", "/pat"])
+        .env("LKL_TREE_DEBUG", "1");
+    let o = support::output_within(&mut cmd, DEADLINE)?;
+    let text = support::output_text(&o);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    if !o.status.success() || out != format!("{want}  /work/pat\n{want}  /pat\n") {
+        return Err(format!("--root --volume: expected {want} twice: {text}"));
+    }
+    expect_passthrough(&err, "/work/pat")?;
+    if err.contains("passthrough read of /pat") {
+        return Err(format!(
+            "the root image's file was read through the host: {err}"
+        ));
+    }
+    support::fsck_clean("ext4", &img)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
 /// The host's static busybox: the program of the root image.
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -259,6 +525,8 @@ fn setup() -> Result<Env, String> {
         ("cc", "gcc"),
         ("diff", "diffutils"),
         ("cmp", "diffutils"),
+        ("sha256sum", "coreutils"),
+        ("gcc", "gcc"),
         ("mkfs.ext4", "e2fsprogs"),
         ("e2fsck", "e2fsprogs"),
         (BUSYBOX, "busybox-static"),
@@ -290,6 +558,12 @@ fn setup() -> Result<Env, String> {
     }
     std::os::unix::fs::symlink("data/d0/file-0.txt", proj.join("link"))
         .map_err(|e| e.to_string())?;
+    let volread = dir.path().join("volread");
+    support::gcc(
+        &support::workspace().join("tests/zpoline-lkl/c/volread.c"),
+        &volread,
+        &["-O2", "-Wall"],
+    )?;
     let tarball = dir.path().join("proj.tar");
     support::run(
         Command::new("tar")
@@ -299,11 +573,16 @@ fn setup() -> Result<Env, String> {
             .arg(dir.path().join("src"))
             .arg("proj"),
     )?;
-    Ok(Env { dir, mnt, tarball })
+    Ok(Env {
+        dir,
+        mnt,
+        tarball,
+        volread,
+    })
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 7] = [
+    let cases: [(&str, &Case); 14] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -322,6 +601,34 @@ fn main() -> ExitCode {
         (
             "--root IMAGE --volume DIR:/work: the image's busybox reads and writes the host directory; the image clean",
             &case_root_and_volume,
+        ),
+        (
+            "passthrough: a 64 MiB file's sha256 read through the host on a volume and a :ro volume; a small file through LKL",
+            &case_passthrough_sha256,
+        ),
+        (
+            "passthrough: read, lseek, pread, readv, preadv, dup, a forked child, an exec'd image and mmap agree on one open file",
+            &case_passthrough_offsets,
+        ),
+        (
+            "passthrough: libc loaded from a volume (LD_LIBRARY_PATH) is mapped from the host file and rewritten",
+            &case_passthrough_library,
+        ),
+        (
+            "passthrough: three passthrough fds handed through execs (stdin and fds 3-5) stay passthrough fds at their offsets",
+            &case_passthrough_exec_table,
+        ),
+        (
+            "passthrough: a reader sees writes made on the host and through LKL by another fd",
+            &case_passthrough_coherent,
+        ),
+        (
+            "passthrough: a name swapped for a link out of the host directory is refused (ELOOP), the outside file never read",
+            &case_passthrough_link_out,
+        ),
+        (
+            "passthrough: an image's files (--mount, --root) read through LKL; --root with --volume reads the volume through the host",
+            &case_passthrough_images,
         ),
     ];
     support::main_cases(setup, &cases)
