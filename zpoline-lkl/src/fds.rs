@@ -217,9 +217,10 @@ fn names_placeholder_file(fd: i64) -> bool {
 pub(crate) fn placeholder(min: i64) -> i64 {
     let fd = if min <= 0 {
         let src = SOURCE.load(Ordering::Acquire);
-        let via = if src >= 0 && lkl_of(src as u64).is_some() {
+        let via = if src >= 0 && lkl_of(src as u64).is_some() && !passthrough(src as u64) {
             // Still an LKL fd's placeholder (every change of that number comes through
-            // the table): a duplicate, without the two lookups in /proc of
+            // the table; a passthrough fd's number holds a host file instead): a
+            // duplicate, without the two lookups in /proc of
             // `open_via`. The duplicate shares its open file description, which an
             // `O_PATH` descriptor gives nothing to change.
             // SAFETY: F_DUPFD_CLOEXEC of our own placeholder, at the lowest free number.

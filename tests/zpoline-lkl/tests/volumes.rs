@@ -387,6 +387,26 @@ fn case_passthrough_offsets(e: &Env) -> Outcome {
     Ok(())
 }
 
+/// A placeholder made after a passthrough open is never a copy of the host file the
+/// passthrough fd holds: the shell's fd 4 (an LKL file opened after the passthrough fd
+/// 3), read from the host side by another process, names the placeholder memory file.
+fn case_passthrough_then_placeholder(e: &Env) -> Outcome {
+    let d = e.fresh("after")?;
+    write(&d.join("big"), &pattern(1 << 20))?;
+    write(&d.join("small"), &pattern(100))?;
+    let m = &e.mnt;
+    let script = format!("exec 3<{m}/big 4<{m}/small; readlink /proc/$$/fd/3 /proc/$$/fd/4");
+    let (out, err) = e.debug_run(&d, false, &["sh", "-c", &script])?;
+    expect_passthrough(&err, &format!("{m}/big"))?;
+    let lines: Vec<&str> = out.lines().collect();
+    match lines[..] {
+        [big, small] if big.ends_with("/big") && small.contains("lkl-placeholder") => Ok(()),
+        _ => Err(format!(
+            "expected the host file for fd 3 and a placeholder for fd 4, got {out:?}{err}"
+        )),
+    }
+}
+
 /// Three passthrough fds open in a shell, handed to each of three `cat`s through an
 /// exec (as its stdin, and as fds 3-5): every one comes back a passthrough fd at its
 /// offset in every image (the fd table handed on is checked fd by fd).
@@ -582,7 +602,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 14] = [
+    let cases: [(&str, &Case); 15] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -617,6 +637,10 @@ fn main() -> ExitCode {
         (
             "passthrough: three passthrough fds handed through execs (stdin and fds 3-5) stay passthrough fds at their offsets",
             &case_passthrough_exec_table,
+        ),
+        (
+            "passthrough: an LKL file opened after a passthrough fd gets a placeholder, not a copy of the host file",
+            &case_passthrough_then_placeholder,
         ),
         (
             "passthrough: a reader sees writes made on the host and through LKL by another fd",
