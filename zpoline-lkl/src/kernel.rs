@@ -115,7 +115,9 @@ fn vfork_dup_of(fd: i64) -> Option<i64> {
 
 /// In our world: this thread's slot, claimed at its first call (for the process
 /// whose memory this is: a vfork child calls as its parent until it execs, unless it
-/// has a process of its own, [`own_process`]).
+/// has a process of its own, [`own_process`]). Never inlined: the compiler takes the
+/// thread pointer for constant within a function, and a caller may have swapped `%fs`.
+#[inline(never)]
 fn slot() -> Result<usize, i64> {
     if let Some(s) = vfork_slot() {
         return Ok(s);
@@ -132,7 +134,9 @@ fn slot() -> Result<usize, i64> {
     })
 }
 
-/// In our world: forgets this thread's slot (the kernel process retired it).
+/// In our world: forgets this thread's slot (the kernel process retired it). Never
+/// inlined, like [`slot`].
+#[inline(never)]
 pub(crate) fn drop_slot() {
     SLOT.with(|c| c.set((0, 0)));
 }
