@@ -333,14 +333,23 @@ struct Pipe {
 #[derive(Default)]
 struct PipeState {
     members: VecDeque<Member>,
+    /// File data bytes the members hold.
+    bytes: u64,
     /// The walk ended (all members passed, or an error).
     done: bool,
     /// The writer gave up: the walk should stop.
     stop: bool,
+    /// The writer sleeps until there is enough to do.
+    waiting: bool,
 }
 
-/// Members passed together (one lock and wake-up per batch).
+/// Members passed together (one lock per batch).
 const BATCH: usize = 64;
+/// A sleeping writer is woken once this many members, or this many bytes
+/// of file data, are waiting (or the walk ends): each wake-up costs a host
+/// thread switch, and many on a loaded machine.
+const WAKE_MEMBERS: usize = 1024;
+const WAKE_BYTES: u64 = 8 << 20;
 
 impl Pipe {
     fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
@@ -353,9 +362,13 @@ impl Pipe {
         if s.stop {
             return Err(anyhow!("the archive's writer stopped"));
         }
+        s.bytes += batch.iter().map(|m| m.header.size).sum::<u64>();
         s.members.extend(batch.drain(..));
-        drop(s);
-        self.cv.notify_one();
+        if s.waiting && (s.members.len() >= WAKE_MEMBERS || s.bytes >= WAKE_BYTES) {
+            s.waiting = false;
+            drop(s);
+            self.cv.notify_one();
+        }
         Ok(())
     }
 
@@ -368,20 +381,21 @@ impl Pipe {
         self.lock().stop = true;
     }
 
-    /// Moves every member passed so far into `into`, waiting for some;
-    /// false once the walk is done and all were taken.
+    /// Moves every member passed so far into `into`, waiting for enough
+    /// to do when there is none; false once the walk is done and all were
+    /// taken.
     fn take(&self, into: &mut VecDeque<Member>) -> bool {
         let mut s = self.lock();
-        loop {
-            if !s.members.is_empty() {
-                std::mem::swap(&mut s.members, into);
-                return true;
+        if s.members.is_empty() && !s.done {
+            s.waiting = true;
+            while s.waiting && !s.done {
+                s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
-            if s.done {
-                return false;
-            }
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.waiting = false;
         }
+        s.bytes = 0;
+        std::mem::swap(&mut s.members, into);
+        !into.is_empty() || !s.done
     }
 }
 
