@@ -246,9 +246,11 @@ fn run(args: &Args) -> Result<usize> {
             let walk = walker
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            // The walk's error first: the writer saw its members end.
-            let walk = walk?;
-            Ok::<_, anyhow::Error>((written?, walk))
+            // The writer's error first (a full disk): the walk then only
+            // stopped because of it. A walk's error ends the members, and
+            // the writer finishes without complaint: report the walk's.
+            let written = written?;
+            Ok::<_, anyhow::Error>((written, walk?))
         })?,
         None => {
             walk.collect(None, &root, b".", &root_st)?;
