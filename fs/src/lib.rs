@@ -43,12 +43,14 @@
 
 use std::path::PathBuf;
 
+pub mod direct;
 pub mod host;
 pub mod mount;
 pub mod ops;
 pub mod probe;
 pub mod readahead;
 
+pub use direct::DirectReader;
 pub use lkl::Errno;
 pub use mount::{MountOptions, Mounted};
 pub use ops::{DirEntry, File, FileKind, Stat, Timespec};

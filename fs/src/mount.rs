@@ -85,6 +85,8 @@ pub struct Mounted {
     read_only: bool,
     mounted: bool,
     halt: bool,
+    disk: lkl::DiskId,
+    partition: Option<u32>,
 }
 
 impl Mounted {
@@ -127,6 +129,8 @@ impl Mounted {
             read_only: opts.read_only,
             mounted: false,
             halt: opts.halt,
+            disk: id,
+            partition: opts.partition,
         };
         // Files come out with the modes they are given.
         let _ = lkl::umask(0);
@@ -192,6 +196,27 @@ impl Mounted {
     /// Whether it is mounted read-only.
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// A reader of files' data straight from the image
+    /// ([`crate::direct`]), where that reads what the kernel would: an
+    /// ext2/3/4 mount that is read-only, on a disk that reads exactly as
+    /// its image (nothing was written to its copy-on-write overlay: no
+    /// journal replayed, no orphan cleaned up, so no block the kernel
+    /// holds differs from the image's). `None` otherwise.
+    pub fn direct_reader(&self) -> Option<crate::direct::DirectReader> {
+        if !self.mounted || !self.read_only || !matches!(&*self.fstype, "ext2" | "ext3" | "ext4") {
+            return None;
+        }
+        let disk = lkl::disk_reader(self.disk).ok()?;
+        if !disk.reads_as_image() {
+            return None;
+        }
+        let start = match self.partition {
+            Some(n) => lkl::partition_start(self.disk, n).ok()?,
+            None => 0,
+        };
+        Some(crate::direct::DirectReader::new(disk, start))
     }
 
     /// Writes everything back (`syncfs`), unmounts (returning once the

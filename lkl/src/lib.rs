@@ -63,9 +63,10 @@ pub use irq::{get_free_irq, put_irq, trigger_irq, virtio_mmio_add};
 pub use process::set_shared_window;
 pub use syscalls::*;
 pub use virtio::{
-    add_disk, add_net, add_net_with, check_image_type, disk_name, disk_stats, mount_disk,
-    net_ifindex, net_ifname, net_stats, umount_disk, Disk, DiskError, DiskId, NetBackend, NetError,
-    NetId, NetOptions, NetStats, BUSY_POLL_GAP, DEFAULT_BUSY_POLL,
+    add_disk, add_net, add_net_with, check_image_type, disk_name, disk_reader, disk_stats,
+    mount_disk, net_ifindex, net_ifname, net_stats, partition_start, umount_disk, Disk, DiskError,
+    DiskId, DiskReader, NetBackend, NetError, NetId, NetOptions, NetStats, BUSY_POLL_GAP,
+    DEFAULT_BUSY_POLL,
 };
 pub use virtio::{
     add_volume, mount_volume, umount_volumes, volume_path, volume_tag, VolumeError, VolumeId,

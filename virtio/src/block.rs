@@ -77,6 +77,9 @@ pub struct BlockStats {
     pub write_zeroes: u64,
     /// Bytes held in memory by a copy-on-write device's overlay.
     pub overlay_bytes: u64,
+    /// Chunks a copy-on-write device's overlay holds (written, discarded
+    /// or zeroed): 0 while the device reads exactly as its file.
+    pub overlay_chunks: u64,
 }
 
 /// Bytes per overlay chunk: the unit a copy-on-write device keeps in
@@ -116,6 +119,11 @@ impl Overlay {
     /// Bytes of buffers held (zeroed chunks hold none).
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// Chunks held, zeroed ones included.
+    pub fn chunks(&self) -> u64 {
+        self.chunks.len() as u64
     }
 
     /// Whether any chunk of `[offset, offset + len)` is in the overlay.
@@ -333,7 +341,36 @@ impl Block {
     pub fn stats(&self) -> BlockStats {
         BlockStats {
             overlay_bytes: self.overlay.as_ref().map_or(0, Overlay::bytes),
+            overlay_chunks: self.overlay.as_ref().map_or(0, Overlay::chunks),
             ..self.stats
+        }
+    }
+
+    /// Reads `buf.len()` bytes at byte `offset` of the device as the
+    /// driver would see them (through the overlay of a copy-on-write
+    /// device), for a reader beside the driver: a program reading a file's
+    /// blocks where the file system maps them. Not counted in the stats.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a range past the capacity; the file's read
+    /// errors.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.sectors * SECTOR_SIZE) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} bytes at {offset} reach past the disk's end ({} bytes)",
+                    buf.len(),
+                    self.sectors * SECTOR_SIZE
+                ),
+            ));
+        }
+        match &self.overlay {
+            Some(o) if o.covers_any(offset, buf.len() as u64) => {
+                o.read(offset, buf, |off, b| read_base(&self.file, off, b))
+            }
+            _ => read_base(&self.file, offset, buf),
         }
     }
 
@@ -1303,5 +1340,42 @@ mod tests {
         assert_eq!(&got[512..1024], &[0; 512]);
         assert_eq!(std::fs::read(&path).unwrap(), vec![0x11u8; 8192]);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A reader beside the driver sees what the driver would: the
+    /// overlay's chunks over the file; nothing past the capacity.
+    #[test]
+    fn read_at_sees_the_overlay() {
+        let file = image(32);
+        let want: Vec<u8> = (0..32 * SECTOR_SIZE)
+            .map(|i| (i / 512) as u8 ^ i as u8)
+            .collect();
+        let mut dev = Block::with_overlay(file, "ra").unwrap();
+        let mut buf = vec![0u8; 3000];
+        dev.read_at(100, &mut buf).unwrap();
+        assert_eq!(buf, want[100..3100]);
+        assert_eq!(dev.stats().overlay_chunks, 0);
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        // Sector 9 written (zeros from the mock driver), sectors 16-23 discarded.
+        let (_, st, _) = submit(&mut dev, &mut d, &mut q, T_OUT, 9, &[512], false);
+        assert_eq!(st, 0);
+        dev.overlay
+            .as_mut()
+            .unwrap()
+            .zero(16 * SECTOR_SIZE, 8 * SECTOR_SIZE, |_, b| {
+                b.fill(0xee);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(dev.stats().overlay_chunks, 2);
+        let mut all = vec![0u8; (32 * SECTOR_SIZE) as usize];
+        dev.read_at(0, &mut all).unwrap();
+        let mut expect = want.clone();
+        expect[9 * 512..10 * 512].fill(0);
+        expect[16 * 512..24 * 512].fill(0);
+        assert_eq!(all, expect);
+        assert!(dev.read_at(32 * SECTOR_SIZE - 10, &mut buf).is_err());
+        assert!(dev.read_at(u64::MAX - 10, &mut buf).is_err());
     }
 }

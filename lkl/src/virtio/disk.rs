@@ -282,6 +282,75 @@ pub fn disk_stats(id: DiskId) -> Result<BlockStats, DiskError> {
     Ok(e.transport.with_device(Block::stats))
 }
 
+/// Reads disk `id`'s bytes from the host side, beside the kernel's driver
+/// ([`disk_reader`]).
+#[derive(Clone)]
+pub struct DiskReader {
+    transport: Arc<MmioTransport<Block>>,
+    path: PathBuf,
+}
+
+impl DiskReader {
+    /// Reads `buf.len()` bytes at byte `offset` of the disk, as the
+    /// kernel's driver would read them (a copy-on-write disk's overlay
+    /// included). The kernel's caches are not consulted: this is what the
+    /// device holds, which for a file's data equals what the kernel reads
+    /// only while no write of it is pending (a read-only mount).
+    ///
+    /// # Errors
+    /// [`DiskError::Open`] naming the image, for a range past its end or
+    /// a failed read.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        self.transport
+            .with_device(|b| b.read_at(offset, buf))
+            .map_err(|error| DiskError::Open {
+                path: self.path.clone(),
+                error,
+            })
+    }
+
+    /// Whether the disk reads exactly as its image file: not a
+    /// copy-on-write disk, or one whose overlay holds nothing.
+    pub fn reads_as_image(&self) -> bool {
+        self.transport
+            .with_device(|b| b.stats().overlay_chunks == 0)
+    }
+}
+
+/// A reader of disk `id`'s bytes on the host side ([`DiskReader`]).
+///
+/// # Errors
+/// [`DiskError::UnknownDisk`].
+pub fn disk_reader(id: DiskId) -> Result<DiskReader, DiskError> {
+    let list = disks();
+    let e = list.get(id.0).ok_or(DiskError::UnknownDisk(id))?;
+    Ok(DiskReader {
+        transport: e.transport.clone(),
+        path: e.path.clone(),
+    })
+}
+
+/// The byte offset on disk `id` where its partition number `partition`
+/// (1-based, MBR or GPT) starts, as the kernel found it
+/// (`/sys/block/vdX/vdXN/start`, in 512-byte sectors).
+///
+/// # Errors
+/// As [`disk_name`]; [`DiskError::NoPartition`]; [`DiskError::Sysfs`] for
+/// a start that is not a number.
+pub fn partition_start(id: DiskId, partition: u32) -> Result<u64, DiskError> {
+    let disk = disk_name(id)?;
+    let name = find_partition(&disk, partition)?;
+    let path = format!("/sys/block/{disk}/{name}/start");
+    let text = read_text(&path)?;
+    text.trim()
+        .parse::<u64>()
+        .map(|s| s * SECTOR_SIZE)
+        .map_err(|_| DiskError::Sysfs {
+            path: path.into(),
+            contents: text,
+        })
+}
+
 /// How long [`disk_name`] waits for the block device to appear.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -50,8 +50,8 @@ pub use lkl_virtio::{block, memory, mmio, queue, spec, QueueError};
 
 pub use block::{Block, BlockStats, Overlay};
 pub use disk::{
-    add_disk, check_image_type, disk_name, disk_stats, mount_disk, umount_disk, Disk, DiskId,
-    SECTOR_SIZE,
+    add_disk, check_image_type, disk_name, disk_reader, disk_stats, mount_disk, partition_start,
+    umount_disk, Disk, DiskId, DiskReader, SECTOR_SIZE,
 };
 pub use kernel::{IrqLine, KernelMemory};
 pub use memory::GuestMemory;

@@ -139,6 +139,53 @@ fn fs2tar_matches(env: &Env, fs: &str) -> Outcome {
     compare(&manifest(src_of(env, fs), rules)?, &manifest(&x, rules)?)
 }
 
+/// fs2tar of an ext4 image with inline data (`mkfs.ext4 -O inline_data -d`):
+/// files under 60 bytes live in their inodes, where no block can be read
+/// from the image, beside files in blocks of their own (read from the
+/// image where the kernel maps them) and one of several MiB. GNU tar's
+/// extraction matches the source.
+fn fs2tar_ext4_inline_data(env: &Env) -> Outcome {
+    let d = env.dir.join("fs2tar-inline");
+    let src = d.join("src");
+    let err = |e: std::io::Error| e.to_string();
+    for k in 0..300u32 {
+        let sub = src.join(format!("d{}", k / 50));
+        std::fs::create_dir_all(&sub).map_err(err)?;
+        // 1-59 bytes (inline), then 100 B to 9 KiB, by turns.
+        let len = if k % 2 == 0 {
+            1 + (k as usize * 7) % 59
+        } else {
+            100 + (k as usize * 997) % 9000
+        };
+        let data: Vec<u8> = (0..len).map(|i| (i as u32 * 31 + k) as u8).collect();
+        std::fs::write(sub.join(format!("f{k:03}")), data).map_err(err)?;
+    }
+    let big: Vec<u8> = (0..(3 << 20) + 123u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("big.bin"), big).map_err(err)?;
+    std::fs::write(src.join("empty"), b"").map_err(err)?;
+    let img = d.join("fs.img");
+    sparse_file(&img, 64 << 20)?;
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-O", "inline_data", "-d", s(&src), s(&img)],
+    )?;
+    let st = run("debugfs", &["-R", "stat /d0/f000", s(&img)])?;
+    if !st.contains("Size of inline data") {
+        return Err(format!("mkfs.ext4 did not inline /d0/f000:\n{st}"));
+    }
+    let tar = d.join("out.tar");
+    let o = tool(FS2TAR, &[s(&img), s(&tar)])?;
+    if o.code() != Some(0) {
+        return Err(format!("fs2tar: {}", o.describe()));
+    }
+    let x = d.join("x");
+    std::fs::create_dir_all(&x).map_err(err)?;
+    run("tar", &["--numeric-owner", "-xpf", s(&tar), "-C", s(&x)])?;
+    std::fs::remove_dir(x.join("lost+found")).map_err(err)?;
+    let rules = mkfs_rules("ext4");
+    compare(&manifest(&src, rules)?, &manifest(&x, rules)?)
+}
+
 /// fs2tar of an xfs image made by `mkfs.xfs -p PROTOFILE` from the part of
 /// the tree a protofile can express (no xattrs, hard links, sticky bit,
 /// sockets, names with spaces, times): GNU tar's extraction matches it.
@@ -741,6 +788,10 @@ fn main() -> ExitCode {
     tests.push((
         "fs2tar_xfs_protofile".into(),
         Box::new(fs2tar_xfs_protofile),
+    ));
+    tests.push((
+        "fs2tar_ext4_inline_data".into(),
+        Box::new(fs2tar_ext4_inline_data),
     ));
     tests.push(("gpt_partition_2".into(), Box::new(gpt_partitions)));
     tests.push(("bad_images".into(), Box::new(bad_images)));

@@ -17,16 +17,17 @@
 
 pub mod pax;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Condvar, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use lkl_fs::{host, ops, FileKind, MountOptions, Mounted, ReadAhead, Stat};
+use lkl_fs::{host, ops, DirectReader, FileKind, MountOptions, Mounted, ReadAhead, Stat};
 
 /// Write a pax tar archive of the whole file system in IMAGE (mounted
 /// read-only through LKL, the Linux kernel as a library; nothing is
@@ -205,25 +206,64 @@ fn run(args: &Args) -> Result<usize> {
         })),
         None => None,
     };
+    let direct = mounted.direct_reader();
+    let pipe = Pipe::default();
     let mut walk = Walk {
         links: HashMap::new(),
         selinux: args.selinux || contexts.is_some(),
         keep_selinux: args.selinux,
         contexts,
         warnings: 0,
-        members: Vec::new(),
+        out: match direct {
+            Some(_) => Out::Pass(&pipe, Vec::new()),
+            None => Out::Keep(Vec::new()),
+        },
+        direct: direct.clone(),
     };
-    let root = mounted.path().to_path_buf();
-    walk.collect(&root, b".", &ops::lstat(&root)?)?;
-    if let Some(c) = &mut walk.contexts {
-        c.flush()?;
-    }
     let named = Named {
         inner: file,
         path: tmp.path().to_path_buf(),
     };
     let tar = pax::Writer::new(BufWriter::with_capacity(1 << 20, named));
-    let out = write_members(tar, &walk.members)?.finish()?;
+    let root = mounted.path().to_path_buf();
+    let root_st = ops::lstat(&root)?;
+    let (out, mut walk) = match &direct {
+        // Each file's data read from the image by this thread while
+        // another walks the tree in the kernel: the two overlap.
+        Some(d) => std::thread::scope(|scope| {
+            let pipe = &pipe;
+            let walker = scope.spawn(move || {
+                let r = walk
+                    .collect(None, &root, b".", &root_st)
+                    .and_then(|()| walk.flush());
+                pipe.finish();
+                r.map(|()| walk)
+            });
+            let written = write_passed(tar, pipe, d);
+            if written.is_err() {
+                pipe.stop();
+            }
+            let walk = walker
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // The writer's error first (a full disk): the walk then only
+            // stopped because of it. A walk's error ends the members, and
+            // the writer finishes without complaint: report the walk's.
+            let written = written?;
+            Ok::<_, anyhow::Error>((written, walk?))
+        })?,
+        None => {
+            walk.collect(None, &root, b".", &root_st)?;
+            let Out::Keep(members) = std::mem::replace(&mut walk.out, Out::Keep(Vec::new())) else {
+                unreachable!("members are kept without a direct reader")
+            };
+            (write_members(tar, &members)?, walk)
+        }
+    };
+    if let Some(c) = &mut walk.contexts {
+        c.flush()?;
+    }
+    let out = out.finish()?;
     // Atomic for readers (the rename), not fsynced: like GNU tar, the
     // archive reaches the disk when the host writes it back.
     out.into_inner().map_err(|e| e.into_error())?;
@@ -238,6 +278,9 @@ struct Member {
     path: PathBuf,
     header: pax::Header,
     st: Stat,
+    /// A regular file's data on the device, `(physical, len)` in file
+    /// order, when it can be read from the image ([`DirectReader`]).
+    pieces: Option<Vec<(u64, u64)>>,
 }
 
 impl Member {
@@ -259,7 +302,7 @@ const READERS: usize = 1;
 /// Bytes held by the read-ahead.
 const AHEAD: usize = 64 << 20;
 
-struct Walk {
+struct Walk<'a> {
     /// (device, inode) -> archive path of the first link seen (btrfs
     /// subvolumes have devices of their own).
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -269,12 +312,98 @@ struct Walk {
     keep_selinux: bool,
     contexts: Option<BufWriter<Named<std::fs::File>>>,
     warnings: usize,
-    members: Vec<Member>,
+    out: Out<'a>,
+    /// Where files' data is found on the image, if it can be read there.
+    direct: Option<DirectReader>,
+}
+
+/// Where the walk puts members.
+enum Out<'a> {
+    /// All of them, for the writer to start once the walk is done.
+    Keep(Vec<Member>),
+    /// To the writer as they are found, a batch at a time.
+    Pass(&'a Pipe, Vec<Member>),
+}
+
+/// Members passed from the walking thread to the writing one, in order.
+#[derive(Default)]
+struct Pipe {
+    state: Mutex<PipeState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct PipeState {
+    members: VecDeque<Member>,
+    /// File data bytes the members hold.
+    bytes: u64,
+    /// The walk ended (all members passed, or an error).
+    done: bool,
+    /// The writer gave up: the walk should stop.
+    stop: bool,
+    /// The writer sleeps until there is enough to do.
+    waiting: bool,
+}
+
+/// Members passed together (one lock per batch).
+const BATCH: usize = 64;
+/// A sleeping writer is woken once this many members, or this many bytes
+/// of file data, are waiting (or the walk ends): each wake-up costs a host
+/// thread switch, and many on a loaded machine.
+const WAKE_MEMBERS: usize = 1024;
+const WAKE_BYTES: u64 = 8 << 20;
+
+impl Pipe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Passes `batch` on; an error once the writer has stopped.
+    fn send(&self, batch: &mut Vec<Member>) -> Result<()> {
+        let mut s = self.lock();
+        if s.stop {
+            return Err(anyhow!("the archive's writer stopped"));
+        }
+        s.bytes += batch.iter().map(|m| m.header.size).sum::<u64>();
+        s.members.extend(batch.drain(..));
+        if s.waiting && (s.members.len() >= WAKE_MEMBERS || s.bytes >= WAKE_BYTES) {
+            s.waiting = false;
+            drop(s);
+            self.cv.notify_one();
+        }
+        Ok(())
+    }
+
+    fn finish(&self) {
+        self.lock().done = true;
+        self.cv.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stop = true;
+    }
+
+    /// Moves every member passed so far into `into`, waiting for enough
+    /// to do when there is none; false once the walk is done and all were
+    /// taken.
+    fn take(&self, into: &mut VecDeque<Member>) -> bool {
+        let mut s = self.lock();
+        if s.members.is_empty() && !s.done {
+            s.waiting = true;
+            while s.waiting && !s.done {
+                s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            s.waiting = false;
+        }
+        s.bytes = 0;
+        std::mem::swap(&mut s.members, into);
+        !into.is_empty() || !s.done
+    }
 }
 
 const SELINUX: &[u8] = b"security.selinux";
 
-impl Walk {
+impl Walk<'_> {
     fn xattrs(&mut self, path: &Path, name: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let names = match ops::list_xattrs(path) {
             Ok(n) => n,
@@ -310,9 +439,36 @@ impl Walk {
         Ok(out)
     }
 
-    /// Lists `path` (inside LKL) as `name`, and below it for a directory,
-    /// in name order.
-    fn collect(&mut self, path: &Path, name: &[u8], st: &Stat) -> Result<()> {
+    fn push(&mut self, m: Member) -> Result<()> {
+        match &mut self.out {
+            Out::Keep(v) => v.push(m),
+            Out::Pass(pipe, batch) => {
+                batch.push(m);
+                if batch.len() >= BATCH {
+                    pipe.send(batch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes on the members not passed yet.
+    fn flush(&mut self) -> Result<()> {
+        match &mut self.out {
+            Out::Pass(pipe, batch) if !batch.is_empty() => pipe.send(batch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Lists `path` (inside LKL; `name` in the open directory `dir`) as
+    /// `name`, and below it for a directory, in name order.
+    fn collect(
+        &mut self,
+        dir: Option<&ops::File>,
+        path: &Path,
+        name: &[u8],
+        st: &Stat,
+    ) -> Result<()> {
         let kind = st.kind();
         let mut header = pax::Header {
             path: name.to_vec(),
@@ -328,11 +484,12 @@ impl Walk {
             path: path.to_path_buf(),
             header,
             st: *st,
+            pieces: None,
         };
         if kind != FileKind::Dir && st.nlink > 1 {
             if let Some(first) = self.links.get(&(st.dev, st.ino)) {
                 header.kind = pax::Kind::HardLink(first.clone());
-                self.members.push(member(header));
+                self.push(member(header))?;
                 return Ok(());
             }
             self.links.insert((st.dev, st.ino), name.to_vec());
@@ -340,27 +497,40 @@ impl Walk {
         header.xattrs = self.xattrs(path, name)?;
         match kind {
             FileKind::Dir => {
-                self.members.push(member(header));
+                self.push(member(header))?;
                 let mut entries: Vec<OsString> = Vec::new();
-                for e in ops::read_dir(path)? {
+                let mut rd = ops::read_dir(path)?;
+                for e in rd.by_ref() {
                     entries.push(e?.name);
                 }
                 entries.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 for e in entries {
                     let child = path.join(&e);
-                    let st = ops::lstat(&child)?;
+                    // One name looked up in the open directory, not the whole path.
+                    let st = ops::lstat_at(rd.dir(), &e)?;
                     let cname = [name, b"/", e.as_bytes()].concat();
-                    self.collect(&child, &cname, &st)?;
+                    self.collect(Some(rd.dir()), &child, &cname, &st)?;
                 }
             }
             FileKind::Regular => {
                 header.kind = pax::Kind::File;
                 header.size = st.size;
-                self.members.push(member(header));
+                let mut m = member(header);
+                // A file with fewer blocks than its size needs may have
+                // holes: read through the kernel, which finds them.
+                if let (Some(d), Some(dir)) = (&self.direct, dir) {
+                    if st.blocks * 512 >= st.size {
+                        let name =
+                            OsStr::from_bytes(path.file_name().map_or(b"", |n| n.as_bytes()));
+                        let f = ops::open_at(dir, name, ops::O_RDONLY | ops::O_NOFOLLOW, 0)?;
+                        m.pieces = d.pieces(&f, st.size)?;
+                    }
+                }
+                self.push(m)?;
             }
             FileKind::Symlink => {
                 header.kind = pax::Kind::Symlink(ops::readlink(path)?.as_bytes().to_vec());
-                self.members.push(member(header));
+                self.push(member(header))?;
             }
             FileKind::CharDev | FileKind::BlockDev => {
                 let (ma, mi) = (ops::major(st.rdev), ops::minor(st.rdev));
@@ -369,11 +539,11 @@ impl Walk {
                 } else {
                     pax::Kind::BlockDev(ma, mi)
                 };
-                self.members.push(member(header));
+                self.push(member(header))?;
             }
             FileKind::Fifo => {
                 header.kind = pax::Kind::Fifo;
-                self.members.push(member(header));
+                self.push(member(header))?;
             }
             FileKind::Socket | FileKind::Unknown => {
                 eprintln!(
@@ -419,29 +589,73 @@ fn write_members<W: Write>(mut tar: pax::Writer<W>, members: &[Member]) -> Resul
                 if m.small() {
                     let data = ra.take(next_small).context("read-ahead stopped")??;
                     next_small += 1;
-                    if data.len() as u64 != m.st.size {
-                        bail!(
-                            "{}: the file changed size while it was read ({} bytes, then {})",
-                            m.path.display(),
-                            m.st.size,
-                            data.len()
-                        );
-                    }
-                    tar.header(&m.header)?;
-                    tar.data(&data)?;
-                    tar.end_data()?;
+                    write_small(&mut tar, m, &data)?;
                 } else if m.header.kind == pax::Kind::File {
                     stream_file(&mut tar, m, &mut buf)?;
                 } else {
                     tar.header(&m.header)?;
                 }
             }
-            Ok(())
+            Ok::<(), anyhow::Error>(())
         })();
         ra.stop();
         r
     })?;
     Ok(tar)
+}
+
+/// Writes the members the walk passes through `pipe` as they come: files
+/// with pieces read from the image by this thread, others through the
+/// kernel.
+fn write_passed<W: Write>(
+    mut tar: pax::Writer<W>,
+    pipe: &Pipe,
+    direct: &DirectReader,
+) -> Result<pax::Writer<W>> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut batch = VecDeque::new();
+    while pipe.take(&mut batch) {
+        for m in batch.drain(..) {
+            match &m.pieces {
+                Some(pieces) => {
+                    tar.header(&m.header)?;
+                    for &(p, len) in pieces {
+                        let mut at = 0;
+                        while at < len {
+                            let n = ((len - at) as usize).min(buf.len());
+                            direct.read_at(p + at, &mut buf[..n])?;
+                            tar.data(&buf[..n])?;
+                            at += n as u64;
+                        }
+                    }
+                    tar.end_data()?;
+                }
+                None if m.small() => {
+                    let data = read_whole(&m)?;
+                    write_small(&mut tar, &m, &data)?;
+                }
+                None if m.header.kind == pax::Kind::File => stream_file(&mut tar, &m, &mut buf)?,
+                None => tar.header(&m.header)?,
+            }
+        }
+    }
+    Ok(tar)
+}
+
+/// Writes a small file read whole, unless its size changed.
+fn write_small<W: Write>(tar: &mut pax::Writer<W>, m: &Member, data: &[u8]) -> Result<()> {
+    if data.len() as u64 != m.st.size {
+        bail!(
+            "{}: the file changed size while it was read ({} bytes, then {})",
+            m.path.display(),
+            m.st.size,
+            data.len()
+        );
+    }
+    tar.header(&m.header)?;
+    tar.data(data)?;
+    tar.end_data()?;
+    Ok(())
 }
 
 /// Writes a large or sparse file, extent by extent.

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, Errno as FErrno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
     Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use lkl::sys::lkl_stat;
 use lkl::Errno;
@@ -96,13 +96,18 @@ impl LklFs {
     /// `lookup`: the node for `name` in `dir` with one more lookup, and
     /// its attributes.
     fn lookup_in(&self, parent: INodeNo, dir: &Node, name: &OsStr) -> Result<FileAttr, Errno> {
-        let st = sys::fstatat(dir.fd.0, name, sys::AT_SYMLINK_NOFOLLOW)?;
+        self.lookup_at(parent, dir.fd.0, name)
+    }
+
+    /// [`LklFs::lookup_in`] with the directory as any descriptor of it.
+    fn lookup_at(&self, parent: INodeNo, dirfd: i32, name: &OsStr) -> Result<FileAttr, Errno> {
+        let st = sys::fstatat(dirfd, name, sys::AT_SYMLINK_NOFOLLOW)?;
         let nodes = &self.shared.nodes;
         if let Some(id) = nodes.lookup_known(st.st_dev, st.st_ino, parent.0, name) {
             return Ok(attr(id, &st));
         }
         let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = PathFd(sys::openat(dir.fd.0, name, flags, 0)?);
+        let fd = PathFd(sys::openat(dirfd, name, flags, 0)?);
         // The name may have changed meanwhile: describe what was opened.
         let st = sys::fstat(fd.0)?;
         let kind = st.st_mode & libc::S_IFMT;
@@ -399,7 +404,12 @@ impl Filesystem for LklFs {
             | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2
+            // READDIRPLUS where the host finds it pays (a listing whose
+            // entries are then looked up, as tar or ls -l do): each entry
+            // comes with its attributes, a LOOKUP round trip less per file.
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
         if self.writeback {
             want |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
@@ -756,6 +766,53 @@ impl Filesystem for LklFs {
             }
         })();
         reply!(reply, "readdir", ino.0, res, |()| reply.ok());
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let fd = self.handle(fh);
+        let res = (|| {
+            let here = sys::fstat(fd)?;
+            sys::lseek(fd, offset as i64, libc::SEEK_SET)?;
+            let mut buf = vec![0u8; DIRENT_BUF];
+            loop {
+                let n = sys::getdents64(fd, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                for rec in Dirents(&buf[..n]) {
+                    let name = OsStr::from_bytes(rec.name);
+                    // The host makes no node of `.` and `..`: their
+                    // attributes only fill the record.
+                    if rec.name == b"." || rec.name == b".." {
+                        let a = attr(rec.ino, &here);
+                        if reply.add(INodeNo(rec.ino), rec.off, name, &TTL, &a, Generation(0)) {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    // Each entry given is a lookup the host will forget.
+                    let a = match self.lookup_at(ino, fd, name) {
+                        Ok(a) => a,
+                        // Removed since getdents64 listed it.
+                        Err(Errno(libc::ENOENT)) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if reply.add(a.ino, rec.off, name, &TTL, &a, Generation(0)) {
+                        // Not sent: not a lookup after all.
+                        self.shared.nodes.forget(a.ino.0, 1);
+                        return Ok(());
+                    }
+                }
+            }
+        })();
+        reply!(reply, "readdirplus", ino.0, res, |()| reply.ok());
     }
 
     fn releasedir(
