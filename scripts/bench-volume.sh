@@ -7,6 +7,7 @@
 #                         (and the same file on an ext4 image through --mount)
 #   untar 20 000 files    lkl-run --volume DIR:/v tar -xf      vs  tar -xf natively
 #                                                              and onto lklfuse
+#   and the FUSE requests of one more untar onto the volume, per opcode.
 #
 # See --help. The current figures are in docs/benchmarks.md.
 set -euo pipefail
@@ -28,6 +29,8 @@ LKL, the volume's mount) and its end:
   lkl-run --zpoline --mount IMG:/d tar -xf T -C /d (onto an ext4 image, for reference:
                                                       the interposer's share)
   (T: N files of 100 B-8 KiB three directories deep, default 20000)
+  then one more untar onto the volume with LKL_VOLUME_STATS=1: its FUSE
+  requests per opcode and per file
 
   --size MB    the large file's size (default 400)
   --files N    the small files (default 20000)
@@ -165,3 +168,12 @@ if [ "$fuse" = 1 ]; then
 else
     echo "lklfuse row skipped: needs $LKLFUSE (cargo build --release -p lklfuse), /dev/fuse and fusermount3"
 fi
+# The FUSE requests of one more untar onto the volume, per opcode (LKL_VOLUME_STATS).
+echo "== FUSE requests of one untar onto the volume (LKL_VOLUME_STATS=1)"
+d=$(mktemp -d "$WORK/v.XXXX")
+LKL_VOLUME_STATS=1 "$LKL_RUN" --zpoline --volume "$d:/v" tar -xf "$WORK/small.tar" -C /v 2>"$WORK/stats" >/dev/null ||
+    { echo "bench-volume.sh: failed: untar with LKL_VOLUME_STATS=1" >&2; cat "$WORK/stats" >&2; exit 1; }
+sed 's/^lkl: *//' "$WORK/stats"
+awk -v n="$NFILES" '/ requests, / { for (i = 1; i <= NF; i++) if ($(i + 1) == "requests,") r = $i }
+    END { if (r) printf "%.1f requests per file\n", r / n }' "$WORK/stats"
+rm -rf "$d"

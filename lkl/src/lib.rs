@@ -69,7 +69,8 @@ pub use virtio::{
     DEFAULT_BUSY_POLL,
 };
 pub use virtio::{
-    add_volume, mount_volume, umount_volumes, volume_path, volume_tag, VolumeError, VolumeId,
+    add_volume, mount_volume, report_volume_stats, umount_volumes, volume_path, volume_tag,
+    VolumeError, VolumeId,
 };
 
 /// The raw bindings: system call numbers (`sys::__lkl__NR_*`), constants

@@ -477,6 +477,7 @@ fn end(caller: Option<usize>) -> ! {
         end_tree(caller);
         end_disks();
     }
+    lkl::report_volume_stats();
     // SAFETY: leaving at once: nothing of the kernel needs to outlive it.
     unsafe { libc::_exit(0) }
 }

@@ -62,7 +62,8 @@ pub use net::{
 };
 pub use queue::{Descriptor, DescriptorChain, Queue};
 pub use volume::{
-    add_volume, mount_volume, umount_volumes, volume_path, volume_tag, VolumeError, VolumeId,
+    add_volume, mount_volume, report_volume_stats, umount_volumes, volume_path, volume_tag,
+    VolumeError, VolumeId,
 };
 
 /// Everything that can go wrong adding, finding or mounting a disk.

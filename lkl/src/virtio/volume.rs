@@ -89,6 +89,8 @@ struct Entry {
     transport: Arc<MmioTransport<Fs>>,
     workers: Vec<JoinHandle<()>>,
     _window: MmioWindow,
+    /// When it was added (for [`STATS_ENV`]).
+    added: std::time::Instant,
 }
 
 static VOLUMES: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
@@ -174,6 +176,7 @@ pub fn add_volume(dir: impl AsRef<Path>, read_only: bool) -> Result<VolumeId, Vo
         transport,
         workers,
         _window: window,
+        added: std::time::Instant::now(),
     });
     Ok(id)
 }
@@ -247,6 +250,7 @@ pub fn umount_volumes() {
             let _ = crate::umount2(&p, crate::MNT_DETACH);
         }
     }
+    report_volume_stats();
 }
 
 /// The read-ahead given to each volume, in KiB: a sequential read then asks the
@@ -296,4 +300,42 @@ pub(crate) fn stop_all() {
             let _ = w.join();
         }
     }
+}
+
+/// Set (to anything but `0`), the requests each volume's server served are
+/// written to standard error by [`report_volume_stats`] (called by
+/// [`umount_volumes`], and by `lkl-run`'s kernel process as it ends): per
+/// opcode, how many and the time spent serving them.
+pub const STATS_ENV: &str = "LKL_VOLUME_STATS";
+
+/// With [`STATS_ENV`] set, writes each volume's requests so far to standard
+/// error; else does nothing.
+pub fn report_volume_stats() {
+    if std::env::var_os(STATS_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        volumes().iter().for_each(print_stats);
+    }
+}
+
+fn print_stats(e: &Entry) {
+    let ops = e.transport.with_device(|d| d.server().stats());
+    let wall = e.added.elapsed().as_secs_f64();
+    let (count, nanos) = ops
+        .iter()
+        .fold((0, 0), |(c, n), o| (c + o.count, n + o.nanos));
+    let mut text = format!(
+        "lkl: volume {} ({}): {count} requests, {:.3} s in the server of {wall:.3} s since added\n",
+        e.tag,
+        e.path.display(),
+        nanos as f64 / 1e9,
+    );
+    for o in &ops {
+        text.push_str(&format!(
+            "lkl:   {:<12} {:>9} {:>10.3} s {:>8.1} us each\n",
+            o.name,
+            o.count,
+            o.nanos as f64 / 1e9,
+            o.nanos as f64 / 1e3 / o.count as f64,
+        ));
+    }
+    eprint!("{text}");
 }

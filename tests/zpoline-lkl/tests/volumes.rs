@@ -171,6 +171,50 @@ fn case_tar_and_build(e: &Env) -> Outcome {
     .map_err(|d| format!("the tree untarred and built on the volume differs: {d}"))
 }
 
+/// With `LKL_VOLUME_STATS=1`, an untar onto a volume reports the requests it
+/// took per opcode on stderr as the kernel process ends: one `CREATE` per
+/// regular file, one `MKDIR` per directory; `tar --compare` on the host finds the
+/// tree whole.
+fn case_request_counts(e: &Env) -> Outcome {
+    let vol = e.fresh("statvol")?;
+    let spec = format!("--volume={}:{}", vol.display(), e.mnt);
+    let mut cmd = Command::new(LKL_RUN);
+    cmd.args(["--zpoline", &spec, "tar", "-xf"])
+        .arg(&e.tarball)
+        .args(["-C", &e.mnt])
+        .current_dir(e.dir.path())
+        .env("LKL_VOLUME_STATS", "1");
+    let o = support::output_within(&mut cmd, DEADLINE)?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() {
+        return Err(format!("tar -x onto the volume failed: {err}"));
+    }
+    let count = |op: &str| -> Option<u64> {
+        err.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(op))
+            .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+    };
+    // 400 data files, hello.c and the Makefile; proj, data and d0..d19.
+    if count("CREATE") != Some(402) || count("MKDIR") != Some(22) || count("SYMLINK") != Some(1) {
+        return Err(format!(
+            "want 402 CREATEs, 22 MKDIRs and a SYMLINK in the report: {err}"
+        ));
+    }
+    if !err.contains("requests,") {
+        return Err(format!("no total in the report: {err}"));
+    }
+    support::run(
+        Command::new("tar")
+            .arg("--compare")
+            .arg("-f")
+            .arg(&e.tarball)
+            .arg("-C")
+            .arg(&vol),
+    )
+    .map(drop)
+    .map_err(|d| format!("tar --compare against the volume's host directory: {d}"))
+}
+
 fn case_read_only(e: &Env) -> Outcome {
     let d = e.fresh("ro")?;
     write(&d.join("kept"), b"kept\n")?;
@@ -602,7 +646,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 15] = [
+    let cases: [(&str, &Case); 16] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -610,6 +654,10 @@ fn main() -> ExitCode {
         (
             "tar -x of 400 files and a C program onto a volume, make, run; diff -r against the same done natively",
             &case_tar_and_build,
+        ),
+        (
+            "LKL_VOLUME_STATS: an untar reports its requests per opcode (a CREATE per file); tar --compare on the host",
+            &case_request_counts,
         ),
         ("a :ro volume is read, and refuses writes with EROFS; the host directory is unchanged", &case_read_only),
         ("a file made on the host is seen by the next run", &case_host_changes),

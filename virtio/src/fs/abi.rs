@@ -59,6 +59,50 @@ pub mod op {
     pub const RENAME2: u32 = 45;
     pub const LSEEK: u32 = 46;
     pub const SYNCFS: u32 = 50;
+
+    /// The opcode's name, as in the kernel's header less `FUSE_`
+    /// (`OTHER` for those the server does not know).
+    pub fn name(opcode: u32) -> &'static str {
+        match opcode {
+            LOOKUP => "LOOKUP",
+            FORGET => "FORGET",
+            GETATTR => "GETATTR",
+            SETATTR => "SETATTR",
+            READLINK => "READLINK",
+            SYMLINK => "SYMLINK",
+            MKNOD => "MKNOD",
+            MKDIR => "MKDIR",
+            UNLINK => "UNLINK",
+            RMDIR => "RMDIR",
+            RENAME => "RENAME",
+            LINK => "LINK",
+            OPEN => "OPEN",
+            READ => "READ",
+            WRITE => "WRITE",
+            STATFS => "STATFS",
+            RELEASE => "RELEASE",
+            FSYNC => "FSYNC",
+            SETXATTR => "SETXATTR",
+            GETXATTR => "GETXATTR",
+            LISTXATTR => "LISTXATTR",
+            REMOVEXATTR => "REMOVEXATTR",
+            FLUSH => "FLUSH",
+            INIT => "INIT",
+            OPENDIR => "OPENDIR",
+            READDIR => "READDIR",
+            RELEASEDIR => "RELEASEDIR",
+            FSYNCDIR => "FSYNCDIR",
+            ACCESS => "ACCESS",
+            CREATE => "CREATE",
+            DESTROY => "DESTROY",
+            BATCH_FORGET => "BATCH_FORGET",
+            FALLOCATE => "FALLOCATE",
+            RENAME2 => "RENAME2",
+            LSEEK => "LSEEK",
+            SYNCFS => "SYNCFS",
+            _ => "OTHER",
+        }
+    }
 }
 
 /// `INIT` flags (`fuse_init_in.flags`, `fuse_init_out.flags`).

@@ -36,7 +36,7 @@ use crate::mmio::{MmioTransport, VirtioDevice};
 use crate::queue::{DescriptorChain, Queue};
 use crate::{spec, QueueError};
 
-pub use server::{Bulk, Reply, Server};
+pub use server::{Bulk, OpStats, Reply, Server};
 
 use abi::Pod;
 

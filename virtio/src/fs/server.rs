@@ -132,6 +132,43 @@ pub struct Server {
     /// Node descriptors open, and how many may be before a sweep.
     open_fds: AtomicUsize,
     fd_budget: usize,
+    /// Requests served and the time spent serving them, per opcode.
+    stats: Stats,
+}
+
+/// Requests served and nanoseconds spent on them, per opcode (the
+/// opcodes below [`Stats::OPCODES`]; the others share the last slot).
+struct Stats {
+    count: [AtomicU64; Stats::OPCODES],
+    nanos: [AtomicU64; Stats::OPCODES],
+}
+
+impl Stats {
+    const OPCODES: usize = 64;
+
+    fn new() -> Stats {
+        Stats {
+            count: std::array::from_fn(|_| AtomicU64::new(0)),
+            nanos: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn add(&self, opcode: u32, nanos: u64) {
+        let i = (opcode as usize).min(Stats::OPCODES - 1);
+        self.count[i].fetch_add(1, Ordering::Relaxed);
+        self.nanos[i].fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+/// What one opcode cost the server ([`Server::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpStats {
+    /// The opcode's name (`LOOKUP`, `CREATE`, ...).
+    pub name: &'static str,
+    /// Requests served.
+    pub count: u64,
+    /// Time spent serving them, in nanoseconds (the host calls included).
+    pub nanos: u64,
 }
 
 impl std::fmt::Debug for Server {
@@ -350,6 +387,7 @@ impl Server {
             open_fds: AtomicUsize::new(1),
             // Half the limit, the rest left to open files and the process.
             fd_budget: (limit / 2).max(MIN_FD_BUDGET),
+            stats: Stats::new(),
         })
     }
 
@@ -808,10 +846,29 @@ impl Server {
     /// Serves one request: `h` its header, `args` the bytes after it (for
     /// a `WRITE`, only up to its data, which is in `bulk.src`).
     pub fn handle_request(&self, h: &abi::InHeader, args: &[u8], bulk: &Bulk<'_>) -> Reply {
-        match self.dispatch(h, args, bulk) {
+        let start = std::time::Instant::now();
+        let reply = match self.dispatch(h, args, bulk) {
             Ok(r) => r,
             Err(e) => Reply::Error(e),
-        }
+        };
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.add(h.opcode, nanos);
+        reply
+    }
+
+    /// The requests served so far, per opcode (those served at least once),
+    /// with the time the server spent on them.
+    pub fn stats(&self) -> Vec<OpStats> {
+        (0..Stats::OPCODES)
+            .filter_map(|i| {
+                let count = self.stats.count[i].load(Ordering::Relaxed);
+                (count > 0).then(|| OpStats {
+                    name: op::name(i as u32),
+                    count,
+                    nanos: self.stats.nanos[i].load(Ordering::Relaxed),
+                })
+            })
+            .collect()
     }
 
     fn dispatch(&self, h: &abi::InHeader, args: &[u8], bulk: &Bulk<'_>) -> Result<Reply, i32> {

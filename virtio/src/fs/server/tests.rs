@@ -610,3 +610,19 @@ fn a_write_asked_to_kill_set_ids_clears_them() {
     assert_eq!(call(&s, op::FLUSH, f, &[0; 24]), Err(libc::ENOSYS));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn stats_count_each_opcode_served() {
+    let d = scratch("stats");
+    std::fs::write(d.join("f"), b"x").unwrap();
+    let s = Server::new(&d, false).unwrap();
+    assert!(s.stats().is_empty());
+    lookup(&s, abi::ROOT_ID, "f").unwrap();
+    assert_eq!(lookup(&s, abi::ROOT_ID, "nope").unwrap_err(), libc::ENOENT);
+    call(&s, op::GETATTR, abi::ROOT_ID, &[]).unwrap();
+    assert_eq!(call(&s, 4000, abi::ROOT_ID, &[]).unwrap_err(), libc::ENOSYS);
+    let got: Vec<(&str, u64)> = s.stats().iter().map(|o| (o.name, o.count)).collect();
+    assert_eq!(got, [("LOOKUP", 2), ("GETATTR", 1), ("OTHER", 1)]);
+    assert!(s.stats().iter().all(|o| o.nanos > 0));
+    std::fs::remove_dir_all(&d).unwrap();
+}
