@@ -71,17 +71,15 @@ pub fn spawn(
             _ => unsafe { libc::_exit(0) },
         }
     }
-    // SAFETY: closing our write end; reaping the intermediate child.
-    unsafe {
-        libc::close(p[1]);
-        if pid > 0 {
-            libc::waitpid(pid, core::ptr::null_mut(), 0);
-        }
-    }
+    // SAFETY: closing our write end.
+    unsafe { libc::close(p[1]) };
     if pid < 0 {
         return Err(Error::os("fork of the kernel process"));
     }
+    // Also while the intermediate child forks the kernel process.
     meanwhile();
+    // SAFETY: reaping the intermediate child.
+    unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
     let mut msg = Vec::new();
     // SAFETY: the pipe's read end is ours from here on (closed with the File).
     let mut from = std::fs::File::from(unsafe {
