@@ -115,7 +115,8 @@ int lkl_trigger_irq(int irq)
 
 /*
  * Set once init_IRQ() has made the interrupt descriptors usable: lines taken
- * before that (devices added before boot) get their chip in init_IRQ().
+ * before that (devices added before boot) get their chip in init_IRQ(), and
+ * lines taken after the halt get none (the kernel is gone).
  */
 static bool irq_chips_ready;
 
@@ -126,7 +127,8 @@ int lkl_get_free_irq(const char *user)
 	/* line 0 is not valid */
 	for (i = 1; i < NR_IRQS; i++) {
 		if (!cmpxchg(&irq_owner[i], NULL, user)) {
-			if (smp_load_acquire(&irq_chips_ready))
+			if (smp_load_acquire(&irq_chips_ready) &&
+			    !lkl_cpu_is_shut_down())
 				irq_set_chip_and_handler(i, &dummy_irq_chip,
 							 handle_simple_irq);
 			return i;
