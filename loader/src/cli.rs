@@ -598,8 +598,10 @@ fn lkl_backend(
         (None, false, false) => zpoline_lkl::Mode::SharedFirst,
         (None, child, _) => zpoline_lkl::Mode::Private { first: !child },
     };
-    let started =
-        zpoline_lkl::start(mode, disks, volumes).map_err(|e| Error::Lkl(e.to_string()))?;
+    // While the kernel boots: the decoder's tables, which `trampoline::install` needs.
+    let mut meanwhile = rewriter::warm_up;
+    let started = zpoline_lkl::start(mode, disks, volumes, &mut meanwhile)
+        .map_err(|e| Error::Lkl(e.to_string()))?;
     if let (Some((uid, gid)), zpoline_lkl::Mode::SharedFirst) = (cli.user, mode) {
         zpoline_lkl::set_identity(uid, gid)
             .map_err(|e| Error::Lkl(format!("--user {uid}:{gid}: {e}")))?;

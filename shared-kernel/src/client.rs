@@ -82,8 +82,9 @@ pub fn claim(pid: i32, ticket: u64) -> Result<usize, i64> {
             .store(raw(libc::SYS_getppid, [0; 3]) as i32, Ordering::Relaxed);
         c.ticket.store(ticket, Ordering::Relaxed);
         c.retire.store(0, Ordering::Relaxed);
-        c.state.store(state::CLAIMED, Ordering::Release);
         let h = w.header();
+        h.used.fetch_max(i as u32 + 1, Ordering::AcqRel);
+        c.state.store(state::CLAIMED, Ordering::Release);
         h.doorbell.fetch_add(1, Ordering::SeqCst);
         futex::wake(&h.doorbell);
         return Ok(i);

@@ -40,11 +40,15 @@ pub struct Started {
 /// LKL from `config` and serves the tree; this returns once the kernel runs, with the
 /// boot's error if it failed. The kernel process is not the caller's child (it is
 /// detached in a session of its own), so the program never waits for it. Call while
-/// the caller has one thread.
+/// the caller has one thread. `meanwhile` runs on the caller's thread while the kernel
+/// process boots: the caller's own preparation that needs no kernel.
 ///
 /// # Errors
 /// The boot's error (naming the key at fault), or a host failure.
-pub fn spawn(config: &lkl_hijack_config::Config) -> Result<Started, Error> {
+pub fn spawn(
+    config: &lkl_hijack_config::Config,
+    meanwhile: &mut dyn FnMut(),
+) -> Result<Started, Error> {
     let (win, memfd) = Window::create()?;
     let mut p = [0i32; 2];
     // SAFETY: pipe2 into our array.
@@ -67,16 +71,15 @@ pub fn spawn(config: &lkl_hijack_config::Config) -> Result<Started, Error> {
             _ => unsafe { libc::_exit(0) },
         }
     }
-    // SAFETY: closing our write end; reaping the intermediate child.
-    unsafe {
-        libc::close(p[1]);
-        if pid > 0 {
-            libc::waitpid(pid, core::ptr::null_mut(), 0);
-        }
-    }
+    // SAFETY: closing our write end.
+    unsafe { libc::close(p[1]) };
     if pid < 0 {
         return Err(Error::os("fork of the kernel process"));
     }
+    // Also while the intermediate child forks the kernel process.
+    meanwhile();
+    // SAFETY: reaping the intermediate child.
+    unsafe { libc::waitpid(pid, core::ptr::null_mut(), 0) };
     let mut msg = Vec::new();
     // SAFETY: the pipe's read end is ours from here on (closed with the File).
     let mut from = std::fs::File::from(unsafe {
@@ -444,7 +447,7 @@ fn forget(st: &State, p: Proc) {
 /// Makes the threads serving `pid`'s slots leave (all but `except`).
 fn retire_slots(pid: i32, except: usize) {
     let w = win();
-    for i in 0..window::SLOTS {
+    for i in 0..w.used_slots() {
         let c = w.ctl(i);
         if i != except
             && c.state.load(Ordering::Acquire) == state::SERVED
@@ -506,13 +509,13 @@ fn end_tree(caller: Option<usize>) {
     let w = win();
     let serving =
         |i: usize| Some(i) != caller && w.ctl(i).state.load(Ordering::Acquire) == state::SERVED;
-    for i in (0..window::SLOTS).filter(|&i| serving(i)) {
+    for i in (0..w.used_slots()).filter(|&i| serving(i)) {
         let c = w.ctl(i);
         c.retire.store(1, Ordering::SeqCst);
         futex::wake(&c.seq);
     }
     let start = Instant::now();
-    while (0..window::SLOTS).any(serving) && start.elapsed() < LEAVE_TIMEOUT {
+    while (0..w.used_slots()).any(serving) && start.elapsed() < LEAVE_TIMEOUT {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -614,7 +617,7 @@ fn doorbell() -> ! {
     loop {
         let seen = h.doorbell.load(Ordering::SeqCst);
         let mut interrupting = false;
-        for i in 0..window::SLOTS {
+        for i in 0..w.used_slots() {
             let c = w.ctl(i);
             interrupting |= interrupt(c);
             if c.state.load(Ordering::Acquire) == state::CLAIMED

@@ -40,6 +40,10 @@ pub struct Header {
     pub halted: AtomicU32,
     /// Bumped by each slot claim; the kernel process's slot thread sleeps on it.
     pub doorbell: AtomicU32,
+    /// One more than the highest slot ever claimed: the kernel process looks at no
+    /// slot above it, so the untouched slots' pages are never faulted in (each costs a
+    /// page of the memory file).
+    pub used: AtomicU32,
 }
 
 /// Offset in the header page of the file-system view ([`crate::fsview`]), written by
@@ -250,6 +254,11 @@ impl Window {
         let head = unsafe { core::ptr::read((self.base + VIEW_OFFSET) as *const [u8; 5]) };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         len == 0 || (len == 1 && head[4] == b'-')
+    }
+
+    /// The slots claimed so far: `0..used_slots()` holds every slot that is not free.
+    pub fn used_slots(&self) -> usize {
+        (self.header().used.load(Ordering::Acquire) as usize).min(SLOTS)
     }
 
     /// Slot `i`'s channel.

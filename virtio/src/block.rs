@@ -65,6 +65,9 @@ pub struct BlockStats {
     pub writes: u64,
     /// `FLUSH` requests done.
     pub flushes: u64,
+    /// `fdatasync`s of the file made for them (a `FLUSH` with nothing written since
+    /// the last one needs none).
+    pub syncs: u64,
     /// Bytes read from the image.
     pub bytes_read: u64,
     /// Bytes written to the image.
@@ -264,6 +267,12 @@ pub struct Block {
     read_only: bool,
     /// Copy-on-write: written blocks live here, never in the file.
     overlay: Option<Overlay>,
+    /// The file may hold data not yet made durable: a write, discard or zeroing
+    /// reached it since the last `fdatasync` (true at first: what others wrote before
+    /// is not known). A `FLUSH` with nothing new skips the `fdatasync`: a file
+    /// system's sync, unmount and read-only remount flush two or three times in a
+    /// row, and each `fdatasync` cost 0.2-1.7 ms here even with nothing to write.
+    unflushed: bool,
     sectors: u64,
     serial: [u8; ID_BYTES],
     config: Vec<u8>,
@@ -307,6 +316,7 @@ impl Block {
             file,
             read_only,
             overlay: None,
+            unflushed: true,
             sectors,
             serial: id,
             config,
@@ -460,6 +470,7 @@ impl Block {
                     let iov = Cursor::new(readable)
                         .iovecs(mem, HEADER as u64, out_len)
                         .ok_or(IOERR)?;
+                    self.unflushed = true;
                     io_vectored(&self.file, &iov, sector * SECTOR_SIZE, true).map_err(|_| IOERR)?;
                 }
                 self.stats.writes += 1;
@@ -468,8 +479,10 @@ impl Block {
             }
             spec::VIRTIO_BLK_T_FLUSH => {
                 // A copy-on-write device keeps nothing in the file.
-                if !self.read_only && self.overlay.is_none() {
+                if !self.read_only && self.overlay.is_none() && self.unflushed {
                     self.file.sync_data().map_err(|_| IOERR)?;
+                    self.unflushed = false;
+                    self.stats.syncs += 1;
                 }
                 self.stats.flushes += 1;
                 Ok(0)
@@ -501,6 +514,7 @@ impl Block {
                     }
                     self.check_range(sector, u64::from(count) * SECTOR_SIZE)?;
                     let (at, len) = (sector * SECTOR_SIZE, u64::from(count) * SECTOR_SIZE);
+                    self.unflushed |= self.overlay.is_none();
                     let file = &self.file;
                     let r = if let Some(o) = &mut self.overlay {
                         // Both read as zeros afterwards, in memory.
@@ -1021,6 +1035,31 @@ mod tests {
         let s = dev.stats();
         assert_eq!((s.reads, s.writes, s.flushes, s.errors), (1, 1, 1, 0));
         assert_eq!((s.bytes_read, s.bytes_written), (1536, 512));
+    }
+
+    #[test]
+    fn a_flush_syncs_only_what_was_written_since_the_last() {
+        let file = image(64);
+        let mut dev = Block::new(file, false, "").unwrap();
+        let mut d = MockDriver::new(16);
+        let mut q = d.queue();
+        // The first flush syncs: what was written before the device is not known.
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        assert_eq!(dev.stats().syncs, 1);
+        assert_eq!(submit_out(&mut dev, &mut d, &mut q, 4, &[7; 512]), (1, 0));
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        assert_eq!(dev.stats().syncs, 2);
+        // A discard changes the file too.
+        let t_discard = spec::VIRTIO_BLK_T_DISCARD;
+        assert_eq!(
+            submit_ranges(&mut dev, &mut d, &mut q, t_discard, &[(8, 8, 0)]),
+            0
+        );
+        assert_eq!(flush(&mut dev, &mut d, &mut q), 0);
+        let s = dev.stats();
+        assert_eq!((s.flushes, s.syncs, s.discards, s.errors), (5, 3, 1, 0));
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub enum Mode<'a> {
 /// refused; an exec'd process ([`Mode::SharedChild`]) takes none (it reads the tree's
 /// file-system view from the window).
 ///
+/// `meanwhile` is work of the caller's that needs no kernel: with
+/// [`Mode::SharedFirst`] it runs on this thread while the kernel process boots (after
+/// the fork), otherwise before this returns.
+///
 /// Call once, from `lkl-run`'s own world, before the program runs, while it has one
 /// thread.
 ///
@@ -80,6 +84,7 @@ pub fn start(
     mode: Mode<'_>,
     disks: Vec<lkl_hijack_config::Disk>,
     volumes: Vec<lkl_hijack_config::Volume>,
+    meanwhile: &mut dyn FnMut(),
 ) -> Result<Started, Error> {
     let loaded = lkl_hijack_config::load()?;
     let mut config = loaded.config;
@@ -98,10 +103,14 @@ pub fn start(
     let mut warnings = loaded.warnings;
     let mut shared = None;
     match mode {
-        Mode::Private { first: true } => trial_boot(&config)?,
-        Mode::Private { first: false } => {}
+        Mode::Private { first } => {
+            meanwhile();
+            if first {
+                trial_boot(&config)?;
+            }
+        }
         Mode::SharedFirst => {
-            let started = lkl_shared_kernel::server::spawn(&config)?;
+            let started = lkl_shared_kernel::server::spawn(&config, meanwhile)?;
             let view = started.window.fs_view();
             paths::init(&view);
             passthrough::init(&view);
@@ -109,6 +118,7 @@ pub fn start(
             shared = Some(started.spec.to_string());
         }
         Mode::SharedChild(spec) => {
+            meanwhile();
             let spec: lkl_shared_kernel::Spec = spec.parse()?;
             let window = lkl_shared_kernel::window::Window::attach(&spec)?;
             let view = window.fs_view();

@@ -113,6 +113,13 @@ int lkl_trigger_irq(int irq)
 	return 0;
 }
 
+/*
+ * Set once init_IRQ() has made the interrupt descriptors usable: lines taken
+ * before that (devices added before boot) get their chip in init_IRQ(), and
+ * lines taken after the halt get none (the kernel is gone).
+ */
+static bool irq_chips_ready;
+
 int lkl_get_free_irq(const char *user)
 {
 	int i;
@@ -120,7 +127,8 @@ int lkl_get_free_irq(const char *user)
 	/* line 0 is not valid */
 	for (i = 1; i < NR_IRQS; i++) {
 		if (!cmpxchg(&irq_owner[i], NULL, user)) {
-			if (lkl_is_running())
+			if (smp_load_acquire(&irq_chips_ready) &&
+			    !lkl_cpu_is_shut_down())
 				irq_set_chip_and_handler(i, &dummy_irq_chip,
 							 handle_simple_irq);
 			return i;
@@ -156,10 +164,20 @@ int arch_show_interrupts(struct seq_file *p, int prec)
 	return 0;
 }
 
+/*
+ * Only the lines in use get a chip: a line without one has no /proc/irq
+ * directory, and making one for each of the NR_IRQS lines at boot
+ * (init_irq_proc()) would cost thousands of proc entries.  A line taken
+ * later gets its chip in lkl_get_free_irq(); one taken while this runs may
+ * be set twice, which is harmless.
+ */
 void __init init_IRQ(void)
 {
 	int i;
 
-	for (i = 0; i < NR_IRQS; i++)
-		irq_set_chip_and_handler(i, &dummy_irq_chip, handle_simple_irq);
+	smp_store_release(&irq_chips_ready, true);
+	for (i = 1; i < NR_IRQS; i++)
+		if (READ_ONCE(irq_owner[i]))
+			irq_set_chip_and_handler(i, &dummy_irq_chip,
+						 handle_simple_irq);
 }
