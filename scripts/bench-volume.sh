@@ -159,8 +159,10 @@ for _ in $(seq "$RUNS"); do
     disk_image; measure disk_untar untar_disk
     measure native_untar untar_native
     if [ "$fuse" = 1 ]; then fuse_image; measure fuse_untar untar_lklfuse; fi
-    rm -rf "$WORK"/v.* "$WORK"/n.*
 done
+# The untarred trees stay until the end: on an ext4 without a journal, making an
+# inode near many deleted in the last minutes scans for them (recently_deleted),
+# so deleting one round's trees would slow whichever untar comes next.
 line "lkl-run --volume tar -xf" vol_untar "native tar -xf" native_untar
 line "lkl-run --mount (ext4) tar" disk_untar "native tar -xf" native_untar
 if [ "$fuse" = 1 ]; then
