@@ -745,25 +745,15 @@ impl Filesystem for LklFs {
         let fd = self.handle(fh);
         let res = (|| {
             let dev = sys::fstat(fd)?.st_dev;
-            sys::lseek(fd, offset as i64, libc::SEEK_SET)?;
-            let mut buf = vec![0u8; DIRENT_BUF];
-            loop {
-                let n = sys::getdents64(fd, &mut buf)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                for rec in Dirents(&buf[..n]) {
-                    let id = if rec.name == b"." || rec.name == b".." {
-                        rec.ino
-                    } else {
-                        self.shared.nodes.id_for_ino(dev, rec.ino)
-                    };
-                    let name = OsStr::from_bytes(rec.name);
-                    if reply.add(INodeNo(id), rec.off, dtype_kind(rec.kind), name) {
-                        return Ok(());
-                    }
-                }
-            }
+            each_dirent(fd, offset, |rec| {
+                let id = if rec.name == b"." || rec.name == b".." {
+                    rec.ino
+                } else {
+                    self.shared.nodes.id_for_ino(dev, rec.ino)
+                };
+                let name = OsStr::from_bytes(rec.name);
+                Ok(reply.add(INodeNo(id), rec.off, dtype_kind(rec.kind), name))
+            })
         })();
         reply!(reply, "readdir", ino.0, res, |()| reply.ok());
     }
@@ -779,38 +769,28 @@ impl Filesystem for LklFs {
         let fd = self.handle(fh);
         let res = (|| {
             let here = sys::fstat(fd)?;
-            sys::lseek(fd, offset as i64, libc::SEEK_SET)?;
-            let mut buf = vec![0u8; DIRENT_BUF];
-            loop {
-                let n = sys::getdents64(fd, &mut buf)?;
-                if n == 0 {
-                    return Ok(());
+            each_dirent(fd, offset, |rec| {
+                let name = OsStr::from_bytes(rec.name);
+                // The host makes no node of `.` and `..`: their
+                // attributes only fill the record.
+                if rec.name == b"." || rec.name == b".." {
+                    let a = attr(rec.ino, &here);
+                    return Ok(reply.add(INodeNo(rec.ino), rec.off, name, &TTL, &a, Generation(0)));
                 }
-                for rec in Dirents(&buf[..n]) {
-                    let name = OsStr::from_bytes(rec.name);
-                    // The host makes no node of `.` and `..`: their
-                    // attributes only fill the record.
-                    if rec.name == b"." || rec.name == b".." {
-                        let a = attr(rec.ino, &here);
-                        if reply.add(INodeNo(rec.ino), rec.off, name, &TTL, &a, Generation(0)) {
-                            return Ok(());
-                        }
-                        continue;
-                    }
-                    // Each entry given is a lookup the host will forget.
-                    let a = match self.lookup_at(ino, fd, name) {
-                        Ok(a) => a,
-                        // Removed since getdents64 listed it.
-                        Err(Errno(libc::ENOENT)) => continue,
-                        Err(e) => return Err(e),
-                    };
-                    if reply.add(a.ino, rec.off, name, &TTL, &a, Generation(0)) {
-                        // Not sent: not a lookup after all.
-                        self.shared.nodes.forget(a.ino.0, 1);
-                        return Ok(());
-                    }
+                // Each entry given is a lookup the host will forget.
+                let a = match self.lookup_at(ino, fd, name) {
+                    Ok(a) => a,
+                    // Removed since getdents64 listed it.
+                    Err(Errno(libc::ENOENT)) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                if reply.add(a.ino, rec.off, name, &TTL, &a, Generation(0)) {
+                    // Not sent: not a lookup after all.
+                    self.shared.nodes.forget(a.ino.0, 1);
+                    return Ok(true);
                 }
-            }
+                Ok(false)
+            })
         })();
         reply!(reply, "readdirplus", ino.0, res, |()| reply.ok());
     }
@@ -1004,6 +984,28 @@ impl Filesystem for LklFs {
         // does not matter.
         let res = sys::lseek(self.handle(fh), offset, whence);
         reply!(reply, "lseek", ino.0, res, |o| reply.offset(o));
+    }
+}
+
+/// Calls `f` with each entry of directory `fd` from `offset` on, until the end
+/// or until `f` says the reply is full (`true`).
+fn each_dirent(
+    fd: i32,
+    offset: u64,
+    mut f: impl FnMut(&Dirent<'_>) -> Result<bool, Errno>,
+) -> Result<(), Errno> {
+    sys::lseek(fd, offset as i64, libc::SEEK_SET)?;
+    let mut buf = vec![0u8; DIRENT_BUF];
+    loop {
+        let n = sys::getdents64(fd, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for rec in Dirents(&buf[..n]) {
+            if f(&rec)? {
+                return Ok(());
+            }
+        }
     }
 }
 
