@@ -438,6 +438,40 @@ pub(crate) fn dispatch(nr: u64, a: &[u64; 6]) -> (i64, Target) {
         c::SYS_pivot_root => two(nr, a, cwd(0), cwd(1), |_, p1, _, p2| {
             lkl_call(nr!(__lkl__NR_pivot_root), [p1, p2, 0, 0, 0, 0])
         }),
+        // An inotify instance watches one kernel's files: LKL's when rooted.
+        c::SYS_inotify_init | c::SYS_inotify_init1 => {
+            if !paths::rooted() {
+                return host(nr, a);
+            }
+            let flags = if nr == c::SYS_inotify_init as u64 {
+                0
+            } else {
+                i(0)
+            };
+            let l = lkl_call(nr!(__lkl__NR_inotify_init1), [flags, 0, 0, 0, 0, 0]);
+            if l < 0 {
+                return on_lkl(l);
+            }
+            on_lkl(fds::adopt(l, 0, crate::dispatch::lkl_close))
+        }
+        // A watch on an LKL path needs an LKL instance and the other way round
+        // (EXDEV); LKL's call has no directory fd, so the path must be absolute or
+        // relative to LKL's cwd.
+        c::SYS_inotify_add_watch => {
+            let mut arg = cwd(1);
+            if a[2] & c::IN_DONT_FOLLOW as u64 != 0 {
+                arg = arg.nofollow();
+            }
+            match fds::lkl_of(a[0]) {
+                None => one(nr, a, arg, |_, _| -i64::from(c::EXDEV)),
+                Some(l) => one(nr, a, arg, |d, p| {
+                    if d != i64::from(c::AT_FDCWD) {
+                        return -i64::from(c::EXDEV);
+                    }
+                    lkl_call(nr!(__lkl__NR_inotify_add_watch), [l, p, i(2), 0, 0, 0])
+                }),
+            }
+        }
         c::SYS_umask => {
             // Both kernels create files: both take the mask.
             let (h, _) = host(nr, a);

@@ -314,6 +314,10 @@ pub(crate) static TABLE: &[Entry] = &[
     e(libc::SYS_mount, "mount", W::ByPath, P::Files, H::Path, "by the target's path"),
     e(libc::SYS_umount2, "umount2", W::ByPath, P::Files, H::Path, FILES),
     e(libc::SYS_pivot_root, "pivot_root", W::ByPath, P::Files, H::Path, TWO_PATHS),
+    e(libc::SYS_inotify_init, "inotify_init", W::ByRoot, P::Files, H::Path, "rooted: LKL's inotify_init1(0); else the host's"),
+    e(libc::SYS_inotify_init1, "inotify_init1", W::ByRoot, P::Files, H::Path, "rooted: LKL's; else the host's"),
+    e(libc::SYS_inotify_add_watch, "inotify_add_watch", W::ByPath, P::Files, H::Path, "the instance's kernel must own the path (else EXDEV)"),
+    e(libc::SYS_inotify_rm_watch, "inotify_rm_watch", W::ByFd, P::FirstFd, H::Fd, TRANSLATED),
     e(libc::SYS_umask, "umask", W::Split, P::Files, H::Path, "both kernels take the mask; rooted, LKL's old one is returned"),
     // Identity: the tree runs as root inside an image.
     e(libc::SYS_getuid, "getuid", W::ByRoot, P::Files, H::Ident, IDENT),

@@ -154,6 +154,22 @@ fn case_read_write(env: &Env) -> Outcome {
     Ok(())
 }
 
+/// inotify with mounts only: instances are the host's; a watch on a host directory
+/// works, one under the mount is refused with EXDEV.
+fn case_inotify_exdev(env: &Env) -> Outcome {
+    let img = env.image("inotify", "ext4", &[("d/a.txt", "A\n")])?;
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/inotify.c");
+    let prog = env.host_dir().join("inotify");
+    support::gcc(&c, &prog, &["-O2"])?;
+    let m = &env.mnt;
+    let script = format!("./inotify {m}/d 2>&1; echo rc=$?; mkdir -p watched && ./inotify watched");
+    support::expect_stdout(
+        env.lkl_run(&img, &["sh", "-c", &script]),
+        "inotify_add_watch: Invalid cross-device link\nrc=1\ncreate made\ndelete made\nrm_watch ok\n",
+    )?;
+    support::fsck_clean("ext4", &img)
+}
+
 fn case_cwd(env: &Env) -> Outcome {
     let img = env.image("cwd", "ext4", &[("sub/a.txt", "A\n")])?;
     let m = &env.mnt;
@@ -386,7 +402,7 @@ fn case_other_fs(env: &Env, fs: &str) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 11] = [
+    let cases: [(&str, &Case); 12] = [
         (
             "--mount (ext4), as nobody: the image's files read and written under PATH, host files beside them in one run; e2fsck clean, debugfs reads what was written",
             &case_read_write,
@@ -422,6 +438,10 @@ fn main() -> ExitCode {
         ("--mount on btrfs: written, read back, btrfs check clean", &|e| case_other_fs(e, "btrfs")),
         ("--mount on xfs: written, read back, xfs_repair -n clean", &|e| case_other_fs(e, "xfs")),
         ("--mount on vfat: written, read back, fsck.vfat clean", &|e| case_other_fs(e, "vfat")),
+        (
+            "inotify with mounts only: a host directory is watched, a watch under the mount gets EXDEV",
+            &case_inotify_exdev,
+        ),
     ];
     support::main_cases(setup, &cases)
 }

@@ -120,6 +120,9 @@ fn make_tree(src: &Path, scratch: &Path) -> Outcome {
             .map_err(|e| e.to_string())?;
     }
     support::set_mode(&src.join("tmp"), 0o1777)?;
+    // A static program that watches a directory with inotify.
+    let c = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/inotify.c");
+    support::gcc(&c, &src.join("bin/inotify"), &["-static", "-O2"])?;
     w("etc/passwd", "root:x:0:0:root:/:/bin/sh\n")?;
     w("etc/group", "root:x:0:\n")?;
     w(
@@ -214,6 +217,16 @@ fn case_cwd_and_proc(env: &Env) -> Outcome {
         ),
         "/data\nthis file exists only in the image\ninside the jail\n/ ext4\n/jail\n\
          this file exists only in the image\n/jail/hello.txt\ninside the jail\n",
+    )
+}
+
+/// inotify on the image: an LKL instance sees a file made and removed in /tmp,
+/// waited for with poll; the watch is removed.
+fn case_inotify(env: &Env) -> Outcome {
+    let img = env.image("inotify")?;
+    support::expect_stdout(
+        env.run(&img, &["/bin/inotify", "/tmp"]),
+        "create made\ndelete made\nrm_watch ok\n",
     )
 }
 
@@ -376,7 +389,7 @@ fn case_in_use_by_lklfuse(env: &Env) -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 9] = [
+    let cases: [(&str, &Case); 10] = [
         (
             "as nobody: a file only in the image is read, / lists the image, id prints 0",
             &case_reads,
@@ -400,6 +413,10 @@ fn main() -> ExitCode {
         (
             "--user 1234:5678: the tree's ids inside, its files owned so in the image, root's refused",
             &case_user,
+        ),
+        (
+            "inotify: a watch on an image directory reports a file made and removed there (poll, read, rm_watch)",
+            &case_inotify,
         ),
         (
             "a source tarball unpacked and checksummed inside the image matches the host's checksums",
