@@ -157,8 +157,8 @@ else
     GVISOR="not installed"
 fi
 RR_PORT=7701
-in_ns "$TB" echo "$RR_PORT" >"$TMP/echo.out" 2>&1 &
-ECHO_PID=$!
+ip netns exec "$NS" "$TB" echo "$RR_PORT" >"$TMP/echo.out" 2>&1 &
+ECHO_PID=$! # ip netns exec execs the server: this is its pid
 for _ in $(seq 50); do grep -q '^echo ready' "$TMP/echo.out" && break; sleep 0.1; done
 RR_CALLS=$((CALLS / 20 > 0 ? CALLS / 20 : 1))
 RR_NATIVE=$(figure rr-fork ip netns exec "$NS2" "$TB" rr-fork 198.19.0.1 "$RR_PORT" "$RR_CALLS")
