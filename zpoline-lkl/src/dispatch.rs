@@ -433,7 +433,6 @@ impl Lkl {
                         if !forked {
                             lkl_close(l);
                         }
-                        crate::linger::forget(h);
                         fds::set(h, None);
                     }
                 }
@@ -477,8 +476,8 @@ impl Lkl {
                         return l;
                     }
                     let fd = fds::adopt(l, 0, lkl_close);
-                    crate::linger::opened_file(fd, l);
                     if fd >= 0 {
+                        fds::set_file(fd);
                         passthrough::offer(fd, l, flags);
                     }
                     fd
@@ -625,7 +624,6 @@ impl Lkl {
         if forked {
             // LKL runs in the parent only: its fds are dead here (documented).
             if h == Handler::Close {
-                crate::linger::forget(i(0));
                 fds::set(i(0), None);
                 return host(nr, a);
             }
@@ -804,11 +802,14 @@ impl Lkl {
                 lkl_close(l);
             }
         }
-        crate::linger::forget(new as i32 as i64);
         fds::set(new as i32 as i64, fresh);
         if fresh.is_some() && fds::passthrough(old) {
             // The host file was duplicated onto `new`: a passthrough fd too.
             fds::set_passthrough(new as i32 as i64);
+        }
+        if fresh.is_some() && fds::file(old) {
+            // A duplicate of a file opened by path is one too.
+            fds::set_file(new as i32 as i64);
         }
         (
             r,

@@ -17,11 +17,19 @@ pub(crate) const MAX_FDS: usize = 65536;
 
 /// `LKL_OF[host fd]` = LKL fd + 1, or 0 for a host fd; with [`PASSTHROUGH`] set when
 /// the host fd is not a placeholder but the same file opened on the host
-/// (`passthrough.rs`).
+/// (`passthrough.rs`), and [`FILE`] when the LKL fd is a file opened by path. Every
+/// change of an fd's meaning goes through [`set`], which drops both marks.
 static LKL_OF: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(0) }; MAX_FDS];
 
 /// The bit of [`LKL_OF`] that marks a passthrough fd (LKL fds are far below it).
 const PASSTHROUGH: i32 = 1 << 30;
+
+/// The bit of [`LKL_OF`] that marks an LKL fd opened by path: never a socket, so its
+/// `close` needs no look at a send queue.
+const FILE: i32 = 1 << 29;
+
+/// Both marks: what is left of an entry without them is the LKL fd + 1.
+const MARKS: i32 = PASSTHROUGH | FILE;
 
 /// How many program fds are LKL's (placeholders in [`LKL_OF`]).
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -40,7 +48,7 @@ pub(crate) fn lkl_of(fd: u64) -> Option<i64> {
     if fd < 0 || fd as usize >= MAX_FDS {
         return None;
     }
-    match LKL_OF[fd as usize].load(Ordering::Acquire) & !PASSTHROUGH {
+    match LKL_OF[fd as usize].load(Ordering::Acquire) & !MARKS {
         0 => None,
         l => Some(i64::from(l - 1)),
     }
@@ -58,8 +66,25 @@ pub(crate) fn passthrough(fd: u64) -> bool {
 /// Marks LKL's program fd `host` as a passthrough fd: the host fd is the same file,
 /// opened on the host, not a placeholder.
 pub(crate) fn set_passthrough(host: i64) {
+    mark(host, PASSTHROUGH);
+}
+
+/// True when program fd `fd` is LKL's and holds a file opened by path.
+#[inline(always)]
+pub(crate) fn file(fd: u64) -> bool {
+    let fd = fd as i32;
+    fd >= 0 && (fd as usize) < MAX_FDS && LKL_OF[fd as usize].load(Ordering::Acquire) & FILE != 0
+}
+
+/// Marks LKL's program fd `host` as a file opened by path (not a socket).
+pub(crate) fn set_file(host: i64) {
+    mark(host, FILE);
+}
+
+/// Sets the mark `bit` on LKL's program fd `host`.
+fn mark(host: i64, bit: i32) {
     if host >= 0 && (host as usize) < MAX_FDS {
-        LKL_OF[host as usize].fetch_or(PASSTHROUGH, Ordering::AcqRel);
+        LKL_OF[host as usize].fetch_or(bit, Ordering::AcqRel);
     }
 }
 
@@ -68,8 +93,8 @@ pub(crate) fn set(host: i64, lkl: Option<i64>) {
     if host < 0 || host as usize >= MAX_FDS {
         return;
     }
-    let before = LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel)
-        & !PASSTHROUGH;
+    let before =
+        LKL_OF[host as usize].swap(lkl.map_or(0, |l| l as i32 + 1), Ordering::AcqRel) & !MARKS;
     match (before != 0, lkl.is_some()) {
         (false, true) => {
             COUNT.fetch_add(1, Ordering::AcqRel);

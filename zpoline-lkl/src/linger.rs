@@ -2,7 +2,6 @@
 //! does for its sockets after `close` and `exit`, LKL (which ends with the process)
 //! must do before.
 
-use core::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use crate::dispatch::nr;
@@ -76,38 +75,11 @@ fn outq(l: i64) -> i64 {
     }
 }
 
-/// Program fds that hold an LKL file opened by path, with its LKL fd + 1 (0: not
-/// known to be one): such an fd is never a socket, so its `close` skips the send-queue
-/// check, one round trip to the kernel process (`getpeername`) per close. A mark is
-/// trusted only while the fd still stands for the same LKL fd: a `dup2` onto it gives
-/// it another one (the marked one was still open then), and `close_range` forgets it.
-static FILES: [AtomicI32; fds::MAX_FDS] = [const { AtomicI32::new(0) }; fds::MAX_FDS];
-
-/// Program fd `fd` now holds LKL fd `l`, a file opened by path (not a socket).
-pub(crate) fn opened_file(fd: i64, l: i64) {
-    if let Ok(i) = usize::try_from(fd) {
-        if i < fds::MAX_FDS {
-            FILES[i].store(l as i32 + 1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Program fd `fd` no longer holds what it held (closed without [`close_lingering`]).
-pub(crate) fn forget(fd: i64) {
-    if let Ok(i) = usize::try_from(fd) {
-        if i < fds::MAX_FDS {
-            FILES[i].store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// `close` of program fd `fd`, LKL fd `l`, lingering when data is still queued (see
-/// [`LINGERING`]).
+/// `close` of program fd `fd`, LKL fd `l` (before the fd's entry is dropped),
+/// lingering when data is still queued (see [`LINGERING`]).
 pub(crate) fn close_lingering(fd: i64, l: i64) -> i64 {
-    let file = usize::try_from(fd)
-        .ok()
-        .filter(|&i| i < fds::MAX_FDS)
-        .is_some_and(|i| FILES[i].swap(0, Ordering::Relaxed) == l as i32 + 1);
+    // A file opened by path is never a socket: no send queue to look at.
+    let file = fds::file(fd as u64);
     wait::in_world(|| {
         let call = crate::kernel::call;
         let mut lingering = LINGERING.lock().unwrap_or_else(|p| p.into_inner());

@@ -302,6 +302,8 @@ pub(crate) fn still_same(h: i64, l: i64, lkl: impl Fn(i64, [i64; 6]) -> i64) -> 
 pub(crate) fn kept(h: i64, l: i64) {
     fds::set(h, Some(l));
     fds::set_passthrough(h);
+    // A regular file, never a socket.
+    fds::set_file(h);
     if VOLUMES.get().is_some_and(|v| v.debug) {
         say(&[
             b"passthrough read of fd ",
