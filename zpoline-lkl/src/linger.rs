@@ -8,7 +8,8 @@ use crate::dispatch::nr;
 use crate::{fds, wait};
 
 /// At `exit_group`: what the host kernel does for its sockets, LKL must do before the
-/// process (and LKL with it) ends. Waits up to [`DRAIN_LIMIT`] for the send queues
+/// process (and LKL with it) ends. Waits while they shrink ([`DRAIN_LIMIT`] without
+/// progress, [`DRAIN_CAP`] in all) for the send queues
 /// of the open LKL sockets to empty (`SIOCOUTQ`: unsent and unacknowledged bytes),
 /// then closes them, so their data and FINs are out.
 pub(crate) fn drain_at_exit() {
@@ -25,10 +26,18 @@ pub(crate) fn drain_at_exit() {
     let _ = wait::in_world(|| {
         let call = crate::kernel::call;
         let start = std::time::Instant::now();
-        while start.elapsed() < DRAIN_LIMIT {
-            let queued = open.iter().any(|&l| outq(l) > 0);
-            if !queued {
+        let mut progress = start;
+        let mut least = i64::MAX;
+        // While the queues keep shrinking (a loaded machine may need longer than
+        // DRAIN_LIMIT for all of it), up to DRAIN_CAP in all.
+        while progress.elapsed() < DRAIN_LIMIT && start.elapsed() < DRAIN_CAP {
+            let queued: i64 = open.iter().map(|&l| outq(l)).sum();
+            if queued == 0 {
                 break;
+            }
+            if queued < least {
+                least = queued;
+                progress = std::time::Instant::now();
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
@@ -105,5 +114,8 @@ pub(crate) fn close_lingering(fd: i64, l: i64) -> i64 {
     .0
 }
 
-/// How long [`drain_at_exit`] waits at most.
+/// How long [`drain_at_exit`] waits for a send queue that does not shrink.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long [`drain_at_exit`] waits at most, shrinking queues included.
+const DRAIN_CAP: std::time::Duration = std::time::Duration::from_secs(20);
