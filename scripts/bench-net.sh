@@ -9,7 +9,7 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--busy-poll-us N] [--no-zpoline] [--no-build]
+Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--busy-poll-us N] [--stages] [--no-zpoline] [--no-build]
 
 Builds lkl-netbench (crate lkl-netdev-test) and lkl-run (crate loader),
 compiles tests/zpoline-lkl/c/treebench.c, and runs lkl-netbench as root. It makes
@@ -63,6 +63,16 @@ start and the end.
                turn the LKL devices' receive coalescing off (on by default)
   --no-transmit-thread
                turn the LKL devices' transmit thread off (on by default)
+  --stages     instead of the comparison: LKL's request/response round
+               trip stage by stage in each placement (median us of each
+               span of --rr round trips, best of --repeat runs): program
+               send -> device transmit (LKL's TCP, the driver, the notify)
+               -> tap written (the host's stack took the frame) -> reply
+               read by the receive thread (server, reply, tap, polling)
+               -> interrupt raised -> interrupt call returned (handler and
+               receive softirq, when the kernel's CPU was free) -> program
+               back from read (its wake-up); timestamps from
+               lkl::virtio::net::trace, off in every other run
   --no-zpoline leave out the lkl-run client (no lkl-run build, no gcc,
                vm.mmap_min_addr untouched)
   --no-build   use the binaries already built
@@ -90,7 +100,7 @@ while [ $# -gt 0 ]; do
         --busy-poll-us)
             [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "bench-net.sh: --busy-poll-us needs a number of µs" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;
-        --no-coalesce|--no-transmit-thread) ARGS+=("$1"); shift ;;
+        --no-coalesce|--no-transmit-thread|--stages) ARGS+=("$1"); shift ;;
         --no-zpoline) ZPOLINE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;

@@ -77,6 +77,10 @@ struct Cli {
     /// throughput runs.
     #[arg(long)]
     latency_only: bool,
+    /// Per-stage timestamps of LKL's request/response round trip in each
+    /// placement (instead of the comparison): where the microseconds go.
+    #[arg(long)]
+    stages: bool,
     /// `lkl-run` and treebench (tests/zpoline-lkl/c/treebench.c): also
     /// measure request/response from a program on plain sockets under
     /// `lkl-run --zpoline` (needs vm.mmap_min_addr=0).
@@ -308,6 +312,132 @@ fn request_response(stack: Stack, to: SocketAddr, n: usize) -> Result<f64> {
     Ok(best)
 }
 
+/// The spans of one LKL request/response round trip, in order, each
+/// named by what happens in it; they add up to the round trip.
+const STAGE_SPANS: [&str; 4] = [
+    "send-to-device",
+    "device-to-reply-read",
+    "reply-to-interrupt",
+    "interrupt-to-program",
+];
+
+/// Spans that overlap the chain above, shares of round trips, counts per
+/// round trip.
+const STAGE_EXTRA: [&str; 6] = [
+    "tap-write",
+    "interrupt-call",
+    "irq-inline-share",
+    "call-outlived-read-share",
+    "lkl-wakeups",
+    "context-switches",
+];
+
+/// Median µs of each span of `n` LKL round trips (see
+/// [`lkl::virtio::net::trace`]): program send -> device transmit (LKL's
+/// system call, TCP, the driver, the notify) -> reply read by the
+/// receive thread (the tap write, which runs the host's stack on the
+/// sending thread, the server, its reply, the receive thread finding it)
+/// -> interrupt raised (delivery into the driver's buffers) -> program
+/// back from `read` (handler, receive softirq, the program's wake-up and
+/// return). Then the round trip; `tap-write` (inside the second span);
+/// `interrupt-call`, how long raising the interrupt kept the receive
+/// thread; the share of round trips whose interrupt ran on the receive
+/// thread (a call above 1 µs; else it was left pending for the CPU's
+/// holder), and whose call returned only after the program was back;
+/// per round trip, the host wake-ups LKL's semaphores made
+/// ([`lkl::host::sem::handoffs`]) and this process's context switches.
+fn stages(to: SocketAddr, n: usize) -> Result<Vec<(String, f64)>> {
+    use lkl::virtio::net::trace::{self, Stage};
+    trace::enable();
+    let mut c = connect(Stack::Lkl, to, b'R')?;
+    let mut b = [0u8; 1];
+    for _ in 0..n / 10 {
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+    }
+    let mut spans: Vec<Vec<u64>> = vec![Vec::with_capacity(n); STAGE_SPANS.len() + 3];
+    let (mut inline, mut outlived) = (0, 0);
+    let (h0, cs0) = (lkl::host::sem::handoffs(), context_switches());
+    for _ in 0..n {
+        trace::reset();
+        let t0 = trace::now_ns();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        let end = trace::now_ns();
+        // The interrupt call's end, stamped after the program is back
+        // when the call outlives the read.
+        let mut st = trace::read();
+        for _ in 0..1000 {
+            if st[Stage::IrqRaise as usize] == 0 || st[Stage::IrqDone as usize] != 0 {
+                break;
+            }
+            std::thread::yield_now();
+            st = trace::read();
+        }
+        let at = |s: Stage| st[s as usize];
+        let points = [
+            t0,
+            at(Stage::TxStart),
+            at(Stage::RxRead),
+            at(Stage::IrqRaise),
+            end,
+        ];
+        // A round trip that took another path (a frame not stamped) is
+        // left out.
+        if points.windows(2).any(|w| w[1] < w[0] || w[1] == 0)
+            || at(Stage::TxSent) < at(Stage::TxStart)
+            || at(Stage::IrqDone) < at(Stage::IrqRaise)
+        {
+            continue;
+        }
+        for (i, w) in points.windows(2).enumerate() {
+            spans[i].push(w[1] - w[0]);
+        }
+        spans[STAGE_SPANS.len()].push(end - t0);
+        spans[STAGE_SPANS.len() + 1].push(at(Stage::TxSent) - at(Stage::TxStart));
+        let call = at(Stage::IrqDone) - at(Stage::IrqRaise);
+        spans[STAGE_SPANS.len() + 2].push(call);
+        inline += usize::from(call > 1000);
+        outlived += usize::from(at(Stage::IrqDone) > end);
+    }
+    let handoffs = (lkl::host::sem::handoffs() - h0) as f64 / n as f64;
+    let switches = (context_switches() - cs0) as f64 / n as f64;
+    let counted = spans[0].len();
+    if counted == 0 {
+        bail!("no round trip went through every stage");
+    }
+    let median = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1e3
+    };
+    let names = STAGE_SPANS
+        .iter()
+        .chain(&["round-trip"])
+        .chain(&STAGE_EXTRA[..2]);
+    let mut out: Vec<(String, f64)> = names
+        .zip(spans.iter_mut())
+        .map(|(name, v)| (name.to_string(), median(v)))
+        .collect();
+    out.push(("irq-inline-share".into(), inline as f64 / counted as f64));
+    out.push((
+        "call-outlived-read-share".into(),
+        outlived as f64 / counted as f64,
+    ));
+    out.push(("lkl-wakeups".into(), handoffs));
+    out.push(("context-switches".into(), switches));
+    out.push(("counted".into(), counted as f64));
+    Ok(out)
+}
+
+/// This process's context switches so far, voluntary and not.
+fn context_switches() -> u64 {
+    // SAFETY: a zeroed rusage for getrusage to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF and a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    (ru.ru_nvcsw + ru.ru_nivcsw) as u64
+}
+
 /// Rounds of a request/response measurement (treebench's too).
 const RR_ROUNDS: usize = 5;
 
@@ -353,6 +483,12 @@ fn client(
         };
         // The best of --repeat runs of each (the orchestrator runs each
         // client once a round and keeps the best of the rounds).
+        if cli.stages {
+            for (name, us) in stages(to, cli.rr)? {
+                println!("RESULT {name} {us}");
+            }
+            return Ok(());
+        }
         let (mut ping, mut rr, mut up, mut down) = (f64::MAX, f64::MAX, 0f64, 0f64);
         for _ in 0..cli.repeat {
             ping = ping.min(ping_rtt(&*icmp, target, cli.pings)?);
@@ -598,6 +734,7 @@ fn run_client(
     .args(cli.no_coalesce.then_some("--no-coalesce"))
     .args(cli.no_transmit_thread.then_some("--no-transmit-thread"))
     .args(latency_only.then_some("--latency-only"))
+    .args(cli.stages.then_some("--stages"))
     .arg("client")
     .args(args)
     .stderr(Stdio::inherit());
@@ -736,6 +873,9 @@ fn orchestrate(cli: &Cli) -> Result<()> {
         load_average()
     );
     let lkl_off_args = lkl_args("lklbt1", 1, &off);
+    if cli.stages {
+        return print_stages(cli, &s, &exe, &lkl_off_args);
+    }
     let lkl_none_args = lkl_args("lklbt0", 0, "0");
     let host_off_args = ["--stack", "host", "--target", "198.18.2.1"];
     let host_none_args = ["--stack", "host", "--target", "198.18.3.1"];
@@ -914,6 +1054,54 @@ fn orchestrate(cli: &Cli) -> Result<()> {
          baseline. Load at the end: {}",
         load_average()
     );
+    Ok(())
+}
+
+/// `--stages`: LKL's round trip stage by stage in each placement (the
+/// best round's medians, lowest round trip, of --repeat).
+fn print_stages(cli: &Cli, s: &Netns, exe: &Path, lkl_args: &[&str]) -> Result<()> {
+    let mut cols = Vec::new();
+    for placement in Placement::ALL {
+        let (server_cpu, client_cpu) = placement.cpus();
+        let mut server = s.command(exe);
+        server.arg("server");
+        pin(&mut server, server_cpu);
+        let _server = start_child(server, "server")?;
+        let mut best: Option<Map> = None;
+        for _ in 0..cli.repeat {
+            let got = run_client(s, exe, cli, lkl_args, client_cpu, true)?;
+            if best
+                .as_ref()
+                .is_none_or(|b| got["round-trip"] < b["round-trip"])
+            {
+                best = Some(got);
+            }
+        }
+        cols.push(best.context("no round")?);
+    }
+    println!(
+        "lkl-netbench --stages: median us per span of {} LKL round trips (best of {} runs); load {}",
+        cli.rr,
+        cli.repeat,
+        load_average()
+    );
+    print!("{:<26}", "span");
+    for p in Placement::ALL {
+        print!(" {:>15}", p.name());
+    }
+    println!();
+    let names = STAGE_SPANS
+        .iter()
+        .chain(&["round-trip"])
+        .chain(&STAGE_EXTRA)
+        .chain(&["counted"]);
+    for name in names {
+        print!("{name:<26}");
+        for c in &cols {
+            print!(" {:>15.2}", c.get(*name).copied().unwrap_or(f64::NAN));
+        }
+        println!();
+    }
     Ok(())
 }
 
