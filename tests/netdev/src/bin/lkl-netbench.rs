@@ -759,17 +759,19 @@ fn run_client(
 const ZPOLINE_IP: &str = "198.18.4.2";
 
 /// Request/response from treebench's `rr` (plain sockets) under
-/// `lkl-run --zpoline` with `conf` (tap lklbt4), to the server's echo port.
+/// `lkl-run --zpoline` with `conf` (tap lklbt4), to the server's echo port:
+/// LKL in a kernel process serving the tree (lkl-run's default), or in the
+/// program's own process (`--private-kernel`).
 fn run_zpoline(
     ns: &Netns,
-    lkl_run: &Path,
-    treebench: &Path,
-    conf: &Path,
+    (lkl_run, treebench, conf): (&Path, &Path, &Path),
+    private: bool,
     cli: &Cli,
     cpu: Option<usize>,
 ) -> Result<Map> {
     let mut cmd = ns.command(lkl_run);
     cmd.arg("--zpoline")
+        .args(private.then_some("--private-kernel"))
         .arg("--config")
         .arg(conf)
         .arg(treebench)
@@ -806,8 +808,11 @@ enum Client {
     VethNone,
     /// The host behind a tap (relay).
     Tap,
-    /// LKL under `lkl-run --zpoline` (request/response only).
+    /// LKL under `lkl-run --zpoline`, its kernel process (request/response
+    /// only).
     Zpoline,
+    /// The same with `--private-kernel`: LKL in the program's process.
+    ZpolinePrivate,
 }
 
 fn orchestrate(cli: &Cli) -> Result<()> {
@@ -931,10 +936,13 @@ fn orchestrate(cli: &Cli) -> Result<()> {
                 );
             }
             if let Some((run, tb, conf)) = &zpoline {
-                keep(
-                    (placement, Client::Zpoline),
-                    run_zpoline(&s, run, tb, &conf.0, cli, client_cpu)?,
-                );
+                for (client, private) in [(Client::Zpoline, false), (Client::ZpolinePrivate, true)]
+                {
+                    keep(
+                        (placement, client),
+                        run_zpoline(&s, (run, tb, &conf.0), private, cli, client_cpu)?,
+                    );
+                }
             }
         }
     }
@@ -945,7 +953,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "{:<50} {:>9} {:>9} {:>7} {:>9} {:>7}  goal",
+        "{:<60} {:>9} {:>9} {:>7} {:>9} {:>7}  goal",
         "", "LKL", "veth", "ratio", "host tap", "ratio"
     );
     let free = Placement::Free;
@@ -1020,18 +1028,23 @@ fn orchestrate(cli: &Cli) -> Result<()> {
     }
     if zpoline.is_some() {
         println!(
-            "{:<50} {:>9} {:>9} {:>7}",
+            "{:<60} {:>9} {:>9} {:>7}",
             "", "zpoline", "in-proc", "ratio"
         );
-        for p in Placement::ALL {
-            let (z, l) = (get(p, Client::Zpoline, "rr"), get(p, Client::Lkl, "rr"));
-            let met = z / l <= 1.2;
-            println!(
-                "{:<50} {z:>9.1} {l:>9.1} {:>6.2}x  <= 1.2: {}",
-                format!("req/resp, lkl-run --zpoline, {} (us)", p.name()),
-                z / l,
-                if met { "met" } else { "NOT met" }
-            );
+        for (client, how) in [
+            (Client::Zpoline, "kernel process"),
+            (Client::ZpolinePrivate, "--private-kernel"),
+        ] {
+            for p in Placement::ALL {
+                let (z, l) = (get(p, client, "rr"), get(p, Client::Lkl, "rr"));
+                let met = z / l <= 1.2;
+                println!(
+                    "{:<60} {z:>9.1} {l:>9.1} {:>6.2}x  <= 1.2: {}",
+                    format!("req/resp, lkl-run --zpoline, {how}, {} (us)", p.name()),
+                    z / l,
+                    if met { "met" } else { "NOT met" }
+                );
+            }
         }
     }
     let poll = cli.busy_poll_us;
@@ -1049,8 +1062,9 @@ fn orchestrate(cli: &Cli) -> Result<()> {
          copies frames (offloads on, busy polling as LKL's device), one copy more than LKL's \
          path. Placements: same CPU = server, client (every thread) and relay on CPU 0; \
          different CPUs = server on CPU 0, client and relay on CPU 1. zpoline: treebench rr \
-         (plain sockets) under lkl-run --zpoline, offloads {off}, against LKL in-process in \
-         the same placement. The server's congestion control: {cc}. Ratios are LKL / \
+         (plain sockets) under lkl-run --zpoline, offloads {off}, LKL in the tree's kernel \
+         process (lkl-run's default) or in the program's (--private-kernel), against LKL \
+         in-process in the same placement. The server's congestion control: {cc}. Ratios are LKL / \
          baseline. Load at the end: {}",
         load_average()
     );
@@ -1113,7 +1127,7 @@ fn row(name: &str, a: f64, b: f64, t: f64) -> String {
     } else {
         format!("{t:>9.1} {:>6.2}x", a / t)
     };
-    format!("{name:<50} {a:>9.1} {b:>9.1} {:>6.2}x {tap}", a / b)
+    format!("{name:<60} {a:>9.1} {b:>9.1} {:>6.2}x {tap}", a / b)
 }
 
 /// The 1, 5 and 15 minute load averages.
