@@ -953,7 +953,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "{:<60} {:>9} {:>9} {:>7} {:>9} {:>7}  goal",
+        "{:<66} {:>9} {:>9} {:>7} {:>9} {:>7}  goal",
         "", "LKL", "veth", "ratio", "host tap", "ratio"
     );
     let free = Placement::Free;
@@ -1028,7 +1028,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
     }
     if zpoline.is_some() {
         println!(
-            "{:<60} {:>9} {:>9} {:>7}",
+            "{:<66} {:>9} {:>9} {:>7}",
             "", "zpoline", "in-proc", "ratio"
         );
         for (client, how) in [
@@ -1039,7 +1039,7 @@ fn orchestrate(cli: &Cli) -> Result<()> {
                 let (z, l) = (get(p, client, "rr"), get(p, Client::Lkl, "rr"));
                 let met = z / l <= 1.2;
                 println!(
-                    "{:<60} {z:>9.1} {l:>9.1} {:>6.2}x  <= 1.2: {}",
+                    "{:<66} {z:>9.1} {l:>9.1} {:>6.2}x  <= 1.2: {}",
                     format!("req/resp, lkl-run --zpoline, {how}, {} (us)", p.name()),
                     z / l,
                     if met { "met" } else { "NOT met" }
@@ -1127,7 +1127,7 @@ fn row(name: &str, a: f64, b: f64, t: f64) -> String {
     } else {
         format!("{t:>9.1} {:>6.2}x", a / t)
     };
-    format!("{name:<60} {a:>9.1} {b:>9.1} {:>6.2}x {tap}", a / b)
+    format!("{name:<66} {a:>9.1} {b:>9.1} {:>6.2}x {tap}", a / b)
 }
 
 /// The 1, 5 and 15 minute load averages.
