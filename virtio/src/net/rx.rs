@@ -127,11 +127,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: D
             // Raised without any lock held: the handler may run at once.
             if raise {
                 count(&shared.stats.rx_interrupts, 1);
-                let traced = trace::stamp(trace::Stage::IrqRaise);
-                shared.unless_stopped(|| transport.signal_used());
-                if traced {
-                    trace::stamp(trace::Stage::IrqDone);
-                }
+                trace::irq_call(|| shared.unless_stopped(|| transport.signal_used()));
             }
             if matches!(end, Drained::Batch | Drained::Empty)
                 && shared.waiting.load(Ordering::Relaxed)

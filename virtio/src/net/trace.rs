@@ -29,10 +29,43 @@ pub enum Stage {
     /// ran on the receive thread if the kernel's CPU was free; else they
     /// were left pending for its holder).
     IrqDone = 4,
+    /// Inside the interrupt call, the receive thread posted a kernel
+    /// semaphore ([`posted`]): the scheduler switched to the task the
+    /// receive softirq woke (the program's) and wakes its host thread.
+    TaskPost = 5,
 }
 
 /// How many stages there are.
-pub const STAGES: usize = 5;
+pub const STAGES: usize = 6;
+
+thread_local! {
+    /// Whether this thread is raising an interrupt ([`irq_call`]).
+    static IN_IRQ_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, which raises an interrupt, between [`Stage::IrqRaise`] and
+/// [`Stage::IrqDone`], with [`posted`] watching for [`Stage::TaskPost`].
+pub fn irq_call(f: impl FnOnce()) {
+    if !enabled() {
+        return f();
+    }
+    let traced = stamp(Stage::IrqRaise);
+    IN_IRQ_CALL.set(true);
+    f();
+    IN_IRQ_CALL.set(false);
+    if traced {
+        stamp(Stage::IrqDone);
+    }
+}
+
+/// Called by the host's semaphore post: stamps [`Stage::TaskPost`] on a
+/// thread inside [`irq_call`].
+#[inline]
+pub fn posted() {
+    if enabled() && IN_IRQ_CALL.get() {
+        let _ = stamp(Stage::TaskPost);
+    }
+}
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static CHECKED: AtomicBool = AtomicBool::new(false);

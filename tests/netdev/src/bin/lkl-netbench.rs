@@ -323,8 +323,11 @@ const STAGE_SPANS: [&str; 4] = [
 
 /// Spans that overlap the chain above, shares of round trips, counts per
 /// round trip.
-const STAGE_EXTRA: [&str; 6] = [
+const STAGE_EXTRA: [&str; 9] = [
     "tap-write",
+    "interrupt-to-task-post",
+    "task-post-to-program",
+    "task-post-share",
     "interrupt-call",
     "irq-inline-share",
     "call-outlived-read-share",
@@ -340,7 +343,11 @@ const STAGE_EXTRA: [&str; 6] = [
 /// -> interrupt raised (delivery into the driver's buffers) -> program
 /// back from `read` (handler, receive softirq, the program's wake-up and
 /// return). Then the round trip; `tap-write` (inside the second span);
-/// `interrupt-call`, how long raising the interrupt kept the receive
+/// the last span split where the receive thread, in the interrupt call,
+/// posted the woken task's semaphore (handler, softirq, TCP and the switch
+/// to the program's task before; the host wake-up of the program's thread
+/// and its return after; over the round trips where that happened, and
+/// their share); `interrupt-call`, how long raising the interrupt kept the receive
 /// thread; the share of round trips whose interrupt ran on the receive
 /// thread (a call above 1 µs; else it was left pending for the CPU's
 /// holder), and whose call returned only after the program was back;
@@ -356,6 +363,7 @@ fn stages(to: SocketAddr, n: usize) -> Result<Vec<(String, f64)>> {
         c.read_exact(&mut b)?;
     }
     let mut spans: Vec<Vec<u64>> = vec![Vec::with_capacity(n); STAGE_SPANS.len() + 3];
+    let (mut to_post, mut post_to_end) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut inline, mut outlived) = (0, 0);
     let (h0, cs0) = (lkl::host::sem::handoffs(), context_switches());
     for _ in 0..n {
@@ -395,6 +403,11 @@ fn stages(to: SocketAddr, n: usize) -> Result<Vec<(String, f64)>> {
         }
         spans[STAGE_SPANS.len()].push(end - t0);
         spans[STAGE_SPANS.len() + 1].push(at(Stage::TxSent) - at(Stage::TxStart));
+        let post = at(Stage::TaskPost);
+        if post >= at(Stage::IrqRaise) && post <= end {
+            to_post.push(post - at(Stage::IrqRaise));
+            post_to_end.push(end - post);
+        }
         let call = at(Stage::IrqDone) - at(Stage::IrqRaise);
         spans[STAGE_SPANS.len() + 2].push(call);
         inline += usize::from(call > 1000);
@@ -412,12 +425,17 @@ fn stages(to: SocketAddr, n: usize) -> Result<Vec<(String, f64)>> {
     };
     let names = STAGE_SPANS
         .iter()
-        .chain(&["round-trip"])
-        .chain(&STAGE_EXTRA[..2]);
+        .chain(&["round-trip", "tap-write", "interrupt-call"]);
     let mut out: Vec<(String, f64)> = names
         .zip(spans.iter_mut())
         .map(|(name, v)| (name.to_string(), median(v)))
         .collect();
+    let posted = to_post.len();
+    if posted > 0 {
+        out.push(("interrupt-to-task-post".into(), median(&mut to_post)));
+        out.push(("task-post-to-program".into(), median(&mut post_to_end)));
+    }
+    out.push(("task-post-share".into(), posted as f64 / counted as f64));
     out.push(("irq-inline-share".into(), inline as f64 / counted as f64));
     out.push((
         "call-outlived-read-share".into(),
