@@ -13,8 +13,8 @@ Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--o
 
 Builds lkl-netbench (crate lkl-netdev-test) and lkl-run (crate loader),
 compiles tests/zpoline-lkl/c/treebench.c, and runs lkl-netbench as root. It makes
-two network namespaces: S, with a server on host sockets, two taps (LKL's
-devices) and the S ends of two veth pairs; and C, with the other ends.
+two network namespaces: S, with a server on host sockets, the taps of
+LKL's devices and the S ends of two veth pairs; and C, with the other ends.
 Then, one after another:
 
   LKL, offloads 0x9983   client in its own process, LKL's sockets (lkl::
