@@ -36,7 +36,7 @@ Then, one after another:
                          same offloads, to the server's echo port: request/
                          response only, against LKL in-process
 
-Each measures, against the server: ping RTT (mean of N), TCP 1-byte
+Each measures, against the server: ping RTT (median of N), TCP 1-byte
 request/response (TCP_NODELAY; the best mean of 5 rounds of N/5), TCP
 upload and download (64 KiB writes for N seconds). Ping and
 request/response are measured in three placements: unpinned; same CPU
@@ -52,7 +52,7 @@ start and the end.
 
   --seconds N  seconds per throughput run (default 2)
   --rr N       request/response round trips (default 3000)
-  --pings N    pings (default 30)
+  --pings N    pings (default 200)
   --repeat N   rounds: the clients take turns N times and the best
                of each figure is kept (default 3: the machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
