@@ -9,11 +9,12 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--busy-poll-us N] [--no-build]
+Usage: scripts/bench-net.sh [--seconds N] [--rr N] [--pings N] [--repeat N] [--offload MASK] [--busy-poll-us N] [--stages] [--no-zpoline] [--no-build]
 
-Builds lkl-netbench (crate lkl-netdev-test) and runs it as root. It makes
-two network namespaces: S, with a server on host sockets, two taps (LKL's
-devices) and the S ends of two veth pairs; and C, with the other ends.
+Builds lkl-netbench (crate lkl-netdev-test) and lkl-run (crate loader),
+compiles tests/zpoline-lkl/c/treebench.c, and runs lkl-netbench as root. It makes
+two network namespaces: S, with a server on host sockets, the taps of
+LKL's devices and the S ends of two veth pairs; and C, with the other ends.
 Then, one after another:
 
   LKL, offloads 0x9983   client in its own process, LKL's sockets (lkl::
@@ -30,18 +31,29 @@ Then, one after another:
                          on): the host's stack at the user end of a tap,
                          as LKL is (one copy more than LKL's path)
 
-Each measures, against the server: ping RTT (mean of N), TCP 1-byte
-request/response (mean round trip of N, TCP_NODELAY), TCP upload and
-download (64 KiB writes for N seconds); the clients take turns for
---repeat rounds, the best of each figure kept. The table prints LKL, the
-host over the veth and the ratio LKL/host (throughput goal >= 0.9x with
-offloads; latency goal <= 1.3x), then the host behind a tap and that
-ratio.
+  LKL under lkl-run     treebench rr (a program on plain sockets) under
+                         `lkl-run --zpoline`, over tap lklbt4 with the
+                         same offloads, to the server's echo port: request/
+                         response only, against LKL in-process
+
+Each measures, against the server: ping RTT (median of N), TCP 1-byte
+request/response (TCP_NODELAY; the best mean of 5 rounds of N/5), TCP
+upload and download (64 KiB writes for N seconds). Ping and
+request/response are measured in three placements: unpinned; same CPU
+(server, client with all its threads, LKL's included, and the relay on
+CPU 0); different CPUs (server on CPU 0, client and relay on CPU 1).
+Throughput and the no-offload clients run unpinned only. The clients
+take turns, placement by placement, for --repeat rounds, the best of each
+figure kept. The table prints LKL, the host over the veth and the ratio,
+then the host behind a tap and that ratio, and whether the latency goals
+(<= 2x the veth, <= 1.3x the tap) are met; then the lkl-run figure beside
+the in-process one (goal <= 1.2x). The load average is printed at the
+start and the end.
 
   --seconds N  seconds per throughput run (default 2)
   --rr N       request/response round trips (default 3000)
-  --pings N    pings (default 30)
-  --repeat N   rounds: the five clients take turns N times and the best
+  --pings N    pings (default 200)
+  --repeat N   rounds: the clients take turns N times and the best
                of each figure is kept (default 3: the machine may be shared)
   --offload M  offload mask of the LKL device "with offloads" (default 0x9983)
   --busy-poll-us N
@@ -51,16 +63,29 @@ ratio.
                turn the LKL devices' receive coalescing off (on by default)
   --no-transmit-thread
                turn the LKL devices' transmit thread off (on by default)
-  --no-build   use the binary already built
+  --stages     instead of the comparison: LKL's request/response round
+               trip stage by stage in each placement (median us of each
+               span of --rr round trips, best of --repeat runs): program
+               send -> device transmit (LKL's TCP, the driver, the notify)
+               -> tap written (the host's stack took the frame) -> reply
+               read by the receive thread (server, reply, tap, polling)
+               -> interrupt raised -> interrupt call returned (handler and
+               receive softirq, when the kernel's CPU was free) -> program
+               back from read (its wake-up); timestamps from
+               lkl::virtio::net::trace, off in every other run
+  --no-zpoline leave out the lkl-run client (no lkl-run build, no gcc,
+               vm.mmap_min_addr untouched)
+  --no-build   use the binaries already built
   -h, --help   this text
 
-Needs root (namespaces, taps) and iproute2. Uses CARGO_TARGET_DIR if set,
-else target/.
+Needs root (namespaces, taps; vm.mmap_min_addr=0 for lkl-run, restored at
+the end), iproute2 and gcc. Uses CARGO_TARGET_DIR if set, else target/.
 USAGE
 }
 
 ARGS=()
 BUILD=1
+ZPOLINE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -75,7 +100,8 @@ while [ $# -gt 0 ]; do
         --busy-poll-us)
             [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+$ ]] || { echo "bench-net.sh: --busy-poll-us needs a number of µs" >&2; exit 2; }
             ARGS+=("$1" "$2"); shift 2 ;;
-        --no-coalesce|--no-transmit-thread) ARGS+=("$1"); shift ;;
+        --no-coalesce|--no-transmit-thread|--stages) ARGS+=("$1"); shift ;;
+        --no-zpoline) ZPOLINE=0; shift ;;
         --no-build) BUILD=0; shift ;;
         *) echo "bench-net.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -87,11 +113,28 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 command -v ip >/dev/null || { echo "bench-net.sh: 'ip' is missing: install iproute2" >&2; exit 1; }
 
+[ "$ZPOLINE" = 0 ] || command -v gcc >/dev/null || { echo "bench-net.sh: 'gcc' is missing: install gcc (or pass --no-zpoline)" >&2; exit 1; }
+
 cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ "$BUILD" = 1 ]; then
     cargo build --release -q -p lkl-netdev-test --bin lkl-netbench
+    [ "$ZPOLINE" = 0 ] || cargo build --release -q -p loader --bin lkl-run
 fi
 BIN="$TARGET/release/lkl-netbench"
 [ -x "$BIN" ] || { echo "bench-net.sh: $BIN is not built (drop --no-build)" >&2; exit 1; }
-exec "$BIN" "${ARGS[@]}"
+if [ "$ZPOLINE" = 1 ]; then
+    LKL_RUN="$TARGET/release/lkl-run"
+    [ -x "$LKL_RUN" ] || { echo "bench-net.sh: $LKL_RUN is not built (drop --no-build)" >&2; exit 1; }
+    TMP=$(mktemp -d /tmp/bench-net.XXXXXX)
+    MIN_ADDR=$(sysctl -n vm.mmap_min_addr)
+    cleanup() {
+        sysctl -qw vm.mmap_min_addr="$MIN_ADDR" || true
+        rm -rf "$TMP"
+    }
+    trap cleanup EXIT
+    gcc -O2 -Wall -o "$TMP/treebench" tests/zpoline-lkl/c/treebench.c
+    sysctl -qw vm.mmap_min_addr=0
+    ARGS+=(--lkl-run "$LKL_RUN" --treebench "$TMP/treebench")
+fi
+"$BIN" "${ARGS[@]}"

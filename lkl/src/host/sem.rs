@@ -90,6 +90,7 @@ impl Semaphore {
 
     /// Posts a unit, waking one sleeper if there is one.
     pub fn up(&self) {
+        lkl_virtio::net::trace::posted();
         self.count.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) != 0 {
             WAKES.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,10 @@
  *   treebench echo PORT     a TCP server on every address at PORT that sends
  *                           back each byte it gets, one forked child a
  *                           connection; prints "echo ready" once listening
+ *   treebench rr ADDR PORT N
+ *                           us per TCP 1-byte request/response to the echo
+ *                           server at ADDR:PORT (TCP_NODELAY), best of 5
+ *                           rounds of N, in this process
  *   treebench rr-fork ADDR PORT N
  *                           us per TCP 1-byte request/response to the echo
  *                           server at ADDR:PORT, made by a forked child
@@ -209,10 +213,10 @@ int main(int argc, char **argv)
 {
 	long n = argc > 2 ? atol(argv[2]) : 0;
 
-	if (argc > 2 && !strcmp(argv[1], "rr-fork"))
+	if (argc > 2 && (!strcmp(argv[1], "rr-fork") || !strcmp(argv[1], "rr")))
 		n = 1;
 	if (argc < 3 || n <= 0) {
-		fprintf(stderr, "usage: treebench gsn|gsn-fork N | spawn N PROG ARGS... | echo PORT | rr-fork ADDR PORT N\n");
+		fprintf(stderr, "usage: treebench gsn|gsn-fork N | spawn N PROG ARGS... | echo PORT | rr|rr-fork ADDR PORT N\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -234,6 +238,8 @@ int main(int argc, char **argv)
 			_exit(rr("rr-fork", argv[2], atoi(argv[3]), atol(argv[4])));
 		return pid < 0 ? 1 : in_child(pid);
 	}
+	if (!strcmp(argv[1], "rr") && argc > 4 && atol(argv[4]) > 0)
+		return rr("rr", argv[2], atoi(argv[3]), atol(argv[4]));
 	if (!strcmp(argv[1], "spawn") && argc > 3)
 		return spawn(n, argv + 3);
 	fprintf(stderr, "treebench: unknown mode '%s'\n", argv[1]);

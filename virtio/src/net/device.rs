@@ -29,6 +29,7 @@ use crate::spec;
 use super::backend::{iov, Backend, Wake};
 use super::offload::{self, HDR_LEN};
 use super::rx_queue::RxQueue;
+use super::trace;
 use crate::memory::{read_bytes, GuestMemory};
 use crate::mmio::VirtioDevice;
 use crate::queue::{DescriptorChain, Queue};
@@ -189,6 +190,7 @@ impl Shared {
         let mem = &*self.mem;
         let max = self.backend.max_frame();
         let mut hdr = [0u8; HDR_LEN];
+        let _ = trace::stamp(trace::Stage::TxStart);
         let sent = gather(mem, chain, &mut hdr, iovs).and_then(|len| {
             if len == 0 || len > max {
                 return None;
@@ -198,6 +200,7 @@ impl Shared {
             }
             iovs[0] = iov(&hdr);
             self.backend.send(iovs).ok()?;
+            let _ = trace::stamp(trace::Stage::TxSent);
             Some(len)
         });
         iovs.clear();
@@ -299,6 +302,7 @@ impl Net {
     ) -> std::io::Result<Net> {
         let coalesce = opts.coalesce;
         let offloads = offload::consistent(opts.offload & backend.offloads());
+        trace::init_from_env();
         Ok(Net {
             mac,
             shared: Arc::new(Shared {

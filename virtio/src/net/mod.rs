@@ -11,6 +11,7 @@
 //!   is bulk.
 //! - [`coalesce`]: receive coalescing, TCP/IPv4 segments of one flow
 //!   joined into one large segment.
+//! - [`trace`]: per-stage timestamps (off unless asked for).
 //!
 //! `lkl` gives a device to the kernel (`lkl::add_net`) and starts its
 //! threads ([`rx::run`], [`tx::run`]).
@@ -24,6 +25,7 @@ pub mod raw;
 pub mod rx;
 pub mod rx_queue;
 pub mod tap;
+pub mod trace;
 pub mod tx;
 
 pub use backend::{Backend, Wake};

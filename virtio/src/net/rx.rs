@@ -22,6 +22,7 @@ use super::backend::{poll_readable, MAX_FRAME};
 use super::device::{count, Net, Shared, QUEUE_SIZE, RX_QUEUE};
 use super::offload::HDR_LEN;
 use super::rx_queue::{Delivery, Direct};
+use super::trace;
 use super::BUSY_POLL_GAP;
 use crate::mmio::MmioTransport;
 use crate::QueueError;
@@ -126,7 +127,7 @@ pub fn run(transport: Arc<MmioTransport<Net>>, shared: Arc<Shared>, busy_poll: D
             // Raised without any lock held: the handler may run at once.
             if raise {
                 count(&shared.stats.rx_interrupts, 1);
-                shared.unless_stopped(|| transport.signal_used());
+                trace::irq_call(|| shared.unless_stopped(|| transport.signal_used()));
             }
             if matches!(end, Drained::Batch | Drained::Empty)
                 && shared.waiting.load(Ordering::Relaxed)
@@ -212,6 +213,7 @@ fn drain(
             None => {
                 match rx.receive_direct(&*shared.mem, &**backend, iovs, &shared.stats) {
                     Ok(Direct::Delivered | Direct::Dropped) => {
+                        let _ = trace::stamp(trace::Stage::RxRead);
                         *used += 1;
                         continue;
                     }
@@ -241,7 +243,10 @@ fn drain(
         };
         let mut hdr = p.hdr;
         match rx.deliver(&*shared.mem, &mut hdr, &mut buf[..p.len], &shared.stats) {
-            Ok(Delivery::Delivered) => *used += 1,
+            Ok(Delivery::Delivered) => {
+                let _ = trace::stamp(trace::Stage::RxRead);
+                *used += 1;
+            }
             Ok(Delivery::Dropped) => *used += 1,
             Ok(Delivery::NoBuffer) => {
                 **pending = Some(p);
