@@ -1260,7 +1260,9 @@ impl Server {
                         )
                     })?;
                 }
-                self.created(&p, &nm, h).map(Data)
+                // A new name of a file that keeps its owner.
+                let fd = openat(p.fd.as_raw_fd(), &nm, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                self.enter(fd, p.id, &nm).map(Data)
             }
             op::OPEN => {
                 let o = a.take::<abi::OpenIn>()?;

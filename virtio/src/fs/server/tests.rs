@@ -750,3 +750,23 @@ fn a_created_file_is_served_through_its_handle_then_its_node() {
     assert_eq!(std::fs::read(d.join("h")).unwrap(), b"another file\n");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `LINK` gives a file a new name and nothing else: its owner stays (the
+/// server runs as root here, the caller is uid 0).
+#[test]
+fn a_link_keeps_the_files_owner() {
+    let d = scratch("linkowner");
+    std::fs::write(d.join("f"), b"x").unwrap();
+    std::os::unix::fs::chown(d.join("f"), Some(65534), Some(65534)).unwrap();
+    let s = Server::new(&d, false).unwrap();
+    let f = lookup(&s, abi::ROOT_ID, "f").unwrap().nodeid;
+    let l = abi::LinkIn { oldnodeid: f };
+    let e = abi::EntryOut::read(
+        &call(&s, op::LINK, abi::ROOT_ID, &cat(&[l.bytes(), &z("g")])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((e.nodeid, e.attr.uid, e.attr.gid), (f, 65534, 65534));
+    let m = std::fs::metadata(d.join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.nlink()), (65534, 65534, 2));
+    std::fs::remove_dir_all(&d).unwrap();
+}
