@@ -9,7 +9,10 @@
 //! are refused, so a lookup never leaves its parent; `..` of the shared
 //! directory is resolved by the kernel, never here. Files and directories
 //! are opened through `/proc/self/fd/N` of their `O_PATH` descriptor, which
-//! reaches the same inode and nothing else.
+//! reaches the same inode and nothing else. The calls on a file itself (mode,
+//! times, extended attributes) go to a descriptor of it: its open handle's
+//! while the kernel holds it open, else the node's (`AT_EMPTY_PATH`, or its
+//! `/proc/self/fd/N` where the host refuses that).
 //!
 //! Nodes are keyed by (device, inode number): two names of one file (hard
 //! links) are one node. The kernel's lookup count is kept per node, and a
