@@ -173,6 +173,9 @@ pub struct Server {
     proc_fd: OwnedFd,
     read_only: bool,
     as_root: bool,
+    /// The server's effective group, which the host gives what it makes
+    /// outside set-group-id directories.
+    egid: u32,
     /// Whether the host's `fchmodat2` takes `AT_EMPTY_PATH` (until refused).
     fchmodat2: AtomicBool,
     /// Node descriptors open, and how many may be before a sweep.
@@ -432,6 +435,8 @@ impl Server {
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
             fchmodat2: AtomicBool::new(true),
+            // SAFETY: getegid has no preconditions.
+            egid: unsafe { libc::getegid() },
             open_fds: AtomicUsize::new(1),
             // Half the limit, the rest left to open files and the process.
             fd_budget: (limit / 2).max(MIN_FD_BUDGET),
@@ -710,17 +715,40 @@ impl Server {
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
         )?;
-        self.chown_new(fd.as_raw_fd(), h);
-        self.enter(fd, parent.id, nm)
+        let mut st = stat_fd(fd.as_raw_fd())?;
+        self.chown_new(fd.as_raw_fd(), &mut st, parent, h)?;
+        self.enter_stat(Some(fd), &st, parent.id, nm, None)
     }
 
-    fn chown_new(&self, fd: RawFd, h: &abi::InHeader) {
-        if self.as_root {
-            let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
-            // SAFETY: an empty C string; no memory is written. A failure
-            // leaves the file to the server's ids, as for a non-root server.
-            unsafe { libc::fchownat(fd, c"".as_ptr(), h.uid, h.gid, flags) };
+    /// Gives a file just made in `parent`, whose `stat` is `st`, the
+    /// creator's ids (when the server is root): its uid, and its gid unless
+    /// the file took its directory's group (a set-group-id directory, as
+    /// natively). Only what differs is changed, and `st` then read again.
+    fn chown_new(
+        &self,
+        fd: RawFd,
+        st: &mut libc::stat,
+        parent: &Pinned,
+        h: &abi::InHeader,
+    ) -> Result<(), i32> {
+        if !self.as_root {
+            return Ok(());
         }
+        // The host gave the file the server's group unless the directory is
+        // set-group-id (then the directory's, possibly the server's too).
+        let inherited = st.st_gid != self.egid
+            || (h.gid != st.st_gid && stat_fd(parent.fd.as_raw_fd())?.st_mode & libc::S_ISGID != 0);
+        let gid = if inherited { st.st_gid } else { h.gid };
+        if (st.st_uid, st.st_gid) == (h.uid, gid) {
+            return Ok(());
+        }
+        let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+        // SAFETY: an empty C string; no memory is written. A failure leaves
+        // the file to the server's ids, as for a non-root server.
+        if unsafe { libc::fchownat(fd, c"".as_ptr(), h.uid, gid, flags) } == 0 {
+            *st = stat_fd(fd)?;
+        }
+        Ok(())
     }
 
     fn getattr(&self, id: u64, args: &mut Args<'_>) -> Result<Vec<u8>, i32> {
@@ -918,10 +946,10 @@ impl Server {
         let nm = name(nm)?;
         let flags = host_flags(c.flags) | libc::O_CREAT | libc::O_NOFOLLOW;
         let fd = openat(p.fd.as_raw_fd(), &nm, flags, c.mode & 0o7777)?;
-        self.chown_new(fd.as_raw_fd(), h);
         // The node from the file just opened, whatever the name now holds;
         // its O_PATH descriptor is opened from the handle when first needed.
-        let st = stat_fd(fd.as_raw_fd())?;
+        let mut st = stat_fd(fd.as_raw_fd())?;
+        self.chown_new(fd.as_raw_fd(), &mut st, &p, h)?;
         let handle = Arc::new(Handle {
             fd,
             dir: Mutex::new(()),

@@ -770,3 +770,59 @@ fn a_link_keeps_the_files_owner() {
     assert_eq!((m.uid(), m.gid(), m.nlink()), (65534, 65534, 2));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// What a root server makes belongs to the caller, as natively: its uid and
+/// gid, or in a set-group-id directory its uid and the directory's group.
+#[test]
+fn made_files_take_the_callers_ids_or_a_set_group_id_directorys_group() {
+    let d = scratch("newids");
+    std::fs::create_dir(d.join("sgid")).unwrap();
+    std::os::unix::fs::chown(d.join("sgid"), None, Some(65533)).unwrap();
+    std::fs::set_permissions(d.join("sgid"), std::fs::Permissions::from_mode(0o2777)).unwrap();
+    let s = Server::new(&d, false).unwrap();
+    let sgid = lookup(&s, abi::ROOT_ID, "sgid").unwrap().nodeid;
+    let c = abi::CreateIn {
+        flags: libc::O_WRONLY as u32,
+        mode: 0o644,
+        ..Default::default()
+    };
+    let m = abi::MkdirIn {
+        mode: 0o755,
+        umask: 0,
+    };
+    let ids = |p: &str| {
+        let m = std::fs::symlink_metadata(d.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    for (uid, gid) in [(0, 0), (65534, 65534)] {
+        let at = |opcode, nodeid| abi::InHeader {
+            uid,
+            gid,
+            ..header(opcode, nodeid)
+        };
+        for (dir, pre) in [(abi::ROOT_ID, ""), (sgid, "sgid/")] {
+            let f = format!("f{uid}");
+            let args = cat(&[c.bytes(), &z(&f)]);
+            let Reply::Data(out) = s.handle_request(&at(op::CREATE, dir), &args, &Bulk::default())
+            else {
+                panic!("CREATE {pre}{f} failed");
+            };
+            let e = abi::EntryOut::read(&out).unwrap();
+            let want = if pre.is_empty() {
+                (uid, gid)
+            } else {
+                (uid, 65533)
+            };
+            assert_eq!((e.attr.uid, e.attr.gid), want, "{pre}{f}");
+            assert_eq!(ids(&format!("{pre}{f}")), want, "{pre}{f}");
+            let dn = format!("d{uid}");
+            let args = cat(&[m.bytes(), &z(&dn)]);
+            assert!(matches!(
+                s.handle_request(&at(op::MKDIR, dir), &args, &Bulk::default()),
+                Reply::Data(_)
+            ));
+            assert_eq!(ids(&format!("{pre}{dn}")), want, "{pre}{dn}");
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
