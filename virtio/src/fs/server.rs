@@ -20,7 +20,8 @@
 //!
 //! Ids: requests are served with the server's host credentials. Run as
 //! root, a file, directory, node or link created inside is given the
-//! creator's uid and gid (as seen inside LKL), and `chown` passes ids
+//! creator's uid and gid (as seen inside LKL; in a set-group-id directory
+//! the directory's group, as natively), and `chown` passes ids
 //! through unchanged; run as another user, created files belong to that
 //! user and `chown` does what the host allows it. The kernel checks
 //! permissions itself (virtiofs mounts with `default_permissions`) against
