@@ -30,7 +30,9 @@ LKL, the volume's mount) and its end:
                                                       the interposer's share)
   (T: N files of 100 B-8 KiB three directories deep, default 20000)
   then one more untar onto the volume with LKL_VOLUME_STATS=1: its FUSE
-  requests per opcode and per file
+  requests per opcode and per file; the load average at the start and the end.
+  The host's ext4 makes new inodes slowly for a few minutes after many were
+  deleted (as this script does when it ends): wait that long between runs.
 
   --size MB    the large file's size (default 400)
   --files N    the small files (default 20000)
@@ -100,6 +102,10 @@ line() { # what ours-name base-what base-name
             w, o, om, bw, b, bm, (b > 0 ? o / b : 0), (bm > 0 ? om / bm : 0) }'
 }
 
+# The machine's load, printed at the start and the end: the figures mean little
+# without it on a shared machine.
+load() { echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+load
 echo "== making a $SIZE MiB file and a tarball of $NFILES small files in $WORK"
 mkdir -p "$WORK/vol"
 head -c "$((SIZE << 20))" /dev/urandom >"$WORK/vol/big"
@@ -179,3 +185,4 @@ sed 's/^lkl: *//' "$WORK/stats"
 awk -v n="$NFILES" '/ requests, / { for (i = 1; i <= NF; i++) if ($(i + 1) == "requests,") r = $i }
     END { if (r) printf "%.1f requests per file\n", r / n }' "$WORK/stats"
 rm -rf "$d"
+load

@@ -215,6 +215,81 @@ fn case_request_counts(e: &Env) -> Outcome {
     .map_err(|d| format!("tar --compare against the volume's host directory: {d}"))
 }
 
+/// Set-id bits as natively: a write by a user without `CAP_FSETID` (`--user`)
+/// clears a set-user-id file's bit on the host, a `chown` by root clears the
+/// set-user-id and set-group-id bits of a group-executable file, and a write by
+/// root keeps them; the same done natively (the write as that user through
+/// `setpriv`) leaves the same modes.
+fn case_set_ids(e: &Env) -> Outcome {
+    use std::os::unix::fs::{chown, MetadataExt};
+    let (vol, native) = (e.fresh("setid-vol")?, e.fresh("setid-native")?);
+    for d in [&vol, &native] {
+        for (f, owner, mode) in [
+            ("user", 65534, 0o4755),
+            ("chowned", 0, 0o6755),
+            ("root", 65534, 0o4755),
+        ] {
+            write(&d.join(f), b"before\n")?;
+            chown(d.join(f), Some(owner), Some(owner)).map_err(|e| format!("chown {f}: {e}"))?;
+            support::set_mode(&d.join(f), mode)?;
+        }
+    }
+    let m = &e.mnt;
+    let spec = format!("--volume={}:{m}", vol.display());
+    let o = e.lkl_run(
+        &["--user=65534:65534".into(), spec.clone()],
+        &["sh", "-c", &format!("echo more >> {m}/user")],
+    )?;
+    if !o.status.success() {
+        return Err(format!(
+            "the write as 65534 failed: {}",
+            support::output_text(&o)
+        ));
+    }
+    let o = e.lkl_run(
+        &[spec],
+        &[
+            "sh",
+            "-c",
+            &format!("chown 0:0 {m}/chowned && echo more >> {m}/root"),
+        ],
+    )?;
+    if !o.status.success() {
+        return Err(format!(
+            "chown and the write as root failed: {}",
+            support::output_text(&o)
+        ));
+    }
+    let mut w = support::as_nobody("sh");
+    w.arg("-c").arg("echo more >> user").current_dir(&native);
+    support::run(&mut w)?;
+    support::run(Command::new("chown").arg("0:0").arg(native.join("chowned")))?;
+    support::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg("echo more >> root")
+            .current_dir(&native),
+    )?;
+    for (f, want) in [("user", 0o755), ("chowned", 0o755), ("root", 0o4755)] {
+        let mode = |d: &Path| {
+            std::fs::metadata(d.join(f))
+                .map(|m| m.mode() & 0o7777)
+                .map_err(|e| format!("{f}: {e}"))
+        };
+        let (v, n) = (mode(&vol)?, mode(&native)?);
+        if (v, n) != (want, want) {
+            return Err(format!(
+                "{f}: mode {v:o} on the volume, {n:o} natively, want {want:o}"
+            ));
+        }
+        let data = std::fs::read(vol.join(f)).map_err(|e| e.to_string())?;
+        if data != b"before\nmore\n" && f != "chowned" {
+            return Err(format!("{f}: the volume's file holds {data:?}"));
+        }
+    }
+    Ok(())
+}
+
 fn case_read_only(e: &Env) -> Outcome {
     let d = e.fresh("ro")?;
     write(&d.join("kept"), b"kept\n")?;
@@ -646,7 +721,7 @@ fn setup() -> Result<Env, String> {
 }
 
 fn main() -> ExitCode {
-    let cases: [(&str, &Case); 16] = [
+    let cases: [(&str, &Case); 17] = [
         (
             "cat and cp through a volume, a host file beside it in the same run",
             &case_cat_and_cp,
@@ -658,6 +733,10 @@ fn main() -> ExitCode {
         (
             "LKL_VOLUME_STATS: an untar reports its requests per opcode (a CREATE per file); tar --compare on the host",
             &case_request_counts,
+        ),
+        (
+            "set-id bits as natively: a write by --user clears set-user-id, root's chown clears both, root's write keeps them",
+            &case_set_ids,
         ),
         ("a :ro volume is read, and refuses writes with EROFS; the host directory is unchanged", &case_read_only),
         ("a file made on the host is seen by the next run", &case_host_changes),

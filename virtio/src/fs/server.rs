@@ -9,7 +9,10 @@
 //! are refused, so a lookup never leaves its parent; `..` of the shared
 //! directory is resolved by the kernel, never here. Files and directories
 //! are opened through `/proc/self/fd/N` of their `O_PATH` descriptor, which
-//! reaches the same inode and nothing else.
+//! reaches the same inode and nothing else. The calls on a file itself (mode,
+//! times, extended attributes) go to a descriptor of it: its open handle's
+//! while the kernel holds it open, else the node's (`AT_EMPTY_PATH`, or its
+//! `/proc/self/fd/N` where the host refuses that).
 //!
 //! Nodes are keyed by (device, inode number): two names of one file (hard
 //! links) are one node. The kernel's lookup count is kept per node, and a
@@ -17,7 +20,8 @@
 //!
 //! Ids: requests are served with the server's host credentials. Run as
 //! root, a file, directory, node or link created inside is given the
-//! creator's uid and gid (as seen inside LKL), and `chown` passes ids
+//! creator's uid and gid (as seen inside LKL; in a set-group-id directory
+//! the directory's group, as natively), and `chown` passes ids
 //! through unchanged; run as another user, created files belong to that
 //! user and `chown` does what the host allows it. The kernel checks
 //! permissions itself (virtiofs mounts with `default_permissions`) against
@@ -34,7 +38,7 @@ use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::abi::{self, fattr, op, Args, Pod};
 use super::FsError;
@@ -87,6 +91,10 @@ struct Node {
     used: AtomicBool,
     /// Where it was last seen: (parent node, name).
     place: Mutex<(u64, CString)>,
+    /// The file's last open handle, while the kernel holds it: the calls on
+    /// the file itself (mode, times, extended attributes, its attributes)
+    /// go to its descriptor, with no path to resolve.
+    open: Mutex<Weak<Handle>>,
 }
 
 /// A node with its descriptor held open for as long as this lives.
@@ -94,6 +102,43 @@ struct Pinned {
     id: u64,
     fd: Arc<OwnedFd>,
     kind: u32,
+}
+
+/// A node's file for the calls on the file itself: an open handle's
+/// descriptor while the kernel holds the file open, else the node's
+/// `O_PATH` descriptor (the same inode either way).
+enum Via {
+    Open(Arc<Handle>),
+    Node(Pinned),
+}
+
+impl Via {
+    fn fd(&self) -> RawFd {
+        match self {
+            Via::Open(h) => h.fd.as_raw_fd(),
+            Via::Node(n) => n.fd.as_raw_fd(),
+        }
+    }
+}
+
+/// Where an extended-attribute call goes: an open handle's descriptor, or the
+/// `/proc/self/fd` path of a node descriptor (held open while this lives).
+enum XattrAt {
+    Fd(Arc<Handle>),
+    Path(Pinned),
+}
+
+impl XattrAt {
+    /// `/proc/self/fd/N` of the node descriptor.
+    fn path(n: &Pinned) -> CString {
+        Server::proc_path(n.fd.as_raw_fd())
+    }
+}
+
+/// A node's file and its kind (`st_mode & S_IFMT`).
+struct Target {
+    kind: u32,
+    via: Via,
 }
 
 struct NodeEntry {
@@ -129,6 +174,11 @@ pub struct Server {
     proc_fd: OwnedFd,
     read_only: bool,
     as_root: bool,
+    /// The server's effective group, which the host gives what it makes
+    /// outside set-group-id directories.
+    egid: u32,
+    /// Whether the host's `fchmodat2` takes `AT_EMPTY_PATH` (until refused).
+    fchmodat2: AtomicBool,
     /// Node descriptors open, and how many may be before a sweep.
     open_fds: AtomicUsize,
     fd_budget: usize,
@@ -371,6 +421,7 @@ impl Server {
                     fd: Mutex::new(Some(Arc::new(root))),
                     used: AtomicBool::new(true),
                     place: Mutex::new((abi::ROOT_ID, CString::default())),
+                    open: Mutex::new(Weak::new()),
                 }),
                 key,
                 lookups: 1,
@@ -384,6 +435,9 @@ impl Server {
             read_only,
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
+            fchmodat2: AtomicBool::new(true),
+            // SAFETY: getegid has no preconditions.
+            egid: unsafe { libc::getegid() },
             open_fds: AtomicUsize::new(1),
             // Half the limit, the rest left to open files and the process.
             fd_budget: (limit / 2).max(MIN_FD_BUDGET),
@@ -420,7 +474,9 @@ impl Server {
         })
     }
 
-    /// `n`'s descriptor, opened again from its place if it was closed: from its
+    /// `n`'s descriptor, opened if it is not: through `/proc/self/fd` of its
+    /// open handle while there is one (a file made by `CREATE` gets its node
+    /// descriptor only when first needed), else from its place: from its
     /// parent's descriptor (itself opened again if needed, up to the root), one
     /// name with `O_PATH | O_NOFOLLOW`, and only if the name still holds the same
     /// inode (else `ESTALE`).
@@ -428,6 +484,12 @@ impl Server {
         n.used.store(true, Ordering::Relaxed);
         if let Some(fd) = lock(&n.fd).as_ref() {
             return Ok(fd.clone());
+        }
+        if let Some(h) = lock(&n.open).upgrade() {
+            let fd = Arc::new(self.reopen(h.fd.as_raw_fd(), libc::O_PATH)?);
+            *lock(&n.fd) = Some(fd.clone());
+            self.opened();
+            return Ok(fd);
         }
         if depth > 4096 {
             return Err(libc::ELOOP);
@@ -495,15 +557,50 @@ impl Server {
         (self.nodes().by_id.len(), self.handles().len())
     }
 
-    /// Reopens node `n` with `flags` through `/proc/self/fd`.
-    fn reopen(&self, n: &Pinned, flags: i32) -> Result<OwnedFd, i32> {
-        let num = CString::new(n.fd.as_raw_fd().to_string()).expect("digits");
+    /// Opens the file of descriptor `fd` again, with `flags`, through
+    /// `/proc/self/fd`.
+    fn reopen(&self, fd: RawFd, flags: i32) -> Result<OwnedFd, i32> {
+        let num = CString::new(fd.to_string()).expect("digits");
         openat(self.proc_fd.as_raw_fd(), &num, flags, 0)
     }
 
-    /// `/proc/self/fd/N` for node `n`, for the calls that take only a path.
-    fn proc_path(n: &Pinned) -> CString {
-        CString::new(format!("/proc/self/fd/{}", n.fd.as_raw_fd())).expect("no NUL")
+    /// `/proc/self/fd/N` for descriptor `fd`, for the calls that take only a path.
+    fn proc_path(fd: RawFd) -> CString {
+        CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL")
+    }
+
+    /// Node `id`'s file for a call on the file itself: its open handle's
+    /// descriptor while the kernel holds it open, else its node descriptor.
+    fn target(&self, id: u64) -> Result<Target, i32> {
+        let node = self
+            .nodes()
+            .by_id
+            .get(&id)
+            .map(|e| e.node.clone())
+            .ok_or(libc::ESTALE)?;
+        if let Some(h) = lock(&node.open).upgrade() {
+            node.used.store(true, Ordering::Relaxed);
+            return Ok(Target {
+                kind: node.kind,
+                via: Via::Open(h),
+            });
+        }
+        let fd = self.node_fd(&node, 0)?;
+        Ok(Target {
+            kind: node.kind,
+            via: Via::Node(Pinned {
+                id,
+                fd,
+                kind: node.kind,
+            }),
+        })
+    }
+
+    /// Records `h` as node `id`'s open handle.
+    fn set_open(&self, id: u64, h: &Arc<Handle>) {
+        if let Some(e) = self.nodes().by_id.get(&id) {
+            *lock(&e.node.open) = Arc::downgrade(h);
+        }
     }
 
     /// Makes `fd` (an `O_PATH` descriptor of a name just resolved) a node,
@@ -511,6 +608,20 @@ impl Server {
     /// entry reply.
     fn enter(&self, fd: OwnedFd, parent: u64, nm: &CStr) -> Result<Vec<u8>, i32> {
         let st = stat_fd(fd.as_raw_fd())?;
+        self.enter_stat(Some(fd), &st, parent, nm, None)
+    }
+
+    /// [`Server::enter`] of a file whose `stat` is `st`: with `fd` its `O_PATH`
+    /// descriptor, or none yet (opened when first needed, from `open`, the
+    /// handle of the file just created, or its place).
+    fn enter_stat(
+        &self,
+        fd: Option<OwnedFd>,
+        st: &libc::stat,
+        parent: u64,
+        nm: &CStr,
+        open: Option<&Arc<Handle>>,
+    ) -> Result<Vec<u8>, i32> {
         let key = (st.st_dev, st.st_ino);
         let mut nodes = self.nodes();
         let mut new = false;
@@ -519,6 +630,14 @@ impl Server {
                 let e = nodes.by_id.get_mut(&id).expect("keyed node");
                 e.lookups += 1;
                 *lock(&e.node.place) = (parent, nm.to_owned());
+                if let Some(h) = open {
+                    *lock(&e.node.open) = Arc::downgrade(h);
+                }
+                let mut slot = lock(&e.node.fd);
+                if slot.is_none() && fd.is_some() {
+                    *slot = fd.map(Arc::new);
+                    new = true;
+                }
                 id
             }
             None => {
@@ -526,13 +645,14 @@ impl Server {
                 nodes.next += 1;
                 nodes.by_key.insert(key, id);
                 let kind = st.st_mode & libc::S_IFMT;
-                new = true;
+                new = fd.is_some();
                 let node = Arc::new(Node {
                     key,
                     kind,
-                    fd: Mutex::new(Some(Arc::new(fd))),
+                    fd: Mutex::new(fd.map(Arc::new)),
                     used: AtomicBool::new(true),
                     place: Mutex::new((parent, nm.to_owned())),
+                    open: Mutex::new(open.map_or_else(Weak::new, Arc::downgrade)),
                 });
                 nodes.by_id.insert(
                     id,
@@ -553,7 +673,7 @@ impl Server {
             nodeid: id,
             entry_valid: TIMEOUT_SECS,
             attr_valid: TIMEOUT_SECS,
-            attr: attr(&st),
+            attr: attr(st),
             ..Default::default()
         }
         .bytes()
@@ -596,17 +716,40 @@ impl Server {
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
         )?;
-        self.chown_new(fd.as_raw_fd(), h);
-        self.enter(fd, parent.id, nm)
+        let mut st = stat_fd(fd.as_raw_fd())?;
+        self.chown_new(fd.as_raw_fd(), &mut st, parent, h)?;
+        self.enter_stat(Some(fd), &st, parent.id, nm, None)
     }
 
-    fn chown_new(&self, fd: RawFd, h: &abi::InHeader) {
-        if self.as_root {
-            let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
-            // SAFETY: an empty C string; no memory is written. A failure
-            // leaves the file to the server's ids, as for a non-root server.
-            unsafe { libc::fchownat(fd, c"".as_ptr(), h.uid, h.gid, flags) };
+    /// Gives a file just made in `parent`, whose `stat` is `st`, the
+    /// creator's ids (when the server is root): its uid, and its gid unless
+    /// the file took its directory's group (a set-group-id directory, as
+    /// natively). Only what differs is changed, and `st` then read again.
+    fn chown_new(
+        &self,
+        fd: RawFd,
+        st: &mut libc::stat,
+        parent: &Pinned,
+        h: &abi::InHeader,
+    ) -> Result<(), i32> {
+        if !self.as_root {
+            return Ok(());
         }
+        // The host gave the file the server's group unless the directory is
+        // set-group-id (then the directory's, possibly the server's too).
+        let inherited = st.st_gid != self.egid
+            || (h.gid != st.st_gid && stat_fd(parent.fd.as_raw_fd())?.st_mode & libc::S_ISGID != 0);
+        let gid = if inherited { st.st_gid } else { h.gid };
+        if (st.st_uid, st.st_gid) == (h.uid, gid) {
+            return Ok(());
+        }
+        let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+        // SAFETY: an empty C string; no memory is written. A failure leaves
+        // the file to the server's ids, as for a non-root server.
+        if unsafe { libc::fchownat(fd, c"".as_ptr(), h.uid, gid, flags) } == 0 {
+            *st = stat_fd(fd)?;
+        }
+        Ok(())
     }
 
     fn getattr(&self, id: u64, args: &mut Args<'_>) -> Result<Vec<u8>, i32> {
@@ -621,14 +764,13 @@ impl Server {
     }
 
     fn setattr(&self, id: u64, s: &abi::SetattrIn) -> Result<Vec<u8>, i32> {
-        let n = self.node(id)?;
-        let path = Self::proc_path(&n);
+        let n = self.target(id)?;
+        let fd = n.via.fd();
         if s.valid & fattr::MODE != 0 {
             if n.kind == libc::S_IFLNK {
                 return Err(libc::EOPNOTSUPP);
             }
-            // SAFETY: a valid C string; no memory is written.
-            check(unsafe { libc::chmod(path.as_ptr(), s.mode & 0o7777) })?;
+            self.chmod(&n.via, s.mode & 0o7777)?;
         }
         if s.valid & (fattr::UID | fattr::GID) != 0 {
             let uid = if s.valid & fattr::UID != 0 {
@@ -643,20 +785,24 @@ impl Server {
             };
             let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
             // SAFETY: an empty C string; no memory is written.
-            check(unsafe { libc::fchownat(n.fd.as_raw_fd(), c"".as_ptr(), uid, gid, flags) })?;
+            check(unsafe { libc::fchownat(fd, c"".as_ptr(), uid, gid, flags) })?;
         }
         if s.valid & fattr::SIZE != 0 {
             let size = i64::try_from(s.size).map_err(|_| libc::EFBIG)?;
-            let open = self.handles().get(&s.fh).cloned();
-            let fd = match open {
-                Some(h) if s.valid & fattr::FH != 0 => {
-                    h.fd.try_clone()
-                        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?
-                }
-                _ => self.reopen(&n, libc::O_WRONLY)?,
+            let open = match s.valid & fattr::FH != 0 {
+                true => self.handles().get(&s.fh).cloned(),
+                false => None,
             };
-            // SAFETY: ftruncate on a descriptor we own.
-            check(unsafe { libc::ftruncate(fd.as_raw_fd(), size) })?;
+            let reopened;
+            let tfd = match &open {
+                Some(h) => h.fd.as_raw_fd(),
+                None => {
+                    reopened = self.reopen(fd, libc::O_WRONLY)?;
+                    reopened.as_raw_fd()
+                }
+            };
+            // SAFETY: ftruncate on a descriptor held open (`open` or `reopened`).
+            check(unsafe { libc::ftruncate(tfd, size) })?;
         }
         let time = |set: u32, now: u32, sec: u64, nsec: u32| {
             if s.valid & now != 0 {
@@ -684,15 +830,89 @@ impl Server {
                 time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
                 time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
             ];
-            // SAFETY: a valid C string and two timespecs.
-            check(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) })?;
+            self.utimes(&n.via, &times)?;
         }
-        if s.valid & fattr::KILL_SUIDGID != 0 && n.kind == libc::S_IFREG {
-            if let Ok(fd) = self.reopen(&n, libc::O_RDONLY) {
-                kill_suidgid(fd.as_raw_fd());
+        // A change of ids has cleared them already: the host's chown clears
+        // the set-id bits and capabilities of a file as the kernel's does.
+        if s.valid & fattr::KILL_SUIDGID != 0
+            && s.valid & (fattr::UID | fattr::GID) == 0
+            && n.kind == libc::S_IFREG
+        {
+            match &n.via {
+                Via::Open(h) => kill_suidgid(h.fd.as_raw_fd()),
+                Via::Node(_) => {
+                    if let Ok(f) = self.reopen(fd, libc::O_RDONLY) {
+                        kill_suidgid(f.as_raw_fd());
+                    }
+                }
             }
         }
-        Ok(attr_out(&stat_fd(n.fd.as_raw_fd())?))
+        Ok(attr_out(&stat_fd(fd)?))
+    }
+
+    /// `chmod` of `via`'s file: `fchmod` of an open handle, else
+    /// `fchmodat2(AT_EMPTY_PATH)` of the node descriptor (where the host's kernel takes it)
+    /// or, where that is refused, `chmod` of its `/proc/self/fd` path.
+    fn chmod(&self, via: &Via, mode: u32) -> Result<(), i32> {
+        match via {
+            // SAFETY: fchmod of a descriptor held open (`via`).
+            Via::Open(h) => check(unsafe { libc::fchmod(h.fd.as_raw_fd(), mode) }).map(drop),
+            Via::Node(n) => {
+                if self.fchmodat2.load(Ordering::Relaxed) {
+                    // SAFETY: an empty C string; no memory is written.
+                    let r = unsafe {
+                        libc::syscall(
+                            libc::SYS_fchmodat2,
+                            n.fd.as_raw_fd(),
+                            c"".as_ptr(),
+                            mode,
+                            libc::AT_EMPTY_PATH,
+                        )
+                    };
+                    match check(r) {
+                        Ok(_) => return Ok(()),
+                        Err(libc::ENOSYS | libc::EINVAL) => {
+                            self.fchmodat2.store(false, Ordering::Relaxed)
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                let path = Self::proc_path(n.fd.as_raw_fd());
+                // SAFETY: a valid C string; no memory is written.
+                check(unsafe { libc::chmod(path.as_ptr(), mode) }).map(drop)
+            }
+        }
+    }
+
+    /// Sets the times of `via`'s file: `futimens` of an open handle, else
+    /// `utimensat(AT_EMPTY_PATH)` of the node descriptor or, where that is
+    /// refused, of its `/proc/self/fd` path.
+    fn utimes(&self, via: &Via, times: &[libc::timespec; 2]) -> Result<(), i32> {
+        match via {
+            Via::Open(h) => {
+                // SAFETY: a descriptor held open (`via`) and two timespecs.
+                check(unsafe { libc::futimens(h.fd.as_raw_fd(), times.as_ptr()) }).map(drop)
+            }
+            Via::Node(n) => {
+                let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+                // SAFETY: an empty C string and two timespecs.
+                let r = unsafe {
+                    libc::utimensat(n.fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), flags)
+                };
+                match check(r) {
+                    Ok(_) => Ok(()),
+                    Err(libc::EINVAL) => {
+                        let path = Self::proc_path(n.fd.as_raw_fd());
+                        // SAFETY: a valid C string and two timespecs.
+                        check(unsafe {
+                            libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0)
+                        })
+                        .map(drop)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
     }
 
     fn open(&self, id: u64, flags: u32, dir: bool) -> Result<Vec<u8>, i32> {
@@ -706,15 +926,14 @@ impl Server {
         if n.kind == libc::S_IFLNK {
             return Err(libc::ELOOP);
         }
-        let fd = self.reopen(&n, flags)?;
+        let fd = self.reopen(n.fd.as_raw_fd(), flags)?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(
-            fh,
-            Arc::new(Handle {
-                fd,
-                dir: Mutex::new(()),
-            }),
-        );
+        let h = Arc::new(Handle {
+            fd,
+            dir: Mutex::new(()),
+        });
+        self.set_open(id, &h);
+        self.handles().insert(fh, h);
         Ok(abi::OpenOut {
             fh,
             ..Default::default()
@@ -728,19 +947,17 @@ impl Server {
         let nm = name(nm)?;
         let flags = host_flags(c.flags) | libc::O_CREAT | libc::O_NOFOLLOW;
         let fd = openat(p.fd.as_raw_fd(), &nm, flags, c.mode & 0o7777)?;
-        self.chown_new(fd.as_raw_fd(), h);
-        // The node from the file just opened: whatever the name now holds.
-        let num = CString::new(fd.as_raw_fd().to_string()).expect("digits");
-        let path_fd = openat(self.proc_fd.as_raw_fd(), &num, libc::O_PATH, 0)?;
-        let mut out = self.enter(path_fd, h.nodeid, &nm)?;
+        // The node from the file just opened, whatever the name now holds;
+        // its O_PATH descriptor is opened from the handle when first needed.
+        let mut st = stat_fd(fd.as_raw_fd())?;
+        self.chown_new(fd.as_raw_fd(), &mut st, &p, h)?;
+        let handle = Arc::new(Handle {
+            fd,
+            dir: Mutex::new(()),
+        });
+        let mut out = self.enter_stat(None, &st, h.nodeid, &nm, Some(&handle))?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(
-            fh,
-            Arc::new(Handle {
-                fd,
-                dir: Mutex::new(()),
-            }),
-        );
+        self.handles().insert(fh, handle);
         out.extend_from_slice(
             abi::OpenOut {
                 fh,
@@ -814,12 +1031,18 @@ impl Server {
         Ok(out)
     }
 
-    fn xattr_path(&self, id: u64) -> Result<CString, i32> {
-        let n = self.node(id)?;
+    /// Node `id`'s file for an extended-attribute call (regular files and
+    /// directories only): an open handle's descriptor for the `f*xattr`
+    /// calls, or else the `/proc/self/fd` path of the node's.
+    fn xattr_target(&self, id: u64) -> Result<XattrAt, i32> {
+        let n = self.target(id)?;
         if n.kind != libc::S_IFREG && n.kind != libc::S_IFDIR {
             return Err(libc::EOPNOTSUPP);
         }
-        Ok(Self::proc_path(&n))
+        Ok(match n.via {
+            Via::Open(h) => XattrAt::Fd(h),
+            Via::Node(p) => XattrAt::Path(p),
+        })
     }
 
     /// A `GETXATTR`/`LISTXATTR` answer: the size when `size` is 0, else
@@ -1057,7 +1280,7 @@ impl Server {
                 if r != 0 {
                     // Without CAP_DAC_READ_SEARCH: through /proc, which
                     // names the same inode.
-                    let path = Self::proc_path(&old);
+                    let path = Self::proc_path(old.fd.as_raw_fd());
                     // SAFETY: two valid C strings.
                     check(unsafe {
                         libc::linkat(
@@ -1069,7 +1292,9 @@ impl Server {
                         )
                     })?;
                 }
-                self.created(&p, &nm, h).map(Data)
+                // A new name of a file that keeps its owner.
+                let fd = openat(p.fd.as_raw_fd(), &nm, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+                self.enter(fd, p.id, &nm).map(Data)
             }
             op::OPEN => {
                 let o = a.take::<abi::OpenIn>()?;
@@ -1137,7 +1362,8 @@ impl Server {
                 if self.read_only && m.mask & libc::W_OK as u32 != 0 {
                     return Err(libc::EROFS);
                 }
-                let path = Self::proc_path(&self.node(id)?);
+                let n = self.node(id)?;
+                let path = Self::proc_path(n.fd.as_raw_fd());
                 // SAFETY: a valid C string.
                 check(unsafe { libc::access(path.as_ptr(), m.mask as i32) })?;
                 ok()
@@ -1145,20 +1371,36 @@ impl Server {
             op::GETXATTR => {
                 let g = a.take::<abi::GetxattrIn>()?;
                 let nm = cstr(a.string()?)?;
-                let path = self.xattr_path(id)?;
+                let at = self.xattr_target(id)?;
                 Self::xattr_reply(g.size, |buf, len| {
-                    // SAFETY: valid C strings; `buf` is null with length 0
-                    // or ours of `len` bytes.
-                    unsafe { libc::getxattr(path.as_ptr(), nm.as_ptr(), buf, len) }
+                    // SAFETY: valid C strings, a descriptor held open (`at`);
+                    // `buf` is null with length 0 or ours of `len` bytes.
+                    unsafe {
+                        match &at {
+                            XattrAt::Fd(h) => {
+                                libc::fgetxattr(h.fd.as_raw_fd(), nm.as_ptr(), buf, len)
+                            }
+                            XattrAt::Path(p) => {
+                                libc::getxattr(XattrAt::path(p).as_ptr(), nm.as_ptr(), buf, len)
+                            }
+                        }
+                    }
                 })
                 .map(Data)
             }
             op::LISTXATTR => {
                 let g = a.take::<abi::GetxattrIn>()?;
-                let path = self.xattr_path(id)?;
+                let at = self.xattr_target(id)?;
                 Self::xattr_reply(g.size, |buf, len| {
                     // SAFETY: as for GETXATTR.
-                    unsafe { libc::listxattr(path.as_ptr(), buf.cast(), len) }
+                    unsafe {
+                        match &at {
+                            XattrAt::Fd(h) => libc::flistxattr(h.fd.as_raw_fd(), buf.cast(), len),
+                            XattrAt::Path(p) => {
+                                libc::listxattr(XattrAt::path(p).as_ptr(), buf.cast(), len)
+                            }
+                        }
+                    }
                 })
                 .map(Data)
             }
@@ -1167,25 +1409,33 @@ impl Server {
                 let s = a.take::<abi::SetxattrIn>()?;
                 let nm = cstr(a.string()?)?;
                 let value = a.bytes(s.size as usize)?;
-                let path = self.xattr_path(id)?;
-                // SAFETY: valid C strings and a value of the length given.
+                let (v, len, flags) = (value.as_ptr().cast(), value.len(), s.flags as i32);
+                // SAFETY: valid C strings, a descriptor held open and a value
+                // of the length given.
                 check(unsafe {
-                    libc::setxattr(
-                        path.as_ptr(),
-                        nm.as_ptr(),
-                        value.as_ptr().cast(),
-                        value.len(),
-                        s.flags as i32,
-                    )
+                    match &self.xattr_target(id)? {
+                        XattrAt::Fd(h) => {
+                            libc::fsetxattr(h.fd.as_raw_fd(), nm.as_ptr(), v, len, flags)
+                        }
+                        XattrAt::Path(p) => {
+                            libc::setxattr(XattrAt::path(p).as_ptr(), nm.as_ptr(), v, len, flags)
+                        }
+                    }
                 })?;
                 ok()
             }
             op::REMOVEXATTR => {
                 ro()?;
                 let nm = cstr(a.string()?)?;
-                let path = self.xattr_path(id)?;
-                // SAFETY: valid C strings.
-                check(unsafe { libc::removexattr(path.as_ptr(), nm.as_ptr()) })?;
+                // SAFETY: valid C strings and a descriptor held open.
+                check(unsafe {
+                    match &self.xattr_target(id)? {
+                        XattrAt::Fd(h) => libc::fremovexattr(h.fd.as_raw_fd(), nm.as_ptr()),
+                        XattrAt::Path(p) => {
+                            libc::removexattr(XattrAt::path(p).as_ptr(), nm.as_ptr())
+                        }
+                    }
+                })?;
                 ok()
             }
             op::FALLOCATE => {

@@ -626,3 +626,203 @@ fn stats_count_each_opcode_served() {
     assert!(s.stats().iter().all(|o| o.nanos > 0));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+fn release(s: &Server, node: u64, fh: u64) {
+    let r = abi::ReleaseIn {
+        fh,
+        ..Default::default()
+    };
+    call(s, op::RELEASE, node, r.bytes()).unwrap();
+}
+
+fn mode_of(p: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_change_of_ids_asked_to_kill_set_ids_clears_them() {
+    let d = scratch("killchown");
+    for f in ["open", "closed"] {
+        std::fs::write(d.join(f), b"x").unwrap();
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    }
+    let s = Server::new(&d, false).unwrap();
+    let meta = std::fs::metadata(&d).unwrap();
+    let sa = abi::SetattrIn {
+        valid: fattr::UID | fattr::GID | fattr::KILL_SUIDGID,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        ..Default::default()
+    };
+    // Held open by the kernel (served on the handle) and not.
+    let f = lookup(&s, abi::ROOT_ID, "open").unwrap().nodeid;
+    let fh = open(&s, f, libc::O_RDONLY).unwrap();
+    let a = abi::AttrOut::read(&call(&s, op::SETATTR, f, sa.bytes()).unwrap()).unwrap();
+    assert_eq!(a.attr.mode & 0o7777, 0o755);
+    assert_eq!(mode_of(&d.join("open")), 0o755);
+    release(&s, f, fh);
+    let g = lookup(&s, abi::ROOT_ID, "closed").unwrap().nodeid;
+    call(&s, op::SETATTR, g, sa.bytes()).unwrap();
+    assert_eq!(mode_of(&d.join("closed")), 0o755);
+    // A truncation asked to kill them, without a change of ids.
+    std::fs::set_permissions(d.join("closed"), std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let t = abi::SetattrIn {
+        valid: fattr::SIZE | fattr::KILL_SUIDGID,
+        size: 0,
+        ..Default::default()
+    };
+    call(&s, op::SETATTR, g, t.bytes()).unwrap();
+    assert_eq!(mode_of(&d.join("closed")), 0o755);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A file made by `CREATE` is served through its handle while it is open (mode,
+/// times, extended attributes) and through its node once released: the same
+/// file either way, also after a rename inside; a name swapped on the host
+/// after the release is stale, never the other file.
+#[test]
+fn a_created_file_is_served_through_its_handle_then_its_node() {
+    let d = scratch("handle");
+    let s = Server::new(&d, false).unwrap();
+    let c = abi::CreateIn {
+        flags: libc::O_WRONLY as u32,
+        mode: 0o600,
+        ..Default::default()
+    };
+    let out = call(&s, op::CREATE, abi::ROOT_ID, &cat(&[c.bytes(), &z("f")])).unwrap();
+    let f = abi::EntryOut::read(&out).unwrap().nodeid;
+    let fh = abi::OpenOut::read(&out[128..]).unwrap().fh;
+    let setattr = |valid: u32, mode: u32, mtime: u64| {
+        let sa = abi::SetattrIn {
+            valid,
+            mode,
+            mtime,
+            ..Default::default()
+        };
+        abi::AttrOut::read(&call(&s, op::SETATTR, f, sa.bytes()).unwrap()).unwrap()
+    };
+    let a = setattr(fattr::MODE | fattr::MTIME, 0o640, 1_000_000);
+    assert_eq!((a.attr.mode & 0o7777, a.attr.mtime), (0o640, 1_000_000));
+    let xattr = |name: &str| {
+        let g = abi::GetxattrIn {
+            size: 64,
+            ..Default::default()
+        };
+        call(&s, op::GETXATTR, f, &cat(&[g.bytes(), &z(name)]))
+    };
+    let set = abi::SetxattrIn {
+        size: 2,
+        ..Default::default()
+    };
+    let value = cat(&[set.bytes(), &z("user.k"), b"v1"]);
+    match call(&s, op::SETXATTR, f, &value) {
+        // A host file system without user attributes (tmpfs of old kernels).
+        Err(libc::EOPNOTSUPP) => {}
+        r => {
+            r.unwrap();
+            assert_eq!(xattr("user.k").unwrap(), b"v1");
+        }
+    }
+    assert_eq!(xattr("security.capability").unwrap_err(), libc::ENODATA);
+    release(&s, f, fh);
+    // Renamed inside, then served through the node (opened from its place).
+    let r = abi::RenameIn {
+        newdir: abi::ROOT_ID,
+    };
+    call(
+        &s,
+        op::RENAME,
+        abi::ROOT_ID,
+        &cat(&[r.bytes(), &z("f"), &z("g")]),
+    )
+    .unwrap();
+    let a = setattr(fattr::MODE | fattr::MTIME, 0o604, 2_000_000);
+    assert_eq!((a.attr.mode & 0o7777, a.attr.mtime), (0o604, 2_000_000));
+    assert_eq!(mode_of(&d.join("g")), 0o604);
+    assert_eq!(xattr("security.capability").unwrap_err(), libc::ENODATA);
+    // Another file made under the name of one released and not yet opened as a node.
+    let out = call(&s, op::CREATE, abi::ROOT_ID, &cat(&[c.bytes(), &z("h")])).unwrap();
+    let h = abi::EntryOut::read(&out).unwrap().nodeid;
+    release(&s, h, abi::OpenOut::read(&out[128..]).unwrap().fh);
+    std::fs::rename(d.join("h"), d.join("h-gone")).unwrap();
+    std::fs::write(d.join("h"), b"another file\n").unwrap();
+    assert_eq!(call(&s, op::GETATTR, h, &[]).unwrap_err(), libc::ESTALE);
+    assert_eq!(std::fs::read(d.join("h")).unwrap(), b"another file\n");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// `LINK` gives a file a new name and nothing else: its owner stays (the
+/// server runs as root here, the caller is uid 0).
+#[test]
+fn a_link_keeps_the_files_owner() {
+    let d = scratch("linkowner");
+    std::fs::write(d.join("f"), b"x").unwrap();
+    std::os::unix::fs::chown(d.join("f"), Some(65534), Some(65534)).unwrap();
+    let s = Server::new(&d, false).unwrap();
+    let f = lookup(&s, abi::ROOT_ID, "f").unwrap().nodeid;
+    let l = abi::LinkIn { oldnodeid: f };
+    let e = abi::EntryOut::read(
+        &call(&s, op::LINK, abi::ROOT_ID, &cat(&[l.bytes(), &z("g")])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((e.nodeid, e.attr.uid, e.attr.gid), (f, 65534, 65534));
+    let m = std::fs::metadata(d.join("f")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.nlink()), (65534, 65534, 2));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// What a root server makes belongs to the caller, as natively: its uid and
+/// gid, or in a set-group-id directory its uid and the directory's group.
+#[test]
+fn made_files_take_the_callers_ids_or_a_set_group_id_directorys_group() {
+    let d = scratch("newids");
+    std::fs::create_dir(d.join("sgid")).unwrap();
+    std::os::unix::fs::chown(d.join("sgid"), None, Some(65533)).unwrap();
+    std::fs::set_permissions(d.join("sgid"), std::fs::Permissions::from_mode(0o2777)).unwrap();
+    let s = Server::new(&d, false).unwrap();
+    let sgid = lookup(&s, abi::ROOT_ID, "sgid").unwrap().nodeid;
+    let c = abi::CreateIn {
+        flags: libc::O_WRONLY as u32,
+        mode: 0o644,
+        ..Default::default()
+    };
+    let m = abi::MkdirIn {
+        mode: 0o755,
+        umask: 0,
+    };
+    let ids = |p: &str| {
+        let m = std::fs::symlink_metadata(d.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    for (uid, gid) in [(0, 0), (65534, 65534)] {
+        let at = |opcode, nodeid| abi::InHeader {
+            uid,
+            gid,
+            ..header(opcode, nodeid)
+        };
+        for (dir, pre) in [(abi::ROOT_ID, ""), (sgid, "sgid/")] {
+            let f = format!("f{uid}");
+            let args = cat(&[c.bytes(), &z(&f)]);
+            let Reply::Data(out) = s.handle_request(&at(op::CREATE, dir), &args, &Bulk::default())
+            else {
+                panic!("CREATE {pre}{f} failed");
+            };
+            let e = abi::EntryOut::read(&out).unwrap();
+            let want = if pre.is_empty() {
+                (uid, gid)
+            } else {
+                (uid, 65533)
+            };
+            assert_eq!((e.attr.uid, e.attr.gid), want, "{pre}{f}");
+            assert_eq!(ids(&format!("{pre}{f}")), want, "{pre}{f}");
+            let dn = format!("d{uid}");
+            let args = cat(&[m.bytes(), &z(&dn)]);
+            assert!(matches!(
+                s.handle_request(&at(op::MKDIR, dir), &args, &Bulk::default()),
+                Reply::Data(_)
+            ));
+            assert_eq!(ids(&format!("{pre}{dn}")), want, "{pre}{dn}");
+        }
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
