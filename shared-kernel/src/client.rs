@@ -133,7 +133,7 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
         if futex::spin_apart(SPIN_NS, &c.cli_cpu, &c.srv_cpu, answered) {
             return c.ret.load(Ordering::Relaxed);
         }
-        c.cli_cpu.store(futex::NO_CPU, Ordering::Relaxed);
+        futex::asleep(&c.cli_cpu);
         if !asked && signalled() {
             asked = true;
             c.interrupt.store(s, Ordering::Release);
@@ -147,6 +147,9 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
         }
         c.cli_wait.store(0, Ordering::Relaxed);
         if c.done.load(Ordering::Acquire) == s {
+            // Running again: the serving thread spins for the next request while
+            // this thread runs on another CPU.
+            c.cli_cpu.store(futex::this_cpu(), Ordering::Relaxed);
             return c.ret.load(Ordering::Relaxed);
         }
         if !live() {

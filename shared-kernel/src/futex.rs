@@ -45,8 +45,17 @@ pub fn wake(word: &AtomicU32) {
     }
 }
 
-/// No CPU number: unknown, or the thread sleeps.
+/// No CPU number: unknown.
 pub const NO_CPU: u32 = u32::MAX;
+/// Set in a published CPU number while the thread sleeps (see [`asleep`]).
+pub const ASLEEP: u32 = 1 << 31;
+
+/// Says in `mine` that this thread goes to sleep: its last CPU with [`ASLEEP`]. A
+/// woken thread is most often put back on the CPU it slept on, so a peer there does
+/// not spin for it (see [`spin_apart`]).
+pub fn asleep(mine: &AtomicU32) {
+    mine.fetch_or(ASLEEP, Ordering::Relaxed);
+}
 
 /// How [`this_cpu`] reads the CPU number: 0 not probed yet, 1 `rdpid`, 2 `rdtscp`,
 /// 3 neither.
@@ -98,13 +107,23 @@ pub fn this_cpu() -> u32 {
     (aux & 0xfff) as u32
 }
 
+/// How long [`spin_apart`] spins while the peer sleeps (or was just woken): a woken
+/// peer names its CPU as soon as it runs, within a few microseconds when it was put
+/// on another CPU; one that stays silent waits for a CPU, most likely this thread's.
+pub const UNPLACED_NS: u64 = 8_000;
+
 /// Spins until `ready` says yes or `budget_ns` passes (true when ready), for a peer
-/// in another process that last said, in `peer`, on which CPU it runs ([`NO_CPU`]
-/// while it sleeps); this thread's CPU is kept in `mine` for
+/// in another process that last said, in `peer`, on which CPU it runs (with
+/// [`ASLEEP`] while it sleeps); this thread's CPU is kept in `mine` for
 /// the peer's same check. Gives up (false) as soon as the peer names this thread's
 /// CPU: the peer cannot run there (to answer, or to post) while this thread spins,
 /// and sleeping lets it. On two CPUs that also run other work, client and server
 /// often share one: spinning there cost each call the whole budget of both sides.
+/// Gives up as well when the peer sleeps (or was just woken and has not run yet) on
+/// this thread's CPU, and when it sleeps elsewhere for [`UNPLACED_NS`]: a peer that
+/// this thread (or its last answer) woke and that stays silent waits for a CPU, most
+/// often this thread's (a pinned tree puts every thread on one), where spinning only
+/// delays it.
 #[inline(always)]
 pub fn spin_apart(
     budget_ns: u64,
@@ -120,7 +139,7 @@ pub fn spin_apart(
         if ready() {
             return true;
         }
-        if cpu != NO_CPU && peer.load(Ordering::Relaxed) == cpu {
+        if cpu != NO_CPU && peer.load(Ordering::Relaxed) & !ASLEEP == cpu {
             return false;
         }
         core::hint::spin_loop();
@@ -135,7 +154,9 @@ pub fn spin_apart(
             let t = lkl::host::time::monotonic_ns();
             if start == 0 {
                 start = t;
-            } else if t - start > budget_ns {
+            } else if t - start > budget_ns
+                || (t - start > UNPLACED_NS && peer.load(Ordering::Relaxed) & ASLEEP != 0)
+            {
                 return false;
             }
         }

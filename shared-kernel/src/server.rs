@@ -778,7 +778,7 @@ fn next_request(c: &window::Ctl, last: u32) -> Option<u32> {
         if futex::spin_apart(SPIN_NS, &c.srv_cpu, &c.cli_cpu, posted) {
             break;
         }
-        c.srv_cpu.store(futex::NO_CPU, Ordering::Relaxed);
+        futex::asleep(&c.srv_cpu);
         c.srv_wait.store(1, Ordering::SeqCst);
         if c.seq.load(Ordering::SeqCst) == last && c.retire.load(Ordering::SeqCst) == 0 {
             futex::wait(&c.seq, last, 0);
