@@ -107,6 +107,13 @@ pub fn this_cpu() -> u32 {
     (aux & 0xfff) as u32
 }
 
+/// True when a published CPU number says its thread sleeps ([`NO_CPU`], where the
+/// CPU cannot be read, says nothing).
+#[inline(always)]
+fn sleeps(published: u32) -> bool {
+    published & ASLEEP != 0 && published != NO_CPU
+}
+
 /// How long [`spin_apart`] spins while the peer sleeps (or was just woken): a woken
 /// peer names its CPU as soon as it runs, within a few microseconds when it was put
 /// on another CPU; one that stays silent waits for a CPU, most likely this thread's.
@@ -155,10 +162,64 @@ pub fn spin_apart(
             if start == 0 {
                 start = t;
             } else if t - start > budget_ns
-                || (t - start > UNPLACED_NS && peer.load(Ordering::Relaxed) & ASLEEP != 0)
+                || (t - start > UNPLACED_NS && sleeps(peer.load(Ordering::Relaxed)))
             {
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The time `spin_apart` takes for a peer that published `peer(this CPU)` and
+    /// never answers, with a one-second budget (this thread pinned to the CPU it runs
+    /// on, so that the CPU number stays put).
+    fn gives_up_after(peer: impl Fn(u32) -> u32) -> Duration {
+        let me = this_cpu();
+        assert_ne!(
+            me, NO_CPU,
+            "this CPU has neither rdpid nor rdtscp: the shared kernel cannot tell CPUs apart"
+        );
+        // SAFETY: a CPU set of our own, then this thread's affinity.
+        let r = unsafe {
+            let mut set: libc::cpu_set_t = core::mem::zeroed();
+            libc::CPU_SET(me as usize, &mut set);
+            libc::sched_setaffinity(0, core::mem::size_of_val(&set), &set)
+        };
+        assert_eq!(r, 0, "pinning the test thread to CPU {me}");
+        let mine = AtomicU32::new(NO_CPU);
+        let peer = AtomicU32::new(peer(me));
+        let t = Instant::now();
+        assert!(!spin_apart(1_000_000_000, &mine, &peer, || false));
+        t.elapsed()
+    }
+
+    #[test]
+    fn no_spinning_for_a_peer_on_this_cpu_running_or_asleep() {
+        assert!(gives_up_after(|me| me) < Duration::from_millis(100));
+        assert!(gives_up_after(|me| me | ASLEEP) < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_peer_asleep_elsewhere_is_spun_for_briefly_a_running_one_for_the_budget() {
+        assert!(gives_up_after(|me| (me + 1) | ASLEEP) < Duration::from_millis(100));
+        assert!(gives_up_after(|me| me + 1) >= Duration::from_millis(999));
+        // Unknown: the whole budget, as for a running peer.
+        assert!(gives_up_after(|_| NO_CPU) >= Duration::from_millis(999));
+    }
+
+    #[test]
+    fn an_answer_ends_the_spin() {
+        let mine = AtomicU32::new(NO_CPU);
+        let peer = AtomicU32::new(NO_CPU);
+        let mut n = 0;
+        assert!(spin_apart(1_000_000_000, &mine, &peer, || {
+            n += 1;
+            n > 1000
+        }));
     }
 }
