@@ -45,6 +45,23 @@ pub fn wake(word: &AtomicU32) {
     }
 }
 
+/// After this thread woke its peer, and when the peer last ran (or slept) on this
+/// thread's CPU, where the scheduler most likely queued it: yields the CPU once
+/// (true), saying in `mine` that this thread is on it, so that the peer answers (or
+/// posts) and then sleeps at once, while this thread finds the answer (or request)
+/// without sleeping itself; the peer's futex wake and this thread's futex wait are
+/// saved. False, without yielding, when the peer is elsewhere or CPUs are unknown.
+pub fn yield_to_queued(mine: &AtomicU32, peer: &AtomicU32) -> bool {
+    let cpu = this_cpu();
+    if cpu == NO_CPU || peer.load(Ordering::Relaxed) & !ASLEEP != cpu {
+        return false;
+    }
+    mine.store(cpu, Ordering::Relaxed);
+    // SAFETY: sched_yield has no arguments.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
+    true
+}
+
 /// No CPU number: unknown.
 pub const NO_CPU: u32 = u32::MAX;
 /// Set in a published CPU number while the thread sleeps (see [`asleep`]).
