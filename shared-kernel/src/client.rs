@@ -98,7 +98,8 @@ pub const STALE: i64 = i64::MIN;
 
 /// Posts operation `opn` (`nr`, `args`) in slot `slot` and waits for the answer:
 /// spinning while the serving thread runs on another CPU (at most [`SPIN_NS`]), else
-/// asleep on the answer word.
+/// (after a yield when it woke the serving thread on this CPU,
+/// [`futex::yield_to_queued`]) asleep on the answer word.
 /// `-ENETDOWN` when the kernel is gone, [`STALE`] when the slot is no longer served.
 /// When `signalled` says a signal came while it waits, the kernel process is asked to
 /// interrupt the call (a blocked call then returns `-EINTR`).
@@ -124,7 +125,8 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
     let before = c.done.load(Ordering::Relaxed);
     let s = c.seq.load(Ordering::Relaxed).wrapping_add(1);
     c.seq.store(s, Ordering::SeqCst);
-    if c.srv_wait.load(Ordering::SeqCst) != 0 {
+    let mut woke = c.srv_wait.load(Ordering::SeqCst) != 0;
+    if woke {
         futex::wake(&c.seq);
     }
     let mut asked = false;
@@ -133,7 +135,13 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
         if futex::spin_apart(SPIN_NS, &c.cli_cpu, &c.srv_cpu, answered) {
             return c.ret.load(Ordering::Relaxed);
         }
-        c.cli_cpu.store(futex::NO_CPU, Ordering::Relaxed);
+        if woke && futex::yield_to_queued(&c.cli_cpu, &c.srv_cpu) {
+            woke = false;
+            if answered() {
+                return c.ret.load(Ordering::Relaxed);
+            }
+        }
+        futex::asleep(&c.cli_cpu);
         if !asked && signalled() {
             asked = true;
             c.interrupt.store(s, Ordering::Release);
@@ -147,6 +155,9 @@ pub fn call(slot: usize, opn: u32, nr: i64, args: [i64; 6], signalled: &dyn Fn()
         }
         c.cli_wait.store(0, Ordering::Relaxed);
         if c.done.load(Ordering::Acquire) == s {
+            // Running again: the serving thread spins for the next request while
+            // this thread runs on another CPU.
+            c.cli_cpu.store(futex::this_cpu(), Ordering::Relaxed);
             return c.ret.load(Ordering::Relaxed);
         }
         if !live() {

@@ -727,7 +727,8 @@ fn slot_thread(i: usize) {
         }
     });
     let mut last = c.done.load(Ordering::Acquire);
-    while let Some(s) = next_request(c, last) {
+    let mut woke = false;
+    while let Some(s) = next_request(c, last, woke) {
         let opn = c.op.load(Ordering::Relaxed);
         let nr = c.nr.load(Ordering::Relaxed);
         let mut args = [0i64; 6];
@@ -747,7 +748,8 @@ fn slot_thread(i: usize) {
         c.ret.store(ret, Ordering::Relaxed);
         c.done.store(s, Ordering::Release);
         last = s;
-        if c.cli_wait.load(Ordering::SeqCst) != 0 {
+        woke = c.cli_wait.load(Ordering::SeqCst) != 0;
+        if woke {
             futex::wake(&c.done);
         }
         if opn == op::EXIT && ret == 1 {
@@ -770,15 +772,22 @@ fn slot_thread(i: usize) {
 }
 
 /// Waits for the next request on `c` after `last`; `None` when retired. Spins while
-/// the caller runs on another CPU (at most [`SPIN_NS`]), else sleeps on the sequence
-/// word.
-fn next_request(c: &window::Ctl, last: u32) -> Option<u32> {
+/// the caller runs on another CPU (at most [`SPIN_NS`]), else, after a yield when
+/// the last answer `woke` the caller on this CPU ([`futex::yield_to_queued`]),
+/// sleeps on the sequence word.
+fn next_request(c: &window::Ctl, last: u32, mut woke: bool) -> Option<u32> {
     let posted = || c.seq.load(Ordering::Acquire) != last || c.retire.load(Ordering::Acquire) != 0;
     loop {
         if futex::spin_apart(SPIN_NS, &c.srv_cpu, &c.cli_cpu, posted) {
             break;
         }
-        c.srv_cpu.store(futex::NO_CPU, Ordering::Relaxed);
+        if woke && futex::yield_to_queued(&c.srv_cpu, &c.cli_cpu) {
+            woke = false;
+            if posted() {
+                break;
+            }
+        }
+        futex::asleep(&c.srv_cpu);
         c.srv_wait.store(1, Ordering::SeqCst);
         if c.seq.load(Ordering::SeqCst) == last && c.retire.load(Ordering::SeqCst) == 0 {
             futex::wait(&c.seq, last, 0);

@@ -129,11 +129,11 @@ pub struct Ctl {
     pub cli_wait: AtomicU32,
     /// The answer.
     pub ret: AtomicI64,
-    /// The CPU the caller runs on while it waits for an answer (`futex::NO_CPU` while
-    /// it sleeps): the serving thread does not spin for the next request on that CPU.
+    /// The CPU the caller runs on while it waits for an answer (with `futex::ASLEEP`
+    /// while it sleeps): the serving thread does not spin for the next request on that CPU.
     pub cli_cpu: AtomicU32,
     /// The CPU the serving thread runs on while it serves or waits for a request
-    /// (`futex::NO_CPU` while it sleeps): the caller does not spin for its answer on
+    /// (with `futex::ASLEEP` while it sleeps): the caller does not spin for its answer on
     /// that CPU.
     pub srv_cpu: AtomicU32,
 }
