@@ -409,13 +409,6 @@ fn fuse_device<'a>(mountinfo: &'a str, mountpoint: &Path) -> Option<&'a str> {
 /// the host drops a file's cached pages at every open and reads it again.
 const FILE_OPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE;
 
-/// Reads that end below this offset (small files) leave LKL's page cache
-/// as it is: the drop-behind (below) is for streams, and on a small file
-/// its extra call into LKL costs more than the few pages it frees (a
-/// `tar -c` of 20 002 small files: 58 000 host context switches in
-/// lklfuse instead of 84 000); LKL reclaims them when it needs memory.
-const DROP_BEHIND_FROM: u64 = 128 << 10;
-
 thread_local! {
     /// Each serving thread's buffer for `read` replies.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -693,9 +686,7 @@ impl Filesystem for LklFs {
             // memory and costs reclaim work there once it is full. A 1 GiB
             // read through a fresh mount: 0.71-0.76 s instead of 0.77-1.27.
             if let Ok(n) = res {
-                if offset + n as u64 >= DROP_BEHIND_FROM {
-                    let _ = sys::drop_cached(fd, offset, n as u64);
-                }
+                let _ = sys::drop_cached(fd, offset, n as u64);
             }
             reply!(reply, "read", ino.0, res, |n| reply.data(&buf[..n]));
         });
