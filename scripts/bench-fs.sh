@@ -285,22 +285,30 @@ bench_tree() { # kind
         fuse_run() { # tool img mnt op
             local tool="$1" img="$2" m="$3" op="$4"
             mkdir -p "$m"
-            local lpid=""
+            local lpid
+            # Both in the foreground, so that their end (the image flushed
+            # and closed) can be waited for: fusermount3 -u returns before
+            # that.
             if [ "$tool" = lklfuse ]; then
-                # In the foreground, so that its end (the image flushed and
-                # closed) can be waited for: fusermount3 -u returns before that.
                 "$LKLFUSE" -f "$img" "$m" -o type=ext4 >/dev/null 2>&1 &
-                lpid=$!
-                for _ in $(seq 200); do mountpoint -q "$m" && break; sleep 0.02; done
-            else fuse2fs -o fakeroot "$img" "$m" >/dev/null; fi
+            else
+                fuse2fs -f -o fakeroot "$img" "$m" >/dev/null 2>&1 &
+            fi
+            lpid=$!
+            for _ in $(seq 200); do mountpoint -q "$m" && break; sleep 0.02; done
+            # A run whose mount is missing or whose work fails must not
+            # count (it would have written to the host's directory).
+            mountpoint -q "$m" || { echo "$tool did not mount $img on $m" >&2; return 1; }
+            local ok=0
             case "$op" in
-                write) dd if=/dev/zero of="$m/big" bs=1M count="$BIG" conv=fsync status=none ;;
-                read) dd if="$m/big" of=/dev/null bs=1M status=none ;;
-                untar) local d; d=$(mktemp -d "$m/untar.XXXXXX"); tar -xf "$D/host.tar" -C "$d" && sync -f "$m" ;;
-                readback) tar -cf - -C "$m" . | cat >/dev/null ;;
+                write) dd if=/dev/zero of="$m/big" bs=1M count="$BIG" conv=fsync status=none || ok=1 ;;
+                read) dd if="$m/big" of=/dev/null bs=1M status=none || ok=1 ;;
+                untar) local d; d=$(mktemp -d "$m/untar.XXXXXX"); { tar -xf "$D/host.tar" -C "$d" && sync -f "$m"; } || ok=1 ;;
+                readback) tar -cf - -C "$m" . | cat >/dev/null || ok=1 ;;
             esac
             fusermount3 -u "$m" 2>/dev/null || umount "$m"
-            if [ -n "$lpid" ]; then wait "$lpid"; fi
+            wait "$lpid"
+            [ "$ok" = 0 ] || { echo "$tool: $op failed on $img" >&2; return 1; }
         }
         # Room for the big file and one untar per run, with an inode per file.
         local FUSESIZE ops

@@ -6,6 +6,12 @@
 //! `threads` workers that claim jobs in order and read them (with the
 //! caller's function), holding at most `budget` bytes of results; the
 //! consumer takes the results in job order with [`ReadAhead::take`].
+//!
+//! Wake-ups are counted: a side is woken only when it waits (a futex call
+//! less per job on each side), and workers that waited for room resume
+//! only once the results held fall to half the budget, so that a consumer
+//! slower than the workers does not wake a worker for every job it takes
+//! (a context switch, and an interrupt on the consumer's CPU, per file).
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -15,6 +21,10 @@ struct State<T> {
     used: usize,
     done: HashMap<usize, T>,
     stop: bool,
+    /// Workers waiting for room.
+    waiting_workers: usize,
+    /// Whether the consumer waits for a result.
+    consumer_waits: bool,
 }
 
 /// Results of jobs `0..sizes.len()`, read ahead by worker threads.
@@ -22,7 +32,10 @@ pub struct ReadAhead<T> {
     sizes: Vec<usize>,
     budget: usize,
     state: Mutex<State<T>>,
-    cv: Condvar,
+    /// Where workers wait for room.
+    room: Condvar,
+    /// Where the consumer waits for results.
+    ready: Condvar,
 }
 
 impl<T: Send> ReadAhead<T> {
@@ -37,8 +50,11 @@ impl<T: Send> ReadAhead<T> {
                 used: 0,
                 done: HashMap::new(),
                 stop: false,
+                waiting_workers: 0,
+                consumer_waits: false,
             }),
-            cv: Condvar::new(),
+            room: Condvar::new(),
+            ready: Condvar::new(),
         }
     }
 
@@ -62,7 +78,9 @@ impl<T: Send> ReadAhead<T> {
                     if s.used == 0 || s.used + size <= self.budget {
                         break;
                     }
-                    s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+                    s.waiting_workers += 1;
+                    s = self.room.wait(s).unwrap_or_else(|e| e.into_inner());
+                    s.waiting_workers -= 1;
                 }
                 let job = s.next;
                 s.next += 1;
@@ -70,8 +88,13 @@ impl<T: Send> ReadAhead<T> {
                 job
             };
             let r = read(job);
-            self.lock().done.insert(job, r);
-            self.cv.notify_all();
+            let mut s = self.lock();
+            s.done.insert(job, r);
+            let wake = s.consumer_waits;
+            drop(s);
+            if wake {
+                self.ready.notify_one();
+            }
         }
     }
 
@@ -82,14 +105,19 @@ impl<T: Send> ReadAhead<T> {
         loop {
             if let Some(r) = s.done.remove(&i) {
                 s.used -= self.sizes[i];
+                let wake = s.waiting_workers > 0 && s.used <= self.budget / 2;
                 drop(s);
-                self.cv.notify_all();
+                if wake {
+                    self.room.notify_all();
+                }
                 return Some(r);
             }
             if s.stop || (s.next <= i && s.next >= self.sizes.len()) {
                 return None;
             }
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.consumer_waits = true;
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.consumer_waits = false;
         }
     }
 
@@ -97,7 +125,8 @@ impl<T: Send> ReadAhead<T> {
     /// gives up, before joining them).
     pub fn stop(&self) {
         self.lock().stop = true;
-        self.cv.notify_all();
+        self.room.notify_all();
+        self.ready.notify_all();
     }
 }
 

@@ -119,6 +119,8 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, extra: &str) -> Outco
          chmod 640 work/orig
          echo x > work/setid-w && chmod 6755 work/setid-w && echo y >> work/setid-w
          echo x > work/setid-t && chmod 6755 work/setid-t && truncate -s 1 work/setid-t
+         echo x > work/setid-o && chmod 6755 work/setid-o && echo z > work/setid-o
+         printf 'longer contents' > work/o && printf ab > work/o && test \"$(cat work/o)\" = ab
          mkdir work/tmpdir && mv work/tmpdir work/kept"
     };
     let script = format!(
@@ -187,6 +189,10 @@ fn scenario(ctx: &Ctx, fs: &str, user: User, how: Unmount, extra: &str) -> Outco
             };
             has("setid-w", kept)?;
             has("setid-t", kept)?;
+            // An open with O_TRUNC (the shell's `>` on an existing file)
+            // truncates, and drops the set-ID bits as a truncation does.
+            has("setid-o", kept)?;
+            has("o", "size=2 ")?;
         }
         if is_writable(&tree.join("new")) {
             return Err("a read-only mount accepted a write".into());

@@ -6,9 +6,9 @@
 //! copied in that order; directories get their mode, owner, attributes and
 //! times last, deepest first, so that writing into them does not change
 //! their times and a read-only mode does not stop the copy. Small regular
-//! files are read ahead ([`ReadAhead`]: one thread from the host, three
-//! from the image) while the main thread writes, so both sides work at
-//! once.
+//! files are read ahead with their extended attributes ([`ReadAhead`]:
+//! one thread from the host, three from the image) while the main thread
+//! writes, so both sides work at once.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -28,6 +28,14 @@ pub struct Item {
     pub dst: PathBuf,
     /// What it is.
     pub meta: Meta,
+}
+
+/// A small file read ahead: its data and its extended attributes (listed
+/// by the reading thread too, so that the copying thread, which sets the
+/// pace, makes no call on the source side for it).
+struct Ahead {
+    data: Vec<u8>,
+    xattrs: OpResult<Vec<(OsString, Vec<u8>)>>,
 }
 
 /// Files up to this size are read whole, ahead of time.
@@ -223,7 +231,7 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
     fn one(
         &mut self,
         item: &Item,
-        ahead: Option<OpResult<Vec<u8>>>,
+        ahead: Option<OpResult<Ahead>>,
         dirs: &mut Vec<Item>,
     ) -> OpResult<()> {
         let m = &item.meta;
@@ -304,7 +312,11 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
     }
 
     fn xattrs_of(&self, item: &Item) -> OpResult<Vec<(OsString, Vec<u8>)>> {
-        let mut x = self.src.xattrs(&item.src)?;
+        self.labelled(self.src.xattrs(&item.src)?)
+    }
+
+    /// `x` (a file's extended attributes) with the label `-s` asked for.
+    fn labelled(&self, mut x: Vec<(OsString, Vec<u8>)>) -> OpResult<Vec<(OsString, Vec<u8>)>> {
         if let Some(label) = &self.set.selinux {
             x.retain(|(n, _)| n != "security.selinux");
             x.push(("security.selinux".into(), label.clone()));
@@ -342,13 +354,15 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
         self.soft(&format!("{ns}.* extended attributes"), r)
     }
 
-    fn file(&mut self, item: &Item, ahead: Option<OpResult<Vec<u8>>>) -> OpResult<()> {
+    fn file(&mut self, item: &Item, ahead: Option<OpResult<Ahead>>) -> OpResult<()> {
         let m = &item.meta;
         self.replace(&item.dst)?;
         let out = self.dst.create(&item.dst, m.perm & 0o777)?;
+        let mut xattrs = None;
         match ahead {
-            Some(data) => {
-                let data = data?;
+            Some(ahead) => {
+                let Ahead { data, xattrs: x } = ahead?;
+                xattrs = Some(x);
                 if data.len() as u64 != m.size {
                     return Err(OpError {
                         errno: libc::EIO,
@@ -378,7 +392,11 @@ impl<'a, S: Side, D: Side> Copier<'a, S, D> {
             let r = self.dst.fchmod(&out, m.perm);
             self.soft("modes", r)?;
         }
-        for (n, v) in self.xattrs_of(item)? {
+        let xattrs = match xattrs {
+            Some(x) => self.labelled(x?)?,
+            None => self.xattrs_of(item)?,
+        };
+        for (n, v) in xattrs {
             let r = self.dst.fsetxattr(&out, &n, &v);
             self.soft_xattr(&n, r)?;
         }
@@ -438,10 +456,13 @@ fn is_small(item: &Item) -> bool {
         && item.meta.nlink <= 1
 }
 
-fn read_small<S: Side>(s: &S, item: &Item) -> OpResult<Vec<u8>> {
+fn read_small<S: Side>(s: &S, item: &Item) -> OpResult<Ahead> {
     let f = s.open(&item.src)?;
     let mut buf = vec![0u8; item.meta.size as usize];
     let n = s.pread(&f, &mut buf, 0)?;
     buf.truncate(n);
-    Ok(buf)
+    Ok(Ahead {
+        data: buf,
+        xattrs: s.xattrs(&item.src),
+    })
 }

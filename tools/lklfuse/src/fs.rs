@@ -6,15 +6,19 @@
 //! Linux's own locking; nothing here holds a lock across a system call
 //! except the node table's short critical sections (see [`crate::nodes`]).
 //!
-//! Open files and directories are LKL descriptors of their own: the FUSE
-//! file handle is the LKL descriptor number.
+//! Open directories are LKL descriptors of their own: the FUSE file
+//! handle is the LKL descriptor number. Regular files are read and written
+//! through one descriptor per node ([`Node::data`]), whichever open of the
+//! file the host sends a request for: the host then needs no OPEN or
+//! RELEASE round trip per file (`FUSE_NO_OPEN_SUPPORT`), and a file's
+//! handle is always 0.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -46,7 +50,7 @@ pub static DEBUG: AtomicBool = AtomicBool::new(false);
 pub struct Shared {
     /// Node ids and their LKL inodes.
     pub nodes: Nodes,
-    /// LKL descriptors of open files and directories (FUSE handles).
+    /// LKL descriptors of open directories (FUSE handles).
     pub handles: Mutex<HashSet<i32>>,
 }
 
@@ -70,6 +74,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct LklFs {
     shared: std::sync::Arc<Shared>,
     writeback: bool,
+    /// Whether the host opens files without asking (it offered
+    /// `FUSE_NO_OPEN_SUPPORT`; `open` then answers `ENOSYS` once).
+    no_open: bool,
     /// The mount point, to find the mount's readahead setting.
     mountpoint: PathBuf,
     /// Set once the readahead was widened (or found unwidenable).
@@ -84,6 +91,7 @@ impl LklFs {
         LklFs {
             shared,
             writeback,
+            no_open: false,
             mountpoint,
             readahead: std::sync::Once::new(),
         }
@@ -158,22 +166,43 @@ impl LklFs {
         Ok(())
     }
 
-    /// Opens node `node` with `flags` through `/proc/self/fd`.
-    fn reopen(&self, node: &Node, flags: i32) -> Result<i32, Errno> {
-        let keep = libc::O_ACCMODE
-            | libc::O_TRUNC
-            | libc::O_SYNC
-            | libc::O_DSYNC
-            | libc::O_NOATIME
-            | libc::O_DIRECTORY;
-        let mut flags = (flags & keep) | libc::O_CLOEXEC | libc::O_LARGEFILE | libc::O_NOFOLLOW;
-        if self.writeback && flags & libc::O_ACCMODE == libc::O_WRONLY {
-            // The host's write-back cache reads pages it writes partly.
-            flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
+    /// The descriptor that reads and writes regular file `node`, opened
+    /// at its first use (through `/proc/self/fd`) and kept until the host
+    /// releases the file (when it says so) or forgets the node. Read-write,
+    /// so that one descriptor serves every open of the file on the host
+    /// (which checked the opener's access); read-only where the file
+    /// system or the file refuses writing (`-o ro`, an immutable file),
+    /// and a write then fails with `EBADF`.
+    fn data_fd(&self, node: &Node) -> Result<Arc<PathFd>, Errno> {
+        if let Some(fd) = &*lock(&node.data) {
+            return Ok(fd.clone());
         }
-        // Remove O_NOFOLLOW again: the proc link itself must be followed.
-        flags &= !libc::O_NOFOLLOW;
-        sys::openat(sys::AT_FDCWD, &proc_path(node.fd.0), flags, 0)
+        if node.kind != libc::S_IFREG {
+            return Err(Errno(libc::EINVAL));
+        }
+        let path = proc_path(node.fd.0);
+        let flags = libc::O_CLOEXEC | libc::O_LARGEFILE;
+        let fd = match sys::openat(sys::AT_FDCWD, &path, flags | libc::O_RDWR, 0) {
+            Err(Errno(libc::EROFS | libc::EACCES | libc::EPERM | libc::ETXTBSY)) => {
+                sys::openat(sys::AT_FDCWD, &path, flags | libc::O_RDONLY, 0)?
+            }
+            r => r?,
+        };
+        Ok(Self::keep_data_fd(node, fd))
+    }
+
+    /// Makes `fd` the data descriptor of `node`, unless another request
+    /// set one meanwhile (then `fd` is closed); returns the one kept.
+    fn keep_data_fd(node: &Node, fd: i32) -> Arc<PathFd> {
+        let fd = PathFd(fd);
+        // Dropping the one not kept closes it.
+        lock(&node.data).get_or_insert_with(|| Arc::new(fd)).clone()
+    }
+
+    /// The data descriptor of node `ino`, for a request on an open regular
+    /// file (its handle is always 0).
+    fn file(&self, ino: INodeNo) -> Result<Arc<PathFd>, Errno> {
+        self.data_fd(&self.node(ino)?)
     }
 
     fn add_handle(&self, fd: i32) -> FileHandle {
@@ -400,8 +429,9 @@ impl Filesystem for LklFs {
         let _ = config.set_max_readahead(max_ra);
         let _ = config.set_max_background(64);
         let caps = config.capabilities();
+        // No FUSE_ATOMIC_O_TRUNC: an open with O_TRUNC arrives as a
+        // SETATTR of the size (the host may skip OPEN, below).
         let mut want = InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_ASYNC_READ
             | InitFlags::FUSE_BIG_WRITES
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2
@@ -417,6 +447,12 @@ impl Filesystem for LklFs {
         if self.writeback && !caps.contains(InitFlags::FUSE_WRITEBACK_CACHE) {
             self.writeback = false;
         }
+        // The host may open files without asking: files are read and
+        // written through their node's descriptor, so an OPEN has nothing
+        // to do, and once it is answered with ENOSYS the host sends no OPEN
+        // or RELEASE again (it keeps its page cache across opens, as with
+        // FOPEN_KEEP_CACHE). Two round trips less per file read.
+        self.no_open = caps.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
         Ok(())
     }
 
@@ -436,11 +472,8 @@ impl Filesystem for LklFs {
         self.shared.nodes.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let res = match fh {
-            Some(fh) => self.getattr_of(ino, self.handle(fh)),
-            None => self.node(ino).and_then(|n| self.getattr_of(ino, n.fd.0)),
-        };
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let res = self.node(ino).and_then(|n| self.getattr_of(ino, n.fd.0));
         reply!(reply, "getattr", ino.0, res, |a| reply.attr(&TTL, &a));
     }
 
@@ -455,7 +488,7 @@ impl Filesystem for LklFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
@@ -472,8 +505,9 @@ impl Filesystem for LklFs {
                 sys::fchown(fd, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))?;
             }
             if let Some(size) = size {
-                match fh {
-                    Some(fh) => sys::ftruncate(self.handle(fh), size)?,
+                let data = lock(&node.data).clone();
+                match data {
+                    Some(data) => sys::ftruncate(data.0, size)?,
                     None => sys::truncate(&proc_path(fd), size)?,
                 }
                 // FUSE_HANDLE_KILLPRIV_V2: truncation by a user without
@@ -603,24 +637,20 @@ impl Filesystem for LklFs {
         ));
     }
 
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // Before the first file is open: the host reads the readahead size
         // into each file as it opens it, after this request.
         self.readahead
             .call_once(|| widen_readahead(&self.mountpoint));
-        let res = self.node(ino).and_then(|n| {
-            let fd = self.reopen(&n, flags.0)?;
-            // FUSE_HANDLE_KILLPRIV_V2: O_TRUNC by a non-root user.
-            if flags.0 & libc::O_TRUNC != 0 && req.uid() != 0 {
-                if let Err(e) = self.kill_suid(fd) {
-                    let _ = sys::close(fd);
-                    return Err(e);
-                }
-            }
-            Ok(fd)
-        });
-        reply!(reply, "open", ino.0, res, |fd| reply
-            .opened(self.add_handle(fd), FILE_OPEN));
+        if self.no_open {
+            // From now on the host opens files without asking.
+            return reply.error(FErrno::ENOSYS);
+        }
+        // O_TRUNC comes as a SETATTR (no FUSE_ATOMIC_O_TRUNC); reads and
+        // writes go to the node's descriptor, whatever the handle.
+        let res = self.node(ino);
+        reply!(reply, "open", ino.0, res, |_| reply
+            .opened(FileHandle(0), FILE_OPEN));
     }
 
     fn read(
@@ -634,7 +664,12 @@ impl Filesystem for LklFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let fd = self.handle(fh);
+        let _ = fh;
+        let file = match self.file(ino) {
+            Ok(f) => f,
+            Err(e) => return reply.error(trace("read", ino.0, e)),
+        };
+        let fd = file.0;
         READ_BUF.with_borrow_mut(|buf| {
             // Grown once per serving thread (and zeroed then), reused after:
             // a fresh 1 MiB buffer per request costs a zeroing pass and
@@ -669,7 +704,12 @@ impl Filesystem for LklFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let fd = self.handle(fh);
+        let _ = fh;
+        let file = match self.file(ino) {
+            Ok(f) => f,
+            Err(e) => return reply.error(trace("write", ino.0, e)),
+        };
+        let fd = file.0;
         let res = full_io(data.len(), |done| {
             sys::pwrite(fd, &data[done..], offset + done as u64)
         });
@@ -709,8 +749,15 @@ impl Filesystem for LklFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let res = self.close_handle(fh);
-        reply!(reply, "release", ino.0, res, |()| reply.ok());
+        // The host's last use of the file for now (when it asks at all):
+        // the node's descriptor is closed once no request uses it, as the
+        // file system expects of a closed file (ext4 gives back blocks it
+        // reserved ahead for the writer), and opened again if needed.
+        let _ = fh;
+        if let Some(node) = self.shared.nodes.get(ino.0) {
+            lock(&node.data).take();
+        }
+        reply.ok();
     }
 
     fn fsync(
@@ -721,7 +768,8 @@ impl Filesystem for LklFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let res = sys::fsync(self.handle(fh), datasync);
+        let _ = fh;
+        let res = self.file(ino).and_then(|fd| sys::fsync(fd.0, datasync));
         reply!(reply, "fsync", ino.0, res, |()| reply.ok());
     }
 
@@ -923,35 +971,43 @@ impl Filesystem for LklFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.readahead
+            .call_once(|| widen_readahead(&self.mountpoint));
+        if self.no_open {
+            // The host then makes files with MKNOD and opens them without
+            // asking: a file made by CREATE would cost a RELEASE when
+            // closed, one round trip more per file of an untar.
+            return reply.error(FErrno::ENOSYS);
+        }
         let res = (|| {
             let dir = self.node(parent)?;
-            let keep = libc::O_ACCMODE
-                | libc::O_TRUNC
-                | libc::O_EXCL
-                | libc::O_SYNC
-                | libc::O_DSYNC
-                | libc::O_NOATIME;
-            let mut flags = (flags & keep) | libc::O_CREAT | libc::O_CLOEXEC | libc::O_LARGEFILE;
-            if self.writeback && flags & libc::O_ACCMODE == libc::O_WRONLY {
-                flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR;
-            }
+            // Read-write whatever the host's open asked for: this
+            // descriptor becomes the node's data descriptor (`data_fd`).
+            let flags = (flags & (libc::O_TRUNC | libc::O_EXCL))
+                | libc::O_RDWR
+                | libc::O_CREAT
+                | libc::O_CLOEXEC
+                | libc::O_LARGEFILE;
             let fd = sys::openat(dir.fd.0, name, flags, mode)?;
             let a = self
                 .own(req, fd)
                 .and_then(|()| self.node_of_fd(fd, parent, name));
-            match a {
-                Ok(a) => Ok((a, fd)),
-                Err(e) => {
+            match (a, self.shared.nodes.get(a.as_ref().map_or(0, |a| a.ino.0))) {
+                (Ok(a), Some(node)) => {
+                    Self::keep_data_fd(&node, fd);
+                    Ok(a)
+                }
+                (a, _) => {
                     let _ = sys::close(fd);
-                    Err(e)
+                    a
                 }
             }
         })();
-        reply!(reply, "create", parent.0, res, |(a, fd)| reply.created(
+        reply!(reply, "create", parent.0, res, |a| reply.created(
             &TTL,
             &a,
             Generation(0),
-            self.add_handle(fd),
+            FileHandle(0),
             FILE_OPEN
         ));
     }
@@ -966,7 +1022,10 @@ impl Filesystem for LklFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let res = sys::fallocate(self.handle(fh), mode, offset, length);
+        let _ = fh;
+        let res = self
+            .file(ino)
+            .and_then(|fd| sys::fallocate(fd.0, mode, offset, length));
         reply!(reply, "fallocate", ino.0, res, |()| reply.ok());
     }
 
@@ -979,10 +1038,12 @@ impl Filesystem for LklFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        // SEEK_DATA / SEEK_HOLE: answered from a private descriptor, so the
-        // handle's position (unused: reads and writes are positional)
-        // does not matter.
-        let res = sys::lseek(self.handle(fh), offset, whence);
+        // SEEK_DATA / SEEK_HOLE: the node's descriptor's position is
+        // unused (reads and writes are positional).
+        let _ = fh;
+        let res = self
+            .file(ino)
+            .and_then(|fd| sys::lseek(fd.0, offset, whence));
         reply!(reply, "lseek", ino.0, res, |o| reply.offset(o));
     }
 }

@@ -434,6 +434,14 @@ fn serve(
     let root = sys::openat(sys::AT_FDCWD, mounted.path().as_os_str(), root_flags, 0)
         .map_err(|e| anyhow!("open {} inside LKL: {e}", mounted.path().display()))?;
     let root = PathFd(root);
+    // Up to two descriptors per node (its O_PATH one and its data one):
+    // the descriptor table grows by doubling, each time one contiguous
+    // allocation in this kernel (no MMU), which can fail with ENOMEM once
+    // its memory is fragmented by the page cache. Grow it now instead.
+    sys::reserve_fds(
+        root.0,
+        max_nodes(plan).saturating_mul(2).saturating_add(1024),
+    );
     let st = sys::fstat(root.0).map_err(|e| anyhow!("stat the root inside LKL: {e}"))?;
     let shared = Arc::new(Shared {
         nodes: Nodes::default(),
@@ -445,6 +453,13 @@ fn serve(
     // follows must find the file system unused.
     shared.close_all();
     served
+}
+
+/// Nodes the host may keep cached (`-o max_nodes=`, default `mb` x 128).
+fn max_nodes(plan: &Plan) -> usize {
+    plan.opts
+        .max_nodes
+        .unwrap_or((plan.opts.mb as usize).saturating_mul(128))
 }
 
 /// The FUSE session over `shared`'s nodes, until it ends.
@@ -485,11 +500,7 @@ fn serve_nodes(
     let mut session =
         Session::new(fs, &plan.mountpoint, &config).with_context(|| fuse_hint(&plan.mountpoint))?;
     signal_thread(set, session.unmount_callable(), plan.mountpoint.clone());
-    let max_nodes = plan
-        .opts
-        .max_nodes
-        .unwrap_or((plan.opts.mb as usize).saturating_mul(128));
-    let trimmer = Trimmer::start(shared.clone(), session.notifier(), max_nodes);
+    let trimmer = Trimmer::start(shared.clone(), session.notifier(), max_nodes(plan));
     let served = (|| {
         if plan.log.is_some() || ready_was_background() {
             detach_stdio(plan.log.as_ref())?;

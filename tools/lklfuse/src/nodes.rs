@@ -36,7 +36,7 @@ pub const ROOT_ID: u64 = 1;
 /// The first synthetic node id.
 const SYNTHETIC_BASE: u64 = 1 << 63;
 
-/// An `O_PATH` descriptor inside LKL, closed on drop.
+/// A descriptor inside LKL (`O_PATH` for a node), closed on drop.
 #[derive(Debug)]
 pub struct PathFd(pub i32);
 
@@ -53,6 +53,21 @@ pub struct Node {
     pub fd: Arc<PathFd>,
     /// `S_IFMT` bits of its mode.
     pub kind: u32,
+    /// A regular file's descriptor for reads and writes (read-write where
+    /// allowed), opened at its first use and shared by every open of the
+    /// file on the host, which may open files without asking (see
+    /// `LklFs::data_fd`). A request holds its own reference while it uses it.
+    pub data: Arc<Mutex<Option<Arc<PathFd>>>>,
+}
+
+impl Node {
+    fn new(fd: PathFd, kind: u32) -> Self {
+        Node {
+            fd: Arc::new(fd),
+            kind,
+            data: Arc::new(Mutex::new(None)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -92,10 +107,7 @@ impl Nodes {
         t.by_id.insert(
             ROOT_ID,
             Entry {
-                node: Node {
-                    fd: Arc::new(fd),
-                    kind: libc::S_IFDIR,
-                },
+                node: Node::new(fd, libc::S_IFDIR),
                 key: (dev, ino),
                 nlookup: 1,
                 name: None,
@@ -168,10 +180,7 @@ impl Nodes {
         t.by_id.insert(
             id,
             Entry {
-                node: Node {
-                    fd: Arc::new(fd),
-                    kind,
-                },
+                node: Node::new(fd, kind),
                 key: (dev, ino),
                 nlookup: 1,
                 name: Some((parent, name.to_owned())),

@@ -4,7 +4,7 @@
 //! call wrappers (the one layer over `lkl_syscall`) with the arguments
 //! lklfuse always passes.
 
-use std::ffi::OsStr;
+use std::ffi::{c_long, OsStr};
 
 use lkl::sys;
 use lkl::{Errno, XattrOn};
@@ -128,4 +128,19 @@ pub fn truncate(path: &OsStr, len: u64) -> Result<(), Errno> {
 /// `faccessat(AT_FDCWD, path, mode)`.
 pub fn access(path: &OsStr, mode: i32) -> Result<(), Errno> {
     lkl::faccessat(AT_FDCWD, path, mode)
+}
+
+/// Makes the descriptor table hold at least `n` descriptors: `fd` is
+/// duplicated to number `n - 1` and that closed again (the table never
+/// shrinks). Best effort: a failure only leaves the growing for later.
+pub fn reserve_fds(fd: i32, n: usize) {
+    let Ok(top) = c_long::try_from(n.saturating_sub(1)) else {
+        return;
+    };
+    let nr = sys::__lkl__NR_dup3 as c_long;
+    // SAFETY: dup3 takes two descriptor numbers and flags, no pointers.
+    let dup = unsafe { lkl::syscall(nr, [fd as c_long, top, libc::O_CLOEXEC as c_long, 0, 0, 0]) };
+    if dup.is_ok() {
+        let _ = close(top as i32);
+    }
 }
