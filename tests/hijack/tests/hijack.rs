@@ -192,6 +192,8 @@ fn setup() -> Result<Env, String> {
             .map_err(|e| format!("{}: {e}", lib.display()))?;
     }
     let script = workspace().join("bin/lkl-hijack.sh");
+    // The LKL_HIJACK_ZPOLINE cases run lkl-run --zpoline, which maps page 0.
+    lkl_test_support::run(Command::new("sysctl").args(["-qw", "vm.mmap_min_addr=0"]))?;
     let ns = Netns::new("lklhj")?;
     ns.add_tap(TAP0, &["198.18.0.1/24", "2001:db8:18::1/64"])?;
     ns.add_tap(TAP1, &["198.18.1.1/24", "2001:db8:19::1/64"])?;
