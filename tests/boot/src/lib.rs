@@ -126,6 +126,10 @@ pub fn cases() -> Vec<Case> {
             run: filesystems_configured,
         },
         Case {
+            name: "crc32c_with_the_cpu_instruction",
+            run: crc32c_with_the_cpu_instruction,
+        },
+        Case {
             name: "mount_tmpfs_devtmpfs",
             run: mount_tmpfs_devtmpfs,
         },
@@ -334,6 +338,42 @@ fn filesystems_configured() -> Outcome {
             "{fs} missing from /proc/filesystems: {names:?}"
         );
     }
+    Ok(())
+}
+
+/// On a CPU with SSE4.2, the kernel's "crc32c" (ext4's and btrfs's metadata
+/// checksums, xfs's through libcrc32c) is the arch port's, with the crc32
+/// instruction, above the generic table code.
+fn crc32c_with_the_cpu_instruction() -> Outcome {
+    let list = String::from_utf8_lossy(&read_file("/proc/crypto")?).into_owned();
+    let ours = list.split("\n\n").find(|entry| {
+        entry
+            .lines()
+            .any(|l| l.split_whitespace().eq(["driver", ":", "crc32c-lkl-insn"]))
+    });
+    if !std::arch::is_x86_feature_detected!("sse4.2") {
+        ensure!(
+            ours.is_none(),
+            "crc32c-lkl-insn registered on a CPU without SSE4.2"
+        );
+        return Ok(());
+    }
+    let ours = ours.ok_or_else(|| format!("no crc32c-lkl-insn in /proc/crypto: {list}"))?;
+    let priority = |entry: &str| {
+        entry.lines().find_map(|l| {
+            l.strip_prefix("priority")
+                .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse::<u32>().ok())
+        })
+    };
+    let generic = list.split("\n\n").find(|entry| {
+        entry
+            .lines()
+            .any(|l| l.split_whitespace().eq(["driver", ":", "crc32c-generic"]))
+    });
+    ensure!(
+        priority(ours) > generic.and_then(priority),
+        "crc32c-lkl-insn does not rank above crc32c-generic: {list}"
+    );
     Ok(())
 }
 
