@@ -458,14 +458,18 @@ impl Server {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Node `id` with its descriptor open (opened again if it was closed).
-    fn node(&self, id: u64) -> Result<Pinned, i32> {
-        let node = self
-            .nodes()
+    /// Node `id` (`ESTALE` if the kernel has forgotten it).
+    fn node_of(&self, id: u64) -> Result<Arc<Node>, i32> {
+        self.nodes()
             .by_id
             .get(&id)
             .map(|e| e.node.clone())
-            .ok_or(libc::ESTALE)?;
+            .ok_or(libc::ESTALE)
+    }
+
+    /// Node `id` with its descriptor open (opened again if it was closed).
+    fn node(&self, id: u64) -> Result<Pinned, i32> {
+        let node = self.node_of(id)?;
         let fd = self.node_fd(&node, 0)?;
         Ok(Pinned {
             id,
@@ -495,12 +499,7 @@ impl Server {
             return Err(libc::ELOOP);
         }
         let (parent, nm) = lock(&n.place).clone();
-        let parent = self
-            .nodes()
-            .by_id
-            .get(&parent)
-            .map(|e| e.node.clone())
-            .ok_or(libc::ESTALE)?;
+        let parent = self.node_of(parent)?;
         let pfd = self.node_fd(&parent, depth + 1)?;
         let fd = openat(pfd.as_raw_fd(), &nm, libc::O_PATH | libc::O_NOFOLLOW, 0)
             .map_err(|_| libc::ESTALE)?;
@@ -572,12 +571,7 @@ impl Server {
     /// Node `id`'s file for a call on the file itself: its open handle's
     /// descriptor while the kernel holds it open, else its node descriptor.
     fn target(&self, id: u64) -> Result<Target, i32> {
-        let node = self
-            .nodes()
-            .by_id
-            .get(&id)
-            .map(|e| e.node.clone())
-            .ok_or(libc::ESTALE)?;
+        let node = self.node_of(id)?;
         if let Some(h) = lock(&node.open).upgrade() {
             node.used.store(true, Ordering::Relaxed);
             return Ok(Target {
