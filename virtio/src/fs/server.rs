@@ -121,20 +121,6 @@ impl Via {
     }
 }
 
-/// Where an extended-attribute call goes: an open handle's descriptor, or the
-/// `/proc/self/fd` path of a node descriptor (held open while this lives).
-enum XattrAt {
-    Fd(Arc<Handle>),
-    Path(Pinned),
-}
-
-impl XattrAt {
-    /// `/proc/self/fd/N` of the node descriptor.
-    fn path(n: &Pinned) -> CString {
-        Server::proc_path(n.fd.as_raw_fd())
-    }
-}
-
 /// A node's file and its kind (`st_mode & S_IFMT`).
 struct Target {
     kind: u32,
@@ -1028,15 +1014,12 @@ impl Server {
     /// Node `id`'s file for an extended-attribute call (regular files and
     /// directories only): an open handle's descriptor for the `f*xattr`
     /// calls, or else the `/proc/self/fd` path of the node's.
-    fn xattr_target(&self, id: u64) -> Result<XattrAt, i32> {
+    fn xattr_target(&self, id: u64) -> Result<Via, i32> {
         let n = self.target(id)?;
         if n.kind != libc::S_IFREG && n.kind != libc::S_IFDIR {
             return Err(libc::EOPNOTSUPP);
         }
-        Ok(match n.via {
-            Via::Open(h) => XattrAt::Fd(h),
-            Via::Node(p) => XattrAt::Path(p),
-        })
+        Ok(n.via)
     }
 
     /// A `GETXATTR`/`LISTXATTR` answer: the size when `size` is 0, else
@@ -1371,12 +1354,15 @@ impl Server {
                     // `buf` is null with length 0 or ours of `len` bytes.
                     unsafe {
                         match &at {
-                            XattrAt::Fd(h) => {
+                            Via::Open(h) => {
                                 libc::fgetxattr(h.fd.as_raw_fd(), nm.as_ptr(), buf, len)
                             }
-                            XattrAt::Path(p) => {
-                                libc::getxattr(XattrAt::path(p).as_ptr(), nm.as_ptr(), buf, len)
-                            }
+                            Via::Node(p) => libc::getxattr(
+                                Server::proc_path(p.fd.as_raw_fd()).as_ptr(),
+                                nm.as_ptr(),
+                                buf,
+                                len,
+                            ),
                         }
                     }
                 })
@@ -1389,10 +1375,12 @@ impl Server {
                     // SAFETY: as for GETXATTR.
                     unsafe {
                         match &at {
-                            XattrAt::Fd(h) => libc::flistxattr(h.fd.as_raw_fd(), buf.cast(), len),
-                            XattrAt::Path(p) => {
-                                libc::listxattr(XattrAt::path(p).as_ptr(), buf.cast(), len)
-                            }
+                            Via::Open(h) => libc::flistxattr(h.fd.as_raw_fd(), buf.cast(), len),
+                            Via::Node(p) => libc::listxattr(
+                                Server::proc_path(p.fd.as_raw_fd()).as_ptr(),
+                                buf.cast(),
+                                len,
+                            ),
                         }
                     }
                 })
@@ -1408,12 +1396,16 @@ impl Server {
                 // of the length given.
                 check(unsafe {
                     match &self.xattr_target(id)? {
-                        XattrAt::Fd(h) => {
+                        Via::Open(h) => {
                             libc::fsetxattr(h.fd.as_raw_fd(), nm.as_ptr(), v, len, flags)
                         }
-                        XattrAt::Path(p) => {
-                            libc::setxattr(XattrAt::path(p).as_ptr(), nm.as_ptr(), v, len, flags)
-                        }
+                        Via::Node(p) => libc::setxattr(
+                            Server::proc_path(p.fd.as_raw_fd()).as_ptr(),
+                            nm.as_ptr(),
+                            v,
+                            len,
+                            flags,
+                        ),
                     }
                 })?;
                 ok()
@@ -1424,10 +1416,11 @@ impl Server {
                 // SAFETY: valid C strings and a descriptor held open.
                 check(unsafe {
                     match &self.xattr_target(id)? {
-                        XattrAt::Fd(h) => libc::fremovexattr(h.fd.as_raw_fd(), nm.as_ptr()),
-                        XattrAt::Path(p) => {
-                            libc::removexattr(XattrAt::path(p).as_ptr(), nm.as_ptr())
-                        }
+                        Via::Open(h) => libc::fremovexattr(h.fd.as_raw_fd(), nm.as_ptr()),
+                        Via::Node(p) => libc::removexattr(
+                            Server::proc_path(p.fd.as_raw_fd()).as_ptr(),
+                            nm.as_ptr(),
+                        ),
                     }
                 })?;
                 ok()
